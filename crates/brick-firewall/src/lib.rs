@@ -1,0 +1,3 @@
+//! Stateful firewall brick: pf-style rule language (nom), connection tracking, security groups, anti-spoof.
+//!
+//! Not implemented yet: see this crate's README.
