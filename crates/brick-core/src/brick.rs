@@ -1,0 +1,197 @@
+//! The [`Brick`] trait and the [`Output`] a brick emits into.
+
+use std::any::Any;
+use std::os::fd::RawFd;
+
+use crate::burst::Burst;
+use crate::packet::Packet;
+use crate::stats::{BrickStats, DROP_UNLINKED};
+use crate::time::Timestamp;
+
+/// One of the two sides of a brick. By convention west faces the physical network and east
+/// faces the VMs; a link always joins one brick's east side to another's west side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    /// Towards the physical network.
+    West = 0,
+    /// Towards the virtual machines.
+    East = 1,
+}
+
+impl Side {
+    /// The other side.
+    #[inline]
+    pub const fn opposite(self) -> Side {
+        match self {
+            Side::West => Side::East,
+            Side::East => Side::West,
+        }
+    }
+
+    /// Both sides, west first.
+    pub const BOTH: [Side; 2] = [Side::West, Side::East];
+
+    /// Lower-case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Side::West => "west",
+            Side::East => "east",
+        }
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Index of a port (an edge end) on one side of a brick. Ports keep their index for as long
+/// as they are linked; unlinking one leaves a hole that the next link may reuse.
+pub type PortId = u16;
+
+/// A processing node of the graph.
+///
+/// The graph owns its bricks and calls them on its own thread: a brick receives a [`Burst`]
+/// with [`process`](Brick::process) and emits packets through an [`Output`]; the graph then
+/// delivers what was emitted to the linked bricks. Source bricks (NICs, vhost, taps) are also
+/// [`poll`](Brick::poll)ed. A brick never holds a reference to another brick.
+pub trait Brick: Any + Send {
+    /// Short type name (`"switch"`, `"vtep"`…), shown in DOT and metrics.
+    fn kind(&self) -> &'static str;
+
+    /// Names of the reasons this brick drops packets for; [`Output::drop`] takes an index into
+    /// this list. The graph appends its own reasons after them.
+    fn drop_reasons(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Most ports the brick accepts on `side` (linking beyond is refused).
+    fn max_ports(&self, _side: Side) -> usize {
+        PortId::MAX as usize
+    }
+
+    /// Handles packets that arrived on `port` of `side`. The brick must take every packet out
+    /// of `pkts` (emit it, keep it, or [`Output::drop`] it); any left behind is dropped and
+    /// counted as "not consumed".
+    fn process(&mut self, side: Side, port: PortId, pkts: &mut Burst, out: &mut Output<'_>);
+
+    /// Whether the graph must [`poll`](Brick::poll) this brick.
+    fn is_source(&self) -> bool {
+        false
+    }
+
+    /// Lets a source bring packets into the graph; returns how many it emitted.
+    fn poll(&mut self, _out: &mut Output<'_>) -> usize {
+        0
+    }
+
+    /// A file descriptor that becomes readable when this source has work, so an idle runner
+    /// can sleep instead of spinning. Sources without one cap the runner's sleep time.
+    fn wake_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    /// Called periodically (every [`Graph::tick_interval`](crate::Graph::tick_interval)) for
+    /// timers: aging, retransmissions, flushing files.
+    fn tick(&mut self, _now: Timestamp) {}
+
+    /// A port of `side` was linked.
+    fn on_link(&mut self, _side: Side, _port: PortId) {}
+
+    /// A port of `side` was unlinked (a switch flushes the MACs it learnt there).
+    fn on_unlink(&mut self, _side: Side, _port: PortId) {}
+
+    /// Extra lines for the DOT label and status output (brick-specific counters).
+    fn describe(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Where a brick puts the packets it emits, and how it counts those it drops.
+///
+/// Emitted packets wait in per-port slots until the brick returns; then the graph delivers
+/// each slot, in bursts of at most [`BURST_SIZE`](crate::BURST_SIZE), to the linked brick.
+pub struct Output<'a> {
+    pub(crate) slots: &'a mut [Vec<Burst>; 2],
+    pub(crate) linked: &'a [Vec<bool>; 2],
+    pub(crate) dirty: &'a mut Vec<(Side, PortId)>,
+    pub(crate) stats: &'a BrickStats,
+    pub(crate) now: Timestamp,
+    pub(crate) emitted: usize,
+}
+
+impl<'a> Output<'a> {
+    /// Sends `pkt` out of `port` on `side`. A packet sent to a port with no link is dropped
+    /// and counted ("unlinked port").
+    #[inline]
+    pub fn emit(&mut self, side: Side, port: PortId, pkt: Packet) {
+        let s = side as usize;
+        let p = port as usize;
+        if !self.linked[s].get(p).copied().unwrap_or(false) {
+            self.stats.graph_drop(DROP_UNLINKED, 1);
+            return;
+        }
+        let slot = &mut self.slots[s][p];
+        if slot.is_empty() {
+            self.dirty.push((side, port));
+        }
+        slot.push_unbounded(pkt);
+        self.emitted += 1;
+    }
+
+    /// Sends every packet of `pkts` out of `port` on `side`.
+    pub fn emit_all(&mut self, side: Side, port: PortId, pkts: &mut Burst) {
+        for pkt in pkts.drain() {
+            self.emit(side, port, pkt);
+        }
+    }
+
+    /// Drops `pkt`, counting it under `reason`, an index into the brick's
+    /// [`drop_reasons`](Brick::drop_reasons).
+    #[inline]
+    pub fn drop(&mut self, pkt: Packet, reason: usize) {
+        self.stats.drop_counter(reason).add(1);
+        drop(pkt);
+    }
+
+    /// Counts `n` drops under `reason` for packets the brick no longer holds (for example a
+    /// flood copy that could not be made).
+    #[inline]
+    pub fn count_drop(&mut self, reason: usize, n: u64) {
+        self.stats.drop_counter(reason).add(n);
+    }
+
+    /// Number of port slots on `side` (linked or not).
+    #[inline]
+    pub fn port_count(&self, side: Side) -> usize {
+        self.linked[side as usize].len()
+    }
+
+    /// Whether `port` of `side` is linked.
+    #[inline]
+    pub fn is_linked(&self, side: Side, port: PortId) -> bool {
+        self.linked[side as usize].get(port as usize).copied().unwrap_or(false)
+    }
+
+    /// The linked ports of `side`, in order. Holes left by unlinking are skipped, so flooding
+    /// reaches every remaining port.
+    pub fn linked_ports(&self, side: Side) -> impl Iterator<Item = PortId> + '_ {
+        self.linked[side as usize].iter().enumerate().filter(|(_, l)| **l).map(|(i, _)| i as PortId)
+    }
+
+    /// The time of the current poll round.
+    #[inline]
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+}
+
+/// Downcasting support, so a control closure can reach a concrete brick inside the graph.
+pub(crate) fn as_any_mut(b: &mut dyn Brick) -> &mut dyn Any {
+    b
+}
+
+pub(crate) fn as_any(b: &dyn Brick) -> &dyn Any {
+    b
+}

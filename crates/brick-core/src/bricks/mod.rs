@@ -1,0 +1,15 @@
+//! Small general-purpose bricks.
+
+mod diode;
+mod dipole;
+mod hub;
+mod nop;
+mod rxtx;
+mod sniffer;
+
+pub use diode::Diode;
+pub use dipole::UserDipole;
+pub use hub::Hub;
+pub use nop::Nop;
+pub use rxtx::RxTx;
+pub use sniffer::{Sniffer, SnifferDirection};

@@ -1,0 +1,138 @@
+//! Bursts: up to [`BURST_SIZE`] packets handled together.
+
+use crate::packet::Packet;
+
+/// Most packets a brick receives in one call.
+pub const BURST_SIZE: usize = 64;
+
+/// Up to [`BURST_SIZE`] packets. The vector's storage is reserved once and reused: clearing or
+/// draining a burst keeps it, so steady-state traffic does not allocate.
+#[derive(Debug, Default)]
+pub struct Burst {
+    pkts: Vec<Packet>,
+}
+
+impl Burst {
+    /// An empty burst with room for [`BURST_SIZE`] packets.
+    pub fn new() -> Self {
+        Burst { pkts: Vec::with_capacity(BURST_SIZE) }
+    }
+
+    /// Adds a packet; gives it back if the burst is full.
+    #[inline]
+    pub fn push(&mut self, pkt: Packet) -> Result<(), Packet> {
+        if self.pkts.len() >= BURST_SIZE {
+            return Err(pkt);
+        }
+        self.pkts.push(pkt);
+        Ok(())
+    }
+
+    /// Number of packets.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.pkts.len()
+    }
+
+    /// Whether there is no packet.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.pkts.is_empty()
+    }
+
+    /// Whether no more packet fits.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.pkts.len() >= BURST_SIZE
+    }
+
+    /// Free slots.
+    #[inline]
+    pub fn room(&self) -> usize {
+        BURST_SIZE.saturating_sub(self.pkts.len())
+    }
+
+    /// Takes every packet out, in order, keeping the storage.
+    #[inline]
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Packet> {
+        self.pkts.drain(..)
+    }
+
+    /// Removes and returns the last packet.
+    pub fn pop(&mut self) -> Option<Packet> {
+        self.pkts.pop()
+    }
+
+    /// Drops every packet (their buffers go back to their pools).
+    pub fn clear(&mut self) {
+        self.pkts.clear()
+    }
+
+    /// The packets.
+    pub fn iter(&self) -> std::slice::Iter<'_, Packet> {
+        self.pkts.iter()
+    }
+
+    /// The packets, writable.
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Packet> {
+        self.pkts.iter_mut()
+    }
+
+    /// Keeps the packets for which `keep` is true, dropping the others, in place.
+    pub fn retain_mut(&mut self, keep: impl FnMut(&mut Packet) -> bool) {
+        self.pkts.retain_mut(keep)
+    }
+
+    /// Total bytes of data.
+    pub fn bytes(&self) -> u64 {
+        self.pkts.iter().map(|p| p.len() as u64).sum()
+    }
+
+    // The graph's output slots may hold more than BURST_SIZE (flood replication); it splits
+    // them before delivery.
+    #[inline]
+    pub(crate) fn push_unbounded(&mut self, pkt: Packet) {
+        self.pkts.push(pkt);
+    }
+
+    pub(crate) fn move_front_into(&mut self, dst: &mut Burst, n: usize) {
+        let n = n.min(self.pkts.len());
+        dst.pkts.extend(self.pkts.drain(..n));
+    }
+}
+
+impl<'a> IntoIterator for &'a Burst {
+    type Item = &'a Packet;
+    type IntoIter = std::slice::Iter<'a, Packet>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.pkts.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a mut Burst {
+    type Item = &'a mut Packet;
+    type IntoIter = std::slice::IterMut<'a, Packet>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.pkts.iter_mut()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_is_bounded() {
+        let mut b = Burst::new();
+        for i in 0..BURST_SIZE {
+            b.push(Packet::from_slice(&[i as u8])).unwrap();
+        }
+        assert!(b.is_full());
+        assert!(b.push(Packet::from_slice(&[0])).is_err());
+        let firsts: Vec<u8> = b.drain().map(|p| p.data()[0]).collect();
+        assert_eq!(firsts.len(), BURST_SIZE);
+        assert_eq!(firsts[63], 63);
+        assert!(b.is_empty());
+        assert_eq!(b.room(), BURST_SIZE);
+    }
+}

@@ -1,0 +1,714 @@
+//! The graph: owns bricks, links their ports and moves bursts between them.
+
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam::channel::{self, Receiver, Sender};
+
+use crate::brick::{as_any, as_any_mut, Brick, Output, PortId, Side};
+use crate::burst::{Burst, BURST_SIZE};
+use crate::stats::{BrickStats, DROP_LOOP, DROP_UNCONSUMED, DROP_UNLINKED};
+use crate::time::{cycles, Timestamp};
+use crate::waker::Waker;
+
+/// Longest path a burst may take in one poll round; beyond it the graph has a loop and the
+/// packets are dropped ("graph loop") instead of recursing forever.
+pub const MAX_DEPTH: usize = 64;
+
+/// Identifies a brick in its graph. Ids are never reused for another brick: removing a brick
+/// makes its id stale, and stale ids are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BrickId {
+    index: u32,
+    generation: u32,
+}
+
+impl std::fmt::Display for BrickId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}.{}", self.index, self.generation)
+    }
+}
+
+/// What went wrong with a graph operation. The graph is left unchanged.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum GraphError {
+    /// The id names no brick (never did, or the brick was removed).
+    #[error("no brick with id {0}")]
+    UnknownBrick(BrickId),
+    /// No brick has this name.
+    #[error("no brick named {0:?}")]
+    UnknownName(String),
+    /// Names are unique within a graph.
+    #[error("a brick named {0:?} already exists")]
+    NameTaken(String),
+    /// The brick accepts no more ports on that side.
+    #[error("brick {brick:?} accepts at most {max} port(s) on its {side} side")]
+    PortsExhausted {
+        /// Brick name.
+        brick: String,
+        /// Side.
+        side: Side,
+        /// Its limit.
+        max: usize,
+    },
+    /// The requested port is already linked.
+    #[error("port {port} on the {side} side of {brick:?} is already linked")]
+    PortInUse {
+        /// Brick name.
+        brick: String,
+        /// Side.
+        side: Side,
+        /// Port.
+        port: PortId,
+    },
+    /// The port has no link.
+    #[error("port {port} on the {side} side of {brick:?} is not linked")]
+    NotLinked {
+        /// Brick name.
+        brick: String,
+        /// Side.
+        side: Side,
+        /// Port.
+        port: PortId,
+    },
+    /// A brick cannot be linked to itself.
+    #[error("cannot link brick {0:?} to itself")]
+    SelfLink(String),
+    /// The brick is not of the type asked for.
+    #[error("brick {0:?} is not of the requested type")]
+    WrongType(String),
+    /// The graph is gone (its thread stopped).
+    #[error("the graph is no longer running")]
+    Disconnected,
+    /// The graph did not run the command in time.
+    #[error("the graph did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Link {
+    peer: u32,
+    peer_port: PortId,
+}
+
+struct Node {
+    name: String,
+    generation: u32,
+    brick: Box<dyn Brick>,
+    links: [Vec<Option<Link>>; 2],
+    linked: [Vec<bool>; 2],
+    slots: [Vec<Burst>; 2],
+    dirty: Vec<(Side, PortId)>,
+    stats: Arc<BrickStats>,
+}
+
+impl Node {
+    fn set_link(&mut self, side: Side, port: PortId, link: Option<Link>) {
+        let s = side as usize;
+        let p = port as usize;
+        if self.links[s].len() <= p {
+            self.links[s].resize(p + 1, None);
+            self.linked[s].resize(p + 1, false);
+            self.slots[s].resize_with(p + 1, Burst::new);
+        }
+        self.links[s][p] = link;
+        self.linked[s][p] = link.is_some();
+        if link.is_none() {
+            self.slots[s][p].clear();
+            // Trailing holes are trimmed so port_count() reflects the highest linked port.
+            while self.links[s].last() == Some(&None) {
+                self.links[s].pop();
+                self.linked[s].pop();
+                self.slots[s].pop();
+            }
+        }
+    }
+
+    fn free_port(&self, side: Side) -> Result<PortId, GraphError> {
+        let s = side as usize;
+        let max = self.brick.max_ports(side).min(PortId::MAX as usize);
+        let candidate = self.links[s].iter().position(Option::is_none).unwrap_or(self.links[s].len());
+        if candidate >= max {
+            return Err(GraphError::PortsExhausted { brick: self.name.clone(), side, max });
+        }
+        Ok(candidate as PortId)
+    }
+
+    fn link_at(&self, side: Side, port: PortId) -> Option<Link> {
+        self.links[side as usize].get(port as usize).copied().flatten()
+    }
+}
+
+/// A control-thread request, run by the graph between two poll rounds.
+pub type Command = Box<dyn FnOnce(&mut Graph) + Send>;
+
+/// Sends commands to a graph that runs on another thread. Cheap to clone.
+#[derive(Clone)]
+pub struct GraphHandle {
+    tx: Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl GraphHandle {
+    /// Queues `f` to run on the graph's thread, without waiting.
+    pub fn post(&self, f: impl FnOnce(&mut Graph) + Send + 'static) -> Result<(), GraphError> {
+        self.tx.send(Box::new(f)).map_err(|_| GraphError::Disconnected)?;
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// Runs `f` on the graph's thread between two poll rounds and returns its result.
+    /// Traffic on paths that `f` does not touch keeps flowing before and after.
+    pub fn exec<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Graph) -> R + Send + 'static,
+    ) -> Result<R, GraphError> {
+        self.exec_timeout(Duration::from_secs(30), f)
+    }
+
+    /// [`exec`](Self::exec) with a deadline.
+    pub fn exec_timeout<R: Send + 'static>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&mut Graph) -> R + Send + 'static,
+    ) -> Result<R, GraphError> {
+        let (tx, rx) = channel::bounded(1);
+        self.post(move |g| {
+            let _ = tx.send(f(g));
+        })?;
+        rx.recv_timeout(timeout).map_err(|e| match e {
+            channel::RecvTimeoutError::Timeout => GraphError::Timeout(timeout),
+            channel::RecvTimeoutError::Disconnected => GraphError::Disconnected,
+        })
+    }
+}
+
+/// A graph of bricks.
+///
+/// Scheduling is run-to-completion, depth first: a source is polled, then each burst it
+/// emitted is handed to the linked brick, whose output is handed on in turn, before the next
+/// source is polled. A burst therefore crosses the whole graph while its packets are hot in
+/// cache, and the graph (not the bricks) decides where packets go. See docs/architecture.md.
+pub struct Graph {
+    name: String,
+    nodes: Vec<Option<Node>>,
+    generations: Vec<u32>,
+    by_name: HashMap<String, BrickId>,
+    sources: Vec<u32>,
+    cmd_tx: Sender<Command>,
+    cmd_rx: Receiver<Command>,
+    waker: Arc<Waker>,
+    tick_interval: Duration,
+    last_tick: Timestamp,
+    now: Timestamp,
+    spares: Vec<Burst>,
+    pollfds: Vec<libc::pollfd>,
+    pollfds_stale: bool,
+    sources_without_fd: bool,
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new(name: impl Into<String>) -> Self {
+        let (cmd_tx, cmd_rx) = channel::unbounded();
+        Graph {
+            name: name.into(),
+            nodes: Vec::new(),
+            generations: Vec::new(),
+            by_name: HashMap::new(),
+            sources: Vec::new(),
+            cmd_tx,
+            cmd_rx,
+            waker: Arc::new(Waker::new().expect("eventfd")),
+            tick_interval: Duration::from_millis(100),
+            last_tick: Timestamp::now(),
+            now: Timestamp::now(),
+            spares: Vec::new(),
+            pollfds: Vec::new(),
+            pollfds_stale: true,
+            sources_without_fd: false,
+        }
+    }
+
+    /// The graph's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A handle to send commands from other threads.
+    pub fn handle(&self) -> GraphHandle {
+        GraphHandle { tx: self.cmd_tx.clone(), waker: Arc::clone(&self.waker) }
+    }
+
+    /// How often bricks' [`tick`](Brick::tick) runs (default 100 ms).
+    pub fn tick_interval(&self) -> Duration {
+        self.tick_interval
+    }
+
+    /// Changes how often bricks' [`tick`](Brick::tick) runs.
+    pub fn set_tick_interval(&mut self, d: Duration) {
+        self.tick_interval = d;
+    }
+
+    /// Adds a brick under a unique name.
+    pub fn add(&mut self, name: impl Into<String>, brick: impl Brick) -> Result<BrickId, GraphError> {
+        self.add_boxed(name, Box::new(brick))
+    }
+
+    /// Adds an already boxed brick under a unique name.
+    pub fn add_boxed(&mut self, name: impl Into<String>, brick: Box<dyn Brick>) -> Result<BrickId, GraphError> {
+        let name = name.into();
+        if self.by_name.contains_key(&name) {
+            return Err(GraphError::NameTaken(name));
+        }
+        let index = match self.nodes.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.nodes.push(None);
+                self.generations.push(0);
+                self.nodes.len() - 1
+            }
+        };
+        let generation = self.generations[index];
+        let stats = Arc::new(BrickStats::new(brick.drop_reasons()));
+        if brick.is_source() {
+            self.sources.push(index as u32);
+            self.pollfds_stale = true;
+        }
+        self.nodes[index] = Some(Node {
+            name: name.clone(),
+            generation,
+            brick,
+            links: Default::default(),
+            linked: Default::default(),
+            slots: Default::default(),
+            dirty: Vec::with_capacity(8),
+            stats,
+        });
+        let id = BrickId { index: index as u32, generation };
+        self.by_name.insert(name, id);
+        Ok(id)
+    }
+
+    /// Removes a brick, unlinking every port first (peers are told through
+    /// [`Brick::on_unlink`]), and gives it back.
+    pub fn remove(&mut self, id: BrickId) -> Result<Box<dyn Brick>, GraphError> {
+        self.node(id)?;
+        for side in Side::BOTH {
+            let ports = self.node(id)?.links[side as usize].len();
+            for port in 0..ports as PortId {
+                if self.node(id)?.link_at(side, port).is_some() {
+                    self.unlink(id, side, port)?;
+                }
+            }
+        }
+        let index = id.index as usize;
+        let node = self.nodes[index].take().ok_or(GraphError::UnknownBrick(id))?;
+        self.generations[index] = self.generations[index].wrapping_add(1);
+        self.by_name.remove(&node.name);
+        self.sources.retain(|&s| s != id.index);
+        self.pollfds_stale = true;
+        Ok(node.brick)
+    }
+
+    fn node(&self, id: BrickId) -> Result<&Node, GraphError> {
+        match self.nodes.get(id.index as usize) {
+            Some(Some(n)) if n.generation == id.generation => Ok(n),
+            _ => Err(GraphError::UnknownBrick(id)),
+        }
+    }
+
+    fn node_mut(&mut self, id: BrickId) -> Result<&mut Node, GraphError> {
+        match self.nodes.get_mut(id.index as usize) {
+            Some(Some(n)) if n.generation == id.generation => Ok(n),
+            _ => Err(GraphError::UnknownBrick(id)),
+        }
+    }
+
+    /// Links the east side of `west` to the west side of `east`, on the first free port of
+    /// each. Returns the two port numbers.
+    pub fn link(&mut self, west: BrickId, east: BrickId) -> Result<(PortId, PortId), GraphError> {
+        self.link_ports(west, None, east, None)
+    }
+
+    /// Links the east side of `west` (on `west_port`, or the first free one) to the west side
+    /// of `east` (on `east_port`, or the first free one).
+    pub fn link_ports(
+        &mut self,
+        west: BrickId,
+        west_port: Option<PortId>,
+        east: BrickId,
+        east_port: Option<PortId>,
+    ) -> Result<(PortId, PortId), GraphError> {
+        if west == east {
+            return Err(GraphError::SelfLink(self.node(west)?.name.clone()));
+        }
+        let wp = Self::pick_port(self.node(west)?, Side::East, west_port)?;
+        let ep = Self::pick_port(self.node(east)?, Side::West, east_port)?;
+        self.node_mut(west)?.set_link(Side::East, wp, Some(Link { peer: east.index, peer_port: ep }));
+        self.node_mut(east)?.set_link(Side::West, ep, Some(Link { peer: west.index, peer_port: wp }));
+        self.node_mut(west)?.brick.on_link(Side::East, wp);
+        self.node_mut(east)?.brick.on_link(Side::West, ep);
+        Ok((wp, ep))
+    }
+
+    fn pick_port(node: &Node, side: Side, wanted: Option<PortId>) -> Result<PortId, GraphError> {
+        match wanted {
+            None => node.free_port(side),
+            Some(p) => {
+                let max = node.brick.max_ports(side);
+                if p as usize >= max {
+                    return Err(GraphError::PortsExhausted { brick: node.name.clone(), side, max });
+                }
+                if node.link_at(side, p).is_some() {
+                    return Err(GraphError::PortInUse { brick: node.name.clone(), side, port: p });
+                }
+                Ok(p)
+            }
+        }
+    }
+
+    /// Links every brick of `ids` to the next one, west to east.
+    pub fn chain(&mut self, ids: &[BrickId]) -> Result<(), GraphError> {
+        for pair in ids.windows(2) {
+            self.link(pair[0], pair[1])?;
+        }
+        Ok(())
+    }
+
+    /// Removes the link on `port` of `side` of `id` (both ends). Other ports keep their
+    /// numbers and stay reachable.
+    pub fn unlink(&mut self, id: BrickId, side: Side, port: PortId) -> Result<(), GraphError> {
+        let node = self.node(id)?;
+        let link = node.link_at(side, port).ok_or_else(|| GraphError::NotLinked {
+            brick: node.name.clone(),
+            side,
+            port,
+        })?;
+        self.node_mut(id)?.set_link(side, port, None);
+        let peer_side = side.opposite();
+        if let Some(Some(peer)) = self.nodes.get_mut(link.peer as usize) {
+            peer.set_link(peer_side, link.peer_port, None);
+            peer.brick.on_unlink(peer_side, link.peer_port);
+        }
+        self.node_mut(id)?.brick.on_unlink(side, port);
+        Ok(())
+    }
+
+    /// Removes every link between the east side of `west` and the west side of `east`;
+    /// returns how many there were.
+    pub fn unlink_between(&mut self, west: BrickId, east: BrickId) -> Result<usize, GraphError> {
+        self.node(east)?;
+        let ports: Vec<PortId> = self.node(west)?.links[Side::East as usize]
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matches!(l, Some(l) if l.peer == east.index))
+            .map(|(p, _)| p as PortId)
+            .collect();
+        for &p in &ports {
+            self.unlink(west, Side::East, p)?;
+        }
+        Ok(ports.len())
+    }
+
+    /// The brick and port linked to `port` of `side` of `id`, if any.
+    pub fn peer(&self, id: BrickId, side: Side, port: PortId) -> Result<Option<(BrickId, PortId)>, GraphError> {
+        Ok(self.node(id)?.link_at(side, port).map(|l| {
+            let generation = self.nodes[l.peer as usize].as_ref().map_or(0, |n| n.generation);
+            (BrickId { index: l.peer, generation }, l.peer_port)
+        }))
+    }
+
+    /// The id of the brick called `name`.
+    pub fn id_of(&self, name: &str) -> Result<BrickId, GraphError> {
+        self.by_name.get(name).copied().ok_or_else(|| GraphError::UnknownName(name.to_string()))
+    }
+
+    /// The name of a brick.
+    pub fn name_of(&self, id: BrickId) -> Result<&str, GraphError> {
+        Ok(&self.node(id)?.name)
+    }
+
+    /// Every brick id, in insertion-slot order.
+    pub fn ids(&self) -> Vec<BrickId> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_ref().map(|n| BrickId { index: i as u32, generation: n.generation }))
+            .collect()
+    }
+
+    /// Number of bricks.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether the graph has no brick.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// The counters of a brick; the `Arc` can be read from any thread.
+    pub fn stats(&self, id: BrickId) -> Result<Arc<BrickStats>, GraphError> {
+        Ok(Arc::clone(&self.node(id)?.stats))
+    }
+
+    /// The brick `id` as its concrete type.
+    pub fn brick<T: Brick>(&self, id: BrickId) -> Result<&T, GraphError> {
+        let node = self.node(id)?;
+        as_any(node.brick.as_ref()).downcast_ref::<T>().ok_or_else(|| GraphError::WrongType(node.name.clone()))
+    }
+
+    /// The brick `id` as its concrete type, writable (for live reconfiguration).
+    pub fn brick_mut<T: Brick>(&mut self, id: BrickId) -> Result<&mut T, GraphError> {
+        let node = self.node_mut(id)?;
+        let name = node.name.clone();
+        as_any_mut(node.brick.as_mut()).downcast_mut::<T>().ok_or(GraphError::WrongType(name))
+    }
+
+    /// The brick `id` as a trait object.
+    pub fn brick_dyn(&self, id: BrickId) -> Result<&dyn Brick, GraphError> {
+        Ok(self.node(id)?.brick.as_ref())
+    }
+
+    /// Runs queued control commands; returns how many ran.
+    pub fn apply_commands(&mut self) -> usize {
+        let mut n = 0;
+        while let Ok(cmd) = self.cmd_rx.try_recv() {
+            cmd(self);
+            n += 1;
+        }
+        n
+    }
+
+    /// One round: runs pending commands, fires timers when due, then polls every source and
+    /// carries what they emit through the graph. Returns the number of packets polled.
+    pub fn poll_all(&mut self) -> usize {
+        self.apply_commands();
+        self.now = Timestamp::now();
+        if self.now.saturating_since(self.last_tick) >= self.tick_interval {
+            self.last_tick = self.now;
+            let now = self.now;
+            for node in self.nodes.iter_mut().flatten() {
+                node.brick.tick(now);
+            }
+        }
+        let mut total = 0;
+        for i in 0..self.sources.len() {
+            let index = self.sources[i];
+            total += self.poll_source(index);
+        }
+        total
+    }
+
+    fn poll_source(&mut self, index: u32) -> usize {
+        let now = self.now;
+        let Some(node) = self.nodes[index as usize].as_mut() else { return 0 };
+        let Node { brick, linked, slots, dirty, stats, .. } = node;
+        let mut out = Output { slots, linked, dirty, stats, now, emitted: 0 };
+        let t0 = cycles();
+        let n = brick.poll(&mut out);
+        if out.emitted > 0 {
+            stats.cycles.add(cycles().wrapping_sub(t0));
+            stats.cycle_pkts.add(out.emitted as u64);
+            stats.calls.add(1);
+        }
+        self.flush(index, 0);
+        n
+    }
+
+    /// Hands `pkts` to brick `id` as if they had arrived on `port` of `side`, and carries
+    /// what it emits through the graph (for tests, benchmarks and control-path packets).
+    pub fn inject(&mut self, id: BrickId, side: Side, port: PortId, pkts: &mut Burst) -> Result<(), GraphError> {
+        self.node(id)?;
+        self.now = Timestamp::now();
+        let bytes = pkts.bytes();
+        self.process(id.index, side, port, pkts, bytes, 0);
+        Ok(())
+    }
+
+    fn process(&mut self, index: u32, side: Side, port: PortId, pkts: &mut Burst, bytes: u64, depth: usize) {
+        let now = self.now;
+        let Some(node) = self.nodes[index as usize].as_mut() else {
+            pkts.clear();
+            return;
+        };
+        let Node { brick, linked, slots, dirty, stats, .. } = node;
+        let n = pkts.len() as u64;
+        if depth >= MAX_DEPTH {
+            stats.graph_drop(DROP_LOOP, n);
+            pkts.clear();
+            return;
+        }
+        let sc = stats.side(side);
+        sc.pkts_in.add(n);
+        sc.bytes_in.add(bytes);
+        let mut out = Output { slots, linked, dirty, stats, now, emitted: 0 };
+        let t0 = cycles();
+        brick.process(side, port, pkts, &mut out);
+        stats.cycles.add(cycles().wrapping_sub(t0));
+        stats.cycle_pkts.add(n);
+        stats.calls.add(1);
+        if !pkts.is_empty() {
+            stats.graph_drop(DROP_UNCONSUMED, pkts.len() as u64);
+            pkts.clear();
+        }
+        self.flush(index, depth);
+    }
+
+    /// Delivers everything brick `index` emitted.
+    fn flush(&mut self, index: u32, depth: usize) {
+        loop {
+            let Some(node) = self.nodes[index as usize].as_mut() else { return };
+            if node.dirty.is_empty() {
+                return;
+            }
+            let mut dirty = std::mem::take(&mut node.dirty);
+            for &(side, port) in &dirty {
+                let Some(node) = self.nodes[index as usize].as_mut() else { return };
+                let (s, p) = (side as usize, port as usize);
+                let mut slot = std::mem::take(&mut node.slots[s][p]);
+                let Some(link) = node.links[s][p] else {
+                    node.stats.graph_drop(DROP_UNLINKED, slot.len() as u64);
+                    slot.clear();
+                    node.slots[s][p] = slot;
+                    continue;
+                };
+                let bytes = slot.bytes();
+                let sc = node.stats.side(side);
+                sc.pkts_out.add(slot.len() as u64);
+                sc.bytes_out.add(bytes);
+                if slot.len() <= BURST_SIZE {
+                    self.process(link.peer, side.opposite(), link.peer_port, &mut slot, bytes, depth + 1);
+                } else {
+                    // Replication emitted more than a burst: hand it on in bursts of 64.
+                    if self.spares.len() <= depth {
+                        self.spares.resize_with(depth + 1, Burst::new);
+                    }
+                    let mut spare = std::mem::take(&mut self.spares[depth]);
+                    while !slot.is_empty() {
+                        slot.move_front_into(&mut spare, BURST_SIZE);
+                        let b = spare.bytes();
+                        self.process(link.peer, side.opposite(), link.peer_port, &mut spare, b, depth + 1);
+                    }
+                    self.spares[depth] = spare;
+                }
+                slot.clear();
+                if let Some(node) = self.nodes[index as usize].as_mut() {
+                    if let Some(place) = node.slots[s].get_mut(p) {
+                        *place = slot;
+                    }
+                }
+            }
+            dirty.clear();
+            if let Some(node) = self.nodes[index as usize].as_mut() {
+                // A loop back into this brick may have refilled its dirty list meanwhile.
+                let refilled = std::mem::replace(&mut node.dirty, dirty);
+                if refilled.is_empty() {
+                    return;
+                }
+                node.dirty.extend(refilled);
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Calls every brick's [`tick`](Brick::tick) now.
+    pub fn tick_all(&mut self) {
+        let now = Timestamp::now();
+        self.last_tick = now;
+        for node in self.nodes.iter_mut().flatten() {
+            node.brick.tick(now);
+        }
+    }
+
+    /// Sleeps until a source's wake fd or a command is ready, or `max` elapses. Sources with
+    /// no wake fd cap the sleep at `busy_cap`, since only polling finds their packets.
+    pub fn wait_for_work(&mut self, max: Duration, busy_cap: Duration) {
+        if self.pollfds_stale {
+            self.pollfds.clear();
+            self.pollfds.push(libc::pollfd { fd: self.waker.fd(), events: libc::POLLIN, revents: 0 });
+            self.sources_without_fd = false;
+            for &i in &self.sources {
+                match self.nodes[i as usize].as_ref().and_then(|n| n.brick.wake_fd()) {
+                    Some(fd) => self.pollfds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 }),
+                    None => self.sources_without_fd = true,
+                }
+            }
+            self.pollfds_stale = false;
+        }
+        let timeout = if self.sources_without_fd { max.min(busy_cap) } else { max };
+        let until_tick = self.tick_interval.saturating_sub(Timestamp::now().saturating_since(self.last_tick));
+        let timeout = timeout.min(until_tick);
+        crate::waker::poll_fds(&mut self.pollfds, timeout);
+        self.waker.drain();
+    }
+
+    /// Wake fds of the sources (for an external event loop).
+    pub fn wake_fds(&self) -> Vec<RawFd> {
+        self.sources.iter().filter_map(|&i| self.nodes[i as usize].as_ref()?.brick.wake_fd()).collect()
+    }
+
+    /// The graph in Graphviz DOT: bricks with their type, ports and counters; links labelled
+    /// with their port numbers.
+    pub fn to_dot(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "digraph \"{}\" {{", escape(&self.name));
+        let _ = writeln!(s, "  rankdir=LR;");
+        let _ = writeln!(s, "  node [shape=record, fontname=\"monospace\", fontsize=10];");
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Some(node) = node else { continue };
+            let st = &node.stats;
+            let mut rows = vec![format!("{}", escape(&node.name)), format!("({})", node.brick.kind())];
+            for side in Side::BOTH {
+                let c = st.side(side);
+                rows.push(format!(
+                    "{} ports:{} in:{}p/{}B out:{}p/{}B",
+                    side,
+                    node.linked[side as usize].iter().filter(|l| **l).count(),
+                    c.pkts_in.get(),
+                    c.bytes_in.get(),
+                    c.pkts_out.get(),
+                    c.bytes_out.get()
+                ));
+            }
+            for (reason, n) in st.drops().filter(|(_, n)| *n > 0) {
+                rows.push(format!("drop {}: {}", escape(reason), n));
+            }
+            if let Some(cpp) = st.cycles_per_packet() {
+                rows.push(format!("{cpp:.1} cycles/pkt"));
+            }
+            rows.extend(node.brick.describe().iter().map(|l| escape(l)));
+            let _ = writeln!(s, "  n{} [label=\"{{{}}}\"];", i, rows.join("|"));
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Some(node) = node else { continue };
+            for (port, link) in node.links[Side::East as usize].iter().enumerate() {
+                if let Some(l) = link {
+                    let _ = writeln!(
+                        s,
+                        "  n{} -> n{} [dir=both, taillabel=\"{}\", headlabel=\"{}\"];",
+                        i, l.peer, port, l.peer_port
+                    );
+                }
+            }
+        }
+        s.push_str("}\n");
+        s
+    }
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '{' | '}' | '|' | '<' | '>' | '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

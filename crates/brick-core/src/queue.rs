@@ -1,0 +1,151 @@
+//! A brick pair that carries packets from a graph on one thread to a graph on another.
+//!
+//! [`QueueTx`] sits in the producing graph and [`QueueRx`] (a source) in the consuming one.
+//! Bursts travel through a bounded lock-free ring; the packets move, their ownership with
+//! them, and nothing is shared or aliased. Empty bursts travel back through a second ring so
+//! their storage is reused: no allocation in steady state. For two-way traffic use two pairs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam::queue::ArrayQueue;
+
+use crate::brick::{Brick, Output, PortId, Side};
+use crate::burst::Burst;
+
+struct Rings {
+    full: ArrayQueue<Burst>,
+    empty: ArrayQueue<Burst>,
+}
+
+/// Counters shared by both ends.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    /// Packets that crossed.
+    pub carried: AtomicU64,
+    /// Packets dropped because the ring was full.
+    pub dropped_full: AtomicU64,
+}
+
+/// The producing end: every packet it receives, on any port, goes to the ring.
+pub struct QueueTx {
+    rings: Arc<Rings>,
+    stats: Arc<QueueStats>,
+}
+
+/// The consuming end: a source that emits what crossed, on port 0 of its `side`.
+pub struct QueueRx {
+    rings: Arc<Rings>,
+    stats: Arc<QueueStats>,
+    side: Side,
+}
+
+/// Makes a queue pair holding at most `bursts` bursts in flight (at least 1). The receiving
+/// end emits on its east side; see [`QueueRx::emit_on`].
+pub fn queue_pair(bursts: usize) -> (QueueTx, QueueRx) {
+    let bursts = bursts.max(1);
+    let rings = Arc::new(Rings { full: ArrayQueue::new(bursts), empty: ArrayQueue::new(bursts) });
+    for _ in 0..bursts {
+        let _ = rings.empty.push(Burst::new());
+    }
+    let stats = Arc::new(QueueStats::default());
+    (
+        QueueTx { rings: Arc::clone(&rings), stats: Arc::clone(&stats) },
+        QueueRx { rings, stats, side: Side::East },
+    )
+}
+
+const QUEUE_FULL: usize = 0;
+
+impl QueueTx {
+    /// Shared counters.
+    pub fn stats(&self) -> Arc<QueueStats> {
+        Arc::clone(&self.stats)
+    }
+}
+
+impl Brick for QueueTx {
+    fn kind(&self) -> &'static str {
+        "queue-tx"
+    }
+
+    fn drop_reasons(&self) -> &'static [&'static str] {
+        &["queue full"]
+    }
+
+    fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        match self.rings.empty.pop() {
+            Some(mut b) => {
+                let n = pkts.len();
+                for p in pkts.drain() {
+                    // `b` came back empty with room for a burst, so this cannot fail.
+                    let _ = b.push(p);
+                }
+                if let Err(mut b) = self.rings.full.push(b) {
+                    // Cannot happen (as many slots as bursts), but never lose the storage.
+                    self.stats.dropped_full.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    b.clear();
+                    let _ = self.rings.empty.push(b);
+                    return;
+                }
+                self.stats.carried.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            None => {
+                self.stats.dropped_full.fetch_add(pkts.len() as u64, Ordering::Relaxed);
+                for p in pkts.drain() {
+                    out.drop(p, QUEUE_FULL);
+                }
+            }
+        }
+    }
+}
+
+impl QueueRx {
+    /// Emits on port 0 of `side` instead of the east side.
+    pub fn emit_on(mut self, side: Side) -> Self {
+        self.side = side;
+        self
+    }
+
+    /// Shared counters.
+    pub fn stats(&self) -> Arc<QueueStats> {
+        Arc::clone(&self.stats)
+    }
+}
+
+impl Brick for QueueRx {
+    fn kind(&self) -> &'static str {
+        "queue-rx"
+    }
+
+    fn max_ports(&self, side: Side) -> usize {
+        usize::from(side == self.side)
+    }
+
+    fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        // Nothing goes backwards through a queue.
+        for p in pkts.drain() {
+            out.drop(p, 0);
+        }
+    }
+
+    fn drop_reasons(&self) -> &'static [&'static str] {
+        &["queue is one-way"]
+    }
+
+    fn is_source(&self) -> bool {
+        true
+    }
+
+    fn poll(&mut self, out: &mut Output<'_>) -> usize {
+        let mut n = 0;
+        // Bounded work per round so other sources get their turn.
+        for _ in 0..4 {
+            let Some(mut b) = self.rings.full.pop() else { break };
+            n += b.len();
+            out.emit_all(self.side, 0, &mut b);
+            let _ = self.rings.empty.push(b);
+        }
+        n
+    }
+}
