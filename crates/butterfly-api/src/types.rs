@@ -1,0 +1,698 @@
+//! Validated, typed values of the API: what a [`Handler`](crate::Handler)
+//! receives and returns. Conversion from the protobuf messages applies
+//! Butterfly's validation rules and canonicalisation; conversion back
+//! produces Butterfly's reply layout.
+
+use crate::pb::message_v0 as v0;
+use crate::stdhash::std_hash;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// Largest valid VNI (24 bits).
+pub const VNI_MAX: u32 = (1 << 24) - 1;
+
+/// A request failed validation. `Display` gives the description sent in
+/// `Status.error.description`: Butterfly's text, followed by `": "` and a
+/// detail, except for IP conversion errors which use Butterfly's exact
+/// `can't convert "X" to IP`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// A NIC (nic_add) is malformed.
+    #[error("Bad NIC format: {0}")]
+    Nic(String),
+    /// A nic_update request is malformed.
+    #[error("Bad Nic update format: {0}")]
+    NicUpdate(String),
+    /// A security group is malformed.
+    #[error("Bad Security Group format: {0}")]
+    Sg(String),
+    /// A rule is malformed.
+    #[error("Bad Security Group rule format: {0}")]
+    Rule(String),
+    /// An IP address does not parse.
+    #[error("can't convert \"{0}\" to IP")]
+    Ip(String),
+    /// An app_config request is invalid.
+    #[error("Application configuration failed: {0}")]
+    AppConfig(String),
+}
+
+/// Parses an IPv4 or IPv6 address the way `inet_pton` does (no leading
+/// zeros in IPv4 octets, IPv6 with optional embedded IPv4).
+pub fn parse_ip(text: &str) -> Result<IpAddr, ValidationError> {
+    IpAddr::from_str(text).map_err(|_| ValidationError::Ip(text.to_string()))
+}
+
+/// A MAC address as given by the client (validated: six hex pairs separated
+/// by `:`). The client's spelling is kept and echoed back, like Butterfly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MacAddr {
+    octets: [u8; 6],
+    text: String,
+}
+
+/// A MAC address did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid MAC address {0:?}: expected six hex pairs separated by ':' (17 characters)")]
+pub struct MacParseError(pub String);
+
+impl MacAddr {
+    /// The six bytes, in transmission order.
+    pub fn octets(&self) -> [u8; 6] {
+        self.octets
+    }
+    /// The text as given by the client.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = MacParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || MacParseError(s.to_string());
+        let bytes = s.as_bytes();
+        if bytes.len() != 17 {
+            return Err(err());
+        }
+        let mut octets = [0u8; 6];
+        for (i, octet) in octets.iter_mut().enumerate() {
+            let part = &s[i * 3..i * 3 + 2];
+            if !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(err());
+            }
+            *octet = u8::from_str_radix(part, 16).map_err(|_| err())?;
+            if i < 5 && bytes[i * 3 + 2] != b':' {
+                return Err(err());
+            }
+        }
+        Ok(MacAddr { octets, text: s.to_string() })
+    }
+}
+
+impl TryFrom<String> for MacAddr {
+    type Error = MacParseError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<MacAddr> for String {
+    fn from(m: MacAddr) -> String {
+        m.text
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Kind of NIC endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum NicType {
+    /// vhost-user socket served by the daemon.
+    #[default]
+    VhostUserServer,
+    /// Kernel TAP interface named after the NIC id.
+    Tap,
+    /// Built-in benchmark endpoint.
+    Bench,
+}
+
+impl NicType {
+    fn to_pb(self) -> v0::nic::Type {
+        match self {
+            NicType::VhostUserServer => v0::nic::Type::VhostUserServer,
+            NicType::Tap => v0::nic::Type::Tap,
+            NicType::Bench => v0::nic::Type::Bench,
+        }
+    }
+}
+
+/// Role of a BENCH NIC.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Bench {
+    /// Sends ICMP echo requests to `dip` / `dmac` and measures replies.
+    IcmpSndLike {
+        /// Destination IP.
+        dip: IpAddr,
+        /// Destination MAC.
+        dmac: MacAddr,
+    },
+    /// Answers ICMP echo requests sent to the NIC's first IP.
+    IcmpRcvLike,
+}
+
+/// A validated NIC creation request (nic_add).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicSpec {
+    /// NIC id (not validated, may be empty, like Butterfly).
+    pub id: String,
+    /// MAC address.
+    pub mac: MacAddr,
+    /// VNI, at most [`VNI_MAX`].
+    pub vni: u32,
+    /// IPs, canonical and without duplicates (first occurrence order).
+    pub ips: Vec<IpAddr>,
+    /// Security group ids, without duplicates (first occurrence order).
+    pub security_groups: Vec<String>,
+    /// ARP anti-spoofing.
+    pub ip_anti_spoof: bool,
+    /// Mirrored NIC id (stored and echoed only).
+    pub sniff_target_nic_id: Option<String>,
+    /// No firewall, no anti-spoofing.
+    pub bypass_filtering: bool,
+    /// Endpoint kind.
+    pub nic_type: NicType,
+    /// Requested packet trace (None: the daemon's default).
+    pub packet_trace: Option<bool>,
+    /// Requested pcap path (None: the daemon's default).
+    pub packet_trace_path: Option<String>,
+    /// BENCH parameters (Some exactly when `nic_type` is BENCH).
+    pub bench: Option<Bench>,
+}
+
+/// A NIC as stored by the daemon: the spec plus what the daemon decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicInfo {
+    /// The validated request that created (or last updated) the NIC.
+    pub spec: NicSpec,
+    /// Endpoint path: vhost-user socket, TAP name or `(nil)`.
+    pub path: String,
+    /// Effective packet trace state.
+    pub packet_trace: bool,
+    /// Effective pcap path.
+    pub packet_trace_path: String,
+}
+
+/// A validated nic_update: `None` = leave unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicUpdate {
+    /// NIC id.
+    pub id: String,
+    /// New anti-spoofing setting.
+    pub ip_anti_spoof: Option<bool>,
+    /// Replacement IP list (`Some(vec![])` clears).
+    pub ips: Option<Vec<IpAddr>>,
+    /// Replacement security groups (`Some(vec![])` clears).
+    pub security_groups: Option<Vec<String>>,
+    /// Start/stop tracing.
+    pub packet_trace: Option<bool>,
+    /// New pcap path.
+    pub packet_trace_path: Option<String>,
+}
+
+/// Byte counters of a NIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NicStats {
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+}
+
+/// Rule direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Direction {
+    /// Towards the NIC (into the VM).
+    Inbound,
+    /// From the NIC (out of the VM).
+    Outbound,
+}
+
+/// An IP block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Cidr {
+    /// Address (canonical, NOT masked: echoed as given, like Butterfly).
+    pub address: IpAddr,
+    /// Prefix length (<= 32 for IPv4, <= 128 for IPv6).
+    pub prefix: u8,
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+/// Who a rule applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RulePeer {
+    /// Peers in an address block.
+    Cidr(Cidr),
+    /// Peers that are members of a security group.
+    SecurityGroup(String),
+}
+
+/// A validated firewall rule. Ports are kept only for TCP (6) and UDP (17),
+/// where they are mandatory; for other protocols they are dropped (Butterfly
+/// never shows them either).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Rule {
+    /// Direction.
+    pub direction: Direction,
+    /// IP protocol number, -1 = all.
+    pub protocol: i16,
+    /// Port range (inclusive) for TCP/UDP.
+    pub ports: Option<(u16, u16)>,
+    /// Peers.
+    pub peer: RulePeer,
+}
+
+impl Rule {
+    /// Butterfly's rule key: `direction-protocol-port_start-port_end-cidr-sg`.
+    pub fn key(&self) -> String {
+        let (ps, pe) = self.ports.unwrap_or((0, 0));
+        let (cidr, sg) = match &self.peer {
+            RulePeer::Cidr(c) => (c.to_string(), ""),
+            RulePeer::SecurityGroup(s) => ("/0".to_string(), s.as_str()),
+        };
+        let dir = match self.direction {
+            Direction::Inbound => 0,
+            Direction::Outbound => 1,
+        };
+        format!("{dir}-{}-{ps}-{pe}-{cidr}-{sg}", self.protocol)
+    }
+
+    /// Position key used to order rules in lists: libstdc++ `std::hash` of
+    /// [`Rule::key`] (Butterfly's order), then the key itself.
+    pub fn order_key(&self) -> (u64, String) {
+        let k = self.key();
+        (std_hash(k.as_bytes()), k)
+    }
+
+    /// The rule in C++ protobuf TextFormat, as Butterfly's CLI prints it
+    /// before hashing it into a rule id.
+    pub fn cpp_text_format(&self) -> String {
+        let mut s = String::new();
+        let dir = match self.direction {
+            Direction::Inbound => "INBOUND",
+            Direction::Outbound => "OUTBOUND",
+        };
+        s.push_str(&format!("direction: {dir}\nprotocol: {}\n", self.protocol));
+        if let Some((a, b)) = self.ports {
+            s.push_str(&format!("port_start: {a}\nport_end: {b}\n"));
+        }
+        match &self.peer {
+            RulePeer::Cidr(c) => s.push_str(&format!(
+                "cidr {{\n  address: \"{}\"\n  mask_size: {}\n}}\n",
+                c.address, c.prefix
+            )),
+            RulePeer::SecurityGroup(sg) => {
+                s.push_str(&format!("security_group: \"{}\"\n", escape_c(sg)))
+            }
+        }
+        s
+    }
+
+    /// Butterfly CLI's rule id: 16 hex digits of `std::hash` of
+    /// [`Rule::cpp_text_format`].
+    pub fn cli_id(&self) -> String {
+        format!("{:016x}", std_hash(self.cpp_text_format().as_bytes()))
+    }
+}
+
+fn escape_c(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\'' => out.push_str("\\'"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\{b:03o}")),
+        }
+    }
+    out
+}
+
+/// A validated security group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    /// Id.
+    pub id: String,
+    /// Member IPs, canonical, without duplicates, insertion order.
+    pub members: Vec<IpAddr>,
+    /// Rules without duplicates, in [`Rule::order_key`] order.
+    pub rules: Vec<Rule>,
+}
+
+impl SecurityGroup {
+    /// An empty group.
+    pub fn new(id: impl Into<String>) -> Self {
+        SecurityGroup { id: id.into(), members: Vec::new(), rules: Vec::new() }
+    }
+
+    /// Adds a member; false if already present.
+    pub fn add_member(&mut self, ip: IpAddr) -> bool {
+        if self.members.contains(&ip) {
+            return false;
+        }
+        self.members.push(ip);
+        true
+    }
+
+    /// Adds a rule at its ordered position; false if already present.
+    pub fn add_rule(&mut self, rule: Rule) -> bool {
+        if self.rules.contains(&rule) {
+            return false;
+        }
+        let key = rule.order_key();
+        let pos = self.rules.partition_point(|r| r.order_key() < key);
+        self.rules.insert(pos, rule);
+        true
+    }
+}
+
+/// Log level of app_config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogLevel {
+    /// No logs.
+    None,
+    /// Errors.
+    Error,
+    /// Warnings and errors.
+    Warning,
+    /// Informational.
+    Info,
+    /// Everything.
+    Debug,
+}
+
+impl FromStr for LogLevel {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "none" => LogLevel::None,
+            "error" => LogLevel::Error,
+            "warning" => LogLevel::Warning,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            _ => return Err(ValidationError::AppConfig("log level: failed ".into())),
+        })
+    }
+}
+
+/// A validated app_config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AppConfig {
+    /// New log level.
+    pub log_level: Option<LogLevel>,
+}
+
+/// app_status reply values.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AppStatus {
+    /// Start time, seconds since the epoch.
+    pub start_date: u64,
+    /// Current time, seconds since the epoch.
+    pub current_date: u64,
+    /// Requests received so far.
+    pub request_counter: u64,
+    /// DOT graph of the data plane.
+    pub graph_dot: String,
+}
+
+// ---------------------------------------------------------------------------
+// protobuf -> typed (validation)
+
+fn dedup<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+fn parse_ips<'a>(ips: impl IntoIterator<Item = &'a String>) -> Result<Vec<IpAddr>, ValidationError> {
+    let mut v = Vec::new();
+    for ip in ips {
+        v.push(parse_ip(ip)?);
+    }
+    Ok(dedup(v))
+}
+
+impl TryFrom<&v0::Nic> for NicSpec {
+    type Error = ValidationError;
+    fn try_from(n: &v0::Nic) -> Result<Self, ValidationError> {
+        let mac: MacAddr = n.mac.parse().map_err(|e: MacParseError| ValidationError::Nic(e.to_string()))?;
+        if n.vni > VNI_MAX {
+            return Err(ValidationError::Nic(format!("VNI {} is not below 2^24", n.vni)));
+        }
+        let ips = parse_ips(&n.ip)?;
+        let nic_type = match n.r#type {
+            None => NicType::VhostUserServer,
+            Some(t) => match v0::nic::Type::try_from(t) {
+                Ok(v0::nic::Type::VhostUserServer) => NicType::VhostUserServer,
+                Ok(v0::nic::Type::Tap) => NicType::Tap,
+                Ok(v0::nic::Type::Bench) => NicType::Bench,
+                Err(_) => return Err(ValidationError::Nic(format!("unknown NIC type {t}"))),
+            },
+        };
+        let bench = if nic_type == NicType::Bench {
+            if ips.is_empty() {
+                return Err(ValidationError::Nic("a BENCH NIC needs an IP".into()));
+            }
+            match n.btype.as_deref() {
+                Some("ICMP_SND_LIKE") => {
+                    let (Some(dip), Some(dmac)) = (&n.dip, &n.dmac) else {
+                        return Err(ValidationError::Nic("ICMP_SND_LIKE needs dip and dmac".into()));
+                    };
+                    let dip = parse_ip(dip)?;
+                    let dmac = dmac.parse().map_err(|e: MacParseError| ValidationError::Nic(e.to_string()))?;
+                    Some(Bench::IcmpSndLike { dip, dmac })
+                }
+                Some("ICMP_RCV_LIKE") => Some(Bench::IcmpRcvLike),
+                other => {
+                    return Err(ValidationError::Nic(format!(
+                        "BENCH btype must be ICMP_SND_LIKE or ICMP_RCV_LIKE, got {other:?}"
+                    )))
+                }
+            }
+        } else {
+            None
+        };
+        Ok(NicSpec {
+            id: n.id.clone(),
+            mac,
+            vni: n.vni,
+            ips,
+            security_groups: dedup(n.security_group.iter().filter(|s| !s.is_empty()).cloned()),
+            ip_anti_spoof: n.ip_anti_spoof.unwrap_or(false),
+            sniff_target_nic_id: n.sniff_target_nic_id.clone(),
+            bypass_filtering: n.bypass_filtering.unwrap_or(false),
+            nic_type,
+            packet_trace: n.packet_trace,
+            packet_trace_path: n.packet_trace_path.clone(),
+            bench,
+        })
+    }
+}
+
+impl TryFrom<&v0::NicUpdateReq> for NicUpdate {
+    type Error = ValidationError;
+    fn try_from(u: &v0::NicUpdateReq) -> Result<Self, ValidationError> {
+        // Empty strings are skipped, so a lone "" clears the list.
+        let ips = if u.ip.is_empty() {
+            None
+        } else {
+            Some(parse_ips(u.ip.iter().filter(|s| !s.is_empty()))?)
+        };
+        let security_groups = if u.security_group.is_empty() {
+            None
+        } else {
+            Some(dedup(u.security_group.iter().filter(|s| !s.is_empty()).cloned()))
+        };
+        Ok(NicUpdate {
+            id: u.id.clone(),
+            ip_anti_spoof: u.ip_anti_spoof,
+            ips,
+            security_groups,
+            packet_trace: u.packet_trace,
+            packet_trace_path: u.packet_trace_path.clone(),
+        })
+    }
+}
+
+impl TryFrom<&v0::Rule> for Rule {
+    type Error = ValidationError;
+    fn try_from(r: &v0::Rule) -> Result<Self, ValidationError> {
+        let bad = |s: &str| ValidationError::Rule(s.to_string());
+        let direction = match v0::rule::Direction::try_from(r.direction) {
+            Ok(v0::rule::Direction::Inbound) => Direction::Inbound,
+            Ok(v0::rule::Direction::Outbound) => Direction::Outbound,
+            Err(_) => return Err(bad("unknown direction")),
+        };
+        if !(-1..=255).contains(&r.protocol) {
+            return Err(bad("protocol must be -1 (all) or 0..255"));
+        }
+        let protocol = r.protocol as i16;
+        let ports = if protocol == 6 || protocol == 17 {
+            let (Some(a), Some(b)) = (r.port_start, r.port_end) else {
+                return Err(bad("TCP and UDP rules need port_start and port_end"));
+            };
+            if a > 65535 || b > 65535 {
+                return Err(bad("ports must be at most 65535"));
+            }
+            if a > b {
+                return Err(bad("port_start is greater than port_end"));
+            }
+            Some((a as u16, b as u16))
+        } else {
+            None
+        };
+        let peer = match (&r.cidr, &r.security_group) {
+            (Some(_), Some(_)) => return Err(bad("cidr and security_group are exclusive")),
+            (None, None) => return Err(bad("one of cidr or security_group is required")),
+            (None, Some(sg)) if sg.is_empty() => return Err(bad("empty security_group")),
+            (None, Some(sg)) => RulePeer::SecurityGroup(sg.clone()),
+            (Some(c), None) => {
+                let address = parse_ip(&c.address)?;
+                let max = if address.is_ipv4() { 32 } else { 128 };
+                if c.mask_size > max {
+                    return Err(bad(&format!("mask size {} is above {max}", c.mask_size)));
+                }
+                RulePeer::Cidr(Cidr { address, prefix: c.mask_size as u8 })
+            }
+        };
+        Ok(Rule { direction, protocol, ports, peer })
+    }
+}
+
+impl TryFrom<&v0::Sg> for SecurityGroup {
+    type Error = ValidationError;
+    fn try_from(s: &v0::Sg) -> Result<Self, ValidationError> {
+        let mut sg = SecurityGroup::new(s.id.clone());
+        for m in &s.member {
+            sg.add_member(parse_ip(m)?);
+        }
+        for r in &s.rule {
+            let rule = Rule::try_from(r).map_err(|e| match e {
+                ValidationError::Rule(d) => ValidationError::Sg(d),
+                other => other,
+            })?;
+            sg.add_rule(rule);
+        }
+        Ok(sg)
+    }
+}
+
+impl TryFrom<&v0::AppConfigReq> for AppConfig {
+    type Error = ValidationError;
+    fn try_from(c: &v0::AppConfigReq) -> Result<Self, ValidationError> {
+        Ok(AppConfig { log_level: c.log_level.as_deref().map(str::parse).transpose()? })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// typed -> protobuf (replies)
+
+impl From<&Rule> for v0::Rule {
+    fn from(r: &Rule) -> v0::Rule {
+        let (cidr, security_group) = match &r.peer {
+            RulePeer::Cidr(c) => (
+                Some(v0::Cidr { address: c.address.to_string(), mask_size: u32::from(c.prefix) }),
+                None,
+            ),
+            RulePeer::SecurityGroup(s) => (None, Some(s.clone())),
+        };
+        v0::Rule {
+            direction: match r.direction {
+                Direction::Inbound => v0::rule::Direction::Inbound as i32,
+                Direction::Outbound => v0::rule::Direction::Outbound as i32,
+            },
+            protocol: i32::from(r.protocol),
+            port_start: r.ports.map(|p| u32::from(p.0)),
+            port_end: r.ports.map(|p| u32::from(p.1)),
+            cidr,
+            security_group,
+        }
+    }
+}
+
+impl From<&SecurityGroup> for v0::Sg {
+    fn from(s: &SecurityGroup) -> v0::Sg {
+        v0::Sg {
+            id: s.id.clone(),
+            member: s.members.iter().map(IpAddr::to_string).collect(),
+            rule: s.rules.iter().map(v0::Rule::from).collect(),
+        }
+    }
+}
+
+impl From<&NicSpec> for v0::Nic {
+    fn from(n: &NicSpec) -> v0::Nic {
+        let (btype, dip, dmac) = match &n.bench {
+            Some(Bench::IcmpSndLike { dip, dmac }) => {
+                (Some("ICMP_SND_LIKE".to_string()), Some(dip.to_string()), Some(dmac.to_string()))
+            }
+            Some(Bench::IcmpRcvLike) => (Some("ICMP_RCV_LIKE".to_string()), None, None),
+            None => (None, None, None),
+        };
+        v0::Nic {
+            id: n.id.clone(),
+            mac: n.mac.to_string(),
+            vni: n.vni,
+            ip: n.ips.iter().map(IpAddr::to_string).collect(),
+            security_group: n.security_groups.clone(),
+            ip_anti_spoof: Some(n.ip_anti_spoof),
+            sniff_target_nic_id: n.sniff_target_nic_id.clone(),
+            bypass_filtering: Some(n.bypass_filtering),
+            r#type: Some(n.nic_type.to_pb() as i32),
+            path: None,
+            packet_trace: n.packet_trace,
+            packet_trace_path: n.packet_trace_path.clone(),
+            btype,
+            dip,
+            dmac,
+        }
+    }
+}
+
+impl From<&NicInfo> for v0::Nic {
+    /// Details layout: always ip_anti_spoof, bypass_filtering, packet_trace,
+    /// packet_trace_path, type and path; BENCH parameters included (Butterfly
+    /// dropped them, and the real type, from details).
+    fn from(n: &NicInfo) -> v0::Nic {
+        let mut nic = v0::Nic::from(&n.spec);
+        nic.path = Some(n.path.clone());
+        nic.packet_trace = Some(n.packet_trace);
+        nic.packet_trace_path = Some(n.packet_trace_path.clone());
+        nic
+    }
+}
+
+impl NicInfo {
+    /// Applies a validated update to this NIC (the reference semantics:
+    /// replace lists that are present, set flags that are present; a new
+    /// pcap path is taken when given).
+    pub fn apply(&mut self, u: &NicUpdate) {
+        if let Some(v) = u.ip_anti_spoof {
+            self.spec.ip_anti_spoof = v;
+        }
+        if let Some(ips) = &u.ips {
+            self.spec.ips = ips.clone();
+        }
+        if let Some(sgs) = &u.security_groups {
+            self.spec.security_groups = sgs.clone();
+        }
+        if let Some(t) = u.packet_trace {
+            self.packet_trace = t;
+            self.spec.packet_trace = Some(t);
+        }
+        if let Some(p) = &u.packet_trace_path {
+            self.packet_trace_path = p.clone();
+            self.spec.packet_trace_path = Some(p.clone());
+        }
+    }
+}
