@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    p.canonicalize().unwrap_or(p)
 }
 
 /// The project's Python venv interpreter; panics with a clear message if missing.
