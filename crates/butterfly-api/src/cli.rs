@@ -1,1 +1,875 @@
-//! CLI (placeholder)
+//! The `butterfly` command line client (see the crate README for usage and
+//! exit codes). [`run`] is the whole program; the binary only calls it.
+
+use crate::crypto::Key;
+use crate::pb::{message_v0 as v0, proto, MessageV0};
+use crate::text;
+use crate::transport::{curve_key, Client, ClientConfig, CurveClient, TransportError};
+use crate::types::Rule;
+use clap::{Args, Parser, Subcommand};
+use std::time::Duration;
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the daemon refused the request, or the command line is invalid
+/// (Butterfly's single failure code).
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: the daemon could not be reached, timed out, or sent an
+/// undecodable reply.
+pub const EXIT_TRANSPORT: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(name = "butterfly", version = concat!(env!("CARGO_PKG_VERSION"), " (proto revision 6)"),
+    about = "Control a butterfly daemon. Chain commands with '+': butterfly sg add sg-1 + sg list",
+    disable_help_subcommand = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+struct Global {
+    /// Daemon endpoint [default: tcp://127.0.0.1:9999]
+    #[arg(short = 'e', long, global = true)]
+    endpoint: Option<String>,
+    /// Reply timeout in milliseconds, 0 = wait forever [default: 5000]
+    #[arg(short = 't', long, global = true)]
+    timeout: Option<u64>,
+    /// Key file (base64 of 32 bytes) for Butterfly's encryption
+    #[arg(short = 'k', long, global = true)]
+    key: Option<String>,
+    /// Print requests and replies (protobuf text format) on stderr
+    #[arg(short = 'v', long, global = true)]
+    verbose: bool,
+    /// Print replies as JSON
+    #[arg(long, global = true)]
+    json: bool,
+    /// CURVE: server public key (Z85) or file containing it
+    #[arg(long, global = true)]
+    curve_server_key: Option<String>,
+    /// CURVE: file with the client key pair (two Z85 lines: public, secret); a
+    /// fresh pair is generated when omitted
+    #[arg(long, global = true)]
+    curve_client_keys: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// NIC commands
+    Nic {
+        #[command(subcommand)]
+        cmd: NicCmd,
+    },
+    /// Security group commands
+    Sg {
+        #[command(subcommand)]
+        cmd: SgCmd,
+    },
+    /// Daemon status
+    Status,
+    /// Ask the daemon to exit
+    Shutdown,
+    /// Send a request file (protobuf text format of proto.Messages, or JSON)
+    Request {
+        /// Request file
+        file: String,
+        /// Print the reply (text format; JSON with --json)
+        #[arg(long)]
+        stdout: bool,
+    },
+    /// Print the daemon's configuration as a replayable request file
+    Dump,
+}
+
+#[derive(Subcommand, Debug)]
+enum NicCmd {
+    /// Create (or replace) a NIC; prints its path
+    Add(NicAdd),
+    /// Update a NIC
+    Update(NicUpdateArgs),
+    /// Delete NICs
+    Del {
+        /// NIC ids
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// List NIC ids
+    List,
+    /// Details of a NIC (all NICs without an id)
+    Details {
+        /// NIC id
+        id: Option<String>,
+    },
+    /// Byte counters of a NIC
+    Stats {
+        /// NIC id
+        id: String,
+    },
+    /// Security groups of a NIC
+    Sg {
+        #[command(subcommand)]
+        cmd: NicSgCmd,
+    },
+}
+
+#[derive(Args, Debug)]
+struct NicAdd {
+    /// NIC id
+    #[arg(long)]
+    id: String,
+    /// MAC address
+    #[arg(long)]
+    mac: String,
+    /// VNI (< 2^24)
+    #[arg(long)]
+    vni: u32,
+    /// IP address (repeatable)
+    #[arg(long)]
+    ip: Vec<String>,
+    /// Security group (repeatable)
+    #[arg(long)]
+    sg: Vec<String>,
+    /// Enable ARP anti-spoofing
+    #[arg(long)]
+    enable_antispoof: bool,
+    /// No firewall nor anti-spoofing
+    #[arg(long)]
+    bypass_filtering: bool,
+    /// VHOST_USER_SERVER, TAP or BENCH
+    #[arg(long = "type", value_parser = ["VHOST_USER_SERVER", "TAP", "BENCH"])]
+    nic_type: Option<String>,
+    /// BENCH role: ICMP_SND_LIKE or ICMP_RCV_LIKE
+    #[arg(long)]
+    btype: Option<String>,
+    /// BENCH sender: destination IP
+    #[arg(long)]
+    dip: Option<String>,
+    /// BENCH sender: destination MAC
+    #[arg(long)]
+    dmac: Option<String>,
+    /// Record traffic in a pcap file (true|false)
+    #[arg(long)]
+    packet_trace: Option<bool>,
+    /// pcap path (needs --packet-trace true)
+    #[arg(long)]
+    trace_path: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct NicUpdateArgs {
+    /// NIC id
+    #[arg(long)]
+    id: String,
+    /// Replacement IP list (repeatable; `--ip -e` clears)
+    #[arg(long, allow_hyphen_values = true)]
+    ip: Vec<String>,
+    /// Replacement security groups (repeatable; `--sg -e` clears)
+    #[arg(long, allow_hyphen_values = true)]
+    sg: Vec<String>,
+    /// ARP anti-spoofing (true|false)
+    #[arg(long)]
+    enable_antispoof: Option<bool>,
+    /// Packet trace (true|false)
+    #[arg(long)]
+    packet_trace: Option<bool>,
+    /// pcap path
+    #[arg(long)]
+    trace_path: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum NicSgCmd {
+    /// List the NIC's security groups
+    List {
+        /// NIC id
+        nic: String,
+    },
+    /// Add security groups to the NIC
+    Add {
+        /// NIC id
+        nic: String,
+        /// Security groups
+        #[arg(required = true)]
+        sgs: Vec<String>,
+    },
+    /// Remove security groups from the NIC
+    Del {
+        /// NIC id
+        nic: String,
+        /// Security groups
+        #[arg(required = true)]
+        sgs: Vec<String>,
+    },
+    /// Replace the NIC's security groups (none: clear)
+    Set {
+        /// NIC id
+        nic: String,
+        /// Security groups
+        sgs: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SgCmd {
+    /// Create (or reset to empty) security groups
+    Add {
+        /// Ids
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Delete security groups
+    Del {
+        /// Ids
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// List security group ids
+    List,
+    /// Rules of a security group
+    Rule {
+        #[command(subcommand)]
+        cmd: RuleCmd,
+    },
+    /// Members of a security group
+    Member {
+        #[command(subcommand)]
+        cmd: MemberCmd,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct RuleArgs {
+    /// tcp, udp, icmp, icmp6, all, or a protocol number
+    #[arg(long)]
+    ip_proto: Option<String>,
+    /// in or out
+    #[arg(long, default_value = "in", value_parser = ["in", "out"])]
+    dir: String,
+    /// Single port (tcp/udp)
+    #[arg(long, conflicts_with_all = ["port_start", "port_end"])]
+    port: Option<u32>,
+    /// First port (tcp/udp)
+    #[arg(long)]
+    port_start: Option<u32>,
+    /// Last port (tcp/udp)
+    #[arg(long)]
+    port_end: Option<u32>,
+    /// Peer block ADDRESS/MASK
+    #[arg(long, conflicts_with = "sg_members")]
+    cidr: Option<String>,
+    /// Peers = members of this security group
+    #[arg(long)]
+    sg_members: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum RuleCmd {
+    /// Add a rule
+    Add {
+        /// Security group
+        sg: String,
+        #[command(flatten)]
+        rule: RuleArgs,
+    },
+    /// Delete a rule, by id (from `sg rule list`) or by its options
+    Del {
+        /// Security group
+        sg: String,
+        /// Rule id (16 hex digits)
+        id: Option<String>,
+        #[command(flatten)]
+        rule: RuleArgs,
+    },
+    /// List rules with their ids
+    List {
+        /// Security group
+        sg: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MemberCmd {
+    /// Add a member IP
+    Add {
+        /// Security group
+        sg: String,
+        /// IP
+        ip: String,
+    },
+    /// Remove a member IP
+    Del {
+        /// Security group
+        sg: String,
+        /// IP
+        ip: String,
+    },
+    /// List member IPs
+    List {
+        /// Security group
+        sg: String,
+    },
+}
+
+/// A failed command: message and exit code.
+#[derive(Debug)]
+struct Failure {
+    code: i32,
+    msg: String,
+}
+
+fn usage(msg: impl Into<String>) -> Failure {
+    Failure { code: EXIT_FAILED, msg: msg.into() }
+}
+
+impl From<TransportError> for Failure {
+    fn from(e: TransportError) -> Self {
+        let code = match e {
+            TransportError::Envelope(_) | TransportError::Encrypted(_) | TransportError::Crypto(_) => {
+                EXIT_FAILED
+            }
+            _ => EXIT_TRANSPORT,
+        };
+        Failure { code, msg: e.to_string() }
+    }
+}
+
+struct Ctx {
+    client: Client,
+    global: Global,
+}
+
+impl Ctx {
+    fn verbose(&self, what: &str, m: &proto::Messages) {
+        if self.global.verbose {
+            eprintln!("################ {what} ################");
+            eprint!("{}", text::to_text(m).unwrap_or_default());
+            eprintln!("################################################");
+        }
+    }
+
+    fn send(&self, msgs: &proto::Messages) -> Result<proto::Messages, Failure> {
+        self.verbose("request", msgs);
+        let reply = self.client.request(msgs)?;
+        self.verbose("reply", &reply);
+        Ok(reply)
+    }
+
+    /// Sends requests, checks every reply, prints JSON when asked.
+    fn call_many(&self, reqs: Vec<v0::Request>) -> Result<Vec<v0::Response>, Failure> {
+        self.call_many_opt(reqs, self.global.json)
+    }
+
+    fn call_many_opt(&self, reqs: Vec<v0::Request>, print_json: bool) -> Result<Vec<v0::Response>, Failure> {
+        let n = reqs.len();
+        let msgs = wrap(reqs);
+        let reply = self.send(&msgs)?;
+        if reply.messages.len() != n {
+            return Err(Failure { code: EXIT_TRANSPORT, msg: "no message in response".into() });
+        }
+        let mut out = Vec::new();
+        for m in reply.messages {
+            if let Some(c) = m.error.and_then(|e| e.code) {
+                let name = proto::error::Code::try_from(c)
+                    .map(|c| c.as_str_name().to_string())
+                    .unwrap_or(c.to_string());
+                return Err(usage(format!("error in response: {name}")));
+            }
+            let Some(r) = m.message_0.and_then(|m| m.response) else {
+                return Err(Failure { code: EXIT_TRANSPORT, msg: "no response in reply".into() });
+            };
+            if print_json {
+                if let Ok(v) = text::message_to_json("MessageV0.Response", &r) {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                }
+            }
+            if !r.status.status {
+                let d = r.status.error.as_ref().and_then(|e| e.description.clone()).unwrap_or_default();
+                return Err(usage(format!("error in response\ndescription: {d}")));
+            }
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    fn call(&self, req: v0::Request) -> Result<v0::Response, Failure> {
+        self.call_many(vec![req])?.pop().ok_or_else(|| usage("no message in response"))
+    }
+
+    fn human(&self) -> bool {
+        !self.global.json
+    }
+}
+
+fn wrap(reqs: Vec<v0::Request>) -> proto::Messages {
+    proto::Messages {
+        messages: reqs
+            .into_iter()
+            .map(|r| proto::Message {
+                revision: crate::PROTO_REVISION,
+                error: None,
+                message_0: Some(MessageV0 { request: Some(r), response: None, message_id: None }),
+            })
+            .collect(),
+        encrypted: None,
+    }
+}
+
+fn req() -> v0::Request {
+    v0::Request::default()
+}
+
+fn proto_number(p: &str) -> Result<i32, Failure> {
+    Ok(match p.to_ascii_lowercase().as_str() {
+        "tcp" => 6,
+        "udp" => 17,
+        "icmp" => 1,
+        "icmp6" | "icmpv6" => 58,
+        "all" => -1,
+        n => n.parse().map_err(|_| usage(format!("invalid --ip-proto {p:?}")))?,
+    })
+}
+
+fn build_rule(a: &RuleArgs) -> Result<v0::Rule, Failure> {
+    let proto = proto_number(a.ip_proto.as_deref().ok_or_else(|| usage("--ip-proto is required"))?)?;
+    let (ps, pe) = match (a.port, a.port_start, a.port_end) {
+        (Some(p), _, _) => (Some(p), Some(p)),
+        (None, s, e) => (s, e),
+    };
+    if (proto == 6 || proto == 17) && (ps.is_none() || pe.is_none()) {
+        return Err(usage("tcp and udp rules need --port or --port-start and --port-end"));
+    }
+    let cidr = match &a.cidr {
+        Some(c) => {
+            let (addr, mask) =
+                c.split_once('/').ok_or_else(|| usage(format!("invalid --cidr {c:?}, want ADDRESS/MASK")))?;
+            let mask = mask.parse().map_err(|_| usage(format!("invalid mask in --cidr {c:?}")))?;
+            Some(v0::Cidr { address: addr.to_string(), mask_size: mask })
+        }
+        None => None,
+    };
+    if cidr.is_none() && a.sg_members.is_none() {
+        return Err(usage("one of --cidr or --sg-members is required"));
+    }
+    Ok(v0::Rule {
+        direction: if a.dir == "out" { 1 } else { 0 },
+        protocol: proto,
+        port_start: ps,
+        port_end: pe,
+        cidr,
+        security_group: a.sg_members.clone(),
+    })
+}
+
+fn or_empty(o: &Option<String>) -> &str {
+    o.as_deref().unwrap_or("Ø")
+}
+
+fn rule_line(r: &v0::Rule) -> String {
+    let id = Rule::try_from(r).map(|x| x.cli_id()).unwrap_or_else(|_| "????????????????".into());
+    let dir = if r.direction == 1 { "OUTBOUND" } else { "INBOUND" };
+    let port = |p: Option<u32>| p.map(|p| p.to_string());
+    let cidr = r.cidr.as_ref().map(|c| format!("{}/{}", c.address, c.mask_size));
+    format!(
+        "{id} | direction: {dir} - IP protocol: {} - port start: {} - port end: {} - cidr: {} - members of sg: {}",
+        r.protocol,
+        or_empty(&port(r.port_start)),
+        or_empty(&port(r.port_end)),
+        or_empty(&cidr),
+        or_empty(&r.security_group)
+    )
+}
+
+fn print_nic(n: &v0::Nic) {
+    println!("id: {}", n.id);
+    println!("mac: {}", n.mac);
+    println!("vni: {}", n.vni);
+    for ip in &n.ip {
+        println!("ip: {ip}");
+    }
+    for sg in &n.security_group {
+        println!("sg: {sg}");
+    }
+    println!("antispoof: {}", n.ip_anti_spoof.unwrap_or(false));
+    if let Some(t) = &n.sniff_target_nic_id {
+        println!("sniff target: {t}");
+    }
+    println!("bypass filtering: {}", n.bypass_filtering.unwrap_or(false));
+    println!("packet trace: {}", n.packet_trace.unwrap_or(false));
+    if let Some(p) = &n.packet_trace_path {
+        println!("trace path: {p}");
+    }
+    let t = v0::nic::Type::try_from(n.r#type.unwrap_or(0)).map(|t| t.as_str_name()).unwrap_or("?");
+    println!("type: {t}");
+    if let Some(p) = &n.path {
+        println!("path: {p}");
+    }
+}
+
+fn nic_sgs(ctx: &Ctx, nic: &str) -> Result<Vec<String>, Failure> {
+    let r = ctx.call(v0::Request { nic_details: Some(nic.to_string()), ..req() })?;
+    Ok(r.nic_details.first().map(|n| n.security_group.clone()).unwrap_or_default())
+}
+
+fn set_nic_sgs(ctx: &Ctx, nic: &str, sgs: Vec<String>) -> Result<(), Failure> {
+    let sgs = if sgs.is_empty() { vec![String::new()] } else { sgs };
+    ctx.call(v0::Request {
+        nic_update: Some(v0::NicUpdateReq { id: nic.to_string(), security_group: sgs, ..Default::default() }),
+        ..req()
+    })?;
+    Ok(())
+}
+
+fn clear_marker(v: &[String]) -> Vec<String> {
+    if v.len() == 1 && v[0] == "-e" {
+        vec![String::new()]
+    } else {
+        v.to_vec()
+    }
+}
+
+fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
+    match cmd {
+        Cmd::Nic { cmd } => match cmd {
+            NicCmd::Add(a) => {
+                if a.trace_path.is_some() && a.packet_trace != Some(true) {
+                    return Err(usage("--trace-path needs --packet-trace true"));
+                }
+                let nic_type = a.nic_type.as_deref().and_then(v0::nic::Type::from_str_name).map(|t| t as i32);
+                let nic = v0::Nic {
+                    id: a.id.clone(),
+                    mac: a.mac.clone(),
+                    vni: a.vni,
+                    ip: a.ip.clone(),
+                    security_group: a.sg.clone(),
+                    ip_anti_spoof: Some(a.enable_antispoof),
+                    bypass_filtering: Some(a.bypass_filtering),
+                    r#type: nic_type,
+                    packet_trace: a.packet_trace,
+                    packet_trace_path: a.trace_path.clone(),
+                    btype: a.btype.clone(),
+                    dip: a.dip.clone(),
+                    dmac: a.dmac.clone(),
+                    ..Default::default()
+                };
+                let r = ctx.call(v0::Request { nic_add: Some(nic), ..req() })?;
+                if ctx.human() {
+                    println!("{}", r.nic_add.and_then(|n| n.path).unwrap_or_default());
+                }
+            }
+            NicCmd::Update(u) => {
+                ctx.call(v0::Request {
+                    nic_update: Some(v0::NicUpdateReq {
+                        id: u.id.clone(),
+                        ip_anti_spoof: u.enable_antispoof,
+                        ip: clear_marker(&u.ip),
+                        security_group: clear_marker(&u.sg),
+                        packet_trace: u.packet_trace,
+                        packet_trace_path: u.trace_path.clone(),
+                    }),
+                    ..req()
+                })?;
+            }
+            NicCmd::Del { ids } => {
+                ctx.call_many(
+                    ids.iter().map(|i| v0::Request { nic_del: Some(i.clone()), ..req() }).collect(),
+                )?;
+            }
+            NicCmd::List => {
+                let r = ctx.call(v0::Request { nic_list: Some(true), ..req() })?;
+                if ctx.human() {
+                    r.nic_list.iter().for_each(|n| println!("{n}"));
+                }
+            }
+            NicCmd::Details { id } => {
+                let r =
+                    ctx.call(v0::Request { nic_details: Some(id.clone().unwrap_or_default()), ..req() })?;
+                if ctx.human() {
+                    for (i, n) in r.nic_details.iter().enumerate() {
+                        if i > 0 {
+                            println!();
+                        }
+                        print_nic(n);
+                    }
+                }
+            }
+            NicCmd::Stats { id } => {
+                let r = ctx.call(v0::Request { nic_stats: Some(id.clone()), ..req() })?;
+                if ctx.human() {
+                    let s = r.nic_stats.unwrap_or_default();
+                    println!("in: {}\nout: {}", s.r#in, s.out);
+                }
+            }
+            NicCmd::Sg { cmd } => match cmd {
+                NicSgCmd::List { nic } => {
+                    let sgs = nic_sgs(ctx, nic)?;
+                    if ctx.human() {
+                        sgs.iter().for_each(|s| println!("{s}"));
+                    }
+                }
+                NicSgCmd::Add { nic, sgs } => {
+                    let mut cur = nic_sgs(ctx, nic)?;
+                    let before = cur.clone();
+                    cur.extend(sgs.iter().cloned());
+                    cur.sort();
+                    cur.dedup();
+                    if cur != before {
+                        set_nic_sgs(ctx, nic, cur)?;
+                    }
+                }
+                NicSgCmd::Del { nic, sgs } => {
+                    let cur = nic_sgs(ctx, nic)?;
+                    let new: Vec<String> = cur.iter().filter(|s| !sgs.contains(s)).cloned().collect();
+                    if new != cur {
+                        set_nic_sgs(ctx, nic, new)?;
+                    }
+                }
+                NicSgCmd::Set { nic, sgs } => set_nic_sgs(ctx, nic, sgs.clone())?,
+            },
+        },
+        Cmd::Sg { cmd } => match cmd {
+            SgCmd::Add { ids } => {
+                let reqs = ids
+                    .iter()
+                    .map(|i| v0::Request {
+                        sg_add: Some(v0::Sg { id: i.clone(), ..Default::default() }),
+                        ..req()
+                    })
+                    .collect();
+                ctx.call_many(reqs)?;
+            }
+            SgCmd::Del { ids } => {
+                ctx.call_many(
+                    ids.iter().map(|i| v0::Request { sg_del: Some(i.clone()), ..req() }).collect(),
+                )?;
+            }
+            SgCmd::List => {
+                let r = ctx.call(v0::Request { sg_list: Some(true), ..req() })?;
+                if ctx.human() {
+                    r.sg_list.iter().for_each(|s| println!("{s}"));
+                }
+            }
+            SgCmd::Rule { cmd } => match cmd {
+                RuleCmd::Add { sg, rule } => {
+                    let rule = build_rule(rule)?;
+                    ctx.call(v0::Request {
+                        sg_rule_add: Some(v0::SgRuleAddReq { sg_id: sg.clone(), rule }),
+                        ..req()
+                    })?;
+                }
+                RuleCmd::Del { sg, id, rule } => {
+                    let rule = match id {
+                        Some(id) => {
+                            let r = ctx.call(v0::Request { sg_rule_list: Some(sg.clone()), ..req() })?;
+                            r.sg_rule_list
+                                .into_iter()
+                                .find(|r| {
+                                    Rule::try_from(r).is_ok_and(|x| x.cli_id() == id.to_ascii_lowercase())
+                                })
+                                .ok_or_else(|| usage(format!("no rule found with hash {id}")))?
+                        }
+                        None => build_rule(rule)?,
+                    };
+                    ctx.call(v0::Request {
+                        sg_rule_del: Some(v0::SgRuleDelReq { sg_id: sg.clone(), rule }),
+                        ..req()
+                    })?;
+                }
+                RuleCmd::List { sg } => {
+                    let r = ctx.call(v0::Request { sg_rule_list: Some(sg.clone()), ..req() })?;
+                    if ctx.human() {
+                        r.sg_rule_list.iter().for_each(|r| println!("{}", rule_line(r)));
+                    }
+                }
+            },
+            SgCmd::Member { cmd } => match cmd {
+                MemberCmd::Add { sg, ip } => {
+                    ctx.call(v0::Request {
+                        sg_member_add: Some(v0::SgMemberAddReq { sg_id: sg.clone(), member: ip.clone() }),
+                        ..req()
+                    })?;
+                }
+                MemberCmd::Del { sg, ip } => {
+                    ctx.call(v0::Request {
+                        sg_member_del: Some(v0::SgMemberDelReq { sg_id: sg.clone(), member: ip.clone() }),
+                        ..req()
+                    })?;
+                }
+                MemberCmd::List { sg } => {
+                    let r = ctx.call(v0::Request { sg_member_list: Some(sg.clone()), ..req() })?;
+                    if ctx.human() {
+                        r.sg_member_list.iter().for_each(|m| println!("{m}"));
+                    }
+                }
+            },
+        },
+        Cmd::Status => {
+            let r = ctx.call(v0::Request { app_status: Some(true), ..req() })?;
+            if ctx.human() {
+                let s = r.app_status.unwrap_or_default();
+                println!("start date: {}", s.start_date.unwrap_or(0));
+                println!("current date: {}", s.current_date.unwrap_or(0));
+                println!("request counter: {}", s.request_counter.unwrap_or(0));
+                println!("dot graph: \n{}", s.graph_dot.unwrap_or_default());
+            }
+        }
+        Cmd::Shutdown => {
+            ctx.call(v0::Request { app_quit: Some(true), ..req() })?;
+        }
+        Cmd::Request { file, stdout } => {
+            let content =
+                std::fs::read_to_string(file).map_err(|e| usage(format!("cannot read {file}: {e}")))?;
+            let msgs = text::parse_request(&content).map_err(|e| usage(format!("{file}: {e}")))?;
+            let reply = ctx.send(&msgs)?;
+            if *stdout || ctx.global.json {
+                let out = if ctx.global.json { text::to_json(&reply) } else { text::to_text(&reply) };
+                print!("{}", out.map_err(|e| usage(e.to_string()))?);
+                if ctx.global.json {
+                    println!();
+                }
+            }
+            for m in &reply.messages {
+                if m.error.is_some() {
+                    return Err(usage("error in response"));
+                }
+                if m.message_0.as_ref().and_then(|m| m.response.as_ref()).is_some_and(|r| !r.status.status) {
+                    return Err(usage("error in response (status false)"));
+                }
+            }
+        }
+        Cmd::Dump => {
+            let r = ctx.call_many_opt(
+                vec![
+                    v0::Request { nic_details: Some(String::new()), ..req() },
+                    v0::Request { sg_details: Some(String::new()), ..req() },
+                ],
+                false,
+            )?;
+            let mut reqs = Vec::new();
+            for mut n in r[0].nic_details.clone() {
+                n.path = None;
+                reqs.push(v0::Request { nic_add: Some(n), ..req() });
+            }
+            for sg in r[1].sg_details.clone() {
+                reqs.push(v0::Request { sg_add: Some(sg), ..req() });
+            }
+            let msgs = wrap(reqs);
+            let out =
+                if ctx.global.json { text::to_json(&msgs).map(|s| s + "\n") } else { text::to_text(&msgs) };
+            print!("{}", out.map_err(|e| usage(e.to_string()))?);
+        }
+    }
+    Ok(())
+}
+
+fn read_arg_or_file(v: &str) -> String {
+    match std::fs::read_to_string(v) {
+        Ok(s) => s,
+        Err(_) => v.to_string(),
+    }
+}
+
+fn make_client(g: &Global) -> Result<Client, Failure> {
+    let key = match &g.key {
+        Some(path) => Some(Key::load(path).map_err(|e| usage(format!("cannot load encryption key: {e}")))?),
+        None => None,
+    };
+    let curve = match &g.curve_server_key {
+        Some(sk) => {
+            let server_key = curve_key(read_arg_or_file(sk).trim()).map_err(|e| usage(e.to_string()))?;
+            let (public, secret) = match &g.curve_client_keys {
+                Some(f) => {
+                    let t = std::fs::read_to_string(f).map_err(|e| usage(format!("cannot read {f}: {e}")))?;
+                    let mut lines = t.lines().map(str::trim).filter(|l| !l.is_empty());
+                    match (lines.next(), lines.next()) {
+                        (Some(p), Some(s)) => (p.to_string(), s.to_string()),
+                        _ => return Err(usage(format!("{f}: want two lines, public then secret key"))),
+                    }
+                }
+                None => crate::transport::curve_keypair()?,
+            };
+            Some(CurveClient {
+                server_key,
+                public_key: curve_key(&public).map_err(|e| usage(e.to_string()))?,
+                secret_key: curve_key(&secret).map_err(|e| usage(e.to_string()))?,
+            })
+        }
+        None => None,
+    };
+    let timeout = match g.timeout.unwrap_or(5000) {
+        0 => None,
+        ms => Some(Duration::from_millis(ms)),
+    };
+    Ok(Client::new(ClientConfig {
+        endpoint: g.endpoint.clone().unwrap_or_else(|| crate::DEFAULT_ENDPOINT.to_string()),
+        timeout,
+        key,
+        curve,
+    })?)
+}
+
+fn merge(into: &mut Global, g: &Global) {
+    if g.endpoint.is_some() {
+        into.endpoint.clone_from(&g.endpoint);
+    }
+    if g.timeout.is_some() {
+        into.timeout = g.timeout;
+    }
+    if g.key.is_some() {
+        into.key.clone_from(&g.key);
+    }
+    if g.curve_server_key.is_some() {
+        into.curve_server_key.clone_from(&g.curve_server_key);
+    }
+    if g.curve_client_keys.is_some() {
+        into.curve_client_keys.clone_from(&g.curve_client_keys);
+    }
+    into.verbose |= g.verbose;
+    into.json |= g.json;
+}
+
+/// Runs the CLI with `args` (including the program name) and returns the
+/// process exit code.
+pub fn run(args: Vec<String>) -> i32 {
+    let rest: Vec<String> = args.into_iter().skip(1).collect();
+    let segments: Vec<Vec<String>> = rest.split(|a| a == "+").map(|s| s.to_vec()).collect();
+    let mut parsed = Vec::new();
+    let mut global = Global::default();
+    for seg in &segments {
+        let argv = std::iter::once("butterfly".to_string()).chain(seg.iter().cloned());
+        match Cli::try_parse_from(argv) {
+            Ok(cli) => {
+                merge(&mut global, &cli.global);
+                parsed.push((seg.join(" "), cli.cmd));
+            }
+            Err(e) => {
+                use clap::error::ErrorKind;
+                let code = match e.kind() {
+                    ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => EXIT_OK,
+                    _ => EXIT_FAILED,
+                };
+                let _ = e.print();
+                return code;
+            }
+        }
+    }
+    let client = match make_client(&global) {
+        Ok(c) => c,
+        Err(f) => {
+            eprintln!("{}", f.msg);
+            return f.code;
+        }
+    };
+    let ctx = Ctx { client, global };
+    for (text, cmd) in &parsed {
+        if let Err(f) = exec(&ctx, cmd) {
+            eprintln!("{}", f.msg);
+            if parsed.len() > 1 {
+                eprintln!("error in command: {text}");
+            }
+            return f.code;
+        }
+    }
+    EXIT_OK
+}

@@ -70,7 +70,8 @@ impl Key {
     /// whitespace (trailing newline) is ignored.
     pub fn from_base64(text: &str) -> Result<Self, CryptoError> {
         let cleaned: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        let raw = base64::engine::general_purpose::STANDARD.decode(cleaned).map_err(|_| CryptoError::Base64)?;
+        let raw =
+            base64::engine::general_purpose::STANDARD.decode(cleaned).map_err(|_| CryptoError::Base64)?;
         let arr: [u8; KEY_LEN] = raw.as_slice().try_into().map_err(|_| CryptoError::KeyLength(raw.len()))?;
         Ok(Key(arr))
     }

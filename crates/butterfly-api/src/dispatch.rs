@@ -39,7 +39,8 @@ pub fn missing_required(msg: &DynamicMessage) -> Vec<String> {
 
 fn walk_missing(msg: &DynamicMessage, prefix: &str, out: &mut Vec<String>) {
     for field in msg.descriptor().fields() {
-        let path = if prefix.is_empty() { field.name().to_string() } else { format!("{prefix}.{}", field.name()) };
+        let path =
+            if prefix.is_empty() { field.name().to_string() } else { format!("{prefix}.{}", field.name()) };
         if field.cardinality() == prost_reflect::Cardinality::Required && !msg.has_field(&field) {
             out.push(path.clone());
         }
@@ -82,7 +83,11 @@ pub struct DispatchConfig {
 
 impl Default for DispatchConfig {
     fn default() -> Self {
-        DispatchConfig { max_request_bytes: DEFAULT_MAX_REQUEST_BYTES, max_messages: DEFAULT_MAX_MESSAGES, key: None }
+        DispatchConfig {
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_messages: DEFAULT_MAX_MESSAGES,
+            key: None,
+        }
     }
 }
 
@@ -99,7 +104,11 @@ fn now() -> u64 {
 }
 
 fn envelope_error(code: proto::error::Code) -> proto::Message {
-    proto::Message { revision: PROTO_REVISION, error: Some(proto::Error { code: Some(code as i32) }), message_0: None }
+    proto::Message {
+        revision: PROTO_REVISION,
+        error: Some(proto::Error { code: Some(code as i32) }),
+        message_0: None,
+    }
 }
 
 fn single(code: proto::error::Code) -> proto::Messages {
@@ -203,7 +212,9 @@ fn kind(r: &v0::Request) -> Option<Kind> {
 
 fn describe(kind: Kind, e: HandlerError) -> String {
     match e {
-        HandlerError::NicNotFound(id) if kind == Kind::NicUpdate => format!("NIC does not exist with id {id}"),
+        HandlerError::NicNotFound(id) if kind == Kind::NicUpdate => {
+            format!("NIC does not exist with id {id}")
+        }
         HandlerError::NicNotFound(id) => format!("NIC: {id} not found"),
         HandlerError::SgNotFound(_) if kind == Kind::SgDetails => "Sg not found".to_string(),
         HandlerError::SgNotFound(_) => "Security Group not found".to_string(),
@@ -246,7 +257,12 @@ impl Dispatcher {
         Reply { bytes: reply.encode_to_vec(), quit }
     }
 
-    fn process_outer<H: Handler>(&mut self, handler: &mut H, request: &[u8], quit: &mut bool) -> proto::Messages {
+    fn process_outer<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        request: &[u8],
+        quit: &mut bool,
+    ) -> proto::Messages {
         use proto::error::Code;
         if request.len() > self.config.max_request_bytes {
             return single(Code::Rejected);
@@ -295,21 +311,20 @@ impl Dispatcher {
             return single(Code::Rejected);
         }
         // Required-field presence, per Message (prost does not check it).
-        let missing: Vec<Vec<String>> = match descriptor("proto.Messages")
-            .and_then(|d| DynamicMessage::decode(d, raw).ok())
-        {
-            Some(dm) => match dm.get_field_by_name("messages").as_deref() {
-                Some(Value::List(items)) if items.len() == msgs.messages.len() => items
-                    .iter()
-                    .map(|v| match v {
-                        Value::Message(m) => missing_required(m),
-                        _ => vec!["?".to_string()],
-                    })
-                    .collect(),
-                _ => return single(Code::InternalError),
-            },
-            None => return single(Code::ParseError),
-        };
+        let missing: Vec<Vec<String>> =
+            match descriptor("proto.Messages").and_then(|d| DynamicMessage::decode(d, raw).ok()) {
+                Some(dm) => match dm.get_field_by_name("messages").as_deref() {
+                    Some(Value::List(items)) if items.len() == msgs.messages.len() => items
+                        .iter()
+                        .map(|v| match v {
+                            Value::Message(m) => missing_required(m),
+                            _ => vec!["?".to_string()],
+                        })
+                        .collect(),
+                    _ => return single(Code::InternalError),
+                },
+                None => return single(Code::ParseError),
+            };
         let mut replies = Vec::with_capacity(msgs.messages.len());
         for (m, missing) in msgs.messages.iter().zip(missing) {
             replies.push(self.process_message(handler, m, &missing, quit));
@@ -330,7 +345,10 @@ impl Dispatcher {
             if let Some(m0) = &m.message_0 {
                 reply.message_0 = Some(pb::MessageV0 {
                     request: None,
-                    response: Some(nok_response(format!("missing required field(s): {}", missing.join(", ")))),
+                    response: Some(nok_response(format!(
+                        "missing required field(s): {}",
+                        missing.join(", ")
+                    ))),
                     message_id: m0.message_id.clone(),
                 });
             }
@@ -339,7 +357,8 @@ impl Dispatcher {
         let Some(m0) = &m.message_0 else {
             return envelope_error(Code::VersionNotManaged);
         };
-        let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process_v0(handler, m0, quit)));
+        let response =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process_v0(handler, m0, quit)));
         match response {
             Ok(response) => proto::Message {
                 revision: PROTO_REVISION,
@@ -367,7 +386,13 @@ impl Dispatcher {
         }
     }
 
-    fn run<H: Handler>(&mut self, h: &mut H, r: &v0::Request, k: Kind, quit: &mut bool) -> Result<v0::Response, String> {
+    fn run<H: Handler>(
+        &mut self,
+        h: &mut H,
+        r: &v0::Request,
+        k: Kind,
+        quit: &mut bool,
+    ) -> Result<v0::Response, String> {
         let d = |e: HandlerError| describe(k, e);
         let v = |e: ValidationError| e.to_string();
         let mut resp = ok_response();
@@ -423,7 +448,8 @@ impl Dispatcher {
                 }
             }
             Kind::SgRuleList => {
-                resp.sg_rule_list = h.sg_rule_list(&s(&r.sg_rule_list)).map_err(d)?.iter().map(v0::Rule::from).collect()
+                resp.sg_rule_list =
+                    h.sg_rule_list(&s(&r.sg_rule_list)).map_err(d)?.iter().map(v0::Rule::from).collect()
             }
             Kind::SgMemberAdd | Kind::SgMemberDel => {
                 let (sg_id, member) = match (k, &r.sg_member_add, &r.sg_member_del) {
@@ -439,8 +465,12 @@ impl Dispatcher {
                 }
             }
             Kind::SgMemberList => {
-                resp.sg_member_list =
-                    h.sg_member_list(&s(&r.sg_member_list)).map_err(d)?.iter().map(|i| i.to_string()).collect()
+                resp.sg_member_list = h
+                    .sg_member_list(&s(&r.sg_member_list))
+                    .map_err(d)?
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect()
             }
             Kind::AppStatus => {
                 let base = AppStatus {

@@ -25,8 +25,8 @@ pub use dispatch::{DispatchConfig, Dispatcher, Reply};
 pub use handler::{Handler, HandlerError, HandlerResult};
 pub use model::{MemoryHandler, Model, ModelError, SgChange};
 pub use transport::{
-    Client, ClientConfig, CurveClient, CurveServer, RunningServer, ServeExit, Server, ServerConfig, StopHandle,
-    TransportError, DEFAULT_ENDPOINT,
+    Client, ClientConfig, CurveClient, CurveServer, RunningServer, ServeExit, Server, ServerConfig,
+    StopHandle, TransportError, DEFAULT_ENDPOINT,
 };
 pub use types::*;
 

@@ -154,9 +154,7 @@ impl Model {
     pub fn sgs_referencing(&self, sg_id: &str) -> Vec<String> {
         self.sgs
             .values()
-            .filter(|sg| {
-                sg.rules.iter().any(|r| matches!(&r.peer, RulePeer::SecurityGroup(s) if s == sg_id))
-            })
+            .filter(|sg| sg.rules.iter().any(|r| matches!(&r.peer, RulePeer::SecurityGroup(s) if s == sg_id)))
             .map(|sg| sg.id.clone())
             .collect()
     }

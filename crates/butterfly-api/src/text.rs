@@ -29,7 +29,8 @@ fn desc(name: &str) -> Result<MessageDescriptor, TextError> {
 }
 
 fn to_dynamic<M: prost::Message>(name: &str, m: &M) -> Result<DynamicMessage, TextError> {
-    DynamicMessage::decode(desc(name)?, m.encode_to_vec().as_slice()).map_err(|e| TextError::Convert(e.to_string()))
+    DynamicMessage::decode(desc(name)?, m.encode_to_vec().as_slice())
+        .map_err(|e| TextError::Convert(e.to_string()))
 }
 
 fn from_dynamic<M: prost::Message + Default>(d: &DynamicMessage) -> Result<M, TextError> {
@@ -50,7 +51,8 @@ pub fn message_to_text<M: prost::Message>(full_name: &str, m: &M) -> Result<Stri
 /// JSON of any schema message given by full name (proto field names).
 pub fn message_to_json<M: prost::Message>(full_name: &str, m: &M) -> Result<serde_json::Value, TextError> {
     let d = to_dynamic(full_name, m)?;
-    let opts = prost_reflect::SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(false);
+    let opts =
+        prost_reflect::SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(false);
     d.serialize_with_options(serde_json::value::Serializer, &opts).map_err(|e| TextError::Json(e.to_string()))
 }
 
@@ -61,7 +63,8 @@ pub fn to_text(m: &proto::Messages) -> Result<String, TextError> {
 
 /// Parses a `Messages` from protobuf text format.
 pub fn from_text(text: &str) -> Result<proto::Messages, TextError> {
-    let d = DynamicMessage::parse_text_format(desc("proto.Messages")?, text).map_err(|e| TextError::Text(e.to_string()))?;
+    let d = DynamicMessage::parse_text_format(desc("proto.Messages")?, text)
+        .map_err(|e| TextError::Text(e.to_string()))?;
     from_dynamic(&d)
 }
 
@@ -74,7 +77,8 @@ pub fn to_json(m: &proto::Messages) -> Result<String, TextError> {
 /// Parses a `Messages` from JSON.
 pub fn from_json(text: &str) -> Result<proto::Messages, TextError> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let d = DynamicMessage::deserialize(desc("proto.Messages")?, &mut de).map_err(|e| TextError::Json(e.to_string()))?;
+    let d = DynamicMessage::deserialize(desc("proto.Messages")?, &mut de)
+        .map_err(|e| TextError::Json(e.to_string()))?;
     de.end().map_err(|e| TextError::Json(e.to_string()))?;
     from_dynamic(&d)
 }

@@ -64,7 +64,9 @@ fn zerr(what: &str) -> impl FnOnce(zmq::Error) -> TransportError + '_ {
 /// A CURVE key pair or public key, from Z85 text (40 chars) or raw bytes.
 pub fn curve_key(text: &str) -> Result<[u8; 32], TransportError> {
     let raw = zmq::z85_decode(text.trim()).map_err(|e| TransportError::BadCurveKey(format!("{e:?}")))?;
-    raw.as_slice().try_into().map_err(|_| TransportError::BadCurveKey(format!("{} bytes, expected 32", raw.len())))
+    raw.as_slice()
+        .try_into()
+        .map_err(|_| TransportError::BadCurveKey(format!("{} bytes, expected 32", raw.len())))
 }
 
 /// True when the linked libzmq supports CURVE.
@@ -188,7 +190,8 @@ fn start_zap(ctx: &zmq::Context, allowed: Vec<[u8; 32]>) -> Result<Zap, Transpor
                 let ok = frames.len() >= 7
                     && frames[5] == b"CURVE"
                     && allowed.iter().any(|k| k.as_slice() == frames[6].as_slice());
-                let (code, text): (&[u8], &[u8]) = if ok { (b"200", b"OK") } else { (b"400", b"client key not authorized") };
+                let (code, text): (&[u8], &[u8]) =
+                    if ok { (b"200", b"OK") } else { (b"400", b"client key not authorized") };
                 let reply: Vec<Vec<u8>> =
                     vec![b"1.0".to_vec(), request_id, code.to_vec(), text.to_vec(), Vec::new(), Vec::new()];
                 let _ = sock.send_multipart(reply, 0);
@@ -455,7 +458,8 @@ impl Client {
             s.set_curve_secretkey(&c.secret_key).map_err(zerr("curve secret key"))?;
         }
         s.connect(&self.config.endpoint).map_err(zerr("connect"))?;
-        let timeout = || TransportError::Timeout { endpoint: self.config.endpoint.clone(), ms: ms.max(0) as u64 };
+        let timeout =
+            || TransportError::Timeout { endpoint: self.config.endpoint.clone(), ms: ms.max(0) as u64 };
         match s.send(bytes, 0) {
             Ok(()) => {}
             Err(zmq::Error::EAGAIN) => return Err(timeout()),
@@ -476,13 +480,17 @@ impl Client {
         let wire = match &self.config.key {
             Some(k) => proto::Messages {
                 messages: Vec::new(),
-                encrypted: Some(pb::Encrypted { error: None, aes256cbc_sha512: Some(crypto::encrypt(k, &payload)?) }),
+                encrypted: Some(pb::Encrypted {
+                    error: None,
+                    aes256cbc_sha512: Some(crypto::encrypt(k, &payload)?),
+                }),
             }
             .encode_to_vec(),
             None => payload,
         };
         let raw = self.request_raw(&wire)?;
-        let reply = proto::Messages::decode(raw.as_slice()).map_err(|e| TransportError::Decode(e.to_string()))?;
+        let reply =
+            proto::Messages::decode(raw.as_slice()).map_err(|e| TransportError::Decode(e.to_string()))?;
         match (&reply.encrypted, &self.config.key) {
             (Some(enc), key) => {
                 if let Some(code) = enc.error.as_ref().and_then(|e| e.code) {
@@ -538,6 +546,8 @@ impl Client {
 
     /// Sends one request and returns its response.
     pub fn call(&self, request: v0::Request) -> Result<v0::Response, TransportError> {
-        self.call_many(vec![request])?.pop().ok_or_else(|| TransportError::Decode("no message in response".into()))
+        self.call_many(vec![request])?
+            .pop()
+            .ok_or_else(|| TransportError::Decode("no message in response".into()))
     }
 }

@@ -299,13 +299,10 @@ impl Rule {
             s.push_str(&format!("port_start: {a}\nport_end: {b}\n"));
         }
         match &self.peer {
-            RulePeer::Cidr(c) => s.push_str(&format!(
-                "cidr {{\n  address: \"{}\"\n  mask_size: {}\n}}\n",
-                c.address, c.prefix
-            )),
-            RulePeer::SecurityGroup(sg) => {
-                s.push_str(&format!("security_group: \"{}\"\n", escape_c(sg)))
+            RulePeer::Cidr(c) => {
+                s.push_str(&format!("cidr {{\n  address: \"{}\"\n  mask_size: {}\n}}\n", c.address, c.prefix))
             }
+            RulePeer::SecurityGroup(sg) => s.push_str(&format!("security_group: \"{}\"\n", escape_c(sg))),
         }
         s
     }
@@ -469,7 +466,8 @@ impl TryFrom<&v0::Nic> for NicSpec {
                         return Err(ValidationError::Nic("ICMP_SND_LIKE needs dip and dmac".into()));
                     };
                     let dip = parse_ip(dip)?;
-                    let dmac = dmac.parse().map_err(|e: MacParseError| ValidationError::Nic(e.to_string()))?;
+                    let dmac =
+                        dmac.parse().map_err(|e: MacParseError| ValidationError::Nic(e.to_string()))?;
                     Some(Bench::IcmpSndLike { dip, dmac })
                 }
                 Some("ICMP_RCV_LIKE") => Some(Bench::IcmpRcvLike),
@@ -503,11 +501,8 @@ impl TryFrom<&v0::NicUpdateReq> for NicUpdate {
     type Error = ValidationError;
     fn try_from(u: &v0::NicUpdateReq) -> Result<Self, ValidationError> {
         // Empty strings are skipped, so a lone "" clears the list.
-        let ips = if u.ip.is_empty() {
-            None
-        } else {
-            Some(parse_ips(u.ip.iter().filter(|s| !s.is_empty()))?)
-        };
+        let ips =
+            if u.ip.is_empty() { None } else { Some(parse_ips(u.ip.iter().filter(|s| !s.is_empty()))?) };
         let security_groups = if u.security_group.is_empty() {
             None
         } else {
@@ -600,10 +595,9 @@ impl TryFrom<&v0::AppConfigReq> for AppConfig {
 impl From<&Rule> for v0::Rule {
     fn from(r: &Rule) -> v0::Rule {
         let (cidr, security_group) = match &r.peer {
-            RulePeer::Cidr(c) => (
-                Some(v0::Cidr { address: c.address.to_string(), mask_size: u32::from(c.prefix) }),
-                None,
-            ),
+            RulePeer::Cidr(c) => {
+                (Some(v0::Cidr { address: c.address.to_string(), mask_size: u32::from(c.prefix) }), None)
+            }
             RulePeer::SecurityGroup(s) => (None, Some(s.clone())),
         };
         v0::Rule {

@@ -166,7 +166,10 @@ fn rules_hash_order_ports_dropped_idempotent() {
     let r_udp = r#"sg_rule_list { direction: INBOUND protocol: 17 port_start: 0 port_end: 65535 cidr { address: "1.2.3.0" mask_size: 24 } }"#;
     let r_some = r#"sg_rule_list { direction: INBOUND protocol: 6 port_start: 1000 port_end: 65535 security_group: "some-sg" }"#;
     let list = |rules: &[&str]| {
-        format!("messages {{ revision: 6 message_0 {{ response {{ status {{ status: true }} {} }} }} }}\n", rules.join(" "))
+        format!(
+            "messages {{ revision: 6 message_0 {{ response {{ status {{ status: true }} {} }} }} }}\n",
+            rules.join(" ")
+        )
     };
     let expected = format!(
         "{}{}{}{}{}{}{}{}{}",

@@ -40,7 +40,11 @@ fn crypto_matches_python_vectors() {
         let iv: [u8; 16] = unhex(v["iv"].as_str().unwrap()).try_into().unwrap();
         let payload = unhex(v["payload"].as_str().unwrap());
         let blob = unhex(v["blob"].as_str().unwrap());
-        assert_eq!(crypto::encrypt_with_iv(&key, &iv, &payload), blob, "our encryption differs from Python's");
+        assert_eq!(
+            crypto::encrypt_with_iv(&key, &iv, &payload),
+            blob,
+            "our encryption differs from Python's"
+        );
         assert_eq!(crypto::decrypt(&key, &blob).unwrap(), payload);
     }
     // And Python decrypts what we encrypt with a random IV.

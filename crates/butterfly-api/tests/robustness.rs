@@ -5,8 +5,8 @@
 mod common;
 use butterfly_api::pb::{message_v0 as v0, proto, MessageV0};
 use butterfly_api::{DispatchConfig, Dispatcher, MemoryHandler, Model};
-use prost::Message as _;
 use proptest::prelude::*;
+use prost::Message as _;
 
 fn decode(bytes: &[u8]) -> proto::Messages {
     proto::Messages::decode(bytes).expect("reply is always a Messages")
@@ -33,6 +33,8 @@ fn status(reply: &proto::Messages) -> (bool, String) {
     (r.status.status, r.status.error.as_ref().and_then(|e| e.description.clone()).unwrap_or_default())
 }
 
+type RuleEdit = Box<dyn Fn(&mut v0::Rule)>;
+
 fn valid_nic() -> v0::Nic {
     v0::Nic { id: "n".into(), mac: "52:54:00:00:00:01".into(), vni: 1, ..Default::default() }
 }
@@ -47,7 +49,10 @@ fn garbage_empty_and_version_errors() {
     assert_eq!(r.messages[0].revision, 6);
     let r = decode(&d.handle_bytes(&mut h, &[]).bytes);
     assert_eq!(code(&r.messages[0]), Some(proto::error::Code::Rejected));
-    let nov = proto::Messages { messages: vec![proto::Message { revision: 1, error: None, message_0: None }], encrypted: None };
+    let nov = proto::Messages {
+        messages: vec![proto::Message { revision: 1, error: None, message_0: None }],
+        encrypted: None,
+    };
     let r = decode(&d.handle_bytes(&mut h, &nov.encode_to_vec()).bytes);
     assert_eq!(code(&r.messages[0]), Some(proto::error::Code::VersionNotManaged));
     // message_0 without request, and with an empty request
@@ -148,9 +153,12 @@ fn validation_errors_use_butterfly_descriptions() {
             security_group: None,
         };
         f(&mut r);
-        v0::Request { sg_rule_add: Some(v0::SgRuleAddReq { sg_id: "sg".into(), rule: r }), ..Default::default() }
+        v0::Request {
+            sg_rule_add: Some(v0::SgRuleAddReq { sg_id: "sg".into(), rule: r }),
+            ..Default::default()
+        }
     };
-    let bad_rules: Vec<(&str, Box<dyn Fn(&mut v0::Rule)>)> = vec![
+    let bad_rules: Vec<(&str, RuleEdit)> = vec![
         ("protocol 256", Box::new(|r| r.protocol = 256)),
         ("protocol -2", Box::new(|r| r.protocol = -2)),
         ("missing port", Box::new(|r| r.port_end = None)),
@@ -167,10 +175,12 @@ fn validation_errors_use_butterfly_descriptions() {
     }
     let (ok, desc) = send(rule(&|r| r.cidr.as_mut().unwrap().address = "10.0.0".into()));
     assert_eq!((ok, desc.as_str()), (false, "can't convert \"10.0.0\" to IP"));
-    assert!(send(rule(&|r| {
-        r.cidr = Some(v0::Cidr { address: "::".into(), mask_size: 128 });
-    }))
-    .0);
+    assert!(
+        send(rule(&|r| {
+            r.cidr = Some(v0::Cidr { address: "::".into(), mask_size: 128 });
+        }))
+        .0
+    );
     // Nothing invalid was stored: only the last valid rule and the VNI max NIC.
     assert_eq!(h.model.sg("sg").unwrap().rules.len(), 1);
     assert_eq!(h.model.nic_ids(), vec!["n".to_string()]);
@@ -182,7 +192,8 @@ fn oversized_and_too_many_messages_rejected() {
     let mut h = MemoryHandler::new();
     let mut big = valid_nic();
     big.id = "x".repeat(2000);
-    let r = decode(&d.handle_bytes(&mut h, &one(v0::Request { nic_add: Some(big), ..Default::default() })).bytes);
+    let r =
+        decode(&d.handle_bytes(&mut h, &one(v0::Request { nic_add: Some(big), ..Default::default() })).bytes);
     assert_eq!(code(&r.messages[0]), Some(proto::error::Code::Rejected));
     let msg = proto::Message {
         revision: 6,
@@ -219,7 +230,11 @@ fn server_answers_oversized_request_over_zmq_and_a_flood() {
             std::thread::spawn(move || {
                 let c = common::client(&ep);
                 for i in 0..500 {
-                    let raw = if i % 2 == 0 { vec![0xff; 3] } else { one(v0::Request { sg_list: Some(true), ..Default::default() }) };
+                    let raw = if i % 2 == 0 {
+                        vec![0xff; 3]
+                    } else {
+                        one(v0::Request { sg_list: Some(true), ..Default::default() })
+                    };
                     let r = decode(&c.request_raw(&raw).unwrap());
                     assert_eq!(r.messages.len(), 1, "thread {t} request {i}");
                 }
@@ -245,30 +260,75 @@ fn stop_flag_is_honoured_quickly() {
 fn panicking_handler_gives_internal_error() {
     struct Bomb(MemoryHandler);
     impl butterfly_api::Handler for Bomb {
-        fn nic_add(&mut self, _: butterfly_api::NicSpec) -> butterfly_api::HandlerResult<butterfly_api::NicInfo> {
+        fn nic_add(
+            &mut self,
+            _: butterfly_api::NicSpec,
+        ) -> butterfly_api::HandlerResult<butterfly_api::NicInfo> {
             panic!("boom")
         }
-        fn nic_update(&mut self, u: butterfly_api::NicUpdate) -> butterfly_api::HandlerResult<()> { self.0.nic_update(u) }
-        fn nic_del(&mut self, id: &str) -> butterfly_api::HandlerResult<()> { self.0.nic_del(id) }
-        fn nic_list(&mut self) -> butterfly_api::HandlerResult<Vec<String>> { self.0.nic_list() }
-        fn nic_details(&mut self, id: Option<&str>) -> butterfly_api::HandlerResult<Vec<butterfly_api::NicInfo>> { self.0.nic_details(id) }
-        fn nic_stats(&mut self, id: &str) -> butterfly_api::HandlerResult<butterfly_api::NicStats> { self.0.nic_stats(id) }
-        fn nic_export(&mut self, id: &str) -> butterfly_api::HandlerResult<Vec<u8>> { self.0.nic_export(id) }
-        fn sg_add(&mut self, sg: butterfly_api::SecurityGroup) -> butterfly_api::HandlerResult<()> { self.0.sg_add(sg) }
-        fn sg_del(&mut self, id: &str) -> butterfly_api::HandlerResult<()> { self.0.sg_del(id) }
-        fn sg_list(&mut self) -> butterfly_api::HandlerResult<Vec<String>> { self.0.sg_list() }
-        fn sg_details(&mut self, id: Option<&str>) -> butterfly_api::HandlerResult<Vec<butterfly_api::SecurityGroup>> { self.0.sg_details(id) }
-        fn sg_rule_add(&mut self, s: &str, r: butterfly_api::Rule) -> butterfly_api::HandlerResult<()> { self.0.sg_rule_add(s, r) }
-        fn sg_rule_del(&mut self, s: &str, r: butterfly_api::Rule) -> butterfly_api::HandlerResult<()> { self.0.sg_rule_del(s, r) }
-        fn sg_rule_list(&mut self, s: &str) -> butterfly_api::HandlerResult<Vec<butterfly_api::Rule>> { self.0.sg_rule_list(s) }
-        fn sg_member_add(&mut self, s: &str, m: std::net::IpAddr) -> butterfly_api::HandlerResult<()> { self.0.sg_member_add(s, m) }
-        fn sg_member_del(&mut self, s: &str, m: std::net::IpAddr) -> butterfly_api::HandlerResult<()> { self.0.sg_member_del(s, m) }
-        fn sg_member_list(&mut self, s: &str) -> butterfly_api::HandlerResult<Vec<std::net::IpAddr>> { self.0.sg_member_list(s) }
-        fn app_config(&mut self, c: butterfly_api::AppConfig) -> butterfly_api::HandlerResult<()> { self.0.app_config(c) }
+        fn nic_update(&mut self, u: butterfly_api::NicUpdate) -> butterfly_api::HandlerResult<()> {
+            self.0.nic_update(u)
+        }
+        fn nic_del(&mut self, id: &str) -> butterfly_api::HandlerResult<()> {
+            self.0.nic_del(id)
+        }
+        fn nic_list(&mut self) -> butterfly_api::HandlerResult<Vec<String>> {
+            self.0.nic_list()
+        }
+        fn nic_details(
+            &mut self,
+            id: Option<&str>,
+        ) -> butterfly_api::HandlerResult<Vec<butterfly_api::NicInfo>> {
+            self.0.nic_details(id)
+        }
+        fn nic_stats(&mut self, id: &str) -> butterfly_api::HandlerResult<butterfly_api::NicStats> {
+            self.0.nic_stats(id)
+        }
+        fn nic_export(&mut self, id: &str) -> butterfly_api::HandlerResult<Vec<u8>> {
+            self.0.nic_export(id)
+        }
+        fn sg_add(&mut self, sg: butterfly_api::SecurityGroup) -> butterfly_api::HandlerResult<()> {
+            self.0.sg_add(sg)
+        }
+        fn sg_del(&mut self, id: &str) -> butterfly_api::HandlerResult<()> {
+            self.0.sg_del(id)
+        }
+        fn sg_list(&mut self) -> butterfly_api::HandlerResult<Vec<String>> {
+            self.0.sg_list()
+        }
+        fn sg_details(
+            &mut self,
+            id: Option<&str>,
+        ) -> butterfly_api::HandlerResult<Vec<butterfly_api::SecurityGroup>> {
+            self.0.sg_details(id)
+        }
+        fn sg_rule_add(&mut self, s: &str, r: butterfly_api::Rule) -> butterfly_api::HandlerResult<()> {
+            self.0.sg_rule_add(s, r)
+        }
+        fn sg_rule_del(&mut self, s: &str, r: butterfly_api::Rule) -> butterfly_api::HandlerResult<()> {
+            self.0.sg_rule_del(s, r)
+        }
+        fn sg_rule_list(&mut self, s: &str) -> butterfly_api::HandlerResult<Vec<butterfly_api::Rule>> {
+            self.0.sg_rule_list(s)
+        }
+        fn sg_member_add(&mut self, s: &str, m: std::net::IpAddr) -> butterfly_api::HandlerResult<()> {
+            self.0.sg_member_add(s, m)
+        }
+        fn sg_member_del(&mut self, s: &str, m: std::net::IpAddr) -> butterfly_api::HandlerResult<()> {
+            self.0.sg_member_del(s, m)
+        }
+        fn sg_member_list(&mut self, s: &str) -> butterfly_api::HandlerResult<Vec<std::net::IpAddr>> {
+            self.0.sg_member_list(s)
+        }
+        fn app_config(&mut self, c: butterfly_api::AppConfig) -> butterfly_api::HandlerResult<()> {
+            self.0.app_config(c)
+        }
     }
     let mut d = Dispatcher::default();
     let mut h = Bomb(MemoryHandler::new());
-    let r = decode(&d.handle_bytes(&mut h, &one(v0::Request { nic_add: Some(valid_nic()), ..Default::default() })).bytes);
+    let r = decode(
+        &d.handle_bytes(&mut h, &one(v0::Request { nic_add: Some(valid_nic()), ..Default::default() })).bytes,
+    );
     assert_eq!(code(&r.messages[0]), Some(proto::error::Code::InternalError));
 }
 

@@ -1,0 +1,199 @@
+//! Runs the real `butterfly` binary against an in-process server.
+
+mod common;
+use butterfly_api::crypto::Key;
+use butterfly_api::{DispatchConfig, ServerConfig};
+use std::process::Command;
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn bf(endpoint: &str, args: &str) -> Out {
+    let mut argv: Vec<String> = args.split_whitespace().map(String::from).collect();
+    argv.extend(["-e".to_string(), endpoint.to_string(), "-t".to_string(), "3000".to_string()]);
+    bf_raw(&argv)
+}
+
+fn bf_raw(argv: &[String]) -> Out {
+    let o = Command::new(env!("CARGO_BIN_EXE_butterfly")).args(argv).output().expect("runs");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn ok(endpoint: &str, args: &str) -> String {
+    let o = bf(endpoint, args);
+    assert_eq!(o.code, 0, "butterfly {args}: {}{}", o.stdout, o.stderr);
+    o.stdout
+}
+
+#[test]
+fn nic_commands() {
+    let s = common::spawn_default();
+    let e = s.endpoint().to_string();
+    let out = ok(&e, "nic add --id nic-1 --mac 52:54:00:12:34:01 --vni 42 --ip 42.0.0.1 --ip 2001:0db8::0001 --enable-antispoof");
+    assert_eq!(out, "/tmp/qemu-vhost-nic-1\n");
+    assert_eq!(ok(&e, "nic add --id tap-2 --mac 52:54:00:12:34:02 --vni 42 --type TAP"), "tap-2\n");
+    assert_eq!(ok(&e, "nic list"), "nic-1\ntap-2\n");
+    let d = ok(&e, "nic details nic-1");
+    assert!(
+        d.starts_with(
+            "id: nic-1\nmac: 52:54:00:12:34:01\nvni: 42\nip: 42.0.0.1\nip: 2001:db8::1\nantispoof: true\n"
+        ),
+        "{d}"
+    );
+    assert_eq!(ok(&e, "nic stats nic-1"), "in: 0\nout: 0\n");
+    ok(&e, "nic update --id nic-1 --ip -e --enable-antispoof false");
+    let d = ok(&e, "nic details nic-1");
+    assert!(!d.contains("ip: ") && d.contains("antispoof: false"), "{d}");
+    ok(&e, "nic sg add nic-1 sg-b sg-a");
+    assert_eq!(ok(&e, "nic sg list nic-1"), "sg-a\nsg-b\n");
+    ok(&e, "nic sg del nic-1 sg-a");
+    assert_eq!(ok(&e, "nic sg list nic-1"), "sg-b\n");
+    ok(&e, "nic sg set nic-1");
+    assert_eq!(ok(&e, "nic sg list nic-1"), "");
+    // Server-side errors: exit 1 with the description.
+    let o = bf(&e, "nic add --id x --mac 52:54:00:12:34 --vni 1");
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("Bad NIC format"), "{}", o.stderr);
+    let o = bf(&e, "nic stats nope");
+    assert_eq!((o.code, o.stderr.contains("NIC: nope not found")), (1, true), "{}", o.stderr);
+    // Usage errors: exit 1; help: exit 0.
+    assert_eq!(bf(&e, "nic add --id x").code, 1);
+    assert_eq!(bf(&e, "nic add --id x --mac 52:54:00:12:34:01 --vni 1 --type FOO").code, 1);
+    assert_eq!(bf(&e, "nic add --help").code, 0);
+    ok(&e, "nic del nic-1 tap-2 never");
+    assert_eq!(ok(&e, "nic list"), "");
+    let (h, _) = s.stop().unwrap();
+    assert!(h.model.nic_ids().is_empty());
+}
+
+#[test]
+fn sg_rules_members_chaining_json_dump() {
+    let s = common::spawn_default();
+    let e = s.endpoint().to_string();
+    ok(&e, "sg add sg-1 sg-2 + sg member add sg-1 10.0.0.1 + sg member add sg-1 2001:db8::0:1");
+    assert_eq!(ok(&e, "sg list"), "sg-1\nsg-2\n");
+    assert_eq!(ok(&e, "sg member list sg-1"), "10.0.0.1\n2001:db8::1\n");
+    ok(&e, "sg rule add sg-1 --ip-proto tcp --port-start 1000 --port-end 2000 --cidr 10.0.0.0/24");
+    ok(&e, "sg rule add sg-1 --ip-proto 42 --sg-members sg-2");
+    let list = ok(&e, "sg rule list sg-1");
+    // Rule ids are Butterfly's (std::hash of the rule's C++ text format).
+    assert!(list.contains("f44fac34f8667927 | direction: INBOUND - IP protocol: 6 - port start: 1000 - port end: 2000 - cidr: 10.0.0.0/24 - members of sg: Ø"), "{list}");
+    assert!(list.contains("cfdb94f9418c88f1 | direction: INBOUND - IP protocol: 42 - port start: Ø - port end: Ø - cidr: Ø - members of sg: sg-2"), "{list}");
+    ok(&e, "sg rule del sg-1 f44fac34f8667927");
+    let o = bf(&e, "sg rule del sg-1 0000000000000000");
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("no rule found with hash"));
+    ok(&e, "sg rule del sg-1 --ip-proto 42 --sg-members sg-2");
+    assert_eq!(ok(&e, "sg rule list sg-1"), "");
+    assert_eq!(bf(&e, "sg rule add sg-1 --ip-proto tcp --cidr 0.0.0.0/0").code, 1);
+    assert_eq!(bf(&e, "sg rule add sg-1 --ip-proto all --cidr 0.0.0.0/0 --sg-members x").code, 1);
+    // Chain stops at the first failure.
+    let o = bf(&e, "sg add sg-3 + sg member add sg-3 not-an-ip + sg add sg-4");
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("error in command: sg member add sg-3 not-an-ip"), "{}", o.stderr);
+    assert_eq!(ok(&e, "sg list"), "sg-1\nsg-2\nsg-3\n");
+    // JSON output.
+    let v: serde_json::Value = serde_json::from_str(&ok(&e, "sg list --json")).unwrap();
+    assert_eq!(v["sg_list"], serde_json::json!(["sg-1", "sg-2", "sg-3"]));
+    // Dump, then replay into a fresh server, then dump again: identical.
+    ok(&e, "nic add --id n1 --mac 52:54:00:00:00:01 --vni 7 --ip 1.2.3.4 --sg sg-1 --packet-trace true --trace-path /tmp/t.pcap");
+    ok(&e, "sg rule add sg-2 --ip-proto udp --port 53 --cidr ::/0 --dir out");
+    let dump = ok(&e, "dump");
+    assert!(dump.contains("nic_add") && dump.contains("sg_add"), "{dump}");
+    let dir = std::env::temp_dir().join(format!("bf-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("dump.txt");
+    std::fs::write(&file, &dump).unwrap();
+    let s2 = common::spawn_default();
+    let e2 = s2.endpoint().to_string();
+    ok(&e2, &format!("request {}", file.display()));
+    assert_eq!(ok(&e2, "dump"), dump);
+    let json = ok(&e2, "dump --json");
+    std::fs::write(dir.join("dump.json"), &json).unwrap();
+    let s3 = common::spawn_default();
+    ok(s3.endpoint(), &format!("request {}", dir.join("dump.json").display()));
+    assert_eq!(ok(s3.endpoint(), "dump"), dump);
+    let (h1, _) = s.stop().unwrap();
+    let (h3, _) = s3.stop().unwrap();
+    assert_eq!(h1.model, h3.model);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn status_shutdown_request_stdout() {
+    let s = common::spawn_default();
+    let e = s.endpoint().to_string();
+    let st = ok(&e, "status");
+    assert!(
+        st.starts_with("start date: ")
+            && st.contains("request counter: 1\n")
+            && st.contains("dot graph: \ndigraph"),
+        "{st}"
+    );
+    let dir = std::env::temp_dir().join(format!("bf-req-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("req.txt");
+    std::fs::write(
+        &f,
+        "messages { revision: 0 message_0 { message_id: \"x\" request { sg_list: true } } }\n",
+    )
+    .unwrap();
+    let out = ok(&e, &format!("request {} --stdout", f.display()));
+    let reply = butterfly_api::text::from_text(&out).unwrap();
+    assert_eq!(reply.messages[0].message_0.as_ref().unwrap().message_id.as_deref(), Some("x"));
+    std::fs::write(&f, "this is not a request").unwrap();
+    assert_eq!(bf(&e, &format!("request {}", f.display())).code, 1);
+    ok(&e, "shutdown");
+    let (_, exit) = s.join().unwrap();
+    assert_eq!(exit, butterfly_api::ServeExit::Quit);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unreachable_daemon_reported_within_timeout() {
+    // Bind then drop a server to get a port with nobody listening.
+    let s = common::spawn_default();
+    let e = s.endpoint().to_string();
+    s.stop().unwrap();
+    let t = std::time::Instant::now();
+    let o = bf_raw(&["nic".into(), "list".into(), "-e".into(), e.clone(), "-t".into(), "300".into()]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("no reply from"), "{}", o.stderr);
+    assert!(t.elapsed() < std::time::Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
+#[test]
+fn encryption_with_key_files() {
+    let key = Key::generate().unwrap();
+    let s = common::spawn(ServerConfig {
+        endpoint: "tcp://127.0.0.1:0".into(),
+        dispatch: DispatchConfig { key: Some(key.clone()), ..Default::default() },
+        ..Default::default()
+    });
+    let e = s.endpoint().to_string();
+    let dir = std::env::temp_dir().join(format!("bf-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.key");
+    std::fs::write(&good, format!("{}\n", key.to_base64())).unwrap();
+    let bad = dir.join("bad.key");
+    std::fs::write(&bad, format!("{}\n", Key::generate().unwrap().to_base64())).unwrap();
+    ok(&e, &format!("sg add sg-1 -k {}", good.display()));
+    assert_eq!(ok(&e, &format!("sg list -k {}", good.display())), "sg-1\n");
+    let o = bf(&e, "sg list");
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("REJECTED"), "{}", o.stderr);
+    let o = bf(&e, &format!("sg list -k {}", bad.display()));
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("Encrypted message error: REJECTED"), "{}", o.stderr);
+    let o = bf(&e, "sg list -k /nonexistent/key");
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("cannot load encryption key"), "{}", o.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
