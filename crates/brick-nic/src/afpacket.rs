@@ -1,0 +1,692 @@
+//! AF_PACKET brick: TPACKET_V3 mmap receive ring, mmap transmit ring or `sendmmsg`,
+//! PACKET_FANOUT and PACKET_QDISC_BYPASS.
+
+use std::io;
+use std::mem::{offset_of, size_of};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use brick_core::{Brick, Burst, OffloadFlags, Output, PacketPool, PortId, Side, Timestamp, BURST_SIZE};
+
+use crate::counters::*;
+use crate::offload::{complete_checksum, guess_l2_l3, locate_l4};
+use crate::sys::{self, Mmap};
+use crate::NicError;
+
+/// How packets from several sockets of one fanout group are spread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FanoutMode {
+    /// By flow hash (keeps a flow on one socket): the usual choice for worker graphs.
+    Hash,
+    /// Round robin.
+    LoadBalance,
+    /// By the CPU that received the packet (on veth, the sender's CPU).
+    Cpu,
+    /// Fill one socket, then the next.
+    Rollover,
+    /// Random.
+    Random,
+    /// By the device's recorded receive queue.
+    QueueMapping,
+}
+
+impl FanoutMode {
+    fn raw(self) -> u32 {
+        match self {
+            FanoutMode::Hash => libc::PACKET_FANOUT_HASH,
+            FanoutMode::LoadBalance => libc::PACKET_FANOUT_LB,
+            FanoutMode::Cpu => libc::PACKET_FANOUT_CPU,
+            FanoutMode::Rollover => libc::PACKET_FANOUT_ROLLOVER,
+            FanoutMode::Random => libc::PACKET_FANOUT_RND,
+            FanoutMode::QueueMapping => libc::PACKET_FANOUT_QM,
+        }
+    }
+}
+
+/// Membership of a PACKET_FANOUT group: every [`AfPacketNic`] opened on the same interface
+/// with the same `group` shares its received traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fanout {
+    /// Group id (unique per network namespace).
+    pub group: u16,
+    /// Spreading policy.
+    pub mode: FanoutMode,
+    /// When a socket's ring is full, try the next one instead of dropping.
+    pub rollover: bool,
+}
+
+/// How an [`AfPacketNic`] transmits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxMode {
+    /// A TPACKET_V3 mmap transmit ring of this many 2 KiB frames (a power of two is not
+    /// required); one `send()` kicks a whole burst.
+    Ring {
+        /// Frames in the ring.
+        frames: u32,
+    },
+    /// One `sendmmsg()` per burst straight from the packet buffers (no copy into a ring).
+    Sendmmsg,
+}
+
+/// Configuration of an [`AfPacketNic`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AfPacketConfig {
+    /// Size of one receive block (a multiple of the page size; bounds the largest frame).
+    pub block_size: u32,
+    /// Number of receive blocks.
+    pub block_count: u32,
+    /// How long the kernel waits before handing over a partly filled block, in ms: the
+    /// worst-case receive latency at low rates.
+    pub retire_timeout_ms: u32,
+    /// Join a fanout group.
+    pub fanout: Option<Fanout>,
+    /// Transmit without the qdisc layer (PACKET_QDISC_BYPASS): faster, but no traffic
+    /// shaping and a full device queue drops instead of queueing.
+    pub qdisc_bypass: bool,
+    /// Transmit path.
+    pub tx_mode: TxMode,
+    /// Put the interface in promiscuous mode while the brick exists.
+    pub promiscuous: bool,
+}
+
+impl Default for AfPacketConfig {
+    fn default() -> Self {
+        AfPacketConfig {
+            block_size: 1 << 20,
+            block_count: 8,
+            retire_timeout_ms: 1,
+            fanout: None,
+            qdisc_bypass: false,
+            tx_mode: TxMode::Ring { frames: 1024 },
+            promiscuous: true,
+        }
+    }
+}
+
+/// Size of one transmit ring frame.
+const TX_FRAME_SIZE: u32 = 2048;
+/// Where frame data starts in a transmit ring slot (TPACKET3_HDRLEN − sizeof(sockaddr_ll)).
+const TX_DATA_OFFSET: usize = (size_of::<libc::tpacket3_hdr>() + 15) & !15;
+/// Offset of `block_status` in a block descriptor.
+const BLOCK_STATUS_OFFSET: usize = offset_of!(libc::tpacket_block_desc, hdr);
+/// Offset of `tp_status` in a frame header.
+const FRAME_STATUS_OFFSET: usize = offset_of!(libc::tpacket3_hdr, tp_status);
+/// Ethernet header length.
+const ETH_HLEN: usize = 14;
+
+/// Position inside the receive block being consumed.
+#[derive(Clone, Copy, Debug)]
+struct BlockCursor {
+    remaining: u32,
+    offset: usize,
+}
+
+/// A brick on a kernel network interface through an AF_PACKET socket.
+///
+/// Receive uses a TPACKET_V3 ring of `block_count` blocks: the kernel fills blocks, the
+/// brick copies each frame into a pool packet and hands the block back. Outgoing frames are
+/// never seen again (PACKET_IGNORE_OUTGOING). Frames the kernel had to drop because the ring
+/// was full are read from PACKET_STATISTICS at each tick into
+/// [`NicCounters::kernel_drops`].
+///
+/// Several bricks (one per worker graph) can share an interface with [`Fanout`]. The socket
+/// is the brick's [`wake_fd`](Brick::wake_fd).
+pub struct AfPacketNic {
+    ifname: String,
+    ifindex: u32,
+    fd: OwnedFd,
+    ring: Mmap,
+    cfg: AfPacketConfig,
+    pool: PacketPool,
+    counters: Arc<NicCounters>,
+    rx_block: u32,
+    cursor: Option<BlockCursor>,
+    tx_frames: u32,
+    tx_head: u32,
+    max_frame: usize,
+    stash: Burst,
+}
+
+impl AfPacketNic {
+    /// Opens `ifname` in the current network namespace. Needs CAP_NET_RAW.
+    pub fn open(ifname: &str, cfg: AfPacketConfig, pool: PacketPool) -> Result<AfPacketNic, NicError> {
+        let ifindex = sys::ifindex(ifname)?;
+        let page = 4096u32;
+        if cfg.block_size < page || cfg.block_size % page != 0 {
+            return Err(NicError::Config(format!(
+                "block_size {} is not a multiple of {page}",
+                cfg.block_size
+            )));
+        }
+        if cfg.block_count == 0 || cfg.block_count > 1024 {
+            return Err(NicError::Config(format!("block_count {} not in 1..=1024", cfg.block_count)));
+        }
+        let tx_frames = match cfg.tx_mode {
+            TxMode::Ring { frames } if frames == 0 || frames > 65536 => {
+                return Err(NicError::Config(format!("tx ring frames {frames} not in 1..=65536")))
+            }
+            TxMode::Ring { frames } => frames,
+            TxMode::Sendmmsg => 0,
+        };
+        let e = |op| move |err: io::Error| NicError::sys(op, ifname, err);
+        // Protocol 0 first: nothing is queued before the ring exists; bind() sets ETH_P_ALL.
+        // SAFETY: plain socket(2) call.
+        let fd =
+            sys::fd_or_err(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })
+                .map_err(e("socket(AF_PACKET)"))?;
+        let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
+        sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version)
+            .map_err(e("PACKET_VERSION"))?;
+        let one: libc::c_int = 1;
+        sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)
+            .map_err(e("PACKET_IGNORE_OUTGOING"))?;
+        if cfg.qdisc_bypass {
+            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one)
+                .map_err(e("PACKET_QDISC_BYPASS"))?;
+        }
+        let rx_req = libc::tpacket_req3 {
+            tp_block_size: cfg.block_size,
+            tp_block_nr: cfg.block_count,
+            tp_frame_size: TX_FRAME_SIZE,
+            tp_frame_nr: cfg.block_size / TX_FRAME_SIZE * cfg.block_count,
+            tp_retire_blk_tov: cfg.retire_timeout_ms.max(1),
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &rx_req).map_err(e("PACKET_RX_RING"))?;
+        let rx_len = cfg.block_size as usize * cfg.block_count as usize;
+        let mut tx_len = 0usize;
+        if tx_frames > 0 {
+            let per_block = page / TX_FRAME_SIZE; // 2 frames per 4 KiB block
+            let blocks = tx_frames.div_ceil(per_block);
+            let tx_req = libc::tpacket_req3 {
+                tp_block_size: page,
+                tp_block_nr: blocks,
+                tp_frame_size: TX_FRAME_SIZE,
+                tp_frame_nr: blocks * per_block,
+                tp_retire_blk_tov: 0,
+                tp_sizeof_priv: 0,
+                tp_feature_req_word: 0,
+            };
+            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_TX_RING, &tx_req)
+                .map_err(e("PACKET_TX_RING"))?;
+            tx_len = page as usize * blocks as usize;
+        }
+        let tx_frames = (tx_len / TX_FRAME_SIZE as usize) as u32;
+        let ring = Mmap::map(&fd, rx_len + tx_len).map_err(e("mmap"))?;
+
+        // SAFETY: sockaddr_ll is plain data; zero is valid.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: binding our socket to a sockaddr_ll we own, with its exact size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            // The interface may have vanished between the lookup and the bind.
+            if sys::errno(&err) == libc::ENODEV {
+                return Err(NicError::NoSuchInterface(ifname.to_string()));
+            }
+            return Err(NicError::sys("bind", ifname, err));
+        }
+        if cfg.promiscuous {
+            // SAFETY: packet_mreq is plain data; zero is valid.
+            let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+            mreq.mr_ifindex = ifindex as i32;
+            mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
+                .map_err(e("PACKET_ADD_MEMBERSHIP"))?;
+        }
+        if let Some(f) = cfg.fanout {
+            let mut flags = f.mode.raw();
+            if f.rollover {
+                flags |= libc::PACKET_FANOUT_FLAG_ROLLOVER;
+            }
+            let arg: u32 = f.group as u32 | (flags << 16);
+            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg).map_err(e("PACKET_FANOUT"))?;
+        }
+        sys::set_nonblocking(&fd).map_err(e("O_NONBLOCK"))?;
+        let mut nic = AfPacketNic {
+            ifname: ifname.to_string(),
+            ifindex,
+            fd,
+            ring,
+            cfg,
+            pool,
+            counters: NicCounters::new_shared(),
+            rx_block: 0,
+            cursor: None,
+            tx_frames,
+            tx_head: 0,
+            max_frame: 0,
+            stash: Burst::new(),
+        };
+        nic.refresh_mtu();
+        Ok(nic)
+    }
+
+    /// The interface name.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// The interface index.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &AfPacketConfig {
+        &self.cfg
+    }
+
+    /// The brick's counters (share the `Arc` with a monitoring thread).
+    pub fn counters(&self) -> Arc<NicCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Largest frame (Ethernet header included, without VLAN tag) the brick transmits;
+    /// larger ones are dropped as "too big". Follows the interface MTU (re-read every tick).
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Re-reads the interface MTU (done at every tick).
+    pub fn refresh_mtu(&mut self) {
+        if let Ok(mtu) = sys::mtu(&self.ifname) {
+            let mut max = mtu as usize + ETH_HLEN;
+            if self.tx_frames > 0 {
+                max = max.min(TX_FRAME_SIZE as usize - TX_DATA_OFFSET);
+            }
+            self.max_frame = max;
+        }
+    }
+
+    /// Reads (and resets) the kernel's PACKET_STATISTICS into the counters.
+    fn collect_kernel_stats(&mut self) {
+        let zero = libc::tpacket_stats_v3 { tp_packets: 0, tp_drops: 0, tp_freeze_q_cnt: 0 };
+        if let Ok(st) = sys::getsockopt(&self.fd, libc::SOL_PACKET, libc::PACKET_STATISTICS, zero) {
+            self.counters.kernel_drops.add(st.tp_drops as u64);
+            self.counters.kernel_freezes.add(st.tp_freeze_q_cnt as u64);
+        }
+    }
+
+    fn block_ptr(&self, block: u32) -> *mut u8 {
+        // SAFETY: block < block_count, so the offset stays inside the rx part of the mapping.
+        unsafe { self.ring.ptr().add(block as usize * self.cfg.block_size as usize) }
+    }
+
+    fn block_status(&self, block: u32) -> &AtomicU32 {
+        // SAFETY: block_status is a naturally aligned u32 inside the mapping, shared with the
+        // kernel, which lives as long as `self`; all our accesses to it are atomic.
+        unsafe { AtomicU32::from_ptr(self.block_ptr(block).add(BLOCK_STATUS_OFFSET).cast::<u32>()) }
+    }
+
+    fn tx_frame_ptr(&self, frame: u32) -> *mut u8 {
+        let rx_len = self.cfg.block_size as usize * self.cfg.block_count as usize;
+        // SAFETY: frame < tx_frames, so the frame lies inside the tx part of the mapping.
+        unsafe { self.ring.ptr().add(rx_len + frame as usize * TX_FRAME_SIZE as usize) }
+    }
+
+    fn tx_frame_status(&self, frame: u32) -> &AtomicU32 {
+        // SAFETY: tp_status is an aligned u32 in a frame of the mapping (see tx_frame_ptr).
+        unsafe { AtomicU32::from_ptr(self.tx_frame_ptr(frame).add(FRAME_STATUS_OFFSET).cast::<u32>()) }
+    }
+
+    /// Receives up to one burst from the ring.
+    fn rx(&mut self, out: &mut Output<'_>) -> usize {
+        let block_size = self.cfg.block_size as usize;
+        let mut n = 0;
+        while n < BURST_SIZE {
+            let cur = match self.cursor {
+                Some(c) => c,
+                None => {
+                    if self.block_status(self.rx_block).load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+                        break;
+                    }
+                    // SAFETY: the kernel handed the block to us (TP_STATUS_USER, acquired);
+                    // the descriptor is at the block start, inside the mapping.
+                    let bd = unsafe {
+                        self.block_ptr(self.rx_block).cast::<libc::tpacket_block_desc>().read_volatile()
+                    };
+                    // SAFETY: bh1 is the only member of the union, and V3 fills it.
+                    let h1 = unsafe { bd.hdr.bh1 };
+                    BlockCursor { remaining: h1.num_pkts, offset: h1.offset_to_first_pkt as usize }
+                }
+            };
+            if cur.remaining == 0 || cur.offset + size_of::<libc::tpacket3_hdr>() > block_size {
+                // Block done (or a corrupt offset): give it back to the kernel.
+                self.block_status(self.rx_block).store(libc::TP_STATUS_KERNEL, Ordering::Release);
+                self.rx_block = (self.rx_block + 1) % self.cfg.block_count;
+                self.cursor = None;
+                continue;
+            }
+            let base = self.block_ptr(self.rx_block);
+            // SAFETY: the header lies within the block (checked above) which we own until we
+            // release it.
+            let h = unsafe { base.add(cur.offset).cast::<libc::tpacket3_hdr>().read_unaligned() };
+            self.cursor = Some(BlockCursor {
+                remaining: cur.remaining - 1,
+                offset: if h.tp_next_offset == 0 {
+                    block_size
+                } else {
+                    cur.offset + h.tp_next_offset as usize
+                },
+            });
+            let start = cur.offset + h.tp_mac as usize;
+            let len = h.tp_snaplen as usize;
+            if start + len > block_size {
+                count_drop(&self.counters, out, DROP_RX_ERROR, 1);
+                continue;
+            }
+            // SAFETY: [start, start+len) is inside the block (checked just above).
+            let frame = unsafe { std::slice::from_raw_parts(base.add(start), len) };
+            n += 1;
+            if (h.tp_len as usize) > len {
+                count_drop(&self.counters, out, DROP_RX_TRUNCATED, 1);
+                continue;
+            }
+            let vlan = (h.tp_status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+                let tpid = if h.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                    h.hv1.tp_vlan_tpid
+                } else {
+                    0x8100
+                };
+                (tpid, h.hv1.tp_vlan_tci as u16)
+            });
+            let total = len + if vlan.is_some() { 4 } else { 0 };
+            if total > self.pool.data_room() || len < ETH_HLEN {
+                count_drop(&self.counters, out, if len < ETH_HLEN { DROP_RX_ERROR } else { DROP_TOO_BIG }, 1);
+                continue;
+            }
+            let Some(mut pkt) = self.pool.alloc() else {
+                count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1);
+                continue;
+            };
+            let fill = pkt.append(total);
+            let Ok(buf) = fill else {
+                count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+                continue;
+            };
+            match vlan {
+                // The kernel strips the outermost VLAN tag into the header: put it back so
+                // the graph sees the frame as it was on the wire.
+                Some((tpid, tci)) => {
+                    buf[..12].copy_from_slice(&frame[..12]);
+                    buf[12..14].copy_from_slice(&tpid.to_be_bytes());
+                    buf[14..16].copy_from_slice(&tci.to_be_bytes());
+                    buf[16..].copy_from_slice(&frame[12..]);
+                }
+                None => buf.copy_from_slice(frame),
+            }
+            let meta = pkt.meta_mut();
+            if h.tp_status & libc::TP_STATUS_CSUM_VALID != 0 {
+                meta.offload.insert(OffloadFlags::CSUM_VERIFIED);
+            }
+            if h.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0 {
+                // Locally generated (veth peer) with a partial checksum: say where it is.
+                if let Some(loc) = locate_l4(pkt.data()) {
+                    let meta = pkt.meta_mut();
+                    meta.offload.insert(OffloadFlags::CSUM_NEEDED);
+                    meta.csum_start = loc.l4_offset;
+                    meta.csum_offset = loc.csum_offset();
+                    meta.l4_offset = loc.l4_offset;
+                }
+                self.counters.rx_offloaded.add(1);
+            }
+            let mut meta = *pkt.meta();
+            guess_l2_l3(pkt.data(), &mut meta);
+            *pkt.meta_mut() = meta;
+            self.counters.rx_packets.add(1);
+            self.counters.rx_bytes.add(total as u64);
+            out.emit(Side::East, 0, pkt);
+        }
+        n
+    }
+
+    /// Checks and prepares one outgoing frame; `Err(reason)` when it must be dropped.
+    fn prepare_tx(max_frame: usize, pkt: &mut brick_core::Packet) -> Result<(), usize> {
+        let tagged = pkt.data().get(12..14).is_some_and(|t| t == [0x81, 0x00] || t == [0x88, 0xa8]);
+        let limit = max_frame + if tagged { 4 } else { 0 };
+        if pkt.len() > limit {
+            return Err(DROP_TOO_BIG);
+        }
+        if pkt.len() < ETH_HLEN {
+            return Err(DROP_TX_ERROR);
+        }
+        let m = *pkt.meta();
+        if m.offload.contains(OffloadFlags::CSUM_NEEDED)
+            && !complete_checksum(pkt.data_mut(), m.csum_start, m.csum_offset)
+        {
+            return Err(DROP_BAD_OFFLOAD);
+        }
+        Ok(())
+    }
+
+    fn tx_ring(&mut self, pkts: &mut Burst, out: &mut Output<'_>) {
+        let mut queued = 0;
+        for mut pkt in pkts.drain() {
+            if let Err(reason) = Self::prepare_tx(self.max_frame, &mut pkt) {
+                drop_pkt(&self.counters, out, pkt, reason);
+                continue;
+            }
+            let status = self.tx_frame_status(self.tx_head).load(Ordering::Acquire);
+            if status == libc::TP_STATUS_WRONG_FORMAT {
+                // The kernel refused the frame that used this slot last time.
+                self.counters.tx_errors.add(1);
+                out.count_drop(DROP_TX_ERROR, 1);
+            } else if status != libc::TP_STATUS_AVAILABLE {
+                drop_pkt(&self.counters, out, pkt, DROP_TX_RING_FULL);
+                continue;
+            }
+            let frame = self.tx_frame_ptr(self.tx_head);
+            let len = pkt.len();
+            // SAFETY: the slot is ours (status AVAILABLE or WRONG_FORMAT, acquired); the data
+            // fits in the frame (len <= max_frame <= TX_FRAME_SIZE - TX_DATA_OFFSET).
+            unsafe {
+                std::ptr::copy_nonoverlapping(pkt.data().as_ptr(), frame.add(TX_DATA_OFFSET), len);
+                let h = frame.cast::<libc::tpacket3_hdr>();
+                std::ptr::addr_of_mut!((*h).tp_len).write_volatile(len as u32);
+                std::ptr::addr_of_mut!((*h).tp_snaplen).write_volatile(len as u32);
+                std::ptr::addr_of_mut!((*h).tp_next_offset).write_volatile(0);
+            }
+            self.tx_frame_status(self.tx_head).store(libc::TP_STATUS_SEND_REQUEST, Ordering::Release);
+            self.tx_head = (self.tx_head + 1) % self.tx_frames;
+            self.counters.tx_packets.add(1);
+            self.counters.tx_bytes.add(len as u64);
+            queued += 1;
+        }
+        if queued > 0 {
+            self.kick();
+        }
+    }
+
+    /// Asks the kernel to send the queued ring frames.
+    fn kick(&mut self) {
+        // SAFETY: send(2) with no buffer on a socket we own: the kernel walks the tx ring.
+        let rc = unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
+        if rc < 0 {
+            // EAGAIN/ENOBUFS: the frames stay queued and go with the next kick. Refused
+            // frames are marked WRONG_FORMAT and counted when their slot is reused.
+            let _ = io::Error::last_os_error();
+        }
+    }
+
+    fn tx_sendmmsg(&mut self, pkts: &mut Burst, out: &mut Output<'_>) {
+        for mut pkt in pkts.drain() {
+            match Self::prepare_tx(self.max_frame, &mut pkt) {
+                Ok(()) => {
+                    let _ = self.stash.push(pkt);
+                }
+                Err(reason) => drop_pkt(&self.counters, out, pkt, reason),
+            }
+        }
+        let n = self.stash.len();
+        if n == 0 {
+            return;
+        }
+        // SAFETY: iovec and mmsghdr are plain data; zero is valid.
+        let mut iov: [libc::iovec; BURST_SIZE] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; BURST_SIZE] = unsafe { std::mem::zeroed() };
+        for (i, p) in self.stash.iter().enumerate() {
+            iov[i].iov_base = p.data().as_ptr() as *mut libc::c_void;
+            iov[i].iov_len = p.len();
+            msgs[i].msg_hdr.msg_iov = &mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        let mut sent = 0usize;
+        while sent < n {
+            // SAFETY: msgs[sent..n] point to iovecs and packet data that stay alive (the
+            // packets are in self.stash) until this call returns.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    msgs[sent..].as_mut_ptr(),
+                    (n - sent) as u32,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if rc > 0 {
+                for p in self.stash.iter().skip(sent).take(rc as usize) {
+                    self.counters.tx_bytes.add(p.len() as u64);
+                }
+                self.counters.tx_packets.add(rc as u64);
+                sent += rc as usize;
+                continue;
+            }
+            let err = io::Error::last_os_error();
+            match sys::errno(&err) {
+                libc::EAGAIN | libc::ENOBUFS => {
+                    count_drop(&self.counters, out, DROP_TX_RING_FULL, (n - sent) as u64);
+                    break;
+                }
+                libc::EINTR => continue,
+                libc::EMSGSIZE => {
+                    count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+                    sent += 1;
+                }
+                _ => {
+                    count_drop(&self.counters, out, DROP_TX_ERROR, 1);
+                    sent += 1;
+                }
+            }
+        }
+        self.stash.clear();
+    }
+}
+
+impl Brick for AfPacketNic {
+    fn kind(&self) -> &'static str {
+        "af-packet"
+    }
+
+    fn drop_reasons(&self) -> &'static [&'static str] {
+        DROP_REASONS
+    }
+
+    fn max_ports(&self, side: Side) -> usize {
+        usize::from(side == Side::East)
+    }
+
+    fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        match self.cfg.tx_mode {
+            TxMode::Ring { .. } => self.tx_ring(pkts, out),
+            TxMode::Sendmmsg => self.tx_sendmmsg(pkts, out),
+        }
+    }
+
+    fn is_source(&self) -> bool {
+        true
+    }
+
+    fn poll(&mut self, out: &mut Output<'_>) -> usize {
+        self.rx(out)
+    }
+
+    fn wake_fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+
+    fn tick(&mut self, _now: Timestamp) {
+        self.collect_kernel_stats();
+        self.refresh_mtu();
+        if matches!(self.cfg.tx_mode, TxMode::Ring { .. }) {
+            // Frames left queued by an EAGAIN kick go now.
+            self.kick();
+        }
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let s = self.counters.snapshot();
+        vec![
+            format!(
+                "if:{} rx:{}p/{}B tx:{}p/{}B",
+                self.ifname, s.rx_packets, s.rx_bytes, s.tx_packets, s.tx_bytes
+            ),
+            format!("kernel drops:{} freezes:{}", s.kernel_drops, s.kernel_freezes),
+        ]
+    }
+}
+
+impl Drop for AfPacketNic {
+    fn drop(&mut self) {
+        // Hand the frames still queued in the tx ring to the kernel before closing.
+        if self.tx_frames > 0 {
+            self.kick();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_constants_match_the_kernel() {
+        assert_eq!(size_of::<libc::tpacket3_hdr>(), 48);
+        assert_eq!(TX_DATA_OFFSET, libc::TPACKET3_HDRLEN - size_of::<libc::sockaddr_ll>());
+        assert_eq!(BLOCK_STATUS_OFFSET, 8);
+        assert_eq!(FRAME_STATUS_OFFSET, 20);
+    }
+
+    #[test]
+    fn bad_configs_and_names_are_errors() {
+        let pool = PacketPool::with_count(4).unwrap();
+        let err = AfPacketNic::open("nosuchif-zz9", AfPacketConfig::default(), pool.clone()).err().unwrap();
+        assert!(matches!(err, NicError::NoSuchInterface(_)), "{err}");
+        let err = AfPacketNic::open("this-name-is-too-long", AfPacketConfig::default(), pool.clone())
+            .err()
+            .unwrap();
+        assert!(matches!(err, NicError::InvalidName { .. }), "{err}");
+        let cfg = AfPacketConfig { block_size: 1000, ..AfPacketConfig::default() };
+        assert!(matches!(AfPacketNic::open("lo", cfg, pool.clone()), Err(NicError::Config(_))));
+        let cfg = AfPacketConfig { tx_mode: TxMode::Ring { frames: 0 }, ..AfPacketConfig::default() };
+        assert!(matches!(AfPacketNic::open("lo", cfg, pool), Err(NicError::Config(_))));
+    }
+
+    #[test]
+    fn prepare_tx_checks_size_and_completes_checksums() {
+        let mut small = brick_core::Packet::from_slice(&[0u8; 10]);
+        assert_eq!(AfPacketNic::prepare_tx(1514, &mut small), Err(DROP_TX_ERROR));
+        let mut big = brick_core::Packet::from_slice(&[0u8; 1515]);
+        assert_eq!(AfPacketNic::prepare_tx(1514, &mut big), Err(DROP_TOO_BIG));
+        let mut tagged = vec![0u8; 1518];
+        tagged[12] = 0x81;
+        let mut tagged = brick_core::Packet::from_slice(&tagged);
+        assert_eq!(AfPacketNic::prepare_tx(1514, &mut tagged), Ok(()));
+        let mut bad = brick_core::Packet::from_slice(&[0u8; 60]);
+        bad.meta_mut().offload = OffloadFlags::CSUM_NEEDED;
+        bad.meta_mut().csum_start = 58;
+        bad.meta_mut().csum_offset = 6;
+        assert_eq!(AfPacketNic::prepare_tx(1514, &mut bad), Err(DROP_BAD_OFFLOAD));
+    }
+}

@@ -1,0 +1,193 @@
+//! Counters shared by every NIC brick, and the drop reasons they all use.
+//!
+//! The graph already counts packets and bytes in and out of each side of every brick
+//! ([`brick_core::BrickStats`]). A NIC brick adds what only it can see: what really reached
+//! the wire or the kernel, what the kernel or the port dropped before the brick could see it,
+//! and why the brick itself dropped packets. Every backend fills the same [`NicCounters`], so
+//! the daemon reports them the same way whatever the backend.
+
+use std::sync::Arc;
+
+use brick_core::Counter;
+
+/// Drop reasons of every NIC brick, in this order (indices are the `DROP_*` constants).
+pub const DROP_REASONS: &[&str] =
+    &["rx pool empty", "rx truncated", "rx error", "too big", "tx ring full", "tx error", "bad offload"];
+
+/// A received frame was lost because the packet pool had no free buffer.
+pub const DROP_RX_POOL_EMPTY: usize = 0;
+/// A received frame was cut short (bigger than the ring frame or the capture's snap length).
+pub const DROP_RX_TRUNCATED: usize = 1;
+/// A read from the device failed, or a capture file is corrupt.
+pub const DROP_RX_ERROR: usize = 2;
+/// A frame is larger than the device (MTU, ring frame) or the pool's buffers accept.
+pub const DROP_TOO_BIG: usize = 3;
+/// The transmit ring, queue or socket buffer was full.
+pub const DROP_TX_RING_FULL: usize = 4;
+/// The device refused the frame or the write failed.
+pub const DROP_TX_ERROR: usize = 5;
+/// Offload metadata (virtio-net header, checksum or GSO fields) is inconsistent with the frame.
+pub const DROP_BAD_OFFLOAD: usize = 6;
+
+/// Counters of one NIC brick. Written by the thread that runs the brick's graph, readable
+/// from any thread through the `Arc` returned by each brick's `counters()` method.
+#[derive(Debug, Default)]
+pub struct NicCounters {
+    /// Frames received from the device and handed to the graph.
+    pub rx_packets: Counter,
+    /// Bytes of those frames.
+    pub rx_bytes: Counter,
+    /// Frames handed to the device for transmission.
+    pub tx_packets: Counter,
+    /// Bytes of those frames.
+    pub tx_bytes: Counter,
+    /// Frames the kernel (AF_PACKET ring overrun) or the port (DPDK `imissed` + `rx_nombuf`)
+    /// dropped before the brick could see them.
+    pub kernel_drops: Counter,
+    /// Times the AF_PACKET receive queue was frozen because the ring was full.
+    pub kernel_freezes: Counter,
+    /// Received frames lost because the packet pool was empty.
+    pub rx_pool_empty: Counter,
+    /// Received frames dropped because they were cut short.
+    pub rx_truncated: Counter,
+    /// Read errors / corrupt input.
+    pub rx_errors: Counter,
+    /// Frames dropped because they were too big (either direction).
+    pub too_big: Counter,
+    /// Frames dropped because the transmit ring/queue was full.
+    pub tx_ring_full: Counter,
+    /// Frames the device refused.
+    pub tx_errors: Counter,
+    /// Frames dropped for inconsistent offload metadata (either direction).
+    pub bad_offload: Counter,
+    /// Received frames that carried checksum or segmentation offload metadata.
+    pub rx_offloaded: Counter,
+}
+
+/// A plain copy of [`NicCounters`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NicStats {
+    /// See [`NicCounters::rx_packets`].
+    pub rx_packets: u64,
+    /// See [`NicCounters::rx_bytes`].
+    pub rx_bytes: u64,
+    /// See [`NicCounters::tx_packets`].
+    pub tx_packets: u64,
+    /// See [`NicCounters::tx_bytes`].
+    pub tx_bytes: u64,
+    /// See [`NicCounters::kernel_drops`].
+    pub kernel_drops: u64,
+    /// See [`NicCounters::kernel_freezes`].
+    pub kernel_freezes: u64,
+    /// See [`NicCounters::rx_pool_empty`].
+    pub rx_pool_empty: u64,
+    /// See [`NicCounters::rx_truncated`].
+    pub rx_truncated: u64,
+    /// See [`NicCounters::rx_errors`].
+    pub rx_errors: u64,
+    /// See [`NicCounters::too_big`].
+    pub too_big: u64,
+    /// See [`NicCounters::tx_ring_full`].
+    pub tx_ring_full: u64,
+    /// See [`NicCounters::tx_errors`].
+    pub tx_errors: u64,
+    /// See [`NicCounters::bad_offload`].
+    pub bad_offload: u64,
+    /// See [`NicCounters::rx_offloaded`].
+    pub rx_offloaded: u64,
+}
+
+impl NicCounters {
+    /// A fresh, shareable set of counters.
+    pub fn new_shared() -> Arc<NicCounters> {
+        Arc::new(NicCounters::default())
+    }
+
+    /// The counter matching a drop reason index of [`DROP_REASONS`].
+    pub fn for_drop(&self, reason: usize) -> Option<&Counter> {
+        Some(match reason {
+            DROP_RX_POOL_EMPTY => &self.rx_pool_empty,
+            DROP_RX_TRUNCATED => &self.rx_truncated,
+            DROP_RX_ERROR => &self.rx_errors,
+            DROP_TOO_BIG => &self.too_big,
+            DROP_TX_RING_FULL => &self.tx_ring_full,
+            DROP_TX_ERROR => &self.tx_errors,
+            DROP_BAD_OFFLOAD => &self.bad_offload,
+            _ => return None,
+        })
+    }
+
+    /// Current values.
+    pub fn snapshot(&self) -> NicStats {
+        NicStats {
+            rx_packets: self.rx_packets.get(),
+            rx_bytes: self.rx_bytes.get(),
+            tx_packets: self.tx_packets.get(),
+            tx_bytes: self.tx_bytes.get(),
+            kernel_drops: self.kernel_drops.get(),
+            kernel_freezes: self.kernel_freezes.get(),
+            rx_pool_empty: self.rx_pool_empty.get(),
+            rx_truncated: self.rx_truncated.get(),
+            rx_errors: self.rx_errors.get(),
+            too_big: self.too_big.get(),
+            tx_ring_full: self.tx_ring_full.get(),
+            tx_errors: self.tx_errors.get(),
+            bad_offload: self.bad_offload.get(),
+            rx_offloaded: self.rx_offloaded.get(),
+        }
+    }
+}
+
+impl NicStats {
+    /// Every drop the brick made itself (not the kernel's).
+    pub fn brick_drops(&self) -> u64 {
+        self.rx_pool_empty
+            + self.rx_truncated
+            + self.rx_errors
+            + self.too_big
+            + self.tx_ring_full
+            + self.tx_errors
+            + self.bad_offload
+    }
+}
+
+/// Drops `pkt` in the graph under `reason` and mirrors the drop in `counters`.
+#[inline]
+pub(crate) fn drop_pkt(
+    counters: &NicCounters,
+    out: &mut brick_core::Output<'_>,
+    pkt: brick_core::Packet,
+    reason: usize,
+) {
+    if let Some(c) = counters.for_drop(reason) {
+        c.add(1);
+    }
+    out.drop(pkt, reason);
+}
+
+/// Counts `n` drops of packets the brick does not hold (for example frames skipped in a ring
+/// because the pool was empty).
+#[inline]
+pub(crate) fn count_drop(counters: &NicCounters, out: &mut brick_core::Output<'_>, reason: usize, n: u64) {
+    if let Some(c) = counters.for_drop(reason) {
+        c.add(n);
+    }
+    out.count_drop(reason, n);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_a_counter() {
+        let c = NicCounters::default();
+        for (i, _) in DROP_REASONS.iter().enumerate() {
+            c.for_drop(i).expect("counter").add(1);
+        }
+        assert!(c.for_drop(DROP_REASONS.len()).is_none());
+        let s = c.snapshot();
+        assert_eq!(s.brick_drops(), DROP_REASONS.len() as u64);
+        assert_eq!(s.rx_packets, 0);
+    }
+}

@@ -1,0 +1,1 @@
+//! DPDK tests (filled later)
