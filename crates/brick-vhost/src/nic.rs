@@ -1,0 +1,651 @@
+//! [`VhostUserNic`]: the brick (data path on the graph thread) and its control thread
+//! (socket, reconnection, one rust-vmm daemon per connection).
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use brick_core::{Brick, Burst, Output, PacketPool, PortId, Side};
+use vhost::vhost_user::Listener;
+use vhost_user_backend::{VhostUserDaemon, VringT};
+use virtio_queue::QueueT;
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+
+use crate::backend::{device_features, Conn, DeviceSpec, NetBackend, NicStats, Shared, Vring};
+use crate::datapath::{rx_push, tx_pop, NetFeatures, RxDrop, RxScratch, TxDrop, TxPop};
+use crate::proxy::{relay, EnableFilter, RelayEnd};
+
+/// Names of the brick's drop reasons (indexes of [`NicStats::drops`] and of the graph's
+/// per-brick drop counters).
+pub const DROP_REASONS: &[&str] = &[
+    "ring full",
+    "bad descriptor",
+    "not ready",
+    "oversized chain",
+    "bad virtio-net header",
+    "needs segmentation",
+    "rx buffer too small",
+    "queue broken",
+];
+
+/// A drop reason of the vhost brick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum DropReason {
+    /// Guest RX: no (or not enough) guest buffers.
+    RingFull = 0,
+    /// Guest TX or RX: malformed descriptor or chain (loop, out-of-range address, wrong
+    /// direction, broken indirect table).
+    BadDescriptor = 1,
+    /// Guest RX: no frontend connected, or the queue is not started/enabled.
+    NotReady = 2,
+    /// Guest TX: frame larger than a pool buffer.
+    Oversized = 3,
+    /// Guest TX: malformed virtio-net header or offload not negotiated.
+    BadHeader = 4,
+    /// Guest RX: super-frame (GSO) for a guest that did not ack GUEST_TSO4/6.
+    NeedsSegmentation = 5,
+    /// Guest RX without MRG_RXBUF: buffer smaller than the frame.
+    BufferTooSmall = 6,
+    /// The used ring cannot be written (guest gave an invalid ring address).
+    QueueBroken = 7,
+}
+
+impl From<TxDrop> for DropReason {
+    fn from(d: TxDrop) -> Self {
+        match d {
+            TxDrop::BadDescriptor => DropReason::BadDescriptor,
+            TxDrop::Oversized => DropReason::Oversized,
+            TxDrop::BadHeader => DropReason::BadHeader,
+        }
+    }
+}
+
+impl From<RxDrop> for DropReason {
+    fn from(d: RxDrop) -> Self {
+        match d {
+            RxDrop::RingFull => DropReason::RingFull,
+            RxDrop::BadDescriptor => DropReason::BadDescriptor,
+            RxDrop::BufferTooSmall => DropReason::BufferTooSmall,
+            RxDrop::NeedsSegmentation => DropReason::NeedsSegmentation,
+            RxDrop::Broken => DropReason::QueueBroken,
+        }
+    }
+}
+
+/// Offloads offered to the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offloads {
+    /// CSUM + GUEST_CSUM: partial checksums travel as `OffloadFlags::CSUM_NEEDED` metadata;
+    /// a guest without GUEST_CSUM gets them completed in software.
+    pub csum: bool,
+    /// HOST_TSO4/6 + GUEST_TSO4/6 (needs `csum`): super-frames up to 64 KiB travel with
+    /// `gso_size`/`gso_type` metadata. The pool's data room must be at least
+    /// [`TSO_DATA_ROOM`].
+    pub tso: bool,
+}
+
+impl Default for Offloads {
+    fn default() -> Self {
+        Offloads { csum: true, tso: false }
+    }
+}
+
+/// Pool data room needed for TSO super-frames (64 KiB plus Ethernet/VLAN headers).
+pub const TSO_DATA_ROOM: usize = 65536 + 32;
+
+/// Configuration of a [`VhostUserNic`].
+#[derive(Clone, Debug)]
+pub struct VhostUserConfig {
+    /// Name (thread names, logs).
+    pub name: String,
+    /// The guest's MAC address (config space and [`VhostUserNic::mac`]); QEMU's own
+    /// `-device virtio-net-pci,mac=` is what the guest sees with QEMU.
+    pub mac: [u8; 6],
+    /// Queue pairs offered (1 = no MQ). At most 8.
+    pub queue_pairs: u16,
+    /// Offloads offered.
+    pub offloads: Offloads,
+    /// Offer MRG_RXBUF (mergeable RX buffers).
+    pub mrg_rxbuf: bool,
+    /// Offer EVENT_IDX (notification suppression).
+    pub event_idx: bool,
+    /// Pool the guest's TX frames are copied into.
+    pub pool: PacketPool,
+    /// Client mode: delay between reconnection attempts.
+    pub reconnect_interval: Duration,
+}
+
+impl VhostUserConfig {
+    /// Defaults: 1 queue pair, checksum offload, MRG_RXBUF, EVENT_IDX, reconnect every 1 s.
+    pub fn new(name: impl Into<String>, mac: [u8; 6], pool: PacketPool) -> Self {
+        VhostUserConfig {
+            name: name.into(),
+            mac,
+            queue_pairs: 1,
+            offloads: Offloads::default(),
+            mrg_rxbuf: true,
+            event_idx: true,
+            pool,
+            reconnect_interval: Duration::from_secs(1),
+        }
+    }
+
+    fn features(&self) -> u64 {
+        device_features(
+            self.offloads.csum,
+            self.offloads.tso,
+            self.mrg_rxbuf,
+            self.event_idx,
+            self.queue_pairs > 1,
+        )
+    }
+}
+
+/// Why a NIC cannot be created.
+#[derive(Debug, thiserror::Error)]
+pub enum VhostError {
+    /// Socket creation, bind or thread spawn failed.
+    #[error("vhost-user socket {path}: {source}")]
+    Io {
+        /// Socket path.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// The path exists and is not a socket (never deleted).
+    #[error("{0} exists and is not a socket")]
+    NotASocket(PathBuf),
+    /// `queue_pairs` is 0 or above 8.
+    #[error("queue_pairs must be 1..=8, got {0}")]
+    BadQueuePairs(u16),
+    /// TSO asked with a pool whose buffers cannot hold a 64 KiB super-frame.
+    #[error("TSO needs a pool data room of at least {TSO_DATA_ROOM} bytes, got {0}")]
+    PoolTooSmallForTso(usize),
+}
+
+enum Mode {
+    Server(UnixListener),
+    Client,
+}
+
+struct Control {
+    stop: Arc<AtomicBool>,
+    join: Option<JoinHandle<()>>,
+}
+
+/// Per-queue state kept by the graph thread.
+#[derive(Clone, Copy, Debug, Default)]
+struct QueueMark {
+    /// next_avail at which notifications were last (re-)enabled.
+    armed: Option<u16>,
+    /// Whether the queue was started and enabled at the last look.
+    ready: bool,
+}
+
+/// A vhost-user virtio-net device as a brick.
+///
+/// Its **west** side (one port) faces the graph: frames the guest transmits are emitted
+/// there by [`poll`](Brick::poll), and packets arriving there are written into the guest's
+/// RX buffers by [`process`](Brick::process). Both run on the graph's thread; the rust-vmm
+/// daemon threads only handle the vhost-user protocol. Dropping the brick closes the
+/// connection, stops every thread and (server mode) removes the socket file.
+pub struct VhostUserNic {
+    shared: Arc<Shared>,
+    cfg: VhostUserConfig,
+    path: PathBuf,
+    server: bool,
+    conn: Option<Arc<Conn>>,
+    seen_generation: u64,
+    feat: NetFeatures,
+    marks: Vec<QueueMark>,
+    scratch: RxScratch,
+    rx_next: usize,
+    control: Control,
+}
+
+static CONN_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl VhostUserNic {
+    /// Server mode: creates the socket at `path` (replacing a stale socket file, never any
+    /// other file) and serves one frontend at a time; a frontend that leaves (VM shutdown,
+    /// QEMU restart) is replaced by the next that connects.
+    pub fn server(path: impl AsRef<Path>, cfg: VhostUserConfig) -> Result<Self, VhostError> {
+        let path = path.as_ref().to_path_buf();
+        Self::check(&cfg)?;
+        if let Ok(md) = std::fs::symlink_metadata(&path) {
+            if !md.file_type().is_socket() {
+                return Err(VhostError::NotASocket(path));
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        let listener =
+            UnixListener::bind(&path).map_err(|source| VhostError::Io { path: path.clone(), source })?;
+        listener.set_nonblocking(true).map_err(|source| VhostError::Io { path: path.clone(), source })?;
+        Self::start(path, cfg, Mode::Server(listener))
+    }
+
+    /// Client mode: connects to the frontend's socket at `path` (QEMU
+    /// `-chardev socket,server=on`), and reconnects every `reconnect_interval` whenever the
+    /// connection is lost or not yet possible. A restarted backend process reconnects the
+    /// same way, and the running guest keeps its state.
+    pub fn client(path: impl AsRef<Path>, cfg: VhostUserConfig) -> Result<Self, VhostError> {
+        Self::check(&cfg)?;
+        Self::start(path.as_ref().to_path_buf(), cfg, Mode::Client)
+    }
+
+    fn check(cfg: &VhostUserConfig) -> Result<(), VhostError> {
+        if cfg.queue_pairs == 0 || cfg.queue_pairs > 8 {
+            return Err(VhostError::BadQueuePairs(cfg.queue_pairs));
+        }
+        if cfg.offloads.tso && cfg.pool.data_room() < TSO_DATA_ROOM {
+            return Err(VhostError::PoolTooSmallForTso(cfg.pool.data_room()));
+        }
+        Ok(())
+    }
+
+    fn start(path: PathBuf, cfg: VhostUserConfig, mode: Mode) -> Result<Self, VhostError> {
+        let io_err = |source| VhostError::Io { path: path.clone(), source };
+        let shared = Arc::new(Shared::new().map_err(io_err)?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = matches!(mode, Mode::Server(_));
+        let ctx = ControlCtx {
+            shared: Arc::clone(&shared),
+            spec: DeviceSpec { queue_pairs: cfg.queue_pairs, features: cfg.features(), mac: cfg.mac },
+            name: cfg.name.clone(),
+            path: path.clone(),
+            stop: Arc::clone(&stop),
+            reconnect: cfg.reconnect_interval,
+        };
+        let join = std::thread::Builder::new()
+            .name(format!("vhost-{}", cfg.name))
+            .spawn(move || ctx.run(mode))
+            .map_err(io_err)?;
+        let queues = 2 * cfg.queue_pairs as usize;
+        Ok(VhostUserNic {
+            shared,
+            path,
+            server,
+            conn: None,
+            seen_generation: u64::MAX,
+            feat: NetFeatures::default(),
+            marks: vec![QueueMark::default(); queues],
+            scratch: RxScratch::default(),
+            rx_next: 0,
+            control: Control { stop, join: Some(join) },
+            cfg,
+        })
+    }
+
+    /// Counters and connection state, shareable with other threads.
+    pub fn stats(&self) -> Arc<NicStats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    /// The configured MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        self.cfg.mac
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether a frontend is connected.
+    pub fn is_connected(&self) -> bool {
+        self.shared.stats.connected.load(Ordering::Relaxed)
+    }
+
+    /// Features offered to the driver.
+    pub fn offered_features(&self) -> u64 {
+        self.cfg.features()
+    }
+
+    /// Picks up a new connection (or its loss) published by the control thread.
+    #[inline]
+    fn refresh(&mut self) {
+        let g = self.shared.generation.load(Ordering::Acquire);
+        if g != self.seen_generation {
+            self.seen_generation = g;
+            self.conn = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            for m in &mut self.marks {
+                *m = QueueMark::default();
+            }
+        }
+        if let Some(c) = &self.conn {
+            let acked = c.acked.load(Ordering::Acquire);
+            if acked != self.feat.acked {
+                self.feat = NetFeatures::from_acked(acked);
+            }
+        }
+    }
+
+    fn count_drop(&self, out: &mut Output<'_>, r: DropReason, n: u64) {
+        out.count_drop(r as usize, n);
+        self.shared.stats.drops[r as usize].add(n);
+    }
+
+    /// Drains one TX queue into the graph, at most `budget` frames.
+    fn poll_tx(
+        &mut self,
+        q: usize,
+        vring: &Vring,
+        mem: &GuestMemoryMmap<()>,
+        budget: usize,
+        out: &mut Output<'_>,
+    ) -> usize {
+        let mut st = vring.get_mut();
+        let ready = st.get_queue().ready() && st.is_enabled();
+        if !ready {
+            self.marks[q] = QueueMark::default();
+            return 0;
+        }
+        if !self.marks[q].ready {
+            self.marks[q] = QueueMark { armed: None, ready: true };
+        }
+        let stats = Arc::clone(&self.shared.stats);
+        let queue = st.get_queue_mut();
+        let mut n = 0usize;
+        let mut consumed = 0usize;
+        let mut rechecked = false;
+        while n < budget {
+            match tx_pop(queue, mem, &self.cfg.pool, &self.feat) {
+                TxPop::Packet(p) => {
+                    stats.tx_packets.add(1);
+                    stats.tx_bytes.add(p.len() as u64);
+                    out.emit(Side::West, 0, p);
+                    n += 1;
+                    consumed += 1;
+                }
+                TxPop::Dropped(d) => {
+                    self.count_drop(out, d.into(), 1);
+                    consumed += 1;
+                }
+                TxPop::PoolEmpty => {
+                    stats.pool_empty.add(1);
+                    break;
+                }
+                TxPop::Broken => {
+                    self.count_drop(out, DropReason::QueueBroken, 1);
+                    break;
+                }
+                TxPop::Empty => {
+                    // Ring drained: ask the guest to kick again from here, then look once
+                    // more (a frame may have come in between).
+                    let at = queue.next_avail();
+                    if self.marks[q].armed == Some(at) || rechecked {
+                        break;
+                    }
+                    self.marks[q].armed = Some(at);
+                    rechecked = true;
+                    match queue.enable_notification(mem) {
+                        Ok(true) => continue,
+                        _ => break,
+                    }
+                }
+            }
+        }
+        if consumed > 0 {
+            if n >= budget && self.marks[q].armed.is_some() {
+                // Busy: stop kicks (a no-op with EVENT_IDX, whose avail_event simply stays
+                // behind while we poll).
+                let _ = queue.disable_notification(mem);
+                self.marks[q].armed = None;
+            }
+            if queue.needs_notification(mem).unwrap_or(true) {
+                let _ = st.signal_used_queue();
+                stats.guest_notifications.add(1);
+            }
+        }
+        n
+    }
+}
+
+impl Brick for VhostUserNic {
+    fn kind(&self) -> &'static str {
+        "vhost-user"
+    }
+
+    fn drop_reasons(&self) -> &'static [&'static str] {
+        DROP_REASONS
+    }
+
+    fn max_ports(&self, side: Side) -> usize {
+        match side {
+            Side::West => 1,
+            Side::East => 0,
+        }
+    }
+
+    fn is_source(&self) -> bool {
+        true
+    }
+
+    fn wake_fd(&self) -> Option<RawFd> {
+        Some(self.shared.waker.fd())
+    }
+
+    fn poll(&mut self, out: &mut Output<'_>) -> usize {
+        if self.shared.wake_pending.load(Ordering::Relaxed) {
+            self.shared.wake_pending.store(false, Ordering::Release);
+            self.shared.waker.drain();
+            self.shared.stats.wakeups.add(1);
+        }
+        self.refresh();
+        let Some(conn) = self.conn.clone() else { return 0 };
+        let Some(vrings) = conn.vrings.get() else { return 0 };
+        let mem = conn.mem.memory();
+        let mut total = 0;
+        for q in (1..vrings.len()).step_by(2) {
+            total += self.poll_tx(q, &vrings[q], &mem, brick_core::BURST_SIZE, out);
+        }
+        total
+    }
+
+    fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        self.refresh();
+        let conn = self.conn.clone();
+        let Some((conn, vrings)) = conn.as_ref().and_then(|c| Some((c, c.vrings.get()?))) else {
+            let n = pkts.len() as u64;
+            pkts.clear();
+            self.count_drop(out, DropReason::NotReady, n);
+            return;
+        };
+        let mem = conn.mem.memory();
+        // Pick a started RX queue, round robin per burst over the queue pairs.
+        let pairs = vrings.len() / 2;
+        let mut chosen = None;
+        for k in 0..pairs {
+            let q = 2 * ((self.rx_next + k) % pairs);
+            let st = vrings[q].get_ref();
+            if st.get_queue().ready() && st.is_enabled() {
+                chosen = Some(q);
+                break;
+            }
+        }
+        self.rx_next = self.rx_next.wrapping_add(1);
+        let Some(q) = chosen else {
+            let n = pkts.len() as u64;
+            pkts.clear();
+            self.count_drop(out, DropReason::NotReady, n);
+            return;
+        };
+        let stats = Arc::clone(&self.shared.stats);
+        let mut st = vrings[q].get_mut();
+        let queue = st.get_queue_mut();
+        let mut delivered = 0u64;
+        for mut pkt in pkts.drain() {
+            match rx_push(queue, &*mem, &mut pkt, &self.feat, &mut self.scratch) {
+                Ok(()) => {
+                    delivered += 1;
+                    stats.rx_bytes.add(pkt.len() as u64);
+                }
+                Err(e) => {
+                    let r = DropReason::from(e);
+                    stats.drops[r as usize].add(1);
+                    out.drop(pkt, r as usize);
+                }
+            }
+        }
+        if delivered > 0 {
+            stats.rx_packets.add(delivered);
+            if queue.needs_notification(&*mem).unwrap_or(true) {
+                let _ = st.signal_used_queue();
+                stats.guest_notifications.add(1);
+            }
+        }
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let s = &self.shared.stats;
+        vec![
+            format!("{} {}", if self.server { "server" } else { "client" }, self.path.display()),
+            format!(
+                "connected={} connections={}",
+                s.connected.load(Ordering::Relaxed),
+                s.connections.load(Ordering::Relaxed)
+            ),
+            format!("acked=0x{:x}", s.acked_features.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+impl Drop for VhostUserNic {
+    fn drop(&mut self) {
+        self.control.stop.store(true, Ordering::Relaxed);
+        if let Some(j) = self.control.join.take() {
+            let _ = j.join();
+        }
+        if self.server {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// What the control thread needs.
+struct ControlCtx {
+    shared: Arc<Shared>,
+    spec: DeviceSpec,
+    name: String,
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    reconnect: Duration,
+}
+
+impl ControlCtx {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps up to `d`, waking early when asked to stop.
+    fn nap(&self, d: Duration) {
+        let step = Duration::from_millis(20);
+        let mut left = d;
+        while !self.stopped() && !left.is_zero() {
+            let s = left.min(step);
+            std::thread::sleep(s);
+            left -= s;
+        }
+    }
+
+    fn run(self, mode: Mode) {
+        match mode {
+            Mode::Server(listener) => {
+                while !self.stopped() {
+                    let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                    // SAFETY: one live pollfd.
+                    let r = unsafe { libc::poll(&mut pfd, 1, 100) };
+                    if r <= 0 {
+                        continue;
+                    }
+                    match listener.accept() {
+                        Ok((s, _)) => self.serve(s),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => {
+                            tracing::warn!(nic = %self.name, "accept failed: {e}");
+                            self.nap(Duration::from_millis(100));
+                        }
+                    }
+                }
+            }
+            Mode::Client => {
+                while !self.stopped() {
+                    match UnixStream::connect(&self.path) {
+                        Ok(s) => self.serve(s),
+                        Err(e) => tracing::debug!(nic = %self.name, "connect {}: {e}", self.path.display()),
+                    }
+                    self.nap(self.reconnect);
+                }
+            }
+        }
+    }
+
+    /// Runs one connection to its end: a fresh daemon (handler, vrings, worker thread) fed
+    /// through the relay, then torn down.
+    fn serve(&self, front: UnixStream) {
+        let _ = front.set_nonblocking(false);
+        let mem: crate::backend::Mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
+        let conn = Arc::new(Conn { mem: mem.clone(), vrings: OnceLock::new(), acked: AtomicU64::new(0) });
+        let backend =
+            NetBackend { spec: self.spec.clone(), conn: Arc::clone(&conn), shared: Arc::clone(&self.shared) };
+        let mut daemon = match VhostUserDaemon::new(format!("vhost-{}", self.name), backend, mem) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(nic = %self.name, "daemon: {e}");
+                return;
+            }
+        };
+        // The daemon accepts its end of the relay on a private abstract socket.
+        let id = CONN_SEQ.fetch_add(1, Ordering::Relaxed);
+        let addr_name = format!("brick-vhost-{}-{}", std::process::id(), id);
+        let back = (|| {
+            let addr = SocketAddr::from_abstract_name(addr_name.as_bytes())?;
+            let l = UnixListener::bind_addr(&addr)?;
+            let back = UnixStream::connect_addr(&addr)?;
+            Ok::<_, io::Error>((l, back))
+        })();
+        let (l, back) = match back {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(nic = %self.name, "relay socket: {e}");
+                return;
+            }
+        };
+        let mut listener = Listener::from(l);
+        if let Err(e) = daemon.start(&mut listener) {
+            tracing::warn!(nic = %self.name, "daemon start: {e}");
+            return;
+        }
+        drop(listener);
+        let stats = &self.shared.stats;
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        stats.connected.store(true, Ordering::Relaxed);
+        self.shared.publish(Some(Arc::clone(&conn)));
+        let mut filter = EnableFilter::default();
+        let end = relay(&front, &back, &self.stop, &mut filter);
+        stats.early_enables_held.fetch_add(filter.held, Ordering::Relaxed);
+        match &end {
+            RelayEnd::Backend(e) => tracing::info!(nic = %self.name, "backend handler closed: {e}"),
+            RelayEnd::Frontend(e) => tracing::info!(nic = %self.name, "frontend left: {e}"),
+            RelayEnd::Stopped => {}
+        }
+        let _ = front.shutdown(std::net::Shutdown::Both);
+        let _ = back.shutdown(std::net::Shutdown::Both);
+        daemon.request_shutdown();
+        let _ = daemon.wait();
+        self.shared.publish(None);
+        stats.connected.store(false, Ordering::Relaxed);
+        stats.acked_features.store(0, Ordering::Relaxed);
+        stats.disconnections.fetch_add(1, Ordering::Relaxed);
+        // Dropping the daemon stops and joins its vring worker (exit_event is implemented).
+        drop(daemon);
+    }
+}
