@@ -1,0 +1,143 @@
+//! Test helpers: a graph with a VTEP, a capturing underlay and capturing VM ports, and
+//! frame builders (etherparse) for both sides.
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use brick_core::bricks::RxTx;
+use brick_core::{BrickId, Burst, Graph, Packet, PacketPool, PortId, Side};
+use brick_vtep::{Vtep, VtepConfig};
+use etherparse::PacketBuilder;
+
+pub type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
+
+pub const LOCAL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const REMOTE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+pub const VM_A: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x0a];
+pub const VM_B: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x0b];
+
+pub struct Bed {
+    pub g: Graph,
+    pub vtep: BrickId,
+    pub wire: Seen,
+    pub vms: Vec<(PortId, Seen)>,
+}
+
+fn capture(g: &mut Graph, name: &str, side: Side) -> (BrickId, Seen) {
+    let seen: Seen = Arc::default();
+    let s2 = Arc::clone(&seen);
+    let id = g
+        .add(
+            name,
+            RxTx::new(side, |_: &mut Burst| {}, move |b: &mut Burst| {
+                s2.lock().unwrap().extend(b.drain().map(|p| p.data().to_vec()))
+            }),
+        )
+        .unwrap();
+    (id, seen)
+}
+
+impl Bed {
+    pub fn new(cfg: VtepConfig, vms: usize) -> Bed {
+        let pool = PacketPool::with_count(512).unwrap();
+        let mut g = Graph::new("t");
+        let vtep = g.add("vtep", Vtep::new(cfg, pool).unwrap()).unwrap();
+        let (nic, wire) = capture(&mut g, "nic", Side::East);
+        g.link(nic, vtep).unwrap();
+        let mut v = Vec::new();
+        for i in 0..vms {
+            let (id, seen) = capture(&mut g, &format!("vm{i}"), Side::West);
+            let (p, _) = g.link(vtep, id).unwrap();
+            v.push((p, seen));
+        }
+        Bed { g, vtep, wire, vms: v }
+    }
+
+    pub fn vtep(&self) -> &Vtep {
+        self.g.brick::<Vtep>(self.vtep).unwrap()
+    }
+
+    pub fn vtep_mut(&mut self) -> &mut Vtep {
+        self.g.brick_mut::<Vtep>(self.vtep).unwrap()
+    }
+
+    /// A frame arrives from the physical network.
+    pub fn from_wire(&mut self, frames: &[Vec<u8>]) {
+        let mut b = Burst::new();
+        for f in frames {
+            b.push(Packet::from_slice(f)).unwrap();
+        }
+        self.g.inject(self.vtep, Side::West, 0, &mut b).unwrap();
+    }
+
+    /// A frame arrives from VM `i`.
+    pub fn from_vm(&mut self, i: usize, frames: &[Vec<u8>]) {
+        let mut b = Burst::new();
+        for f in frames {
+            b.push(Packet::from_slice(f)).unwrap();
+        }
+        let p = self.vms[i].0;
+        self.g.inject(self.vtep, Side::East, p, &mut b).unwrap();
+    }
+
+    pub fn take_wire(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *self.wire.lock().unwrap())
+    }
+
+    pub fn take_vm(&self, i: usize) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *self.vms[i].1.lock().unwrap())
+    }
+
+    pub fn drops(&self, reason: &str) -> u64 {
+        self.g.stats(self.vtep).unwrap().drops_of(reason).unwrap_or_else(|| panic!("no reason {reason}"))
+    }
+}
+
+/// An inner Ethernet/IPv4/UDP frame of `payload` bytes.
+pub fn inner_udp(dst: [u8; 6], src: [u8; 6], payload: usize) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src, dst).ipv4([192, 168, 42, 1], [192, 168, 42, 2], 64).udp(1000, 2000);
+    let body = vec![0xab; payload];
+    let mut v = Vec::new();
+    b.write(&mut v, &body).unwrap();
+    v
+}
+
+/// A 64-byte inner frame (Ethernet + IPv4 + UDP + 22 bytes).
+pub fn inner64(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    inner_udp(dst, src, 64 - 42)
+}
+
+/// A VXLAN frame over IPv4 as a remote VTEP would send it.
+#[allow(clippy::too_many_arguments)]
+pub fn vxlan4(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], dst: [u8; 4], dport: u16, flags: u8, vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut payload = vec![flags, 0, 0, 0, (vni >> 16) as u8, (vni >> 8) as u8, vni as u8, 0];
+    payload.extend_from_slice(inner);
+    let b = PacketBuilder::ethernet2(smac, dmac).ipv4(src, dst, 64).udp(50000, dport);
+    let mut v = Vec::new();
+    b.write(&mut v, &payload).unwrap();
+    // etherparse computes a UDP checksum over IPv4; remote VTEPs (Linux) send zero.
+    let l4 = 14 + 20;
+    v[l4 + 6] = 0;
+    v[l4 + 7] = 0;
+    v
+}
+
+/// A VXLAN frame over IPv6 (UDP checksum computed unless `zero_csum`).
+pub fn vxlan6(smac: [u8; 6], dmac: [u8; 6], src: IpAddr, dst: IpAddr, vni: u32, inner: &[u8], zero_csum: bool) -> Vec<u8> {
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else { panic!("v6 only") };
+    let mut payload = vec![0x08, 0, 0, 0, (vni >> 16) as u8, (vni >> 8) as u8, vni as u8, 0];
+    payload.extend_from_slice(inner);
+    let b = PacketBuilder::ethernet2(smac, dmac).ipv6(s.octets(), d.octets(), 64).udp(50001, 4789);
+    let mut v = Vec::new();
+    b.write(&mut v, &payload).unwrap();
+    if zero_csum {
+        v[14 + 40 + 6] = 0;
+        v[14 + 40 + 7] = 0;
+    }
+    v
+}
+
+pub fn mac(d: &[u8], at: usize) -> [u8; 6] {
+    d[at..at + 6].try_into().unwrap()
+}
