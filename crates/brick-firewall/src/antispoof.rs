@@ -1,0 +1,477 @@
+//! The anti-spoof brick: a VM may only speak with its own MAC and addresses.
+//!
+//! Packets arriving on the **west** side (from the network) pass untouched. Packets
+//! arriving on the **east** side (from the VM) are checked:
+//!
+//! 1. the Ethernet source must be the VM's MAC; VLAN-tagged frames are dropped;
+//! 2. RARP is always dropped;
+//! 3. ARP (when `check_arp`): Ethernet/IPv4 ARP only, sender MAC = the VM's MAC, sender IP
+//!    one of the VM's IPv4 addresses (or 0.0.0.0 in a request: an RFC 5227 probe);
+//! 4. IPv4 (when `check_ip`): source one of the VM's IPv4 addresses, or 0.0.0.0 for a DHCP
+//!    client packet (UDP 68 → 67);
+//! 5. IPv6 (when `check_ip`): source one of the VM's IPv6 addresses, or link-local
+//!    (fe80::/10: needed for NDP, DHCPv6 and SLAAC; not tied to the MAC since RFC 7217
+//!    addresses are opaque), or `::` for DAD neighbour solicitations, router solicitations
+//!    and MLDv2 reports;
+//! 6. NDP (when `check_ndp`): router advertisements and redirects are dropped (a VM is not a
+//!    router); a neighbour advertisement's target must be one of the VM's IPv6 addresses or
+//!    link-local, and its target link-layer option, when present, the VM's MAC; a neighbour
+//!    solicitation's source link-layer option, when present, must be the VM's MAC, and a DAD
+//!    solicitation (source `::`) must carry none and target one of the VM's addresses or a
+//!    link-local one;
+//! 7. other ethertypes are dropped unless `allow_other_ethertypes`.
+//!
+//! Each drop is counted under its reason ([`ANTISPOOF_DROP_REASONS`]).
+
+use std::net::IpAddr;
+
+use brick_core::{Brick, Burst, Output, PortId, Side};
+
+use crate::wire::{self, be16, be128, Parsed, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_QINQ, ETH_RARP, ETH_VLAN, PROTO_ICMP6};
+
+/// Most addresses (IPv4 plus IPv6) an anti-spoof brick accepts.
+pub const MAX_ADDRESSES: usize = 256;
+
+/// Why the anti-spoof brick dropped a frame; `as usize` indexes [`ANTISPOOF_DROP_REASONS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum SpoofDrop {
+    /// Too short or invalid headers.
+    Malformed = 0,
+    /// Ethernet source is not the VM's MAC.
+    SourceMac,
+    /// 802.1Q / 802.1ad tagged frame.
+    VlanTagged,
+    /// RARP.
+    Rarp,
+    /// ARP that is not Ethernet/IPv4, or truncated.
+    ArpMalformed,
+    /// ARP sender hardware address is not the VM's MAC.
+    ArpSenderMac,
+    /// ARP sender IP is not one of the VM's.
+    ArpSenderIp,
+    /// IPv4 source is not one of the VM's.
+    Ipv4Source,
+    /// IPv6 source is not one of the VM's.
+    Ipv6Source,
+    /// Truncated neighbour discovery message.
+    NdpMalformed,
+    /// Neighbour advertisement / DAD solicitation for an address that is not the VM's.
+    NdpTarget,
+    /// Link-layer address option that is not the VM's MAC (or present in a DAD
+    /// solicitation).
+    NdpLinkLayer,
+    /// Router advertisement or redirect from a VM.
+    NdpRouter,
+    /// Ethertype not allowed.
+    Ethertype,
+}
+
+/// Drop reason names of the anti-spoof brick, in [`SpoofDrop`] order.
+pub const ANTISPOOF_DROP_REASONS: &[&str] = &[
+    "malformed",
+    "source mac",
+    "vlan tagged",
+    "rarp",
+    "arp malformed",
+    "arp sender mac",
+    "arp sender ip",
+    "ipv4 source",
+    "ipv6 source",
+    "ndp malformed",
+    "ndp target",
+    "ndp link-layer option",
+    "ndp router message",
+    "ethertype",
+];
+
+/// What the anti-spoof brick checks besides the MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AntiSpoofOptions {
+    /// Check IPv4/IPv6 source addresses of IP packets (default true).
+    pub check_ip: bool,
+    /// Check ARP sender addresses (default true).
+    pub check_arp: bool,
+    /// Check neighbour discovery (default true).
+    pub check_ndp: bool,
+    /// Let ethertypes other than IPv4, IPv6 and ARP through (default false).
+    pub allow_other_ethertypes: bool,
+}
+
+impl Default for AntiSpoofOptions {
+    fn default() -> Self {
+        AntiSpoofOptions { check_ip: true, check_arp: true, check_ndp: true, allow_other_ethertypes: false }
+    }
+}
+
+/// Too many addresses for one brick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0} addresses given, at most {MAX_ADDRESSES} allowed")]
+pub struct TooManyAddresses(pub usize);
+
+/// The anti-spoof brick.
+#[derive(Clone, Debug)]
+pub struct AntiSpoof {
+    mac: [u8; 6],
+    v4: Vec<u32>,
+    v6: Vec<u128>,
+    opts: AntiSpoofOptions,
+}
+
+#[inline]
+fn is_link_local(a: u128) -> bool {
+    a >> 118 == 0x3fa // fe80::/10
+}
+
+impl AntiSpoof {
+    /// A brick for the VM with `mac` and addresses `ips`.
+    pub fn new(mac: [u8; 6], ips: &[IpAddr], options: AntiSpoofOptions) -> Result<AntiSpoof, TooManyAddresses> {
+        let mut a = AntiSpoof { mac, v4: Vec::new(), v6: Vec::new(), opts: options };
+        a.set_ips(ips)?;
+        Ok(a)
+    }
+
+    /// Replaces the VM's addresses (live: through `GraphHandle::exec` + `Graph::brick_mut`).
+    pub fn set_ips(&mut self, ips: &[IpAddr]) -> Result<(), TooManyAddresses> {
+        if ips.len() > MAX_ADDRESSES {
+            return Err(TooManyAddresses(ips.len()));
+        }
+        self.v4 = ips
+            .iter()
+            .filter_map(|i| match i {
+                IpAddr::V4(a) => Some(u32::from(*a)),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        self.v6 = ips
+            .iter()
+            .filter_map(|i| match i {
+                IpAddr::V6(a) => Some(u128::from(*a)),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        self.v4.sort_unstable();
+        self.v4.dedup();
+        self.v6.sort_unstable();
+        self.v6.dedup();
+        Ok(())
+    }
+
+    /// Replaces the VM's MAC.
+    pub fn set_mac(&mut self, mac: [u8; 6]) {
+        self.mac = mac;
+    }
+
+    /// Replaces the options.
+    pub fn set_options(&mut self, options: AntiSpoofOptions) {
+        self.opts = options;
+    }
+
+    /// The VM's MAC.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// The options.
+    pub fn options(&self) -> AntiSpoofOptions {
+        self.opts
+    }
+
+    #[inline]
+    fn has_v4(&self, a: u32) -> bool {
+        self.v4.contains(&a)
+    }
+
+    #[inline]
+    fn has_v6(&self, a: u128) -> bool {
+        self.v6.contains(&a)
+    }
+
+    /// Checks one frame sent by the VM; `Ok` to forward it.
+    #[inline]
+    pub fn check(&self, f: &[u8]) -> Result<(), SpoofDrop> {
+        let Some(hdr) = f.get(..14) else { return Err(SpoofDrop::Malformed) };
+        if hdr[6..12] != self.mac {
+            return Err(SpoofDrop::SourceMac);
+        }
+        let et = u16::from_be_bytes([hdr[12], hdr[13]]);
+        match et {
+            ETH_IPV4 => {
+                if !self.opts.check_ip {
+                    return Ok(());
+                }
+                let ip = f.get(14..34).ok_or(SpoofDrop::Malformed)?;
+                if ip[0] >> 4 != 4 {
+                    return Err(SpoofDrop::Malformed);
+                }
+                let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+                if self.has_v4(src) {
+                    return Ok(());
+                }
+                if src == 0 && ip[9] == wire::PROTO_UDP {
+                    let l4 = 14 + ((ip[0] & 0xf) as usize) * 4;
+                    if be16(f, l4) == Some(68) && be16(f, l4 + 2) == Some(67) {
+                        return Ok(());
+                    }
+                }
+                Err(SpoofDrop::Ipv4Source)
+            }
+            ETH_ARP => self.check_arp(f),
+            ETH_IPV6 => self.check_ipv6(f),
+            ETH_RARP => Err(SpoofDrop::Rarp),
+            ETH_VLAN | ETH_QINQ => Err(SpoofDrop::VlanTagged),
+            _ if self.opts.allow_other_ethertypes => Ok(()),
+            _ => Err(SpoofDrop::Ethertype),
+        }
+    }
+
+    fn check_arp(&self, f: &[u8]) -> Result<(), SpoofDrop> {
+        if !self.opts.check_arp {
+            return Ok(());
+        }
+        let a = f.get(14..42).ok_or(SpoofDrop::ArpMalformed)?;
+        // htype 1, ptype IPv4, hlen 6, plen 4.
+        if a[0..6] != [0, 1, 8, 0, 6, 4] {
+            return Err(SpoofDrop::ArpMalformed);
+        }
+        let op = u16::from_be_bytes([a[6], a[7]]);
+        if a[8..14] != self.mac {
+            return Err(SpoofDrop::ArpSenderMac);
+        }
+        let spa = u32::from_be_bytes([a[14], a[15], a[16], a[17]]);
+        if self.has_v4(spa) || (spa == 0 && op == 1) {
+            Ok(())
+        } else {
+            Err(SpoofDrop::ArpSenderIp)
+        }
+    }
+
+    fn check_ipv6(&self, f: &[u8]) -> Result<(), SpoofDrop> {
+        if !self.opts.check_ip && !self.opts.check_ndp {
+            return Ok(());
+        }
+        let flow = match wire::parse_frame(f) {
+            Ok(Parsed::Ip(fl)) => fl,
+            _ => return Err(SpoofDrop::Malformed),
+        };
+        let icmp6 = flow.proto == PROTO_ICMP6 && flow.l4_offset != 0;
+        let ty = if icmp6 { flow.icmp_type } else { 0 };
+        if self.opts.check_ip {
+            let ok = self.has_v6(flow.src)
+                || is_link_local(flow.src)
+                || (flow.src == 0 && icmp6 && matches!(ty, 133 | 135 | 143));
+            if !ok {
+                return Err(SpoofDrop::Ipv6Source);
+            }
+        }
+        if self.opts.check_ndp && icmp6 {
+            let at = flow.l4_offset as usize;
+            match ty {
+                134 | 137 => return Err(SpoofDrop::NdpRouter),
+                135 | 136 => {
+                    let target = be128(f, at + 8).ok_or(SpoofDrop::NdpMalformed)?;
+                    let target_ok = self.has_v6(target) || is_link_local(target);
+                    let want_opt = if ty == 135 { 1 } else { 2 };
+                    let mut opt_seen = false;
+                    let mut o = at + 24;
+                    while o < f.len() {
+                        let kind = f[o];
+                        let len = *f.get(o + 1).ok_or(SpoofDrop::NdpMalformed)? as usize * 8;
+                        if len == 0 || o + len > f.len() {
+                            return Err(SpoofDrop::NdpMalformed);
+                        }
+                        if kind == want_opt {
+                            if len < 8 || f[o + 2..o + 8] != self.mac {
+                                return Err(SpoofDrop::NdpLinkLayer);
+                            }
+                            opt_seen = true;
+                        }
+                        o += len;
+                    }
+                    if ty == 136 && !target_ok {
+                        return Err(SpoofDrop::NdpTarget);
+                    }
+                    if ty == 135 && flow.src == 0 {
+                        if opt_seen {
+                            return Err(SpoofDrop::NdpLinkLayer);
+                        }
+                        if !target_ok {
+                            return Err(SpoofDrop::NdpTarget);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Brick for AntiSpoof {
+    fn kind(&self) -> &'static str {
+        "antispoof"
+    }
+
+    fn drop_reasons(&self) -> &'static [&'static str] {
+        ANTISPOOF_DROP_REASONS
+    }
+
+    fn max_ports(&self, _side: Side) -> usize {
+        1
+    }
+
+    fn process(&mut self, side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        let to = side.opposite();
+        if side == Side::West {
+            out.emit_all(to, 0, pkts);
+            return;
+        }
+        for pkt in pkts.drain() {
+            match self.check(pkt.data()) {
+                Ok(()) => out.emit(to, 0, pkt),
+                Err(r) => out.drop(pkt, r as usize),
+            }
+        }
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let m = self.mac;
+        vec![format!(
+            "mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {} ipv4, {} ipv6",
+            m[0],
+            m[1],
+            m[2],
+            m[3],
+            m[4],
+            m[5],
+            self.v4.len(),
+            self.v6.len()
+        )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    const VM: [u8; 6] = [2, 0, 0, 0, 0, 0x42];
+    const OTHER: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
+    const BCAST: [u8; 6] = [0xff; 6];
+
+    fn ip6(s: &str) -> [u8; 16] {
+        s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+    }
+
+    fn brick() -> AntiSpoof {
+        AntiSpoof::new(VM, &["42.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap()], AntiSpoofOptions::default())
+            .unwrap()
+    }
+
+    fn udp4(mac: [u8; 6], src: [u8; 4], sp: u16, dp: u16) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(mac, BCAST).ipv4(src, [255; 4], 64).udp(sp, dp).write(&mut v, b"x").unwrap();
+        v
+    }
+
+    fn udp6(src: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(VM, BCAST).ipv6(ip6(src), ip6("ff02::1:2"), 64).udp(546, 547).write(&mut v, b"x").unwrap();
+        v
+    }
+
+    fn arp(op: u16, sha: [u8; 6], spa: [u8; 4]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&BCAST);
+        v.extend_from_slice(&VM);
+        v.extend_from_slice(&ETH_ARP.to_be_bytes());
+        v.extend_from_slice(&[0, 1, 8, 0, 6, 4]);
+        v.extend_from_slice(&op.to_be_bytes());
+        v.extend_from_slice(&sha);
+        v.extend_from_slice(&spa);
+        v.extend_from_slice(&[0; 6]);
+        v.extend_from_slice(&[42, 0, 0, 2]);
+        v
+    }
+
+    /// An NS (135) or NA (136) with an optional link-layer option.
+    fn ndp(ty: u8, src: &str, target: &str, lla: Option<[u8; 6]>) -> Vec<u8> {
+        let mut body = vec![0u8; 4];
+        body.extend_from_slice(&ip6(target));
+        if let Some(m) = lla {
+            body.extend_from_slice(&[if ty == 135 { 1 } else { 2 }, 1]);
+            body.extend_from_slice(&m);
+        }
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(VM, BCAST)
+            .ipv6(ip6(src), ip6("ff02::1"), 255)
+            .icmpv6_raw(ty, 0, [0; 4])
+            .write(&mut v, &body[4..])
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn checks_table() {
+        let b = brick();
+        use SpoofDrop::*;
+        let mut rarp = arp(3, VM, [42, 0, 0, 1]);
+        rarp[12..14].copy_from_slice(&ETH_RARP.to_be_bytes());
+        let mut vlan = udp4(VM, [42, 0, 0, 1], 1, 2);
+        vlan[12..14].copy_from_slice(&ETH_VLAN.to_be_bytes());
+        let mut lldp = udp4(VM, [42, 0, 0, 1], 1, 2);
+        lldp[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
+        let cases: Vec<(&str, Vec<u8>, Result<(), SpoofDrop>)> = vec![
+            ("own ipv4", udp4(VM, [42, 0, 0, 1], 1, 2), Ok(())),
+            ("foreign mac", udp4(OTHER, [42, 0, 0, 1], 1, 2), Err(SourceMac)),
+            ("foreign ipv4", udp4(VM, [42, 0, 0, 2], 1, 2), Err(Ipv4Source)),
+            ("dhcp discover", udp4(VM, [0, 0, 0, 0], 68, 67), Ok(())),
+            ("0.0.0.0 not dhcp", udp4(VM, [0, 0, 0, 0], 68, 68), Err(Ipv4Source)),
+            ("arp own", arp(1, VM, [42, 0, 0, 1]), Ok(())),
+            ("arp reply own", arp(2, VM, [42, 0, 0, 1]), Ok(())),
+            ("arp probe", arp(1, VM, [0, 0, 0, 0]), Ok(())),
+            ("arp reply from 0", arp(2, VM, [0, 0, 0, 0]), Err(ArpSenderIp)),
+            ("arp foreign ip", arp(2, VM, [42, 0, 0, 9]), Err(ArpSenderIp)),
+            ("arp foreign mac", arp(1, OTHER, [42, 0, 0, 1]), Err(ArpSenderMac)),
+            ("arp truncated", arp(1, VM, [42, 0, 0, 1])[..30].to_vec(), Err(ArpMalformed)),
+            ("rarp", rarp, Err(Rarp)),
+            ("vlan", vlan, Err(VlanTagged)),
+            ("lldp", lldp, Err(Ethertype)),
+            ("short", vec![0; 10], Err(Malformed)),
+            ("own ipv6", udp6("fd00::1"), Ok(())),
+            ("link-local dhcpv6", udp6("fe80::1234"), Ok(())),
+            ("foreign ipv6", udp6("fd00::2"), Err(Ipv6Source)),
+            ("unspecified udp", udp6("::"), Err(Ipv6Source)),
+            ("na ok", ndp(136, "fd00::1", "fd00::1", Some(VM)), Ok(())),
+            ("na no tll", ndp(136, "fd00::1", "fd00::1", None), Ok(())),
+            ("na foreign target", ndp(136, "fd00::1", "fd00::2", Some(VM)), Err(NdpTarget)),
+            ("na foreign tll", ndp(136, "fd00::1", "fd00::1", Some(OTHER)), Err(NdpLinkLayer)),
+            ("ns ok", ndp(135, "fd00::1", "fd00::77", Some(VM)), Ok(())),
+            ("ns foreign sll", ndp(135, "fe80::1", "fd00::77", Some(OTHER)), Err(NdpLinkLayer)),
+            ("dad own", ndp(135, "::", "fd00::1", None), Ok(())),
+            ("dad foreign", ndp(135, "::", "fd00::5", None), Err(NdpTarget)),
+            ("dad with sll", ndp(135, "::", "fd00::1", Some(VM)), Err(NdpLinkLayer)),
+            ("router advert", ndp(134, "fe80::1", "::", None), Err(NdpRouter)),
+        ];
+        for (name, pkt, want) in cases {
+            assert_eq!(b.check(&pkt), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn options_and_live_updates() {
+        let mut b = brick();
+        let p = udp4(VM, [42, 0, 0, 2], 1, 2);
+        assert_eq!(b.check(&p), Err(SpoofDrop::Ipv4Source));
+        b.set_ips(&["42.0.0.2".parse().unwrap()]).unwrap();
+        assert_eq!(b.check(&p), Ok(()));
+        assert_eq!(b.check(&udp6("fd00::1")), Err(SpoofDrop::Ipv6Source));
+        b.set_options(AntiSpoofOptions { check_ip: false, check_arp: false, ..AntiSpoofOptions::default() });
+        assert_eq!(b.check(&udp4(VM, [9, 9, 9, 9], 1, 2)), Ok(()));
+        assert_eq!(b.check(&arp(2, OTHER, [9, 9, 9, 9])), Ok(()));
+        // The MAC is always checked, RARP always dropped.
+        assert_eq!(b.check(&udp4(OTHER, [9, 9, 9, 9], 1, 2)), Err(SpoofDrop::SourceMac));
+        let ips: Vec<IpAddr> = (0..300u32).map(|i| IpAddr::from(i.to_be_bytes())).collect();
+        assert_eq!(b.set_ips(&ips), Err(TooManyAddresses(300)));
+    }
+}

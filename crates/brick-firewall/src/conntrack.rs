@@ -1,0 +1,1003 @@
+//! The connection table: bounded, one hash probe per packet, expiry by a lazy timer wheel.
+//!
+//! - **Keys** are direction-free: the two endpoints are ordered (`lo` < `hi`), so a packet and
+//!   its reply find the same entry with one probe. The entry remembers which endpoint opened
+//!   the connection and on which side of the firewall.
+//! - **Storage** is a slab of at most `max` entries plus an open-addressing index (linear
+//!   probing, backward-shift deletion) sized once at creation: no allocation per packet, and
+//!   none at all once the slab has grown to its peak.
+//! - **Full table**: a new connection is refused ([`Full`]) and the firewall drops the packet
+//!   and counts it ("conntrack full"). Existing connections are never evicted to make room.
+//! - **Expiry**: every entry sits in one slot of a 1-second timer wheel ([`WHEEL_SLOTS`]
+//!   slots). Refreshing a connection only moves its deadline forward in the entry; the wheel
+//!   is corrected lazily when the slot comes due (the entry is then freed if its deadline has
+//!   passed, else moved once to its real slot). A shortened deadline (RST, FIN) relinks the
+//!   entry at once. [`ConnTable::gc`] therefore touches only entries whose recorded slot came
+//!   due: O(expired + rescheduled), never a scan of the table. Lookups treat an entry whose
+//!   deadline has passed as absent even before `gc` frees it.
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use crate::compile::FastHasher;
+use crate::rule::Direction;
+use crate::wire::{Flow, PROTO_ICMP, PROTO_ICMP6, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+
+/// Slots of the expiry wheel (one second each).
+pub const WHEEL_SLOTS: usize = 1024;
+const NONE: u32 = u32::MAX;
+const NS: u64 = 1_000_000_000;
+
+/// Per-state idle timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP: SYN seen, no answer yet.
+    pub tcp_syn_sent: Duration,
+    /// TCP: SYN-ACK seen, waiting for the final ACK.
+    pub tcp_syn_recv: Duration,
+    /// TCP: established.
+    pub tcp_established: Duration,
+    /// TCP: one side sent FIN.
+    pub tcp_fin_wait: Duration,
+    /// TCP: both sides sent FIN.
+    pub tcp_closing: Duration,
+    /// TCP: reset.
+    pub tcp_closed: Duration,
+    /// UDP: one direction seen.
+    pub udp_first: Duration,
+    /// UDP: both directions seen.
+    pub udp_multiple: Duration,
+    /// ICMP echo: request seen.
+    pub icmp_first: Duration,
+    /// ICMP echo: reply seen.
+    pub icmp_reply: Duration,
+    /// Other protocols: one direction seen.
+    pub other_first: Duration,
+    /// Other protocols: both directions seen.
+    pub other_multiple: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let s = Duration::from_secs;
+        Timeouts {
+            tcp_syn_sent: s(30),
+            tcp_syn_recv: s(30),
+            tcp_established: s(86_400),
+            tcp_fin_wait: s(120),
+            tcp_closing: s(30),
+            tcp_closed: s(10),
+            udp_first: s(30),
+            udp_multiple: s(120),
+            icmp_first: s(10),
+            icmp_reply: s(20),
+            other_first: s(60),
+            other_multiple: s(120),
+        }
+    }
+}
+
+/// State of a tracked connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ConnState {
+    /// TCP: SYN seen.
+    TcpSynSent = 1,
+    /// TCP: SYN-ACK seen.
+    TcpSynRecv = 2,
+    /// TCP: handshake completed.
+    TcpEstablished = 3,
+    /// TCP: one FIN seen.
+    TcpFinWait = 4,
+    /// TCP: both FINs seen.
+    TcpClosing = 5,
+    /// TCP: reset.
+    TcpClosed = 6,
+    /// UDP: one direction.
+    UdpFirst = 10,
+    /// UDP: both directions.
+    UdpMultiple = 11,
+    /// ICMP echo: request.
+    IcmpFirst = 20,
+    /// ICMP echo: reply seen.
+    IcmpReply = 21,
+    /// Other protocol: one direction.
+    OtherFirst = 30,
+    /// Other protocol: both directions.
+    OtherMultiple = 31,
+}
+
+impl ConnState {
+    fn from_u8(v: u8) -> Option<ConnState> {
+        use ConnState::*;
+        Some(match v {
+            1 => TcpSynSent,
+            2 => TcpSynRecv,
+            3 => TcpEstablished,
+            4 => TcpFinWait,
+            5 => TcpClosing,
+            6 => TcpClosed,
+            10 => UdpFirst,
+            11 => UdpMultiple,
+            20 => IcmpFirst,
+            21 => IcmpReply,
+            30 => OtherFirst,
+            31 => OtherMultiple,
+            _ => return None,
+        })
+    }
+
+    /// The state a new connection of `proto` starts in.
+    pub fn initial(proto: u8) -> ConnState {
+        match proto {
+            PROTO_TCP => ConnState::TcpSynSent,
+            PROTO_UDP => ConnState::UdpFirst,
+            PROTO_ICMP | PROTO_ICMP6 => ConnState::IcmpFirst,
+            _ => ConnState::OtherFirst,
+        }
+    }
+
+    fn fits(self, proto: u8) -> bool {
+        ConnState::initial(proto) as u8 / 10 == self as u8 / 10
+    }
+
+    /// The idle timeout of this state.
+    pub fn timeout(self, t: &Timeouts) -> Duration {
+        use ConnState::*;
+        match self {
+            TcpSynSent => t.tcp_syn_sent,
+            TcpSynRecv => t.tcp_syn_recv,
+            TcpEstablished => t.tcp_established,
+            TcpFinWait => t.tcp_fin_wait,
+            TcpClosing => t.tcp_closing,
+            TcpClosed => t.tcp_closed,
+            UdpFirst => t.udp_first,
+            UdpMultiple => t.udp_multiple,
+            IcmpFirst => t.icmp_first,
+            IcmpReply => t.icmp_reply,
+            OtherFirst => t.other_first,
+            OtherMultiple => t.other_multiple,
+        }
+    }
+}
+
+/// A direction-free connection key: endpoints ordered so that `(lo, lo_port) <= (hi, hi_port)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// Lower address.
+    pub lo: u128,
+    /// Higher address.
+    pub hi: u128,
+    /// Port (or ICMP echo id) of `lo`.
+    pub lo_port: u16,
+    /// Port (or ICMP echo id) of `hi`.
+    pub hi_port: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// IPv6.
+    pub v6: bool,
+}
+
+impl FlowKey {
+    /// The key of `f`, and whether `f`'s source is the `lo` endpoint.
+    #[inline]
+    pub fn of(f: &Flow) -> (FlowKey, bool) {
+        let src_lo = (f.src, f.sport) <= (f.dst, f.dport);
+        let (lo, lo_port, hi, hi_port) =
+            if src_lo { (f.src, f.sport, f.dst, f.dport) } else { (f.dst, f.dport, f.src, f.sport) };
+        (FlowKey { lo, hi, lo_port, hi_port, proto: f.proto, v6: f.v6 }, src_lo)
+    }
+
+    #[inline]
+    fn hash(&self, seed: u64) -> u64 {
+        let mut h = FastHasher::default();
+        h.write_u64(seed);
+        h.write_u128(self.lo);
+        h.write_u128(self.hi);
+        h.write_u64((self.lo_port as u64) << 32 | (self.hi_port as u64) << 16 | (self.proto as u64) << 1 | self.v6 as u64);
+        let x = h.finish();
+        x ^ (x >> 29)
+    }
+}
+
+/// A tracked connection.
+#[derive(Clone, Debug)]
+pub struct Conn {
+    key: FlowKey,
+    origin: Direction,
+    origin_lo: bool,
+    state: ConnState,
+    expires: u64,
+    // Per endpoint, [lo, hi]: TCP sequence tracking.
+    seq_end: [u32; 2],
+    max_win: [u32; 2],
+    wscale: [u8; 2],
+    seen: [bool; 2],
+    fin: [bool; 2],
+    live: bool,
+    wheel_prev: u32,
+    wheel_next: u32,
+    wheel_slot: u64,
+}
+
+/// Why a packet of a tracked TCP connection was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpRefusal {
+    /// A RST whose sequence number is outside the receiver's window.
+    RstOutOfWindow,
+}
+
+const WSCALE_NONE: u8 = 0xff;
+
+#[inline]
+fn seq_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+impl Conn {
+    /// A new connection opened by the packet `f` travelling in `dir`.
+    pub fn new(f: &Flow, dir: Direction, now: u64, t: &Timeouts) -> Conn {
+        let (key, src_lo) = FlowKey::of(f);
+        let state = ConnState::initial(f.proto);
+        let mut c = Conn {
+            key,
+            origin: dir,
+            origin_lo: src_lo,
+            state,
+            expires: now,
+            seq_end: [0; 2],
+            max_win: [0; 2],
+            wscale: [WSCALE_NONE; 2],
+            seen: [false; 2],
+            fin: [false; 2],
+            live: true,
+            wheel_prev: NONE,
+            wheel_next: NONE,
+            wheel_slot: 0,
+        };
+        if f.proto == PROTO_TCP {
+            c.track_tcp_seq(f, if src_lo { 0 } else { 1 });
+        }
+        c.expires = now.saturating_add(state.timeout(t).as_nanos() as u64);
+        c
+    }
+
+    /// The key.
+    pub fn key(&self) -> &FlowKey {
+        &self.key
+    }
+    /// The state.
+    pub fn state(&self) -> ConnState {
+        self.state
+    }
+    /// Direction of the packet that opened the connection.
+    pub fn origin(&self) -> Direction {
+        self.origin
+    }
+    /// Deadline (nanoseconds, [`brick_core::Timestamp`] scale).
+    pub fn expires(&self) -> u64 {
+        self.expires
+    }
+
+    /// The opening packet's flow (addresses and ports as the initiator sent them).
+    pub fn origin_flow(&self) -> Flow {
+        let k = &self.key;
+        let (src, sport, dst, dport) =
+            if self.origin_lo { (k.lo, k.lo_port, k.hi, k.hi_port) } else { (k.hi, k.hi_port, k.lo, k.lo_port) };
+        let mut f = Flow { v6: k.v6, proto: k.proto, src, dst, sport, dport, ..Flow::default() };
+        if (k.proto == PROTO_ICMP && !k.v6) || (k.proto == PROTO_ICMP6 && k.v6) {
+            f.icmp_type = if k.v6 { 128 } else { 8 };
+        }
+        if k.proto == PROTO_TCP {
+            f.tcp_flags = TCP_SYN;
+        }
+        f
+    }
+
+    /// Whether a packet whose source is the `lo` endpoint (`src_lo`) travelling in `dir`
+    /// belongs to this connection: `Some(true)` from the initiator, `Some(false)` a reply,
+    /// `None` if it does not fit (same addresses seen on the wrong side).
+    #[inline]
+    pub fn orientation(&self, dir: Direction, src_lo: bool) -> Option<bool> {
+        let fwd_dir = dir == self.origin;
+        let fwd_src = src_lo == self.origin_lo;
+        match (fwd_dir, fwd_src) {
+            (true, true) => Some(true),
+            (false, false) => Some(false),
+            _ => None,
+        }
+    }
+
+    fn track_tcp_seq(&mut self, f: &Flow, s: usize) {
+        let end = f.seq.wrapping_add(f.seg_len);
+        if !self.seen[s] || seq_after(end, self.seq_end[s]) {
+            self.seq_end[s] = end;
+            self.seen[s] = true;
+        }
+        if f.tcp_flags & TCP_SYN != 0 {
+            self.wscale[s] = f.wscale.unwrap_or(WSCALE_NONE);
+        }
+        let scale = if self.wscale[0] != WSCALE_NONE && self.wscale[1] != WSCALE_NONE && f.tcp_flags & TCP_SYN == 0 {
+            self.wscale[s] as u32
+        } else {
+            0
+        };
+        let win = (f.win as u32) << scale.min(14);
+        if win > self.max_win[s] {
+            self.max_win[s] = win;
+        }
+    }
+
+    /// Updates the connection with a packet `f` (`from_initiator` from
+    /// [`orientation`](Self::orientation)). Returns the new deadline, or why the packet is
+    /// refused (the connection is then unchanged).
+    #[inline]
+    pub fn update(&mut self, f: &Flow, from_initiator: bool, now: u64, t: &Timeouts) -> Result<(), TcpRefusal> {
+        use ConnState::*;
+        match self.state {
+            UdpFirst if !from_initiator => self.state = UdpMultiple,
+            IcmpFirst if !from_initiator => self.state = IcmpReply,
+            OtherFirst if !from_initiator => self.state = OtherMultiple,
+            _ => {}
+        }
+        if self.key.proto == PROTO_TCP {
+            let src_lo = from_initiator == self.origin_lo;
+            let s = if src_lo { 0 } else { 1 };
+            let o = 1 - s;
+            let flags = f.tcp_flags;
+            if flags & TCP_RST != 0 {
+                let ok = if self.seen[s] {
+                    let win = if self.max_win[o] == 0 { 65_535 } else { self.max_win[o] };
+                    let d = f.seq.wrapping_sub(self.seq_end[s]) as i32;
+                    d.unsigned_abs() <= win
+                } else {
+                    // Answer to a SYN: must acknowledge it.
+                    flags & TCP_ACK != 0 && self.seen[o] && f.ack == self.seq_end[o]
+                };
+                if !ok {
+                    return Err(TcpRefusal::RstOutOfWindow);
+                }
+                self.state = TcpClosed;
+            } else {
+                self.track_tcp_seq(f, s);
+                if flags & TCP_FIN != 0 {
+                    self.fin[s] = true;
+                }
+                self.state = match self.state {
+                    TcpSynSent if flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK && !from_initiator => TcpSynRecv,
+                    TcpSynRecv if flags & (TCP_SYN | TCP_ACK) == TCP_ACK && from_initiator => {
+                        if self.fin[s] {
+                            TcpFinWait
+                        } else {
+                            TcpEstablished
+                        }
+                    }
+                    TcpEstablished | TcpFinWait if self.fin[0] && self.fin[1] => TcpClosing,
+                    TcpEstablished if self.fin[s] => TcpFinWait,
+                    st => st,
+                };
+            }
+        }
+        self.expires = now.saturating_add(self.state.timeout(t).as_nanos() as u64);
+        Ok(())
+    }
+}
+
+/// The table is full: the new connection was not recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("connection table full")]
+pub struct Full;
+
+/// Why an exported table could not be imported. Nothing is imported on error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    /// The bytes do not start with the export magic.
+    #[error("not a connection table export (bad magic)")]
+    BadMagic,
+    /// Exported by a newer or unknown format version.
+    #[error("unsupported export version {0}")]
+    Version(u16),
+    /// Length does not match the header.
+    #[error("export is truncated or has trailing bytes")]
+    Length,
+    /// A record is invalid.
+    #[error("record {0} is invalid")]
+    Record(usize),
+    /// The records do not fit in the table.
+    #[error("import needs {needed} free entries, {free} available")]
+    Full {
+        /// Entries to import.
+        needed: usize,
+        /// Free entries.
+        free: usize,
+    },
+}
+
+/// Counters of a table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Connections created.
+    pub created: u64,
+    /// Connections freed by expiry.
+    pub expired: u64,
+    /// Connections refused because the table was full.
+    pub refused_full: u64,
+    /// Connections removed by a ruleset change or explicitly.
+    pub removed: u64,
+}
+
+/// The connection table. See the module documentation.
+pub struct ConnTable {
+    slots: Vec<Conn>,
+    free: Vec<u32>,
+    index: Vec<u64>,
+    mask: usize,
+    len: usize,
+    max: usize,
+    seed: u64,
+    wheel: Vec<u32>,
+    wheel_time: u64,
+    started: bool,
+    stats: ConnStats,
+}
+
+impl std::fmt::Debug for ConnTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnTable").field("len", &self.len).field("max", &self.max).field("stats", &self.stats).finish()
+    }
+}
+
+/// Export format magic.
+pub const EXPORT_MAGIC: &[u8; 4] = b"BFCT";
+/// Export format version.
+pub const EXPORT_VERSION: u16 = 1;
+const HEADER: usize = 12;
+const RECORD: usize = 64;
+
+impl ConnTable {
+    /// A table holding at most `max` connections (at least 1). The index is allocated now.
+    pub fn new(max: usize) -> ConnTable {
+        let max = max.max(1);
+        let cap = (max * 2).next_power_of_two().max(16);
+        ConnTable {
+            slots: Vec::with_capacity(max.min(1 << 16)),
+            free: Vec::new(),
+            index: vec![0; cap],
+            mask: cap - 1,
+            len: 0,
+            max,
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x5eedu64),
+            wheel: vec![NONE; WHEEL_SLOTS],
+            wheel_time: 0,
+            started: false,
+            stats: ConnStats::default(),
+        }
+    }
+
+    /// Connections held (including expired ones not yet collected).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Capacity.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+    /// Counters.
+    pub fn stats(&self) -> ConnStats {
+        self.stats
+    }
+
+    /// The entry `id`.
+    #[inline]
+    pub fn get(&self, id: u32) -> &Conn {
+        &self.slots[id as usize]
+    }
+
+    /// The entry `id`, writable. Call [`reschedule`](Self::reschedule) after shortening its
+    /// deadline.
+    #[inline]
+    pub fn get_mut(&mut self, id: u32) -> &mut Conn {
+        &mut self.slots[id as usize]
+    }
+
+    /// Finds the entry of `key` (expired or not).
+    #[inline]
+    pub fn find(&self, key: &FlowKey) -> Option<u32> {
+        let h = key.hash(self.seed);
+        let tag = h >> 32;
+        let mut i = (tag as usize) & self.mask;
+        loop {
+            let e = self.index[i];
+            if e == 0 {
+                return None;
+            }
+            if e >> 32 == tag {
+                let id = (e as u32).wrapping_sub(1);
+                if self.slots[id as usize].key == *key {
+                    return Some(id);
+                }
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    fn start(&mut self, now: u64) {
+        if !self.started {
+            self.started = true;
+            self.wheel_time = now / NS;
+        }
+    }
+
+    /// Records a new connection. Its key must not be in the table (remove it first).
+    pub fn insert(&mut self, conn: Conn, now: u64) -> Result<u32, Full> {
+        if self.len >= self.max {
+            self.stats.refused_full += 1;
+            return Err(Full);
+        }
+        self.start(now);
+        let h = conn.key.hash(self.seed);
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = conn;
+                id
+            }
+            None => {
+                self.slots.push(conn);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let tag = h >> 32;
+        let mut i = (tag as usize) & self.mask;
+        while self.index[i] != 0 {
+            i = (i + 1) & self.mask;
+        }
+        self.index[i] = tag << 32 | (id as u64 + 1);
+        self.len += 1;
+        self.stats.created += 1;
+        self.link(id);
+        Ok(id)
+    }
+
+    fn slot_for(&self, expires: u64) -> u64 {
+        (expires / NS).clamp(self.wheel_time, self.wheel_time + WHEEL_SLOTS as u64 - 1)
+    }
+
+    fn link(&mut self, id: u32) {
+        let t = self.slot_for(self.slots[id as usize].expires);
+        let w = (t % WHEEL_SLOTS as u64) as usize;
+        let head = self.wheel[w];
+        {
+            let c = &mut self.slots[id as usize];
+            c.wheel_slot = t;
+            c.wheel_prev = NONE;
+            c.wheel_next = head;
+        }
+        if head != NONE {
+            self.slots[head as usize].wheel_prev = id;
+        }
+        self.wheel[w] = id;
+    }
+
+    fn unlink(&mut self, id: u32) {
+        let (prev, next, t) = {
+            let c = &self.slots[id as usize];
+            (c.wheel_prev, c.wheel_next, c.wheel_slot)
+        };
+        if prev != NONE {
+            self.slots[prev as usize].wheel_next = next;
+        } else {
+            self.wheel[(t % WHEEL_SLOTS as u64) as usize] = next;
+        }
+        if next != NONE {
+            self.slots[next as usize].wheel_prev = prev;
+        }
+    }
+
+    /// Tells the table that the deadline of `id` may have moved earlier than its wheel slot
+    /// (cheap when it did not).
+    #[inline]
+    pub fn reschedule(&mut self, id: u32) {
+        let c = &self.slots[id as usize];
+        if self.slot_for(c.expires) < c.wheel_slot {
+            self.unlink(id);
+            self.link(id);
+        }
+    }
+
+    /// Frees the entry `id`.
+    pub fn remove(&mut self, id: u32) {
+        if !self.slots[id as usize].live {
+            return;
+        }
+        self.unlink(id);
+        let h = self.slots[id as usize].key.hash(self.seed);
+        let tag = h >> 32;
+        let mut i = (tag as usize) & self.mask;
+        let target = tag << 32 | (id as u64 + 1);
+        while self.index[i] != target {
+            i = (i + 1) & self.mask;
+        }
+        // Backward-shift deletion (Knuth's algorithm R): pull later entries of the cluster
+        // into the hole unless their home lies cyclically in (hole, their position].
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let e = self.index[j];
+            if e == 0 {
+                break;
+            }
+            let k = ((e >> 32) as usize) & self.mask;
+            let stays = if i <= j { i < k && k <= j } else { i < k || k <= j };
+            if !stays {
+                self.index[i] = e;
+                i = j;
+            }
+        }
+        self.index[i] = 0;
+        self.slots[id as usize].live = false;
+        self.free.push(id);
+        self.len -= 1;
+    }
+
+    /// Frees connections whose deadline passed, visiting at most `budget` entries; returns
+    /// how many were freed. Cost: the entries of the wheel slots that came due.
+    pub fn gc(&mut self, now: u64, budget: usize) -> usize {
+        self.start(now);
+        let mut freed = 0;
+        let mut visited = 0;
+        while (self.wheel_time + 1) * NS <= now {
+            let w = (self.wheel_time % WHEEL_SLOTS as u64) as usize;
+            while self.wheel[w] != NONE {
+                if visited >= budget {
+                    return freed;
+                }
+                visited += 1;
+                let id = self.wheel[w];
+                if self.slots[id as usize].expires <= now {
+                    self.remove(id);
+                    self.stats.expired += 1;
+                    freed += 1;
+                } else {
+                    // Its deadline is after `now`, so its real slot is strictly later.
+                    self.unlink(id);
+                    self.link(id);
+                }
+            }
+            self.wheel_time += 1;
+        }
+        freed
+    }
+
+    /// Ids of live entries (allocates; control path).
+    pub fn ids(&self) -> Vec<u32> {
+        (0..self.slots.len() as u32).filter(|&i| self.slots[i as usize].live).collect()
+    }
+
+    /// Removes every entry for which `keep` is false; returns how many went.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Conn) -> bool) -> usize {
+        let mut n = 0;
+        for id in self.ids() {
+            if !keep(&self.slots[id as usize]) {
+                self.remove(id);
+                self.stats.removed += 1;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Serialises the live, unexpired connections (deadlines as remaining milliseconds, so
+    /// the bytes can move to another process or host). Format: `BFCT`, version `u16`, record
+    /// size `u16`, count `u32`, then one 64-byte little-endian record per connection.
+    pub fn export(&self, now: u64) -> Vec<u8> {
+        let ids: Vec<u32> = self.ids().into_iter().filter(|&i| self.slots[i as usize].expires > now).collect();
+        let mut out = Vec::with_capacity(HEADER + RECORD * ids.len());
+        out.extend_from_slice(EXPORT_MAGIC);
+        out.extend_from_slice(&EXPORT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(RECORD as u16).to_le_bytes());
+        out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+        for id in ids {
+            let c = &self.slots[id as usize];
+            let mut r = [0u8; RECORD];
+            r[0] = c.key.v6 as u8;
+            r[1] = c.key.proto;
+            r[2] = c.origin as u8;
+            r[3] = c.origin_lo as u8
+                | (c.seen[0] as u8) << 1
+                | (c.seen[1] as u8) << 2
+                | (c.fin[0] as u8) << 3
+                | (c.fin[1] as u8) << 4;
+            r[4] = c.state as u8;
+            r[5] = c.wscale[0];
+            r[6] = c.wscale[1];
+            r[8..24].copy_from_slice(&c.key.lo.to_le_bytes());
+            r[24..40].copy_from_slice(&c.key.hi.to_le_bytes());
+            r[40..42].copy_from_slice(&c.key.lo_port.to_le_bytes());
+            r[42..44].copy_from_slice(&c.key.hi_port.to_le_bytes());
+            let ms = ((c.expires - now) / 1_000_000).min(u32::MAX as u64) as u32;
+            r[44..48].copy_from_slice(&ms.to_le_bytes());
+            r[48..52].copy_from_slice(&c.seq_end[0].to_le_bytes());
+            r[52..56].copy_from_slice(&c.seq_end[1].to_le_bytes());
+            r[56..60].copy_from_slice(&c.max_win[0].to_le_bytes());
+            r[60..64].copy_from_slice(&c.max_win[1].to_le_bytes());
+            out.extend_from_slice(&r);
+        }
+        out
+    }
+
+    /// Decodes an [`export`](Self::export) into connections (validating every record).
+    pub fn decode(bytes: &[u8], now: u64) -> Result<Vec<Conn>, ImportError> {
+        if bytes.len() < HEADER || &bytes[..4] != EXPORT_MAGIC {
+            return Err(ImportError::BadMagic);
+        }
+        let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+        if version != EXPORT_VERSION || u16::from_le_bytes([bytes[6], bytes[7]]) as usize != RECORD {
+            return Err(ImportError::Version(version));
+        }
+        let count = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+        if (bytes.len() - HEADER) % RECORD != 0 || (bytes.len() - HEADER) / RECORD != count {
+            return Err(ImportError::Length);
+        }
+        let mut out = Vec::with_capacity(count);
+        for (n, r) in bytes[HEADER..].chunks_exact(RECORD).enumerate() {
+            let bad = || ImportError::Record(n);
+            let u16at = |a: usize| u16::from_le_bytes([r[a], r[a + 1]]);
+            let u32at = |a: usize| u32::from_le_bytes([r[a], r[a + 1], r[a + 2], r[a + 3]]);
+            let u128at = |a: usize| u128::from_le_bytes(r[a..a + 16].try_into().expect("16 bytes"));
+            if r[0] > 1 || r[2] > 1 || r[3] >> 5 != 0 || r[7] != 0 {
+                return Err(bad());
+            }
+            let v6 = r[0] == 1;
+            let state = ConnState::from_u8(r[4]).ok_or_else(bad)?;
+            if !state.fits(r[1]) {
+                return Err(bad());
+            }
+            for s in [r[5], r[6]] {
+                if s > 14 && s != WSCALE_NONE {
+                    return Err(bad());
+                }
+            }
+            let key = FlowKey { lo: u128at(8), hi: u128at(24), lo_port: u16at(40), hi_port: u16at(42), proto: r[1], v6 };
+            if (!v6 && (key.lo > u32::MAX as u128 || key.hi > u32::MAX as u128))
+                || (key.lo, key.lo_port) > (key.hi, key.hi_port)
+            {
+                return Err(bad());
+            }
+            let f = r[3];
+            out.push(Conn {
+                key,
+                origin: if r[2] == 0 { Direction::In } else { Direction::Out },
+                origin_lo: f & 1 != 0,
+                state,
+                expires: now.saturating_add(u32at(44) as u64 * 1_000_000),
+                seq_end: [u32at(48), u32at(52)],
+                max_win: [u32at(56), u32at(60)],
+                wscale: [r[5], r[6]],
+                seen: [f & 2 != 0, f & 4 != 0],
+                fin: [f & 8 != 0, f & 16 != 0],
+                live: true,
+                wheel_prev: NONE,
+                wheel_next: NONE,
+                wheel_slot: 0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Inserts decoded connections for which `keep` is true, replacing entries with the same
+    /// key. All or nothing: fails without change if they do not fit. Returns how many were
+    /// imported.
+    pub fn import(
+        &mut self,
+        conns: Vec<Conn>,
+        now: u64,
+        mut keep: impl FnMut(&Conn) -> bool,
+    ) -> Result<usize, ImportError> {
+        let conns: Vec<Conn> = conns.into_iter().filter(|c| keep(c)).collect();
+        let replaced = conns.iter().filter(|c| self.find(&c.key).is_some()).count();
+        let free = self.max - self.len + replaced;
+        if conns.len() > free {
+            return Err(ImportError::Full { needed: conns.len(), free });
+        }
+        let mut n = 0;
+        for c in conns {
+            if let Some(old) = self.find(&c.key) {
+                self.remove(old);
+            }
+            // Duplicates inside the export replace each other as well.
+            if self.insert(c, now).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        let live = self.slots.iter().filter(|c| c.live).count();
+        assert_eq!(live, self.len);
+        assert!(self.len <= self.max);
+        assert_eq!(self.index.iter().filter(|&&e| e != 0).count(), self.len);
+        for id in self.ids() {
+            assert_eq!(self.find(&self.slots[id as usize].key), Some(id), "every live entry is findable");
+        }
+        // Every live entry is in exactly one wheel list, the one of its slot.
+        let mut in_wheel = 0;
+        for (w, &head) in self.wheel.iter().enumerate() {
+            let mut id = head;
+            let mut prev = NONE;
+            while id != NONE {
+                let c = &self.slots[id as usize];
+                assert!(c.live);
+                assert_eq!((c.wheel_slot % WHEEL_SLOTS as u64) as usize, w);
+                assert_eq!(c.wheel_prev, prev);
+                in_wheel += 1;
+                prev = id;
+                id = c.wheel_next;
+            }
+        }
+        assert_eq!(in_wheel, self.len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn udp(src: u32, dst: u32, sp: u16, dp: u16) -> Flow {
+        Flow { proto: PROTO_UDP, src: src as u128, dst: dst as u128, sport: sp, dport: dp, ..Flow::default() }
+    }
+
+    #[test]
+    fn keys_are_direction_free() {
+        let a = udp(1, 2, 10, 20);
+        let b = udp(2, 1, 20, 10);
+        let (ka, la) = FlowKey::of(&a);
+        let (kb, lb) = FlowKey::of(&b);
+        assert_eq!(ka, kb);
+        assert_ne!(la, lb);
+    }
+
+    #[test]
+    fn full_table_refuses_and_counts() {
+        let t = Timeouts::default();
+        let mut ct = ConnTable::new(2);
+        for i in 0..2 {
+            ct.insert(Conn::new(&udp(i, 9, 1, 2), Direction::Out, 0, &t), 0).unwrap();
+        }
+        assert_eq!(ct.insert(Conn::new(&udp(5, 9, 1, 2), Direction::Out, 0, &t), 0), Err(Full));
+        assert_eq!(ct.stats().refused_full, 1);
+        ct.check_invariants();
+    }
+
+    #[test]
+    fn gc_frees_only_expired() {
+        let t = Timeouts::default();
+        let mut ct = ConnTable::new(100);
+        let now = 1000 * NS;
+        for i in 0..10 {
+            ct.insert(Conn::new(&udp(i, 9, 1, 2), Direction::Out, now, &t), now).unwrap();
+        }
+        // Refresh half of them (replies) at +20 s.
+        let later = now + 20 * NS;
+        for i in 0..5 {
+            let (k, lo) = FlowKey::of(&udp(i, 9, 1, 2));
+            let id = ct.find(&k).unwrap();
+            let fi = ct.get(id).orientation(Direction::Out, lo).unwrap();
+            ct.get_mut(id).update(&udp(i, 9, 1, 2), fi, later, &t).unwrap();
+        }
+        assert_eq!(ct.gc(now + 29 * NS, usize::MAX), 0);
+        assert_eq!(ct.gc(now + 31 * NS, usize::MAX), 5);
+        ct.check_invariants();
+        assert_eq!(ct.len(), 5);
+        assert_eq!(ct.gc(now + 51 * NS, usize::MAX), 5);
+        assert!(ct.is_empty());
+        ct.check_invariants();
+    }
+
+    #[test]
+    fn export_import_round_trip_and_rejects_garbage() {
+        let t = Timeouts::default();
+        let mut ct = ConnTable::new(10);
+        let now = 5 * NS;
+        ct.insert(Conn::new(&udp(1, 2, 3, 4), Direction::In, now, &t), now).unwrap();
+        let bytes = ct.export(now);
+        assert_eq!(bytes.len(), 12 + 64);
+        let conns = ConnTable::decode(&bytes, 100 * NS).unwrap();
+        assert_eq!(conns[0].key, *ct.get(0).key());
+        assert_eq!(conns[0].expires, 100 * NS + t.udp_first.as_nanos() as u64);
+        let mut other = ConnTable::new(10);
+        assert_eq!(other.import(conns, 100 * NS, |_| true), Ok(1));
+        other.check_invariants();
+        assert_eq!(ConnTable::decode(b"nope", 0).unwrap_err(), ImportError::BadMagic);
+        assert_eq!(ConnTable::decode(&bytes[..70], 0).unwrap_err(), ImportError::Length);
+        let mut bad = bytes.clone();
+        bad[12 + 4] = 99;
+        assert_eq!(ConnTable::decode(&bad, 0).unwrap_err(), ImportError::Record(0));
+        let mut small = ConnTable::new(1);
+        small.insert(Conn::new(&udp(7, 7, 7, 7), Direction::In, now, &t), now).unwrap();
+        let conns = ConnTable::decode(&bytes, now).unwrap();
+        assert!(matches!(small.import(conns, now, |_| true), Err(ImportError::Full { .. })));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u8, u8),
+        Remove(u8),
+        Touch(u8, u8),
+        Advance(u16),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (any::<u8>(), 0u8..4).prop_map(|(a, p)| Op::Insert(a, p)),
+            any::<u8>().prop_map(Op::Remove),
+            (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::Touch(a, b)),
+            (0u16..3000).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Random inserts, removals, refreshes and clock jumps keep the table consistent:
+        /// bounded, every live entry findable and in exactly one wheel slot, expired entries
+        /// collected once their slot is due, live ones never collected.
+        #[test]
+        fn conntrack_invariants(ops in proptest::collection::vec(op(), 1..200)) {
+            let t = Timeouts { udp_first: Duration::from_millis(1500), tcp_syn_sent: Duration::from_secs(700), ..Timeouts::default() };
+            let mut ct = ConnTable::new(32);
+            let mut now = 10 * NS;
+            let mut model: std::collections::HashMap<FlowKey, u64> = Default::default();
+            for o in ops {
+                match o {
+                    Op::Insert(a, p) => {
+                        let mut f = udp(a as u32, 1000, 1, 2);
+                        f.proto = [PROTO_UDP, PROTO_TCP, 47, PROTO_ICMP][p as usize];
+                        let c = Conn::new(&f, Direction::Out, now, &t);
+                        let k = c.key;
+                        if let Some(id) = ct.find(&k) { ct.remove(id); model.remove(&k); }
+                        let exp = c.expires;
+                        if ct.insert(c, now).is_ok() { model.insert(k, exp); } else { prop_assert_eq!(model.len(), 32); }
+                    }
+                    Op::Remove(a) => {
+                        let ids = ct.ids();
+                        if !ids.is_empty() {
+                            let id = ids[a as usize % ids.len()];
+                            model.remove(ct.get(id).key());
+                            ct.remove(id);
+                        }
+                    }
+                    Op::Touch(a, b) => {
+                        let ids = ct.ids();
+                        if !ids.is_empty() {
+                            let id = ids[a as usize % ids.len()];
+                            let e = now + b as u64 * NS / 4;
+                            ct.get_mut(id).expires = e;
+                            ct.reschedule(id);
+                            model.insert(*ct.get(id).key(), e);
+                        }
+                    }
+                    Op::Advance(ms) => {
+                        now += ms as u64 * 1_000_000;
+                        ct.gc(now, usize::MAX);
+                        // Everything whose deadline is more than a slot in the past is gone;
+                        // nothing alive was freed.
+                        for (k, &e) in &model {
+                            let present = ct.find(k).is_some();
+                            if e > now { prop_assert!(present, "live entry collected"); }
+                            if e + NS <= now { prop_assert!(!present, "expired entry kept"); }
+                        }
+                        model.retain(|k, _| ct.find(k).is_some());
+                    }
+                }
+                ct.check_invariants();
+                prop_assert_eq!(ct.len(), model.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! The stateful firewall brick.
+//!
+//! One west port (towards the network) and one east port (towards the VM). Packets arriving
+//! on the west side travel **in** (to the VM), packets arriving on the east side travel
+//! **out** (from the VM). Non-IP frames (ARP…) pass; the anti-spoof brick polices them.
+
+use std::time::Duration;
+
+use brick_core::{Brick, Burst, Output, PortId, Side, Timestamp};
+
+use crate::compile::CompiledRuleset;
+use crate::conntrack::{Conn, ConnState, ConnTable, FlowKey, ImportError, TcpRefusal, Timeouts};
+use crate::frag::{FragKey, FragTable};
+use crate::rule::{Action, Direction};
+use crate::wire::{self, Flow, Frag, Malformed, Parsed, PROTO_ICMP, PROTO_ICMP6, PROTO_TCP};
+use crate::wire::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+
+/// Why the firewall dropped a packet; `as usize` indexes [`FIREWALL_DROP_REASONS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum FwDrop {
+    /// Truncated Ethernet header.
+    MalformedEthernet = 0,
+    /// Invalid IPv4 header.
+    MalformedIpv4,
+    /// Invalid IPv6 header.
+    MalformedIpv6,
+    /// Invalid or too many IPv6 extension headers.
+    MalformedIpv6Ext,
+    /// Truncated transport header (including tiny first fragments).
+    MalformedL4,
+    /// A `block` rule decided.
+    BlockedByRule,
+    /// No rule matched and the direction's default is block.
+    BlockedByDefault,
+    /// A TCP packet that is neither part of a tracked connection nor a SYN, decided by a
+    /// `keep state` pass rule.
+    TcpWithoutState,
+    /// Impossible TCP flag combinations (SYN+FIN, SYN+RST, none of SYN/ACK/RST).
+    TcpBadFlags,
+    /// A RST outside the receiver's window.
+    TcpRstOutOfWindow,
+    /// A new connection found the connection table full.
+    ConntrackFull,
+    /// A later fragment whose first fragment was not seen (or was forgotten).
+    FragmentWithoutFirst,
+    /// A later fragment of a datagram whose first fragment was blocked.
+    FragmentOfBlocked,
+}
+
+/// Drop reason names of the firewall brick, in [`FwDrop`] order.
+pub const FIREWALL_DROP_REASONS: &[&str] = &[
+    "malformed ethernet",
+    "malformed ipv4",
+    "malformed ipv6",
+    "malformed ipv6 extension headers",
+    "truncated transport header",
+    "blocked by rule",
+    "blocked by default policy",
+    "tcp without state",
+    "tcp bad flags",
+    "tcp rst out of window",
+    "conntrack full",
+    "fragment without first",
+    "fragment of blocked datagram",
+];
+
+impl From<Malformed> for FwDrop {
+    fn from(m: Malformed) -> FwDrop {
+        match m {
+            Malformed::Ethernet => FwDrop::MalformedEthernet,
+            Malformed::Ipv4 => FwDrop::MalformedIpv4,
+            Malformed::Ipv6 => FwDrop::MalformedIpv6,
+            Malformed::Ipv6Ext => FwDrop::MalformedIpv6Ext,
+            Malformed::L4 => FwDrop::MalformedL4,
+        }
+    }
+}
+
+/// Firewall settings.
+#[derive(Clone, Debug)]
+pub struct FirewallConfig {
+    /// Most tracked connections (default 65,536). When full, new stateful flows are dropped
+    /// and counted as "conntrack full"; established ones are unaffected.
+    pub max_connections: usize,
+    /// Most fragmented datagrams remembered at once (default 1,024).
+    pub max_fragments: usize,
+    /// How long a first fragment's verdict is remembered (default 10 s).
+    pub fragment_timeout: Duration,
+    /// Connection timeouts per state.
+    pub timeouts: Timeouts,
+    /// Most connection entries visited by one `tick`'s garbage collection (default 65,536);
+    /// the rest is left for the next tick.
+    pub gc_budget: usize,
+}
+
+impl Default for FirewallConfig {
+    fn default() -> Self {
+        FirewallConfig {
+            max_connections: 65_536,
+            max_fragments: 1024,
+            fragment_timeout: Duration::from_secs(10),
+            timeouts: Timeouts::default(),
+            gc_budget: 65_536,
+        }
+    }
+}
+
+/// Packet counters of a firewall (besides the graph's per-reason drop counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FirewallCounters {
+    /// Passed as part of a tracked connection.
+    pub passed_by_state: u64,
+    /// ICMP errors passed because they quote a tracked connection.
+    pub passed_related: u64,
+    /// Passed by a rule or the default policy.
+    pub passed_by_rule: u64,
+    /// Non-IP frames passed.
+    pub passed_non_ip: u64,
+    /// Later fragments passed after their first fragment.
+    pub passed_fragments: u64,
+}
+
+/// What [`Firewall::replace_ruleset`] did.
+#[derive(Debug)]
+pub struct Replaced {
+    /// Connections the new ruleset still allows (kept, with their state).
+    pub kept: usize,
+    /// Connections it no longer allows (removed: their next packet is judged by the new
+    /// rules as a new flow).
+    pub removed: usize,
+    /// The previous ruleset, so it can be dropped off the packet thread.
+    pub previous: CompiledRuleset,
+}
+
+/// The firewall brick. See the crate documentation for semantics.
+pub struct Firewall {
+    cfg: FirewallConfig,
+    rules: CompiledRuleset,
+    conns: ConnTable,
+    frags: FragTable,
+    counters: FirewallCounters,
+}
+
+impl std::fmt::Debug for Firewall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Firewall").field("rules", &self.rules).field("conns", &self.conns).finish()
+    }
+}
+
+#[inline]
+fn tracked(f: &Flow) -> bool {
+    !(f.proto == PROTO_ICMP || f.proto == PROTO_ICMP6) || f.is_icmp_echo()
+}
+
+impl Firewall {
+    /// A firewall with an empty ruleset (default block in both directions: only non-IP
+    /// frames pass until [`replace_ruleset`](Self::replace_ruleset)).
+    pub fn new(cfg: FirewallConfig) -> Firewall {
+        let rules = CompiledRuleset::new(crate::Ruleset::default()).expect("the empty ruleset compiles");
+        Self::with_ruleset(cfg, rules)
+    }
+
+    /// A firewall starting with `rules`.
+    pub fn with_ruleset(cfg: FirewallConfig, rules: CompiledRuleset) -> Firewall {
+        Firewall {
+            conns: ConnTable::new(cfg.max_connections),
+            frags: FragTable::new(cfg.max_fragments, cfg.fragment_timeout.as_nanos() as u64),
+            cfg,
+            rules,
+            counters: FirewallCounters::default(),
+        }
+    }
+
+    /// The current ruleset.
+    pub fn ruleset(&self) -> &CompiledRuleset {
+        &self.rules
+    }
+
+    /// The connection table (read-only).
+    pub fn connections(&self) -> &ConnTable {
+        &self.conns
+    }
+
+    /// Packet counters.
+    pub fn counters(&self) -> FirewallCounters {
+        self.counters
+    }
+
+    /// Fragment table entries evicted early.
+    pub fn fragments_evicted(&self) -> u64 {
+        self.frags.evicted()
+    }
+
+    fn allows(rules: &CompiledRuleset, c: &Conn) -> bool {
+        let d = rules.decide(c.origin(), &c.origin_flow());
+        d.action == Action::Pass && d.keep_state
+    }
+
+    /// Swaps in a new ruleset at once (between two bursts when called through
+    /// `GraphHandle::exec`). Each tracked connection is re-judged by the new rules as its
+    /// opening packet (origin direction, addresses, ports, protocol; a SYN for TCP, an echo
+    /// request for ICMP): connections still passed by a `keep state` rule are kept with their
+    /// state; the others are removed, and their next packets are judged as new flows (so a
+    /// TCP connection no longer allowed stops: its non-SYN packets are dropped). Costs one
+    /// rule lookup per connection.
+    pub fn replace_ruleset(&mut self, rules: CompiledRuleset) -> Replaced {
+        let before = self.conns.len();
+        let removed = self.conns.retain(|c| Self::allows(&rules, c));
+        let previous = std::mem::replace(&mut self.rules, rules);
+        Replaced { kept: before - removed, removed, previous }
+    }
+
+    /// Exports the unexpired connections as bytes (see [`ConnTable::export`]), for live
+    /// migration of the VM.
+    pub fn export_connections(&self, now: Timestamp) -> Vec<u8> {
+        self.conns.export(now.as_nanos())
+    }
+
+    /// Imports connections exported by [`export_connections`](Self::export_connections)
+    /// (possibly by another process). Connections the current ruleset does not allow are
+    /// skipped; entries with the same key are replaced; all or nothing if they do not fit.
+    /// Returns how many were imported.
+    pub fn import_connections(&mut self, bytes: &[u8], now: Timestamp) -> Result<usize, ImportError> {
+        let conns = ConnTable::decode(bytes, now.as_nanos())?;
+        let rules = &self.rules;
+        self.conns.import(conns, now.as_nanos(), |c| Self::allows(rules, c))
+    }
+
+    /// Frees expired connections (also done by `tick`).
+    pub fn gc(&mut self, now: Timestamp) -> usize {
+        self.conns.gc(now.as_nanos(), self.cfg.gc_budget)
+    }
+
+    /// Judges one frame travelling in `dir` at time `now` (nanoseconds of
+    /// [`Timestamp`]); `Ok` to forward it.
+    #[inline]
+    pub fn filter(&mut self, frame: &[u8], dir: Direction, now: u64) -> Result<(), FwDrop> {
+        let flow = match wire::parse_frame(frame) {
+            Ok(Parsed::Ip(f)) => f,
+            Ok(Parsed::NonIp(_)) => {
+                self.counters.passed_non_ip += 1;
+                return Ok(());
+            }
+            Err(m) => return Err(m.into()),
+        };
+        match flow.frag {
+            Frag::None => self.judge(&flow, frame, dir, now),
+            Frag::Later(id) => match self.frags.lookup(&FragKey::of(&flow, id), now) {
+                Some(true) => {
+                    self.counters.passed_fragments += 1;
+                    Ok(())
+                }
+                Some(false) => Err(FwDrop::FragmentOfBlocked),
+                None => Err(FwDrop::FragmentWithoutFirst),
+            },
+            Frag::First(id) => {
+                let v = self.judge(&flow, frame, dir, now);
+                self.frags.record(FragKey::of(&flow, id), v.is_ok(), now);
+                v
+            }
+        }
+    }
+
+    #[inline]
+    fn judge(&mut self, f: &Flow, frame: &[u8], dir: Direction, now: u64) -> Result<(), FwDrop> {
+        let tcp = f.proto == PROTO_TCP;
+        if tcp {
+            let fl = f.tcp_flags;
+            if fl & (TCP_SYN | TCP_FIN) == TCP_SYN | TCP_FIN
+                || fl & (TCP_SYN | TCP_RST) == TCP_SYN | TCP_RST
+                || fl & (TCP_SYN | TCP_ACK | TCP_RST) == 0
+            {
+                return Err(FwDrop::TcpBadFlags);
+            }
+        }
+        if f.is_icmp_error() && self.related(f, frame, dir, now) {
+            self.counters.passed_related += 1;
+            return Ok(());
+        }
+        let track = tracked(f);
+        let mut conflict = false;
+        if track {
+            let (key, src_lo) = FlowKey::of(f);
+            if let Some(id) = self.conns.find(&key) {
+                let (expired, orient, state) = {
+                    let c = self.conns.get(id);
+                    (c.expires() <= now, c.orientation(dir, src_lo), c.state())
+                };
+                if expired {
+                    self.conns.remove(id);
+                } else if let Some(fwd) = orient {
+                    let restart = tcp
+                        && fwd
+                        && f.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+                        && matches!(state, ConnState::TcpClosing | ConnState::TcpClosed);
+                    if !restart {
+                        return match self.conns.get_mut(id).update(f, fwd, now, &self.cfg.timeouts) {
+                            Ok(()) => {
+                                self.conns.reschedule(id);
+                                self.counters.passed_by_state += 1;
+                                Ok(())
+                            }
+                            Err(TcpRefusal::RstOutOfWindow) => Err(FwDrop::TcpRstOutOfWindow),
+                        };
+                    }
+                    self.conns.remove(id);
+                } else {
+                    conflict = true;
+                }
+            }
+        }
+        let d = self.rules.decide(dir, f);
+        if d.action == Action::Block {
+            return Err(if d.rule.is_some() { FwDrop::BlockedByRule } else { FwDrop::BlockedByDefault });
+        }
+        if d.keep_state && track {
+            if tcp && f.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
+                return Err(FwDrop::TcpWithoutState);
+            }
+            if !conflict && self.conns.insert(Conn::new(f, dir, now, &self.cfg.timeouts), now).is_err() {
+                return Err(FwDrop::ConntrackFull);
+            }
+        }
+        self.counters.passed_by_rule += 1;
+        Ok(())
+    }
+
+    /// Whether the ICMP error `f` quotes a packet of a tracked connection that its receiver
+    /// sent (so it travelled in the other direction).
+    fn related(&self, f: &Flow, frame: &[u8], dir: Direction, now: u64) -> bool {
+        let Ok(inner) = wire::parse_quoted(frame, f.l4_offset as usize + 8, f.v6) else { return false };
+        if inner.src != f.dst {
+            return false;
+        }
+        let (key, src_lo) = FlowKey::of(&inner);
+        match self.conns.find(&key) {
+            Some(id) => {
+                let c = self.conns.get(id);
+                c.expires() > now && c.orientation(dir.opposite(), src_lo).is_some()
+            }
+            None => false,
+        }
+    }
+}
+
+impl Brick for Firewall {
+    fn kind(&self) -> &'static str {
+        "firewall"
+    }
+
+    fn drop_reasons(&self) -> &'static [&'static str] {
+        FIREWALL_DROP_REASONS
+    }
+
+    fn max_ports(&self, _side: Side) -> usize {
+        1
+    }
+
+    fn process(&mut self, side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        let dir = match side {
+            Side::West => Direction::In,
+            Side::East => Direction::Out,
+        };
+        let now = out.now().as_nanos();
+        let to = side.opposite();
+        for pkt in pkts.drain() {
+            match self.filter(pkt.data(), dir, now) {
+                Ok(()) => out.emit(to, 0, pkt),
+                Err(r) => out.drop(pkt, r as usize),
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        self.gc(now);
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let s = self.conns.stats();
+        vec![
+            format!("rules: {}", self.rules.ruleset().rules.len()),
+            format!("connections: {}/{}", self.conns.len(), self.conns.max()),
+            format!("created {} expired {} refused {}", s.created, s.expired, s.refused_full),
+        ]
+    }
+}

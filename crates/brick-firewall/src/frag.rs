@@ -1,0 +1,124 @@
+//! The fragment table: remembers the verdict of each fragmented datagram's first fragment so
+//! later fragments (which carry no transport header) follow it.
+//!
+//! Bounded and allocation-free after creation: a 4-way set-associative array. Recording a
+//! datagram whose set is full evicts the entry closest to expiry (counted); the evicted
+//! datagram's remaining fragments are then dropped as "fragment without first". Fragments
+//! arriving before their first fragment are dropped the same way (no reassembly, no
+//! buffering). Entries expire after the configured timeout.
+
+use std::hash::Hasher;
+
+use crate::compile::FastHasher;
+use crate::wire::Flow;
+
+const WAYS: usize = 4;
+
+/// Identifies a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FragKey {
+    src: u128,
+    dst: u128,
+    id: u32,
+    proto: u8,
+    v6: bool,
+}
+
+impl FragKey {
+    /// The datagram of `f`, with datagram id `id`.
+    pub fn of(f: &Flow, id: u32) -> FragKey {
+        FragKey { src: f.src, dst: f.dst, id, proto: f.proto, v6: f.v6 }
+    }
+
+    fn hash(&self) -> u64 {
+        let mut h = FastHasher::default();
+        h.write_u128(self.src);
+        h.write_u128(self.dst);
+        h.write_u64((self.id as u64) << 16 | (self.proto as u64) << 1 | self.v6 as u64);
+        let x = h.finish();
+        x ^ (x >> 31)
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Entry {
+    key: FragKey,
+    pass: bool,
+    expires: u64,
+}
+
+/// The bounded fragment verdict table.
+pub struct FragTable {
+    sets: Vec<[Entry; WAYS]>,
+    mask: usize,
+    timeout: u64,
+    evicted: u64,
+}
+
+impl FragTable {
+    /// Room for at least `capacity` datagrams; entries live `timeout_ns`.
+    pub fn new(capacity: usize, timeout_ns: u64) -> FragTable {
+        let sets = capacity.div_ceil(WAYS).next_power_of_two().max(1);
+        FragTable { sets: vec![[Entry::default(); WAYS]; sets], mask: sets - 1, timeout: timeout_ns, evicted: 0 }
+    }
+
+    /// Datagrams it can hold.
+    pub fn capacity(&self) -> usize {
+        self.sets.len() * WAYS
+    }
+
+    /// Entries evicted before expiry because their set was full.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Records the verdict of a first fragment.
+    pub fn record(&mut self, key: FragKey, pass: bool, now: u64) {
+        let set = &mut self.sets[(key.hash() as usize) & self.mask];
+        let expires = now.saturating_add(self.timeout);
+        let slot = match set.iter().position(|e| e.expires > now && e.key == key) {
+            Some(i) => i,
+            None => match set.iter().position(|e| e.expires <= now) {
+                Some(i) => i,
+                None => {
+                    self.evicted += 1;
+                    set.iter().enumerate().min_by_key(|(_, e)| e.expires).map_or(0, |(i, _)| i)
+                }
+            },
+        };
+        set[slot] = Entry { key, pass, expires };
+    }
+
+    /// The verdict of the datagram's first fragment, if known and not expired.
+    #[inline]
+    pub fn lookup(&self, key: &FragKey, now: u64) -> Option<bool> {
+        let set = &self.sets[(key.hash() as usize) & self.mask];
+        set.iter().find(|e| e.expires > now && e.key == *key).map(|e| e.pass)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u32) -> FragKey {
+        FragKey { src: 1, dst: 2, id: i, proto: 17, v6: false }
+    }
+
+    #[test]
+    fn remembers_expires_and_stays_bounded() {
+        let mut t = FragTable::new(8, 100);
+        t.record(key(1), true, 0);
+        t.record(key(2), false, 0);
+        assert_eq!(t.lookup(&key(1), 50), Some(true));
+        assert_eq!(t.lookup(&key(2), 50), Some(false));
+        assert_eq!(t.lookup(&key(3), 50), None);
+        assert_eq!(t.lookup(&key(1), 100), None);
+        for i in 0..1000 {
+            t.record(key(i), true, 10);
+        }
+        assert_eq!(t.capacity(), 8);
+        assert!(t.evicted() > 0);
+        assert_eq!((0..1000).filter(|&i| t.lookup(&key(i), 20).is_some()).count(), 8);
+    }
+}
