@@ -140,10 +140,29 @@ impl<'a> Output<'a> {
         self.emitted += 1;
     }
 
-    /// Sends every packet of `pkts` out of `port` on `side`.
+    /// Sends every packet of `pkts` out of `port` on `side`. When nothing waits on that port
+    /// yet, the whole burst moves at once (its storage is swapped, no packet is touched): a
+    /// brick that passes bursts across costs nearly nothing per packet.
+    #[inline]
     pub fn emit_all(&mut self, side: Side, port: PortId, pkts: &mut Burst) {
-        for pkt in pkts.drain() {
-            self.emit(side, port, pkt);
+        let (s, p) = (side as usize, port as usize);
+        if pkts.is_empty() {
+            return;
+        }
+        if !self.linked[s].get(p).copied().unwrap_or(false) {
+            self.stats.graph_drop(DROP_UNLINKED, pkts.len() as u64);
+            pkts.clear();
+            return;
+        }
+        let slot = &mut self.slots[s][p];
+        self.emitted += pkts.len();
+        if slot.is_empty() {
+            self.dirty.push((side, port));
+            std::mem::swap(slot, pkts);
+        } else {
+            for pkt in pkts.drain() {
+                slot.push_unbounded(pkt);
+            }
         }
     }
 

@@ -43,7 +43,7 @@ mod waker;
 
 pub use brick::{Brick, Output, PortId, Side};
 pub use burst::{Burst, BURST_SIZE};
-pub use graph::{BrickId, Command, Graph, GraphError, GraphHandle, MAX_DEPTH};
+pub use graph::{BrickId, Command, Graph, GraphError, GraphHandle, CYCLE_SAMPLING, MAX_DEPTH};
 pub use packet::{GsoType, Meta, OffloadFlags, Packet, PacketError};
 pub use pool::{PacketPool, PoolConfig, PoolError, MIN_HEADROOM};
 pub use queue::{queue_pair, QueueRx, QueueTx};

@@ -1,7 +1,5 @@
 //! Packets: owned buffers with headroom and tailroom, plus the metadata bricks share.
 
-use std::sync::Arc;
-
 use crate::pool::{PoolShared, MIN_HEADROOM};
 
 /// Offload state carried with a packet (virtio-net / DPDK style).
@@ -140,7 +138,7 @@ pub struct Packet {
     head: u32,
     len: u32,
     meta: Meta,
-    pool: Option<Arc<PoolShared>>,
+    pool: Option<&'static PoolShared>,
 }
 
 impl std::fmt::Debug for Packet {
@@ -164,7 +162,7 @@ impl Drop for Packet {
 }
 
 impl Packet {
-    pub(crate) fn from_pool_buffer(buf: Box<[u8]>, headroom: usize, pool: Arc<PoolShared>) -> Self {
+    pub(crate) fn from_pool_buffer(buf: Box<[u8]>, headroom: usize, pool: &'static PoolShared) -> Self {
         Packet { buf, head: headroom as u32, len: 0, meta: Meta::default(), pool: Some(pool) }
     }
 
@@ -345,7 +343,10 @@ mod tests {
     fn errors_leave_the_packet_unchanged() {
         let mut p = Packet::from_slice(&[1, 2, 3]);
         let room = p.headroom();
-        assert_eq!(p.prepend(room + 1).unwrap_err(), PacketError::NoHeadroom { needed: room + 1, available: room });
+        assert_eq!(
+            p.prepend(room + 1).unwrap_err(),
+            PacketError::NoHeadroom { needed: room + 1, available: room }
+        );
         assert_eq!(p.pull(4).unwrap_err(), PacketError::TooShort { len: 3, asked: 4 });
         assert!(matches!(p.append(1), Err(PacketError::NoTailroom { .. })));
         assert_eq!(p.data(), &[1, 2, 3]);

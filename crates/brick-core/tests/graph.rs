@@ -1,0 +1,343 @@
+//! Graph behaviour: linking, unlinking in the middle of a side, live changes from another
+//! thread, counters, DOT export, loops.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use brick_core::bricks::{Diode, Hub, Nop, RxTx, UserDipole};
+use brick_core::{Brick, Burst, Graph, GraphError, Output, PacketPool, PortId, Runner, RunnerConfig, Side};
+
+/// A sink that records the first byte of every packet it receives.
+fn recorder(side: Side) -> (impl Brick, Arc<Mutex<Vec<u8>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    let brick = RxTx::new(
+        side,
+        |_: &mut Burst| {},
+        move |b: &mut Burst| {
+            let mut s = s.lock().unwrap();
+            for p in b.drain() {
+                s.push(p.data()[0]);
+            }
+        },
+    );
+    (brick, seen)
+}
+
+fn burst_of(pool: &PacketPool, tags: &[u8]) -> Burst {
+    let mut b = Burst::new();
+    for &t in tags {
+        b.push(pool.alloc_from(&[t; 60]).unwrap()).unwrap();
+    }
+    b
+}
+
+#[test]
+fn hub_reaches_every_port_after_unlinking_one_in_the_middle() {
+    // Packetgraph's flooding stopped at the first hole after a middle port was unlinked.
+    let pool = PacketPool::with_count(64).unwrap();
+    let mut g = Graph::new("t");
+    let hub = g.add("hub", Hub::new(pool.clone())).unwrap();
+    let mut sinks = Vec::new();
+    for i in 0..4 {
+        let (r, seen) = recorder(Side::West);
+        let id = g.add(format!("sink{i}"), r).unwrap();
+        let (hp, _) = g.link(hub, id).unwrap();
+        assert_eq!(hp, i as PortId);
+        sinks.push((id, seen));
+    }
+    g.unlink(hub, Side::East, 1).unwrap();
+    g.inject(hub, Side::West, 0, &mut burst_of(&pool, &[7])).unwrap();
+    let counts: Vec<usize> = sinks.iter().map(|(_, s)| s.lock().unwrap().len()).collect();
+    assert_eq!(counts, vec![1, 0, 1, 1]);
+    // The hole is reused by the next link, and the other ports keep their numbers.
+    let (r, seen) = recorder(Side::West);
+    let late = g.add("late", r).unwrap();
+    assert_eq!(g.link(hub, late).unwrap().0, 1);
+    g.inject(hub, Side::West, 0, &mut burst_of(&pool, &[8])).unwrap();
+    assert_eq!(seen.lock().unwrap().as_slice(), &[8]);
+    assert_eq!(sinks[3].1.lock().unwrap().as_slice(), &[7, 8]);
+    assert_eq!(pool.available(), 64, "every copy went back to the pool");
+}
+
+#[test]
+fn hub_never_sends_back_to_the_ingress_port() {
+    let pool = PacketPool::with_count(16).unwrap();
+    let mut g = Graph::new("t");
+    let hub = g.add("hub", Hub::new(pool.clone())).unwrap();
+    let (r0, s0) = recorder(Side::West);
+    let (r1, s1) = recorder(Side::West);
+    let a = g.add("a", r0).unwrap();
+    let b = g.add("b", r1).unwrap();
+    g.link(hub, a).unwrap();
+    g.link(hub, b).unwrap();
+    g.inject(hub, Side::East, 0, &mut burst_of(&pool, &[1, 2])).unwrap();
+    assert!(s0.lock().unwrap().is_empty());
+    assert_eq!(s1.lock().unwrap().as_slice(), &[1, 2]);
+}
+
+#[test]
+fn chain_counts_packets_and_bytes_per_side() {
+    let pool = PacketPool::with_count(64).unwrap();
+    let mut g = Graph::new("t");
+    let a = g.add("a", Nop).unwrap();
+    let b = g.add("b", Nop).unwrap();
+    let (r, seen) = recorder(Side::West);
+    let sink = g.add("sink", r).unwrap();
+    g.chain(&[a, b, sink]).unwrap();
+    g.inject(a, Side::West, 0, &mut burst_of(&pool, &[1, 2, 3])).unwrap();
+    assert_eq!(seen.lock().unwrap().as_slice(), &[1, 2, 3]);
+    let sb = g.stats(b).unwrap();
+    assert_eq!(sb.side(Side::West).pkts_in.get(), 3);
+    assert_eq!(sb.side(Side::West).bytes_in.get(), 180);
+    assert_eq!(sb.side(Side::East).pkts_out.get(), 3);
+    assert_eq!(sb.side(Side::East).bytes_out.get(), 180);
+    assert!(sb.cycles_per_packet().is_some());
+    assert_eq!(g.stats(a).unwrap().total_drops(), 0);
+}
+
+#[test]
+fn emitting_to_an_unlinked_port_is_a_counted_drop() {
+    let pool = PacketPool::with_count(8).unwrap();
+    let mut g = Graph::new("t");
+    let a = g.add("a", Nop).unwrap();
+    g.inject(a, Side::West, 0, &mut burst_of(&pool, &[1, 2])).unwrap();
+    assert_eq!(g.stats(a).unwrap().drops_of("unlinked port"), Some(2));
+    assert_eq!(pool.available(), 8);
+}
+
+#[test]
+fn diode_blocks_one_direction_and_counts() {
+    let pool = PacketPool::with_count(8).unwrap();
+    let mut g = Graph::new("t");
+    let (rw, sw) = recorder(Side::East);
+    let (re, se) = recorder(Side::West);
+    let w = g.add("w", rw).unwrap();
+    let d = g.add("d", Diode::new(Side::West)).unwrap();
+    let e = g.add("e", re).unwrap();
+    g.chain(&[w, d, e]).unwrap();
+    g.inject(d, Side::West, 0, &mut burst_of(&pool, &[1])).unwrap();
+    g.inject(d, Side::East, 0, &mut burst_of(&pool, &[2])).unwrap();
+    assert_eq!(se.lock().unwrap().as_slice(), &[1]);
+    assert!(sw.lock().unwrap().is_empty());
+    assert_eq!(g.stats(d).unwrap().drops_of("wrong direction"), Some(1));
+}
+
+#[test]
+fn user_dipole_filters_with_a_closure() {
+    let pool = PacketPool::with_count(8).unwrap();
+    let mut g = Graph::new("t");
+    let f = g.add("odd", UserDipole::new(|_, p: &mut brick_core::Packet| p.data()[0] % 2 == 1)).unwrap();
+    let (r, seen) = recorder(Side::West);
+    let sink = g.add("sink", r).unwrap();
+    g.link(f, sink).unwrap();
+    g.inject(f, Side::West, 0, &mut burst_of(&pool, &[1, 2, 3, 4])).unwrap();
+    assert_eq!(seen.lock().unwrap().as_slice(), &[1, 3]);
+    assert_eq!(g.stats(f).unwrap().drops_of("filtered"), Some(2));
+}
+
+#[test]
+fn errors_name_the_problem_and_change_nothing() {
+    let mut g = Graph::new("t");
+    let a = g.add("a", Nop).unwrap();
+    let b = g.add("b", Nop).unwrap();
+    assert_eq!(g.add("a", Nop).unwrap_err(), GraphError::NameTaken("a".into()));
+    assert!(matches!(g.link(a, a), Err(GraphError::SelfLink(_))));
+    g.link(a, b).unwrap();
+    let c = g.add("c", Nop).unwrap();
+    assert!(matches!(g.link(a, c), Err(GraphError::PortsExhausted { max: 1, .. })));
+    assert!(matches!(g.unlink(c, Side::East, 0), Err(GraphError::NotLinked { .. })));
+    g.remove(c).unwrap();
+    assert!(matches!(g.link(b, c), Err(GraphError::UnknownBrick(_))));
+    assert_eq!(g.peer(a, Side::East, 0).unwrap().map(|(_, p)| p), Some(0));
+    assert!(g.brick::<Diode>(a).is_err());
+    assert!(g.brick::<Nop>(a).is_ok());
+}
+
+#[test]
+fn removing_a_brick_unlinks_and_notifies_peers() {
+    struct Watch(Arc<AtomicUsize>);
+    impl Brick for Watch {
+        fn kind(&self) -> &'static str {
+            "watch"
+        }
+        fn process(&mut self, _: Side, _: PortId, p: &mut Burst, _: &mut Output<'_>) {
+            p.clear();
+        }
+        fn on_unlink(&mut self, _: Side, _: PortId) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let unlinks = Arc::new(AtomicUsize::new(0));
+    let mut g = Graph::new("t");
+    let w = g.add("w", Watch(Arc::clone(&unlinks))).unwrap();
+    let n = g.add("n", Nop).unwrap();
+    g.link(w, n).unwrap();
+    g.remove(n).unwrap();
+    assert_eq!(unlinks.load(Ordering::Relaxed), 1);
+    assert!(g.id_of("n").is_err());
+    // The name is free again and the new brick gets a different id.
+    let n2 = g.add("n", Nop).unwrap();
+    assert_ne!(n, n2);
+}
+
+#[test]
+fn a_loop_is_cut_and_counted() {
+    let pool = PacketPool::with_count(8).unwrap();
+    let mut g = Graph::new("t");
+    let a = g.add("a", Hub::new(pool.clone())).unwrap();
+    let b = g.add("b", Hub::new(pool.clone())).unwrap();
+    // Two links between two hubs make a loop: a.east0→b.west0, b.west1→a.east1 …
+    g.link(a, b).unwrap();
+    g.link(a, b).unwrap();
+    g.inject(a, Side::West, 0, &mut burst_of(&pool, &[1])).unwrap();
+    let looped = g.stats(a).unwrap().drops_of("graph loop").unwrap()
+        + g.stats(b).unwrap().drops_of("graph loop").unwrap();
+    assert!(looped > 0);
+    assert_eq!(pool.available(), 8);
+}
+
+#[test]
+fn dot_export_names_bricks_ports_and_counters() {
+    let pool = PacketPool::with_count(8).unwrap();
+    let mut g = Graph::new("dot");
+    let a = g.add("nic0", Nop).unwrap();
+    let b = g.add("sw|0", Nop).unwrap();
+    g.link(a, b).unwrap();
+    g.inject(a, Side::West, 0, &mut burst_of(&pool, &[1])).unwrap();
+    let dot = g.to_dot();
+    assert!(dot.starts_with("digraph \"dot\""));
+    assert!(dot.contains("nic0"));
+    assert!(dot.contains("sw\\|0"), "record separators are escaped: {dot}");
+    assert!(dot.contains("(nop)"));
+    assert!(dot.contains("n0 -> n1"));
+    assert!(dot.contains("drop unlinked port: 1"));
+}
+
+#[test]
+fn live_changes_from_a_control_thread_do_not_stop_untouched_paths() {
+    // A source feeds a sink continuously on one path while another path is rewired 50 times.
+    let pool = PacketPool::with_count(1024).unwrap();
+    let received = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut g = Graph::new("live");
+    let (p, s) = (pool.clone(), Arc::clone(&sent));
+    let src = g
+        .add(
+            "src",
+            RxTx::new(
+                Side::East,
+                move |b: &mut Burst| {
+                    while let Some(pkt) = p.alloc_from(&[1; 64]) {
+                        if b.push(pkt).is_err() || b.len() == 8 {
+                            break;
+                        }
+                    }
+                    s.fetch_add(b.len(), Ordering::Relaxed);
+                },
+                |b: &mut Burst| b.clear(),
+            ),
+        )
+        .unwrap();
+    let r = Arc::clone(&received);
+    let sink = g
+        .add(
+            "sink",
+            RxTx::new(
+                Side::West,
+                |_: &mut Burst| {},
+                move |b: &mut Burst| {
+                    r.fetch_add(b.len(), Ordering::Relaxed);
+                    b.clear();
+                },
+            ),
+        )
+        .unwrap();
+    let nop = g.add("nop", Nop).unwrap();
+    g.chain(&[src, nop, sink]).unwrap();
+    let runner = Runner::spawn(g, RunnerConfig::default()).unwrap();
+    let h = runner.handle();
+    for i in 0..50 {
+        let before = received.load(Ordering::Relaxed);
+        h.exec(move |g| {
+            let x = g.add(format!("x{i}"), Nop).unwrap();
+            let y = g.add(format!("y{i}"), Nop).unwrap();
+            g.link(x, y).unwrap();
+            g.remove(x).unwrap();
+            g.remove(y).unwrap();
+        })
+        .unwrap();
+        // Traffic keeps flowing between changes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while received.load(Ordering::Relaxed) == before {
+            assert!(std::time::Instant::now() < deadline, "traffic stopped after change {i}");
+            std::thread::yield_now();
+        }
+    }
+    let g = runner.stop().unwrap();
+    let sink_stats = g.stats(g.id_of("sink").unwrap()).unwrap();
+    assert_eq!(g.len(), 3);
+    // Nothing was lost on the untouched path: everything sent was received.
+    assert_eq!(sent.load(Ordering::Relaxed), received.load(Ordering::Relaxed));
+    assert_eq!(sink_stats.side(Side::West).pkts_in.get() as usize, received.load(Ordering::Relaxed));
+}
+
+#[test]
+fn exec_on_a_stopped_graph_reports_disconnected() {
+    let g = Graph::new("gone");
+    let h = g.handle();
+    drop(g);
+    assert_eq!(h.exec(|_| ()).unwrap_err(), GraphError::Disconnected);
+}
+
+#[test]
+fn exec_on_an_unpolled_graph_times_out() {
+    let g = Graph::new("idle");
+    let h = g.handle();
+    let e = h.exec_timeout(Duration::from_millis(50), |_| ()).unwrap_err();
+    assert_eq!(e, GraphError::Timeout(Duration::from_millis(50)));
+    drop(g);
+}
+
+#[test]
+fn replication_beyond_a_burst_is_split_into_bursts() {
+    // A brick emitting 3 copies of 64 packets on one port: the next brick gets bursts of ≤ 64.
+    struct Triple(PacketPool);
+    impl Brick for Triple {
+        fn kind(&self) -> &'static str {
+            "triple"
+        }
+        fn process(&mut self, side: Side, _: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+            for p in pkts.drain() {
+                for _ in 0..2 {
+                    out.emit(side.opposite(), 0, p.copy_into(&self.0).unwrap());
+                }
+                out.emit(side.opposite(), 0, p);
+            }
+        }
+    }
+    let pool = PacketPool::with_count(256).unwrap();
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&sizes);
+    let mut g = Graph::new("t");
+    let t = g.add("t", Triple(pool.clone())).unwrap();
+    let sink = g
+        .add(
+            "sink",
+            RxTx::new(
+                Side::West,
+                |_: &mut Burst| {},
+                move |b: &mut Burst| {
+                    s.lock().unwrap().push(b.len());
+                    b.clear();
+                },
+            ),
+        )
+        .unwrap();
+    g.link(t, sink).unwrap();
+    let tags: Vec<u8> = (0..64).collect();
+    g.inject(t, Side::West, 0, &mut burst_of(&pool, &tags)).unwrap();
+    assert_eq!(sizes.lock().unwrap().as_slice(), &[64, 64, 64]);
+    assert_eq!(pool.available(), 256);
+}
