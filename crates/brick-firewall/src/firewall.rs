@@ -385,3 +385,208 @@ impl Brick for Firewall {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::testpkt::*;
+
+    const S: u64 = 1_000_000_000;
+    const VM: [u8; 4] = [42, 0, 0, 1];
+    const PEER: [u8; 4] = [8, 8, 8, 8];
+
+    fn fw(text: &str) -> Firewall {
+        Firewall::with_ruleset(FirewallConfig::default(), CompiledRuleset::parse(text).unwrap())
+    }
+
+    const OUT_ONLY: &str = "pass out all keep state\n";
+
+    #[test]
+    fn tcp_handshake_replies_and_close() {
+        let mut f = fw(OUT_ONLY);
+        let t = 10 * S;
+        // A reply before any connection is blocked.
+        assert_eq!(
+            f.filter(&tcp4(PEER, VM, 80, 5000, 1, 101, TCP_SYN | TCP_ACK), Direction::In, t),
+            Err(FwDrop::BlockedByDefault)
+        );
+        // A non-SYN cannot open a connection.
+        assert_eq!(f.filter(&tcp4(VM, PEER, 5000, 80, 100, 0, TCP_ACK), Direction::Out, t), Err(FwDrop::TcpWithoutState));
+        assert_eq!(f.filter(&tcp4(VM, PEER, 5000, 80, 100, 0, TCP_SYN), Direction::Out, t), Ok(()));
+        let id = f.conns.ids()[0];
+        assert_eq!(f.conns.get(id).state(), ConnState::TcpSynSent);
+        assert_eq!(f.filter(&tcp4(PEER, VM, 80, 5000, 1000, 101, TCP_SYN | TCP_ACK), Direction::In, t), Ok(()));
+        assert_eq!(f.conns.get(id).state(), ConnState::TcpSynRecv);
+        assert_eq!(f.filter(&tcp4(VM, PEER, 5000, 80, 101, 1001, TCP_ACK), Direction::Out, t), Ok(()));
+        assert_eq!(f.conns.get(id).state(), ConnState::TcpEstablished);
+        // The same addresses seen from the wrong side do not ride on the connection.
+        assert_eq!(
+            f.filter(&tcp4(VM, PEER, 5000, 80, 101, 1001, TCP_ACK), Direction::In, t),
+            Err(FwDrop::BlockedByDefault)
+        );
+        // Established timeout, then FINs.
+        assert_eq!(f.filter(&tcp4(PEER, VM, 80, 5000, 1001, 101, TCP_ACK | TCP_FIN), Direction::In, t), Ok(()));
+        assert_eq!(f.conns.get(id).state(), ConnState::TcpFinWait);
+        assert_eq!(f.filter(&tcp4(VM, PEER, 5000, 80, 101, 1002, TCP_ACK | TCP_FIN), Direction::Out, t), Ok(()));
+        assert_eq!(f.conns.get(id).state(), ConnState::TcpClosing);
+        // After the closing timeout the table is empty.
+        assert_eq!(f.gc(Timestamp(t + 40 * S)), 1);
+        assert!(f.conns.is_empty());
+        assert_eq!(f.counters().passed_by_state, 4);
+    }
+
+    #[test]
+    fn rst_handling() {
+        let mut f = fw(OUT_ONLY);
+        let t = 10 * S;
+        f.filter(&tcp4(VM, PEER, 5000, 80, 100, 0, TCP_SYN), Direction::Out, t).unwrap();
+        // RST answering the SYN must acknowledge it.
+        assert_eq!(
+            f.filter(&tcp4(PEER, VM, 80, 5000, 0, 999, TCP_RST | TCP_ACK), Direction::In, t),
+            Err(FwDrop::TcpRstOutOfWindow)
+        );
+        f.filter(&tcp4(PEER, VM, 80, 5000, 1000, 101, TCP_SYN | TCP_ACK), Direction::In, t).unwrap();
+        f.filter(&tcp4(VM, PEER, 5000, 80, 101, 1001, TCP_ACK), Direction::Out, t).unwrap();
+        // A blind RST far outside the window is refused.
+        assert_eq!(
+            f.filter(&tcp4(PEER, VM, 80, 5000, 1001 + 10_000_000, 0, TCP_RST), Direction::In, t),
+            Err(FwDrop::TcpRstOutOfWindow)
+        );
+        assert_eq!(f.filter(&tcp4(PEER, VM, 80, 5000, 1001, 0, TCP_RST), Direction::In, t), Ok(()));
+        let id = f.conns.ids()[0];
+        assert_eq!(f.conns.get(id).state(), ConnState::TcpClosed);
+        // The deadline moved earlier: collected after the closed timeout.
+        assert_eq!(f.gc(Timestamp(t + 12 * S)), 1);
+        // A new SYN reopens.
+        assert_eq!(f.filter(&tcp4(VM, PEER, 5000, 80, 5000, 0, TCP_SYN), Direction::Out, t + 13 * S), Ok(()));
+        assert_eq!(f.conns.len(), 1);
+        // Bad flag combinations.
+        assert_eq!(f.filter(&tcp4(VM, PEER, 1, 2, 0, 0, TCP_SYN | TCP_FIN), Direction::Out, t), Err(FwDrop::TcpBadFlags));
+        assert_eq!(f.filter(&tcp4(VM, PEER, 1, 2, 0, 0, TCP_FIN), Direction::Out, t), Err(FwDrop::TcpBadFlags));
+    }
+
+    #[test]
+    fn udp_icmp_and_related_errors() {
+        let mut f = fw(OUT_ONLY);
+        let t = 10 * S;
+        assert_eq!(f.filter(&udp4(VM, PEER, 5353, 53, b"q"), Direction::Out, t), Ok(()));
+        assert_eq!(f.filter(&udp4(PEER, VM, 53, 5353, b"r"), Direction::In, t), Ok(()));
+        assert_eq!(f.filter(&udp4(PEER, VM, 53, 5354, b"r"), Direction::In, t), Err(FwDrop::BlockedByDefault));
+        let id = f.conns.ids()[0];
+        assert_eq!(f.conns.get(id).state(), ConnState::UdpMultiple);
+        // ICMP port unreachable about our query passes; about another flow it does not.
+        let q = udp4(VM, PEER, 5353, 53, b"q");
+        assert_eq!(f.filter(&icmp4_error([1, 1, 1, 1], VM, 3, 3, &q), Direction::In, t), Ok(()));
+        let other = udp4(VM, PEER, 7777, 53, b"q");
+        assert_eq!(f.filter(&icmp4_error([1, 1, 1, 1], VM, 3, 3, &other), Direction::In, t), Err(FwDrop::BlockedByDefault));
+        // An error quoting the peer's packet (wrong direction) is not related either.
+        let reply = udp4(PEER, VM, 53, 5353, b"r");
+        assert_eq!(f.filter(&icmp4_error([1, 1, 1, 1], VM, 3, 3, &reply), Direction::In, t), Err(FwDrop::BlockedByDefault));
+        assert_eq!(f.counters().passed_related, 1);
+        // Ping and its reply.
+        assert_eq!(f.filter(&ping4(VM, PEER, 7, false), Direction::Out, t), Ok(()));
+        assert_eq!(f.filter(&ping4(PEER, VM, 7, true), Direction::In, t), Ok(()));
+        assert_eq!(f.filter(&ping4(PEER, VM, 8, true), Direction::In, t), Err(FwDrop::BlockedByDefault));
+        // UDP pseudo-state expires.
+        f.gc(Timestamp(t + 200 * S));
+        assert!(f.conns.is_empty());
+        assert_eq!(f.filter(&udp4(PEER, VM, 53, 5353, b"r"), Direction::In, t + 200 * S), Err(FwDrop::BlockedByDefault));
+    }
+
+    #[test]
+    fn ipv6_tcp_passes_with_state() {
+        let mut f = fw(OUT_ONLY);
+        let mut a = [0u8; 16];
+        a[0] = 0xfd;
+        a[15] = 1;
+        let mut b = a;
+        b[15] = 2;
+        assert_eq!(f.filter(&tcp6(a, b, 1000, 443, 1, TCP_SYN), Direction::Out, S), Ok(()));
+        assert_eq!(f.filter(&tcp6(b, a, 443, 1000, 1, TCP_SYN | TCP_ACK), Direction::In, S), Ok(()));
+        assert_eq!(f.filter(&tcp6(b, a, 443, 1001, 1, TCP_SYN | TCP_ACK), Direction::In, S), Err(FwDrop::BlockedByDefault));
+    }
+
+    #[test]
+    fn fragments_follow_the_first() {
+        let mut f = fw("pass in proto udp to any port 9000 keep state\n");
+        let t = S;
+        let [a, b] = udp4_fragments(PEER, VM, 1, 9000, &[7u8; 64], 5, 32);
+        // Later fragment first: dropped.
+        assert_eq!(f.filter(&b, Direction::In, t), Err(FwDrop::FragmentWithoutFirst));
+        assert_eq!(f.filter(&a, Direction::In, t), Ok(()));
+        assert_eq!(f.filter(&b, Direction::In, t), Ok(()));
+        let [a, b] = udp4_fragments(PEER, VM, 1, 9001, &[7u8; 64], 6, 32);
+        assert_eq!(f.filter(&a, Direction::In, t), Err(FwDrop::BlockedByDefault));
+        assert_eq!(f.filter(&b, Direction::In, t), Err(FwDrop::FragmentOfBlocked));
+        // Verdicts are forgotten after the fragment timeout.
+        let [_, b] = udp4_fragments(PEER, VM, 1, 9000, &[7u8; 64], 5, 32);
+        assert_eq!(f.filter(&b, Direction::In, t + 11 * S), Err(FwDrop::FragmentWithoutFirst));
+        // A first fragment too short for the UDP header is malformed.
+        let [a, _] = udp4_fragments(PEER, VM, 1, 9000, &[7u8; 64], 9, 8);
+        let mut tiny = a[..14 + 20 + 4].to_vec();
+        tiny[16..18].copy_from_slice(&24u16.to_be_bytes());
+        assert_eq!(f.filter(&tiny, Direction::In, t), Err(FwDrop::MalformedL4));
+    }
+
+    #[test]
+    fn full_table_refuses_new_flows_only() {
+        let cfg = FirewallConfig { max_connections: 2, ..FirewallConfig::default() };
+        let mut f = Firewall::with_ruleset(cfg, CompiledRuleset::parse(OUT_ONLY).unwrap());
+        assert_eq!(f.filter(&udp4(VM, PEER, 1, 53, b""), Direction::Out, S), Ok(()));
+        assert_eq!(f.filter(&udp4(VM, PEER, 2, 53, b""), Direction::Out, S), Ok(()));
+        assert_eq!(f.filter(&udp4(VM, PEER, 3, 53, b""), Direction::Out, S), Err(FwDrop::ConntrackFull));
+        assert_eq!(f.filter(&udp4(PEER, VM, 53, 1, b""), Direction::In, S), Ok(()));
+        assert_eq!(f.connections().stats().refused_full, 1);
+    }
+
+    #[test]
+    fn replace_ruleset_keeps_what_is_still_allowed() {
+        let mut f = fw("pass out proto tcp all keep state\npass out proto udp all keep state\n");
+        f.filter(&tcp4(VM, PEER, 5000, 80, 100, 0, TCP_SYN), Direction::Out, S).unwrap();
+        f.filter(&udp4(VM, PEER, 5353, 53, b""), Direction::Out, S).unwrap();
+        let r = f.replace_ruleset(CompiledRuleset::parse("pass out proto tcp to any port 80\n").unwrap());
+        assert_eq!((r.kept, r.removed), (1, 1));
+        assert_eq!(r.previous.ruleset().rules.len(), 2);
+        // TCP reply still passes, UDP reply no longer.
+        assert_eq!(f.filter(&tcp4(PEER, VM, 80, 5000, 1000, 101, TCP_SYN | TCP_ACK), Direction::In, S), Ok(()));
+        assert_eq!(f.filter(&udp4(PEER, VM, 53, 5353, b""), Direction::In, S), Err(FwDrop::BlockedByDefault));
+        let r = f.replace_ruleset(CompiledRuleset::parse("pass out proto tcp to any port 80 no state\n").unwrap());
+        assert_eq!((r.kept, r.removed), (0, 1));
+    }
+
+    #[test]
+    fn export_import_between_firewalls() {
+        let mut a = fw(OUT_ONLY);
+        a.filter(&tcp4(VM, PEER, 5000, 80, 100, 0, TCP_SYN), Direction::Out, S).unwrap();
+        a.filter(&tcp4(PEER, VM, 80, 5000, 1000, 101, TCP_SYN | TCP_ACK), Direction::In, S).unwrap();
+        a.filter(&tcp4(VM, PEER, 5000, 80, 101, 1001, TCP_ACK), Direction::Out, S).unwrap();
+        a.filter(&udp4(VM, PEER, 5353, 53, b""), Direction::Out, S).unwrap();
+        let bytes = a.export_connections(Timestamp(2 * S));
+        // A firewall with a ruleset allowing only TCP takes only the TCP connection.
+        let mut b = fw("pass out proto tcp all\n");
+        assert_eq!(b.import_connections(&bytes, Timestamp(100 * S)), Ok(1));
+        assert_eq!(b.filter(&tcp4(PEER, VM, 80, 5000, 1001, 101, TCP_ACK), Direction::In, 100 * S), Ok(()));
+        let id = b.conns.ids()[0];
+        assert_eq!(b.conns.get(id).state(), ConnState::TcpEstablished);
+        // Sequence tracking came along: a blind RST is still refused.
+        assert_eq!(
+            b.filter(&tcp4(PEER, VM, 80, 5000, 1001 + 50_000_000, 0, TCP_RST), Direction::In, 100 * S),
+            Err(FwDrop::TcpRstOutOfWindow)
+        );
+        assert_eq!(b.import_connections(&bytes[..20], Timestamp(0)), Err(ImportError::Length));
+    }
+
+    #[test]
+    fn non_ip_passes_and_garbage_is_counted() {
+        let mut f = fw("");
+        let mut arp = udp4(VM, PEER, 1, 2, b"");
+        arp[12..14].copy_from_slice(&crate::wire::ETH_ARP.to_be_bytes());
+        assert_eq!(f.filter(&arp, Direction::In, S), Ok(()));
+        assert_eq!(f.filter(&[0u8; 5], Direction::In, S), Err(FwDrop::MalformedEthernet));
+        let mut bad = udp4(VM, PEER, 1, 2, b"");
+        bad[14] = 0x46; // IHL 6 but no options: total length still 20+8+...
+        bad[16..18].copy_from_slice(&22u16.to_be_bytes());
+        assert_eq!(f.filter(&bad, Direction::In, S), Err(FwDrop::MalformedIpv4));
+        assert_eq!(FIREWALL_DROP_REASONS.len(), FwDrop::FragmentOfBlocked as usize + 1);
+    }
+}

@@ -39,6 +39,9 @@ pub mod rule;
 pub mod secgroup;
 pub mod wire;
 
+#[cfg(test)]
+mod proptests;
+
 pub use antispoof::{AntiSpoof, AntiSpoofOptions, SpoofDrop, TooManyAddresses, ANTISPOOF_DROP_REASONS};
 pub use compile::{CompileError, CompiledRuleset, Decision};
 pub use conntrack::{ConnState, ConnTable, ImportError, Timeouts};
