@@ -197,7 +197,7 @@ fn live_reconfiguration_on_a_running_graph() {
     s.vm_tx.lock().unwrap().push_back(tcp(true, 5001, 80, 1, true, false));
     s.vm_tx.lock().unwrap().push_back(udp(true, [42, 0, 0, 7], 1, 80));
     let deadline = Instant::now() + Duration::from_secs(5);
-    while h.exec(move |g| g.stats(fw).unwrap().drops_of("blocked by default policy")).unwrap() != Some(1) {
+    while h.exec(move |g| g.stats(fw).unwrap().drops_of("blocked by default policy")).unwrap() != Some(2) {
         assert!(Instant::now() < deadline, "42.0.0.7 is not the NIC's IP in the firewall: blocked");
         std::thread::sleep(Duration::from_millis(1));
     }
