@@ -1,1 +1,749 @@
-//! DPDK backend (in progress).
+//! DPDK brick (cargo feature `dpdk`): a DPDK ethdev port, several queues, MTU, link status
+//! and offload capabilities, on Debian's DPDK 22.11 through our `dpdk-sys` binding.
+//!
+//! Packets are **copied** between mbufs and pool packets, once each way: a
+//! [`Packet`](brick_core::Packet) owns a boxed buffer from a [`PacketPool`], so an mbuf
+//! cannot back it without a brick-core change (see the crate README for the measured cost
+//! and the change that would remove the copy). The C shim does a whole burst per FFI call
+//! (receive + read every mbuf's fields; allocate + fill + transmit + free the unsent).
+
+use std::ffi::{CStr, CString};
+use std::os::raw::c_char;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use brick_core::{
+    Brick, Burst, GsoType, OffloadFlags, Output, PacketPool, PortId, Side, Timestamp, BURST_SIZE,
+};
+use dpdk_sys as sys;
+
+use crate::counters::*;
+use crate::offload::{complete_checksum, guess_l2_l3};
+use crate::NicError;
+
+/// Why a DPDK operation failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum DpdkError {
+    /// `rte_eal_init` may succeed once per process, and already did (or failed past its
+    /// argument parsing).
+    #[error("the DPDK EAL was already initialised in this process; it can be only once")]
+    AlreadyInitialized,
+    /// An EAL argument holds a NUL byte.
+    #[error("EAL argument {0:?} contains a NUL byte")]
+    BadArgument(String),
+    /// `rte_eal_init` failed.
+    #[error("DPDK EAL initialisation failed: {msg} (rte_errno {errno})")]
+    EalInit {
+        /// `rte_errno`.
+        errno: i32,
+        /// `rte_strerror(rte_errno)`.
+        msg: String,
+    },
+    /// No port with this id.
+    #[error("no DPDK port {0}")]
+    NoSuchPort(u16),
+    /// No port with this name.
+    #[error("no DPDK port named {0:?}")]
+    NoSuchPortName(String),
+    /// `rte_dev_probe` failed.
+    #[error("probing DPDK device {devargs:?} failed: {msg}")]
+    Probe {
+        /// The devargs string.
+        devargs: String,
+        /// The error.
+        msg: String,
+    },
+    /// An ethdev call failed.
+    #[error("DPDK port {port}: {op} failed: {msg} ({code})")]
+    Port {
+        /// Port id.
+        port: u16,
+        /// The call.
+        op: &'static str,
+        /// Its (negative errno) result.
+        code: i32,
+        /// `strerror`.
+        msg: String,
+    },
+    /// The mbuf pool could not be created.
+    #[error("DPDK mbuf pool {name:?}: {msg}")]
+    Mempool {
+        /// Pool name.
+        name: String,
+        /// The error.
+        msg: String,
+    },
+    /// A configuration value the port cannot take.
+    #[error("invalid DPDK configuration: {0}")]
+    Config(String),
+}
+
+fn strerror(code: i32) -> String {
+    // SAFETY: rte_strerror returns a pointer to a static or thread-local NUL-terminated string.
+    unsafe { CStr::from_ptr(sys::rte_strerror(code.abs())) }.to_string_lossy().into_owned()
+}
+
+fn rte_errno() -> i32 {
+    // SAFETY: reads the calling thread's rte_errno.
+    unsafe { sys::brick_rte_errno() }
+}
+
+fn port_err(port: u16, op: &'static str, code: i32) -> DpdkError {
+    DpdkError::Port { port, op, code, msg: strerror(code) }
+}
+
+/// The initialised DPDK environment abstraction layer: one per process, for its whole life
+/// (DPDK cannot initialise it twice).
+#[derive(Debug)]
+pub struct Eal {
+    args: Vec<String>,
+}
+
+static EAL: OnceLock<Eal> = OnceLock::new();
+static EAL_LOCK: Mutex<()> = Mutex::new(());
+static POOL_SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Eal {
+    /// Runs `rte_eal_init` with `args` (without the program name: `["--no-huge", "--no-pci",
+    /// "-m", "256", "--file-prefix", "x", "--vdev", "net_null0"]`, as Butterfly's
+    /// `--dpdk-args`). The calling thread becomes DPDK's main lcore (and is pinned to its
+    /// CPU). Only one call in a process can succeed; a call refused for bad arguments may be
+    /// retried with good ones (DPDK allows that), any other failure is final.
+    pub fn init<S: AsRef<str>>(args: &[S]) -> Result<&'static Eal, DpdkError> {
+        let args: Vec<String> = args.iter().map(|a| a.as_ref().to_string()).collect();
+        let mut cargs = Vec::with_capacity(args.len() + 1);
+        cargs.push(CString::new("brick-nic").map_err(|_| DpdkError::BadArgument("brick-nic".into()))?);
+        for a in &args {
+            cargs.push(CString::new(a.as_str()).map_err(|_| DpdkError::BadArgument(a.clone()))?);
+        }
+        let _guard = EAL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if EAL.get().is_some() {
+            return Err(DpdkError::AlreadyInitialized);
+        }
+        // The EAL may keep pointers into argv for the life of the process: leak it.
+        let argv: &'static mut [*mut c_char] =
+            Box::leak(cargs.into_iter().map(|c| c.into_raw()).collect::<Vec<_>>().into_boxed_slice());
+        // SAFETY: argv holds argc valid NUL-terminated strings that are never freed; calls
+        // are serialised by EAL_LOCK, and DPDK itself refuses a second initialisation.
+        let rc = unsafe { sys::rte_eal_init(argv.len() as i32, argv.as_mut_ptr()) };
+        if rc < 0 {
+            let errno = rte_errno();
+            if errno == libc::EALREADY {
+                return Err(DpdkError::AlreadyInitialized);
+            }
+            return Err(DpdkError::EalInit { errno, msg: strerror(errno) });
+        }
+        Ok(EAL.get_or_init(|| Eal { args }))
+    }
+
+    /// The EAL, if [`init`](Self::init) succeeded.
+    pub fn get() -> Option<&'static Eal> {
+        EAL.get()
+    }
+
+    /// The arguments it was started with.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// Number of usable ports.
+    pub fn port_count(&self) -> u16 {
+        // SAFETY: plain query after EAL init.
+        unsafe { sys::rte_eth_dev_count_avail() }
+    }
+
+    /// The id of the port called `name` (a vdev name such as `net_null0`, or a PCI address).
+    pub fn port_by_name(&self, name: &str) -> Result<u16, DpdkError> {
+        let c = CString::new(name).map_err(|_| DpdkError::BadArgument(name.into()))?;
+        let mut id = 0u16;
+        // SAFETY: valid C string and out pointer.
+        let rc = unsafe { sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
+        if rc != 0 {
+            return Err(DpdkError::NoSuchPortName(name.into()));
+        }
+        Ok(id)
+    }
+
+    /// Hot-plugs a device from a devargs string (`"net_ring0"`, `"net_af_packet0,iface=eth1"`)
+    /// and returns its port id.
+    pub fn probe(&self, devargs: &str) -> Result<u16, DpdkError> {
+        let c = CString::new(devargs).map_err(|_| DpdkError::BadArgument(devargs.into()))?;
+        // SAFETY: valid C string.
+        let rc = unsafe { sys::rte_dev_probe(c.as_ptr()) };
+        if rc != 0 {
+            return Err(DpdkError::Probe { devargs: devargs.into(), msg: strerror(rc) });
+        }
+        let name = devargs.split(',').next().unwrap_or(devargs);
+        self.port_by_name(name)
+    }
+
+    fn check_port(&self, port: u16) -> Result<(), DpdkError> {
+        // SAFETY: plain query.
+        if unsafe { sys::rte_eth_dev_is_valid_port(port) } == 0 {
+            return Err(DpdkError::NoSuchPort(port));
+        }
+        Ok(())
+    }
+}
+
+/// Which port a [`DpdkNic`] drives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortSpec {
+    /// A port id.
+    Id(u16),
+    /// A port name (from `--vdev` or `-a` on the EAL command line).
+    Name(String),
+    /// A device to hot-plug with `rte_dev_probe`.
+    Devargs(String),
+}
+
+/// Configuration of a [`DpdkNic`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpdkConfig {
+    /// The port.
+    pub port: PortSpec,
+    /// Receive/transmit queue pairs (see [`DpdkNic::into_queues`]).
+    pub queues: u16,
+    /// Receive descriptors per queue (adjusted to the driver's limits).
+    pub rx_desc: u16,
+    /// Transmit descriptors per queue (adjusted to the driver's limits).
+    pub tx_desc: u16,
+    /// Mbufs in the port's pool (bounded: it must cover every ring plus bursts in flight).
+    pub mbufs: u32,
+    /// Per-lcore mbuf cache.
+    pub mbuf_cache: u32,
+    /// MTU to set, if any.
+    pub mtu: Option<u16>,
+    /// Promiscuous mode.
+    pub promiscuous: bool,
+}
+
+impl Default for DpdkConfig {
+    fn default() -> Self {
+        DpdkConfig {
+            port: PortSpec::Id(0),
+            queues: 1,
+            rx_desc: 1024,
+            tx_desc: 1024,
+            mbufs: 8191,
+            mbuf_cache: 256,
+            mtu: None,
+            promiscuous: true,
+        }
+    }
+}
+
+/// Link state of a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkStatus {
+    /// Link up.
+    pub up: bool,
+    /// Speed in Mb/s (0 unknown).
+    pub speed_mbps: u32,
+    /// Full duplex.
+    pub full_duplex: bool,
+}
+
+/// Offload capabilities of a port, as the driver reports them (`rte_eth_dev_info`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffloadCaps {
+    /// Raw `RTE_ETH_RX_OFFLOAD_*` bits.
+    pub rx_raw: u64,
+    /// Raw `RTE_ETH_TX_OFFLOAD_*` bits.
+    pub tx_raw: u64,
+}
+
+impl OffloadCaps {
+    /// The port verifies IPv4/TCP/UDP checksums on receive.
+    pub fn rx_checksum(&self) -> bool {
+        use sys::offload::*;
+        self.rx_raw & (RX_IPV4_CKSUM | RX_TCP_CKSUM | RX_UDP_CKSUM) != 0
+    }
+    /// The port computes TCP/UDP checksums on transmit.
+    pub fn tx_checksum(&self) -> bool {
+        use sys::offload::*;
+        self.tx_raw & (TX_TCP_CKSUM | TX_UDP_CKSUM) == (TX_TCP_CKSUM | TX_UDP_CKSUM)
+    }
+    /// The port segments TCP (TSO).
+    pub fn tso(&self) -> bool {
+        self.tx_raw & sys::offload::TX_TCP_TSO != 0
+    }
+    /// The port computes outer (tunnel) IPv4/UDP checksums.
+    pub fn outer_checksum(&self) -> bool {
+        use sys::offload::*;
+        self.tx_raw & (TX_OUTER_IPV4_CKSUM | TX_OUTER_UDP_CKSUM) != 0
+    }
+    /// The port segments VXLAN-encapsulated TCP.
+    pub fn vxlan_tso(&self) -> bool {
+        self.tx_raw & sys::offload::TX_VXLAN_TNL_TSO != 0
+    }
+}
+
+/// A configured, started port and its mbuf pool; stopped and closed when the last brick
+/// using it goes.
+struct Port {
+    id: u16,
+    name: String,
+    mempool: *mut sys::rte_mempool,
+    caps: OffloadCaps,
+    data_room: usize,
+}
+
+// SAFETY: a DPDK mempool is a thread-safe object (lock-free ring); the port id is a plain
+// number. Queues are used by one brick each (never two threads on one queue).
+unsafe impl Send for Port {}
+// SAFETY: shared access only reads `id`, `caps` and passes `mempool` to thread-safe DPDK calls.
+unsafe impl Sync for Port {}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        // SAFETY: the port was started by us and no brick uses it any more (last Arc);
+        // closing releases its queues, whose mbufs go back to the pool before it is freed.
+        unsafe {
+            sys::rte_eth_dev_stop(self.id);
+            sys::rte_eth_dev_close(self.id);
+            sys::rte_mempool_free(self.mempool);
+        }
+    }
+}
+
+/// Scratch mbuf pointers of one burst, valid only during a poll.
+struct MbufScratch {
+    mbufs: [*mut sys::rte_mbuf; BURST_SIZE],
+    views: [sys::brick_mbuf_view; BURST_SIZE],
+}
+
+// SAFETY: the pointers are only dereferenced (by DPDK) inside one `poll` call, on the
+// thread running it; between calls they are stale values that nothing reads.
+unsafe impl Send for MbufScratch {}
+
+/// A brick on a DPDK port (or on some of its queues).
+///
+/// `poll` receives up to 64 frames from each of its receive queues, copies them into pool
+/// packets (multi-segment mbufs are gathered), frees the mbufs in bulk and emits east.
+/// `process` copies each burst into fresh mbufs and transmits it in one `rte_eth_tx_burst`
+/// on the brick's first queue; what the driver does not take is freed and counted
+/// ("tx ring full"). Partial checksums are completed in software; super-frames larger than
+/// the MTU are dropped as "too big" (no TSO mapping yet).
+pub struct DpdkNic {
+    port: Arc<Port>,
+    queues: Vec<u16>,
+    pool: PacketPool,
+    counters: Arc<NicCounters>,
+    scratch: Box<MbufScratch>,
+    stash: Burst,
+    max_frame: usize,
+    last_missed: u64,
+}
+
+impl DpdkNic {
+    /// Configures and starts a port with `cfg.queues` queue pairs, all polled by this brick.
+    pub fn open(eal: &Eal, cfg: DpdkConfig, pool: PacketPool) -> Result<DpdkNic, NicError> {
+        let id = match &cfg.port {
+            PortSpec::Id(id) => {
+                eal.check_port(*id)?;
+                *id
+            }
+            PortSpec::Name(n) => eal.port_by_name(n)?,
+            PortSpec::Devargs(d) => eal.probe(d)?,
+        };
+        if cfg.queues == 0 {
+            return Err(DpdkError::Config("queues must be at least 1".into()).into());
+        }
+        // SAFETY: rte_eth_dev_info is plain data filled by the call.
+        let mut info: sys::rte_eth_dev_info = unsafe { std::mem::zeroed() };
+        // SAFETY: valid port (checked), valid out pointer.
+        let rc = unsafe { sys::rte_eth_dev_info_get(id, &mut info) };
+        if rc != 0 {
+            return Err(port_err(id, "rte_eth_dev_info_get", rc).into());
+        }
+        if cfg.queues > info.max_rx_queues || cfg.queues > info.max_tx_queues {
+            return Err(DpdkError::Config(format!(
+                "port {id} supports {} rx / {} tx queues, {} asked",
+                info.max_rx_queues, info.max_tx_queues, cfg.queues
+            ))
+            .into());
+        }
+        let caps = OffloadCaps { rx_raw: info.rx_offload_capa, tx_raw: info.tx_offload_capa };
+        let mut name_buf = [0 as c_char; sys::RTE_ETH_NAME_MAX_LEN as usize];
+        // SAFETY: the buffer has RTE_ETH_NAME_MAX_LEN bytes, as the call requires.
+        unsafe { sys::rte_eth_dev_get_name_by_port(id, name_buf.as_mut_ptr()) };
+        // SAFETY: NUL-terminated by the call (or zeroed).
+        let name = unsafe { CStr::from_ptr(name_buf.as_ptr()) }.to_string_lossy().into_owned();
+
+        let pool_name = format!("brick_mp{}_{}", id, POOL_SEQ.fetch_add(1, Ordering::Relaxed));
+        let cpool = CString::new(pool_name.clone()).map_err(|_| DpdkError::BadArgument(pool_name.clone()))?;
+        // SAFETY: plain query.
+        let socket = unsafe { sys::rte_eth_dev_socket_id(id) };
+        // SAFETY: valid name; sizes are checked by DPDK, which returns NULL on failure.
+        let mempool = unsafe {
+            sys::rte_pktmbuf_pool_create(
+                cpool.as_ptr(),
+                cfg.mbufs,
+                cfg.mbuf_cache.min(512),
+                0,
+                sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+                socket,
+            )
+        };
+        if mempool.is_null() {
+            let e = rte_errno();
+            return Err(DpdkError::Mempool { name: pool_name, msg: strerror(e) }.into());
+        }
+        // From here on, Port's Drop stops/closes the port and frees the pool on any error.
+        let port =
+            Arc::new(Port { id, name, mempool, caps, data_room: sys::RTE_MBUF_DEFAULT_DATAROOM as usize });
+        // SAFETY: rte_eth_conf is plain data; all-zero is DPDK's "defaults".
+        let mut conf: sys::rte_eth_conf = unsafe { std::mem::zeroed() };
+        use sys::offload::*;
+        conf.rxmode.offloads = caps.rx_raw & (RX_IPV4_CKSUM | RX_TCP_CKSUM | RX_UDP_CKSUM);
+        // SAFETY: valid port and conf.
+        let rc = unsafe { sys::rte_eth_dev_configure(id, cfg.queues, cfg.queues, &conf) };
+        if rc != 0 {
+            return Err(port_err(id, "rte_eth_dev_configure", rc).into());
+        }
+        let (mut nrx, mut ntx) = (cfg.rx_desc, cfg.tx_desc);
+        // SAFETY: valid port and out pointers.
+        unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nrx, &mut ntx) };
+        for q in 0..cfg.queues {
+            let mut rxconf = info.default_rxconf;
+            rxconf.offloads = conf.rxmode.offloads;
+            // SAFETY: valid port, queue index < configured queues, pool created above.
+            let rc = unsafe { sys::rte_eth_rx_queue_setup(id, q, nrx, socket as u32, &rxconf, mempool) };
+            if rc != 0 {
+                return Err(port_err(id, "rte_eth_rx_queue_setup", rc).into());
+            }
+            let txconf = info.default_txconf;
+            // SAFETY: as above.
+            let rc = unsafe { sys::rte_eth_tx_queue_setup(id, q, ntx, socket as u32, &txconf) };
+            if rc != 0 {
+                return Err(port_err(id, "rte_eth_tx_queue_setup", rc).into());
+            }
+        }
+        if let Some(mtu) = cfg.mtu {
+            // SAFETY: valid port.
+            let rc = unsafe { sys::rte_eth_dev_set_mtu(id, mtu) };
+            if rc != 0 {
+                return Err(port_err(id, "rte_eth_dev_set_mtu", rc).into());
+            }
+        }
+        // SAFETY: configured port.
+        let rc = unsafe { sys::rte_eth_dev_start(id) };
+        if rc != 0 {
+            return Err(port_err(id, "rte_eth_dev_start", rc).into());
+        }
+        if cfg.promiscuous {
+            // Not every driver has it (ENOTSUP is fine).
+            // SAFETY: started port.
+            unsafe { sys::rte_eth_promiscuous_enable(id) };
+        }
+        let mut nic = DpdkNic {
+            port,
+            queues: (0..cfg.queues).collect(),
+            pool,
+            counters: NicCounters::new_shared(),
+            scratch: Box::new(MbufScratch {
+                mbufs: [std::ptr::null_mut(); BURST_SIZE],
+                views: [sys::brick_mbuf_view::default(); BURST_SIZE],
+            }),
+            stash: Burst::new(),
+            max_frame: 0,
+            last_missed: 0,
+        };
+        nic.refresh_max_frame();
+        nic.last_missed = nic.port_missed();
+        Ok(nic)
+    }
+
+    /// Splits the brick into one brick per queue pair (for one worker graph each); the port
+    /// stays up until the last of them is dropped. Port-wide drop counters (`imissed`,
+    /// `rx_nombuf`) are reported by the brick of queue 0.
+    pub fn into_queues(self) -> Vec<DpdkNic> {
+        let DpdkNic { port, queues, pool, max_frame, last_missed, .. } = self;
+        queues
+            .into_iter()
+            .map(|q| DpdkNic {
+                port: Arc::clone(&port),
+                queues: vec![q],
+                pool: pool.clone(),
+                counters: NicCounters::new_shared(),
+                scratch: Box::new(MbufScratch {
+                    mbufs: [std::ptr::null_mut(); BURST_SIZE],
+                    views: [sys::brick_mbuf_view::default(); BURST_SIZE],
+                }),
+                stash: Burst::new(),
+                max_frame,
+                last_missed,
+            })
+            .collect()
+    }
+
+    /// The port id.
+    pub fn port_id(&self) -> u16 {
+        self.port.id
+    }
+
+    /// The port's device name.
+    pub fn port_name(&self) -> &str {
+        &self.port.name
+    }
+
+    /// The queues this brick polls (it transmits on the first).
+    pub fn queues(&self) -> &[u16] {
+        &self.queues
+    }
+
+    /// The brick's counters.
+    pub fn counters(&self) -> Arc<NicCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// What the port can offload.
+    pub fn offload_caps(&self) -> OffloadCaps {
+        self.port.caps
+    }
+
+    /// Current link state (does not wait).
+    pub fn link(&self) -> Result<LinkStatus, DpdkError> {
+        // SAFETY: rte_eth_link is plain data.
+        let mut l: sys::rte_eth_link = unsafe { std::mem::zeroed() };
+        // SAFETY: valid port and out pointer.
+        let rc = unsafe { sys::rte_eth_link_get_nowait(self.port.id, &mut l) };
+        if rc != 0 {
+            return Err(port_err(self.port.id, "rte_eth_link_get_nowait", rc));
+        }
+        Ok(LinkStatus {
+            up: l.link_status() != 0,
+            speed_mbps: l.link_speed,
+            full_duplex: l.link_duplex() != 0,
+        })
+    }
+
+    /// The port MTU.
+    pub fn mtu(&self) -> Result<u16, DpdkError> {
+        let mut mtu = 0u16;
+        // SAFETY: valid port and out pointer.
+        let rc = unsafe { sys::rte_eth_dev_get_mtu(self.port.id, &mut mtu) };
+        if rc != 0 {
+            return Err(port_err(self.port.id, "rte_eth_dev_get_mtu", rc));
+        }
+        Ok(mtu)
+    }
+
+    /// Changes the port MTU (frames above MTU + 14 are then dropped as "too big"; the mbufs
+    /// hold at most 2048 bytes, so jumbo frames are refused too).
+    pub fn set_mtu(&mut self, mtu: u16) -> Result<(), DpdkError> {
+        // SAFETY: valid port.
+        let rc = unsafe { sys::rte_eth_dev_set_mtu(self.port.id, mtu) };
+        if rc != 0 {
+            return Err(port_err(self.port.id, "rte_eth_dev_set_mtu", rc));
+        }
+        self.refresh_max_frame();
+        Ok(())
+    }
+
+    /// The port's MAC address.
+    pub fn mac(&self) -> Result<[u8; 6], DpdkError> {
+        let mut a = sys::rte_ether_addr::default();
+        // SAFETY: valid port and out pointer.
+        let rc = unsafe { sys::rte_eth_macaddr_get(self.port.id, &mut a) };
+        if rc != 0 {
+            return Err(port_err(self.port.id, "rte_eth_macaddr_get", rc));
+        }
+        Ok(a.addr_bytes)
+    }
+
+    /// Free mbufs in the port's pool (for tests and monitoring).
+    pub fn mbufs_available(&self) -> u32 {
+        // SAFETY: the pool lives as long as the port.
+        unsafe { sys::rte_mempool_avail_count(self.port.mempool) }
+    }
+
+    fn refresh_max_frame(&mut self) {
+        let mtu = self.mtu().unwrap_or(1500) as usize;
+        self.max_frame = (mtu + 14).min(self.port.data_room);
+    }
+
+    fn port_stats(&self) -> Option<sys::rte_eth_stats> {
+        // SAFETY: rte_eth_stats is plain data.
+        let mut st: sys::rte_eth_stats = unsafe { std::mem::zeroed() };
+        // SAFETY: valid port and out pointer.
+        (unsafe { sys::rte_eth_stats_get(self.port.id, &mut st) } == 0).then_some(st)
+    }
+
+    fn port_missed(&self) -> u64 {
+        self.port_stats().map_or(0, |s| s.imissed + s.rx_nombuf)
+    }
+
+    fn rx_queue(&mut self, q: u16, out: &mut Output<'_>) -> usize {
+        let s = &mut *self.scratch;
+        // SAFETY: mbufs/views have room for BURST_SIZE entries; the port and queue are
+        // configured and polled by this brick only.
+        let n = unsafe {
+            sys::brick_rx_burst_views(
+                self.port.id,
+                q,
+                s.mbufs.as_mut_ptr(),
+                s.views.as_mut_ptr(),
+                BURST_SIZE as u16,
+            )
+        } as usize;
+        for v in &s.views[..n] {
+            let total = v.pkt_len as usize;
+            if total > self.pool.data_room() {
+                count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+                continue;
+            }
+            let Some(mut pkt) = self.pool.alloc() else {
+                count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1);
+                continue;
+            };
+            let Ok(buf) = pkt.append(total) else {
+                count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+                continue;
+            };
+            let first = (v.data_len as usize).min(total);
+            // SAFETY: the driver gave us this mbuf; its first segment has data_len bytes at
+            // `data`, and we copy at most `total` bytes into a buffer of `total` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(v.data as *const u8, buf.as_mut_ptr(), first) };
+            let mut off = first;
+            let mut seg = v.next;
+            let mut ok = true;
+            while !seg.is_null() && off < total {
+                // SAFETY: `seg` is a segment of a received mbuf chain, alive until the bulk
+                // free below; the copy is bounded by what is left of `buf`.
+                unsafe {
+                    let len = (sys::brick_mbuf_data_len(seg) as usize).min(total - off);
+                    std::ptr::copy_nonoverlapping(
+                        sys::brick_mbuf_data(seg) as *const u8,
+                        buf.as_mut_ptr().add(off),
+                        len,
+                    );
+                    off += len;
+                    seg = sys::brick_mbuf_next(seg);
+                }
+            }
+            if off != total {
+                ok = false;
+            }
+            if !ok {
+                drop_pkt(&self.counters, out, pkt, DROP_RX_ERROR);
+                continue;
+            }
+            use sys::mbuf_flags::*;
+            let mut meta = *pkt.meta();
+            if v.ol_flags & RX_L4_CKSUM_MASK == RX_L4_CKSUM_GOOD && v.ol_flags & RX_IP_CKSUM_MASK != 0 {
+                meta.offload.insert(OffloadFlags::CSUM_VERIFIED);
+            }
+            guess_l2_l3(pkt.data(), &mut meta);
+            *pkt.meta_mut() = meta;
+            self.counters.rx_packets.add(1);
+            self.counters.rx_bytes.add(total as u64);
+            out.emit(Side::East, 0, pkt);
+        }
+        if n > 0 {
+            // SAFETY: the n mbufs came from rx_burst and are no longer referenced.
+            unsafe { sys::brick_pktmbuf_free_bulk(s.mbufs.as_mut_ptr(), n as u32) };
+        }
+        n
+    }
+}
+
+impl Brick for DpdkNic {
+    fn kind(&self) -> &'static str {
+        "dpdk"
+    }
+
+    fn drop_reasons(&self) -> &'static [&'static str] {
+        DROP_REASONS
+    }
+
+    fn max_ports(&self, side: Side) -> usize {
+        usize::from(side == Side::East)
+    }
+
+    fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        for mut pkt in pkts.drain() {
+            let m = *pkt.meta();
+            let tagged = pkt.data().get(12..14).is_some_and(|t| t == [0x81, 0x00] || t == [0x88, 0xa8]);
+            let limit = (self.max_frame + if tagged { 4 } else { 0 }).min(self.port.data_room);
+            if pkt.len() > limit || (m.gso_type != GsoType::None && pkt.len() > self.max_frame) {
+                drop_pkt(&self.counters, out, pkt, DROP_TOO_BIG);
+                continue;
+            }
+            if m.offload.contains(OffloadFlags::CSUM_NEEDED)
+                && !complete_checksum(pkt.data_mut(), m.csum_start, m.csum_offset)
+            {
+                drop_pkt(&self.counters, out, pkt, DROP_BAD_OFFLOAD);
+                continue;
+            }
+            let _ = self.stash.push(pkt);
+        }
+        let n = self.stash.len();
+        if n == 0 {
+            return;
+        }
+        let mut datas = [std::ptr::null::<std::ffi::c_void>(); BURST_SIZE];
+        let mut lens = [0u16; BURST_SIZE];
+        let mut bytes = 0u64;
+        for (i, p) in self.stash.iter().enumerate() {
+            datas[i] = p.data().as_ptr().cast();
+            lens[i] = p.len() as u16;
+            bytes += p.len() as u64;
+        }
+        // SAFETY: datas/lens describe n live packet buffers (held in self.stash until the
+        // call returns), each at most the mbuf data room (checked above); the queue is ours.
+        let sent = unsafe {
+            sys::brick_tx_copy_burst(
+                self.port.mempool,
+                self.port.id,
+                self.queues[0],
+                datas.as_ptr(),
+                lens.as_ptr(),
+                n as u16,
+            )
+        };
+        if sent < 0 {
+            // No mbuf for the burst: the port is backed up.
+            count_drop(&self.counters, out, DROP_TX_RING_FULL, n as u64);
+        } else {
+            let sent = sent as usize;
+            let sent_bytes: u64 =
+                if sent == n { bytes } else { lens[..sent].iter().map(|&l| l as u64).sum() };
+            self.counters.tx_packets.add(sent as u64);
+            self.counters.tx_bytes.add(sent_bytes);
+            if sent < n {
+                count_drop(&self.counters, out, DROP_TX_RING_FULL, (n - sent) as u64);
+            }
+        }
+        self.stash.clear();
+    }
+
+    fn is_source(&self) -> bool {
+        true
+    }
+
+    fn poll(&mut self, out: &mut Output<'_>) -> usize {
+        let mut n = 0;
+        for i in 0..self.queues.len() {
+            n += self.rx_queue(self.queues[i], out);
+        }
+        n
+    }
+
+    fn tick(&mut self, _now: Timestamp) {
+        if self.queues.first() == Some(&0) {
+            let missed = self.port_missed();
+            self.counters.kernel_drops.add(missed.saturating_sub(self.last_missed));
+            self.last_missed = missed;
+        }
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let s = self.counters.snapshot();
+        vec![format!(
+            "dpdk port {} ({}) queues:{:?} rx:{}p tx:{}p missed:{}",
+            self.port.id, self.port.name, self.queues, s.rx_packets, s.tx_packets, s.kernel_drops
+        )]
+    }
+}

@@ -1,1 +1,190 @@
-//! DPDK tests (filled later)
+//! DPDK brick against real DPDK 22.11 vdevs, without hugepages or PCI. The EAL can be
+//! initialised once per process, so this binary has a single test running every step in
+//! sequence. Its runtime directory (/var/run/dpdk/<prefix>) is removed afterwards.
+
+mod common;
+
+use std::time::Duration;
+
+use brick_core::{Burst, Graph, Packet, PacketPool, PoolConfig, Side};
+use brick_nic::{DpdkConfig, DpdkError, DpdkNic, Eal, NicError, PortSpec};
+use common::*;
+
+/// Removes the EAL runtime directory even if the test fails.
+struct RunDir(String);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.0));
+    }
+}
+
+fn pool() -> PacketPool {
+    PacketPool::new(PoolConfig { count: 2048, ..PoolConfig::default() }).unwrap()
+}
+
+fn frames(base: u32, n: u32) -> Vec<Vec<u8>> {
+    (base..base + n).map(|i| test_frame(i, 60 + (i as usize * 53) % 1455)).collect()
+}
+
+fn inject(g: &mut Graph, id: brick_core::BrickId, frames: &[Vec<u8>]) {
+    for chunk in frames.chunks(64) {
+        let mut b = Burst::new();
+        for f in chunk {
+            b.push(Packet::from_slice(f)).unwrap();
+        }
+        g.inject(id, Side::East, 0, &mut b).unwrap();
+    }
+}
+
+#[test]
+fn dpdk_end_to_end() {
+    let prefix = unique("bnic");
+    let _rundir = RunDir(prefix.clone());
+
+    // 1. An EAL that cannot start is an error, not a panic (and a retry is allowed).
+    let bad = Eal::init(&["--no-such-eal-option"]).unwrap_err();
+    assert!(matches!(bad, DpdkError::EalInit { errno, .. } if errno == libc::EINVAL), "{bad}");
+    assert!(matches!(Eal::init(&["a\0b"]), Err(DpdkError::BadArgument(_))));
+
+    // 2. The real EAL: no hugepages, no PCI, a loopback ring port and a null port.
+    let args = [
+        "-l",
+        "0",
+        "--no-huge",
+        "--no-pci",
+        "-m",
+        "256",
+        "--file-prefix",
+        &prefix,
+        "--log-level",
+        "error",
+        "--vdev",
+        "net_ring0",
+        "--vdev",
+        "net_null0",
+    ];
+    let eal = Eal::init(&args).expect("EAL init with --no-huge --no-pci");
+    assert!(matches!(Eal::init(&args), Err(DpdkError::AlreadyInitialized)));
+    assert_eq!(eal.port_count(), 2);
+
+    // 3. Ports that do not exist.
+    let err = DpdkNic::open(eal, DpdkConfig { port: PortSpec::Id(17), ..Default::default() }, pool())
+        .err()
+        .unwrap();
+    assert!(matches!(err, NicError::Dpdk(DpdkError::NoSuchPort(17))), "{err}");
+    let err = DpdkNic::open(
+        eal,
+        DpdkConfig { port: PortSpec::Name("net_nope9".into()), ..Default::default() },
+        pool(),
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(err, NicError::Dpdk(DpdkError::NoSuchPortName(_))), "{err}");
+    let err = DpdkNic::open(
+        eal,
+        DpdkConfig { port: PortSpec::Devargs("net_bogusdrv0".into()), ..Default::default() },
+        pool(),
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(err, NicError::Dpdk(DpdkError::Probe { .. })), "{err}");
+
+    // 4. net_ring0 is a loopback: what the brick sends comes back to it, byte for byte.
+    let cfg = DpdkConfig { port: PortSpec::Name("net_ring0".into()), mbufs: 2047, ..Default::default() };
+    let ring = DpdkNic::open(eal, cfg, pool()).unwrap();
+    assert!(ring.link().unwrap().up);
+    let caps = ring.offload_caps();
+    let _ = (caps.rx_checksum(), caps.tx_checksum(), caps.tso(), caps.outer_checksum());
+    let counters = ring.counters();
+    let mut g = Graph::new("dpdk-ring");
+    let id = g.add("ring", ring).unwrap();
+    let got = collect_east_of(&mut g, id, "collect");
+    let sent = frames(0, 300);
+    inject(&mut g, id, &sent);
+    assert!(poll_until(&mut g, Duration::from_secs(5), || got.lock().unwrap().len() >= sent.len()));
+    {
+        let got = got.lock().unwrap();
+        assert_eq!(got.len(), sent.len());
+        for (p, f) in got.iter().zip(&sent) {
+            assert_eq!(p.data(), &f[..]);
+        }
+    }
+    got.lock().unwrap().clear();
+    let s = counters.snapshot();
+    assert_eq!((s.tx_packets, s.rx_packets, s.brick_drops()), (300, 300, 0));
+    // Too big for the MTU: counted, not sent.
+    inject(&mut g, id, &[test_frame(1, 1600)]);
+    assert_eq!(counters.too_big.get(), 1);
+    g.tick_all();
+    drop(g);
+
+    // 5. net_null0 with two queue pairs split into two bricks (one per worker graph).
+    let cfg =
+        DpdkConfig { port: PortSpec::Name("net_null0".into()), queues: 2, mbufs: 4095, ..Default::default() };
+    let null = DpdkNic::open(eal, cfg, pool()).unwrap();
+    let mtu = null.mtu().unwrap();
+    assert!(mtu >= 1500, "mtu {mtu}");
+    let parts = null.into_queues();
+    assert_eq!(parts.iter().map(|p| p.queues().to_vec()).collect::<Vec<_>>(), vec![vec![0], vec![1]]);
+    for (i, part) in parts.into_iter().enumerate() {
+        let c = part.counters();
+        let mut g = Graph::new(format!("null{i}"));
+        let id = g.add("null", part).unwrap();
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let n2 = std::sync::Arc::clone(&n);
+        let sink = g
+            .add(
+                "sink",
+                brick_core::bricks::RxTx::new(
+                    Side::West,
+                    |_: &mut Burst| {},
+                    move |b: &mut Burst| {
+                        n2.fetch_add(b.len(), std::sync::atomic::Ordering::Relaxed);
+                        b.clear();
+                    },
+                ),
+            )
+            .unwrap();
+        g.link(id, sink).unwrap();
+        for _ in 0..10 {
+            g.poll_all();
+        }
+        assert!(n.load(std::sync::atomic::Ordering::Relaxed) >= 64, "queue {i} received");
+        inject(&mut g, id, &frames(100, 64));
+        assert_eq!(c.tx_packets.get(), 64);
+    }
+
+    // 6. net_af_packet hot-plugged on a veth: the kernel on the other side sends and
+    //    receives through the DPDK brick.
+    let ns = Netns::new();
+    let veth = Veth::new(&ns);
+    let raw = RawSock::open_in(&ns, &veth.peer, TEST_ETHERTYPE);
+    let devargs = format!("net_af_packet0,iface={}", veth.root);
+    let cfg = DpdkConfig { port: PortSpec::Devargs(devargs), mbufs: 2047, ..Default::default() };
+    let mut afp = DpdkNic::open(eal, cfg, pool()).unwrap();
+    afp.set_mtu(1400).unwrap();
+    assert_eq!(afp.mtu().unwrap(), 1400);
+    afp.set_mtu(1500).unwrap();
+    let mac = afp.mac().unwrap();
+    assert_ne!(mac, [0; 6]);
+    let c = afp.counters();
+    let mut g = Graph::new("dpdk-afp");
+    let id = g.add("afp", afp).unwrap();
+    let got = collect_east_of(&mut g, id, "collect");
+    let from_kernel = frames(2000, 100);
+    for f in &from_kernel {
+        assert!(raw.send(f));
+    }
+    assert!(poll_until(&mut g, Duration::from_secs(5), || got.lock().unwrap().len() >= from_kernel.len()));
+    for (p, f) in got.lock().unwrap().iter().zip(&from_kernel) {
+        assert_eq!(p.data(), &f[..]);
+    }
+    let to_kernel = frames(3000, 100);
+    inject(&mut g, id, &to_kernel);
+    for f in &to_kernel {
+        assert_eq!(&raw.recv(Duration::from_secs(2)).expect("frame from DPDK"), f);
+    }
+    assert_eq!(c.tx_packets.get(), 100);
+    drop(g);
+}

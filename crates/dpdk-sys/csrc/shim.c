@@ -1,0 +1,112 @@
+#include <string.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_memcpy.h>
+#include "shim.h"
+
+uint16_t brick_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n)
+{
+	return rte_eth_rx_burst(port, queue, pkts, n);
+}
+
+uint16_t brick_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n)
+{
+	return rte_eth_tx_burst(port, queue, pkts, n);
+}
+
+int brick_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **pkts, unsigned int n)
+{
+	return rte_pktmbuf_alloc_bulk(mp, pkts, n);
+}
+
+void brick_pktmbuf_free(struct rte_mbuf *m)
+{
+	rte_pktmbuf_free(m);
+}
+
+void brick_pktmbuf_free_bulk(struct rte_mbuf **pkts, unsigned int n)
+{
+	rte_pktmbuf_free_bulk(pkts, n);
+}
+
+void *brick_mbuf_data(struct rte_mbuf *m)
+{
+	return rte_pktmbuf_mtod(m, void *);
+}
+
+uint16_t brick_mbuf_data_len(const struct rte_mbuf *m)
+{
+	return m->data_len;
+}
+
+uint32_t brick_mbuf_pkt_len(const struct rte_mbuf *m)
+{
+	return m->pkt_len;
+}
+
+uint64_t brick_mbuf_ol_flags(const struct rte_mbuf *m)
+{
+	return m->ol_flags;
+}
+
+struct rte_mbuf *brick_mbuf_next(const struct rte_mbuf *m)
+{
+	return m->next;
+}
+
+int brick_mbuf_fill(struct rte_mbuf *m, const void *data, uint16_t len)
+{
+	char *dst = rte_pktmbuf_append(m, len);
+	if (dst == NULL)
+		return -1;
+	memcpy(dst, data, len);
+	return 0;
+}
+
+int brick_rte_errno(void)
+{
+	return rte_errno;
+}
+
+uint16_t brick_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **pkts,
+			      struct brick_mbuf_view *views, uint16_t n)
+{
+	uint16_t got = rte_eth_rx_burst(port, queue, pkts, n);
+	for (uint16_t i = 0; i < got; i++) {
+		struct rte_mbuf *m = pkts[i];
+		views[i].data = rte_pktmbuf_mtod(m, void *);
+		views[i].next = m->next;
+		views[i].ol_flags = m->ol_flags;
+		views[i].pkt_len = m->pkt_len;
+		views[i].data_len = m->data_len;
+		views[i].nb_segs = m->nb_segs;
+	}
+	return got;
+}
+
+int brick_tx_copy_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,
+			const void *const *datas, const uint16_t *lens, uint16_t n)
+{
+	struct rte_mbuf *m[64];
+	uint16_t sent;
+
+	if (n == 0)
+		return 0;
+	if (n > 64)
+		n = 64;
+	if (rte_pktmbuf_alloc_bulk(mp, m, n) != 0)
+		return -1;
+	for (uint16_t i = 0; i < n; i++) {
+		char *dst = rte_pktmbuf_append(m[i], lens[i]);
+		if (dst == NULL) {
+			rte_pktmbuf_free_bulk(m, n);
+			return -1;
+		}
+		rte_memcpy(dst, datas[i], lens[i]);
+	}
+	sent = rte_eth_tx_burst(port, queue, m, n);
+	if (sent < n)
+		rte_pktmbuf_free_bulk(&m[sent], n - sent);
+	return sent;
+}

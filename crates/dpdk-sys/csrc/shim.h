@@ -1,0 +1,44 @@
+/* Out-of-line wrappers for DPDK's static inline fast path (bindgen cannot bind inline
+ * functions) and for values only reachable through macros or thread-local variables. */
+#ifndef BRICK_DPDK_SHIM_H
+#define BRICK_DPDK_SHIM_H
+#include <stdint.h>
+
+struct rte_mbuf;
+struct rte_mempool;
+
+uint16_t brick_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
+uint16_t brick_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
+int brick_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **pkts, unsigned int n);
+void brick_pktmbuf_free(struct rte_mbuf *m);
+void brick_pktmbuf_free_bulk(struct rte_mbuf **pkts, unsigned int n);
+/* Pointer to the first data byte of segment m. */
+void *brick_mbuf_data(struct rte_mbuf *m);
+uint16_t brick_mbuf_data_len(const struct rte_mbuf *m);
+uint32_t brick_mbuf_pkt_len(const struct rte_mbuf *m);
+uint64_t brick_mbuf_ol_flags(const struct rte_mbuf *m);
+struct rte_mbuf *brick_mbuf_next(const struct rte_mbuf *m);
+/* Appends len bytes copied from data to a fresh single-segment mbuf; -1 if they do not fit. */
+int brick_mbuf_fill(struct rte_mbuf *m, const void *data, uint16_t len);
+int brick_rte_errno(void);
+
+/* What the receive path needs of one mbuf, read in one call. */
+struct brick_mbuf_view {
+	void *data;              /* first byte of the first segment */
+	struct rte_mbuf *next;   /* next segment, NULL when single-segment */
+	uint64_t ol_flags;
+	uint32_t pkt_len;        /* all segments */
+	uint16_t data_len;       /* first segment */
+	uint16_t nb_segs;
+};
+
+/* rte_eth_rx_burst, then fills views[i] for each received mbuf. */
+uint16_t brick_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **pkts,
+			      struct brick_mbuf_view *views, uint16_t n);
+
+/* Allocates n mbufs from mp, copies datas[i] (lens[i] bytes) into them, transmits them on
+ * port/queue and frees what the driver did not take. Returns how many were sent, or -1 when
+ * the pool had fewer than n free mbufs (nothing sent) or a frame did not fit an mbuf. */
+int brick_tx_copy_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,
+			const void *const *datas, const uint16_t *lens, uint16_t n);
+#endif
