@@ -29,7 +29,11 @@ fn known_unicast(c: &mut Criterion) {
         let id = g
             .add(
                 format!("vm{i}"),
-                RxTx::new(Side::West, |_: &mut Burst| {}, move |b: &mut Burst| b2.lock().unwrap().extend(b.drain())),
+                RxTx::new(
+                    Side::West,
+                    |_: &mut Burst| {},
+                    move |b: &mut Burst| b2.lock().unwrap().extend(b.drain()),
+                ),
             )
             .unwrap();
         ports.push(g.link(sw, id).unwrap().0);

@@ -25,11 +25,15 @@ fn main() {
     let mut ports = Vec::new();
     for i in 0..3 {
         let l = Arc::clone(&log);
-        let vm = RxTx::new(Side::West, |_: &mut Burst| {}, move |b: &mut Burst| {
-            for p in b.drain() {
-                l.lock().unwrap().push(format!("vm{i} got a frame from {:02x?}", &p.data()[6..12]));
-            }
-        });
+        let vm = RxTx::new(
+            Side::West,
+            |_: &mut Burst| {},
+            move |b: &mut Burst| {
+                for p in b.drain() {
+                    l.lock().unwrap().push(format!("vm{i} got a frame from {:02x?}", &p.data()[6..12]));
+                }
+            },
+        );
         let id = g.add(format!("vm{i}"), vm).expect("add");
         ports.push(g.link(sw, id).expect("link").0);
     }

@@ -8,12 +8,12 @@ use crate::mac_table::{is_group, mac_to_u64, Learned, MacEntry, MacTable};
 
 /// Drop reasons of the switch, in [`Brick::drop_reasons`] order.
 pub const DROP_REASONS: &[&str] = &[
-    "runt",            // shorter than an Ethernet header
-    "bad source mac",  // group or all-zero source address
-    "link-local dst",  // 01:80:c2:00:00:0x (STP, LACP, 802.1X...): never forwarded
-    "hairpin",         // destination learnt on the ingress port
-    "no other port",   // flooding with no other linked port
-    "pool empty",      // a flood copy could not be made
+    "runt",           // shorter than an Ethernet header
+    "bad source mac", // group or all-zero source address
+    "link-local dst", // 01:80:c2:00:00:0x (STP, LACP, 802.1X...): never forwarded
+    "hairpin",        // destination learnt on the ingress port
+    "no other port",  // flooding with no other linked port
+    "pool empty",     // a flood copy could not be made
 ];
 const DROP_RUNT: usize = 0;
 const DROP_BAD_SRC: usize = 1;

@@ -24,9 +24,11 @@ fn station(g: &mut Graph, name: &str, side: Side) -> (BrickId, Seen) {
     let id = g
         .add(
             name,
-            RxTx::new(side.opposite(), |_: &mut Burst| {}, move |b: &mut Burst| {
-                s2.lock().unwrap().extend(b.drain().map(|p| p.data().to_vec()))
-            }),
+            RxTx::new(
+                side.opposite(),
+                |_: &mut Burst| {},
+                move |b: &mut Burst| s2.lock().unwrap().extend(b.drain().map(|p| p.data().to_vec())),
+            ),
         )
         .unwrap();
     (id, seen)
@@ -117,7 +119,10 @@ fn broadcast_and_multicast_flood_link_local_dropped() {
     b.send(1, &[frame([0xff; 6], mac(1), 0), frame([0x33, 0x33, 0, 0, 0, 1], mac(1), 0)]);
     assert_eq!(b.counts(), vec![2, 0, 2]);
     b.clear();
-    b.send(1, &[frame([0x01, 0x80, 0xc2, 0, 0, 0], mac(1), 0), frame([0x01, 0x80, 0xc2, 0, 0, 0x0e], mac(1), 0)]);
+    b.send(
+        1,
+        &[frame([0x01, 0x80, 0xc2, 0, 0, 0], mac(1), 0), frame([0x01, 0x80, 0xc2, 0, 0, 0x0e], mac(1), 0)],
+    );
     assert_eq!(b.counts(), vec![0, 0, 0]);
     assert_eq!(b.drops("link-local dst"), 2);
     // 01:80:c2:00:00:10 is not in the reserved block: flooded.

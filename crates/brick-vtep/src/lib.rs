@@ -27,5 +27,6 @@ pub mod wire;
 
 pub use config::{default_group, IgmpVersion, VniOptions, VtepConfig, VtepError, MAX_VNI};
 pub use vtep::{
-    flow_hash, source_port, NeighInfo, NeighState, Remote, VniCounters, VniInfo, Vtep, VtepCounters, DROP_REASONS,
+    flow_hash, source_port, NeighInfo, NeighState, Remote, VniCounters, VniInfo, Vtep, VtepCounters,
+    DROP_REASONS,
 };

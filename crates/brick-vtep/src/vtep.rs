@@ -7,7 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use brick_core::{Brick, Burst, GsoType, OffloadFlags, Output, Packet, PacketPool, PortId, Side, Timestamp, Waker};
+use brick_core::{
+    Brick, Burst, GsoType, OffloadFlags, Output, Packet, PacketPool, PortId, Side, Timestamp, Waker,
+};
 use brick_switch::{is_group, mac_to_u64, Learned, MacEntry, MacHasher, MacTable};
 
 use crate::config::{IgmpVersion, VniOptions, VtepConfig, VtepError, MAX_VNI};
@@ -222,12 +224,15 @@ fn mac6(d: &[u8]) -> [u8; 6] {
     [d[0], d[1], d[2], d[3], d[4], d[5]]
 }
 
-#[inline]
+#[inline(always)]
 fn rd64(d: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes([d[at], d[at + 1], d[at + 2], d[at + 3], d[at + 4], d[at + 5], d[at + 6], d[at + 7]])
+    match d.get(at..at + 8) {
+        Some(b) => u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        None => 0,
+    }
 }
 
-#[inline]
+#[inline(always)]
 fn mix(h: u64, v: u64) -> u64 {
     (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(23)
 }
@@ -246,7 +251,11 @@ pub fn flow_hash(d: &[u8]) -> u64 {
         let proto = d[23];
         let l4 = 14 + usize::from(d[14] & 0xf) * 4;
         if (proto == PROTO_TCP || proto == PROTO_UDP) && d.len() >= l4 + 4 {
-            h = mix(h, u64::from(u32::from_le_bytes([d[l4], d[l4 + 1], d[l4 + 2], d[l4 + 3]])) | u64::from(proto) << 32);
+            h = mix(
+                h,
+                u64::from(u32::from_le_bytes([d[l4], d[l4 + 1], d[l4 + 2], d[l4 + 3]]))
+                    | u64::from(proto) << 32,
+            );
         }
     } else if et == ETH_IPV6 && d.len() >= 54 {
         h = mix(mix(mix(mix(h, rd64(d, 22)), rd64(d, 30)), rd64(d, 38)), rd64(d, 46));
@@ -313,7 +322,10 @@ impl Vtep {
             IpAddr::V6(a) => (true, Ipv4Addr::UNSPECIFIED, a),
         };
         // Constant part of the outer IPv4 header sum: version/IHL, DF, TTL/protocol, source.
-        let csum_v4_base = 0x4500 + 0x4000 + (u64::from(cfg.ttl) << 8 | u64::from(PROTO_UDP)) + csum_add(0, &local4.octets());
+        let csum_v4_base = 0x4500
+            + 0x4000
+            + (u64::from(cfg.ttl) << 8 | u64::from(PROTO_UDP))
+            + csum_add(0, &local4.octets());
         let csum_v6_src = csum_add(0, &local6.octets()) + u64::from(PROTO_UDP);
         Ok(Vtep {
             v6,
@@ -590,10 +602,18 @@ impl Vtep {
     /// Builds the reports for `groups` into packets, handing each to `sink`.
     /// `join`: true = join / current state, false = leave. `answer`: a query answer
     /// (IGMPv3/MLDv2 "mode is exclude") rather than a state change. `igmp_v2` forces v2.
-    fn build_reports(&mut self, groups: &[IpAddr], join: bool, answer: bool, igmp_v2: bool, mut sink: impl FnMut(&mut Self)) {
+    fn build_reports(
+        &mut self,
+        groups: &[IpAddr],
+        join: bool,
+        answer: bool,
+        igmp_v2: bool,
+        mut sink: impl FnMut(&mut Self),
+    ) {
         let mac = self.cfg.local_mac;
         if self.v6 {
-            let gs: Vec<Ipv6Addr> = groups.iter().filter_map(|g| if let IpAddr::V6(a) = g { Some(*a) } else { None }).collect();
+            let gs: Vec<Ipv6Addr> =
+                groups.iter().filter_map(|g| if let IpAddr::V6(a) = g { Some(*a) } else { None }).collect();
             let kind = match (join, answer) {
                 (_, true) => mld_record::MODE_IS_EXCLUDE,
                 (true, false) => mld_record::CHANGE_TO_EXCLUDE,
@@ -605,7 +625,8 @@ impl Vtep {
                 sink(self);
             }
         } else {
-            let gs: Vec<Ipv4Addr> = groups.iter().filter_map(|g| if let IpAddr::V4(a) = g { Some(*a) } else { None }).collect();
+            let gs: Vec<Ipv4Addr> =
+                groups.iter().filter_map(|g| if let IpAddr::V4(a) = g { Some(*a) } else { None }).collect();
             if igmp_v2 || self.cfg.igmp_version == IgmpVersion::V2 {
                 for g in gs {
                     build_igmpv2(&mut self.scratch, mac, self.local4, g, !join);
@@ -697,7 +718,14 @@ impl Vtep {
             None if create && room => {
                 self.neigh.insert(
                     ip,
-                    Neigh { mac, state: NeighState::Reachable, confirmed: now, last_probe: now, probes: 0, held: Vec::new() },
+                    Neigh {
+                        mac,
+                        state: NeighState::Reachable,
+                        confirmed: now,
+                        last_probe: now,
+                        probes: 0,
+                        held: Vec::new(),
+                    },
                 );
             }
             None => {}
@@ -733,7 +761,14 @@ impl Vtep {
         }
         self.neigh.insert(
             nh,
-            Neigh { mac: [0; 6], state: NeighState::Incomplete, confirmed: Timestamp(0), last_probe: now, probes: 1, held },
+            Neigh {
+                mac: [0; 6],
+                state: NeighState::Incomplete,
+                confirmed: Timestamp(0),
+                last_probe: now,
+                probes: 1,
+                held,
+            },
         );
         self.build_request(nh);
         self.emit_scratch(Side::West, 0, out);
@@ -743,7 +778,7 @@ impl Vtep {
     // Encapsulation
 
     /// Prepends the outer headers (dst MAC `dmac`) to `pkt` for `dst_ip`.
-    #[inline]
+    #[inline(always)]
     fn encap(&mut self, pkt: &mut Packet, vni: u32, dst_ip: IpAddr, dmac: [u8; 6], hash: u64) -> bool {
         let inner = pkt.len();
         let sport = source_port(hash);
@@ -831,8 +866,18 @@ impl Vtep {
     }
 
     /// Encapsulates `pkt` towards `dst_ip` and sends it (resolving the next hop if needed).
-    #[inline]
-    fn send(&mut self, mut pkt: Packet, vni: u32, dst_ip: IpAddr, mac: Option<[u8; 6]>, hash: u64, now: Timestamp, out: &mut Output<'_>) {
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        mut pkt: Packet,
+        vni: u32,
+        dst_ip: IpAddr,
+        mac: Option<[u8; 6]>,
+        hash: u64,
+        now: Timestamp,
+        out: &mut Output<'_>,
+    ) {
         let dmac = match (mac, dst_ip) {
             (Some(m), _) => Some(m),
             (None, IpAddr::V4(g)) if g.is_multicast() => Some(mcast_mac_v4(g)),
@@ -914,7 +959,15 @@ impl Vtep {
             }
             st.counters.flooded += 1;
             for i in 0..n - 1 {
-                let target = if let Some(g) = st.group { if i == 0 { g } else { st.flood[i - 1] } } else { st.flood[i] };
+                let target = if let Some(g) = st.group {
+                    if i == 0 {
+                        g
+                    } else {
+                        st.flood[i - 1]
+                    }
+                } else {
+                    st.flood[i]
+                };
                 match pkt.copy_into(&self.pool) {
                     Some(copy) => {
                         self.counters.replicas += 1;
@@ -923,7 +976,11 @@ impl Vtep {
                     None => out.count_drop(D_POOL, 1),
                 }
             }
-            let last = if st.flood.is_empty() { st.group.unwrap_or(self.cfg.local_ip) } else { st.flood[st.flood.len() - 1] };
+            let last = if st.flood.is_empty() {
+                st.group.unwrap_or(self.cfg.local_ip)
+            } else {
+                st.flood[st.flood.len() - 1]
+            };
             self.send(pkt, vni, last, None, hash, now, out);
         }
         self.vnis[port as usize] = Some(st);
@@ -936,6 +993,7 @@ impl Vtep {
         self.joined.contains_key(&ip)
     }
 
+    #[inline(always)]
     fn rx_underlay(&mut self, pkt: Packet, now: Timestamp, out: &mut Output<'_>) {
         let d = pkt.data();
         if d.len() < ETH_LEN {
@@ -961,6 +1019,7 @@ impl Vtep {
         }
     }
 
+    #[inline(always)]
     fn rx_ipv4(&mut self, pkt: Packet, now: Timestamp, out: &mut Output<'_>) {
         let d = pkt.data();
         let ip = match parse_ipv4(&d[ETH_LEN..]) {
@@ -1035,7 +1094,7 @@ impl Vtep {
     }
 
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn rx_vxlan(
         &mut self,
         mut pkt: Packet,
@@ -1162,7 +1221,15 @@ impl Vtep {
         }
     }
 
-    fn rx_icmpv6(&mut self, pkt: Packet, ip: Ipv6View, at: usize, end: usize, now: Timestamp, out: &mut Output<'_>) {
+    fn rx_icmpv6(
+        &mut self,
+        pkt: Packet,
+        ip: Ipv6View,
+        at: usize,
+        end: usize,
+        now: Timestamp,
+        out: &mut Output<'_>,
+    ) {
         let d = pkt.data();
         let icmp = &d[at..end];
         if icmp.len() < 8 {
@@ -1305,7 +1372,9 @@ impl Brick for Vtep {
                     n.last_probe = now;
                     probe.push(ip);
                 }
-                NeighState::Reachable if now.saturating_since(n.confirmed) >= reachable && (n.probes == 0 || due) => {
+                NeighState::Reachable
+                    if now.saturating_since(n.confirmed) >= reachable && (n.probes == 0 || due) =>
+                {
                     if n.probes >= MAX_PROBES {
                         return false;
                     }

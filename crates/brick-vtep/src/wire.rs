@@ -86,7 +86,22 @@ pub fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
 /// link-local, RFC 3810 §5.2.13).
 pub fn link_local_from_mac(mac: [u8; 6]) -> Ipv6Addr {
     Ipv6Addr::from([
-        0xfe, 0x80, 0, 0, 0, 0, 0, 0, mac[0] ^ 2, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5],
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 2,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
     ])
 }
 
@@ -310,7 +325,16 @@ fn put_eth(buf: &mut Vec<u8>, dst: [u8; 6], src: [u8; 6], ethertype: u16) {
 
 /// Writes an IPv4 header (with `opts`, a multiple of 4 bytes) and fixes its checksum.
 #[allow(clippy::too_many_arguments)]
-fn put_ipv4(buf: &mut Vec<u8>, tos: u8, payload: usize, ttl: u8, proto: u8, src: Ipv4Addr, dst: Ipv4Addr, opts: &[u8]) {
+fn put_ipv4(
+    buf: &mut Vec<u8>,
+    tos: u8,
+    payload: usize,
+    ttl: u8,
+    proto: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    opts: &[u8],
+) {
     let start = buf.len();
     let hlen = IPV4_LEN + opts.len();
     let total = (hlen + payload) as u16;
@@ -589,7 +613,13 @@ mod tests {
     #[test]
     fn built_ipv4_headers_verify() {
         let mut b = Vec::new();
-        build_igmpv3(&mut b, [2, 0, 0, 0, 0, 1], Ipv4Addr::new(10, 0, 0, 1), 4, &[Ipv4Addr::new(230, 0, 0, 42)]);
+        build_igmpv3(
+            &mut b,
+            [2, 0, 0, 0, 0, 1],
+            Ipv4Addr::new(10, 0, 0, 1),
+            4,
+            &[Ipv4Addr::new(230, 0, 0, 42)],
+        );
         let ip = parse_ipv4(&b[14..]).unwrap();
         assert_eq!((ip.ihl, ip.proto, ip.total_len), (24, PROTO_IGMP, 24 + 16));
         assert_eq!(checksum(&b[14 + 24..14 + 40]), 0);

@@ -101,7 +101,7 @@ fn add_vni_joins_with_igmpv3_and_broadcast_goes_to_the_group() {
     assert_eq!(&igmp[8..16], &[4, 0, 0, 0, 230, 0, 0, 42], "CHANGE_TO_EXCLUDE 230.0.0.42");
 
     let frame = inner64([0xff; 6], VM_A);
-    b.from_vm(0, &[frame.clone()]);
+    b.rx_vm(0, std::slice::from_ref(&frame));
     let w = b.take_wire();
     assert_eq!(w.len(), 1);
     let (dmac, dst, _, vni, inner) = check_outer4(&w[0]);
@@ -122,7 +122,7 @@ fn add_vni_joins_with_igmpv3_and_broadcast_goes_to_the_group() {
 fn decap_delivers_learns_and_unicast_goes_back_to_the_remote() {
     let mut b = bed4(2);
     let inner = inner64(VM_A, VM_B);
-    b.from_wire(&[vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 42, &inner)]);
+    b.rx_wire(&[vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 42, &inner)]);
     assert_eq!(b.take_vm(0), vec![inner.clone()], "stripped, exact bytes, to VNI 42's port");
     assert!(b.take_vm(1).is_empty(), "VNI 43 sees nothing");
     let fdb = b.vtep().fdb(42, Timestamp::now());
@@ -132,14 +132,14 @@ fn decap_delivers_learns_and_unicast_goes_back_to_the_remote() {
     assert_eq!(fdb[0].value.mac, Some(REMOTE_MAC));
     // The VM answers: unicast to the learnt VTEP, no ARP needed (outer MAC learnt).
     let reply = inner64(VM_B, VM_A);
-    b.from_vm(0, &[reply.clone()]);
+    b.rx_vm(0, std::slice::from_ref(&reply));
     let w = b.take_wire();
     assert_eq!(w.len(), 1);
     let (dmac, dst, _, vni, inner2) = check_outer4(&w[0]);
     assert_eq!((dmac, dst, vni), (REMOTE_MAC, Ipv4Addr::new(10, 0, 0, 2), 42));
     assert_eq!(inner2, reply);
     // The same inner MAC in VNI 43 is unknown: flooded to 43's group.
-    b.from_vm(1, &[reply]);
+    b.rx_vm(1, &[reply]);
     let (_, dst, _, vni, _) = check_outer4(&b.take_wire()[0]);
     assert_eq!((dst, vni), (Ipv4Addr::new(230, 0, 0, 43), 43));
     let info = b.vtep().vni_info(42).unwrap();
@@ -150,10 +150,19 @@ fn decap_delivers_learns_and_unicast_goes_back_to_the_remote() {
 fn multicast_vxlan_to_a_joined_group_is_accepted() {
     let mut b = bed4(1);
     let inner = inner64([0xff; 6], VM_B);
-    b.from_wire(&[vxlan4(REMOTE_MAC, [1, 0, 0x5e, 0, 0, 42], [10, 0, 0, 2], [230, 0, 0, 42], 4789, 0x08, 42, &inner)]);
+    b.rx_wire(&[vxlan4(
+        REMOTE_MAC,
+        [1, 0, 0x5e, 0, 0, 42],
+        [10, 0, 0, 2],
+        [230, 0, 0, 42],
+        4789,
+        0x08,
+        42,
+        &inner,
+    )]);
     assert_eq!(b.take_vm(0).len(), 1);
     // Group not joined, or MAC not matching the group: dropped.
-    b.from_wire(&[
+    b.rx_wire(&[
         vxlan4(REMOTE_MAC, [1, 0, 0x5e, 0, 0, 44], [10, 0, 0, 2], [230, 0, 0, 44], 4789, 0x08, 42, &inner),
         vxlan4(REMOTE_MAC, [1, 0, 0x5e, 0, 0, 41], [10, 0, 0, 2], [230, 0, 0, 42], 4789, 0x08, 42, &inner),
     ]);
@@ -181,18 +190,18 @@ fn decap_drops_by_reason() {
     bad_udp[40] = 0x12; // a non-zero, wrong UDP checksum
     let frames = vec![
         vxlan4(REMOTE_MAC, [2, 9, 9, 9, 9, 9], [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 42, &inner), // not our MAC
-        vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 9], 4789, 0x08, 42, &inner),         // not our IP
-        vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4790, 0x08, 42, &inner),         // other port
-        vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x00, 42, &inner),         // no I flag
-        vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 99, &inner),         // unknown VNI
-        vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 42, &inner[..10]),   // inner runt
-        good[..40].to_vec(),                                                                        // cut short
+        vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 9], 4789, 0x08, 42, &inner), // not our IP
+        vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4790, 0x08, 42, &inner), // other port
+        vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x00, 42, &inner), // no I flag
+        vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 99, &inner), // unknown VNI
+        vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 42, &inner[..10]), // inner runt
+        good[..40].to_vec(), // cut short
         bad_ipsum,
         frag,
         bad_udp,
         vec![1, 2, 3],
     ];
-    b.from_wire(&frames);
+    b.rx_wire(&frames);
     assert!(b.take_vm(0).is_empty());
     assert_eq!(b.drops("not for us"), 2);
     assert_eq!(b.drops("not vxlan"), 1);
@@ -202,12 +211,12 @@ fn decap_drops_by_reason() {
     assert_eq!(b.drops("bad checksum"), 2);
     assert_eq!(b.drops("fragment"), 1);
     // Reserved flag bits are ignored on receipt (RFC 7348 §5).
-    b.from_wire(&[vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0xff, 42, &inner)]);
+    b.rx_wire(&[vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0xff, 42, &inner)]);
     assert_eq!(b.take_vm(0).len(), 1);
     // Ethernet padding after the IP packet is removed.
     let mut padded = good.clone();
     padded.extend_from_slice(&[0; 6]);
-    b.from_wire(&[padded]);
+    b.rx_wire(&[padded]);
     assert_eq!(b.take_vm(0), vec![inner]);
 }
 
@@ -216,18 +225,21 @@ fn arp_for_our_address_is_answered_in_place() {
     let mut b = bed4(1);
     let mut req = Vec::new();
     PacketBuilder::ethernet2(REMOTE_MAC, [0xff; 6])
-        .arp(etherparse::ArpPacket::new(
-            etherparse::ArpHardwareId::ETHERNET,
-            etherparse::EtherType::IPV4,
-            etherparse::ArpOperation::REQUEST,
-            &REMOTE_MAC,
-            &[10, 0, 0, 2],
-            &[0; 6],
-            &[10, 0, 0, 1],
-        ).unwrap())
+        .arp(
+            etherparse::ArpPacket::new(
+                etherparse::ArpHardwareId::ETHERNET,
+                etherparse::EtherType::IPV4,
+                etherparse::ArpOperation::REQUEST,
+                &REMOTE_MAC,
+                &[10, 0, 0, 2],
+                &[0; 6],
+                &[10, 0, 0, 1],
+            )
+            .unwrap(),
+        )
         .write(&mut req)
         .unwrap();
-    b.from_wire(&[req.clone()]);
+    b.rx_wire(&[req.clone()]);
     let w = b.take_wire();
     assert_eq!(w.len(), 1);
     let r = &w[0];
@@ -244,7 +256,7 @@ fn arp_for_our_address_is_answered_in_place() {
     // A request for someone else is not answered.
     let mut other = req.clone();
     other[41] = 7;
-    b.from_wire(&[other]);
+    b.rx_wire(&[other]);
     assert!(b.take_wire().is_empty());
 }
 
@@ -260,7 +272,7 @@ fn flood_list_resolves_with_arp_holds_then_releases() {
     b.g.poll_all();
     assert!(b.take_wire().is_empty(), "no group, no join");
     let frame = inner64([0xff; 6], VM_A);
-    b.from_vm(0, &[frame.clone(), frame.clone()]);
+    b.rx_vm(0, &[frame.clone(), frame.clone()]);
     let w = b.take_wire();
     assert_eq!(w.len(), 2, "two ARP requests, packets held");
     for (r, t) in w.iter().zip([2u8, 3]) {
@@ -273,18 +285,21 @@ fn flood_list_resolves_with_arp_holds_then_releases() {
     // 10.0.0.2 answers.
     let mut rep = Vec::new();
     PacketBuilder::ethernet2(REMOTE_MAC, LOCAL_MAC)
-        .arp(etherparse::ArpPacket::new(
-            etherparse::ArpHardwareId::ETHERNET,
-            etherparse::EtherType::IPV4,
-            etherparse::ArpOperation::REPLY,
-            &REMOTE_MAC,
-            &[10, 0, 0, 2],
-            &LOCAL_MAC,
-            &[10, 0, 0, 1],
-        ).unwrap())
+        .arp(
+            etherparse::ArpPacket::new(
+                etherparse::ArpHardwareId::ETHERNET,
+                etherparse::EtherType::IPV4,
+                etherparse::ArpOperation::REPLY,
+                &REMOTE_MAC,
+                &[10, 0, 0, 2],
+                &LOCAL_MAC,
+                &[10, 0, 0, 1],
+            )
+            .unwrap(),
+        )
         .write(&mut rep)
         .unwrap();
-    b.from_wire(&[rep]);
+    b.rx_wire(&[rep]);
     let w = b.take_wire();
     assert_eq!(w.len(), 2, "both held frames released");
     for f in &w {
@@ -304,7 +319,7 @@ fn flood_list_resolves_with_arp_holds_then_releases() {
     assert!(b.vtep().neighbours().iter().all(|n| n.ip != ip("10.0.0.3")));
     // Live removal of the flood target.
     assert!(b.vtep_mut().remove_flood(42, ip("10.0.0.3")).unwrap());
-    b.from_vm(0, &[frame]);
+    b.rx_vm(0, &[frame]);
     assert_eq!(b.take_wire().len(), 1);
 }
 
@@ -314,13 +329,13 @@ fn static_mac_entries_resolve_their_vtep() {
     b.vtep_mut().add_static_mac(42, VM_B, ip("10.0.0.7")).unwrap();
     assert!(b.vtep_mut().add_static_mac(42, [0xff; 6], ip("10.0.0.7")).is_err());
     assert!(b.vtep_mut().add_static_mac(42, VM_B, ip("230.0.0.1")).is_err());
-    b.from_vm(0, &[inner64(VM_B, VM_A)]);
+    b.rx_vm(0, &[inner64(VM_B, VM_A)]);
     let w = b.take_wire();
     assert_eq!(w.len(), 1);
     assert_eq!(&w[0][12..14], &[8, 6], "ARP for the static VTEP");
     // Learning does not override a static entry.
     let inner = inner64(VM_A, VM_B);
-    b.from_wire(&[vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 42, &inner)]);
+    b.rx_wire(&[vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 42, &inner)]);
     let fdb = b.vtep().fdb(42, Timestamp::now());
     assert_eq!(fdb[0].value.ip, ip("10.0.0.7"));
     assert!(fdb[0].is_static);
@@ -331,10 +346,10 @@ fn oversize_frames_get_icmp_frag_needed_or_packet_too_big() {
     let mut b = bed4(1);
     // 1500 - 36 = 1464 bytes of inner frame fit; 1465 do not.
     let fits = inner_udp([0xff; 6], VM_A, 1464 - 42);
-    b.from_vm(0, &[fits]);
+    b.rx_vm(0, &[fits]);
     assert_eq!(b.take_wire()[0].len(), 1464 + 50);
     let big = inner_udp(VM_B, VM_A, 1465 - 42);
-    b.from_vm(0, &[big.clone()]);
+    b.rx_vm(0, std::slice::from_ref(&big));
     assert!(b.take_wire().is_empty());
     assert_eq!(b.drops("too big"), 1);
     let icmp = b.take_vm(0);
@@ -354,11 +369,15 @@ fn oversize_frames_get_icmp_frag_needed_or_packet_too_big() {
     // Inner IPv6 → packet too big.
     let mut v6 = Vec::new();
     PacketBuilder::ethernet2(VM_A, VM_B)
-        .ipv6([0xfd, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0xfd, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 64)
+        .ipv6(
+            [0xfd, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0xfd, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
         .udp(1, 2)
         .write(&mut v6, &[0u8; 1460])
         .unwrap();
-    b.from_vm(0, &[v6]);
+    b.rx_vm(0, &[v6]);
     let icmp = b.take_vm(0);
     assert_eq!(icmp.len(), 1);
     let f = &icmp[0];
@@ -380,7 +399,7 @@ fn oversize_frames_get_icmp_frag_needed_or_packet_too_big() {
         h
     });
     nodf[24..26].copy_from_slice(&s.to_be_bytes());
-    b.from_vm(0, &[nodf]);
+    b.rx_vm(0, &[nodf]);
     assert!(b.take_vm(0).is_empty());
     assert_eq!(b.vtep().counters().icmp_too_big, 2);
 }
@@ -402,14 +421,14 @@ fn igmp_queries_are_answered_in_their_version() {
             .unwrap();
         v
     };
-    b.from_wire(&[query(true)]);
+    b.rx_wire(&[query(true)]);
     let w = b.take_wire();
     assert_eq!(w.len(), 1);
     let igmp = &w[0][38..];
     assert_eq!(igmp[0], 0x22);
     assert_eq!(&igmp[6..8], &[0, 2], "both groups in one v3 report");
     assert_eq!(igmp[8], 2, "MODE_IS_EXCLUDE");
-    b.from_wire(&[query(false)]);
+    b.rx_wire(&[query(false)]);
     let w = b.take_wire();
     assert_eq!(w.len(), 2, "one v2 report per group");
     assert!(w.iter().all(|f| f[38] == 0x16));
@@ -424,7 +443,7 @@ fn remove_vni_leaves_and_unlink_removes_the_vni() {
     let w = b.take_wire();
     assert_eq!(w.len(), 1);
     assert_eq!(&w[0][38 + 8..38 + 16], &[3, 0, 0, 0, 230, 0, 0, 42], "CHANGE_TO_INCLUDE (leave)");
-    b.from_vm(0, &[inner64([0xff; 6], VM_A)]);
+    b.rx_vm(0, &[inner64([0xff; 6], VM_A)]);
     assert_eq!(b.drops("port without vni"), 1);
     let p1 = b.vms[1].0;
     b.g.unlink(b.vtep, brick_core::Side::East, p1).unwrap();
@@ -442,7 +461,10 @@ fn vni_configuration_is_validated() {
     assert_eq!(v.add_vni(44, p1), Err(VtepError::PortInUse(p1, 43)));
     assert!(v.add_vni_with(45, 9, VniOptions { group: Some(ip("10.0.0.9")), flood: vec![] }).is_err());
     assert!(v.add_vni_with(45, 9, VniOptions { group: None, flood: vec![ip("fd00::2")] }).is_err());
-    assert!(v.add_vni_with(45, 9, VniOptions { group: None, flood: vec![ip("10.0.0.1")] }).is_err(), "ourselves");
+    assert!(
+        v.add_vni_with(45, 9, VniOptions { group: None, flood: vec![ip("10.0.0.1")] }).is_err(),
+        "ourselves"
+    );
     assert_eq!(v.set_group(99, None), Err(VtepError::UnknownVni(99)));
     v.add_vni(0xffffff, 9).unwrap();
     assert_eq!(v.joined_groups().last(), Some(&ip("230.255.255.255")));
@@ -459,12 +481,15 @@ fn learnt_macs_age_out_in_time() {
     let p = b.vms[0].0;
     b.vtep_mut().add_vni(42, p).unwrap();
     let inner = inner64(VM_A, VM_B);
-    b.from_wire(&[vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 42, &inner)]);
+    b.rx_wire(&[vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 42, &inner)]);
     assert_eq!(b.vtep().fdb(42, Timestamp::now()).len(), 1);
     std::thread::sleep(Duration::from_millis(150));
-    assert!(b.vtep().fdb(42, Timestamp::now()).is_empty(), "expired after 100 ms, whatever the traffic count");
+    assert!(
+        b.vtep().fdb(42, Timestamp::now()).is_empty(),
+        "expired after 100 ms, whatever the traffic count"
+    );
     b.take_wire();
-    b.from_vm(0, &[inner64(VM_B, VM_A)]);
+    b.rx_vm(0, &[inner64(VM_B, VM_A)]);
     let (_, dst, _, _, _) = check_outer4(&b.take_wire()[0]);
     assert_eq!(dst, Ipv4Addr::new(230, 0, 0, 42), "flooded once aged");
 }
@@ -476,9 +501,20 @@ fn mac_table_is_bounded_per_vni() {
     let p = b.vms[0].0;
     b.vtep_mut().add_vni(42, p).unwrap();
     let frames: Vec<_> = (0..20u8)
-        .map(|i| vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 42, &inner64(VM_A, [2, 0, 0, 0, 1, i])))
+        .map(|i| {
+            vxlan4(
+                REMOTE_MAC,
+                LOCAL_MAC,
+                [10, 0, 0, 2],
+                [10, 0, 0, 1],
+                4789,
+                0x08,
+                42,
+                &inner64(VM_A, [2, 0, 0, 0, 1, i]),
+            )
+        })
         .collect();
-    b.from_wire(&frames);
+    b.rx_wire(&frames);
     assert_eq!(b.take_vm(0).len(), 20, "still delivered");
     let info = b.vtep().vni_info(42).unwrap();
     assert_eq!((info.counters.learned, info.counters.learn_refused), (4, 16));
@@ -490,8 +526,12 @@ fn source_port_hashes_the_inner_flow() {
     let mut ports = std::collections::HashSet::new();
     for sport in 0..64u16 {
         let mut f = Vec::new();
-        PacketBuilder::ethernet2(VM_A, [0xff; 6]).ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64).udp(sport, 53).write(&mut f, &[0; 8]).unwrap();
-        b.from_vm(0, &[f.clone(), f]);
+        PacketBuilder::ethernet2(VM_A, [0xff; 6])
+            .ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64)
+            .udp(sport, 53)
+            .write(&mut f, &[0; 8])
+            .unwrap();
+        b.rx_vm(0, &[f.clone(), f]);
         let w = b.take_wire();
         let (_, _, a, _, _) = check_outer4(&w[0]);
         let (_, _, c, _, _) = check_outer4(&w[1]);
@@ -533,9 +573,16 @@ fn ipv6_join_is_a_valid_mldv2_report() {
     let icmp = &r[62..];
     assert_eq!(icmp.len(), 28);
     assert_eq!(icmp[0], 143);
-    assert_eq!(csum_fold(csum_add(pseudo_v6(&src, &dst, icmp.len() as u32, 58), icmp)), 0, "MLD checksum valid");
+    assert_eq!(
+        csum_fold(csum_add(pseudo_v6(&src, &dst, icmp.len() as u32, 58), icmp)),
+        0,
+        "MLD checksum valid"
+    );
     assert_eq!(icmp[8], 4, "CHANGE_TO_EXCLUDE");
-    assert_eq!(Ipv6Addr::from(<[u8; 16]>::try_from(&icmp[12..28]).unwrap()), "ff05::2a".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(
+        Ipv6Addr::from(<[u8; 16]>::try_from(&icmp[12..28]).unwrap()),
+        "ff05::2a".parse::<Ipv6Addr>().unwrap()
+    );
 }
 
 #[test]
@@ -543,7 +590,7 @@ fn ipv6_encap_decap_and_checksums() {
     let mut b = bed6(2);
     b.take_wire();
     let frame = inner64([0xff; 6], VM_A);
-    b.from_vm(0, &[frame.clone()]);
+    b.rx_vm(0, std::slice::from_ref(&frame));
     let w = b.take_wire();
     let (dmac, dst, vni, inner) = check_outer6(&w[0]);
     assert_eq!(dmac, [0x33, 0x33, 0, 0, 0, 42]);
@@ -551,19 +598,27 @@ fn ipv6_encap_decap_and_checksums() {
     assert_eq!((vni, inner), (42, frame));
     let inner = inner64(VM_A, VM_B);
     for zero in [true, false] {
-        b.from_wire(&[vxlan6(REMOTE_MAC, LOCAL_MAC, ip("fd00::2"), ip("fd00::1"), 42, &inner, zero)]);
+        b.rx_wire(&[vxlan6(REMOTE_MAC, LOCAL_MAC, ip("fd00::2"), ip("fd00::1"), 42, &inner, zero)]);
         assert_eq!(b.take_vm(0), vec![inner.clone()], "zero checksum = {zero}");
     }
     let mut bad = vxlan6(REMOTE_MAC, LOCAL_MAC, ip("fd00::2"), ip("fd00::1"), 42, &inner, false);
     bad[14 + 40 + 6] ^= 0x55;
-    b.from_wire(&[bad]);
+    b.rx_wire(&[bad]);
     assert_eq!(b.drops("bad checksum"), 1);
     // Multicast to the group of VNI 43 goes to VM 1 only.
-    b.from_wire(&[vxlan6(REMOTE_MAC, [0x33, 0x33, 0, 0, 0, 43], ip("fd00::2"), ip("ff05::2b"), 43, &inner, false)]);
+    b.rx_wire(&[vxlan6(
+        REMOTE_MAC,
+        [0x33, 0x33, 0, 0, 0, 43],
+        ip("fd00::2"),
+        ip("ff05::2b"),
+        43,
+        &inner,
+        false,
+    )]);
     assert!(b.take_vm(0).is_empty());
     assert_eq!(b.take_vm(1).len(), 1);
     // Reply is unicast to the learnt VTEP.
-    b.from_vm(0, &[inner64(VM_B, VM_A)]);
+    b.rx_vm(0, &[inner64(VM_B, VM_A)]);
     let (dmac, dst, _, _) = check_outer6(&b.take_wire()[0]);
     assert_eq!((dmac, dst), (REMOTE_MAC, "fd00::2".parse().unwrap()));
 }
@@ -590,7 +645,7 @@ fn ns_for(target: Ipv6Addr, src: Ipv6Addr) -> Vec<u8> {
 fn neighbour_solicitation_for_our_address_gets_an_advertisement() {
     let mut b = bed6(1);
     b.take_wire();
-    b.from_wire(&[ns_for("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap())]);
+    b.rx_wire(&[ns_for("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap())]);
     let w = b.take_wire();
     assert_eq!(w.len(), 1);
     let na = &w[0];
@@ -602,16 +657,19 @@ fn neighbour_solicitation_for_our_address_gets_an_advertisement() {
     let icmp = &na[54..];
     assert_eq!(u16::from_be_bytes([na[18], na[19]]) as usize, icmp.len());
     assert_eq!((icmp[0], icmp[4]), (136, 0x60), "solicited + override");
-    assert_eq!(Ipv6Addr::from(<[u8; 16]>::try_from(&icmp[8..24]).unwrap()), "fd00::1".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(
+        Ipv6Addr::from(<[u8; 16]>::try_from(&icmp[8..24]).unwrap()),
+        "fd00::1".parse::<Ipv6Addr>().unwrap()
+    );
     assert_eq!(&icmp[24..26], &[2, 1]);
     assert_eq!(mac(icmp, 26), LOCAL_MAC);
     assert_eq!(csum_fold(csum_add(pseudo_v6(&src, &dst, icmp.len() as u32, 58), icmp)), 0);
     assert_eq!(b.vtep().neighbours()[0].mac, REMOTE_MAC);
     // DAD probe (from ::) is answered to all-nodes; NS for another address is not.
-    b.from_wire(&[ns_for("fd00::1".parse().unwrap(), Ipv6Addr::UNSPECIFIED)]);
+    b.rx_wire(&[ns_for("fd00::1".parse().unwrap(), Ipv6Addr::UNSPECIFIED)]);
     let w = b.take_wire();
     assert_eq!(mac(&w[0], 0), [0x33, 0x33, 0, 0, 0, 1]);
-    b.from_wire(&[ns_for("fd00::5".parse().unwrap(), "fd00::2".parse().unwrap())]);
+    b.rx_wire(&[ns_for("fd00::5".parse().unwrap(), "fd00::2".parse().unwrap())]);
     assert!(b.take_wire().is_empty());
 }
 
@@ -622,7 +680,7 @@ fn ipv6_flood_list_resolves_with_ns() {
     let mut b = Bed::new(cfg, 1);
     let p = b.vms[0].0;
     b.vtep_mut().add_vni_with(42, p, VniOptions { group: None, flood: vec![ip("fd00::2")] }).unwrap();
-    b.from_vm(0, &[inner64([0xff; 6], VM_A)]);
+    b.rx_vm(0, &[inner64([0xff; 6], VM_A)]);
     let w = b.take_wire();
     assert_eq!(w.len(), 1);
     let ns = &w[0];
@@ -642,7 +700,7 @@ fn ipv6_flood_list_resolves_with_ns() {
         .ipv6(target.octets(), local.octets(), 255)
         .write(&mut na, etherparse::IpNumber::IPV6_ICMP, &icmp)
         .unwrap();
-    b.from_wire(&[na]);
+    b.rx_wire(&[na]);
     let w = b.take_wire();
     assert_eq!(w.len(), 1);
     let (dmac, dst, _, _) = check_outer6(&w[0]);
@@ -653,8 +711,8 @@ proptest! {
     #[test]
     fn random_underlay_bytes_never_panic(frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 1..32), v6 in any::<bool>()) {
         let mut b = if v6 { bed6(1) } else { bed4(1) };
-        b.from_wire(&frames);
-        b.from_vm(0, &frames);
+        b.rx_wire(&frames);
+        b.rx_vm(0, &frames);
         b.g.tick_all();
         b.g.poll_all();
     }
@@ -665,7 +723,7 @@ proptest! {
         let mut f = vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 42, &inner64(VM_A, VM_B));
         f[pos] = val;
         f.truncate(f.len() - cut.min(f.len()));
-        b.from_wire(&[f]);
+        b.rx_wire(&[f]);
         let st = b.g.stats(b.vtep).unwrap();
         let delivered = st.side(brick_core::Side::East).pkts_out.get();
         prop_assert_eq!(delivered + st.total_drops(), 1);

@@ -10,6 +10,8 @@ use brick_core::{BrickId, Burst, Graph, Packet, PacketPool, PortId, Side};
 use brick_vtep::{Vtep, VtepConfig};
 use etherparse::PacketBuilder;
 
+pub mod kernel;
+
 pub type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
 
 pub const LOCAL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -30,9 +32,11 @@ fn capture(g: &mut Graph, name: &str, side: Side) -> (BrickId, Seen) {
     let id = g
         .add(
             name,
-            RxTx::new(side, |_: &mut Burst| {}, move |b: &mut Burst| {
-                s2.lock().unwrap().extend(b.drain().map(|p| p.data().to_vec()))
-            }),
+            RxTx::new(
+                side,
+                |_: &mut Burst| {},
+                move |b: &mut Burst| s2.lock().unwrap().extend(b.drain().map(|p| p.data().to_vec())),
+            ),
         )
         .unwrap();
     (id, seen)
@@ -63,7 +67,7 @@ impl Bed {
     }
 
     /// A frame arrives from the physical network.
-    pub fn from_wire(&mut self, frames: &[Vec<u8>]) {
+    pub fn rx_wire(&mut self, frames: &[Vec<u8>]) {
         let mut b = Burst::new();
         for f in frames {
             b.push(Packet::from_slice(f)).unwrap();
@@ -72,7 +76,7 @@ impl Bed {
     }
 
     /// A frame arrives from VM `i`.
-    pub fn from_vm(&mut self, i: usize, frames: &[Vec<u8>]) {
+    pub fn rx_vm(&mut self, i: usize, frames: &[Vec<u8>]) {
         let mut b = Burst::new();
         for f in frames {
             b.push(Packet::from_slice(f)).unwrap();
@@ -110,7 +114,16 @@ pub fn inner64(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
 
 /// A VXLAN frame over IPv4 as a remote VTEP would send it.
 #[allow(clippy::too_many_arguments)]
-pub fn vxlan4(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], dst: [u8; 4], dport: u16, flags: u8, vni: u32, inner: &[u8]) -> Vec<u8> {
+pub fn vxlan4(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    dport: u16,
+    flags: u8,
+    vni: u32,
+    inner: &[u8],
+) -> Vec<u8> {
     let mut payload = vec![flags, 0, 0, 0, (vni >> 16) as u8, (vni >> 8) as u8, vni as u8, 0];
     payload.extend_from_slice(inner);
     let b = PacketBuilder::ethernet2(smac, dmac).ipv4(src, dst, 64).udp(50000, dport);
@@ -124,7 +137,15 @@ pub fn vxlan4(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], dst: [u8; 4], dport: u
 }
 
 /// A VXLAN frame over IPv6 (UDP checksum computed unless `zero_csum`).
-pub fn vxlan6(smac: [u8; 6], dmac: [u8; 6], src: IpAddr, dst: IpAddr, vni: u32, inner: &[u8], zero_csum: bool) -> Vec<u8> {
+pub fn vxlan6(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    vni: u32,
+    inner: &[u8],
+    zero_csum: bool,
+) -> Vec<u8> {
     let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else { panic!("v6 only") };
     let mut payload = vec![0x08, 0, 0, 0, (vni >> 16) as u8, (vni >> 8) as u8, vni as u8, 0];
     payload.extend_from_slice(inner);

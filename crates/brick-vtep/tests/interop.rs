@@ -1,0 +1,298 @@
+//! Interoperability with the Linux kernel's `vxlan` device, in network namespaces created and
+//! removed by each test (needs root, iproute2, ping and tshark; CI runs it as root).
+//!
+//! Our VTEP sits on one end of a veth (through a raw AF_PACKET socket, a test-only stand-in
+//! for brick-nic), with a tiny ARP/ICMP host on each VNI port; the kernel's vxlan devices sit
+//! on the other end, in their own namespace.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use brick_core::{BrickId, Graph, PacketPool, Timestamp};
+use brick_vtep::{VniOptions, Vtep, VtepConfig};
+use common::kernel::*;
+use common::LOCAL_MAC;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Flood {
+    Multicast,
+    Static,
+}
+
+struct Vm {
+    id: BrickId,
+    received: Arc<Mutex<Vec<Vec<u8>>>>,
+    replies: Arc<std::sync::atomic::AtomicUsize>,
+    answered: Arc<std::sync::atomic::AtomicUsize>,
+    mac: [u8; 6],
+}
+
+struct Setup {
+    g: Graph,
+    vtep: BrickId,
+    sent: Arc<Mutex<Vec<Vec<u8>>>>,
+    vms: Vec<(u32, Vm)>,
+    kernel_ip: IpAddr,
+    our_ip: IpAddr,
+    ns: Netns,
+}
+
+fn vm_mac(vni: u32) -> [u8; 6] {
+    [0x52, 0x54, 0, 0, (vni >> 8) as u8, vni as u8]
+}
+
+fn kernel_mac(vni: u32) -> [u8; 6] {
+    [0x02, 0x4b, 0, 0, (vni >> 8) as u8, vni as u8]
+}
+
+fn fmt_mac(m: [u8; 6]) -> String {
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+fn setup(v6: bool, flood: Flood, vnis: &[u32]) -> Option<Setup> {
+    if !is_root() {
+        eprintln!("interop tests need root (network namespaces); skipped");
+        return None;
+    }
+    let ns = Netns::new(LOCAL_MAC);
+    let (our_ip, kernel_ip, plen): (IpAddr, IpAddr, &str) = if v6 {
+        ("fd99::1".parse().unwrap(), "fd99::2".parse().unwrap(), "64")
+    } else {
+        ("10.99.0.1".parse().unwrap(), "10.99.0.2".parse().unwrap(), "24")
+    };
+    let kaddr = format!("{kernel_ip}/{plen}");
+    if v6 {
+        ns.in_k(&["ip", "addr", "add", &kaddr, "dev", &ns.veth_k, "nodad"]);
+    } else {
+        ns.in_k(&["ip", "addr", "add", &kaddr, "dev", &ns.veth_k]);
+    }
+    let cfg = VtepConfig { multicast: flood == Flood::Multicast, ..VtepConfig::new(our_ip, LOCAL_MAC) };
+    let pool = PacketPool::with_count(2048).unwrap();
+    let mut g = Graph::new("interop");
+    let raw = RawBrick::new(raw_socket_in(&ns.a, &ns.veth_a), pool.clone());
+    let sent = Arc::clone(&raw.sent);
+    let raw = g.add("nic", raw).unwrap();
+    let vtep = g.add("vtep", Vtep::new(cfg.clone(), pool.clone()).unwrap()).unwrap();
+    g.link(raw, vtep).unwrap();
+    let mut vms = Vec::new();
+    for &vni in vnis {
+        let dev = format!("vx{vni}");
+        let group = cfg.default_group(vni).to_string();
+        let mut cmd = vec!["ip", "link", "add", &dev, "type", "vxlan", "id"];
+        let vni_s = vni.to_string();
+        let kip = kernel_ip.to_string();
+        cmd.extend_from_slice(&[&vni_s, "dstport", "4789", "local", &kip, "dev", &ns.veth_k]);
+        if flood == Flood::Multicast {
+            cmd.extend_from_slice(&["group", &group]);
+        }
+        ns.in_k(&cmd);
+        ns.in_k(&["ip", "link", "set", &dev, "address", &fmt_mac(kernel_mac(vni))]);
+        ns.in_k(&["sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")]);
+        ns.in_k(&["ip", "addr", "add", &format!("192.168.{}.2/24", vni % 256), "dev", &dev]);
+        ns.in_k(&["ip", "link", "set", &dev, "up"]);
+        if flood == Flood::Static {
+            ns.in_k(&[
+                "bridge",
+                "fdb",
+                "append",
+                "00:00:00:00:00:00",
+                "dev",
+                &dev,
+                "dst",
+                &our_ip.to_string(),
+            ]);
+        }
+        let host = VmHost::new(vm_mac(vni), Ipv4Addr::new(192, 168, (vni % 256) as u8, 1), pool.clone());
+        let vm = Vm {
+            received: Arc::clone(&host.received),
+            replies: Arc::clone(&host.echo_replies),
+            answered: Arc::clone(&host.echo_answered),
+            mac: host.mac,
+            id: g.add(format!("vm{vni}"), host).unwrap(),
+        };
+        let (port, _) = g.link(vtep, vm.id).unwrap();
+        let v = g.brick_mut::<Vtep>(vtep).unwrap();
+        match flood {
+            Flood::Multicast => v.add_vni(vni, port).unwrap(),
+            Flood::Static => {
+                v.add_vni_with(vni, port, VniOptions { group: None, flood: vec![kernel_ip] }).unwrap()
+            }
+        }
+        vms.push((vni, vm));
+    }
+    Some(Setup { g, vtep, sent, vms, kernel_ip, our_ip, ns })
+}
+
+impl Setup {
+    fn pump_until(&mut self, timeout: Duration, mut done: impl FnMut(&mut Self) -> bool) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            self.g.poll_all();
+            if done(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        false
+    }
+
+    /// The kernel pings our VM of `vni`; returns ping's success.
+    fn kernel_pings(&mut self, vni: u32) -> bool {
+        let target = format!("192.168.{}.1", vni % 256);
+        let mut child = self
+            .ns
+            .k_cmd(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "-q", &target])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut status = None;
+        self.pump_until(Duration::from_secs(10), |_| {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let ok = status.is_some_and(|s| s.success());
+        if !ok {
+            self.dump();
+        }
+        ok
+    }
+
+    fn dump(&self) {
+        eprintln!("{}", self.g.to_dot());
+        eprintln!("vtep: {:?}", self.g.brick::<Vtep>(self.vtep).unwrap().counters());
+        eprintln!("neighbours: {:?}", self.g.brick::<Vtep>(self.vtep).unwrap().neighbours());
+        for f in self.sent.lock().unwrap().iter().take(10) {
+            eprintln!("sent {:02x?}", &f[..f.len().min(60)]);
+        }
+        let _ =
+            std::process::Command::new("ip").args(["netns", "exec", &self.ns.k, "ip", "-s", "link"]).status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns.k, "ip", "-d", "link", "show", "vx42"])
+            .status();
+    }
+
+    /// Our VM of `vni` pings the kernel's vxlan address; returns whether replies came back.
+    fn vm_pings(&mut self, vni: u32) -> bool {
+        let i = self.vms.iter().position(|(v, _)| *v == vni).unwrap();
+        let id = self.vms[i].1.id;
+        self.g.brick_mut::<VmHost>(id).unwrap().ping(Ipv4Addr::new(192, 168, (vni % 256) as u8, 2));
+        let replies = Arc::clone(&self.vms[i].1.replies);
+        self.pump_until(Duration::from_secs(8), |_| replies.load(Ordering::Relaxed) >= 2)
+    }
+
+    fn kernel_fdb(&self, vni: u32) -> String {
+        self.ns.in_k(&["bridge", "fdb", "show", "dev", &format!("vx{vni}")])
+    }
+
+    fn check_learning(&self, vni: u32) {
+        let vm = &self.vms.iter().find(|(v, _)| *v == vni).unwrap().1;
+        let fdb = self.kernel_fdb(vni);
+        let want = format!("{} dst {}", fmt_mac(vm.mac), self.our_ip);
+        assert!(fdb.contains(&want), "kernel FDB should hold `{want}`:\n{fdb}");
+        let ours = self.g.brick::<Vtep>(self.vtep).unwrap().fdb(vni, Timestamp::now());
+        assert!(
+            ours.iter().any(|e| e.mac == kernel_mac(vni) && e.value.ip == self.kernel_ip),
+            "our FDB should hold the kernel's vx{vni} MAC behind {}: {ours:?}",
+            self.kernel_ip
+        );
+    }
+
+    fn tshark_check(&self, vnis: &[u32], v6: bool) {
+        let frames = self.sent.lock().unwrap().clone();
+        let path = std::env::temp_dir().join(format!("bvtep-{}-{}.pcap", std::process::id(), self.ns.a));
+        write_pcap(&path, &frames);
+        let p = path.to_str().unwrap();
+        let prefs = ["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"];
+        let fields = |filter: &str, field: &str| {
+            let mut args = vec!["tshark", "-n", "-r", p];
+            args.extend_from_slice(&prefs);
+            args.extend_from_slice(&["-Y", filter, "-T", "fields", "-e", field]);
+            sh(&args)
+        };
+        let vxlan = fields("vxlan", "vxlan.vni");
+        for vni in vnis {
+            assert!(
+                vxlan.lines().any(|l| l.trim() == vni.to_string()),
+                "tshark sees VXLAN VNI {vni}:\n{vxlan}"
+            );
+        }
+        let bad = fields(
+            "_ws.malformed || _ws.expert.severity == error || ip.checksum.status == 0 || udp.checksum.status == 0 \
+             || icmpv6.checksum.status == 0 || igmp.checksum.status == 0 || icmp.checksum.status == 0",
+            "frame.number",
+        );
+        assert!(bad.trim().is_empty(), "frames tshark finds malformed or with bad checksums: {bad}");
+        let ctl = if v6 { "icmpv6.type == 143 || icmpv6.type == 136" } else { "igmp || arp.opcode == 2" };
+        let _ = fields(ctl, "frame.number");
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+fn ping_both_ways(v6: bool, flood: Flood) {
+    let Some(mut s) = setup(v6, flood, &[42]) else { return };
+    assert!(s.kernel_pings(42), "kernel → our VM ping failed");
+    assert!(s.vms[0].1.answered.load(Ordering::Relaxed) >= 1);
+    assert!(s.vm_pings(42), "our VM → kernel ping got no reply");
+    s.check_learning(42);
+    if v6 {
+        if flood == Flood::Multicast {
+            let sent = s.sent.lock().unwrap();
+            assert!(
+                sent.iter().any(|f| f.len() > 62 && f[12..14] == [0x86, 0xdd] && f[62] == 143),
+                "MLDv2 report sent"
+            );
+        }
+    } else if flood == Flood::Multicast {
+        let sent = s.sent.lock().unwrap();
+        assert!(sent.iter().any(|f| f.len() > 38 && f[23] == 2 && f[38] == 0x22), "IGMPv3 report sent");
+    }
+    s.tshark_check(&[42], v6);
+}
+
+#[test]
+fn kernel_interop_ipv4_multicast() {
+    ping_both_ways(false, Flood::Multicast);
+}
+
+#[test]
+fn kernel_interop_ipv4_static_flood_list() {
+    ping_both_ways(false, Flood::Static);
+}
+
+#[test]
+fn kernel_interop_ipv6_multicast() {
+    ping_both_ways(true, Flood::Multicast);
+}
+
+#[test]
+fn kernel_interop_ipv6_static_flood_list() {
+    ping_both_ways(true, Flood::Static);
+}
+
+#[test]
+fn kernel_interop_two_vnis_stay_isolated() {
+    let Some(mut s) = setup(false, Flood::Multicast, &[42, 43]) else { return };
+    assert!(s.kernel_pings(42), "ping in VNI 42");
+    // VNI 43's VM saw none of VNI 42's broadcasts (ARP for 192.168.42.1) nor anything else.
+    let got43 = s.vms[1].1.received.lock().unwrap().clone();
+    assert!(
+        got43.iter().all(|f| !(f.len() >= 42 && f[12..14] == [8, 6] && f[38..41] == [192, 168, 42])),
+        "a VNI 42 ARP reached VNI 43"
+    );
+    assert!(got43.is_empty(), "VNI 43's VM received {} frames", got43.len());
+    // Our VM in 42 broadcasts (ARP) and pings: the kernel's vx43 receives nothing.
+    assert!(s.vm_pings(42));
+    assert_eq!(s.ns.k_stat("vx43", "rx_packets"), 0, "kernel vx43 got VNI 42 traffic");
+    assert!(s.ns.k_stat("vx42", "rx_packets") > 0);
+    // And the other way round, VNI 43 works on its own.
+    assert!(s.kernel_pings(43));
+    s.tshark_check(&[42, 43], false);
+}
