@@ -119,6 +119,8 @@ pub struct Output<'a> {
     pub(crate) stats: &'a BrickStats,
     pub(crate) now: Timestamp,
     pub(crate) emitted: usize,
+    /// Set while a [`Flipped`](crate::bricks::Flipped) brick runs: its sides are swapped.
+    pub(crate) flipped: bool,
 }
 
 impl<'a> Output<'a> {
@@ -126,6 +128,7 @@ impl<'a> Output<'a> {
     /// and counted ("unlinked port").
     #[inline]
     pub fn emit(&mut self, side: Side, port: PortId, pkt: Packet) {
+        let side = self.map(side);
         let s = side as usize;
         let p = port as usize;
         if !self.linked[s].get(p).copied().unwrap_or(false) {
@@ -145,6 +148,7 @@ impl<'a> Output<'a> {
     /// brick that passes bursts across costs nearly nothing per packet.
     #[inline]
     pub fn emit_all(&mut self, side: Side, port: PortId, pkts: &mut Burst) {
+        let side = self.map(side);
         let (s, p) = (side as usize, port as usize);
         if pkts.is_empty() {
             return;
@@ -184,19 +188,32 @@ impl<'a> Output<'a> {
     /// Number of port slots on `side` (linked or not).
     #[inline]
     pub fn port_count(&self, side: Side) -> usize {
-        self.linked[side as usize].len()
+        self.linked[self.map(side) as usize].len()
     }
 
     /// Whether `port` of `side` is linked.
     #[inline]
     pub fn is_linked(&self, side: Side, port: PortId) -> bool {
-        self.linked[side as usize].get(port as usize).copied().unwrap_or(false)
+        self.linked[self.map(side) as usize].get(port as usize).copied().unwrap_or(false)
     }
 
     /// The linked ports of `side`, in order. Holes left by unlinking are skipped, so flooding
     /// reaches every remaining port.
     pub fn linked_ports(&self, side: Side) -> impl Iterator<Item = PortId> + '_ {
-        self.linked[side as usize].iter().enumerate().filter(|(_, l)| **l).map(|(i, _)| i as PortId)
+        self.linked[self.map(side) as usize].iter().enumerate().filter(|(_, l)| **l).map(|(i, _)| i as PortId)
+    }
+
+    #[inline]
+    fn map(&self, side: Side) -> Side {
+        if self.flipped {
+            side.opposite()
+        } else {
+            side
+        }
+    }
+
+    pub(crate) fn flip(&mut self) {
+        self.flipped = !self.flipped;
     }
 
     /// The time of the current poll round.

@@ -521,7 +521,7 @@ impl Graph {
         let now = self.now;
         let Some(node) = self.nodes[index as usize].as_mut() else { return 0 };
         let Node { brick, linked, slots, dirty, stats, .. } = node;
-        let mut out = Output { slots, linked, dirty, stats, now, emitted: 0 };
+        let mut out = Output { slots, linked, dirty, stats, now, emitted: 0, flipped: false };
         let t0 = cycles();
         let n = brick.poll(&mut out);
         if out.emitted > 0 {
@@ -565,7 +565,7 @@ impl Graph {
         let sc = stats.side(side);
         sc.pkts_in.add(n);
         sc.bytes_in.add(bytes);
-        let mut out = Output { slots, linked, dirty, stats, now, emitted: 0 };
+        let mut out = Output { slots, linked, dirty, stats, now, emitted: 0, flipped: false };
         let calls = stats.calls.get();
         stats.calls.add(1);
         // Cycles are sampled on one call in CYCLE_SAMPLING: reading the TSC costs more than a

@@ -341,3 +341,31 @@ fn replication_beyond_a_burst_is_split_into_bursts() {
     assert_eq!(sizes.lock().unwrap().as_slice(), &[64, 64, 64]);
     assert_eq!(pool.available(), 256);
 }
+
+#[test]
+fn a_flipped_source_emits_on_its_west_side() {
+    // An RxTx whose port is on the east side, mounted backwards at the east end of a chain.
+    let pool = PacketPool::with_count(8).unwrap();
+    let p = pool.clone();
+    let mut once = true;
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g2 = Arc::clone(&got);
+    let vm = brick_core::bricks::Flipped::new(RxTx::new(
+        Side::East,
+        move |b: &mut Burst| {
+            if std::mem::take(&mut once) {
+                b.push(p.alloc_from(&[9; 60]).unwrap()).unwrap();
+            }
+        },
+        move |b: &mut Burst| g2.lock().unwrap().extend(b.drain().map(|p| p.data()[0])),
+    ));
+    let (rec, seen) = recorder(Side::East);
+    let mut g = Graph::new("t");
+    let west = g.add("west", rec).unwrap();
+    let vm = g.add("vm", vm).unwrap();
+    g.link(west, vm).unwrap();
+    g.poll_all();
+    assert_eq!(seen.lock().unwrap().as_slice(), &[9], "the flipped source's packet went west");
+    g.inject(vm, Side::West, 0, &mut burst_of(&pool, &[5])).unwrap();
+    assert_eq!(got.lock().unwrap().as_slice(), &[5], "packets reaching its west side are received");
+}

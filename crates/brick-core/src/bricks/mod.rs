@@ -2,6 +2,7 @@
 
 mod diode;
 mod dipole;
+mod flipped;
 mod hub;
 mod nop;
 mod rxtx;
@@ -9,6 +10,7 @@ mod sniffer;
 
 pub use diode::Diode;
 pub use dipole::UserDipole;
+pub use flipped::Flipped;
 pub use hub::Hub;
 pub use nop::Nop;
 pub use rxtx::RxTx;
