@@ -48,7 +48,9 @@ fn curve_auth_or_clean_error() {
         .unwrap()
     };
     let good = mk(&cpub, &csec);
-    let r = good.call(butterfly_api::pb::message_v0::Request { sg_list: Some(true), ..Default::default() }).unwrap();
+    let r = good
+        .call(butterfly_api::pb::message_v0::Request { sg_list: Some(true), ..Default::default() })
+        .unwrap();
     assert!(r.status.status);
     let other = mk(&opub, &osec);
     let e = other.call(butterfly_api::pb::message_v0::Request { sg_list: Some(true), ..Default::default() });

@@ -232,3 +232,20 @@ fn app_status_and_quit() {
     assert_eq!(exit, butterfly_api::ServeExit::Quit);
     assert!(handler.quit_requested);
 }
+
+#[test]
+fn round_trip_is_fast() {
+    // Requests are served as they arrive (no 100 ms polling sleep).
+    let server = common::spawn_default();
+    let c = common::client(server.endpoint());
+    let req = butterfly_api::pb::message_v0::Request { nic_list: Some(true), ..Default::default() };
+    c.call(req.clone()).unwrap();
+    let n = 500;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        assert!(c.call(req.clone()).unwrap().status.status);
+    }
+    let per = t.elapsed() / n;
+    println!("round trip (new REQ socket per request, tcp loopback): {per:?}");
+    assert!(per < std::time::Duration::from_millis(20), "{per:?}");
+}
