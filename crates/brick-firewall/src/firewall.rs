@@ -295,9 +295,14 @@ impl Firewall {
                         && f.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
                         && matches!(state, ConnState::TcpClosing | ConnState::TcpClosed);
                     if !restart {
-                        return match self.conns.get_mut(id).update(f, fwd, now, &self.cfg.timeouts) {
+                        let c = self.conns.get_mut(id);
+                        let before = c.expires();
+                        return match c.update(f, fwd, now, &self.cfg.timeouts) {
                             Ok(()) => {
-                                self.conns.reschedule(id);
+                                // Only a shortened deadline needs the wheel (lazy otherwise).
+                                if c.expires() < before {
+                                    self.conns.reschedule(id);
+                                }
                                 self.counters.passed_by_state += 1;
                                 Ok(())
                             }
