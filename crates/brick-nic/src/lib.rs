@@ -9,6 +9,7 @@
 //! | [`TapNic`] | a TAP device (created or attached), virtio-net header offloads, multiqueue |
 //! | [`PcapSource`] / [`PcapSink`] | replay a capture into a graph / record what reaches the brick |
 //! | `DpdkNic` | a DPDK port (cargo feature `dpdk`) |
+//! | [`Patch`] | joins two NIC bricks (both face east): a two-port bridge |
 //!
 //! Conventions: a NIC brick is a source ([`Brick::is_source`](brick_core::Brick::is_source))
 //! with one port, on its **east** side (it faces the vtep or switch to its east). Each
@@ -24,6 +25,7 @@ pub mod counters;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod offload;
+mod patch;
 mod pcap;
 pub mod sys;
 mod tap;
@@ -35,6 +37,7 @@ pub use afpacket::{AfPacketConfig, AfPacketNic, Fanout, FanoutMode, TxMode};
 pub use counters::{NicCounters, NicStats, DROP_REASONS};
 #[cfg(feature = "dpdk")]
 pub use dpdk::{DpdkConfig, DpdkError, DpdkNic, Eal, LinkStatus, OffloadCaps, PortSpec};
+pub use patch::Patch;
 pub use pcap::{PcapLoop, PcapSink, PcapSource, PcapSourceConfig};
 pub use tap::{TapConfig, TapNic, TapOffloads};
 

@@ -201,6 +201,10 @@ impl RawSock {
     pub fn ifindex(&self) -> i32 {
         self.ifindex
     }
+
+    pub fn fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
 }
 
 /// A test frame: broadcast, `TEST_ETHERTYPE`, `len` bytes, payload derived from `seq`.
