@@ -14,7 +14,17 @@ const VM_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x42];
 const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const VM: [u8; 4] = [42, 0, 0, 1];
 
-fn tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, seq: u32, syn: bool, ack: bool, from_vm: bool) -> Vec<u8> {
+#[allow(clippy::too_many_arguments)] // a test-frame builder: every field is a knob
+fn tcp(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sp: u16,
+    dp: u16,
+    seq: u32,
+    syn: bool,
+    ack: bool,
+    from_vm: bool,
+) -> Vec<u8> {
     let (sm, dm) = if from_vm { (VM_MAC, GW_MAC) } else { (GW_MAC, VM_MAC) };
     let mut b = PacketBuilder::ethernet2(sm, dm).ipv4(src, dst, 64).tcp(sp, dp, seq, 65535);
     if syn {
@@ -93,9 +103,18 @@ fn rules_text(n: usize) -> String {
     t.push_str(" }\npass in quick proto tcp from <members> to any port 443\n");
     for i in 0..n as u32 {
         match i % 4 {
-            0 | 1 => t.push_str(&format!("pass in proto tcp from 10.{}.{}.{} to any port 80\n", i >> 16, (i >> 8) & 255, i & 255)),
+            0 | 1 => t.push_str(&format!(
+                "pass in proto tcp from 10.{}.{}.{} to any port 80\n",
+                i >> 16,
+                (i >> 8) & 255,
+                i & 255
+            )),
             2 => t.push_str(&format!("pass in proto udp to any port {}\n", 20_000 + i)),
-            _ => t.push_str(&format!("block in proto tcp from 11.{}.{}.0/24 port 1024:65535\n", (i >> 8) & 255, i & 255)),
+            _ => t.push_str(&format!(
+                "block in proto tcp from 11.{}.{}.0/24 port 1024:65535\n",
+                (i >> 8) & 255,
+                i & 255
+            )),
         }
     }
     t
@@ -140,9 +159,13 @@ fn new_flow(c: &mut Criterion) {
             })
         });
         // The whole packet path for a new flow: parse, conntrack miss, rules, insert.
-        let frames: Vec<Vec<u8>> =
-            (0..64u32).map(|i| tcp([10, 0, (i >> 6) as u8, (i * 4) as u8], VM, 40_000, 80, 1, true, false, false)).collect();
-        let mut fw = Firewall::with_ruleset(FirewallConfig::default(), CompiledRuleset::parse(&rules_text(n)).unwrap());
+        let frames: Vec<Vec<u8>> = (0..64u32)
+            .map(|i| tcp([10, 0, (i >> 6) as u8, (i * 4) as u8], VM, 40_000, 80, 1, true, false, false))
+            .collect();
+        let mut fw = Firewall::with_ruleset(
+            FirewallConfig::default(),
+            CompiledRuleset::parse(&rules_text(n)).unwrap(),
+        );
         let mut now = 1u64;
         g.bench_with_input(BenchmarkId::new("firewall_new_syn", n), &frames, |b, frames| {
             b.iter(|| {
@@ -159,9 +182,14 @@ fn new_flow(c: &mut Criterion) {
 }
 
 fn antispoof(c: &mut Criterion) {
-    let a = AntiSpoof::new(VM_MAC, &["42.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap()], AntiSpoofOptions::default())
-        .unwrap();
-    let frames: Vec<Vec<u8>> = (0..64u16).map(|i| tcp(VM, [8, 8, 8, 8], 1000 + i, 443, 1, false, true, true)).collect();
+    let a = AntiSpoof::new(
+        VM_MAC,
+        &["42.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap()],
+        AntiSpoofOptions::default(),
+    )
+    .unwrap();
+    let frames: Vec<Vec<u8>> =
+        (0..64u16).map(|i| tcp(VM, [8, 8, 8, 8], 1000 + i, 443, 1, false, true, true)).collect();
     min_cycles("antispoof", frames.len(), 2000, || {
         for f in &frames {
             black_box(a.check(black_box(f))).unwrap();

@@ -27,7 +27,9 @@ use std::net::IpAddr;
 
 use brick_core::{Brick, Burst, Output, PortId, Side};
 
-use crate::wire::{self, be16, be128, Parsed, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_QINQ, ETH_RARP, ETH_VLAN, PROTO_ICMP6};
+use crate::wire::{
+    self, be128, be16, Parsed, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_QINQ, ETH_RARP, ETH_VLAN, PROTO_ICMP6,
+};
 
 /// Most addresses (IPv4 plus IPv6) an anti-spoof brick accepts.
 pub const MAX_ADDRESSES: usize = 256;
@@ -125,7 +127,11 @@ fn is_link_local(a: u128) -> bool {
 
 impl AntiSpoof {
     /// A brick for the VM with `mac` and addresses `ips`.
-    pub fn new(mac: [u8; 6], ips: &[IpAddr], options: AntiSpoofOptions) -> Result<AntiSpoof, TooManyAddresses> {
+    pub fn new(
+        mac: [u8; 6],
+        ips: &[IpAddr],
+        options: AntiSpoofOptions,
+    ) -> Result<AntiSpoof, TooManyAddresses> {
         let mut a = AntiSpoof { mac, v4: Vec::new(), v6: Vec::new(), opts: options };
         a.set_ips(ips)?;
         Ok(a)
@@ -364,8 +370,12 @@ mod tests {
     }
 
     fn brick() -> AntiSpoof {
-        AntiSpoof::new(VM, &["42.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap()], AntiSpoofOptions::default())
-            .unwrap()
+        AntiSpoof::new(
+            VM,
+            &["42.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap()],
+            AntiSpoofOptions::default(),
+        )
+        .unwrap()
     }
 
     fn udp4(mac: [u8; 6], src: [u8; 4], sp: u16, dp: u16) -> Vec<u8> {
@@ -376,7 +386,11 @@ mod tests {
 
     fn udp6(src: &str) -> Vec<u8> {
         let mut v = Vec::new();
-        PacketBuilder::ethernet2(VM, BCAST).ipv6(ip6(src), ip6("ff02::1:2"), 64).udp(546, 547).write(&mut v, b"x").unwrap();
+        PacketBuilder::ethernet2(VM, BCAST)
+            .ipv6(ip6(src), ip6("ff02::1:2"), 64)
+            .udp(546, 547)
+            .write(&mut v, b"x")
+            .unwrap();
         v
     }
 

@@ -339,6 +339,9 @@ impl DirMatcher {
     }
 }
 
+/// An address spec resolved to its compiled set and its prefixes.
+type Resolved = (Arc<AddrSet>, Vec<Cidr>);
+
 /// A [`Ruleset`] compiled for matching. Build it off the packet path (it allocates), then
 /// hand it to [`Firewall::replace_ruleset`](crate::Firewall::replace_ruleset).
 pub struct CompiledRuleset {
@@ -370,7 +373,7 @@ impl CompiledRuleset {
         let mut dirs: [DirMatcher; 2] = Default::default();
         let mut index_counts = [0usize; 4];
         for (i, r) in rs.rules.iter().enumerate() {
-            let resolve = |a: &AddrSpec| -> Result<Option<(Arc<AddrSet>, Vec<Cidr>)>, CompileError> {
+            let resolve = |a: &AddrSpec| -> Result<Option<Resolved>, CompileError> {
                 Ok(match a {
                     AddrSpec::Any => None,
                     AddrSpec::List(l) => Some((Arc::new(AddrSet::new(l)), l.clone())),
@@ -580,9 +583,9 @@ mod tests {
         let cases = [
             (flow4(6, [1, 2, 3, 4], [9, 9, 9, 9], 1000, 22), Direction::In, Pass, Some(0)),
             (flow4(6, [10, 2, 3, 4], [9, 9, 9, 9], 1000, 22), Direction::In, Block, Some(1)), // last match wins
-            (flow4(6, [10, 0, 0, 1], [9, 9, 9, 9], 1000, 22), Direction::In, Pass, Some(2)), // quick
-            (flow4(6, [1, 2, 3, 4], [9, 9, 9, 9], 1000, 23), Direction::In, Block, None), // default in
-            (flow4(6, [1, 2, 3, 4], [9, 9, 9, 9], 1000, 23), Direction::Out, Pass, None), // default out
+            (flow4(6, [10, 0, 0, 1], [9, 9, 9, 9], 1000, 22), Direction::In, Pass, Some(2)),  // quick
+            (flow4(6, [1, 2, 3, 4], [9, 9, 9, 9], 1000, 23), Direction::In, Block, None),     // default in
+            (flow4(6, [1, 2, 3, 4], [9, 9, 9, 9], 1000, 23), Direction::Out, Pass, None),     // default out
             (flow4(17, [192, 168, 1, 1], [9, 9, 9, 9], 1, 53), Direction::In, Block, Some(4)), // first quick beats later
             (flow4(17, [1, 1, 1, 1], [9, 9, 9, 9], 1, 53), Direction::In, Pass, Some(3)),
         ];
@@ -605,7 +608,12 @@ mod tests {
         for i in 0..10_000u32 {
             // Half by source host, half by destination port.
             if i % 2 == 0 {
-                text.push_str(&format!("pass in proto tcp from 10.{}.{}.{} to any port 80\n", i >> 16, (i >> 8) & 255, i & 255));
+                text.push_str(&format!(
+                    "pass in proto tcp from 10.{}.{}.{} to any port 80\n",
+                    i >> 16,
+                    (i >> 8) & 255,
+                    i & 255
+                ));
             } else {
                 text.push_str(&format!("pass in proto udp to any port {}\n", 10_000 + i));
             }

@@ -194,7 +194,10 @@ impl FlowKey {
         const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
         let a = (self.lo as u64) ^ ((self.lo >> 64) as u64).rotate_left(17) ^ seed;
         let b = (self.hi as u64) ^ ((self.hi >> 64) as u64).rotate_left(41);
-        let p = (self.lo_port as u64) << 32 | (self.hi_port as u64) << 16 | (self.proto as u64) << 1 | self.v6 as u64;
+        let p = (self.lo_port as u64) << 32
+            | (self.hi_port as u64) << 16
+            | (self.proto as u64) << 1
+            | self.v6 as u64;
         let x = (a ^ p.rotate_left(7)).wrapping_mul(K1) ^ (b ^ p).wrapping_mul(K2).rotate_left(29);
         x ^ (x >> 32)
     }
@@ -282,8 +285,11 @@ impl Conn {
     /// The opening packet's flow (addresses and ports as the initiator sent them).
     pub fn origin_flow(&self) -> Flow {
         let k = &self.key;
-        let (src, sport, dst, dport) =
-            if self.origin_lo { (k.lo, k.lo_port, k.hi, k.hi_port) } else { (k.hi, k.hi_port, k.lo, k.lo_port) };
+        let (src, sport, dst, dport) = if self.origin_lo {
+            (k.lo, k.lo_port, k.hi, k.hi_port)
+        } else {
+            (k.hi, k.hi_port, k.lo, k.lo_port)
+        };
         let mut f = Flow { v6: k.v6, proto: k.proto, src, dst, sport, dport, ..Flow::default() };
         if (k.proto == PROTO_ICMP && !k.v6) || (k.proto == PROTO_ICMP6 && k.v6) {
             f.icmp_type = if k.v6 { 128 } else { 8 };
@@ -308,6 +314,7 @@ impl Conn {
         }
     }
 
+    #[inline]
     fn track_tcp_seq(&mut self, f: &Flow, s: usize) {
         let end = f.seq.wrapping_add(f.seg_len);
         if !self.seen[s] || seq_after(end, self.seq_end[s]) {
@@ -317,11 +324,12 @@ impl Conn {
         if f.tcp_flags & TCP_SYN != 0 {
             self.wscale[s] = f.wscale.unwrap_or(WSCALE_NONE);
         }
-        let scale = if self.wscale[0] != WSCALE_NONE && self.wscale[1] != WSCALE_NONE && f.tcp_flags & TCP_SYN == 0 {
-            self.wscale[s] as u32
-        } else {
-            0
-        };
+        let scale =
+            if self.wscale[0] != WSCALE_NONE && self.wscale[1] != WSCALE_NONE && f.tcp_flags & TCP_SYN == 0 {
+                self.wscale[s] as u32
+            } else {
+                0
+            };
         let win = (f.win as u32) << scale.min(14);
         if win > self.max_win[s] {
             self.max_win[s] = win;
@@ -332,7 +340,13 @@ impl Conn {
     /// [`orientation`](Self::orientation)). Returns the new deadline, or why the packet is
     /// refused (the connection is then unchanged).
     #[inline]
-    pub fn update(&mut self, f: &Flow, from_initiator: bool, now: u64, t: &Timeouts) -> Result<(), TcpRefusal> {
+    pub fn update(
+        &mut self,
+        f: &Flow,
+        from_initiator: bool,
+        now: u64,
+        t: &Timeouts,
+    ) -> Result<(), TcpRefusal> {
         use ConnState::*;
         match self.state {
             UdpFirst if !from_initiator => self.state = UdpMultiple,
@@ -364,7 +378,9 @@ impl Conn {
                     self.fin[s] = true;
                 }
                 self.state = match self.state {
-                    TcpSynSent if flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK && !from_initiator => TcpSynRecv,
+                    TcpSynSent if flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK && !from_initiator => {
+                        TcpSynRecv
+                    }
                     TcpSynRecv if flags & (TCP_SYN | TCP_ACK) == TCP_ACK && from_initiator => {
                         if self.fin[s] {
                             TcpFinWait
@@ -443,7 +459,11 @@ pub struct ConnTable {
 
 impl std::fmt::Debug for ConnTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnTable").field("len", &self.len).field("max", &self.max).field("stats", &self.stats).finish()
+        f.debug_struct("ConnTable")
+            .field("len", &self.len)
+            .field("max", &self.max)
+            .field("stats", &self.stats)
+            .finish()
     }
 }
 
@@ -694,7 +714,8 @@ impl ConnTable {
     /// the bytes can move to another process or host). Format: `BFCT`, version `u16`, record
     /// size `u16`, count `u32`, then one 64-byte little-endian record per connection.
     pub fn export(&self, now: u64) -> Vec<u8> {
-        let ids: Vec<u32> = self.ids().into_iter().filter(|&i| self.slots[i as usize].expires > now).collect();
+        let ids: Vec<u32> =
+            self.ids().into_iter().filter(|&i| self.slots[i as usize].expires > now).collect();
         let mut out = Vec::with_capacity(HEADER + RECORD * ids.len());
         out.extend_from_slice(EXPORT_MAGIC);
         out.extend_from_slice(&EXPORT_VERSION.to_le_bytes());
@@ -761,7 +782,14 @@ impl ConnTable {
                     return Err(bad());
                 }
             }
-            let key = FlowKey { lo: u128at(8), hi: u128at(24), lo_port: u16at(40), hi_port: u16at(42), proto: r[1], v6 };
+            let key = FlowKey {
+                lo: u128at(8),
+                hi: u128at(24),
+                lo_port: u16at(40),
+                hi_port: u16at(42),
+                proto: r[1],
+                v6,
+            };
             if (!v6 && (key.lo > u32::MAX as u128 || key.hi > u32::MAX as u128))
                 || (key.lo, key.lo_port) > (key.hi, key.hi_port)
             {

@@ -416,11 +416,17 @@ mod tests {
             Err(FwDrop::BlockedByDefault)
         );
         // A non-SYN cannot open a connection.
-        assert_eq!(f.filter(&tcp4(VM, PEER, 5000, 80, 100, 0, TCP_ACK), Direction::Out, t), Err(FwDrop::TcpWithoutState));
+        assert_eq!(
+            f.filter(&tcp4(VM, PEER, 5000, 80, 100, 0, TCP_ACK), Direction::Out, t),
+            Err(FwDrop::TcpWithoutState)
+        );
         assert_eq!(f.filter(&tcp4(VM, PEER, 5000, 80, 100, 0, TCP_SYN), Direction::Out, t), Ok(()));
         let id = f.conns.ids()[0];
         assert_eq!(f.conns.get(id).state(), ConnState::TcpSynSent);
-        assert_eq!(f.filter(&tcp4(PEER, VM, 80, 5000, 1000, 101, TCP_SYN | TCP_ACK), Direction::In, t), Ok(()));
+        assert_eq!(
+            f.filter(&tcp4(PEER, VM, 80, 5000, 1000, 101, TCP_SYN | TCP_ACK), Direction::In, t),
+            Ok(())
+        );
         assert_eq!(f.conns.get(id).state(), ConnState::TcpSynRecv);
         assert_eq!(f.filter(&tcp4(VM, PEER, 5000, 80, 101, 1001, TCP_ACK), Direction::Out, t), Ok(()));
         assert_eq!(f.conns.get(id).state(), ConnState::TcpEstablished);
@@ -430,9 +436,15 @@ mod tests {
             Err(FwDrop::BlockedByDefault)
         );
         // Established timeout, then FINs.
-        assert_eq!(f.filter(&tcp4(PEER, VM, 80, 5000, 1001, 101, TCP_ACK | TCP_FIN), Direction::In, t), Ok(()));
+        assert_eq!(
+            f.filter(&tcp4(PEER, VM, 80, 5000, 1001, 101, TCP_ACK | TCP_FIN), Direction::In, t),
+            Ok(())
+        );
         assert_eq!(f.conns.get(id).state(), ConnState::TcpFinWait);
-        assert_eq!(f.filter(&tcp4(VM, PEER, 5000, 80, 101, 1002, TCP_ACK | TCP_FIN), Direction::Out, t), Ok(()));
+        assert_eq!(
+            f.filter(&tcp4(VM, PEER, 5000, 80, 101, 1002, TCP_ACK | TCP_FIN), Direction::Out, t),
+            Ok(())
+        );
         assert_eq!(f.conns.get(id).state(), ConnState::TcpClosing);
         // After the closing timeout the table is empty.
         assert_eq!(f.gc(Timestamp(t + 40 * S)), 1);
@@ -466,8 +478,14 @@ mod tests {
         assert_eq!(f.filter(&tcp4(VM, PEER, 5000, 80, 5000, 0, TCP_SYN), Direction::Out, t + 13 * S), Ok(()));
         assert_eq!(f.conns.len(), 1);
         // Bad flag combinations.
-        assert_eq!(f.filter(&tcp4(VM, PEER, 1, 2, 0, 0, TCP_SYN | TCP_FIN), Direction::Out, t), Err(FwDrop::TcpBadFlags));
-        assert_eq!(f.filter(&tcp4(VM, PEER, 1, 2, 0, 0, TCP_FIN), Direction::Out, t), Err(FwDrop::TcpBadFlags));
+        assert_eq!(
+            f.filter(&tcp4(VM, PEER, 1, 2, 0, 0, TCP_SYN | TCP_FIN), Direction::Out, t),
+            Err(FwDrop::TcpBadFlags)
+        );
+        assert_eq!(
+            f.filter(&tcp4(VM, PEER, 1, 2, 0, 0, TCP_FIN), Direction::Out, t),
+            Err(FwDrop::TcpBadFlags)
+        );
     }
 
     #[test]
@@ -476,17 +494,26 @@ mod tests {
         let t = 10 * S;
         assert_eq!(f.filter(&udp4(VM, PEER, 5353, 53, b"q"), Direction::Out, t), Ok(()));
         assert_eq!(f.filter(&udp4(PEER, VM, 53, 5353, b"r"), Direction::In, t), Ok(()));
-        assert_eq!(f.filter(&udp4(PEER, VM, 53, 5354, b"r"), Direction::In, t), Err(FwDrop::BlockedByDefault));
+        assert_eq!(
+            f.filter(&udp4(PEER, VM, 53, 5354, b"r"), Direction::In, t),
+            Err(FwDrop::BlockedByDefault)
+        );
         let id = f.conns.ids()[0];
         assert_eq!(f.conns.get(id).state(), ConnState::UdpMultiple);
         // ICMP port unreachable about our query passes; about another flow it does not.
         let q = udp4(VM, PEER, 5353, 53, b"q");
         assert_eq!(f.filter(&icmp4_error([1, 1, 1, 1], VM, 3, 3, &q), Direction::In, t), Ok(()));
         let other = udp4(VM, PEER, 7777, 53, b"q");
-        assert_eq!(f.filter(&icmp4_error([1, 1, 1, 1], VM, 3, 3, &other), Direction::In, t), Err(FwDrop::BlockedByDefault));
+        assert_eq!(
+            f.filter(&icmp4_error([1, 1, 1, 1], VM, 3, 3, &other), Direction::In, t),
+            Err(FwDrop::BlockedByDefault)
+        );
         // An error quoting the peer's packet (wrong direction) is not related either.
         let reply = udp4(PEER, VM, 53, 5353, b"r");
-        assert_eq!(f.filter(&icmp4_error([1, 1, 1, 1], VM, 3, 3, &reply), Direction::In, t), Err(FwDrop::BlockedByDefault));
+        assert_eq!(
+            f.filter(&icmp4_error([1, 1, 1, 1], VM, 3, 3, &reply), Direction::In, t),
+            Err(FwDrop::BlockedByDefault)
+        );
         assert_eq!(f.counters().passed_related, 1);
         // Ping and its reply.
         assert_eq!(f.filter(&ping4(VM, PEER, 7, false), Direction::Out, t), Ok(()));
@@ -495,7 +522,10 @@ mod tests {
         // UDP pseudo-state expires.
         f.gc(Timestamp(t + 200 * S));
         assert!(f.conns.is_empty());
-        assert_eq!(f.filter(&udp4(PEER, VM, 53, 5353, b"r"), Direction::In, t + 200 * S), Err(FwDrop::BlockedByDefault));
+        assert_eq!(
+            f.filter(&udp4(PEER, VM, 53, 5353, b"r"), Direction::In, t + 200 * S),
+            Err(FwDrop::BlockedByDefault)
+        );
     }
 
     #[test]
@@ -508,7 +538,10 @@ mod tests {
         b[15] = 2;
         assert_eq!(f.filter(&tcp6(a, b, 1000, 443, 1, TCP_SYN), Direction::Out, S), Ok(()));
         assert_eq!(f.filter(&tcp6(b, a, 443, 1000, 1, TCP_SYN | TCP_ACK), Direction::In, S), Ok(()));
-        assert_eq!(f.filter(&tcp6(b, a, 443, 1001, 1, TCP_SYN | TCP_ACK), Direction::In, S), Err(FwDrop::BlockedByDefault));
+        assert_eq!(
+            f.filter(&tcp6(b, a, 443, 1001, 1, TCP_SYN | TCP_ACK), Direction::In, S),
+            Err(FwDrop::BlockedByDefault)
+        );
     }
 
     #[test]
@@ -553,9 +586,13 @@ mod tests {
         assert_eq!((r.kept, r.removed), (1, 1));
         assert_eq!(r.previous.ruleset().rules.len(), 2);
         // TCP reply still passes, UDP reply no longer.
-        assert_eq!(f.filter(&tcp4(PEER, VM, 80, 5000, 1000, 101, TCP_SYN | TCP_ACK), Direction::In, S), Ok(()));
+        assert_eq!(
+            f.filter(&tcp4(PEER, VM, 80, 5000, 1000, 101, TCP_SYN | TCP_ACK), Direction::In, S),
+            Ok(())
+        );
         assert_eq!(f.filter(&udp4(PEER, VM, 53, 5353, b""), Direction::In, S), Err(FwDrop::BlockedByDefault));
-        let r = f.replace_ruleset(CompiledRuleset::parse("pass out proto tcp to any port 80 no state\n").unwrap());
+        let r = f
+            .replace_ruleset(CompiledRuleset::parse("pass out proto tcp to any port 80 no state\n").unwrap());
         assert_eq!((r.kept, r.removed), (0, 1));
     }
 

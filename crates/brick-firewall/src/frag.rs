@@ -59,7 +59,12 @@ impl FragTable {
     /// Room for at least `capacity` datagrams; entries live `timeout_ns`.
     pub fn new(capacity: usize, timeout_ns: u64) -> FragTable {
         let sets = capacity.div_ceil(WAYS).next_power_of_two().max(1);
-        FragTable { sets: vec![[Entry::default(); WAYS]; sets], mask: sets - 1, timeout: timeout_ns, evicted: 0 }
+        FragTable {
+            sets: vec![[Entry::default(); WAYS]; sets],
+            mask: sets - 1,
+            timeout: timeout_ns,
+            evicted: 0,
+        }
     }
 
     /// Datagrams it can hold.

@@ -43,12 +43,17 @@ pub mod wire;
 mod proptests;
 
 pub use antispoof::{AntiSpoof, AntiSpoofOptions, SpoofDrop, TooManyAddresses, ANTISPOOF_DROP_REASONS};
+pub use brick_core::Timestamp;
 pub use compile::{CompileError, CompiledRuleset, Decision};
 pub use conntrack::{ConnState, ConnTable, ImportError, Timeouts};
 pub use firewall::{Firewall, FirewallConfig, FirewallCounters, FwDrop, Replaced, FIREWALL_DROP_REASONS};
 pub use parse::ParseError;
-pub use rule::{Action, AddrSpec, Cidr, Direction, Endpoint, Family, IcmpMatch, PortRange, Proto, Rule, Ruleset, Table};
-pub use secgroup::{ruleset_from_security_groups, SecurityGroup, SgDirection, SgError, SgOptions, SgRule, SgTarget};
+pub use rule::{
+    Action, AddrSpec, Cidr, Direction, Endpoint, Family, IcmpMatch, PortRange, Proto, Rule, Ruleset, Table,
+};
+pub use secgroup::{
+    ruleset_from_security_groups, SecurityGroup, SgDirection, SgError, SgOptions, SgRule, SgTarget,
+};
 
 /// Any error of building a ruleset.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

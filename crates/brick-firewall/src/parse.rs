@@ -62,7 +62,10 @@ fn fail<'a, T>(at: &'a str, expected: &'static str) -> R<'a, T> {
 
 /// Runs `p` after optional blanks; if it fails without getting anywhere, the error says
 /// `what` was expected at the token's start.
-fn tok<'a, O>(what: &'static str, mut p: impl Parser<&'a str, Output = O, Error = PErr<'a>>) -> impl FnMut(&'a str) -> R<'a, O> {
+fn tok<'a, O>(
+    what: &'static str,
+    mut p: impl Parser<&'a str, Output = O, Error = PErr<'a>>,
+) -> impl FnMut(&'a str) -> R<'a, O> {
     move |i: &'a str| {
         let (i, _) = space0::<&str, PErr<'a>>(i)?;
         match p.parse(i) {
@@ -295,7 +298,11 @@ fn rule_body(i: &str) -> R<'_, Rule> {
         if r.proto != Some(needed) {
             return fail(
                 at,
-                if needed == Proto::ICMP { "'proto icmp' before icmp-type" } else { "'proto icmp6' before icmp6-type" },
+                if needed == Proto::ICMP {
+                    "'proto icmp' before icmp-type"
+                } else {
+                    "'proto icmp6' before icmp6-type"
+                },
             );
         }
         let (j, _) = kw(word)(at)?;
@@ -355,10 +362,10 @@ fn statement(i: &str) -> R<'_, Stmt> {
         let (i, _) = tok("'default'", kw("default"))(i)?;
         let (i, d) =
             tok("'in' or 'out'", alt((value(Direction::In, kw("in")), value(Direction::Out, kw("out")))))(i)?;
-        let (i, a) =
-            tok("'pass' or 'block'", alt((value(Action::Pass, kw("pass")), value(Action::Block, kw("block")))))(
-                i,
-            )?;
+        let (i, a) = tok(
+            "'pass' or 'block'",
+            alt((value(Action::Pass, kw("pass")), value(Action::Block, kw("block")))),
+        )(i)?;
         end_of_line(i, "end of line")?;
         return Ok(("", Stmt::Default(d, a)));
     }
@@ -431,7 +438,10 @@ impl Ruleset {
                         return Err(to_error(
                             n + 1,
                             line,
-                            nom::Err::Error(PErr { at: &line[col..], expected: "a table name not declared before" }),
+                            nom::Err::Error(PErr {
+                                at: &line[col..],
+                                expected: "a table name not declared before",
+                            }),
                         ));
                     }
                     rs.tables.push(t)
@@ -445,7 +455,10 @@ impl Ruleset {
                                 return Err(to_error(
                                     n + 1,
                                     line,
-                                    nom::Err::Error(PErr { at: &line[col..], expected: "a table declared above" }),
+                                    nom::Err::Error(PErr {
+                                        at: &line[col..],
+                                        expected: "a table declared above",
+                                    }),
                                 ));
                             }
                         }

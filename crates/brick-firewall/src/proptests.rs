@@ -56,7 +56,14 @@ fn rule() -> impl Strategy<Value = Rule> {
         any::<bool>(),
         any::<bool>(),
         prop_oneof![Just(None), Just(Some(Family::Inet)), Just(Some(Family::Inet6))],
-        prop_oneof![Just(None), Just(Some(6u8)), Just(Some(17)), Just(Some(1)), Just(Some(58)), any::<u8>().prop_map(Some)],
+        prop_oneof![
+            Just(None),
+            Just(Some(6u8)),
+            Just(Some(17)),
+            Just(Some(1)),
+            Just(Some(58)),
+            any::<u8>().prop_map(Some)
+        ],
         addr_spec(),
         addr_spec(),
         proptest::collection::vec(port_range(), 0..3),
@@ -91,7 +98,11 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
         .prop_map(|((di, dout), tables, rules)| Ruleset {
             default_in: if di { Action::Pass } else { Action::Block },
             default_out: if dout { Action::Pass } else { Action::Block },
-            tables: tables.into_iter().enumerate().map(|(i, e)| Table { name: TABLES[i].into(), entries: e }).collect(),
+            tables: tables
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| Table { name: TABLES[i].into(), entries: e })
+                .collect(),
             rules,
         })
 }
@@ -117,7 +128,8 @@ fn flow() -> impl Strategy<Value = Flow> {
         0u8..3,
     )
         .prop_map(|(v6, proto, s4, d4, s6, d6, sport, dport, ty, code)| {
-            let (src, dst) = if v6 { (addr_value(s6), addr_value(d6)) } else { (addr_value(s4), addr_value(d4)) };
+            let (src, dst) =
+                if v6 { (addr_value(s6), addr_value(d6)) } else { (addr_value(s4), addr_value(d4)) };
             let icmp = proto == 1 || proto == 58;
             let ports = proto == 6 || proto == 17;
             Flow {

@@ -346,7 +346,12 @@ pub struct Ruleset {
 
 impl Default for Ruleset {
     fn default() -> Self {
-        Ruleset { default_in: Action::Block, default_out: Action::Block, tables: Vec::new(), rules: Vec::new() }
+        Ruleset {
+            default_in: Action::Block,
+            default_out: Action::Block,
+            tables: Vec::new(),
+            rules: Vec::new(),
+        }
     }
 }
 

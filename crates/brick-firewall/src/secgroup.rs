@@ -195,9 +195,10 @@ pub fn ruleset_from_security_groups(
     }
     if opts.allow_ndp {
         // Out: RS, NS, NA, MLDv1 report/done, MLDv2 report. In: RA, NS, NA, MLD query.
-        for (dir, types) in
-            [(Direction::Out, &[133u8, 135, 136, 131, 132, 143][..]), (Direction::In, &[134u8, 135, 136, 130][..])]
-        {
+        for (dir, types) in [
+            (Direction::Out, &[133u8, 135, 136, 131, 132, 143][..]),
+            (Direction::In, &[134u8, 135, 136, 130][..]),
+        ] {
             for &ty in types {
                 let mut r = Rule::new(Action::Pass, dir);
                 r.quick = true;
@@ -236,7 +237,11 @@ pub fn ruleset_from_security_groups(
         let proto = (sr.protocol >= 0).then_some(Proto(sr.protocol as u8));
         let port_list = if proto.is_some_and(Proto::has_ports) {
             if sr.port_start > sr.port_end {
-                return Err(SgError::PortRange { group: g.id.clone(), start: sr.port_start, end: sr.port_end });
+                return Err(SgError::PortRange {
+                    group: g.id.clone(),
+                    start: sr.port_start,
+                    end: sr.port_end,
+                });
             }
             ports(sr.port_start, sr.port_end)
         } else {
@@ -253,7 +258,8 @@ pub fn ruleset_from_security_groups(
                     Some((_, n)) => n.clone(),
                     None => {
                         let n = table_name(id, group_tables.len());
-                        let mut entries: Vec<Cidr> = target.members.iter().map(|ip| Cidr::host(*ip)).collect();
+                        let mut entries: Vec<Cidr> =
+                            target.members.iter().map(|ip| Cidr::host(*ip)).collect();
                         entries.dedup();
                         rs.tables.push(Table { name: n.clone(), entries });
                         group_tables.push((id.clone(), n.clone()));
@@ -327,7 +333,8 @@ mod tests {
             sg("sg-2", &["42.0.0.7", "42.0.0.8"], vec![]),
         ];
         let nic: Vec<IpAddr> = vec!["42.0.0.1".parse().unwrap()];
-        let rs = ruleset_from_security_groups(&nic, &["sg-1", "nope"], &groups, &SgOptions::default()).unwrap();
+        let rs =
+            ruleset_from_security_groups(&nic, &["sg-1", "nope"], &groups, &SgOptions::default()).unwrap();
         // The text round-trips through the parser.
         assert_eq!(Ruleset::parse(&rs.to_string()).unwrap(), rs);
         let c = CompiledRuleset::new(rs).unwrap();
@@ -358,7 +365,8 @@ mod tests {
 
     #[test]
     fn outbound_rules_restrict_destinations() {
-        let groups = vec![sg("web", &[], vec![rule(SgDirection::Outbound, 6, (443, 443), cidr("8.8.8.0/24"))])];
+        let groups =
+            vec![sg("web", &[], vec![rule(SgDirection::Outbound, 6, (443, 443), cidr("8.8.8.0/24"))])];
         let nic: Vec<IpAddr> = vec!["42.0.0.1".parse().unwrap()];
         let rs = ruleset_from_security_groups(&nic, &["web"], &groups, &SgOptions::default()).unwrap();
         let c = CompiledRuleset::new(rs).unwrap();
@@ -371,9 +379,15 @@ mod tests {
     #[test]
     fn invalid_rules_are_errors() {
         let g = vec![sg("a", &[], vec![rule(SgDirection::Inbound, 300, (0, 0), cidr("0.0.0.0/0"))])];
-        assert!(matches!(ruleset_from_security_groups(&[], &["a"], &g, &SgOptions::default()), Err(SgError::Protocol { .. })));
+        assert!(matches!(
+            ruleset_from_security_groups(&[], &["a"], &g, &SgOptions::default()),
+            Err(SgError::Protocol { .. })
+        ));
         let g = vec![sg("a", &[], vec![rule(SgDirection::Inbound, 6, (9, 8), cidr("0.0.0.0/0"))])];
-        assert!(matches!(ruleset_from_security_groups(&[], &["a"], &g, &SgOptions::default()), Err(SgError::PortRange { .. })));
+        assert!(matches!(
+            ruleset_from_security_groups(&[], &["a"], &g, &SgOptions::default()),
+            Err(SgError::PortRange { .. })
+        ));
         // Odd group ids get safe table names.
         let g = vec![
             sg("a", &[], vec![rule(SgDirection::Inbound, -1, (0, 0), SgTarget::Group("we ird".into()))]),

@@ -192,6 +192,7 @@ pub fn parse_quoted(buf: &[u8], at: usize, v6: bool) -> Result<Flow, Malformed> 
     }
 }
 
+#[inline(always)]
 fn parse_ipv4(b: &[u8], l3: usize, quoted: bool) -> Result<Flow, Malformed> {
     let h = b.get(l3..l3 + 20).ok_or(Malformed::Ipv4)?;
     if h[0] >> 4 != 4 {
@@ -238,6 +239,7 @@ fn parse_ipv4(b: &[u8], l3: usize, quoted: bool) -> Result<Flow, Malformed> {
     Ok(f)
 }
 
+#[inline]
 fn parse_ipv6(b: &[u8], l3: usize, quoted: bool) -> Result<Flow, Malformed> {
     let h = b.get(l3..l3 + 40).ok_or(Malformed::Ipv6)?;
     if h[0] >> 4 != 6 {
@@ -305,6 +307,7 @@ fn parse_ipv6(b: &[u8], l3: usize, quoted: bool) -> Result<Flow, Malformed> {
     Ok(f)
 }
 
+#[inline(always)]
 fn parse_l4(b: &[u8], at: usize, f: &mut Flow, quoted: bool) -> Result<(), Malformed> {
     f.l4_offset = at.min(u16::MAX as usize) as u16;
     match f.proto {
@@ -327,7 +330,8 @@ fn parse_l4(b: &[u8], at: usize, f: &mut Flow, quoted: bool) -> Result<(), Malfo
             f.tcp_flags = t[13];
             f.win = u16::from_be_bytes([t[14], t[15]]);
             let payload = (b.len() - at - doff) as u32;
-            f.seg_len = payload + u32::from(f.tcp_flags & TCP_SYN != 0) + u32::from(f.tcp_flags & TCP_FIN != 0);
+            f.seg_len =
+                payload + u32::from(f.tcp_flags & TCP_SYN != 0) + u32::from(f.tcp_flags & TCP_FIN != 0);
             if f.tcp_flags & TCP_SYN != 0 && doff > 20 {
                 f.wscale = tcp_wscale(&b[at + 20..at + doff]);
             }
@@ -454,7 +458,15 @@ pub(crate) mod testpkt {
 
     /// Builds an IPv4 UDP datagram of `payload` split in two fragments at `split` (a
     /// multiple of 8 bytes of the UDP datagram).
-    pub fn udp4_fragments(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, payload: &[u8], id: u16, split: usize) -> [Vec<u8>; 2] {
+    pub fn udp4_fragments(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sp: u16,
+        dp: u16,
+        payload: &[u8],
+        id: u16,
+        split: usize,
+    ) -> [Vec<u8>; 2] {
         let whole = udp4(src, dst, sp, dp, payload);
         let l4 = &whole[34..];
         let mk = |part: &[u8], off: usize, more: bool| {

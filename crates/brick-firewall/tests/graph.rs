@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use brick_core::bricks::RxTx;
 use brick_core::{BrickId, Burst, Graph, Packet, Runner, RunnerConfig, Side, Timestamp};
 use brick_firewall::{
-    ruleset_from_security_groups, AntiSpoof, AntiSpoofOptions, Cidr, CompiledRuleset, Firewall, FirewallConfig,
-    SecurityGroup, SgDirection, SgOptions, SgRule, SgTarget,
+    ruleset_from_security_groups, AntiSpoof, AntiSpoofOptions, Cidr, CompiledRuleset, Firewall,
+    FirewallConfig, SecurityGroup, SgDirection, SgOptions, SgRule, SgTarget,
 };
 use etherparse::PacketBuilder;
 
@@ -42,7 +42,7 @@ fn udp(from_vm: bool, src: [u8; 4], sp: u16, dp: u16) -> Vec<u8> {
 }
 
 /// An endpoint brick on `side` that sends what is pushed to `tx` and records what it gets.
-fn endpoint(side: Side) -> (RxTx<impl FnMut(&mut Burst) + Send, impl FnMut(&mut Burst) + Send>, Queue, Queue) {
+fn endpoint(side: Side) -> (impl brick_core::Brick, Queue, Queue) {
     let tx: Queue = Default::default();
     let rx: Queue = Default::default();
     let (t, r) = (Arc::clone(&tx), Arc::clone(&rx));
@@ -83,7 +83,10 @@ fn setup(rules: &str) -> Setup {
     let (vm, vm_tx, vm_rx) = endpoint(Side::West);
     let net = g.add("net", net).unwrap();
     let fw = g
-        .add("firewall", Firewall::with_ruleset(FirewallConfig::default(), CompiledRuleset::parse(rules).unwrap()))
+        .add(
+            "firewall",
+            Firewall::with_ruleset(FirewallConfig::default(), CompiledRuleset::parse(rules).unwrap()),
+        )
         .unwrap();
     let asp = g
         .add(
@@ -171,7 +174,8 @@ fn live_reconfiguration_on_a_running_graph() {
             target: SgTarget::Cidr(Cidr::new("0.0.0.0".parse().unwrap(), 0).unwrap()),
         }],
     }];
-    let rs = ruleset_from_security_groups(&[VM_IP.into()], &["sg-1"], &groups, &SgOptions::default()).unwrap();
+    let rs =
+        ruleset_from_security_groups(&[VM_IP.into()], &["sg-1"], &groups, &SgOptions::default()).unwrap();
     let compiled = CompiledRuleset::new(rs).unwrap();
     let (kept, removed) = h
         .exec(move |g| {
@@ -193,7 +197,8 @@ fn live_reconfiguration_on_a_running_graph() {
         assert!(Instant::now() < deadline, "the spoofed packet was never dropped");
         std::thread::sleep(Duration::from_millis(1));
     }
-    h.exec(move |g| g.brick_mut::<AntiSpoof>(asp).unwrap().set_ips(&[[42, 0, 0, 7].into()]).unwrap()).unwrap();
+    h.exec(move |g| g.brick_mut::<AntiSpoof>(asp).unwrap().set_ips(&[[42, 0, 0, 7].into()]).unwrap())
+        .unwrap();
     s.vm_tx.lock().unwrap().push_back(tcp(true, 5001, 80, 1, true, false));
     s.vm_tx.lock().unwrap().push_back(udp(true, [42, 0, 0, 7], 1, 80));
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -202,10 +207,12 @@ fn live_reconfiguration_on_a_running_graph() {
         std::thread::sleep(Duration::from_millis(1));
     }
     // Export the connection table for migration, import into a fresh firewall.
-    let bytes = h.exec(move |g| g.brick::<Firewall>(fw).unwrap().export_connections(Timestamp::now())).unwrap();
+    let bytes =
+        h.exec(move |g| g.brick::<Firewall>(fw).unwrap().export_connections(Timestamp::now())).unwrap();
     let g = runner.stop().unwrap();
     let asps = g.stats(asp).unwrap();
     assert_eq!(asps.drops_of("ipv4 source"), Some(2), "42.0.0.7 before the update, 42.0.0.1 after");
-    let mut other = Firewall::with_ruleset(FirewallConfig::default(), CompiledRuleset::parse("pass out all\n").unwrap());
+    let mut other =
+        Firewall::with_ruleset(FirewallConfig::default(), CompiledRuleset::parse("pass out all\n").unwrap());
     assert_eq!(other.import_connections(&bytes, Timestamp::now()), Ok(1));
 }
