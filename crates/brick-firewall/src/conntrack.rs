@@ -337,8 +337,8 @@ impl Conn {
     }
 
     /// Updates the connection with a packet `f` (`from_initiator` from
-    /// [`orientation`](Self::orientation)). Returns the new deadline, or why the packet is
-    /// refused (the connection is then unchanged).
+    /// [`orientation`](Self::orientation)): advances its state and deadline, or says why the
+    /// packet is refused (the connection is then unchanged).
     #[inline]
     pub fn update(
         &mut self,
