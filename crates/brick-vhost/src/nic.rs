@@ -630,8 +630,7 @@ impl ControlCtx {
         stats.connected.store(true, Ordering::Relaxed);
         self.shared.publish(Some(Arc::clone(&conn)));
         let mut filter = EnableFilter::default();
-        let end = relay(&front, &back, &self.stop, &mut filter);
-        stats.early_enables_held.fetch_add(filter.held, Ordering::Relaxed);
+        let end = relay(&front, &back, &self.stop, &mut filter, &stats.early_enables_held);
         match &end {
             RelayEnd::Backend(e) => tracing::info!(nic = %self.name, "backend handler closed: {e}"),
             RelayEnd::Frontend(e) => tracing::info!(nic = %self.name, "frontend left: {e}"),

@@ -13,7 +13,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// vhost-user message header: request, flags, payload size (3 × u32, little endian).
@@ -286,12 +286,14 @@ pub enum RelayEnd {
     Stopped,
 }
 
-/// Relays messages until one side closes or `stop` is set (checked every 100 ms).
+/// Relays messages until one side closes or `stop` is set (checked every 100 ms); `held`
+/// counts the early enables held back.
 pub fn relay(
     front: &UnixStream,
     back: &UnixStream,
     stop: &AtomicBool,
     filter: &mut EnableFilter,
+    held: &AtomicU64,
 ) -> RelayEnd {
     let mut fds = [
         libc::pollfd { fd: front.as_raw_fd(), events: libc::POLLIN, revents: 0 },
@@ -328,11 +330,14 @@ pub fn relay(
                     }
                 }
                 Action::Swallow(Some(reply)) => {
+                    held.fetch_add(1, Ordering::Relaxed);
                     if let Err(e) = send_bytes(front, &reply, &[]) {
                         return RelayEnd::Frontend(e);
                     }
                 }
-                Action::Swallow(None) => {}
+                Action::Swallow(None) => {
+                    held.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         if fds[1].revents != 0 {

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use brick_core::{Brick, Burst, Output, PortId, Side};
 
+pub mod qemu;
+
 /// Sends every packet back where it came from, Ethernet addresses swapped.
 pub struct Echo;
 
