@@ -208,6 +208,10 @@ pub struct Vtep {
     counters: VtepCounters,
     last_sweep: Timestamp,
     report_again: Option<Timestamp>,
+    /// Per-burst memo of the decapsulation path: last VNI → port, last inner source learnt
+    /// (a burst usually carries few flows; the time is the same for the whole burst).
+    memo_vni: Option<(u32, PortId)>,
+    memo_learnt: Option<(u64, PortId, Remote)>,
 }
 
 impl std::fmt::Debug for Vtep {
@@ -346,6 +350,8 @@ impl Vtep {
             counters: VtepCounters::default(),
             last_sweep: Timestamp(0),
             report_again: None,
+            memo_vni: None,
+            memo_learnt: None,
             pool,
             cfg,
         })
@@ -797,7 +803,18 @@ impl Vtep {
                     + u64::from(u16::from_be_bytes([d[2], d[3]]));
                 let csum = csum_fold(acc);
                 let src = self.local4.octets();
-                let Ok(h) = pkt.prepend(OVERHEAD_V4) else { return false };
+                if pkt.prepend(OVERHEAD_V4).is_err() {
+                    return false;
+                }
+                // Metadata first, header bytes after: the packet struct is moved right after
+                // this function, and late narrow stores into it would stall that move
+                // (store-forwarding).
+                let m = pkt.meta_mut();
+                m.l2_offset = 0;
+                m.l3_offset = ETH_LEN as u16;
+                m.l4_offset = (ETH_LEN + IPV4_LEN) as u16;
+                m.vni = Some(vni);
+                let h = &mut pkt.data_mut()[..OVERHEAD_V4];
                 h[0..6].copy_from_slice(&dmac);
                 h[6..12].copy_from_slice(&smac);
                 h[12..14].copy_from_slice(&ETH_IPV4.to_be_bytes());
@@ -820,17 +837,24 @@ impl Vtep {
                 udp[6] = 0;
                 udp[7] = 0;
                 write_vxlan(&mut h[42..50], vni);
-                let m = pkt.meta_mut();
-                m.l2_offset = 0;
-                m.l3_offset = ETH_LEN as u16;
-                m.l4_offset = (ETH_LEN + IPV4_LEN) as u16;
             }
             IpAddr::V6(dst) if self.v6 => {
                 let plen = (inner + UDP_LEN + VXLAN_LEN) as u16;
                 let src = self.local6.octets();
                 let d = dst.octets();
                 let flow = (hash as u32) & 0x000f_ffff;
-                let Ok(h) = pkt.prepend(OVERHEAD_V6) else { return false };
+                if pkt.prepend(OVERHEAD_V6).is_err() {
+                    return false;
+                }
+                // Metadata first, header bytes after: the packet struct is moved right after
+                // this function, and late narrow stores into it would stall that move
+                // (store-forwarding).
+                let m = pkt.meta_mut();
+                m.l2_offset = 0;
+                m.l3_offset = ETH_LEN as u16;
+                m.l4_offset = (ETH_LEN + IPV6_LEN) as u16;
+                m.vni = Some(vni);
+                let h = &mut pkt.data_mut()[..OVERHEAD_V6];
                 h[0..6].copy_from_slice(&dmac);
                 h[6..12].copy_from_slice(&smac);
                 h[12..14].copy_from_slice(&ETH_IPV6.to_be_bytes());
@@ -853,15 +877,9 @@ impl Vtep {
                     c = 0xffff;
                 }
                 data[60..62].copy_from_slice(&c.to_be_bytes());
-                let m = pkt.meta_mut();
-                m.l2_offset = 0;
-                m.l3_offset = ETH_LEN as u16;
-                m.l4_offset = (ETH_LEN + IPV6_LEN) as u16;
             }
             _ => return false,
         }
-        let m = pkt.meta_mut();
-        m.vni = Some(vni);
         true
     }
 
@@ -918,6 +936,45 @@ impl Vtep {
         }
     }
 
+    /// Encapsulates `pkt` in place if it is known unicast behind a VTEP whose MAC was learnt,
+    /// fits the MTU and needs no checksum completion; otherwise leaves it untouched and
+    /// returns false.
+    #[inline(always)]
+    fn encap_fast(
+        &mut self,
+        st: &mut VniState,
+        pkt: &mut Packet,
+        now: Timestamp,
+        max_inner: usize,
+        memo: &mut Option<(u64, Remote)>,
+    ) -> bool {
+        let len = pkt.len();
+        if !(ETH_LEN..=max_inner).contains(&len) || pkt.meta().offload.contains(OffloadFlags::CSUM_NEEDED) {
+            return false;
+        }
+        let d = pkt.data();
+        let dst = mac_to_u64(&d[0..6]);
+        if is_group(dst) {
+            return false;
+        }
+        let r = match *memo {
+            Some((m, r)) if m == dst => r,
+            _ => match st.fdb.lookup(dst, now) {
+                Some(r) => r,
+                None => return false,
+            },
+        };
+        *memo = Some((dst, r));
+        let Some(mac) = r.mac else { return false };
+        let hash = flow_hash(d);
+        if !self.encap(pkt, st.vni, r.ip, mac, hash) {
+            return false;
+        }
+        st.counters.encap_pkts += 1;
+        st.counters.encap_bytes += len as u64;
+        true
+    }
+
     fn encap_burst(&mut self, port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
         let Some(mut st) = self.vnis.get_mut(port as usize).and_then(Option::take) else {
             for p in pkts.drain() {
@@ -928,7 +985,28 @@ impl Vtep {
         let now = out.now();
         let max_inner = usize::from(self.cfg.mtu) + ETH_LEN - if self.v6 { OVERHEAD_V6 } else { OVERHEAD_V4 };
         let vni = st.vni;
-        for mut pkt in pkts.drain() {
+        // Last known-unicast lookup of this burst (same time, same table).
+        let mut memo: Option<(u64, Remote)> = None;
+        // Fast path: leading frames that are known unicast behind a VTEP whose MAC was learnt
+        // are encapsulated in place; when the whole burst is like that it moves on at once.
+        let mut fast = 0;
+        for pkt in pkts.iter_mut() {
+            if !self.encap_fast(&mut st, pkt, now, max_inner, &mut memo) {
+                break;
+            }
+            fast += 1;
+        }
+        self.counters.tx_outer += fast as u64;
+        if fast == pkts.len() {
+            out.emit_all(Side::West, 0, pkts);
+            self.vnis[port as usize] = Some(st);
+            return;
+        }
+        for (i, mut pkt) in pkts.drain().enumerate() {
+            if i < fast {
+                out.emit(Side::West, 0, pkt);
+                continue;
+            }
             if pkt.len() < ETH_LEN {
                 out.drop(pkt, D_TRUNC);
                 continue;
@@ -946,7 +1024,12 @@ impl Vtep {
             let dst = mac_to_u64(&d[0..6]);
             let hash = flow_hash(d);
             if !is_group(dst) {
-                if let Some(r) = st.fdb.lookup(dst, now) {
+                let r = match memo {
+                    Some((m, r)) if m == dst => Some(r),
+                    _ => st.fdb.lookup(dst, now),
+                };
+                if let Some(r) = r {
+                    memo = Some((dst, r));
                     self.send(pkt, vni, r.ip, r.mac, hash, now, out);
                     continue;
                 }
@@ -1047,8 +1130,7 @@ impl Vtep {
         match ip.proto {
             PROTO_UDP => {
                 let smac = mac6(&d[6..12]);
-                let pseudo = pseudo_v4(&ip.src.octets(), &dst.octets(), 0, PROTO_UDP);
-                self.rx_vxlan(pkt, l4, end, IpAddr::V4(ip.src), smac, pseudo, false, now, out)
+                self.rx_vxlan(pkt, l4, end, IpAddr::V4(ip.src), smac, false, now, out)
             }
             PROTO_IGMP => self.rx_igmp(pkt, l4, end, out),
             _ => out.drop(pkt, D_NOT_VXLAN),
@@ -1080,8 +1162,7 @@ impl Vtep {
         match ip.next {
             PROTO_UDP => {
                 let smac = mac6(&d[6..12]);
-                let pseudo = pseudo_v6(&ip.src.octets(), &dst.octets(), 0, PROTO_UDP);
-                self.rx_vxlan(pkt, l4, end, IpAddr::V6(ip.src), smac, pseudo, true, now, out)
+                self.rx_vxlan(pkt, l4, end, IpAddr::V6(ip.src), smac, true, now, out)
             }
             PROTO_ICMPV6 => self.rx_icmpv6(pkt, ip, l4, end, now, out),
             PROTO_HOPOPT => match skip_hbh(&d[l4..end]) {
@@ -1102,7 +1183,6 @@ impl Vtep {
         end: usize,
         src: IpAddr,
         smac: [u8; 6],
-        pseudo: u64,
         v6: bool,
         now: Timestamp,
         out: &mut Output<'_>,
@@ -1122,40 +1202,139 @@ impl Vtep {
             return out.drop(pkt, D_TRUNC);
         }
         // A zero UDP checksum means "none", accepted over IPv6 too (RFC 6935/6936).
-        if be16(d, l4 + 6) != 0 && csum_fold(csum_add(pseudo + udp_len as u64, &d[l4..l4 + udp_len])) != 0 {
-            return out.drop(pkt, D_BAD_CSUM);
+        if be16(d, l4 + 6) != 0 {
+            // Pseudo-header: the addresses straight from the outer IP header, protocol, length.
+            let addrs = if v6 { &d[ETH_LEN + 8..ETH_LEN + 40] } else { &d[ETH_LEN + 12..ETH_LEN + 20] };
+            let acc = csum_add(0, addrs) + u64::from(PROTO_UDP) + udp_len as u64;
+            if csum_fold(csum_add(acc, &d[l4..l4 + udp_len])) != 0 {
+                return out.drop(pkt, D_BAD_CSUM);
+            }
         }
-        let _ = v6;
         let Some(vni) = read_vxlan(&d[l4 + UDP_LEN..]) else {
             return out.drop(pkt, D_BAD_VXLAN);
         };
-        let Some(&port) = self.vni_ports.get(&vni) else {
-            return out.drop(pkt, D_UNKNOWN_VNI);
+        let port = match self.memo_vni {
+            Some((v, p)) if v == vni => p,
+            _ => {
+                let Some(&p) = self.vni_ports.get(&vni) else {
+                    return out.drop(pkt, D_UNKNOWN_VNI);
+                };
+                self.memo_vni = Some((vni, p));
+                p
+            }
         };
         let inner = l4 + UDP_LEN + VXLAN_LEN;
         let isrc = mac_to_u64(&d[inner + 6..inner + 12]);
-        let Some(st) = self.vnis.get_mut(port as usize).and_then(Option::as_mut) else {
+        if self.vnis.get(port as usize).is_none_or(Option::is_none) {
             return out.drop(pkt, D_UNKNOWN_VNI);
-        };
-        if !is_group(isrc) && isrc != 0 {
-            match st.fdb.learn(isrc, Remote { ip: src, mac: Some(smac) }, now) {
-                Learned::Refreshed | Learned::Static => {}
-                Learned::New => st.counters.learned += 1,
-                Learned::Moved => st.counters.moves += 1,
-                Learned::Refused => st.counters.learn_refused += 1,
-            }
         }
+        // Strip and set the metadata before learning: the packet struct is moved at the end,
+        // and narrow stores just before that move would stall it (store-forwarding).
         pkt.truncate(l4 + udp_len);
         let _ = pkt.pull(inner);
-        st.counters.decap_pkts += 1;
-        st.counters.decap_bytes += pkt.len() as u64;
         let m = pkt.meta_mut();
         m.l2_offset = 0;
         m.l3_offset = ETH_LEN as u16;
         m.l4_offset = 0;
         m.vni = Some(vni);
         m.offload = OffloadFlags::NONE;
+        let Some(st) = self.vnis.get_mut(port as usize).and_then(Option::as_mut) else {
+            return out.drop(pkt, D_UNKNOWN_VNI);
+        };
+        st.counters.decap_pkts += 1;
+        st.counters.decap_bytes += pkt.len() as u64;
+        let remote = Remote { ip: src, mac: Some(smac) };
+        if !is_group(isrc) && isrc != 0 && self.memo_learnt != Some((isrc, port, remote)) {
+            match st.fdb.learn(isrc, remote, now) {
+                Learned::Refreshed | Learned::Static => {}
+                Learned::New => st.counters.learned += 1,
+                Learned::Moved => st.counters.moves += 1,
+                Learned::Refused => st.counters.learn_refused += 1,
+            }
+            self.memo_learnt = Some((isrc, port, remote));
+        }
         out.emit(Side::East, port, pkt);
+    }
+
+    /// Decapsulates `pkt` in place if it is a valid unicast VXLAN frame to our address for
+    /// a known VNI (on port `expect`, if given); returns its port. Anything else is left
+    /// untouched for the full path, which also counts the drops.
+    #[inline(always)]
+    fn decap_fast(&mut self, pkt: &mut Packet, now: Timestamp, expect: Option<PortId>) -> Option<PortId> {
+        let d = pkt.data();
+        if d.len() < OVERHEAD_V4 + ETH_LEN || d[0..6] != self.cfg.local_mac {
+            return None;
+        }
+        let (l4, end, src) = if !self.v6 {
+            if be16(d, 12) != ETH_IPV4 {
+                return None;
+            }
+            let ip = parse_ipv4(&d[ETH_LEN..]).ok()?;
+            if ip.dst != self.local4 || ip.fragment || ip.proto != PROTO_UDP {
+                return None;
+            }
+            (ETH_LEN + ip.ihl, ETH_LEN + ip.total_len, IpAddr::V4(ip.src))
+        } else {
+            if be16(d, 12) != ETH_IPV6 {
+                return None;
+            }
+            let ip = parse_ipv6(&d[ETH_LEN..]).ok()?;
+            if ip.dst != self.local6 || ip.next != PROTO_UDP {
+                return None;
+            }
+            (ETH_LEN + IPV6_LEN, ETH_LEN + IPV6_LEN + ip.payload_len, IpAddr::V6(ip.src))
+        };
+        if end < l4 + UDP_LEN + VXLAN_LEN + ETH_LEN || be16(d, l4 + 2) != self.cfg.udp_port {
+            return None;
+        }
+        let udp_len = usize::from(be16(d, l4 + 4));
+        if udp_len < UDP_LEN + VXLAN_LEN + ETH_LEN || l4 + udp_len > end {
+            return None;
+        }
+        if be16(d, l4 + 6) != 0 {
+            let addrs = if self.v6 { &d[ETH_LEN + 8..ETH_LEN + 40] } else { &d[ETH_LEN + 12..ETH_LEN + 20] };
+            let acc = csum_add(0, addrs) + u64::from(PROTO_UDP) + udp_len as u64;
+            if csum_fold(csum_add(acc, &d[l4..l4 + udp_len])) != 0 {
+                return None;
+            }
+        }
+        let vni = read_vxlan(&d[l4 + UDP_LEN..])?;
+        let port = match self.memo_vni {
+            Some((v, p)) if v == vni => p,
+            _ => {
+                let p = *self.vni_ports.get(&vni)?;
+                self.memo_vni = Some((vni, p));
+                p
+            }
+        };
+        if expect.is_some_and(|e| e != port) {
+            return None;
+        }
+        let inner = l4 + UDP_LEN + VXLAN_LEN;
+        let isrc = mac_to_u64(&d[inner + 6..inner + 12]);
+        let smac = mac6(&d[6..12]);
+        let st = self.vnis.get_mut(port as usize)?.as_mut()?;
+        pkt.truncate(l4 + udp_len);
+        let _ = pkt.pull(inner);
+        let m = pkt.meta_mut();
+        m.l2_offset = 0;
+        m.l3_offset = ETH_LEN as u16;
+        m.l4_offset = 0;
+        m.vni = Some(vni);
+        m.offload = OffloadFlags::NONE;
+        st.counters.decap_pkts += 1;
+        st.counters.decap_bytes += pkt.len() as u64;
+        let remote = Remote { ip: src, mac: Some(smac) };
+        if !is_group(isrc) && isrc != 0 && self.memo_learnt != Some((isrc, port, remote)) {
+            match st.fdb.learn(isrc, remote, now) {
+                Learned::Refreshed | Learned::Static => {}
+                Learned::New => st.counters.learned += 1,
+                Learned::Moved => st.counters.moves += 1,
+                Learned::Refused => st.counters.learn_refused += 1,
+            }
+            self.memo_learnt = Some((isrc, port, remote));
+        }
+        Some(port)
     }
 
     fn rx_arp(&mut self, mut pkt: Packet, now: Timestamp, out: &mut Output<'_>) {
@@ -1311,8 +1490,28 @@ impl Brick for Vtep {
         match side {
             Side::West => {
                 let now = out.now();
-                for pkt in pkts.drain() {
-                    self.rx_underlay(pkt, now, out);
+                self.memo_vni = None;
+                self.memo_learnt = None;
+                // Fast path: leading frames that are unicast VXLAN to us for one VNI are
+                // decapsulated in place; when the whole burst is like that it moves at once.
+                let mut fast = 0;
+                let mut to = None;
+                for pkt in pkts.iter_mut() {
+                    match self.decap_fast(pkt, now, to) {
+                        Some(p) => to = Some(p),
+                        None => break,
+                    }
+                    fast += 1;
+                }
+                if let (Some(p), true) = (to, fast == pkts.len()) {
+                    out.emit_all(Side::East, p, pkts);
+                    return;
+                }
+                for (i, pkt) in pkts.drain().enumerate() {
+                    match to {
+                        Some(p) if i < fast => out.emit(Side::East, p, pkt),
+                        _ => self.rx_underlay(pkt, now, out),
+                    }
                 }
             }
             Side::East => self.encap_burst(port, pkts, out),

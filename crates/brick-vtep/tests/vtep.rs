@@ -729,3 +729,40 @@ proptest! {
         prop_assert_eq!(delivered + st.total_drops(), 1);
     }
 }
+
+#[test]
+fn mixed_bursts_take_fast_and_full_paths_in_order() {
+    let mut b = bed4(2);
+    // Teach both VNIs a remote MAC.
+    let from_b = inner64(VM_A, VM_B);
+    b.rx_wire(&[
+        vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 42, &from_b),
+        vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 3], [10, 0, 0, 1], 4789, 0x08, 43, &from_b),
+        vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 42, &from_b),
+    ]);
+    assert_eq!(b.take_vm(0).len(), 2, "VNI 42 frames before and after a VNI 43 one");
+    assert_eq!(b.take_vm(1).len(), 1);
+    assert_eq!(b.vtep().fdb(43, Timestamp::now())[0].value.ip, ip("10.0.0.3"));
+    // Encap: known, broadcast, known: three outer frames in order, the middle one to the group.
+    let known = inner_udp(VM_B, VM_A, 30);
+    let bcast = inner_udp([0xff; 6], VM_A, 31);
+    b.rx_vm(0, &[known.clone(), bcast.clone(), known.clone()]);
+    let w = b.take_wire();
+    assert_eq!(w.len(), 3);
+    let dsts: Vec<_> = w.iter().map(|f| check_outer4(f)).map(|(_, d, _, _, inner)| (d, inner)).collect();
+    assert_eq!(dsts[0], (Ipv4Addr::new(10, 0, 0, 2), known.clone()));
+    assert_eq!(dsts[1], (Ipv4Addr::new(230, 0, 0, 42), bcast));
+    assert_eq!(dsts[2], (Ipv4Addr::new(10, 0, 0, 2), known));
+    // Decap: a valid frame, then an ARP request for us, then a valid frame.
+    let mut req = vec![0xff; 6];
+    req.extend_from_slice(&REMOTE_MAC);
+    req.extend_from_slice(&[8, 6, 0, 1, 8, 0, 6, 4, 0, 1]);
+    req.extend_from_slice(&REMOTE_MAC);
+    req.extend_from_slice(&[10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1]);
+    let v = vxlan4(REMOTE_MAC, LOCAL_MAC, [10, 0, 0, 2], [10, 0, 0, 1], 4789, 0x08, 42, &from_b);
+    b.rx_wire(&[v.clone(), req, v]);
+    assert_eq!(b.take_vm(0).len(), 2);
+    assert_eq!(b.take_wire().len(), 1, "ARP reply");
+    let info = b.vtep().vni_info(42).unwrap();
+    assert_eq!((info.counters.decap_pkts, info.counters.encap_pkts), (4, 3));
+}
