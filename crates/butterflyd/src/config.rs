@@ -1,0 +1,440 @@
+//! Command line and configuration file.
+//!
+//! Butterfly's options keep their names and meanings; an INI file (`-c`) accepts Butterfly's
+//! keys. Unlike Butterfly, command-line options override the file (what operators expect),
+//! every problem is reported with the option's name, and the exit status is non-zero.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+
+/// Which device carries the underlay (the "physical" side).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Underlay {
+    /// A TAP interface created (or attached) by name; the kernel routes to it.
+    Tap(String),
+    /// An existing interface, through AF_PACKET.
+    AfPacket(String),
+    /// A DPDK port (feature `dpdk`).
+    Dpdk(u16),
+    /// No physical side: VNIs are local to this host.
+    None,
+}
+
+impl std::str::FromStr for Underlay {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
+        match kind {
+            "tap" if !arg.is_empty() => Ok(Underlay::Tap(arg.to_string())),
+            "tap" => Ok(Underlay::Tap("bf-underlay".into())),
+            "af-packet" | "af_packet" if !arg.is_empty() => Ok(Underlay::AfPacket(arg.to_string())),
+            "dpdk" => arg
+                .parse()
+                .map(Underlay::Dpdk)
+                .or(if arg.is_empty() { Ok(Underlay::Dpdk(0)) } else { Err(()) })
+                .map_err(|_| format!("bad DPDK port {arg:?}")),
+            "none" => Ok(Underlay::None),
+            _ => Err(format!("unknown underlay {s:?}: use tap[:NAME], af-packet:IFACE, dpdk[:PORT] or none")),
+        }
+    }
+}
+
+/// butterflyd's command line (Butterfly's options plus ours).
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "butterflyd",
+    version,
+    about = "butterfly-rs data-plane daemon: VMs over VXLAN with security groups"
+)]
+pub struct Cli {
+    /// INI configuration file (Butterfly's keys); command-line options override it.
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// VTEP IP address (IPv4 or IPv6; chooses the underlay family). Default 198.18.0.1.
+    #[arg(short = 'i', long = "ip")]
+    pub ip: Option<String>,
+    /// ZeroMQ endpoint of the API. Default tcp://127.0.0.1:9999.
+    #[arg(short = 'e', long = "endpoint")]
+    pub endpoint: Option<String>,
+    /// Directory of vhost-user sockets (created if missing).
+    #[arg(short = 's', long = "socket-dir")]
+    pub socket_dir: Option<PathBuf>,
+    /// none, error, warning, info or debug.
+    #[arg(short = 'l', long = "log-level")]
+    pub log_level: Option<String>,
+    /// Trace every new NIC to pcap by default.
+    #[arg(short = 't', long = "packet-trace")]
+    pub packet_trace: bool,
+    /// File holding the base64 API encryption key (Butterfly's AES scheme).
+    #[arg(short = 'k', long = "key")]
+    pub key: Option<PathBuf>,
+    /// DPDK EAL arguments (with the `dpdk` underlay).
+    #[arg(long = "dpdk-args")]
+    pub dpdk_args: Option<String>,
+    /// DPDK port (with the `dpdk` underlay).
+    #[arg(long = "dpdk-port")]
+    pub dpdk_port: Option<u16>,
+    /// Underlay MTU: a number, or "max".
+    #[arg(short = 'm', long = "nic-mtu")]
+    pub nic_mtu: Option<String>,
+    /// Do not offer checksum/TSO offloads to VMs.
+    #[arg(long = "no-offload")]
+    pub no_offload: bool,
+    /// Core the dataplane thread is pinned to.
+    #[arg(short = 'u', long = "graph-cpu-core")]
+    pub graph_cpu_core: Option<usize>,
+    /// Logs go to stderr (always the case; accepted for compatibility).
+    #[arg(long = "no-syslog")]
+    pub no_syslog: bool,
+    /// Physical side: tap[:NAME] (default tap:bf-underlay), af-packet:IFACE, dpdk[:PORT], none.
+    #[arg(long = "underlay")]
+    pub underlay: Option<String>,
+    /// Prefix length of the underlay network of the VTEP address (default 24 / 64).
+    #[arg(long = "underlay-prefix")]
+    pub underlay_prefix: Option<u8>,
+    /// Next hop for remote VTEPs outside the underlay prefix.
+    #[arg(long = "gateway")]
+    pub gateway: Option<String>,
+    /// Number of dataplane worker threads (1 today).
+    #[arg(long = "workers")]
+    pub workers: Option<usize>,
+    /// Directory where the configuration is persisted and restored from.
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<PathBuf>,
+    /// Do not restore nor persist the configuration.
+    #[arg(long = "no-state")]
+    pub no_state: bool,
+    /// Address of the Prometheus metrics endpoint ("off" to disable). Default 127.0.0.1:9991.
+    #[arg(long = "metrics")]
+    pub metrics: Option<String>,
+}
+
+/// A configuration problem: names the option and what is wrong.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{option}: {problem}")]
+pub struct ConfigError {
+    /// The option or INI key.
+    pub option: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+fn bad(option: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { option: option.to_string(), problem: problem.into() }
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Nothing.
+    None,
+    /// Errors.
+    Error,
+    /// Warnings and errors.
+    Warning,
+    /// Informational.
+    Info,
+    /// Everything.
+    Debug,
+}
+
+impl LogLevel {
+    /// Parses Butterfly's level names.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "none" => LogLevel::None,
+            "error" => LogLevel::Error,
+            "warning" | "warn" => LogLevel::Warning,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            _ => return None,
+        })
+    }
+
+    /// The tracing filter directive.
+    pub fn directive(self) -> &'static str {
+        match self {
+            LogLevel::None => "off",
+            LogLevel::Error => "error",
+            LogLevel::Warning => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+/// The validated configuration the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// VTEP address.
+    pub ip: IpAddr,
+    /// Underlay prefix length.
+    pub underlay_prefix: u8,
+    /// Gateway for remote VTEPs.
+    pub gateway: Option<IpAddr>,
+    /// API endpoint.
+    pub endpoint: String,
+    /// vhost-user socket directory.
+    pub socket_dir: PathBuf,
+    /// Log level.
+    pub log_level: LogLevel,
+    /// Trace new NICs by default.
+    pub packet_trace: bool,
+    /// API key file.
+    pub key: Option<PathBuf>,
+    /// DPDK EAL arguments.
+    pub dpdk_args: String,
+    /// Underlay MTU (None = the device's own / "max").
+    pub nic_mtu: Option<u16>,
+    /// Offloads towards VMs.
+    pub offload: bool,
+    /// Core to pin the dataplane to.
+    pub graph_cpu_core: Option<usize>,
+    /// Physical side.
+    pub underlay: Underlay,
+    /// Where state is persisted (None: not persisted).
+    pub state_dir: Option<PathBuf>,
+    /// Metrics endpoint.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// The embedded default VTEP address (RFC 2544 benchmarking range: never routed).
+pub const DEFAULT_IP: &str = "198.18.0.1";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn default_dir(root: &str, leaf: &str) -> PathBuf {
+    if is_root() {
+        PathBuf::from(root)
+    } else {
+        // SAFETY: as above.
+        let uid = unsafe { libc::geteuid() };
+        std::env::temp_dir().join(format!("butterfly-{uid}")).join(leaf)
+    }
+}
+
+impl Config {
+    /// Builds the configuration from the command line and, if given, the INI file.
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let ini = match &cli.config {
+            Some(path) => Some(load_ini(path)?),
+            None => None,
+        };
+        let get = |section: &str, keys: &[&str]| -> Option<String> {
+            let ini = ini.as_ref()?;
+            keys.iter().find_map(|k| ini.get_from(Some(section), k).map(str::to_string))
+        };
+
+        let ip_text = cli.ip.or_else(|| get("general", &["ip"])).unwrap_or_else(|| DEFAULT_IP.into());
+        let ip: IpAddr =
+            ip_text.trim().parse().map_err(|_| bad("--ip", format!("{ip_text:?} is not an IP address")))?;
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(bad("--ip", format!("{ip} cannot be a VTEP address")));
+        }
+        let max_prefix = if ip.is_ipv4() { 32 } else { 128 };
+        let underlay_prefix = cli.underlay_prefix.unwrap_or(if ip.is_ipv4() { 24 } else { 64 });
+        if underlay_prefix > max_prefix {
+            return Err(bad("--underlay-prefix", format!("{underlay_prefix} is longer than {max_prefix}")));
+        }
+        let gateway = match cli.gateway {
+            Some(g) => {
+                let gw: IpAddr =
+                    g.parse().map_err(|_| bad("--gateway", format!("{g:?} is not an IP address")))?;
+                if gw.is_ipv4() != ip.is_ipv4() {
+                    return Err(bad("--gateway", "must be of the same family as --ip"));
+                }
+                Some(gw)
+            }
+            None => None,
+        };
+        let endpoint = cli
+            .endpoint
+            .or_else(|| get("general", &["endpoint"]))
+            .unwrap_or_else(|| butterfly_api::DEFAULT_ENDPOINT.to_string());
+        if !endpoint.contains("://") {
+            return Err(bad(
+                "--endpoint",
+                format!("{endpoint:?} is not a ZeroMQ endpoint (e.g. tcp://127.0.0.1:9999)"),
+            ));
+        }
+        let socket_dir = cli
+            .socket_dir
+            .or_else(|| get("general", &["socket-dir"]).map(PathBuf::from))
+            .unwrap_or_else(|| default_dir("/run/butterfly", "sockets"));
+        let level_text =
+            cli.log_level.or_else(|| get("general", &["log-level"])).unwrap_or_else(|| "info".into());
+        let log_level = LogLevel::parse(&level_text).ok_or_else(|| {
+            bad("--log-level", format!("{level_text:?}: use none, error, warning, info or debug"))
+        })?;
+        let key = cli.key.or_else(|| get("security", &["encryption_key_path"]).map(PathBuf::from));
+        if let Some(k) = &key {
+            if !k.is_file() {
+                return Err(bad("--key", format!("{} is not a readable file", k.display())));
+            }
+        }
+        let dpdk_args = cli
+            .dpdk_args
+            .or_else(|| get("general", &["dpdk-args"]))
+            .unwrap_or_else(|| "-c1 -n1 --no-huge --no-pci -m 256".into());
+        let nic_mtu = match cli.nic_mtu.or_else(|| get("general", &["nic-mtu"])) {
+            None => None,
+            Some(m) if m == "max" => None,
+            Some(m) => {
+                let v: u16 =
+                    m.parse().map_err(|_| bad("--nic-mtu", format!("{m:?}: a number or \"max\"")))?;
+                let min = if ip.is_ipv4() { 576 } else { 1280 };
+                if v < min {
+                    return Err(bad(
+                        "--nic-mtu",
+                        format!("{v} is below the minimum of {min} for this underlay"),
+                    ));
+                }
+                Some(v)
+            }
+        };
+        let graph_cpu_core = match cli.graph_cpu_core {
+            Some(c) => Some(c),
+            None => match get("general", &["graph-core-id", "graph-cpu-core"]) {
+                Some(c) => {
+                    Some(c.parse().map_err(|_| bad("graph-core-id", format!("{c:?} is not a core number")))?)
+                }
+                None => None,
+            },
+        };
+        if let Some(c) = graph_cpu_core {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if c >= cores {
+                return Err(bad(
+                    "--graph-cpu-core",
+                    format!("core {c} does not exist (this machine has {cores})"),
+                ));
+            }
+        }
+        let dpdk_port = match cli.dpdk_port {
+            Some(p) => Some(p),
+            None => match get("general", &["dpdk-port"]) {
+                Some(p) => {
+                    Some(p.parse().map_err(|_| bad("dpdk-port", format!("{p:?} is not a port number")))?)
+                }
+                None => None,
+            },
+        };
+        let underlay = match cli.underlay {
+            Some(u) => u.parse::<Underlay>().map_err(|e| bad("--underlay", e))?,
+            None if dpdk_port.is_some() => Underlay::Dpdk(dpdk_port.unwrap_or(0)),
+            None => Underlay::Tap("bf-underlay".into()),
+        };
+        if let Underlay::Dpdk(_) = underlay {
+            if !cfg!(feature = "dpdk") {
+                return Err(bad(
+                    "--underlay",
+                    "this butterflyd was built without DPDK (cargo feature `dpdk`)",
+                ));
+            }
+        }
+        if let Some(w) = cli.workers {
+            if w != 1 {
+                return Err(bad("--workers", format!("{w}: only 1 worker is supported in this version")));
+            }
+        }
+        let state_dir = if cli.no_state {
+            None
+        } else {
+            Some(cli.state_dir.unwrap_or_else(|| default_dir("/var/lib/butterfly", "state")))
+        };
+        let metrics = match cli.metrics.as_deref() {
+            Some("off") => None,
+            Some(a) => {
+                Some(a.parse().map_err(|_| bad("--metrics", format!("{a:?} is not ADDRESS:PORT or off")))?)
+            }
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 9991))),
+        };
+        Ok(Config {
+            ip,
+            underlay_prefix,
+            gateway,
+            endpoint,
+            socket_dir,
+            log_level,
+            packet_trace: cli.packet_trace,
+            key,
+            dpdk_args,
+            nic_mtu,
+            offload: !cli.no_offload,
+            graph_cpu_core,
+            underlay,
+            state_dir,
+            metrics,
+        })
+    }
+}
+
+fn load_ini(path: &Path) -> Result<ini::Ini, ConfigError> {
+    ini::Ini::load_from_file(path).map_err(|e| bad("--config", format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut v = vec!["butterflyd"];
+        v.extend_from_slice(args);
+        Config::from_cli(Cli::try_parse_from(v).expect("clap accepts"))
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = parse(&["--no-state"]).unwrap();
+        assert_eq!(c.ip.to_string(), DEFAULT_IP);
+        assert_eq!(c.endpoint, "tcp://127.0.0.1:9999");
+        assert_eq!(c.underlay, Underlay::Tap("bf-underlay".into()));
+        assert!(c.state_dir.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        assert_eq!(parse(&["-i", "nope"]).unwrap_err().option, "--ip");
+        assert_eq!(parse(&["-i", "0.0.0.0"]).unwrap_err().option, "--ip");
+        assert_eq!(parse(&["-l", "loud"]).unwrap_err().option, "--log-level");
+        assert_eq!(parse(&["-m", "100"]).unwrap_err().option, "--nic-mtu");
+        assert_eq!(parse(&["-e", "localhost"]).unwrap_err().option, "--endpoint");
+        assert_eq!(parse(&["--underlay", "wifi"]).unwrap_err().option, "--underlay");
+        assert_eq!(parse(&["--workers", "2"]).unwrap_err().option, "--workers");
+        assert_eq!(parse(&["-u", "4096"]).unwrap_err().option, "--graph-cpu-core");
+        assert_eq!(parse(&["-k", "/nonexistent/key"]).unwrap_err().option, "--key");
+        assert_eq!(parse(&["-c", "/nonexistent.ini"]).unwrap_err().option, "--config");
+        assert_eq!(parse(&["-i", "10.0.0.1", "--gateway", "fe80::1"]).unwrap_err().option, "--gateway");
+    }
+
+    #[test]
+    fn ini_keys_are_read_and_the_command_line_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("b.ini");
+        std::fs::write(
+            &f,
+            "[general]\nip = 2001:db8::1\nendpoint = tcp://127.0.0.1:7777\nlog-level = debug\ngraph-core-id = 0\n",
+        )
+        .unwrap();
+        let c = parse(&["-c", f.to_str().unwrap(), "-e", "tcp://127.0.0.1:8888", "--no-state"]).unwrap();
+        assert_eq!(c.ip.to_string(), "2001:db8::1");
+        assert_eq!(c.endpoint, "tcp://127.0.0.1:8888");
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.graph_cpu_core, Some(0));
+        assert_eq!(c.underlay_prefix, 64);
+    }
+
+    #[test]
+    fn underlays_parse() {
+        assert_eq!("none".parse::<Underlay>().unwrap(), Underlay::None);
+        assert_eq!("af-packet:eth0".parse::<Underlay>().unwrap(), Underlay::AfPacket("eth0".into()));
+        assert_eq!("tap:x".parse::<Underlay>().unwrap(), Underlay::Tap("x".into()));
+        assert_eq!("dpdk:3".parse::<Underlay>().unwrap(), Underlay::Dpdk(3));
+        assert!("dpdk:x".parse::<Underlay>().is_err());
+    }
+}

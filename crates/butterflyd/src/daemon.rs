@@ -1,0 +1,262 @@
+//! The API handler: keeps Butterfly's configuration model (from butterfly-api) and brings the
+//! data plane in line with it after every request. A request that the data plane cannot
+//! carry out is answered with an error and leaves both the model and the graph as they were.
+
+use std::net::IpAddr;
+
+use brick_firewall::{ruleset_from_security_groups, CompiledRuleset, SgOptions};
+use butterfly_api::{
+    AppConfig, AppStatus, Handler, HandlerError, HandlerResult, MemoryHandler, Model, NicInfo, NicSpec,
+    NicStats, NicUpdate, Rule, RulePeer, SecurityGroup,
+};
+use tracing::{info, warn};
+
+use crate::dataplane::Dataplane;
+use crate::state::StateStore;
+
+/// Changes the log level at run time (app_config).
+pub type LogControl = Box<dyn Fn(crate::config::LogLevel) -> Result<(), String> + Send>;
+
+/// butterflyd's [`Handler`].
+pub struct Daemon {
+    mem: MemoryHandler,
+    dp: Dataplane,
+    state: Option<StateStore>,
+    log: LogControl,
+}
+
+fn failed(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Failed(e.to_string())
+}
+
+/// Converts the API's security groups into the firewall crate's.
+fn fw_groups(model: &Model) -> Vec<brick_firewall::SecurityGroup> {
+    model
+        .sgs()
+        .map(|sg| brick_firewall::SecurityGroup {
+            id: sg.id.clone(),
+            members: sg.members.clone(),
+            rules: sg.rules.iter().filter_map(fw_rule).collect(),
+        })
+        .collect()
+}
+
+fn fw_rule(r: &Rule) -> Option<brick_firewall::SgRule> {
+    let (port_start, port_end) = r.ports.unwrap_or((0, u16::MAX));
+    let target = match &r.peer {
+        RulePeer::Cidr(c) => brick_firewall::SgTarget::Cidr(brick_firewall::Cidr::new(c.address, c.prefix)?),
+        RulePeer::SecurityGroup(id) => brick_firewall::SgTarget::Group(id.clone()),
+    };
+    Some(brick_firewall::SgRule {
+        direction: match r.direction {
+            butterfly_api::Direction::Inbound => brick_firewall::SgDirection::Inbound,
+            butterfly_api::Direction::Outbound => brick_firewall::SgDirection::Outbound,
+        },
+        protocol: i32::from(r.protocol),
+        port_start,
+        port_end,
+        target,
+    })
+}
+
+/// Compiles the ruleset of one NIC from its IPs and security groups.
+pub fn nic_ruleset(model: &Model, nic: &NicInfo) -> Result<CompiledRuleset, String> {
+    let groups = fw_groups(model);
+    let names: Vec<&str> = nic.spec.security_groups.iter().map(String::as_str).collect();
+    let ips: Vec<IpAddr> = nic.spec.ips.clone();
+    let rs = ruleset_from_security_groups(&ips, &names, &groups, &SgOptions::default())
+        .map_err(|e| e.to_string())?;
+    CompiledRuleset::new(rs).map_err(|e| e.to_string())
+}
+
+impl Daemon {
+    /// A handler over `dp`, persisting to `state` when given.
+    pub fn new(mem: MemoryHandler, dp: Dataplane, state: Option<StateStore>, log: LogControl) -> Daemon {
+        Daemon { mem, dp, state, log }
+    }
+
+    /// Restores the saved configuration: security groups, then every NIC. NICs that cannot
+    /// be recreated are reported and left out; the others come back (vhost-user sockets at
+    /// the same paths, so QEMU reconnects).
+    pub fn restore(&mut self) -> Result<usize, String> {
+        let Some(store) = &self.state else { return Ok(0) };
+        let Some(model) = store.load().map_err(|e| e.to_string())? else { return Ok(0) };
+        self.mem.model = model;
+        let ids = self.mem.model.nic_ids();
+        let mut restored = 0;
+        for id in &ids {
+            match self.sync(id, true) {
+                Ok(()) => restored += 1,
+                Err(e) => {
+                    warn!("restoring NIC {id}: {e}; it is left out");
+                    self.mem.model.nic_del(id);
+                }
+            }
+        }
+        self.persist();
+        Ok(restored)
+    }
+
+    /// Removes every NIC from the graph and stops it (the saved state is kept).
+    pub fn shutdown(&mut self) {
+        self.dp.shutdown();
+    }
+
+    fn persist(&self) {
+        if let Some(s) = &self.state {
+            if let Err(e) = s.save(&self.mem.model) {
+                warn!("cannot save the configuration to {}: {e}", s.path().display());
+            }
+        }
+    }
+
+    /// Brings NIC `id` of the model into the data plane.
+    fn sync(&mut self, id: &str, recreate: bool) -> Result<(), String> {
+        let desired = self.mem.model.nic(id).cloned();
+        let rules = match &desired {
+            Some(n) if !n.spec.bypass_filtering => Some(nic_ruleset(&self.mem.model, n)?),
+            _ => None,
+        };
+        self.dp.apply(id, desired.as_ref(), rules, recreate).map_err(|e| e.to_string())
+    }
+
+    /// Runs `change` on the model, then brings `affected(model)` NICs into the data plane;
+    /// on failure restores the model and the data plane and returns the error.
+    fn transact<T>(
+        &mut self,
+        recreate: bool,
+        change: impl FnOnce(&mut MemoryHandler) -> HandlerResult<T>,
+        affected: impl FnOnce(&Model, &Model) -> Vec<String>,
+    ) -> HandlerResult<T> {
+        let before = self.mem.model.clone();
+        let out = change(&mut self.mem)?;
+        let ids = affected(&before, &self.mem.model);
+        for (i, id) in ids.iter().enumerate() {
+            if let Err(e) = self.sync(id, recreate) {
+                warn!("request failed on NIC {id}: {e}; rolling back");
+                self.mem.model = before;
+                for undo in &ids[..=i] {
+                    if let Err(e2) = self.sync(undo, true) {
+                        warn!("rollback of NIC {undo}: {e2}");
+                    }
+                }
+                return Err(failed(e));
+            }
+        }
+        self.persist();
+        Ok(out)
+    }
+
+    fn sg_affected(sg_id: &str) -> impl FnOnce(&Model, &Model) -> Vec<String> + '_ {
+        move |before, after| {
+            let mut ids = before.nics_affected_by_sg(sg_id);
+            ids.extend(after.nics_affected_by_sg(sg_id));
+            ids.sort();
+            ids.dedup();
+            ids
+        }
+    }
+}
+
+impl Handler for Daemon {
+    fn nic_add(&mut self, nic: NicSpec) -> HandlerResult<NicInfo> {
+        let id = nic.id.clone();
+        info!("nic_add {id} vni {} mac {}", nic.vni, nic.mac);
+        self.transact(true, |m| m.nic_add(nic), |_, _| vec![id])
+    }
+
+    fn nic_update(&mut self, update: NicUpdate) -> HandlerResult<()> {
+        let id = update.id.clone();
+        self.transact(false, |m| m.nic_update(update), |_, _| vec![id])
+    }
+
+    fn nic_del(&mut self, id: &str) -> HandlerResult<()> {
+        info!("nic_del {id}");
+        let owned = id.to_string();
+        self.transact(false, |m| m.nic_del(id), |_, _| vec![owned])
+    }
+
+    fn nic_list(&mut self) -> HandlerResult<Vec<String>> {
+        self.mem.nic_list()
+    }
+
+    fn nic_details(&mut self, id: Option<&str>) -> HandlerResult<Vec<NicInfo>> {
+        self.mem.nic_details(id)
+    }
+
+    fn nic_stats(&mut self, id: &str) -> HandlerResult<NicStats> {
+        self.mem.nic_stats(id)?;
+        let c = self.dp.counters(id).unwrap_or_default();
+        Ok(NicStats { rx_bytes: c.from_vm_bytes, tx_bytes: c.to_vm_bytes })
+    }
+
+    fn nic_export(&mut self, id: &str) -> HandlerResult<Vec<u8>> {
+        self.mem.nic_export(id)
+    }
+
+    fn sg_add(&mut self, sg: SecurityGroup) -> HandlerResult<()> {
+        let id = sg.id.clone();
+        self.transact(false, |m| m.sg_add(sg), Self::sg_affected(&id))
+    }
+
+    fn sg_del(&mut self, id: &str) -> HandlerResult<()> {
+        self.transact(false, |m| m.sg_del(id), Self::sg_affected(id))
+    }
+
+    fn sg_list(&mut self) -> HandlerResult<Vec<String>> {
+        self.mem.sg_list()
+    }
+
+    fn sg_details(&mut self, id: Option<&str>) -> HandlerResult<Vec<SecurityGroup>> {
+        self.mem.sg_details(id)
+    }
+
+    fn sg_rule_add(&mut self, sg_id: &str, rule: Rule) -> HandlerResult<()> {
+        self.transact(false, |m| m.sg_rule_add(sg_id, rule), Self::sg_affected(sg_id))
+    }
+
+    fn sg_rule_del(&mut self, sg_id: &str, rule: Rule) -> HandlerResult<()> {
+        self.transact(false, |m| m.sg_rule_del(sg_id, rule), Self::sg_affected(sg_id))
+    }
+
+    fn sg_rule_list(&mut self, sg_id: &str) -> HandlerResult<Vec<Rule>> {
+        self.mem.sg_rule_list(sg_id)
+    }
+
+    fn sg_member_add(&mut self, sg_id: &str, member: IpAddr) -> HandlerResult<()> {
+        self.transact(false, |m| m.sg_member_add(sg_id, member), Self::sg_affected(sg_id))
+    }
+
+    fn sg_member_del(&mut self, sg_id: &str, member: IpAddr) -> HandlerResult<()> {
+        self.transact(false, |m| m.sg_member_del(sg_id, member), Self::sg_affected(sg_id))
+    }
+
+    fn sg_member_list(&mut self, sg_id: &str) -> HandlerResult<Vec<IpAddr>> {
+        self.mem.sg_member_list(sg_id)
+    }
+
+    fn app_status(&mut self, base: AppStatus) -> HandlerResult<AppStatus> {
+        let graph_dot = self.dp.dot().map_err(failed)?;
+        Ok(AppStatus { graph_dot, ..base })
+    }
+
+    fn app_quit(&mut self) -> HandlerResult<()> {
+        info!("app_quit: shutting down");
+        self.mem.app_quit()
+    }
+
+    fn app_config(&mut self, config: AppConfig) -> HandlerResult<()> {
+        if let Some(level) = config.log_level {
+            let ours = match level {
+                butterfly_api::LogLevel::None => crate::config::LogLevel::None,
+                butterfly_api::LogLevel::Error => crate::config::LogLevel::Error,
+                butterfly_api::LogLevel::Warning => crate::config::LogLevel::Warning,
+                butterfly_api::LogLevel::Info => crate::config::LogLevel::Info,
+                butterfly_api::LogLevel::Debug => crate::config::LogLevel::Debug,
+            };
+            (self.log)(ours)
+                .map_err(|e| failed(format!("Application configuration failed: log level: {e}")))?;
+        }
+        self.mem.app_config(config)
+    }
+}

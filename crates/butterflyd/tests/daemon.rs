@@ -1,0 +1,400 @@
+//! The real daemon, driven through the real `butterfly` CLI and ZeroMQ.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use butterfly_api::pb::message_v0 as v0;
+use butterfly_api::{Client, ClientConfig};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The `butterfly` CLI, built on demand (it lives in the butterfly-api crate).
+fn cli_path() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_butterflyd"));
+    let cli = exe.with_file_name("butterfly");
+    if !cli.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-q", "-p", "butterfly-api", "--bin", "butterfly"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "building the butterfly CLI failed");
+    }
+    assert!(cli.exists(), "no CLI at {}", cli.display());
+    cli
+}
+
+struct Daemon {
+    child: Option<Child>,
+    endpoint: String,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(extra: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, extra)
+    }
+
+    fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
+        let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+        let sockets = dir.path().join("sockets");
+        let state = dir.path().join("state");
+        let mut args: Vec<String> = vec![
+            "--underlay".into(),
+            "none".into(),
+            "-e".into(),
+            endpoint.clone(),
+            "-s".into(),
+            sockets.display().to_string(),
+            "--state-dir".into(),
+            state.display().to_string(),
+            "-l".into(),
+            "warning".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        if !extra.contains(&"--metrics") {
+            args.extend(["--metrics".to_string(), "off".to_string()]);
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_butterflyd"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut d = Daemon { child: Some(child), endpoint, dir };
+        d.wait_ready();
+        d
+    }
+
+    fn client(&self) -> Client {
+        Client::new(ClientConfig {
+            endpoint: self.endpoint.clone(),
+            timeout: Some(Duration::from_secs(10)),
+            ..ClientConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                self.child.as_mut().unwrap().stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                panic!("daemon exited early ({status}): {err}");
+            }
+            let req = v0::Request { nic_list: Some(true), ..Default::default() };
+            let c = Client::new(ClientConfig {
+                endpoint: self.endpoint.clone(),
+                timeout: Some(Duration::from_millis(500)),
+                ..ClientConfig::default()
+            })
+            .unwrap();
+            if c.call(req).is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "daemon did not answer on {}", self.endpoint);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(cli_path()).args(["-e", &self.endpoint, "-t", "10000"]).args(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "butterfly {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn sockets(&self) -> PathBuf {
+        self.dir.path().join("sockets")
+    }
+
+    /// SIGTERM, then the exit status and stderr.
+    fn stop(mut self) -> (i32, String, tempfile::TempDir) {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        use std::io::Read;
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (status.code().unwrap_or(-1), err, dir)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+#[test]
+fn nics_and_security_groups_through_the_cli() {
+    let d = Daemon::start(&[]);
+    let out =
+        d.ok(&["nic", "add", "--id", "vm1", "--mac", "52:54:00:00:00:01", "--vni", "7", "--ip", "10.0.0.1"]);
+    assert!(out.contains("qemu-vhost-vm1"), "nic add prints the socket path: {out}");
+    assert!(exists(&d.sockets().join("qemu-vhost-vm1")), "the vhost-user socket exists");
+    d.ok(&["nic", "add", "--id", "vm2", "--mac", "52:54:00:00:00:02", "--vni", "7", "--ip", "10.0.0.2"]);
+    let list = d.ok(&["nic", "list"]);
+    assert!(list.contains("vm1") && list.contains("vm2"), "{list}");
+
+    d.ok(&["sg", "add", "sg-web"]);
+    d.ok(&[
+        "sg",
+        "rule",
+        "add",
+        "sg-web",
+        "--dir",
+        "in",
+        "--ip-proto",
+        "tcp",
+        "--port",
+        "80",
+        "--cidr",
+        "0.0.0.0/0",
+    ]);
+    d.ok(&["sg", "member", "add", "sg-web", "10.0.0.2"]);
+    d.ok(&["nic", "sg", "add", "vm1", "sg-web"]);
+    let rules = d.ok(&["sg", "rule", "list", "sg-web"]);
+    assert!(rules.contains("80"), "{rules}");
+
+    let status = d.ok(&["status"]);
+    for brick in ["vtep", "switch-7", "fw-vm1", "antispoof-vm1", "vm-vm1", "vm-vm2"] {
+        assert!(status.contains(brick), "status graph lists {brick}: {status}");
+    }
+    let stats = d.ok(&["nic", "stats", "vm1"]);
+    assert!(stats.contains('0'), "{stats}");
+
+    // Deleting a NIC removes its bricks and socket; deleting it again succeeds.
+    d.ok(&["nic", "del", "vm1"]);
+    d.ok(&["nic", "del", "vm1"]);
+    let status = d.ok(&["status"]);
+    assert!(!status.contains("fw-vm1") && status.contains("vm-vm2"), "{status}");
+
+    // Bad input: an error, and nothing changes.
+    let bad = d.cli(&["nic", "add", "--id", "vm3", "--mac", "zz:00:00:00:00:01", "--vni", "7"]);
+    assert!(!bad.status.success());
+    let bad = d.cli(&["nic", "add", "--id", "vm3", "--mac", "52:54:00:00:00:03", "--vni", "16777216"]);
+    assert!(!bad.status.success());
+    assert!(!d.ok(&["nic", "list"]).contains("vm3"));
+
+    let (code, err, _) = d.stop();
+    assert_eq!(code, 0, "clean exit on SIGTERM: {err}");
+}
+
+#[test]
+fn configuration_survives_a_restart() {
+    let d = Daemon::start(&[]);
+    d.ok(&["sg", "add", "sg-1"]);
+    d.ok(&["sg", "member", "add", "sg-1", "10.1.0.9"]);
+    d.ok(&[
+        "nic",
+        "add",
+        "--id",
+        "keep",
+        "--mac",
+        "52:54:00:00:00:11",
+        "--vni",
+        "3",
+        "--ip",
+        "10.1.0.1",
+        "--sg",
+        "sg-1",
+    ]);
+    let (code, _, dir) = d.stop();
+    assert_eq!(code, 0);
+    let d = Daemon::start_in(dir, &[]);
+    assert!(d.ok(&["nic", "list"]).contains("keep"));
+    assert!(d.ok(&["sg", "member", "list", "sg-1"]).contains("10.1.0.9"));
+    assert!(d.ok(&["status"]).contains("fw-keep"), "the NIC's bricks were rebuilt");
+    assert!(exists(&d.sockets().join("qemu-vhost-keep")), "the socket is back for QEMU to reconnect");
+}
+
+#[test]
+fn a_thousand_nics() {
+    let d = Daemon::start(&["--no-state"]);
+    let c = d.client();
+    let t = Instant::now();
+    for i in 0..1000u32 {
+        let nic = v0::Nic {
+            id: format!("n{i}"),
+            mac: format!("52:54:00:{:02x}:{:02x}:{:02x}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+            vni: i % 50,
+            ip: vec![format!("10.{}.{}.1", (i >> 8) & 255, i & 255)],
+            ..Default::default()
+        };
+        let r = c.call(v0::Request { nic_add: Some(nic), ..Default::default() }).unwrap();
+        assert!(r.status.status, "nic {i}: {r:?}");
+    }
+    let added = t.elapsed();
+    let list = c.call(v0::Request { nic_list: Some(true), ..Default::default() }).unwrap();
+    assert_eq!(list.nic_list.len(), 1000);
+    eprintln!("1000 NICs added in {added:?}");
+    let t = Instant::now();
+    for i in 0..20u32 {
+        let r = c.call(v0::Request { nic_del: Some(format!("n{i}")), ..Default::default() }).unwrap();
+        assert!(r.status.status);
+    }
+    eprintln!("20 NICs removed in {:?}", t.elapsed());
+    let (code, err, _) = d.stop();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn invalid_configuration_refuses_to_start_and_names_the_problem() {
+    for (args, needle) in [
+        (vec!["-i", "not-an-ip"], "--ip"),
+        (vec!["-l", "chatty"], "--log-level"),
+        (vec!["--underlay", "carrier-pigeon"], "--underlay"),
+        (vec!["-m", "12"], "--nic-mtu"),
+    ] {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_butterflyd")).args(&args).stdin(Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn an_api_endpoint_in_use_is_a_clear_failure() {
+    let d = Daemon::start(&["--no-state"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_butterflyd"))
+        .args(["--underlay", "none", "--no-state", "--metrics", "off", "-e", &d.endpoint, "-s"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("API endpoint"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a command, panicking with its output if it fails.
+fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Network namespaces removed on drop, even when the test fails.
+struct Netns(Vec<String>);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+/// Two "VMs" (TAP NICs moved into namespaces) ping each other through the daemon's graph
+/// while 100 other NICs are added and removed: not one ping is lost.
+#[test]
+fn adding_and_removing_nics_never_disturbs_other_traffic() {
+    let tag = std::process::id() % 100_000;
+    let (a, b) = (format!("bfa{tag}"), format!("bfb{tag}"));
+    let ns = Netns(vec![format!("bfnsa{tag}"), format!("bfnsb{tag}")]);
+    let d = Daemon::start(&["--no-state"]);
+    d.ok(&["sg", "add", "open"]);
+    d.ok(&["sg", "rule", "add", "open", "--dir", "in", "--ip-proto", "all", "--cidr", "0.0.0.0/0"]);
+    for (i, (nic, netns)) in [(&a, &ns.0[0]), (&b, &ns.0[1])].into_iter().enumerate() {
+        let mac = format!("52:54:00:ab:00:0{}", i + 1);
+        let ip = format!("10.99.0.{}", i + 1);
+        d.ok(&[
+            "nic", "add", "--id", nic, "--type", "TAP", "--mac", &mac, "--vni", "99", "--ip", &ip, "--sg",
+            "open",
+        ]);
+        sh(&["ip", "netns", "add", netns]);
+        sh(&["ip", "link", "set", "dev", nic, "address", &mac]);
+        sh(&["ip", "link", "set", "dev", nic, "netns", netns]);
+        sh(&["ip", "-n", netns, "addr", "add", &format!("{ip}/24"), "dev", nic]);
+        sh(&["ip", "-n", netns, "link", "set", "dev", nic, "up"]);
+        sh(&["ip", "-n", netns, "link", "set", "dev", "lo", "up"]);
+    }
+    // Warm up (ARP) before counting.
+    sh(&["ip", "netns", "exec", &ns.0[0], "ping", "-c", "3", "-W", "2", "10.99.0.2"]);
+
+    let ping = Command::new("ip")
+        .args(["netns", "exec", &ns.0[0], "ping", "-c", "300", "-i", "0.02", "-W", "2", "10.99.0.2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let c = d.client();
+    for i in 0..100u32 {
+        let nic = v0::Nic {
+            id: format!("churn{i}"),
+            mac: format!("52:54:00:cc:00:{:02x}", i),
+            vni: if i % 2 == 0 { 99 } else { 100 },
+            ip: vec![format!("10.99.1.{}", i + 1)],
+            ..Default::default()
+        };
+        assert!(c.call(v0::Request { nic_add: Some(nic), ..Default::default() }).unwrap().status.status);
+        if i >= 10 {
+            let del = format!("churn{}", i - 10);
+            assert!(c.call(v0::Request { nic_del: Some(del), ..Default::default() }).unwrap().status.status);
+        }
+    }
+    let out = ping.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(" 0% packet loss"), "pings were lost while NICs changed:\n{text}");
+    let (code, err, _) = d.stop();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn metrics_endpoint_serves_per_brick_counters() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = Daemon::start(&["--no-state", "--metrics", &addr]);
+    d.ok(&["nic", "add", "--id", "m1", "--mac", "52:54:00:00:00:31", "--vni", "5"]);
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("butterfly_brick_packets_total{brick=\"vm-m1\""), "{body}");
+    assert!(body.contains("butterfly_brick_drops_total{brick=\"fw-m1\""), "{body}");
+}
