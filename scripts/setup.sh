@@ -8,7 +8,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 # Packages every part of the project needs; each crate's own needs live in setup-<crate>.sh.
-want=(tshark iproute2 graphviz pkg-config ca-certificates python3-venv)
+want=(tshark iproute2 iputils-ping graphviz pkg-config ca-certificates python3-venv libzmq3-dev)
 missing=()
 for p in "${want[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

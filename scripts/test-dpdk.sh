@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# brick-nic built with the `dpdk` feature (Debian's DPDK 22.11) and its tests, DPDK ones
+# included (EAL with --no-huge --no-pci and virtual devices).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec bash crates/brick-nic/scripts/test-dpdk.sh
