@@ -1,1 +1,100 @@
-fn main() {}
+//! In-process vring throughput: the data-path functions the brick runs on the graph thread,
+//! against a split ring in (anonymous) guest memory driven by a simulated guest.
+//!
+//! TX: the guest publishes 32 prepared chains (64-byte frames after a 12-byte header), the
+//! device pops them into pool packets. RX: the guest publishes 32 prepared 2 KiB buffers, the
+//! device copies 32 packets into them (mergeable header). Each iteration includes the
+//! simulated guest's avail-ring writes (a few stores), not its reclaiming of used entries.
+//! Cycles per packet = ns per packet × TSC GHz (measured with brick_core::cycles()).
+use std::time::{Duration, Instant};
+
+use brick_core::{cycles, Packet, PacketPool, PoolConfig};
+use brick_vhost::datapath::{rx_push, tx_pop, NetFeatures, RxScratch, TxPop};
+use brick_vhost::testutil::{GuestDriver, F_WRITE};
+use brick_vhost::wire::{feature, NetHdr};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+const BURST: u16 = 32;
+const RING: u16 = 256;
+
+fn tsc_ghz() -> f64 {
+    let (c0, t0) = (cycles(), Instant::now());
+    std::thread::sleep(Duration::from_millis(100));
+    (cycles() - c0) as f64 / t0.elapsed().as_nanos() as f64
+}
+
+fn feat() -> NetFeatures {
+    NetFeatures::from_acked(feature::VERSION_1 | feature::MRG_RXBUF | feature::RING_EVENT_IDX | feature::CSUM)
+}
+
+fn bench(c: &mut Criterion) {
+    eprintln!("TSC: {:.3} GHz (cycles/packet = ns/packet x this)", tsc_ghz());
+    let mut g = c.benchmark_group("vring");
+    g.throughput(Throughput::Elements(BURST as u64));
+
+    // TX: guest -> pool packets
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap();
+    let mut d = GuestDriver::new(&mem, RING);
+    let mut q = d.queue();
+    let mut frame = vec![0u8; 12 + 64];
+    NetHdr::default().write(&mut frame[..12]);
+    for i in 0..RING {
+        let a = d.put_data(&frame);
+        d.write_desc(i, (a, frame.len() as u32, 0, 0));
+    }
+    let pool = PacketPool::new(PoolConfig { count: 1024, headroom: 128, data_room: 2048 }).unwrap();
+    let f = feat();
+    let mut next: u16 = 0;
+    let heads: Vec<u16> = (0..RING).collect();
+    g.bench_function("tx_pop_64B", |b| {
+        b.iter(|| {
+            let s = (next % RING) as usize;
+            d.publish_heads(&heads[s..s + BURST as usize]);
+            next = next.wrapping_add(BURST);
+            for _ in 0..BURST {
+                match tx_pop(&mut q, &mem, &pool, &f) {
+                    TxPop::Packet(p) => drop(std::hint::black_box(p)),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        })
+    });
+
+    // RX: packets -> guest buffers
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap();
+    let mut d = GuestDriver::new(&mem, RING);
+    let mut q = d.queue();
+    for i in 0..RING {
+        let a = d.put_data(&[0u8; 2048]);
+        d.write_desc(i, (a, 2048, F_WRITE, 0));
+    }
+    let mut pkt = Packet::from_slice(&[0x5a; 64]);
+    let mut scratch = RxScratch::default();
+    let mut next: u16 = 0;
+    g.bench_function("rx_push_64B", |b| {
+        b.iter(|| {
+            let s = (next % RING) as usize;
+            d.publish_heads(&heads[s..s + BURST as usize]);
+            next = next.wrapping_add(BURST);
+            for _ in 0..BURST {
+                rx_push(&mut q, &mem, &mut pkt, &f, &mut scratch).unwrap();
+            }
+        })
+    });
+    let mut big = Packet::from_slice(&[0x5a; 1500]);
+    g.bench_function("rx_push_1500B", |b| {
+        b.iter(|| {
+            let s = (next % RING) as usize;
+            d.publish_heads(&heads[s..s + BURST as usize]);
+            next = next.wrapping_add(BURST);
+            for _ in 0..BURST {
+                rx_push(&mut q, &mem, &mut big, &f, &mut scratch).unwrap();
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -140,9 +140,9 @@ impl Drop for TestPmd {
 /// The last "RX-packets: N" figure testpmd printed (its accumulated total at exit).
 pub fn last_rx_packets(out: &str) -> u64 {
     out.lines()
+        .rev()
         .filter_map(|l| l.trim().strip_prefix("RX-packets:"))
-        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
-        .last()
+        .find_map(|r| r.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
 
