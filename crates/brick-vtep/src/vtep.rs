@@ -204,6 +204,9 @@ pub struct Vtep {
     pending: VecDeque<Packet>,
     pending_drops: u64,
     waker: Waker,
+    /// Whether `waker` was rung since the last poll (so poll drains it only then: one
+    /// syscall per wake-up, none per round).
+    rung: bool,
     scratch: Vec<u8>,
     counters: VtepCounters,
     last_sweep: Timestamp,
@@ -346,6 +349,7 @@ impl Vtep {
             pending: VecDeque::with_capacity(64),
             pending_drops: 0,
             waker,
+            rung: false,
             scratch: Vec::with_capacity(2048),
             counters: VtepCounters::default(),
             last_sweep: Timestamp(0),
@@ -594,6 +598,13 @@ impl Vtep {
         p
     }
 
+    fn ring(&mut self) {
+        if !self.rung {
+            self.rung = true;
+            self.waker.wake();
+        }
+    }
+
     fn queue_scratch(&mut self) {
         if self.pending.len() >= PENDING_MAX {
             self.counters.control_lost += 1;
@@ -601,7 +612,7 @@ impl Vtep {
         }
         if let Some(p) = self.scratch_packet() {
             self.pending.push_back(p);
-            self.waker.wake();
+            self.ring();
         }
     }
 
@@ -1523,6 +1534,10 @@ impl Brick for Vtep {
     }
 
     fn poll(&mut self, out: &mut Output<'_>) -> usize {
+        if self.rung {
+            self.rung = false;
+            self.waker.drain();
+        }
         if self.pending_drops > 0 {
             out.count_drop(D_UNRESOLVED, self.pending_drops);
             self.pending_drops = 0;
@@ -1530,7 +1545,6 @@ impl Brick for Vtep {
         if self.pending.is_empty() {
             return 0;
         }
-        self.waker.drain();
         let mut n = 0;
         while let Some(p) = self.pending.pop_front() {
             out.emit(Side::West, 0, p);
@@ -1591,7 +1605,7 @@ impl Brick for Vtep {
             self.queue_scratch();
         }
         if self.pending_drops > 0 {
-            self.waker.wake();
+            self.ring();
         }
     }
 

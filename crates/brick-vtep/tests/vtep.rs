@@ -766,3 +766,22 @@ fn mixed_bursts_take_fast_and_full_paths_in_order() {
     let info = b.vtep().vni_info(42).unwrap();
     assert_eq!((info.counters.decap_pkts, info.counters.encap_pkts), (4, 3));
 }
+
+#[test]
+fn wake_fd_is_readable_only_while_control_packets_wait() {
+    use brick_core::Brick;
+    let readable = |fd: i32| {
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: polls one live descriptor with a zero timeout.
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    };
+    let mut b = Bed::new(cfg4(), 1);
+    let fd = b.vtep().wake_fd().unwrap();
+    assert!(!readable(fd));
+    let p = b.vms[0].0;
+    b.vtep_mut().add_vni(42, p).unwrap();
+    assert!(readable(fd), "a join is waiting");
+    b.g.poll_all();
+    assert_eq!(b.take_wire().len(), 1);
+    assert!(!readable(fd), "drained once the join left");
+}
