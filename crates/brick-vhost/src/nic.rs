@@ -178,6 +178,8 @@ enum Mode {
 
 struct Control {
     stop: Arc<AtomicBool>,
+    /// Rung with `stop` so the control thread notices at once (no polling delay on drop).
+    wake: Arc<brick_core::Waker>,
     join: Option<JoinHandle<()>>,
 }
 
@@ -255,8 +257,10 @@ impl VhostUserNic {
         let io_err = |source| VhostError::Io { path: path.clone(), source };
         let shared = Arc::new(Shared::new().map_err(io_err)?);
         let stop = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(brick_core::Waker::new().map_err(io_err)?);
         let server = matches!(mode, Mode::Server(_));
         let ctx = ControlCtx {
+            wake: Arc::clone(&wake),
             shared: Arc::clone(&shared),
             spec: DeviceSpec { queue_pairs: cfg.queue_pairs, features: cfg.features(), mac: cfg.mac },
             name: cfg.name.clone(),
@@ -279,7 +283,7 @@ impl VhostUserNic {
             marks: vec![QueueMark::default(); queues],
             scratch: RxScratch::default(),
             rx_next: 0,
-            control: Control { stop, join: Some(join) },
+            control: Control { stop, wake, join: Some(join) },
             cfg,
         })
     }
@@ -521,6 +525,7 @@ impl Brick for VhostUserNic {
 impl Drop for VhostUserNic {
     fn drop(&mut self) {
         self.control.stop.store(true, Ordering::Relaxed);
+        self.control.wake.wake();
         if let Some(j) = self.control.join.take() {
             let _ = j.join();
         }
@@ -532,6 +537,7 @@ impl Drop for VhostUserNic {
 
 /// What the control thread needs.
 struct ControlCtx {
+    wake: Arc<brick_core::Waker>,
     shared: Arc<Shared>,
     spec: DeviceSpec,
     name: String,
@@ -545,25 +551,25 @@ impl ControlCtx {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Sleeps up to `d`, waking early when asked to stop.
+    /// Sleeps up to `d`, waking at once when asked to stop.
     fn nap(&self, d: Duration) {
-        let step = Duration::from_millis(20);
-        let mut left = d;
-        while !self.stopped() && !left.is_zero() {
-            let s = left.min(step);
-            std::thread::sleep(s);
-            left -= s;
-        }
+        let mut pfd = libc::pollfd { fd: self.wake.fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one live pollfd; the waker's fd lives as long as `self`.
+        unsafe { libc::poll(&mut pfd, 1, d.as_millis().min(i32::MAX as u128) as i32) };
     }
 
     fn run(self, mode: Mode) {
         match mode {
             Mode::Server(listener) => {
                 while !self.stopped() {
-                    let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-                    // SAFETY: one live pollfd.
-                    let r = unsafe { libc::poll(&mut pfd, 1, 100) };
-                    if r <= 0 {
+                    let mut pfds = [
+                        libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                        libc::pollfd { fd: self.wake.fd(), events: libc::POLLIN, revents: 0 },
+                    ];
+                    // SAFETY: two live pollfd. Waits for a connection or the stop bell; the
+                    // 1 s timeout only bounds the damage of a missed wake-up.
+                    let r = unsafe { libc::poll(pfds.as_mut_ptr(), 2, 1000) };
+                    if r <= 0 || pfds[0].revents == 0 {
                         continue;
                     }
                     match listener.accept() {
@@ -630,7 +636,8 @@ impl ControlCtx {
         stats.connected.store(true, Ordering::Relaxed);
         self.shared.publish(Some(Arc::clone(&conn)));
         let mut filter = EnableFilter::default();
-        let end = relay(&front, &back, &self.stop, &mut filter, &stats.early_enables_held);
+        let end =
+            relay(&front, &back, &self.stop, Some(self.wake.fd()), &mut filter, &stats.early_enables_held);
         match &end {
             RelayEnd::Backend(e) => tracing::info!(nic = %self.name, "backend handler closed: {e}"),
             RelayEnd::Frontend(e) => tracing::info!(nic = %self.name, "frontend left: {e}"),

@@ -286,18 +286,21 @@ pub enum RelayEnd {
     Stopped,
 }
 
-/// Relays messages until one side closes or `stop` is set (checked every 100 ms); `held`
-/// counts the early enables held back.
+/// Relays messages until one side closes or `stop` is set (`wake_fd`, when given, becomes
+/// readable when it is, so stopping is immediate; otherwise it is checked every second);
+/// `held` counts the early enables held back.
 pub fn relay(
     front: &UnixStream,
     back: &UnixStream,
     stop: &AtomicBool,
+    wake_fd: Option<std::os::fd::RawFd>,
     filter: &mut EnableFilter,
     held: &AtomicU64,
 ) -> RelayEnd {
     let mut fds = [
         libc::pollfd { fd: front.as_raw_fd(), events: libc::POLLIN, revents: 0 },
         libc::pollfd { fd: back.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: wake_fd.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
     ];
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -306,8 +309,9 @@ pub fn relay(
         for f in fds.iter_mut() {
             f.revents = 0;
         }
-        // SAFETY: `fds` is a live, exclusively borrowed array of 2 pollfd.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, Duration::from_millis(100).as_millis() as i32) };
+        // SAFETY: `fds` is a live, exclusively borrowed array of 3 pollfd (a negative fd is
+        // ignored by poll).
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, Duration::from_secs(1).as_millis() as i32) };
         if r <= 0 {
             continue;
         }
