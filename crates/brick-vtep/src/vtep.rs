@@ -1212,8 +1212,10 @@ impl Vtep {
         if udp_len < UDP_LEN + VXLAN_LEN + ETH_LEN {
             return out.drop(pkt, D_TRUNC);
         }
-        // A zero UDP checksum means "none", accepted over IPv6 too (RFC 6935/6936).
-        if be16(d, l4 + 6) != 0 {
+        // A zero UDP checksum means "none", accepted over IPv6 too (RFC 6935/6936). A frame
+        // the NIC verified, or one the local kernel sent with a partial checksum (a veth or
+        // TAP peer: offload still pending), is not checked again.
+        if be16(d, l4 + 6) != 0 && !csum_trusted(&pkt) {
             // Pseudo-header: the addresses straight from the outer IP header, protocol, length.
             let addrs = if v6 { &d[ETH_LEN + 8..ETH_LEN + 40] } else { &d[ETH_LEN + 12..ETH_LEN + 20] };
             let acc = csum_add(0, addrs) + u64::from(PROTO_UDP) + udp_len as u64;
@@ -1302,7 +1304,7 @@ impl Vtep {
         if udp_len < UDP_LEN + VXLAN_LEN + ETH_LEN || l4 + udp_len > end {
             return None;
         }
-        if be16(d, l4 + 6) != 0 {
+        if be16(d, l4 + 6) != 0 && !csum_trusted(pkt) {
             let addrs = if self.v6 { &d[ETH_LEN + 8..ETH_LEN + 40] } else { &d[ETH_LEN + 12..ETH_LEN + 20] };
             let acc = csum_add(0, addrs) + u64::from(PROTO_UDP) + udp_len as u64;
             if csum_fold(csum_add(acc, &d[l4..l4 + udp_len])) != 0 {
@@ -1625,4 +1627,12 @@ impl Brick for Vtep {
             format!("tx {} replicas {} too-big {}", c.tx_outer, c.replicas, c.icmp_too_big),
         ]
     }
+}
+
+/// Whether the L4 checksum need not be verified: the NIC did it, or the frame comes from the
+/// local kernel with its checksum still to be completed (`CHECKSUM_PARTIAL`).
+#[inline]
+fn csum_trusted(pkt: &Packet) -> bool {
+    let o = pkt.meta().offload;
+    o.contains(OffloadFlags::CSUM_VERIFIED) || o.contains(OffloadFlags::CSUM_NEEDED)
 }

@@ -75,6 +75,18 @@ impl Bed {
         self.g.inject(self.vtep, Side::West, 0, &mut b).unwrap();
     }
 
+    /// Frames arrive from the underlay carrying `flags` (as a NIC brick would set them).
+    #[allow(dead_code)]
+    pub fn rx_wire_flagged(&mut self, frames: &[Vec<u8>], flags: brick_core::OffloadFlags) {
+        let mut b = Burst::new();
+        for f in frames {
+            let mut p = Packet::from_slice(f);
+            p.meta_mut().offload = flags;
+            b.push(p).unwrap();
+        }
+        self.g.inject(self.vtep, Side::West, 0, &mut b).unwrap();
+    }
+
     /// A frame arrives from VM `i`.
     pub fn rx_vm(&mut self, i: usize, frames: &[Vec<u8>]) {
         let mut b = Burst::new();
