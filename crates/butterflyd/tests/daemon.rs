@@ -1,162 +1,12 @@
 //! The real daemon, driven through the real `butterfly` CLI and ZeroMQ.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use butterfly_api::pb::message_v0 as v0;
-use butterfly_api::{Client, ClientConfig};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The `butterfly` CLI, built on demand (it lives in the butterfly-api crate).
-fn cli_path() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_butterflyd"));
-    let cli = exe.with_file_name("butterfly");
-    if !cli.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "-q", "-p", "butterfly-api", "--bin", "butterfly"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "building the butterfly CLI failed");
-    }
-    assert!(cli.exists(), "no CLI at {}", cli.display());
-    cli
-}
-
-struct Daemon {
-    child: Option<Child>,
-    endpoint: String,
-    dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(extra: &[&str]) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        Self::start_in(dir, extra)
-    }
-
-    fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
-        let endpoint = format!("tcp://127.0.0.1:{}", free_port());
-        let sockets = dir.path().join("sockets");
-        let state = dir.path().join("state");
-        let mut args: Vec<String> = vec![
-            "--underlay".into(),
-            "none".into(),
-            "-e".into(),
-            endpoint.clone(),
-            "-s".into(),
-            sockets.display().to_string(),
-            "--state-dir".into(),
-            state.display().to_string(),
-            "-l".into(),
-            "warning".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        if !extra.contains(&"--metrics") {
-            args.extend(["--metrics".to_string(), "off".to_string()]);
-        }
-        let child = Command::new(env!("CARGO_BIN_EXE_butterflyd"))
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut d = Daemon { child: Some(child), endpoint, dir };
-        d.wait_ready();
-        d
-    }
-
-    fn client(&self) -> Client {
-        Client::new(ClientConfig {
-            endpoint: self.endpoint.clone(),
-            timeout: Some(Duration::from_secs(10)),
-            ..ClientConfig::default()
-        })
-        .unwrap()
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                let mut err = String::new();
-                use std::io::Read;
-                self.child.as_mut().unwrap().stderr.take().unwrap().read_to_string(&mut err).unwrap();
-                panic!("daemon exited early ({status}): {err}");
-            }
-            let req = v0::Request { nic_list: Some(true), ..Default::default() };
-            let c = Client::new(ClientConfig {
-                endpoint: self.endpoint.clone(),
-                timeout: Some(Duration::from_millis(500)),
-                ..ClientConfig::default()
-            })
-            .unwrap();
-            if c.call(req).is_ok() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "daemon did not answer on {}", self.endpoint);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(cli_path()).args(["-e", &self.endpoint, "-t", "10000"]).args(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "butterfly {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn sockets(&self) -> PathBuf {
-        self.dir.path().join("sockets")
-    }
-
-    /// SIGTERM, then the exit status and stderr.
-    fn stop(mut self) -> (i32, String, tempfile::TempDir) {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut err = String::new();
-        use std::io::Read;
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        (status.code().unwrap_or(-1), err, dir)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn exists(p: &Path) -> bool {
-    std::fs::symlink_metadata(p).is_ok()
-}
+use common::*;
 
 #[test]
 fn nics_and_security_groups_through_the_cli() {
@@ -303,29 +153,6 @@ fn an_api_endpoint_in_use_is_a_clear_failure() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Runs a command, panicking with its output if it fails.
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Network namespaces removed on drop, even when the test fails.
-struct Netns(Vec<String>);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-    }
 }
 
 /// Two "VMs" (TAP NICs moved into namespaces) ping each other through the daemon's graph
