@@ -19,7 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(s) => s.parse().map_err(|_| format!("SECONDS must be a whole number, got {s:?}"))?,
         None => 3,
     };
-    let pcap = args.next().unwrap_or_else(|| std::env::temp_dir().join("pipeline.pcap").display().to_string());
+    let pcap =
+        args.next().unwrap_or_else(|| std::env::temp_dir().join("pipeline.pcap").display().to_string());
 
     let pool = PacketPool::with_count(4096)?;
     let mut g = Graph::new("pipeline");
