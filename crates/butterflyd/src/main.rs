@@ -45,9 +45,11 @@ fn main() -> ExitCode {
 fn run(cfg: Config) -> Result<(), String> {
     let (filter, reload) = reload::Layer::new(EnvFilter::new(cfg.log_level.directive()));
     use tracing_subscriber::prelude::*;
+    // Colours only on a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi))
         .init();
     let log: daemon::LogControl = Box::new(move |level| {
         reload.modify(|f| *f = EnvFilter::new(level.directive())).map_err(|e| e.to_string())
