@@ -7,6 +7,12 @@ mod common;
 use common::*;
 
 // Fields drop in order: daemons stop before their namespaces go.
+/// A number unique to this test run and call, for interface and namespace names.
+fn unique_tag() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    (std::process::id() % 10_000) * 10 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10
+}
+
 struct Topology {
     h: [Daemon; 2],
     ns: Netns,
@@ -16,7 +22,7 @@ struct Topology {
 /// Builds host namespaces h1/h2 joined by a veth (no kernel addresses: the underlay belongs to
 /// butterflyd), and starts a daemon in each with VTEP `ips[i]`.
 fn two_hosts(v6: bool) -> Topology {
-    let tag = std::process::id() % 100_000 + if v6 { 1 } else { 0 } * 7;
+    let tag = unique_tag();
     let hosts = [format!("bfh1x{tag}"), format!("bfh2x{tag}")];
     let ns = Netns(hosts.to_vec());
     for h in &hosts {
@@ -135,4 +141,172 @@ fn ipv6_underlay_and_ipv6_in_the_overlay() {
     let _b = t.vm(1, "wb", 20, "fd20::2", "52:54:00:20:00:02");
     let (ok, out) = ping(&a, "fd20::2", "5");
     assert!(ok && out.contains(" 0% packet loss"), "IPv6 over an IPv6 underlay:\n{out}");
+}
+
+/// Host 2 is not butterflyd but the Linux kernel: a `vxlan` device (multicast group of the
+/// VNI, as butterflyd uses) bridged to a veth into the VM namespace.
+#[test]
+fn the_linux_kernel_as_the_far_end() {
+    let tag = unique_tag();
+    let hosts = [format!("bfk1x{tag}"), format!("bfk2x{tag}")];
+    let mut ns = Netns(hosts.to_vec());
+    for h in &hosts {
+        sh(&["ip", "netns", "add", h]);
+        sh(&["ip", "-n", h, "link", "set", "lo", "up"]);
+    }
+    sh(&[
+        "ip", "-n", &hosts[0], "link", "add", "u1", "type", "veth", "peer", "name", "u2", "netns", &hosts[1],
+    ]);
+    sh(&["ip", "-n", &hosts[0], "link", "set", "u1", "up"]);
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "exec", &hosts[0], "sysctl", "-qw", "net.ipv6.conf.u1.disable_ipv6=1"])
+        .status();
+    // The kernel VTEP: 198.18.78.2 on u2, VNI 30 on group 230.0.0.30 (butterflyd's mapping).
+    let k = &hosts[1];
+    sh(&["ip", "-n", k, "addr", "add", "198.18.78.2/24", "dev", "u2"]);
+    sh(&["ip", "-n", k, "link", "set", "u2", "up"]);
+    sh(&[
+        "ip",
+        "-n",
+        k,
+        "link",
+        "add",
+        "vx30",
+        "type",
+        "vxlan",
+        "id",
+        "30",
+        "group",
+        "230.0.0.30",
+        "dev",
+        "u2",
+        "dstport",
+        "4789",
+        "local",
+        "198.18.78.2",
+    ]);
+    sh(&["ip", "-n", k, "link", "add", "br30", "type", "bridge"]);
+    sh(&["ip", "-n", k, "link", "set", "vx30", "master", "br30", "up"]);
+    sh(&["ip", "-n", k, "link", "set", "br30", "up"]);
+    let kvm = format!("bfkv{tag}");
+    sh(&["ip", "netns", "add", &kvm]);
+    ns.0.insert(0, kvm.clone());
+    sh(&["ip", "-n", k, "link", "add", "kv0", "type", "veth", "peer", "name", "eth0", "netns", &kvm]);
+    sh(&["ip", "-n", k, "link", "set", "kv0", "master", "br30", "up"]);
+    sh(&["ip", "-n", &kvm, "addr", "add", "10.30.0.2/24", "dev", "eth0"]);
+    sh(&["ip", "-n", &kvm, "link", "set", "eth0", "up"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("ipc://{}/api.sock", dir.path().display());
+    let d = Daemon::start_full(
+        dir,
+        Some(&hosts[0]),
+        endpoint,
+        &["--underlay", "af-packet:u1", "-i", "198.18.78.1", "--no-state"],
+    );
+    let mut t = Topology { h: [d, Daemon::start(&["--no-state"])], ns, tag };
+    let ours = t.vm(0, "ka", 30, "10.30.0.1", "52:54:00:30:00:01");
+    let (ok, out) = ping(&ours, "10.30.0.2", "5");
+    assert!(ok, "our VM pings the kernel's VM:\n{out}");
+    let (ok, out) = ping(&kvm, "10.30.0.1", "3");
+    assert!(ok, "the kernel's VM pings ours:\n{out}");
+    // The kernel learnt our VM's MAC behind our VTEP.
+    let fdb = sh(&["ip", "netns", "exec", k, "bridge", "fdb", "show", "dev", "vx30"]);
+    assert!(fdb.contains("52:54:00:30:00:01") && fdb.contains("198.18.78.1"), "{fdb}");
+}
+
+/// Security groups decide what reaches a VM, rules change while traffic flows, and a VM
+/// pretending to be another gets nowhere.
+#[test]
+fn firewall_rules_and_a_hostile_vm() {
+    let mut t = two_hosts(false);
+    let d = &t.h[0];
+    d.ok(&["sg", "add", "web"]);
+    d.ok(&[
+        "sg",
+        "rule",
+        "add",
+        "web",
+        "--dir",
+        "in",
+        "--ip-proto",
+        "tcp",
+        "--port",
+        "8080",
+        "--cidr",
+        "0.0.0.0/0",
+    ]);
+    let tag = t.tag % 10_000;
+    let (srv_nic, srv_ns) = (format!("fs{tag}"), format!("bfvfs{tag}"));
+    d.ok(&[
+        "nic",
+        "add",
+        "--id",
+        &srv_nic,
+        "--type",
+        "TAP",
+        "--mac",
+        "52:54:00:40:00:01",
+        "--vni",
+        "40",
+        "--ip",
+        "10.40.0.1",
+        "--sg",
+        "web",
+    ]);
+    let hostns = d.netns.clone().unwrap();
+    sh(&["ip", "netns", "add", &srv_ns]);
+    t.ns.0.insert(0, srv_ns.clone());
+    sh(&["ip", "-n", &hostns, "link", "set", "dev", &srv_nic, "address", "52:54:00:40:00:01"]);
+    sh(&["ip", "-n", &hostns, "link", "set", "dev", &srv_nic, "netns", &srv_ns]);
+    sh(&["ip", "-n", &srv_ns, "addr", "add", "10.40.0.1/24", "dev", &srv_nic]);
+    sh(&["ip", "-n", &srv_ns, "link", "set", "dev", &srv_nic, "up"]);
+    // The client is on the other host, with anti-spoofing on.
+    let client = t.vm(1, "fc", 40, "10.40.0.2", "52:54:00:40:00:02");
+    t.h[1].ok(&["nic", "update", "--id", &format!("fc{tag}"), "--enable-antispoof", "true"]);
+
+    // A TCP server on 8080 answering "pong".
+    let server = std::process::Command::new("ip")
+        .args(["netns", "exec", &srv_ns, "python3", "-c",
+            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',8080))\ns.listen(8)\nwhile True:\n c,_=s.accept()\n c.sendall(b'pong')\n c.close()"])
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(server);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let fetch = |ns: &str| -> String {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-c",
+                "import socket\ns=socket.create_connection(('10.40.0.1',8080),timeout=3)\nprint(s.recv(10).decode())"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(fetch(&client), "pong", "TCP 8080 is allowed");
+    let (ok, _) = ping(&client, "10.40.0.1", "2");
+    assert!(!ok, "ICMP is not allowed by the group");
+    // Rules change while traffic flows: allow ICMP.
+    t.h[0].ok(&["sg", "rule", "add", "web", "--dir", "in", "--ip-proto", "icmp", "--cidr", "10.40.0.0/24"]);
+    let (ok, out) = ping(&client, "10.40.0.1", "3");
+    assert!(ok, "ICMP allowed after the rule was added:\n{out}");
+    assert_eq!(fetch(&client), "pong");
+
+    // Hostile: the client claims another address; anti-spoofing drops it at its own host.
+    sh(&["ip", "-n", &client, "addr", "add", "10.40.0.66/24", "dev", &format!("fc{tag}")]);
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &client, "ping", "-c", "2", "-W", "1", "-I", "10.40.0.66", "10.40.0.1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "spoofed source must not get through");
+    let status = t.h[1].ok(&["status"]);
+    assert!(
+        status.contains("drop ipv4 source:") || status.contains("drop arp sender ip:"),
+        "the anti-spoof brick counted the spoofed packets: {status}"
+    );
 }
