@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Side-by-side: the same two-host overlay built three times in one run, then measured.
+#   butterfly : two butterflyd (AF_PACKET underlay on a veth), TAP "VMs" in namespaces
+#   kernel    : Linux bridge + vxlan + nftables conntrack (stateful filter) on each host
+#   veth      : the two VM namespaces joined directly by a veth pair (the ceiling)
+# Figures: ping RTT, iperf3 TCP (1 stream), iperf3 UDP 64-byte packets/s received and loss,
+# CPU used during the UDP test. Usage (root): benches/kernel-compare.sh [SECONDS]
+# Installs iperf3 and nftables if missing. Prints a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-5}
+for p in iperf3 nftables iputils-ping bc; do
+  dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p"; }
+done
+cargo build -q --release -p butterflyd -p butterfly-api
+BD=target/release/butterflyd
+CLI=target/release/butterfly
+T=$$
+NS=(); PIDS=(); TMP=$(mktemp -d)
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+mkns() { ip netns add "$1"; NS+=("$1"); ip -n "$1" link set lo up; }
+vmaddr() { # ns dev ip
+  ip -n "$1" link set "$2" mtu 1450
+  ip -n "$1" addr add "$3/24" dev "$2"; ip -n "$1" link set "$2" up
+}
+cpu_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
+
+measure() { # name client-ns server-ns server-ip
+  local name=$1 c=$2 s=$3 ip=$4
+  ip netns exec "$c" ping -c 3 -W 2 "$ip" >/dev/null || { echo "| $name | unreachable | | | | |"; return; }
+  local rtt; rtt=$(ip netns exec "$c" ping -c 20 -i 0.05 "$ip" | awk -F/ '/^rtt/{print $5}')
+  ip netns exec "$s" iperf3 -s -D -1 -p 5201 >/dev/null; sleep 0.3
+  local tcp; tcp=$(ip netns exec "$c" iperf3 -c "$ip" -p 5201 -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))')
+  ip netns exec "$s" iperf3 -s -D -1 -p 5202 >/dev/null; sleep 0.3
+  local c0 c1 t0 t1 udp
+  c0=$(cpu_busy); t0=$(date +%s.%N)
+  udp=$(ip netns exec "$c" iperf3 -c "$ip" -p 5202 -u -l 18 -b 0 -t "$SECS" -J | python3 -c '
+import json,sys
+e=json.load(sys.stdin)["end"]["sum"]
+pps=e["packets"]-e["lost_packets"]
+print("%.3f %.1f" % (pps/e["seconds"]/1e6, e["lost_percent"]))')
+  c1=$(cpu_busy); t1=$(date +%s.%N)
+  local cpu; cpu=$(echo "($c1-$c0)/($(getconf CLK_TCK)*($t1-$t0))*100" | bc -l)
+  printf '| %s | %.3f | %s | %s | %s | %.0f%% |\n' "$name" "$rtt" "$tcp" "${udp% *}" "${udp#* }" "$cpu"
+}
+
+echo "| setup | ping RTT ms | TCP Gbit/s | UDP 64B Mpps received | UDP loss % | CPU (of 200%) |"
+echo "|---|---|---|---|---|---|"
+
+# --- veth ceiling
+mkns bfcva$T; mkns bfcvb$T
+ip -n bfcva$T link add e0 type veth peer name e0 netns bfcvb$T
+vmaddr bfcva$T e0 10.50.0.1; vmaddr bfcvb$T e0 10.50.0.2
+measure veth bfcva$T bfcvb$T 10.50.0.2
+
+# --- kernel overlay: bridge + vxlan + nftables conntrack on each host
+mkns bfck1$T; mkns bfck2$T; mkns bfcka$T; mkns bfckb$T
+ip -n bfck1$T link add u type veth peer name u netns bfck2$T
+for i in 1 2; do
+  h=bfck$i$T; vm=$([ $i = 1 ] && echo bfcka$T || echo bfckb$T)
+  ip -n $h addr add 198.18.90.$i/24 dev u; ip -n $h link set u up
+  ip -n $h link add vx type vxlan id 50 group 230.0.0.50 dev u dstport 4789 local 198.18.90.$i
+  ip -n $h link add kbr type bridge; ip -n $h link set vx master kbr up; ip -n $h link set kbr up
+  ip -n $h link add kport type veth peer name e0 netns $vm
+  ip -n $h link set kport master kbr up
+  vmaddr $vm e0 10.51.0.$i
+  # Bridged IPv4 goes through the inet forward hook (br_netfilter), where conntrack runs:
+  # a stateful filter like butterfly's (new flows by rule, the rest by connection state).
+  ip netns exec $h sysctl -qw net.bridge.bridge-nf-call-iptables=1
+  ip netns exec $h nft -f - <<NFT
+table inet filter {
+  chain forward {
+    type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    ip protocol { tcp, udp, icmp } ct state new accept
+  }
+}
+NFT
+done
+measure "kernel bridge+vxlan+nft" bfcka$T bfckb$T 10.51.0.2
+
+# --- butterfly-rs
+mkns bfcb1$T; mkns bfcb2$T
+ip -n bfcb1$T link add u type veth peer name u netns bfcb2$T
+for i in 1 2; do
+  h=bfcb$i$T
+  ip -n $h link set u up
+  ip netns exec $h sysctl -qw net.ipv6.conf.u.disable_ipv6=1
+  ip netns exec $h $BD --underlay af-packet:u -i 198.18.91.$i -e ipc://$TMP/api$i.sock -s $TMP/s$i \
+     --no-state --metrics off -l error </dev/null 2>$TMP/bd$i.log &
+  PIDS+=($!)
+done
+for i in 1 2; do
+  for k in $(seq 50); do $CLI -e ipc://$TMP/api$i.sock -t 500 nic list >/dev/null 2>&1 && break; sleep 0.1; done
+  $CLI -e ipc://$TMP/api$i.sock sg add open >/dev/null
+  $CLI -e ipc://$TMP/api$i.sock sg rule add open --dir in --ip-proto all --cidr 0.0.0.0/0 >/dev/null
+  $CLI -e ipc://$TMP/api$i.sock nic add --id bfcn$i --type TAP --mac 52:54:00:50:00:0$i --vni 52 --ip 10.52.0.$i --sg open >/dev/null
+  vm=bfcbv$i$T; mkns $vm
+  ip -n bfcb$i$T link set dev bfcn$i address 52:54:00:50:00:0$i
+  ip -n bfcb$i$T link set dev bfcn$i netns $vm
+  vmaddr $vm bfcn$i 10.52.0.$i
+done
+measure butterfly-rs bfcbv1$T bfcbv2$T 10.52.0.2
