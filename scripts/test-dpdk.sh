@@ -3,4 +3,5 @@
 # included (EAL with --no-huge --no-pci and virtual devices).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec bash crates/brick-nic/scripts/test-dpdk.sh
+bash crates/brick-nic/scripts/test-dpdk.sh
+cargo test -p butterflyd --features dpdk --test dpdk

@@ -71,7 +71,7 @@ pub struct Cli {
     #[arg(short = 'k', long = "key")]
     pub key: Option<PathBuf>,
     /// DPDK EAL arguments (with the `dpdk` underlay).
-    #[arg(long = "dpdk-args")]
+    #[arg(long = "dpdk-args", allow_hyphen_values = true)]
     pub dpdk_args: Option<String>,
     /// DPDK port (with the `dpdk` underlay).
     #[arg(long = "dpdk-port")]

@@ -191,7 +191,10 @@ impl Handler for Daemon {
     }
 
     fn nic_export(&mut self, id: &str) -> HandlerResult<Vec<u8>> {
-        self.mem.nic_export(id)
+        self.mem.nic_export(id)?;
+        // Butterfly never implemented this: we return the firewall's connection table, the
+        // state a VM needs to keep its connections when it migrates to another host.
+        Ok(self.dp.export_connections(id).map_err(failed)?.unwrap_or_default())
     }
 
     fn sg_add(&mut self, sg: SecurityGroup) -> HandlerResult<()> {

@@ -159,13 +159,38 @@ pub fn link_up(name: &str) -> Result<(), String> {
     }
 }
 
+/// The underlay NIC brick (none with `--underlay none`) and the MAC the VTEP uses on it.
+type Underside = (Option<Box<dyn Brick>>, [u8; 6]);
+
+#[cfg(feature = "dpdk")]
+fn dpdk_underlay(port: u16, args: &str, pool: PacketPool) -> Result<Underside, DataplaneError> {
+    use brick_nic::{DpdkConfig, DpdkNic, Eal, PortSpec};
+    let what = format!("dpdk port {port}");
+    let underlay = |why: String| DataplaneError::Underlay { what: what.clone(), why };
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let eal = Eal::init(&args).map_err(|e| underlay(format!("EAL ({}): {e}", args.join(" "))))?;
+    let nic = DpdkNic::open(eal, DpdkConfig { port: PortSpec::Id(port), ..DpdkConfig::default() }, pool)
+        .map_err(|e| underlay(e.to_string()))?;
+    let mac = nic.mac().map_err(|e| underlay(e.to_string()))?;
+    Ok((Some(Box::new(nic)), mac))
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn dpdk_underlay(port: u16, _args: &str, _pool: PacketPool) -> Result<Underside, DataplaneError> {
+    // Config::from_cli already refuses this; kept as a clear error for library callers.
+    Err(DataplaneError::Underlay {
+        what: format!("dpdk port {port}"),
+        why: "this butterflyd was built without the `dpdk` feature".into(),
+    })
+}
+
 impl Dataplane {
     /// Builds the underlay side (NIC + VTEP) and starts the graph thread.
     pub fn start(cfg: &Config) -> Result<Dataplane, DataplaneError> {
         let pool = PacketPool::new(PoolConfig { count: 16384, ..PoolConfig::default() })
             .map_err(|e| DataplaneError::Other(e.to_string()))?;
         let mut graph = Graph::new("butterflyd");
-        let (phys, local_mac): (Option<Box<dyn Brick>>, [u8; 6]) = match &cfg.underlay {
+        let (phys, local_mac): Underside = match &cfg.underlay {
             Underlay::Tap(name) => {
                 let tap = match TapNic::create(name, TapConfig::default(), pool.clone()) {
                     Ok(t) => t,
@@ -190,10 +215,9 @@ impl Dataplane {
                 (Some(Box::new(nic)), mac)
             }
             Underlay::Dpdk(port) => {
-                return Err(DataplaneError::Underlay {
-                    what: format!("dpdk port {port} (EAL args {:?})", cfg.dpdk_args),
-                    why: "the DPDK underlay is not wired into butterflyd yet; use tap or af-packet".into(),
-                })
+                let (nic, mac) = dpdk_underlay(*port, &cfg.dpdk_args, pool.clone())?;
+                // Virtual devices (net_ring, net_null) have an all-zero MAC.
+                (nic, if mac == [0; 6] { derived_mac(cfg.ip) } else { mac })
             }
             Underlay::None => (None, derived_mac(cfg.ip)),
         };
@@ -240,6 +264,15 @@ impl Dataplane {
         let n = self.nics.get(id)?;
         let west = n.endpoint_stats.side(Side::West);
         Some(NicCounters { from_vm_bytes: west.bytes_out.get(), to_vm_bytes: west.bytes_in.get() })
+    }
+
+    /// The firewall's connection table of NIC `id`, as bytes (for live migration); `None`
+    /// when the NIC has no firewall (bypass_filtering) or does not exist.
+    pub fn export_connections(&self, id: &str) -> Result<Option<Vec<u8>>, DataplaneError> {
+        let Some(fw) = self.nics.get(id).and_then(|n| n.firewall) else { return Ok(None) };
+        Ok(self.handle.exec(move |g| {
+            g.brick::<Firewall>(fw).ok().map(|f| f.export_connections(brick_core::Timestamp::now()))
+        })?)
     }
 
     /// Brings the NIC `id` to `desired` (None: removes it). `rules` is its compiled

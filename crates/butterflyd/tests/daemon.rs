@@ -43,6 +43,11 @@ fn nics_and_security_groups_through_the_cli() {
     for brick in ["vtep", "switch-7", "fw-vm1", "antispoof-vm1", "vm-vm1", "vm-vm2"] {
         assert!(status.contains(brick), "status graph lists {brick}: {status}");
     }
+    // nic_export returns vm1's connection table (Butterfly returned nothing).
+    let r = d.client().call(v0::Request { nic_export: Some("vm1".into()), ..Default::default() }).unwrap();
+    assert!(r.status.status);
+    let data = r.nic_export.and_then(|e| e.fw_data).and_then(|f| f.data).unwrap_or_default();
+    assert!(!data.is_empty(), "a versioned (empty) connection table");
     let stats = d.ok(&["nic", "stats", "vm1"]);
     assert!(stats.contains('0'), "{stats}");
 
