@@ -89,8 +89,8 @@ fn bed() -> Bed {
     // Warm up: the VM's flow opens the connection, the remote's reply teaches the vtep the
     // peer's MAC and VTEP (and the switch both MACs); from then on both ways are fast paths.
     for _ in 0..4 {
-        b.from_vm();
-        b.from_wire();
+        b.push_from_vm();
+        b.push_from_wire();
     }
     b
 }
@@ -103,11 +103,11 @@ impl Bed {
         }
         burst
     }
-    fn from_vm(&mut self) {
+    fn push_from_vm(&mut self) {
         let mut b = self.burst(&self.out_frame.clone());
         self.g.inject(self.antispoof, Side::East, 0, &mut b).unwrap();
     }
-    fn from_wire(&mut self) {
+    fn push_from_wire(&mut self) {
         let mut b = self.burst(&self.in_frame.clone());
         self.g.inject(self.vtep, Side::West, 0, &mut b).unwrap();
     }
@@ -127,13 +127,13 @@ fn full_chain(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BURST_SIZE as u64));
     let mut b = bed();
     let wire_before = b.g.stats(b.vtep).unwrap().side(Side::West).pkts_out.get();
-    group.bench_function("vm_to_wire", |bench| bench.iter(|| b.from_vm()));
+    group.bench_function("vm_to_wire", |bench| bench.iter(|| b.push_from_vm()));
     let sent = b.g.stats(b.vtep).unwrap().side(Side::West).pkts_out.get() - wire_before;
     assert!(sent > 0, "encapsulated packets reached the wire");
     let per_brick = b.reset_cycles();
     let mut b2 = bed();
     let vm_before = b2.g.stats(b2.antispoof).unwrap().side(Side::East).pkts_out.get();
-    group.bench_function("wire_to_vm", |bench| bench.iter(|| b2.from_wire()));
+    group.bench_function("wire_to_vm", |bench| bench.iter(|| b2.push_from_wire()));
     let delivered = b2.g.stats(b2.antispoof).unwrap().side(Side::East).pkts_out.get() - vm_before;
     assert!(delivered > 0, "decapsulated packets reached the VM");
     group.finish();
