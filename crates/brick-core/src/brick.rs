@@ -81,19 +81,24 @@ pub trait Brick: Any + Send {
         false
     }
 
-    /// Lets a source bring packets into the graph; returns how many it emitted.
+    /// Lets a source bring packets into the graph. Returns how much work it found (frames
+    /// taken from its device, including those it dropped): any non-zero value keeps the
+    /// runner polling instead of going to sleep.
     fn poll(&mut self, _out: &mut Output<'_>) -> usize {
         0
     }
 
     /// A file descriptor that becomes readable when this source has work, so an idle runner
-    /// can sleep instead of spinning. Sources without one cap the runner's sleep time.
+    /// can sleep instead of spinning. Sources without one cap the runner's sleep time. The
+    /// graph reads it once when the brick is added: it must not change afterwards.
     fn wake_fd(&self) -> Option<RawFd> {
         None
     }
 
     /// Called periodically (every [`Graph::tick_interval`](crate::Graph::tick_interval)) for
-    /// timers: aging, retransmissions, flushing files.
+    /// timers: aging, retransmissions, flushing files. It cannot emit: a brick that must send
+    /// on a timer (protocol reports, retries) queues the packets and emits them from `poll`
+    /// (declare itself a source).
     fn tick(&mut self, _now: Timestamp) {}
 
     /// A port of `side` was linked.
