@@ -230,3 +230,54 @@ fn metrics_endpoint_serves_per_brick_counters() {
     assert!(body.contains("butterfly_brick_packets_total{brick=\"vm-m1\""), "{body}");
     assert!(body.contains("butterfly_brick_drops_total{brick=\"fw-m1\""), "{body}");
 }
+
+#[test]
+fn dump_and_replay_rebuild_the_same_configuration() {
+    let a = Daemon::start(&["--no-state"]);
+    a.ok(&["sg", "add", "sg-d"]);
+    a.ok(&[
+        "sg",
+        "rule",
+        "add",
+        "sg-d",
+        "--dir",
+        "in",
+        "--ip-proto",
+        "udp",
+        "--port",
+        "53",
+        "--cidr",
+        "10.0.0.0/8",
+    ]);
+    a.ok(&["sg", "member", "add", "sg-d", "10.9.9.9"]);
+    a.ok(&[
+        "nic",
+        "add",
+        "--id",
+        "d1",
+        "--mac",
+        "52:54:00:00:00:41",
+        "--vni",
+        "4",
+        "--ip",
+        "10.4.0.1",
+        "--sg",
+        "sg-d",
+    ]);
+    a.ok(&["nic", "add", "--id", "d2", "--mac", "52:54:00:00:00:42", "--vni", "4", "--bypass-filtering"]);
+    let dump = a.ok(&["dump"]);
+    let file = a.dir.path().join("dump.txt");
+    std::fs::write(&file, &dump).unwrap();
+    let b = Daemon::start(&["--no-state"]);
+    b.ok(&["request", file.to_str().unwrap()]);
+    for cmd in [
+        &["nic", "list"][..],
+        &["sg", "list"],
+        &["sg", "rule", "list", "sg-d"],
+        &["sg", "member", "list", "sg-d"],
+    ] {
+        assert_eq!(a.ok(cmd), b.ok(cmd), "{cmd:?} after replay");
+    }
+    assert_eq!(b.ok(&["dump"]), dump, "dumping the replayed daemon gives the same file");
+    assert!(b.ok(&["status"]).contains("fw-d1"), "the replayed NICs have their bricks");
+}

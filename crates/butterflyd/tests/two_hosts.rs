@@ -310,3 +310,84 @@ fn firewall_rules_and_a_hostile_vm() {
         "the anti-spoof brick counted the spoofed packets: {status}"
     );
 }
+
+/// A TCP transfer across hosts arrives byte for byte; a packet trace switched on live records
+/// the VM's packets in a pcap file that tshark reads; a NIC with bypass_filtering needs no
+/// security group.
+#[test]
+fn tcp_transfer_packet_trace_and_bypass() {
+    let mut t = two_hosts(false);
+    let a = t.vm(0, "ta", 60, "10.60.0.1", "52:54:00:60:00:01");
+    let b = t.vm(1, "tb", 60, "10.60.0.2", "52:54:00:60:00:02");
+    // 3 MiB of random bytes served by a, fetched by b, compared by SHA-256.
+    let script = "import hashlib,os,socket\ndata=os.urandom(3<<20)\nopen('/dev/shm/bf-tx-{tag}','w').write(hashlib.sha256(data).hexdigest())\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',9000))\ns.listen(1)\nc,_=s.accept()\nc.sendall(data)\nc.close()";
+    let tag = t.tag;
+    let server = std::process::Command::new("ip")
+        .args(["netns", "exec", &a, "python3", "-c", &script.replace("{tag}", &tag.to_string())])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &b, "python3", "-c",
+            "import hashlib,socket\ns=socket.create_connection(('10.60.0.1',9000),timeout=10)\nh=hashlib.sha256();n=0\nwhile True:\n d=s.recv(65536)\n if not d: break\n h.update(d);n+=len(d)\nprint(n,h.hexdigest())"])
+        .output()
+        .unwrap();
+    let mut server = server;
+    let _ = server.wait();
+    let sent = std::fs::read_to_string(format!("/dev/shm/bf-tx-{tag}")).unwrap_or_default();
+    let _ = std::fs::remove_file(format!("/dev/shm/bf-tx-{tag}"));
+    let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        got,
+        format!("{} {sent}", 3 << 20),
+        "TCP transfer intact: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Packet trace on a's NIC, live.
+    let nic = format!("ta{}", t.tag % 10_000);
+    let pcap = std::env::temp_dir().join(format!("bf-trace-{tag}.pcap"));
+    let pcap_s = pcap.display().to_string();
+    t.h[0].ok(&["nic", "update", "--id", &nic, "--packet-trace", "true", "--trace-path", &pcap_s]);
+    let (ok, out) = ping(&b, "10.60.0.1", "4");
+    assert!(ok, "{out}");
+    t.h[0].ok(&["nic", "update", "--id", &nic, "--packet-trace", "false"]);
+    let fields = sh(&["tshark", "-r", &pcap_s, "-Y", "icmp", "-T", "fields", "-e", "icmp.type"]);
+    let requests = fields.lines().filter(|l| l.trim() == "8").count();
+    let replies = fields.lines().filter(|l| l.trim() == "0").count();
+    assert!(requests >= 4 && replies >= 4, "tshark sees the pings in the trace: {fields}");
+    let _ = std::fs::remove_file(&pcap);
+    let (ok, _) = ping(&b, "10.60.0.1", "1");
+    assert!(ok, "traffic goes on after the sniffer is removed");
+
+    // bypass_filtering: a NIC with no security group at all still receives traffic.
+    let d = &t.h[1];
+    let byp = format!("tc{}", t.tag % 10_000);
+    d.ok(&[
+        "nic",
+        "add",
+        "--id",
+        &byp,
+        "--type",
+        "TAP",
+        "--mac",
+        "52:54:00:60:00:03",
+        "--vni",
+        "60",
+        "--ip",
+        "10.60.0.3",
+        "--bypass-filtering",
+    ]);
+    let hostns = d.netns.clone().unwrap();
+    let vmns = format!("bfv{byp}");
+    sh(&["ip", "netns", "add", &vmns]);
+    t.ns.0.insert(0, vmns.clone());
+    sh(&["ip", "-n", &hostns, "link", "set", "dev", &byp, "address", "52:54:00:60:00:03"]);
+    sh(&["ip", "-n", &hostns, "link", "set", "dev", &byp, "netns", &vmns]);
+    sh(&["ip", "-n", &vmns, "addr", "add", "10.60.0.3/24", "dev", &byp]);
+    sh(&["ip", "-n", &vmns, "link", "set", "dev", &byp, "up"]);
+    let (ok, out) = ping(&a, "10.60.0.3", "3");
+    assert!(ok, "bypass_filtering NIC reachable without any group:\n{out}");
+    let status = d.ok(&["status"]);
+    assert!(!status.contains(&format!("fw-{byp}")), "no firewall brick for a bypass NIC");
+}
