@@ -88,6 +88,12 @@ pub struct AfPacketConfig {
     pub tx_mode: TxMode,
     /// Put the interface in promiscuous mode while the brick exists.
     pub promiscuous: bool,
+    /// Receive with a TPACKET_V2 ring (one slot of [`V2_FRAME_SIZE`] bytes per frame, handed
+    /// over as soon as it is written) instead of TPACKET_V3 blocks, which are handed over only
+    /// when full or after `retire_timeout_ms`: no latency floor at low rates, at the price of
+    /// more ring memory per frame and frames limited to one slot. Transmit then uses
+    /// `sendmmsg` whatever `tx_mode` says (the rings share the socket's version).
+    pub low_latency: bool,
 }
 
 impl Default for AfPacketConfig {
@@ -100,9 +106,14 @@ impl Default for AfPacketConfig {
             qdisc_bypass: false,
             tx_mode: TxMode::Ring { frames: 1024 },
             promiscuous: true,
+            low_latency: false,
         }
     }
 }
+
+/// Size of one receive slot in low-latency (TPACKET_V2) mode: a 64-byte header area and
+/// frames up to 4032 bytes (jumbo frames beyond are counted as truncated).
+pub const V2_FRAME_SIZE: u32 = 4096;
 
 /// Size of one transmit ring frame.
 const TX_FRAME_SIZE: u32 = 2048;
@@ -166,6 +177,7 @@ impl AfPacketNic {
             TxMode::Ring { frames } if frames == 0 || frames > 65536 => {
                 return Err(NicError::Config(format!("tx ring frames {frames} not in 1..=65536")))
             }
+            _ if cfg.low_latency => 0,
             TxMode::Ring { frames } => frames,
             TxMode::Sendmmsg => 0,
         };
@@ -175,7 +187,11 @@ impl AfPacketNic {
         let fd =
             sys::fd_or_err(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })
                 .map_err(e("socket(AF_PACKET)"))?;
-        let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
+        let version = if cfg.low_latency {
+            libc::tpacket_versions::TPACKET_V2
+        } else {
+            libc::tpacket_versions::TPACKET_V3
+        } as libc::c_int;
         sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version)
             .map_err(e("PACKET_VERSION"))?;
         let one: libc::c_int = 1;
@@ -194,7 +210,19 @@ impl AfPacketNic {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &rx_req).map_err(e("PACKET_RX_RING"))?;
+        if cfg.low_latency {
+            let v2_req = libc::tpacket_req {
+                tp_block_size: cfg.block_size,
+                tp_block_nr: cfg.block_count,
+                tp_frame_size: V2_FRAME_SIZE,
+                tp_frame_nr: cfg.block_size / V2_FRAME_SIZE * cfg.block_count,
+            };
+            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &v2_req)
+                .map_err(e("PACKET_RX_RING"))?;
+        } else {
+            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &rx_req)
+                .map_err(e("PACKET_RX_RING"))?;
+        }
         let rx_len = cfg.block_size as usize * cfg.block_count as usize;
         let mut tx_len = 0usize;
         if tx_frames > 0 {
@@ -402,52 +430,97 @@ impl AfPacketNic {
                 };
                 (tpid, h.hv1.tp_vlan_tci as u16)
             });
-            let total = len + if vlan.is_some() { 4 } else { 0 };
-            if total > self.pool.data_room() || len < ETH_HLEN {
-                count_drop(&self.counters, out, if len < ETH_HLEN { DROP_RX_ERROR } else { DROP_TOO_BIG }, 1);
-                continue;
+            self.take_frame(frame, h.tp_status, vlan, out);
+        }
+        n
+    }
+
+    /// Copies one received frame into a pool packet (restoring a stripped VLAN tag and the
+    /// checksum state the kernel reported) and emits it.
+    fn take_frame(&mut self, frame: &[u8], tp_status: u32, vlan: Option<(u16, u16)>, out: &mut Output<'_>) {
+        let len = frame.len();
+        let total = len + if vlan.is_some() { 4 } else { 0 };
+        if total > self.pool.data_room() || len < ETH_HLEN {
+            count_drop(&self.counters, out, if len < ETH_HLEN { DROP_RX_ERROR } else { DROP_TOO_BIG }, 1);
+            return;
+        }
+        let Some(mut pkt) = self.pool.alloc() else {
+            count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1);
+            return;
+        };
+        let Ok(buf) = pkt.append(total) else {
+            count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+            return;
+        };
+        match vlan {
+            // The kernel strips the outermost VLAN tag into the header: put it back so
+            // the graph sees the frame as it was on the wire.
+            Some((tpid, tci)) => {
+                buf[..12].copy_from_slice(&frame[..12]);
+                buf[12..14].copy_from_slice(&tpid.to_be_bytes());
+                buf[14..16].copy_from_slice(&tci.to_be_bytes());
+                buf[16..].copy_from_slice(&frame[12..]);
             }
-            let Some(mut pkt) = self.pool.alloc() else {
-                count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1);
-                continue;
-            };
-            let fill = pkt.append(total);
-            let Ok(buf) = fill else {
-                count_drop(&self.counters, out, DROP_TOO_BIG, 1);
-                continue;
-            };
-            match vlan {
-                // The kernel strips the outermost VLAN tag into the header: put it back so
-                // the graph sees the frame as it was on the wire.
-                Some((tpid, tci)) => {
-                    buf[..12].copy_from_slice(&frame[..12]);
-                    buf[12..14].copy_from_slice(&tpid.to_be_bytes());
-                    buf[14..16].copy_from_slice(&tci.to_be_bytes());
-                    buf[16..].copy_from_slice(&frame[12..]);
-                }
-                None => buf.copy_from_slice(frame),
+            None => buf.copy_from_slice(frame),
+        }
+        if tp_status & libc::TP_STATUS_CSUM_VALID != 0 {
+            pkt.meta_mut().offload.insert(OffloadFlags::CSUM_VERIFIED);
+        }
+        if tp_status & libc::TP_STATUS_CSUMNOTREADY != 0 {
+            // Locally generated (veth peer) with a partial checksum: say where it is.
+            if let Some(loc) = locate_l4(pkt.data()) {
+                let meta = pkt.meta_mut();
+                meta.offload.insert(OffloadFlags::CSUM_NEEDED);
+                meta.csum_start = loc.l4_offset;
+                meta.csum_offset = loc.csum_offset();
+                meta.l4_offset = loc.l4_offset;
             }
-            let meta = pkt.meta_mut();
-            if h.tp_status & libc::TP_STATUS_CSUM_VALID != 0 {
-                meta.offload.insert(OffloadFlags::CSUM_VERIFIED);
+            self.counters.rx_offloaded.add(1);
+        }
+        let mut meta = *pkt.meta();
+        guess_l2_l3(pkt.data(), &mut meta);
+        *pkt.meta_mut() = meta;
+        self.counters.rx_packets.add(1);
+        self.counters.rx_bytes.add(total as u64);
+        out.emit(Side::East, 0, pkt);
+    }
+
+    /// Receives up to one burst from the TPACKET_V2 ring (low-latency mode).
+    fn rx_v2(&mut self, out: &mut Output<'_>) -> usize {
+        let slots = self.cfg.block_size / V2_FRAME_SIZE * self.cfg.block_count;
+        let mut n = 0;
+        while n < BURST_SIZE {
+            // SAFETY: rx_block < slots, so the slot lies inside the rx part of the mapping.
+            let slot = unsafe { self.ring.ptr().add(self.rx_block as usize * V2_FRAME_SIZE as usize) };
+            // SAFETY: tp_status is the first, aligned u32 of the slot, shared with the kernel;
+            // every access to it is atomic.
+            let status = unsafe { AtomicU32::from_ptr(slot.cast::<u32>()) };
+            let st = status.load(Ordering::Acquire);
+            if st & libc::TP_STATUS_USER == 0 {
+                break;
             }
-            if h.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0 {
-                // Locally generated (veth peer) with a partial checksum: say where it is.
-                if let Some(loc) = locate_l4(pkt.data()) {
-                    let meta = pkt.meta_mut();
-                    meta.offload.insert(OffloadFlags::CSUM_NEEDED);
-                    meta.csum_start = loc.l4_offset;
-                    meta.csum_offset = loc.csum_offset();
-                    meta.l4_offset = loc.l4_offset;
-                }
-                self.counters.rx_offloaded.add(1);
+            // SAFETY: the kernel handed the slot to us (TP_STATUS_USER, acquired); the header
+            // is at its start.
+            let h = unsafe { slot.cast::<libc::tpacket2_hdr>().read_unaligned() };
+            let (start, len) = (h.tp_mac as usize, h.tp_snaplen as usize);
+            n += 1;
+            if start + len > V2_FRAME_SIZE as usize {
+                count_drop(&self.counters, out, DROP_RX_ERROR, 1);
+            } else if (h.tp_len as usize) > len {
+                count_drop(&self.counters, out, DROP_RX_TRUNCATED, 1);
+            } else {
+                // SAFETY: [start, start+len) is inside the slot (checked above), which we own
+                // until we give it back below; the packet copy is made before that.
+                let frame = unsafe { std::slice::from_raw_parts(slot.add(start), len) };
+                let vlan = (st & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+                    let tpid =
+                        if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 { h.tp_vlan_tpid } else { 0x8100 };
+                    (tpid, h.tp_vlan_tci)
+                });
+                self.take_frame(frame, st, vlan, out);
             }
-            let mut meta = *pkt.meta();
-            guess_l2_l3(pkt.data(), &mut meta);
-            *pkt.meta_mut() = meta;
-            self.counters.rx_packets.add(1);
-            self.counters.rx_bytes.add(total as u64);
-            out.emit(Side::East, 0, pkt);
+            status.store(libc::TP_STATUS_KERNEL, Ordering::Release);
+            self.rx_block = (self.rx_block + 1) % slots;
         }
         n
     }
@@ -599,8 +672,8 @@ impl Brick for AfPacketNic {
 
     fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
         match self.cfg.tx_mode {
-            TxMode::Ring { .. } => self.tx_ring(pkts, out),
-            TxMode::Sendmmsg => self.tx_sendmmsg(pkts, out),
+            TxMode::Ring { .. } if self.tx_frames > 0 => self.tx_ring(pkts, out),
+            _ => self.tx_sendmmsg(pkts, out),
         }
     }
 
@@ -609,7 +682,11 @@ impl Brick for AfPacketNic {
     }
 
     fn poll(&mut self, out: &mut Output<'_>) -> usize {
-        self.rx(out)
+        if self.cfg.low_latency {
+            self.rx_v2(out)
+        } else {
+            self.rx(out)
+        }
     }
 
     fn wake_fd(&self) -> Option<RawFd> {
