@@ -391,3 +391,52 @@ fn tcp_transfer_packet_trace_and_bypass() {
     let status = d.ok(&["status"]);
     assert!(!status.contains(&format!("fw-{byp}")), "no firewall brick for a bypass NIC");
 }
+
+/// A VM flooding frames from random source MACs (a MAC-table exhaustion attack) and with
+/// several addresses: the flood dies at its anti-spoof brick, counted, and the other VMs keep
+/// talking; a NIC with two IPs answers on both.
+#[test]
+fn mac_flood_is_contained_and_several_ips_per_nic() {
+    let mut t = two_hosts(false);
+    let a = t.vm(0, "ma", 70, "10.70.0.1", "52:54:00:70:00:01");
+    let b = t.vm(1, "mb", 70, "10.70.0.2", "52:54:00:70:00:02");
+    let nic_a = format!("ma{}", t.tag % 10_000);
+    // A second address on b's NIC, declared through the API and configured in the VM.
+    let nic_b = format!("mb{}", t.tag % 10_000);
+    t.h[1].ok(&["nic", "update", "--id", &nic_b, "--ip", "10.70.0.2", "--ip", "10.70.0.12"]);
+    sh(&["ip", "-n", &b, "addr", "add", "10.70.0.12/24", "dev", &nic_b]);
+    for to in ["10.70.0.2", "10.70.0.12"] {
+        let (ok, out) = ping(&a, to, "2");
+        assert!(ok, "{to}:\n{out}");
+    }
+    // The flood: 20,000 broadcast frames from random source MACs out of VM a.
+    let flood = format!(
+        "import os,socket\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\ns.bind(('{nic_a}',0))\n\
+         for i in range(20000):\n m=bytearray(os.urandom(6)); m[0]&=0xfe\n s.send(b'\\xff'*6+bytes(m)+b'\\x88\\xb5'+b'x'*46)"
+    );
+    // b pings a for the whole duration of the flood.
+    let ping_during = std::process::Command::new("ip")
+        .args(["netns", "exec", &b, "ping", "-c", "40", "-i", "0.05", "-W", "1", "10.70.0.1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &a, "python3", "-c", &flood])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ping_during = ping_during.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&ping_during.stdout);
+    assert!(text.contains(" 0% packet loss"), "the other VM kept talking:\n{text}");
+    let status = t.h[0].ok(&["status"]);
+    let dropped: u64 = status
+        .split("drop source mac: ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(dropped >= 20_000, "anti-spoof counted the flood (got {dropped}): {status}");
+    let (ok, _) = ping(&a, "10.70.0.2", "2");
+    assert!(ok, "VM a itself still works after its flood");
+}
