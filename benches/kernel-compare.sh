@@ -4,7 +4,7 @@
 #   kernel    : Linux bridge + vxlan + nftables conntrack (stateful filter) on each host
 #   veth      : the two VM namespaces joined directly by a veth pair (the ceiling)
 # Figures: ping RTT, iperf3 TCP (1 stream), iperf3 UDP 64-byte packets/s received and loss,
-# CPU used during the UDP test. Usage (root): benches/kernel-compare.sh [SECONDS]
+# CPU used during the UDP test. Usage (root): [BUSY_POLL=1] benches/kernel-compare.sh [SECONDS]
 # Installs iperf3 and nftables if missing. Prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,7 +93,7 @@ for i in 1 2; do
   ip -n $h link set u up
   ip netns exec $h sysctl -qw net.ipv6.conf.u.disable_ipv6=1
   ip netns exec $h $BD --underlay af-packet:u -i 198.18.91.$i -e ipc://$TMP/api$i.sock -s $TMP/s$i \
-     --no-state --metrics off -l error </dev/null 2>$TMP/bd$i.log &
+     --no-state --metrics off -l error ${BUSY_POLL:+--busy-poll} </dev/null 2>$TMP/bd$i.log &
   PIDS+=($!)
 done
 for i in 1 2; do

@@ -237,7 +237,12 @@ impl Dataplane {
         }
         let runner = Runner::spawn(
             graph,
-            RunnerConfig { name: "dataplane".into(), cpu: cfg.graph_cpu_core, ..RunnerConfig::default() },
+            RunnerConfig {
+                name: "dataplane".into(),
+                cpu: cfg.graph_cpu_core,
+                idle_rounds: if cfg.busy_poll { u32::MAX } else { RunnerConfig::default().idle_rounds },
+                ..RunnerConfig::default()
+            },
         )
         .map_err(|e| DataplaneError::Other(format!("cannot start the data-plane thread: {e}")))?;
         Ok(Dataplane {
