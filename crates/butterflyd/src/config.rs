@@ -402,6 +402,8 @@ mod tests {
         assert_eq!(c.endpoint, "tcp://127.0.0.1:9999");
         assert_eq!(c.underlay, Underlay::Tap("bf-underlay".into()));
         assert!(c.state_dir.is_none());
+        assert!(!c.busy_poll, "idle data planes sleep by default");
+        assert!(parse(&["--no-state", "--busy-poll"]).unwrap().busy_poll);
     }
 
     #[test]
