@@ -32,6 +32,7 @@
 mod brick;
 pub mod bricks;
 mod burst;
+pub mod checksum;
 mod graph;
 mod packet;
 mod pool;

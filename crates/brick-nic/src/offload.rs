@@ -284,44 +284,11 @@ pub fn locate_l4(frame: &[u8]) -> Option<L4Location> {
     Some(L4Location { l3_offset: l3 as u16, l4_offset: l4 as u16, protocol: proto })
 }
 
-/// Folds a one's-complement sum to 16 bits.
-fn fold(mut sum: u64) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
-/// One's-complement sum of `data` as big-endian 16-bit words.
-pub fn ones_complement_sum(data: &[u8]) -> u64 {
-    let mut sum = 0u64;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u16::from_be_bytes([c[0], c[1]]) as u64;
-    }
-    if let [last] = chunks.remainder() {
-        sum += (*last as u64) << 8;
-    }
-    sum
-}
-
-/// Completes a partial checksum the way a NIC would for `CSUM_NEEDED`: sums the bytes from
-/// `csum_start` to the end (the checksum field already holds the pseudo-header sum), and
-/// stores the complement at `csum_start + csum_offset`. Returns `false`, leaving `frame`
-/// unchanged, when the field lies outside the frame.
+/// Completes a partial checksum the way a NIC would for `CSUM_NEEDED` (see
+/// [`brick_core::checksum::complete_partial`]). Returns `false`, leaving `frame` unchanged,
+/// when the field lies outside the frame.
 pub fn complete_checksum(frame: &mut [u8], csum_start: u16, csum_offset: u16) -> bool {
-    let start = csum_start as usize;
-    let at = start + csum_offset as usize;
-    if at + 2 > frame.len() {
-        return false;
-    }
-    let mut c = !fold(ones_complement_sum(&frame[start..]));
-    // UDP: a computed zero is sent as 0xffff (zero means "no checksum"); harmless for TCP.
-    if c == 0 {
-        c = 0xffff;
-    }
-    frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
-    true
+    brick_core::checksum::complete_partial(frame, csum_start as usize, csum_offset as usize)
 }
 
 /// Fills `meta`'s L2/L3 offsets for an Ethernet frame, the cheap guess every ingress brick
@@ -435,6 +402,7 @@ mod tests {
 
     #[test]
     fn completes_a_partial_checksum() {
+        use brick_core::checksum::{csum_add, csum_fold};
         for frame in [tcp4_frame(b"some payload!"), udp6_frame(b"odd")] {
             let loc = locate_l4(&frame).unwrap();
             let at = (loc.l4_offset + loc.csum_offset()) as usize;
@@ -444,12 +412,9 @@ mod tests {
             let ip = &frame[loc.l3_offset as usize..];
             let l4_len = (frame.len() - loc.l4_offset as usize) as u64;
             let mut pseudo = loc.protocol as u64 + l4_len;
-            pseudo += if ip[0] >> 4 == 4 {
-                ones_complement_sum(&ip[12..20])
-            } else {
-                ones_complement_sum(&ip[8..40])
-            };
-            partial[at..at + 2].copy_from_slice(&fold(pseudo).to_be_bytes());
+            pseudo += if ip[0] >> 4 == 4 { csum_add(0, &ip[12..20]) } else { csum_add(0, &ip[8..40]) };
+            // The field holds the pseudo-header sum, not complemented.
+            partial[at..at + 2].copy_from_slice(&(!csum_fold(pseudo)).to_be_bytes());
             assert!(complete_checksum(&mut partial, loc.l4_offset, loc.csum_offset()));
             assert_eq!([partial[at], partial[at + 1]], good);
             assert_eq!(partial, frame);

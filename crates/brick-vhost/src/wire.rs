@@ -192,7 +192,7 @@ pub fn rx_header(frame: &mut [u8], meta: &Meta, acked: u64) -> Result<NetHdr, Rx
             h.csum_start = meta.csum_start;
             h.csum_offset = meta.csum_offset;
         } else if meta.gso_type == GsoType::None {
-            complete_checksum(frame, start, field, meta.csum_offset == 6);
+            complete_checksum(frame, start, field);
         }
     } else if meta.offload.contains(OffloadFlags::CSUM_VERIFIED) && acked & feature::GUEST_CSUM != 0 {
         h.flags |= HDR_F_DATA_VALID;
@@ -231,25 +231,10 @@ fn tcp_headers_end(frame: &[u8], l4: usize) -> u16 {
 
 /// Completes a partial (CHECKSUM_PARTIAL) checksum: the one's complement sum of
 /// `frame[start..]`, whose 16-bit field at `field` holds the pseudo-header sum, is folded and
-/// stored at `field`. `udp` maps a zero result to 0xffff. Offsets must be in bounds.
-pub fn complete_checksum(frame: &mut [u8], start: usize, field: usize, udp: bool) {
-    let mut sum: u64 = 0;
-    let data = &frame[start..];
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u16::from_be_bytes([c[0], c[1]]) as u64;
-    }
-    if let [last] = chunks.remainder() {
-        sum += (*last as u64) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let mut c = !(sum as u16);
-    if udp && c == 0 {
-        c = 0xffff;
-    }
-    frame[field..field + 2].copy_from_slice(&c.to_be_bytes());
+/// stored at `field` (a zero result as 0xffff; see [`brick_core::checksum::complete_partial`]).
+/// Offsets out of bounds leave the frame unchanged.
+pub fn complete_checksum(frame: &mut [u8], start: usize, field: usize) {
+    let _ = brick_core::checksum::complete_partial(frame, start, field.saturating_sub(start));
 }
 
 #[cfg(test)]

@@ -284,12 +284,7 @@ pub fn source_port(hash: u64) -> u16 {
 /// so the tunnel carries a valid inner frame.
 fn complete_inner_csum(pkt: &mut Packet) {
     let m = *pkt.meta();
-    let (start, off) = (usize::from(m.csum_start), usize::from(m.csum_offset));
-    let d = pkt.data_mut();
-    if start + off + 2 <= d.len() {
-        let c = csum_fold(csum_add(0, &d[start..]));
-        d[start + off..start + off + 2].copy_from_slice(&c.to_be_bytes());
-    }
+    let _ = brick_core::checksum::complete_partial(pkt.data_mut(), m.csum_start.into(), m.csum_offset.into());
     pkt.meta_mut().offload.remove(OffloadFlags::CSUM_NEEDED);
 }
 

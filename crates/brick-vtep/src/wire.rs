@@ -108,44 +108,7 @@ pub fn link_local_from_mac(mac: [u8; 6]) -> Ipv6Addr {
 // ---------------------------------------------------------------------------------------
 // Checksums
 
-/// Adds `data` to a one's-complement accumulator (32-bit words into 64 bits; fold with
-/// [`csum_fold`]). Every slice but the last of a multi-part sum must have an even length.
-#[inline]
-pub fn csum_add(mut acc: u64, data: &[u8]) -> u64 {
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        let (s, carry) = acc.overflowing_add(w);
-        acc = s + u64::from(carry);
-    }
-    let r = chunks.remainder();
-    let mut i = 0;
-    while i + 2 <= r.len() {
-        acc += u64::from(be16(r, i));
-        i += 2;
-    }
-    if i < r.len() {
-        acc += u64::from(r[i]) << 8;
-    }
-    acc
-}
-
-/// Folds an accumulator to 16 bits and complements it (the value to store in a header).
-#[inline]
-pub fn csum_fold(mut acc: u64) -> u16 {
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    !(acc as u16)
-}
-
-/// The Internet checksum of `data`.
-#[inline]
-pub fn checksum(data: &[u8]) -> u16 {
-    csum_fold(csum_add(0, data))
-}
+pub use brick_core::checksum::{checksum, csum_add, csum_fold};
 
 /// Accumulator of the IPv6 pseudo-header (RFC 8200 §8.1).
 #[inline]
