@@ -457,3 +457,124 @@ fn mac_flood_is_contained_and_several_ips_per_nic() {
     let (ok, _) = ping(&a, "10.70.0.2", "2");
     assert!(ok, "VM a itself still works after its flood");
 }
+
+/// Two VMs swap their addresses (anti-spoofing on): the swapped addresses are refused until
+/// the API says so, then work; and a VM gets its address by DHCP from a server VM on the
+/// other host, across the overlay.
+#[test]
+fn address_swap_and_dhcp_across_the_overlay() {
+    let mut t = two_hosts(false);
+    let tag = t.tag % 10_000;
+    let a = t.vm(0, "sa", 80, "10.80.0.1", "52:54:00:80:00:01");
+    let b = t.vm(1, "sb", 80, "10.80.0.2", "52:54:00:80:00:02");
+    let c = t.vm(1, "sc", 80, "10.80.0.3", "52:54:00:80:00:03");
+    let (nb, nc) = (format!("sb{tag}"), format!("sc{tag}"));
+    for n in [&nb, &nc] {
+        t.h[1].ok(&["nic", "update", "--id", n, "--enable-antispoof", "true"]);
+    }
+    // b and c swap addresses inside the VMs only: anti-spoofing refuses them.
+    let swap = |ns: &str, nic: &str, old: &str, new: &str| {
+        sh(&["ip", "-n", ns, "addr", "del", &format!("{old}/24"), "dev", nic]);
+        sh(&["ip", "-n", ns, "addr", "add", &format!("{new}/24"), "dev", nic]);
+        sh(&["ip", "-n", ns, "neigh", "flush", "all"]);
+    };
+    swap(&b, &nb, "10.80.0.2", "10.80.0.3");
+    swap(&c, &nc, "10.80.0.3", "10.80.0.2");
+    sh(&["ip", "-n", &a, "neigh", "flush", "all"]);
+    let (ok, _) = ping(&b, "10.80.0.1", "2");
+    assert!(!ok, "a swapped address not yet declared is refused");
+    let status = t.h[1].ok(&["status"]);
+    assert!(
+        status.contains("drop arp sender ip:") || status.contains("drop ipv4 source:"),
+        "refused by anti-spoofing: {status}"
+    );
+    // The API swaps them too: traffic flows again, each VM under its new address.
+    t.h[1].ok(&["nic", "update", "--id", &nb, "--ip", "10.80.0.3"]);
+    t.h[1].ok(&["nic", "update", "--id", &nc, "--ip", "10.80.0.2"]);
+    // Forget the failed resolutions of the refused attempt.
+    for ns in [&a, &b, &c] {
+        sh(&["ip", "-n", ns, "neigh", "flush", "all"]);
+    }
+    for (ns, to) in [(&b, "10.80.0.1"), (&c, "10.80.0.1"), (&a, "10.80.0.2"), (&a, "10.80.0.3")] {
+        let (ok, out) = ping(ns, to, "2");
+        assert!(ok, "{ns} -> {to} after the swap:\n{out}");
+    }
+
+    // DHCP: a serves 10.80.0.100-110; a new VM on host 2 with no address asks for one.
+    let conf = std::env::temp_dir().join(format!("bf-udhcpd-{tag}.conf"));
+    let leases = std::env::temp_dir().join(format!("bf-udhcpd-{tag}.leases"));
+    let na = format!("sa{tag}");
+    std::fs::write(
+        &conf,
+        format!(
+            "start 10.80.0.100\nend 10.80.0.110\ninterface {na}\nlease_file {}\noption subnet 255.255.255.0\n",
+            leases.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(&leases, b"").unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &a, "busybox", "udhcpd", "-f"])
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let d = &t.h[1];
+    let nd = format!("sd{tag}");
+    d.ok(&[
+        "nic",
+        "add",
+        "--id",
+        &nd,
+        "--type",
+        "TAP",
+        "--mac",
+        "52:54:00:80:00:04",
+        "--vni",
+        "80",
+        "--sg",
+        "open",
+    ]);
+    let hostns = d.netns.clone().unwrap();
+    let dns = format!("bfv{nd}");
+    sh(&["ip", "netns", "add", &dns]);
+    t.ns.0.insert(0, dns.clone());
+    sh(&["ip", "-n", &hostns, "link", "set", "dev", &nd, "address", "52:54:00:80:00:04"]);
+    sh(&["ip", "-n", &hostns, "link", "set", "dev", &nd, "netns", &dns]);
+    sh(&["ip", "-n", &dns, "link", "set", "dev", &nd, "up"]);
+    // -n: exit if no lease; -q: quit once it has one; -s /bin/true: do not configure, print.
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &dns,
+            "busybox",
+            "udhcpc",
+            "-i",
+            &nd,
+            "-n",
+            "-q",
+            "-t",
+            "5",
+            "-T",
+            "1",
+            "-s",
+            "/bin/true",
+        ])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_file(&conf);
+    let _ = std::fs::remove_file(&leases);
+    assert!(out.status.success() && text.contains("lease of 10.80.0.1"), "DHCP across the overlay:\n{text}");
+}
