@@ -578,3 +578,89 @@ fn address_swap_and_dhcp_across_the_overlay() {
     let _ = std::fs::remove_file(&leases);
     assert!(out.status.success() && text.contains("lease of 10.80.0.1"), "DHCP across the overlay:\n{text}");
 }
+
+/// Four hosts on one L2 fabric (a Linux bridge with IGMP snooping on, in its own namespace):
+/// flooding reaches only the hosts that joined the VNI's group, VMs on all four talk.
+#[test]
+fn four_hosts_on_a_snooping_fabric() {
+    let tag = unique_tag();
+    let fabric = format!("bff{tag}");
+    let mut ns = Netns(vec![fabric.clone()]);
+    sh(&["ip", "netns", "add", &fabric]);
+    sh(&[
+        "ip",
+        "-n",
+        &fabric,
+        "link",
+        "add",
+        "fab",
+        "type",
+        "bridge",
+        "mcast_snooping",
+        "1",
+        "mcast_querier",
+        "1",
+    ]);
+    sh(&["ip", "-n", &fabric, "link", "set", "fab", "up"]);
+    let mut daemons = Vec::new();
+    for i in 1..=4 {
+        let h = format!("bfq{i}x{tag}");
+        sh(&["ip", "netns", "add", &h]);
+        ns.0.push(h.clone());
+        sh(&["ip", "-n", &h, "link", "set", "lo", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            &fabric,
+            "link",
+            "add",
+            &format!("p{i}"),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "u",
+            "netns",
+            &h,
+        ]);
+        sh(&["ip", "-n", &fabric, "link", "set", &format!("p{i}"), "master", "fab", "up"]);
+        sh(&["ip", "-n", &h, "link", "set", "u", "up"]);
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "exec", &h, "sysctl", "-qw", "net.ipv6.conf.u.disable_ipv6=1"])
+            .status();
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = format!("ipc://{}/api.sock", dir.path().display());
+        let ip = format!("198.18.88.{i}");
+        daemons.push(Daemon::start_full(
+            dir,
+            Some(&h),
+            endpoint,
+            &["--underlay", "af-packet:u", "-i", &ip, "--no-state"],
+        ));
+    }
+    // Reuse Topology's VM helper for hosts 1 and 2, then for 3 and 4.
+    let mut vms = Vec::new();
+    let mut it = daemons.into_iter();
+    let mut t1 = Topology { h: [it.next().unwrap(), it.next().unwrap()], ns: Netns(Vec::new()), tag };
+    let mut t2 =
+        Topology { h: [it.next().unwrap(), it.next().unwrap()], ns: Netns(Vec::new()), tag: tag + 5 };
+    vms.push(t1.vm(0, "qa", 90, "10.90.0.1", "52:54:00:90:00:01"));
+    vms.push(t1.vm(1, "qb", 90, "10.90.0.2", "52:54:00:90:00:02"));
+    vms.push(t2.vm(0, "qc", 90, "10.90.0.3", "52:54:00:90:00:03"));
+    vms.push(t2.vm(1, "qd", 90, "10.90.0.4", "52:54:00:90:00:04"));
+    for to in ["10.90.0.2", "10.90.0.3", "10.90.0.4"] {
+        let (ok, out) = ping(&vms[0], to, "3");
+        assert!(ok, "VM 1 -> {to} across the fabric:\n{out}");
+    }
+    let (ok, out) = ping(&vms[3], "10.90.0.2", "3");
+    assert!(ok, "VM 4 -> VM 2:\n{out}");
+    // The bridge learnt the VNI's group from our IGMP reports on all four ports.
+    let mdb = sh(&["ip", "netns", "exec", &fabric, "bridge", "mdb", "show"]);
+    let ports = (1..=4)
+        .filter(|i| mdb.lines().any(|l| l.contains(&format!("port p{i} ")) && l.contains("230.0.0.90")))
+        .count();
+    assert_eq!(ports, 4, "every host joined 230.0.0.90:\n{mdb}");
+    drop(t1);
+    drop(t2);
+    drop(ns);
+}
