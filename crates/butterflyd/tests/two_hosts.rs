@@ -58,48 +58,52 @@ fn two_hosts(v6: bool) -> Topology {
 }
 
 impl Topology {
-    /// Adds a TAP "VM" NIC on host `host`, moves it into its own namespace with `ip/24`.
+    /// Adds a TAP "VM" NIC on host `host` (with the security group "open", which lets
+    /// everything in), moves it into its own namespace with `ip`.
     fn vm(&mut self, host: usize, name: &str, vni: u32, ip: &str, mac: &str) -> String {
         let d = &self.h[host];
-        let nic = format!("{name}{}", self.tag % 10_000);
         d.ok(&["sg", "add", "open"]);
         d.ok(&["sg", "rule", "add", "open", "--dir", "in", "--ip-proto", "all", "--cidr", "0.0.0.0/0"]);
         d.ok(&["sg", "rule", "add", "open", "--dir", "in", "--ip-proto", "all", "--cidr", "::/0"]);
-        d.ok(&[
-            "nic",
-            "add",
-            "--id",
-            &nic,
-            "--type",
-            "TAP",
-            "--mac",
-            mac,
-            "--vni",
-            &vni.to_string(),
-            "--ip",
-            ip,
-            "--sg",
-            "open",
-        ]);
+        self.vm_with(host, name, vni, Some(ip), mac, &["--sg", "open"])
+    }
+
+    /// Adds a TAP "VM" NIC on host `host` with extra API options (`--sg …`,
+    /// `--bypass-filtering`…), moves it into its own namespace (returned) and gives it `ip`
+    /// (/24 or /64) when there is one.
+    fn vm_with(
+        &mut self,
+        host: usize,
+        name: &str,
+        vni: u32,
+        ip: Option<&str>,
+        mac: &str,
+        api: &[&str],
+    ) -> String {
+        let d = &self.h[host];
+        let nic = format!("{name}{}", self.tag % 10_000);
+        let vni = vni.to_string();
+        let mut args = vec!["nic", "add", "--id", &nic, "--type", "TAP", "--mac", mac, "--vni", &vni];
+        if let Some(ip) = ip {
+            args.extend(["--ip", ip]);
+        }
+        args.extend_from_slice(api);
+        d.ok(&args);
         let vmns = format!("bfv{nic}");
         let hostns = d.netns.clone().unwrap();
         sh(&["ip", "netns", "add", &vmns]);
         self.ns.0.insert(0, vmns.clone()); // VM namespaces go first on cleanup
         sh(&["ip", "-n", &hostns, "link", "set", "dev", &nic, "address", mac]);
         sh(&["ip", "-n", &hostns, "link", "set", "dev", &nic, "netns", &vmns]);
-        let prefix = if ip.contains(':') { "64" } else { "24" };
-        if ip.contains(':') {
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
-                &vmns,
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{nic}.accept_dad=0"),
-            ]);
+        if let Some(ip) = ip {
+            let v6 = ip.contains(':');
+            if v6 {
+                let dad = format!("net.ipv6.conf.{nic}.accept_dad=0");
+                sh(&["ip", "netns", "exec", &vmns, "sysctl", "-qw", &dad]);
+            }
+            let addr = format!("{ip}/{}", if v6 { 64 } else { 24 });
+            sh(&["ip", "-n", &vmns, "addr", "add", &addr, "dev", &nic]);
         }
-        sh(&["ip", "-n", &vmns, "addr", "add", &format!("{ip}/{prefix}"), "dev", &nic]);
         sh(&["ip", "-n", &vmns, "link", "set", "dev", &nic, "up"]);
         sh(&["ip", "-n", &vmns, "link", "set", "dev", "lo", "up"]);
         vmns
@@ -237,30 +241,7 @@ fn firewall_rules_and_a_hostile_vm() {
         "0.0.0.0/0",
     ]);
     let tag = t.tag % 10_000;
-    let (srv_nic, srv_ns) = (format!("fs{tag}"), format!("bfvfs{tag}"));
-    d.ok(&[
-        "nic",
-        "add",
-        "--id",
-        &srv_nic,
-        "--type",
-        "TAP",
-        "--mac",
-        "52:54:00:40:00:01",
-        "--vni",
-        "40",
-        "--ip",
-        "10.40.0.1",
-        "--sg",
-        "web",
-    ]);
-    let hostns = d.netns.clone().unwrap();
-    sh(&["ip", "netns", "add", &srv_ns]);
-    t.ns.0.insert(0, srv_ns.clone());
-    sh(&["ip", "-n", &hostns, "link", "set", "dev", &srv_nic, "address", "52:54:00:40:00:01"]);
-    sh(&["ip", "-n", &hostns, "link", "set", "dev", &srv_nic, "netns", &srv_ns]);
-    sh(&["ip", "-n", &srv_ns, "addr", "add", "10.40.0.1/24", "dev", &srv_nic]);
-    sh(&["ip", "-n", &srv_ns, "link", "set", "dev", &srv_nic, "up"]);
+    let srv_ns = t.vm_with(0, "fs", 40, Some("10.40.0.1"), "52:54:00:40:00:01", &["--sg", "web"]);
     // The client is on the other host, with anti-spoofing on.
     let client = t.vm(1, "fc", 40, "10.40.0.2", "52:54:00:40:00:02");
     t.h[1].ok(&["nic", "update", "--id", &format!("fc{tag}"), "--enable-antispoof", "true"]);
@@ -361,31 +342,9 @@ fn tcp_transfer_packet_trace_and_bypass() {
     assert!(ok, "traffic goes on after the sniffer is removed");
 
     // bypass_filtering: a NIC with no security group at all still receives traffic.
-    let d = &t.h[1];
     let byp = format!("tc{}", t.tag % 10_000);
-    d.ok(&[
-        "nic",
-        "add",
-        "--id",
-        &byp,
-        "--type",
-        "TAP",
-        "--mac",
-        "52:54:00:60:00:03",
-        "--vni",
-        "60",
-        "--ip",
-        "10.60.0.3",
-        "--bypass-filtering",
-    ]);
-    let hostns = d.netns.clone().unwrap();
-    let vmns = format!("bfv{byp}");
-    sh(&["ip", "netns", "add", &vmns]);
-    t.ns.0.insert(0, vmns.clone());
-    sh(&["ip", "-n", &hostns, "link", "set", "dev", &byp, "address", "52:54:00:60:00:03"]);
-    sh(&["ip", "-n", &hostns, "link", "set", "dev", &byp, "netns", &vmns]);
-    sh(&["ip", "-n", &vmns, "addr", "add", "10.60.0.3/24", "dev", &byp]);
-    sh(&["ip", "-n", &vmns, "link", "set", "dev", &byp, "up"]);
+    t.vm_with(1, "tc", 60, Some("10.60.0.3"), "52:54:00:60:00:03", &["--bypass-filtering"]);
+    let d = &t.h[1];
     let (ok, out) = ping(&a, "10.60.0.3", "3");
     assert!(ok, "bypass_filtering NIC reachable without any group:\n{out}");
     let status = d.ok(&["status"]);
@@ -538,29 +497,8 @@ fn address_swap_and_dhcp_across_the_overlay() {
             .spawn()
             .unwrap(),
     );
-    let d = &t.h[1];
+    let dns = t.vm_with(1, "sd", 80, None, "52:54:00:80:00:04", &["--sg", "open"]);
     let nd = format!("sd{tag}");
-    d.ok(&[
-        "nic",
-        "add",
-        "--id",
-        &nd,
-        "--type",
-        "TAP",
-        "--mac",
-        "52:54:00:80:00:04",
-        "--vni",
-        "80",
-        "--sg",
-        "open",
-    ]);
-    let hostns = d.netns.clone().unwrap();
-    let dns = format!("bfv{nd}");
-    sh(&["ip", "netns", "add", &dns]);
-    t.ns.0.insert(0, dns.clone());
-    sh(&["ip", "-n", &hostns, "link", "set", "dev", &nd, "address", "52:54:00:80:00:04"]);
-    sh(&["ip", "-n", &hostns, "link", "set", "dev", &nd, "netns", &dns]);
-    sh(&["ip", "-n", &dns, "link", "set", "dev", &nd, "up"]);
     // -n: exit if no lease; -q: quit once it has one; -s /bin/true: do not configure, print.
     let out = std::process::Command::new("ip")
         .args([
