@@ -9,19 +9,5 @@
 #                            dpdk-testpmd for the benchmark comparison)
 set -euo pipefail
 
-pkgs=(iproute2 iputils-ping tshark pkg-config dpdk dpdk-dev libdpdk-dev libclang-dev clang)
-to_install=()
-for p in "${pkgs[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || to_install+=("$p")
-done
-
-if [ "${#to_install[@]}" -eq 0 ]; then
-    echo "setup-brick-nic: everything already installed"
-    exit 0
-fi
-
-echo "setup-brick-nic: installing ${to_install[*]}"
-# Keep the tshark install non-interactive (no setuid dumpcap question).
-echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-apt-get update
-DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${to_install[@]}"
+source "$(dirname "$0")/lib/apt.sh"
+apt_install_missing setup-brick-nic iproute2 iputils-ping tshark pkg-config dpdk dpdk-dev libdpdk-dev libclang-dev clang

@@ -7,18 +7,5 @@
 #   tshark         decodes the frames we emit as VXLAN and checks their checksums
 set -euo pipefail
 
-pkgs=(iproute2 iputils-ping ethtool tshark)
-to_install=()
-for p in "${pkgs[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || to_install+=("$p")
-done
-
-if [ "${#to_install[@]}" -eq 0 ]; then
-    echo "setup-l2: everything already installed"
-    exit 0
-fi
-
-echo "setup-l2: installing ${to_install[*]}"
-echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-apt-get update
-DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${to_install[@]}"
+source "$(dirname "$0")/lib/apt.sh"
+apt_install_missing setup-l2 iproute2 iputils-ping ethtool tshark
