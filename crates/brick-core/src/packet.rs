@@ -1,5 +1,7 @@
 //! Packets: owned buffers with headroom and tailroom, plus the metadata bricks share.
 
+use std::ptr::NonNull;
+
 use crate::pool::{PoolShared, MIN_HEADROOM};
 
 /// Offload state carried with a packet (virtio-net / DPDK style).
@@ -128,18 +130,70 @@ pub enum PacketError {
     },
 }
 
+/// The owner of memory that backs foreign packets (see [`Packet::from_foreign`]): for example
+/// DPDK's mbuf pools, so a frame received by a DPDK port crosses the graph in its own mbuf.
+///
+/// Owners are compared by address: declare each one as a `static`.
+#[derive(Debug)]
+pub struct ForeignOwner {
+    /// Short name, for debugging.
+    pub name: &'static str,
+    /// Gives a buffer back to its owner. Called exactly once per foreign packet that is dropped
+    /// (never for one taken back with [`Packet::into_foreign`]), on whichever thread drops it,
+    /// with the handle given to [`Packet::from_foreign`].
+    ///
+    /// # Safety
+    /// Only [`Packet`]'s `Drop` calls it, once per handle.
+    pub release: unsafe fn(handle: NonNull<()>),
+}
+
+/// What [`Packet::into_foreign`] gives back: the owner's handle and where the data now lies
+/// in the buffer (bricks may have prepended headers or pulled some).
+#[derive(Debug)]
+pub struct ForeignParts {
+    /// The handle given to [`Packet::from_foreign`].
+    pub handle: NonNull<()>,
+    /// Offset of the first data byte in the buffer.
+    pub head: usize,
+    /// Number of data bytes.
+    pub len: usize,
+    /// The packet's metadata.
+    pub meta: Meta,
+}
+
+/// Who frees a packet's buffer.
+enum Owner {
+    /// A `Box<[u8]>` of our own (tests, control-path packets).
+    Heap,
+    /// A buffer of a [`PacketPool`](crate::PacketPool), boxed.
+    Pool(&'static PoolShared),
+    /// Someone else's memory, released through its owner.
+    Foreign(&'static ForeignOwner, NonNull<()>),
+}
+
 /// An owned packet: a buffer with headroom, data and tailroom, plus [`Meta`].
 ///
 /// A packet is not `Clone`: it has exactly one owner at a time, and moving it between bricks
 /// or threads moves that ownership. Packets taken from a [`PacketPool`](crate::PacketPool)
-/// return their buffer to it when dropped.
+/// return their buffer to it when dropped; [foreign](Packet::from_foreign) packets return
+/// theirs to their [`ForeignOwner`].
 pub struct Packet {
-    buf: Box<[u8]>,
+    /// Start of the buffer; `cap` bytes, exclusively ours (see `owner`).
+    buf: NonNull<u8>,
+    cap: u32,
     head: u32,
     len: u32,
     meta: Meta,
-    pool: Option<&'static PoolShared>,
+    owner: Owner,
 }
+
+// SAFETY: a packet exclusively owns its buffer (a box, a pool buffer, or foreign memory whose
+// owner promised exclusive use and a `release` callable from any thread), so moving it to
+// another thread moves that exclusive access along.
+unsafe impl Send for Packet {}
+// SAFETY: `&Packet` only hands out `&[u8]` views of the buffer and reads the metadata; every
+// mutation needs `&mut Packet`.
+unsafe impl Sync for Packet {}
 
 impl std::fmt::Debug for Packet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,6 +201,14 @@ impl std::fmt::Debug for Packet {
             .field("len", &self.len)
             .field("headroom", &self.head)
             .field("meta", &self.meta)
+            .field(
+                "owner",
+                &match self.owner {
+                    Owner::Heap => "heap",
+                    Owner::Pool(_) => "pool",
+                    Owner::Foreign(o, _) => o.name,
+                },
+            )
             .finish()
     }
 }
@@ -154,16 +216,44 @@ impl std::fmt::Debug for Packet {
 impl Drop for Packet {
     #[inline]
     fn drop(&mut self) {
-        if let Some(pool) = self.pool.take() {
-            // `Box<[u8]>::default()` is an empty slice: no allocation.
-            pool.give_back(std::mem::take(&mut self.buf));
+        match self.owner {
+            Owner::Heap => {
+                // SAFETY: `buf`/`cap` come from `Box::into_raw` of a `Box<[u8]>` of `cap` bytes
+                // (`from_box`), and are rebuilt exactly once, here.
+                drop(unsafe { self.take_box() });
+            }
+            Owner::Pool(pool) => {
+                // SAFETY: as above: pool buffers are boxes handed to `from_pool_buffer`.
+                pool.give_back(unsafe { self.take_box() });
+            }
+            Owner::Foreign(owner, handle) => {
+                // SAFETY: the handle came with the buffer through `from_foreign`; this is the
+                // only release (`into_foreign` forgets the packet instead of dropping it).
+                unsafe { (owner.release)(handle) }
+            }
         }
     }
 }
 
 impl Packet {
+    fn from_box(buf: Box<[u8]>, head: usize, len: usize, owner: Owner) -> Self {
+        let cap = buf.len() as u32;
+        let buf = NonNull::from(Box::leak(buf)).cast::<u8>();
+        Packet { buf, cap, head: head as u32, len: len as u32, meta: Meta::default(), owner }
+    }
+
+    /// Rebuilds the box this packet's buffer came from.
+    ///
+    /// # Safety
+    /// The owner must be `Heap` or `Pool`, and this must be called once (from `drop`).
+    unsafe fn take_box(&mut self) -> Box<[u8]> {
+        let slice = std::ptr::slice_from_raw_parts_mut(self.buf.as_ptr(), self.cap as usize);
+        // SAFETY: guaranteed by the caller: `buf`/`cap` describe a leaked `Box<[u8]>`.
+        unsafe { Box::from_raw(slice) }
+    }
+
     pub(crate) fn from_pool_buffer(buf: Box<[u8]>, headroom: usize, pool: &'static PoolShared) -> Self {
-        Packet { buf, head: headroom as u32, len: 0, meta: Meta::default(), pool: Some(pool) }
+        Self::from_box(buf, headroom, 0, Owner::Pool(pool))
     }
 
     /// A heap-backed packet holding a copy of `data`, with the standard headroom and `tailroom`
@@ -171,7 +261,7 @@ impl Packet {
     pub fn from_slice_with_tailroom(data: &[u8], tailroom: usize) -> Self {
         let mut buf = vec![0u8; MIN_HEADROOM + data.len() + tailroom].into_boxed_slice();
         buf[MIN_HEADROOM..MIN_HEADROOM + data.len()].copy_from_slice(data);
-        Packet { buf, head: MIN_HEADROOM as u32, len: data.len() as u32, meta: Meta::default(), pool: None }
+        Self::from_box(buf, MIN_HEADROOM, data.len(), Owner::Heap)
     }
 
     /// A heap-backed packet holding a copy of `data` (see
@@ -180,18 +270,96 @@ impl Packet {
         Self::from_slice_with_tailroom(data, 0)
     }
 
+    /// A packet over someone else's buffer: `capacity` bytes at `buf`, whose data are the
+    /// `len` bytes from offset `head`. When the packet is dropped, `owner.release(handle)` is
+    /// called (on the dropping thread); [`into_foreign`](Self::into_foreign) takes the buffer
+    /// back without releasing it. Returns `None` when `head + len > capacity` or the capacity
+    /// does not fit 32 bits.
+    ///
+    /// # Safety
+    /// Until `release` is called or the packet is taken back with `into_foreign`, the
+    /// `capacity` bytes at `buf` must be initialised, stay valid for reads and writes and be
+    /// used by nothing else; `release` must be safe to call from any thread.
+    #[inline]
+    pub unsafe fn from_foreign(
+        buf: NonNull<u8>,
+        capacity: usize,
+        head: usize,
+        len: usize,
+        owner: &'static ForeignOwner,
+        handle: NonNull<()>,
+    ) -> Option<Packet> {
+        if capacity > u32::MAX as usize || head.checked_add(len)? > capacity {
+            return None;
+        }
+        Some(Packet {
+            buf,
+            cap: capacity as u32,
+            head: head as u32,
+            len: len as u32,
+            meta: Meta::default(),
+            owner: Owner::Foreign(owner, handle),
+        })
+    }
+
+    /// The handle of a foreign packet owned by `owner` (compared by address), else `None`.
+    #[inline]
+    pub fn foreign_handle(&self, owner: &'static ForeignOwner) -> Option<NonNull<()>> {
+        match self.owner {
+            Owner::Foreign(o, h) if std::ptr::eq(o, owner) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// Takes a foreign packet owned by `owner` apart without releasing its buffer: the caller
+    /// gets the handle back (for example to transmit the mbuf itself) and becomes responsible
+    /// for it. Any other packet is given back unchanged.
+    #[inline]
+    pub fn into_foreign(self, owner: &'static ForeignOwner) -> Result<ForeignParts, Packet> {
+        match self.owner {
+            Owner::Foreign(o, handle) if std::ptr::eq(o, owner) => {
+                let parts = ForeignParts {
+                    handle,
+                    head: self.head as usize,
+                    len: self.len as usize,
+                    meta: self.meta,
+                };
+                // Nothing else to free: the buffer and the handle now belong to the caller.
+                std::mem::forget(self);
+                Ok(parts)
+            }
+            _ => Err(self),
+        }
+    }
+
+    /// The whole buffer.
+    #[inline]
+    fn buf(&self) -> &[u8] {
+        // SAFETY: `buf` points at `cap` bytes exclusively owned by this packet for its life
+        // (box, pool buffer, or foreign memory under `from_foreign`'s contract), and they are
+        // initialised (boxes are zeroed; foreign memory is plain bytes by contract).
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr(), self.cap as usize) }
+    }
+
+    /// The whole buffer, writable.
+    #[inline]
+    fn buf_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `buf`, and `&mut self` makes this the only live view.
+        unsafe { std::slice::from_raw_parts_mut(self.buf.as_ptr(), self.cap as usize) }
+    }
+
     /// The packet's bytes.
     #[inline]
     pub fn data(&self) -> &[u8] {
         let h = self.head as usize;
-        &self.buf[h..h + self.len as usize]
+        &self.buf()[h..h + self.len as usize]
     }
 
     /// The packet's bytes, writable.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        let h = self.head as usize;
-        &mut self.buf[h..h + self.len as usize]
+        let (h, l) = (self.head as usize, self.len as usize);
+        &mut self.buf_mut()[h..h + l]
     }
 
     /// Number of data bytes.
@@ -215,17 +383,22 @@ impl Packet {
     /// Free bytes after the data.
     #[inline]
     pub fn tailroom(&self) -> usize {
-        self.buf.len() - self.head as usize - self.len as usize
+        self.cap as usize - self.head as usize - self.len as usize
     }
 
     /// Size of the whole buffer.
     pub fn capacity(&self) -> usize {
-        self.buf.len()
+        self.cap as usize
     }
 
-    /// Whether the buffer belongs to a pool.
+    /// Whether the buffer belongs to a [`PacketPool`](crate::PacketPool).
     pub fn is_pooled(&self) -> bool {
-        self.pool.is_some()
+        matches!(self.owner, Owner::Pool(_))
+    }
+
+    /// Whether the buffer belongs to a [`ForeignOwner`].
+    pub fn is_foreign(&self) -> bool {
+        matches!(self.owner, Owner::Foreign(..))
     }
 
     /// The metadata.
@@ -251,7 +424,7 @@ impl Packet {
         self.len += n as u32;
         self.meta.shift_forward(n);
         let h = self.head as usize;
-        Ok(&mut self.buf[h..h + n])
+        Ok(&mut self.buf_mut()[h..h + n])
     }
 
     /// Removes `n` bytes from the front (for example an outer header after decapsulation).
@@ -274,7 +447,7 @@ impl Packet {
         }
         let start = self.head as usize + self.len as usize;
         self.len += n as u32;
-        Ok(&mut self.buf[start..start + n])
+        Ok(&mut self.buf_mut()[start..start + n])
     }
 
     /// Appends a copy of `bytes`.
@@ -292,14 +465,14 @@ impl Packet {
 
     /// Replaces the data with a copy of `bytes`, keeping the standard headroom when it fits.
     pub fn set_data(&mut self, bytes: &[u8]) -> Result<(), PacketError> {
-        let head = MIN_HEADROOM.min(self.buf.len());
-        let available = self.buf.len() - head;
+        let head = MIN_HEADROOM.min(self.cap as usize);
+        let available = self.cap as usize - head;
         if bytes.len() > available {
             return Err(PacketError::NoTailroom { needed: bytes.len(), available });
         }
         self.head = head as u32;
         self.len = bytes.len() as u32;
-        self.buf[head..head + bytes.len()].copy_from_slice(bytes);
+        self.buf_mut()[head..head + bytes.len()].copy_from_slice(bytes);
         self.meta = Meta::default();
         Ok(())
     }
@@ -362,6 +535,85 @@ mod tests {
         p.set_data(&[7, 7]).unwrap();
         assert_eq!(p.data(), &[7, 7]);
         assert_eq!(p.headroom(), MIN_HEADROOM);
+    }
+
+    /// A foreign buffer for tests: the handle points at this, boxed.
+    struct TestForeign {
+        mem: Box<[u8]>,
+        released: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    unsafe fn release_test(handle: NonNull<()>) {
+        // SAFETY: handles of TEST_OWNER are `Box<TestForeign>`s leaked by `foreign`.
+        let b = unsafe { Box::from_raw(handle.as_ptr().cast::<TestForeign>()) };
+        b.released.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    static TEST_OWNER: ForeignOwner = ForeignOwner { name: "test", release: release_test };
+    static OTHER_OWNER: ForeignOwner = ForeignOwner { name: "other", release: release_test };
+
+    /// A foreign packet over a 256-byte buffer holding `data` at offset 128.
+    fn foreign(data: &[u8]) -> (Packet, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let released = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut mem = vec![0u8; 256].into_boxed_slice();
+        mem[128..128 + data.len()].copy_from_slice(data);
+        let tf = Box::new(TestForeign { mem, released: std::sync::Arc::clone(&released) });
+        let buf = NonNull::new(tf.mem.as_ptr() as *mut u8).unwrap();
+        let handle = NonNull::from(Box::leak(tf)).cast::<()>();
+        // SAFETY: the buffer lives in the leaked TestForeign until release_test frees it, and
+        // nothing else touches it.
+        let p = unsafe { Packet::from_foreign(buf, 256, 128, data.len(), &TEST_OWNER, handle) }.unwrap();
+        (p, released)
+    }
+
+    #[test]
+    fn foreign_packets_work_like_others_and_are_released_once() {
+        let (mut p, released) = foreign(b"frame");
+        assert!(p.is_foreign() && !p.is_pooled());
+        assert_eq!(p.data(), b"frame");
+        assert_eq!((p.headroom(), p.tailroom(), p.capacity()), (128, 256 - 128 - 5, 256));
+        p.prepend(4).unwrap().copy_from_slice(b"hdr:");
+        p.extend_from_slice(b"!").unwrap();
+        assert_eq!(p.data(), b"hdr:frame!");
+        assert!(p.foreign_handle(&TEST_OWNER).is_some());
+        assert!(p.foreign_handle(&OTHER_OWNER).is_none());
+        drop(p);
+        assert_eq!(released.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn into_foreign_hands_the_buffer_back_without_releasing() {
+        let (mut p, released) = foreign(b"abcdef");
+        p.pull(2).unwrap();
+        p.meta_mut().vni = Some(7);
+        // Another owner's packet, or a pooled one, is given back unchanged.
+        let p = p.into_foreign(&OTHER_OWNER).unwrap_err();
+        assert!(Packet::from_slice(b"x").into_foreign(&TEST_OWNER).is_err());
+        let parts = p.into_foreign(&TEST_OWNER).unwrap();
+        assert_eq!((parts.head, parts.len, parts.meta.vni), (130, 4, Some(7)));
+        assert_eq!(released.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // The caller owns the handle now: give it back as the owner would.
+        // SAFETY: the handle was taken back from its packet and is released once.
+        unsafe { release_test(parts.handle) };
+        assert_eq!(released.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn foreign_packets_are_released_on_the_thread_that_drops_them() {
+        let (p, released) = foreign(b"cross");
+        std::thread::spawn(move || assert_eq!(p.data(), b"cross")).join().unwrap();
+        assert_eq!(released.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn from_foreign_refuses_data_outside_the_buffer() {
+        let mut mem = [0u8; 16];
+        let buf = NonNull::new(mem.as_mut_ptr()).unwrap();
+        let h = NonNull::<()>::dangling();
+        // SAFETY: refused before the packet exists, so nothing is ever released or read.
+        assert!(unsafe { Packet::from_foreign(buf, 16, 10, 7, &TEST_OWNER, h) }.is_none());
+        // SAFETY: as above (overflow of head + len).
+        assert!(unsafe { Packet::from_foreign(buf, 16, usize::MAX, 2, &TEST_OWNER, h) }.is_none());
     }
 
     #[test]
