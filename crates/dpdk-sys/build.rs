@@ -81,6 +81,7 @@ fn main() {
         .allowlist_type("rte_eth_.*")
         .allowlist_type("rte_ether_addr")
         .allowlist_type("brick_mbuf_view")
+        .allowlist_type("brick_tx_desc")
         .allowlist_var("RTE_ETH_.*")
         .allowlist_var("RTE_MBUF_DEFAULT_.*")
         .allowlist_var("RTE_MAX_ETHPORTS")

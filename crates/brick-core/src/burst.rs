@@ -28,6 +28,53 @@ impl Burst {
         Ok(())
     }
 
+    /// Appends a [foreign](Packet::from_foreign) packet, built straight in the burst's storage.
+    /// Same as `push(Packet::from_foreign(..)?)`, for receive loops: building a packet and
+    /// then moving it in made each move read back bytes just stored in narrow pieces, a
+    /// store-forwarding stall that cost the DPDK receive path a quarter of its time.
+    /// Returns false, and takes nothing, when the burst is full or `head + len` does not fit
+    /// the buffer.
+    ///
+    /// # Safety
+    /// As [`Packet::from_foreign`]; when false is returned, nothing was taken.
+    #[inline]
+    pub unsafe fn push_foreign(
+        &mut self,
+        buf: std::ptr::NonNull<u8>,
+        capacity: usize,
+        head: usize,
+        len: usize,
+        owner: &'static crate::ForeignOwner,
+        handle: std::ptr::NonNull<()>,
+    ) -> bool {
+        let n = self.pkts.len();
+        if n >= BURST_SIZE
+            || capacity > u32::MAX as usize
+            || head.checked_add(len).is_none_or(|e| e > capacity)
+        {
+            return false;
+        }
+        if self.pkts.capacity() == n {
+            self.pkts.reserve(BURST_SIZE - n);
+        }
+        // SAFETY: slot `n` is within the reserved capacity; `write_foreign` initialises every
+        // field, so the packet is whole before `set_len` makes it visible. The bounds were
+        // checked above; the rest is the caller's contract.
+        unsafe {
+            Packet::write_foreign(
+                self.pkts.as_mut_ptr().add(n),
+                buf,
+                capacity as u32,
+                head as u32,
+                len as u32,
+                owner,
+                handle,
+            );
+            self.pkts.set_len(n + 1);
+        }
+        true
+    }
+
     /// Number of packets.
     #[inline]
     pub fn len(&self) -> usize {

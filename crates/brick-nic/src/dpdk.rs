@@ -1,19 +1,23 @@
 //! DPDK brick (cargo feature `dpdk`): a DPDK ethdev port, several queues, MTU, link status
 //! and offload capabilities, on Debian's DPDK 22.11 through our `dpdk-sys` binding.
 //!
-//! Packets are **copied** between mbufs and pool packets, once each way: a
-//! [`Packet`](brick_core::Packet) owns a boxed buffer from a [`PacketPool`], so an mbuf
-//! cannot back it without a brick-core change (see the crate README for the measured cost
-//! and the change that would remove the copy). The C shim does a whole burst per FFI call
-//! (receive + read every mbuf's fields; allocate + fill + transmit + free the unsent).
+//! **Zero copy** by default ([`DpdkConfig::zero_copy`]): a received single-segment mbuf
+//! becomes a [`Packet`](brick_core::Packet) over the mbuf's own buffer (a
+//! [`ForeignOwner`] whose release frees the mbuf), and a packet that comes back to any
+//! `DpdkNic` still in its mbuf is transmitted in that mbuf, with the headers bricks prepended
+//! or pulled. Everything else (pool packets, multi-segment mbufs) is copied once. The C shim
+//! does a whole burst per FFI call (receive + read every mbuf's fields; fix up or allocate +
+//! fill + transmit + free the unsent).
 
 use std::ffi::{CStr, CString};
 use std::os::raw::c_char;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use brick_core::{
-    Brick, Burst, GsoType, OffloadFlags, Output, PacketPool, PortId, Side, Timestamp, BURST_SIZE,
+    Brick, Burst, ForeignOwner, GsoType, Meta, OffloadFlags, Output, Packet, PacketPool, PortId, Side,
+    Timestamp, BURST_SIZE,
 };
 use dpdk_sys as sys;
 
@@ -90,6 +94,52 @@ fn rte_errno() -> i32 {
 
 fn port_err(port: u16, op: &'static str, code: i32) -> DpdkError {
     DpdkError::Port { port, op, code, msg: strerror(code) }
+}
+
+/// Frees the mbuf behind a zero-copy packet that was dropped.
+///
+/// # Safety
+/// `handle` is an mbuf lent to exactly one packet by `DpdkNic::rx_queue` (exclusive, direct,
+/// single segment); its mempool stays alive while it is out (see `Port`'s `Drop`).
+unsafe fn release_mbuf(handle: NonNull<()>) {
+    // SAFETY: see above; rte_pktmbuf_free is safe on any thread (non-EAL threads bypass the
+    // per-lcore cache).
+    unsafe { sys::brick_pktmbuf_free(handle.as_ptr().cast()) }
+}
+
+/// Owner of every packet that lives in an mbuf: packets are recognised by it on transmit
+/// (whatever port received them) and their mbufs freed through it when dropped.
+pub static MBUF_OWNER: ForeignOwner = ForeignOwner { name: "dpdk mbuf", release: release_mbuf };
+
+/// Mempools of closed ports whose mbufs were still lent to packets or held by another
+/// port's rings: freed once every mbuf is back (checked whenever a port opens or closes).
+static RETIRED_POOLS: Mutex<Vec<RetiredPool>> = Mutex::new(Vec::new());
+
+struct RetiredPool(*mut sys::rte_mempool);
+
+// SAFETY: a mempool pointer is only passed to thread-safe DPDK calls under RETIRED_POOLS' lock.
+unsafe impl Send for RetiredPool {}
+
+/// Frees the retired mempools whose mbufs have all come back.
+fn reap_retired_pools() {
+    let mut r = RETIRED_POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    r.retain(|p| {
+        // SAFETY: the pool was created by us and is freed only here, once.
+        unsafe {
+            if sys::brick_mempool_full(p.0) != 0 {
+                sys::rte_mempool_free(p.0);
+                false
+            } else {
+                true
+            }
+        }
+    });
+}
+
+/// Mempools of closed ports still waiting for lent mbufs (for tests and monitoring).
+pub fn retired_mempools() -> usize {
+    reap_retired_pools();
+    RETIRED_POOLS.lock().unwrap_or_else(|e| e.into_inner()).len()
 }
 
 /// The initialised DPDK environment abstraction layer: one per process, for its whole life
@@ -216,6 +266,11 @@ pub struct DpdkConfig {
     pub mtu: Option<u16>,
     /// Promiscuous mode.
     pub promiscuous: bool,
+    /// Received single-segment mbufs cross the graph as they are (see the module docs);
+    /// off, every frame is copied into a packet of the brick's pool and the mbuf freed at
+    /// once. With zero copy the mbuf pool also backs packets queued inside the graph, so
+    /// size `mbufs` for them too.
+    pub zero_copy: bool,
 }
 
 impl Default for DpdkConfig {
@@ -229,6 +284,7 @@ impl Default for DpdkConfig {
             mbuf_cache: 256,
             mtu: None,
             promiscuous: true,
+            zero_copy: true,
         }
     }
 }
@@ -298,12 +354,15 @@ unsafe impl Sync for Port {}
 impl Drop for Port {
     fn drop(&mut self) {
         // SAFETY: the port was started by us and no brick uses it any more (last Arc);
-        // closing releases its queues, whose mbufs go back to the pool before it is freed.
+        // closing releases its queues, whose mbufs go back to the pool. Mbufs lent to
+        // packets (zero copy) or sitting in another port's rings may still be out: then the
+        // pool is retired and freed when they are all back.
         unsafe {
             sys::rte_eth_dev_stop(self.id);
             sys::rte_eth_dev_close(self.id);
-            sys::rte_mempool_free(self.mempool);
+            RETIRED_POOLS.lock().unwrap_or_else(|e| e.into_inner()).push(RetiredPool(self.mempool));
         }
+        reap_retired_pools();
     }
 }
 
@@ -311,6 +370,9 @@ impl Drop for Port {
 struct MbufScratch {
     mbufs: [*mut sys::rte_mbuf; BURST_SIZE],
     views: [sys::brick_mbuf_view; BURST_SIZE],
+    descs: [sys::brick_tx_desc; BURST_SIZE],
+    /// `ol_flags` of the packets in `rx_burst`, by position.
+    rx_flags: [u64; BURST_SIZE],
 }
 
 // SAFETY: the pointers are only dereferenced (by DPDK) inside one `poll` call, on the
@@ -331,9 +393,11 @@ pub struct DpdkNic {
     pool: PacketPool,
     counters: Arc<NicCounters>,
     scratch: Box<MbufScratch>,
-    stash: Burst,
+    /// Received packets on their way east (storage reused).
+    rx_burst: Burst,
     max_frame: usize,
     last_missed: u64,
+    zero_copy: bool,
 }
 
 impl DpdkNic {
@@ -350,6 +414,7 @@ impl DpdkNic {
         if cfg.queues == 0 {
             return Err(DpdkError::Config("queues must be at least 1".into()).into());
         }
+        reap_retired_pools();
         // SAFETY: rte_eth_dev_info is plain data filled by the call.
         let mut info: sys::rte_eth_dev_info = unsafe { std::mem::zeroed() };
         // SAFETY: valid port (checked), valid out pointer.
@@ -445,10 +510,13 @@ impl DpdkNic {
             scratch: Box::new(MbufScratch {
                 mbufs: [std::ptr::null_mut(); BURST_SIZE],
                 views: [sys::brick_mbuf_view::default(); BURST_SIZE],
+                descs: [sys::brick_tx_desc::default(); BURST_SIZE],
+                rx_flags: [0; BURST_SIZE],
             }),
-            stash: Burst::new(),
+            rx_burst: Burst::new(),
             max_frame: 0,
             last_missed: 0,
+            zero_copy: cfg.zero_copy,
         };
         nic.refresh_max_frame();
         nic.last_missed = nic.port_missed();
@@ -459,7 +527,7 @@ impl DpdkNic {
     /// stays up until the last of them is dropped. Port-wide drop counters (`imissed`,
     /// `rx_nombuf`) are reported by the brick of queue 0.
     pub fn into_queues(self) -> Vec<DpdkNic> {
-        let DpdkNic { port, queues, pool, max_frame, last_missed, .. } = self;
+        let DpdkNic { port, queues, pool, max_frame, last_missed, zero_copy, .. } = self;
         queues
             .into_iter()
             .map(|q| DpdkNic {
@@ -470,10 +538,13 @@ impl DpdkNic {
                 scratch: Box::new(MbufScratch {
                     mbufs: [std::ptr::null_mut(); BURST_SIZE],
                     views: [sys::brick_mbuf_view::default(); BURST_SIZE],
+                    descs: [sys::brick_tx_desc::default(); BURST_SIZE],
+                    rx_flags: [0; BURST_SIZE],
                 }),
-                stash: Burst::new(),
+                rx_burst: Burst::new(),
                 max_frame,
                 last_missed,
+                zero_copy,
             })
             .collect()
     }
@@ -588,8 +659,42 @@ impl DpdkNic {
                 BURST_SIZE as u16,
             )
         } as usize;
-        for v in &s.views[..n] {
+        let mut to_free = 0usize;
+        let mut bytes = 0u64;
+        let rx = &mut self.rx_burst;
+        for i in 0..n {
+            let v = &s.views[i];
             let total = v.pkt_len as usize;
+            s.rx_flags[rx.len()] = v.ol_flags;
+            if self.zero_copy && v.exclusive != 0 {
+                if let (Some(buf), Some(handle)) =
+                    (NonNull::new(v.buf.cast::<u8>()), NonNull::new(s.mbufs[i].cast::<()>()))
+                {
+                    // SAFETY: the shim checked the mbuf is a direct single segment with refcnt
+                    // 1, so its `buf_len` bytes at `buf_addr` are ours alone (mbuf buffers are
+                    // plain initialised memory) until the packet frees it through MBUF_OWNER or
+                    // gives it back to a DpdkNic for transmission; the mempool outlives it
+                    // (Port's Drop retires pools with lent mbufs). At most BURST_SIZE frames
+                    // go into an empty burst, so only bad bounds could refuse it.
+                    let pushed = unsafe {
+                        rx.push_foreign(
+                            buf,
+                            v.buf_len as usize,
+                            v.data_off as usize,
+                            v.data_len as usize,
+                            &MBUF_OWNER,
+                            handle,
+                        )
+                    };
+                    if pushed {
+                        bytes += total as u64;
+                        continue;
+                    }
+                }
+            }
+            // Copied (or dropped) below: the mbuf goes back to its pool after the loop.
+            s.mbufs[to_free] = s.mbufs[i];
+            to_free += 1;
             if total > self.pool.data_room() {
                 count_drop(&self.counters, out, DROP_TOO_BIG, 1);
                 continue;
@@ -630,23 +735,38 @@ impl DpdkNic {
                 drop_pkt(&self.counters, out, pkt, DROP_RX_ERROR);
                 continue;
             }
-            use sys::mbuf_flags::*;
-            let mut meta = *pkt.meta();
-            if v.ol_flags & RX_L4_CKSUM_MASK == RX_L4_CKSUM_GOOD && v.ol_flags & RX_IP_CKSUM_MASK != 0 {
-                meta.offload.insert(OffloadFlags::CSUM_VERIFIED);
-            }
-            guess_l2_l3(pkt.data(), &mut meta);
-            *pkt.meta_mut() = meta;
-            self.counters.rx_packets.add(1);
-            self.counters.rx_bytes.add(total as u64);
-            out.emit(Side::East, 0, pkt);
+            bytes += total as u64;
+            let _ = rx.push(pkt);
         }
-        if n > 0 {
-            // SAFETY: the n mbufs came from rx_burst and are no longer referenced.
-            unsafe { sys::brick_pktmbuf_free_bulk(s.mbufs.as_mut_ptr(), n as u32) };
+        // Metadata is filled in place, once the packets sit in the burst: building it before
+        // the move made every move wait on the narrow stores just made (store forwarding).
+        let got = rx.len();
+        for (p, &f) in rx.iter_mut().zip(s.rx_flags[..got].iter()) {
+            fill_rx_meta(p, f);
+        }
+        self.counters.rx_packets.add(rx.len() as u64);
+        self.counters.rx_bytes.add(bytes);
+        // Moves the whole burst (storage swap) when nothing waits on the port.
+        out.emit_all(Side::East, 0, rx);
+        if to_free > 0 {
+            // SAFETY: these mbufs came from rx_burst, were copied or dropped, and nothing
+            // refers to them any more (lent ones were moved out of this prefix).
+            unsafe { sys::brick_pktmbuf_free_bulk(s.mbufs.as_mut_ptr(), to_free as u32) };
         }
         n
     }
+}
+
+/// Fills a received packet's metadata.
+#[inline]
+fn fill_rx_meta(pkt: &mut Packet, ol_flags: u64) {
+    use sys::mbuf_flags::*;
+    let mut meta = Meta::default();
+    if ol_flags & RX_L4_CKSUM_MASK == RX_L4_CKSUM_GOOD && ol_flags & RX_IP_CKSUM_MASK != 0 {
+        meta.offload.insert(OffloadFlags::CSUM_VERIFIED);
+    }
+    guess_l2_l3(pkt.data(), &mut meta);
+    *pkt.meta_mut() = meta;
 }
 
 impl Brick for DpdkNic {
@@ -663,60 +783,76 @@ impl Brick for DpdkNic {
     }
 
     fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
-        for mut pkt in pkts.drain() {
-            let m = *pkt.meta();
+        // Packets are looked at in place (moving each 72-byte packet out of the burst cost
+        // more than the rest of the work): a packet still in its mbuf hands the mbuf over and
+        // stays behind as an empty shell; any other stays whole, its bytes copied from where
+        // it lies during the transmit call. `pkts.clear()` then frees shells (nothing), the
+        // copied packets and the refused ones.
+        let descs = &mut self.scratch.descs;
+        let mut n = 0usize;
+        let mut ncopy = 0u16;
+        let mut bytes = 0u64;
+        for pkt in pkts.iter_mut() {
+            let m = pkt.meta();
+            let (gso, csum) = (m.gso_type != GsoType::None, m.offload.contains(OffloadFlags::CSUM_NEEDED));
+            let (csum_start, csum_offset) = (m.csum_start, m.csum_offset);
             let tagged = pkt.data().get(12..14).is_some_and(|t| t == [0x81, 0x00] || t == [0x88, 0xa8]);
             let limit = (self.max_frame + if tagged { 4 } else { 0 }).min(self.port.data_room);
-            if pkt.len() > limit || (m.gso_type != GsoType::None && pkt.len() > self.max_frame) {
-                drop_pkt(&self.counters, out, pkt, DROP_TOO_BIG);
+            if pkt.len() > limit || (gso && pkt.len() > self.max_frame) {
+                count_drop(&self.counters, out, DROP_TOO_BIG, 1);
                 continue;
             }
-            if m.offload.contains(OffloadFlags::CSUM_NEEDED)
-                && !complete_checksum(pkt.data_mut(), m.csum_start, m.csum_offset)
-            {
-                drop_pkt(&self.counters, out, pkt, DROP_BAD_OFFLOAD);
+            if csum && !complete_checksum(pkt.data_mut(), csum_start, csum_offset) {
+                count_drop(&self.counters, out, DROP_BAD_OFFLOAD, 1);
                 continue;
             }
-            let _ = self.stash.push(pkt);
+            let d = &mut descs[n];
+            d.len = pkt.len() as u16;
+            bytes += pkt.len() as u64;
+            match pkt.take_foreign(&MBUF_OWNER) {
+                Some(parts) => {
+                    d.m = parts.handle.as_ptr().cast();
+                    d.data_off = parts.head as u16;
+                }
+                None => {
+                    d.m = std::ptr::null_mut();
+                    d.data = pkt.data().as_ptr().cast();
+                    ncopy += 1;
+                }
+            }
+            n += 1;
         }
-        let n = self.stash.len();
         if n == 0 {
+            pkts.clear();
             return;
         }
-        let mut datas = [std::ptr::null::<std::ffi::c_void>(); BURST_SIZE];
-        let mut lens = [0u16; BURST_SIZE];
-        let mut bytes = 0u64;
-        for (i, p) in self.stash.iter().enumerate() {
-            datas[i] = p.data().as_ptr().cast();
-            lens[i] = p.len() as u16;
-            bytes += p.len() as u64;
-        }
-        // SAFETY: datas/lens describe n live packet buffers (held in self.stash until the
-        // call returns), each at most the mbuf data room (checked above); the queue is ours.
+        // SAFETY: descs[..n] describe n frames: owned mbufs (taken from their packets, data
+        // inside their buffers) or buffers of packets still in `pkts` until the call returns,
+        // each at most the mbuf data room (checked above); the queue is ours.
         let sent = unsafe {
-            sys::brick_tx_copy_burst(
+            sys::brick_tx_desc_burst(
                 self.port.mempool,
                 self.port.id,
                 self.queues[0],
-                datas.as_ptr(),
-                lens.as_ptr(),
+                descs.as_mut_ptr(),
                 n as u16,
+                ncopy,
             )
         };
         if sent < 0 {
-            // No mbuf for the burst: the port is backed up.
+            // No mbuf for the copies: the port is backed up (the shim freed the owned mbufs).
             count_drop(&self.counters, out, DROP_TX_RING_FULL, n as u64);
         } else {
             let sent = sent as usize;
             let sent_bytes: u64 =
-                if sent == n { bytes } else { lens[..sent].iter().map(|&l| l as u64).sum() };
+                if sent == n { bytes } else { descs[..sent].iter().map(|d| d.len as u64).sum() };
             self.counters.tx_packets.add(sent as u64);
             self.counters.tx_bytes.add(sent_bytes);
             if sent < n {
                 count_drop(&self.counters, out, DROP_TX_RING_FULL, (n - sent) as u64);
             }
         }
-        self.stash.clear();
+        pkts.clear();
     }
 
     fn is_source(&self) -> bool {

@@ -36,7 +36,9 @@ use std::path::PathBuf;
 pub use afpacket::{AfPacketConfig, AfPacketNic, Fanout, FanoutMode, TxMode};
 pub use counters::{NicCounters, NicStats, DROP_REASONS};
 #[cfg(feature = "dpdk")]
-pub use dpdk::{DpdkConfig, DpdkError, DpdkNic, Eal, LinkStatus, OffloadCaps, PortSpec};
+pub use dpdk::{
+    retired_mempools, DpdkConfig, DpdkError, DpdkNic, Eal, LinkStatus, OffloadCaps, PortSpec, MBUF_OWNER,
+};
 pub use patch::Patch;
 pub use pcap::{PcapLoop, PcapSink, PcapSource, PcapSourceConfig};
 pub use tap::{TapConfig, TapNic, TapOffloads};

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use brick_core::{Burst, Graph, Packet, PacketPool, PoolConfig, Side};
-use brick_nic::{DpdkConfig, DpdkError, DpdkNic, Eal, NicError, PortSpec};
+use brick_nic::{retired_mempools, DpdkConfig, DpdkError, DpdkNic, Eal, NicError, PortSpec, MBUF_OWNER};
 use common::*;
 
 /// Removes the EAL runtime directory even if the test fails.
@@ -110,13 +110,78 @@ fn dpdk_end_to_end() {
             assert_eq!(p.data(), &f[..]);
         }
     }
-    got.lock().unwrap().clear();
     let s = counters.snapshot();
     assert_eq!((s.tx_packets, s.rx_packets, s.brick_drops()), (300, 300, 0));
+
+    // 4b. Zero copy: what came back lives in the port's own mbufs. Tag each with a VLAN
+    //     header written in the mbuf's headroom and send it again: it leaves in the same
+    //     mbuf (no new mbuf is taken) and returns with the tag, byte for byte.
+    let mut lent: Vec<Packet> = std::mem::take(&mut *got.lock().unwrap());
+    let rest = lent.split_off(64);
+    assert!(lent.iter().all(|p| p.foreign_handle(&MBUF_OWNER).is_some()), "received packets are mbufs");
+    let avail_before = g.brick_mut::<DpdkNic>(id).unwrap().mbufs_available();
+    let mut expect = Vec::new();
+    let mut b = Burst::new();
+    for mut p in lent {
+        let mut hdr = [0u8; 16];
+        hdr[..12].copy_from_slice(&p.data()[..12]);
+        hdr[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+        hdr[14..16].copy_from_slice(&42u16.to_be_bytes());
+        p.pull(12).unwrap();
+        p.prepend(16).unwrap().copy_from_slice(&hdr);
+        expect.push(p.data().to_vec());
+        b.push(p).unwrap();
+    }
+    g.inject(id, Side::East, 0, &mut b).unwrap();
+    assert_eq!(
+        g.brick_mut::<DpdkNic>(id).unwrap().mbufs_available(),
+        avail_before,
+        "re-sent packets travel in their own mbufs"
+    );
+    let before_rest = g.brick_mut::<DpdkNic>(id).unwrap().mbufs_available();
+    drop(rest);
+    assert_eq!(
+        g.brick_mut::<DpdkNic>(id).unwrap().mbufs_available(),
+        before_rest + 236,
+        "dropped packets give their mbufs back"
+    );
+    assert!(poll_until(&mut g, Duration::from_secs(5), || got.lock().unwrap().len() >= expect.len()));
+    for (p, f) in got.lock().unwrap().iter().zip(&expect) {
+        assert_eq!(p.data(), &f[..]);
+    }
+    got.lock().unwrap().clear();
+    assert_eq!(counters.snapshot().brick_drops(), 0);
+
     // Too big for the MTU: counted, not sent.
     inject(&mut g, id, &[test_frame(1, 1600)]);
     assert_eq!(counters.too_big.get(), 1);
     g.tick_all();
+
+    // A packet that outlives its port keeps the port's mbuf pool alive until it is dropped.
+    inject(&mut g, id, &frames(500, 1));
+    assert!(poll_until(&mut g, Duration::from_secs(5), || !got.lock().unwrap().is_empty()));
+    let survivor = got.lock().unwrap().pop().unwrap();
+    drop(g);
+    assert_eq!(retired_mempools(), 1, "the closed port's pool waits for its lent mbuf");
+    assert_eq!(survivor.data(), &frames(500, 1)[0][..]);
+    drop(survivor);
+    assert_eq!(retired_mempools(), 0, "freed once the mbuf is back");
+
+    // 4c. Without zero copy, received frames are copied into the brick's pool (a second,
+    //     hot-plugged ring: a closed vdev port cannot be opened again).
+    let cfg = DpdkConfig {
+        port: PortSpec::Devargs("net_ring7".into()),
+        mbufs: 2047,
+        zero_copy: false,
+        ..Default::default()
+    };
+    let mut g = Graph::new("dpdk-ring-copy");
+    let id = g.add("ring", DpdkNic::open(eal, cfg, pool()).unwrap()).unwrap();
+    let got = collect_east_of(&mut g, id, "collect");
+    inject(&mut g, id, &frames(600, 10));
+    assert!(poll_until(&mut g, Duration::from_secs(5), || got.lock().unwrap().len() >= 10));
+    assert!(got.lock().unwrap().iter().all(|p| p.is_pooled()));
+    got.lock().unwrap().clear();
     drop(g);
 
     // 5. net_null0 with two queue pairs split into two bricks (one per worker graph).

@@ -81,6 +81,11 @@ uint16_t brick_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **p
 		views[i].pkt_len = m->pkt_len;
 		views[i].data_len = m->data_len;
 		views[i].nb_segs = m->nb_segs;
+		views[i].buf = m->buf_addr;
+		views[i].buf_len = m->buf_len;
+		views[i].data_off = m->data_off;
+		views[i].exclusive = m->nb_segs == 1 && RTE_MBUF_DIRECT(m) &&
+				     !RTE_MBUF_HAS_EXTBUF(m) && rte_mbuf_refcnt_read(m) == 1;
 	}
 	return got;
 }
@@ -109,4 +114,57 @@ int brick_tx_copy_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,
 	if (sent < n)
 		rte_pktmbuf_free_bulk(&m[sent], n - sent);
 	return sent;
+}
+
+int brick_tx_desc_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,
+			struct brick_tx_desc *descs, uint16_t n, uint16_t ncopy)
+{
+	struct rte_mbuf *m[64], *fresh[64];
+	uint16_t sent, j = 0;
+
+	if (n == 0)
+		return 0;
+	if (n > 64)
+		n = 64;
+	if (ncopy > n)
+		ncopy = n;
+	if (ncopy > 0 && rte_pktmbuf_alloc_bulk(mp, fresh, ncopy) != 0)
+		goto fail;
+	for (uint16_t i = 0; i < n; i++) {
+		struct brick_tx_desc *d = &descs[i];
+		if (d->m != NULL) {
+			struct rte_mbuf *mb = d->m;
+			mb->data_off = d->data_off;
+			mb->data_len = d->len;
+			mb->pkt_len = d->len;
+			mb->ol_flags = 0;
+			m[i] = mb;
+		} else {
+			char *dst;
+			if (j >= ncopy)
+				goto fail_fresh;
+			dst = rte_pktmbuf_append(fresh[j], d->len);
+			if (dst == NULL)
+				goto fail_fresh;
+			rte_memcpy(dst, d->data, d->len);
+			m[i] = fresh[j++];
+		}
+	}
+	sent = rte_eth_tx_burst(port, queue, m, n);
+	if (sent < n)
+		rte_pktmbuf_free_bulk(&m[sent], n - sent);
+	return sent;
+
+fail_fresh:
+	rte_pktmbuf_free_bulk(fresh, ncopy);
+fail:
+	for (uint16_t i = 0; i < n; i++)
+		if (descs[i].m != NULL)
+			rte_pktmbuf_free(descs[i].m);
+	return -1;
+}
+
+int brick_mempool_full(const struct rte_mempool *mp)
+{
+	return rte_mempool_full(mp);
 }

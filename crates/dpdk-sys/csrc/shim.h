@@ -30,6 +30,10 @@ struct brick_mbuf_view {
 	uint32_t pkt_len;        /* all segments */
 	uint16_t data_len;       /* first segment */
 	uint16_t nb_segs;
+	void *buf;               /* start of the first segment's buffer (buf_addr) */
+	uint16_t buf_len;        /* its size */
+	uint16_t data_off;       /* offset of the first data byte in it */
+	uint16_t exclusive;      /* 1: one direct segment with refcnt 1, ours to lend */
 };
 
 /* rte_eth_rx_burst, then fills views[i] for each received mbuf. */
@@ -41,4 +45,23 @@ uint16_t brick_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **p
  * the pool had fewer than n free mbufs (nothing sent) or a frame did not fit an mbuf. */
 int brick_tx_copy_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,
 			const void *const *datas, const uint16_t *lens, uint16_t n);
+
+/* One frame to transmit: either an mbuf we own (`m`, whose data now start at `data_off` and
+ * are `len` bytes) or bytes to copy into a fresh mbuf (`m` NULL, `data`). */
+struct brick_tx_desc {
+	struct rte_mbuf *m;
+	const void *data;
+	uint16_t data_off;
+	uint16_t len;
+};
+
+/* Transmits n frames in order on port/queue: owned mbufs are fixed up and sent as they are,
+ * the ncopy others are copied into mbufs allocated from mp in one bulk. What the driver does
+ * not take is freed. Returns how many were sent, or -1 when mp had fewer than ncopy free
+ * mbufs or a copied frame did not fit one (nothing sent, every owned mbuf freed). */
+int brick_tx_desc_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,
+			struct brick_tx_desc *descs, uint16_t n, uint16_t ncopy);
+
+/* Whether every object of mp is back in it (none held by a packet or a ring). */
+int brick_mempool_full(const struct rte_mempool *mp);
 #endif
