@@ -61,11 +61,6 @@ pub enum GsoType {
 /// set by whichever brick parsed the headers; `prepend`/`pull` keep them pointing at the same
 /// bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-// 8-byte alignment keeps the copies the compiler makes of a `Packet` (and of its `Meta`) in
-// aligned 8/16-byte chunks: at 4-byte alignment, building a packet and moving it into a burst
-// loaded 16 bytes across two earlier stores, which stalls store forwarding (seen with perf in
-// the DPDK receive loop: ~60 % of its samples on two such loads).
-#[repr(align(8))]
 pub struct Meta {
     /// Offset of the Ethernet header.
     pub l2_offset: u16,
