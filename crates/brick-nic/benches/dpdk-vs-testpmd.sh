@@ -26,23 +26,25 @@ testpmd() { # mode -> Mpps (sum of both ports' Rx-pps over the last full statist
       --stats-period 1 --total-num-mbufs=16384 --auto-start 2>&1 || true)
   echo "$out" | grep -o 'Rx-pps: *[0-9]*' | awk '{print $2}' | tail -n 2 | paste -sd+ | bc
 }
-brick() { # -> pps, the main lcore pinned to the CPU testpmd forwarded on
-  "$bin" "$secs" -l "$cpu" --no-huge --no-pci -m 512 --file-prefix "$prefix-b" --log-level error \
+brick() { # zero-copy (1|0) -> pps, the main lcore pinned to the CPU testpmd forwarded on
+  BRICK_ZERO_COPY=$1 "$bin" "$secs" -l "$cpu" --no-huge --no-pci -m 512 --file-prefix "$prefix-b" --log-level error \
       "${vdevs[@]}" | sed -n 's/^RX_PPS=//p'
 }
 best() { tr ' ' '\n' | sort -g | tail -1; }
 
-io=() mac=() br=()
+io=() mac=() br=() cp=()
 for r in $(seq "$rounds"); do
-  io+=("$(testpmd io)"); br+=("$(brick)"); mac+=("$(testpmd macswap)")
-  printf 'round %d: testpmd io %.2f, brick-nic %.2f, testpmd macswap %.2f Mpps\n' "$r" \
+  io+=("$(testpmd io)"); br+=("$(brick 1)"); mac+=("$(testpmd macswap)"); cp+=("$(brick 0)")
+  printf 'round %d: testpmd io %.2f, brick-nic %.2f, testpmd macswap %.2f, brick-nic copying %.2f Mpps\n' "$r" \
     "$(echo "${io[-1]} / 1000000" | bc -l)" "$(echo "${br[-1]} / 1000000" | bc -l)" \
-    "$(echo "${mac[-1]} / 1000000" | bc -l)"
+    "$(echo "${mac[-1]} / 1000000" | bc -l)" "$(echo "${cp[-1]} / 1000000" | bc -l)"
 done
 bio=$(echo "${io[*]}" | best); bbr=$(echo "${br[*]}" | best); bmac=$(echo "${mac[*]}" | best)
+bcp=$(echo "${cp[*]}" | best)
 printf 'best of %d (%s, 64 B):\n' "$rounds" "$kind"
 printf '  testpmd io fwd      %.2f Mpps\n' "$(echo "$bio / 1000000" | bc -l)"
 printf '  testpmd macswap     %.2f Mpps\n' "$(echo "$bmac / 1000000" | bc -l)"
 printf '  brick-nic fwd       %.2f Mpps (%.1f ns/pkt)\n' "$(echo "$bbr / 1000000" | bc -l)" "$(echo "1000000000 / $bbr" | bc -l)"
+printf '  brick-nic copying   %.2f Mpps (%.1f ns/pkt)\n' "$(echo "$bcp / 1000000" | bc -l)" "$(echo "1000000000 / $bcp" | bc -l)"
 printf 'ratio brick/testpmd io: %.3f (target >= 0.9); brick/macswap: %.3f\n' \
   "$(echo "$bbr / $bio" | bc -l)" "$(echo "$bbr / $bmac" | bc -l)"

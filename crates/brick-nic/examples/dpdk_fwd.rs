@@ -5,7 +5,9 @@
 //! cargo run --release -p brick-nic --features dpdk --example dpdk_fwd -- 5 \
 //!     -l 0 --no-huge --no-pci -m 256 --file-prefix fwd --vdev net_null0 --vdev net_null1
 //! ```
-//! First argument: seconds to run; the rest: EAL arguments.
+//! First argument: seconds to run; the rest: EAL arguments. `BRICK_ZERO_COPY=0` in the
+//! environment copies every frame into the packet pool and back (the zero-copy path is the
+//! default).
 
 use std::time::{Duration, Instant};
 
@@ -19,10 +21,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let eal = Eal::init(&eal_args)?;
     let pool = PacketPool::new(PoolConfig { count: 4096, ..PoolConfig::default() })?;
     let mut g = Graph::new("fwd");
+    let zero_copy = std::env::var("BRICK_ZERO_COPY").map_or(true, |v| v != "0");
     let mut counters = Vec::new();
     let mut ids = Vec::new();
     for port in 0..2u16 {
-        let cfg = DpdkConfig { port: PortSpec::Id(port), mbufs: 8191, ..DpdkConfig::default() };
+        let cfg = DpdkConfig { port: PortSpec::Id(port), mbufs: 8191, zero_copy, ..DpdkConfig::default() };
         let nic = DpdkNic::open(eal, cfg, pool.clone())?;
         counters.push(nic.counters());
         ids.push(g.add(format!("port{port}"), nic)?);
