@@ -453,6 +453,28 @@ mod tests {
     }
 
     #[test]
+    fn sctp_is_tracked_per_port_pair() {
+        let mut f = fw(OUT_ONLY);
+        let t = 10 * S;
+        // The VM opens an association (INIT, chunk type 1) to PEER port 6000.
+        assert_eq!(f.filter(&sctp4(VM, PEER, 5000, 6000, 1), Direction::Out, t), Ok(()));
+        // Its answer (INIT ACK) rides on the connection.
+        assert_eq!(f.filter(&sctp4(PEER, VM, 6000, 5000, 2), Direction::In, t), Ok(()));
+        assert_eq!(f.counters().passed_by_state, 1);
+        // An association PEER opens from and to other ports is a new flow: blocked (it
+        // passed while SCTP was tracked per address pair only).
+        assert_eq!(
+            f.filter(&sctp4(PEER, VM, 7000, 8000, 1), Direction::In, t),
+            Err(FwDrop::BlockedByDefault)
+        );
+        assert_eq!(
+            f.filter(&sctp4(PEER, VM, 6000, 5001, 1), Direction::In, t),
+            Err(FwDrop::BlockedByDefault)
+        );
+        assert_eq!(f.conns.len(), 1);
+    }
+
+    #[test]
     fn rst_handling() {
         let mut f = fw(OUT_ONLY);
         let t = 10 * S;

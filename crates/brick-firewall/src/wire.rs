@@ -1,7 +1,7 @@
 //! Checked, allocation-free views of the headers the firewall and the anti-spoof brick read.
 //!
 //! [`parse_frame`] walks Ethernet (one optional 802.1Q tag), IPv4 or IPv6 (extension headers
-//! walked, at most [`MAX_IPV6_EXT`]), and the first bytes of TCP, UDP, ICMP and ICMPv6 into a
+//! walked, at most [`MAX_IPV6_EXT`]), and the first bytes of TCP, UDP, SCTP, ICMP and ICMPv6 into a
 //! [`Flow`], a small `Copy` struct. Every read is bounds-checked: malformed input yields a
 //! [`Malformed`] reason, never a panic.
 
@@ -26,6 +26,8 @@ pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 /// IP protocol number of ICMPv6.
 pub const PROTO_ICMP6: u8 = 58;
+/// IP protocol number of SCTP.
+pub const PROTO_SCTP: u8 = 132;
 
 /// TCP FIN flag.
 pub const TCP_FIN: u8 = 0x01;
@@ -83,9 +85,9 @@ pub struct Flow {
     pub src: u128,
     /// Destination address.
     pub dst: u128,
-    /// TCP/UDP source port; ICMP echo identifier; else 0.
+    /// TCP/UDP/SCTP source port; ICMP echo identifier; else 0.
     pub sport: u16,
-    /// TCP/UDP destination port; ICMP echo identifier; else 0.
+    /// TCP/UDP/SCTP destination port; ICMP echo identifier; else 0.
     pub dport: u16,
     /// ICMP/ICMPv6 type (0 for other protocols).
     pub icmp_type: u8,
@@ -341,6 +343,13 @@ fn parse_l4(b: &[u8], at: usize, f: &mut Flow, quoted: bool) -> Result<(), Malfo
             f.sport = u16::from_be_bytes([u[0], u[1]]);
             f.dport = u16::from_be_bytes([u[2], u[3]]);
         }
+        // The ports lead the common header, as in UDP: connections are tracked per port pair
+        // (not per address pair, which let any SCTP in once the VM had sent some).
+        PROTO_SCTP => {
+            let s = b.get(at..at + if quoted { 4 } else { 12 }).ok_or(Malformed::L4)?;
+            f.sport = u16::from_be_bytes([s[0], s[1]]);
+            f.dport = u16::from_be_bytes([s[2], s[3]]);
+        }
         PROTO_ICMP | PROTO_ICMP6 => {
             let i = b.get(at..at + 8).ok_or(Malformed::L4)?;
             f.icmp_type = i[0];
@@ -438,6 +447,21 @@ pub(crate) mod testpkt {
         } else {
             b.icmpv4_echo_request(id, 1).write(&mut v, b"ping").unwrap();
         }
+        v
+    }
+
+    /// An IPv4 SCTP packet: common header (zero checksum: the firewall does not verify it)
+    /// and one empty chunk of `chunk_type`.
+    pub fn sctp4(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, chunk_type: u8) -> Vec<u8> {
+        let mut l4 = Vec::new();
+        l4.extend_from_slice(&sp.to_be_bytes());
+        l4.extend_from_slice(&dp.to_be_bytes());
+        l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, chunk_type, 0, 0, 4]);
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(src, dst, 64)
+            .write(&mut v, etherparse::IpNumber(super::PROTO_SCTP), &l4)
+            .unwrap();
         v
     }
 
@@ -552,6 +576,22 @@ mod tests {
             let _ = parse_frame(&p[..n]);
         }
         assert_eq!(parse_frame(&p[..20]), Err(Malformed::Ipv4));
+    }
+
+    #[test]
+    fn parses_sctp_ports() {
+        let p = sctp4([10, 0, 0, 1], [10, 0, 0, 2], 5000, 6000, 1);
+        let Parsed::Ip(f) = parse_frame(&p).unwrap() else { panic!() };
+        assert_eq!((f.proto, f.sport, f.dport), (PROTO_SCTP, 5000, 6000));
+        // Shorter than the 12-byte common header: truncated.
+        let mut t = p[..14 + 20 + 11].to_vec();
+        t[14 + 3] = 31; // IPv4 total length
+        assert_eq!(parse_frame(&t), Err(Malformed::L4));
+        // Quoted by an ICMP error, 8 bytes are enough.
+        let e = icmp4_error([9, 9, 9, 9], [10, 0, 0, 1], 3, 3, &p);
+        let Parsed::Ip(f) = parse_frame(&e).unwrap() else { panic!() };
+        let q = parse_quoted(&e, f.l4_offset as usize + 8, false).unwrap();
+        assert_eq!((q.sport, q.dport, q.proto), (5000, 6000, PROTO_SCTP));
     }
 
     #[test]

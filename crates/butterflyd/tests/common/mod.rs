@@ -204,3 +204,118 @@ impl Drop for Netns {
         }
     }
 }
+
+// Two hosts joined by a veth underlay, each running butterflyd, with TAP "VMs" in their own
+// namespaces (used by two_hosts.rs and sctp.rs).
+
+/// A number unique to this test run and call, for interface and namespace names.
+pub fn unique_tag() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    (std::process::id() % 10_000) * 10 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10
+}
+
+// Fields drop in order: daemons stop before their namespaces go.
+pub struct Topology {
+    pub h: [Daemon; 2],
+    pub ns: Netns,
+    pub tag: u32,
+}
+
+/// Builds host namespaces h1/h2 joined by a veth (no kernel addresses: the underlay belongs to
+/// butterflyd), and starts a daemon in each with VTEP `ips[i]`.
+pub fn two_hosts(v6: bool) -> Topology {
+    let tag = unique_tag();
+    let hosts = [format!("bfh1x{tag}"), format!("bfh2x{tag}")];
+    let ns = Netns(hosts.to_vec());
+    for h in &hosts {
+        sh(&["ip", "netns", "add", h]);
+        sh(&["ip", "-n", h, "link", "set", "lo", "up"]);
+    }
+    sh(&[
+        "ip", "-n", &hosts[0], "link", "add", "u1", "type", "veth", "peer", "name", "u2", "netns", &hosts[1],
+    ]);
+    for (h, dev) in [(&hosts[0], "u1"), (&hosts[1], "u2")] {
+        sh(&["ip", "-n", h, "link", "set", dev, "up"]);
+        // The kernel must not answer for the VTEP address or send its own IPv6 chatter.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "exec", h, "sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")])
+            .status();
+    }
+    let ips = if v6 { ["fd77::1", "fd77::2"] } else { ["198.18.77.1", "198.18.77.2"] };
+    let mut daemons = Vec::new();
+    for (i, (h, dev)) in [(&hosts[0], "u1"), (&hosts[1], "u2")].into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = format!("ipc://{}/api.sock", dir.path().display());
+        let underlay = format!("af-packet:{dev}");
+        let d = Daemon::start_full(
+            dir,
+            Some(h),
+            endpoint,
+            &["--underlay", &underlay, "-i", ips[i], "--no-state"],
+        );
+        daemons.push(d);
+    }
+    let h: [Daemon; 2] = daemons.try_into().map_err(|_| ()).unwrap();
+    Topology { h, ns, tag }
+}
+
+impl Topology {
+    /// Adds a TAP "VM" NIC on host `host` (with the security group "open", which lets
+    /// everything in), moves it into its own namespace with `ip`.
+    pub fn vm(&mut self, host: usize, name: &str, vni: u32, ip: &str, mac: &str) -> String {
+        let d = &self.h[host];
+        d.ok(&["sg", "add", "open"]);
+        d.ok(&["sg", "rule", "add", "open", "--dir", "in", "--ip-proto", "all", "--cidr", "0.0.0.0/0"]);
+        d.ok(&["sg", "rule", "add", "open", "--dir", "in", "--ip-proto", "all", "--cidr", "::/0"]);
+        self.vm_with(host, name, vni, Some(ip), mac, &["--sg", "open"])
+    }
+
+    /// Adds a TAP "VM" NIC on host `host` with extra API options (`--sg …`,
+    /// `--bypass-filtering`…), moves it into its own namespace (returned) and gives it `ip`
+    /// (/24 or /64) when there is one.
+    pub fn vm_with(
+        &mut self,
+        host: usize,
+        name: &str,
+        vni: u32,
+        ip: Option<&str>,
+        mac: &str,
+        api: &[&str],
+    ) -> String {
+        let d = &self.h[host];
+        let nic = format!("{name}{}", self.tag % 10_000);
+        let vni = vni.to_string();
+        let mut args = vec!["nic", "add", "--id", &nic, "--type", "TAP", "--mac", mac, "--vni", &vni];
+        if let Some(ip) = ip {
+            args.extend(["--ip", ip]);
+        }
+        args.extend_from_slice(api);
+        d.ok(&args);
+        let vmns = format!("bfv{nic}");
+        let hostns = d.netns.clone().unwrap();
+        sh(&["ip", "netns", "add", &vmns]);
+        self.ns.0.insert(0, vmns.clone()); // VM namespaces go first on cleanup
+        sh(&["ip", "-n", &hostns, "link", "set", "dev", &nic, "address", mac]);
+        sh(&["ip", "-n", &hostns, "link", "set", "dev", &nic, "netns", &vmns]);
+        if let Some(ip) = ip {
+            let v6 = ip.contains(':');
+            if v6 {
+                let dad = format!("net.ipv6.conf.{nic}.accept_dad=0");
+                sh(&["ip", "netns", "exec", &vmns, "sysctl", "-qw", &dad]);
+            }
+            let addr = format!("{ip}/{}", if v6 { 64 } else { 24 });
+            sh(&["ip", "-n", &vmns, "addr", "add", &addr, "dev", &nic]);
+        }
+        sh(&["ip", "-n", &vmns, "link", "set", "dev", &nic, "up"]);
+        sh(&["ip", "-n", &vmns, "link", "set", "dev", "lo", "up"]);
+        vmns
+    }
+}
+
+pub fn ping(ns: &str, to: &str, count: &str) -> (bool, String) {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "ping", "-c", count, "-i", "0.2", "-W", "2", to])
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
