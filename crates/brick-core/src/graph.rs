@@ -655,23 +655,40 @@ impl Graph {
     /// Sleeps until a source's wake fd or a command is ready, or `max` elapses. Sources with
     /// no wake fd cap the sleep at `busy_cap`, since only polling finds their packets.
     pub fn wait_for_work(&mut self, max: Duration, busy_cap: Duration) {
-        if self.pollfds_stale {
-            self.pollfds.clear();
-            self.pollfds.push(libc::pollfd { fd: self.waker.fd(), events: libc::POLLIN, revents: 0 });
-            self.sources_without_fd = false;
-            for &i in &self.sources {
-                match self.nodes[i as usize].as_ref().and_then(|n| n.brick.wake_fd()) {
-                    Some(fd) => self.pollfds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 }),
-                    None => self.sources_without_fd = true,
-                }
-            }
-            self.pollfds_stale = false;
-        }
+        self.refresh_pollfds();
         let timeout = if self.sources_without_fd { max.min(busy_cap) } else { max };
         let until_tick = self.tick_interval.saturating_sub(Timestamp::now().saturating_since(self.last_tick));
         let timeout = timeout.min(until_tick);
         crate::waker::poll_fds(&mut self.pollfds, timeout);
-        self.waker.drain();
+        // Only a posted command makes the graph's own eventfd readable: drain it then, and
+        // save a read(2) on every other wake-up.
+        if self.pollfds[0].revents != 0 {
+            self.waker.drain();
+        }
+    }
+
+    /// Whether every source has a wake fd, so that a runner may sleep as soon as a round is
+    /// empty: nothing can arrive unnoticed. Otherwise sleeping costs up to the busy cap of
+    /// [`wait_for_work`](Self::wait_for_work) in latency.
+    pub fn sources_have_wake_fds(&mut self) -> bool {
+        self.refresh_pollfds();
+        !self.sources_without_fd
+    }
+
+    fn refresh_pollfds(&mut self) {
+        if !self.pollfds_stale {
+            return;
+        }
+        self.pollfds.clear();
+        self.pollfds.push(libc::pollfd { fd: self.waker.fd(), events: libc::POLLIN, revents: 0 });
+        self.sources_without_fd = false;
+        for &i in &self.sources {
+            match self.nodes[i as usize].as_ref().and_then(|n| n.brick.wake_fd()) {
+                Some(fd) => self.pollfds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 }),
+                None => self.sources_without_fd = true,
+            }
+        }
+        self.pollfds_stale = false;
     }
 
     /// Wake fds of the sources (for an external event loop).

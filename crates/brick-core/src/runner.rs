@@ -4,7 +4,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::graph::{Graph, GraphHandle};
 
@@ -15,8 +15,20 @@ pub struct RunnerConfig {
     pub name: String,
     /// Core to pin the thread to.
     pub cpu: Option<usize>,
-    /// Consecutive empty poll rounds before the thread starts sleeping.
+    /// Consecutive empty poll rounds before the thread starts sleeping (whichever of this
+    /// and [`spin`](Self::spin) comes first).
     pub idle_rounds: u32,
+    /// Longest time the thread keeps polling after the last packet before it sleeps, when
+    /// every source has a wake fd (otherwise only `idle_rounds` counts). Default zero: sleep
+    /// as soon as a round finds nothing. A spinning thread holds a core that the next hop of
+    /// the packets it just sent (a peer daemon, the kernel's stack, a VM) may need; on the
+    /// project's 2-vCPU machine any spin made the round trip slower (docs/performance.md).
+    /// Raise it when the thread owns its core. `Duration::MAX` with `idle_rounds ==
+    /// u32::MAX` never sleeps (busy polling).
+    pub spin: Duration,
+    /// Between two empty rounds, give the core to any other runnable thread
+    /// (`sched_yield`) instead of spinning on it.
+    pub yield_when_idle: bool,
     /// Longest sleep while sources have wake fds (commands and timers still wake it).
     pub max_sleep: Duration,
     /// Longest sleep while some source can only be found by polling.
@@ -29,6 +41,8 @@ impl Default for RunnerConfig {
             name: "graph".into(),
             cpu: None,
             idle_rounds: 256,
+            spin: Duration::ZERO,
+            yield_when_idle: true,
             max_sleep: Duration::from_millis(100),
             poll_sleep: Duration::from_millis(1),
         }
@@ -66,21 +80,34 @@ impl Runner {
             if let Some(cpu) = cfg.cpu {
                 let _ = pin_to_cpu(cpu);
             }
+            // Empty rounds since the last packet, and when the first of them ended. Once
+            // asleep, a wake-up that finds nothing goes straight back to sleep.
             let mut idle = 0u32;
+            let mut idle_since: Option<Instant> = None;
+            let mut asleep = false;
             while !stop2.load(Ordering::Relaxed) {
                 let n = graph.poll_all();
                 stats2.rounds.fetch_add(1, Ordering::Relaxed);
                 if n > 0 {
                     stats2.busy_rounds.fetch_add(1, Ordering::Relaxed);
                     idle = 0;
+                    idle_since = None;
+                    asleep = false;
+                    continue;
+                }
+                idle = idle.saturating_add(1);
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                // Time-bounded spinning only when every source can wake the thread: a source
+                // that must be polled keeps the round-counted spin (sleeping costs it latency).
+                let spun = graph.sources_have_wake_fds() && since.elapsed() >= cfg.spin;
+                if asleep || idle >= cfg.idle_rounds || spun {
+                    asleep = true;
+                    stats2.sleeps.fetch_add(1, Ordering::Relaxed);
+                    graph.wait_for_work(cfg.max_sleep, cfg.poll_sleep);
+                } else if cfg.yield_when_idle {
+                    std::thread::yield_now();
                 } else {
-                    idle = idle.saturating_add(1);
-                    if idle >= cfg.idle_rounds {
-                        stats2.sleeps.fetch_add(1, Ordering::Relaxed);
-                        graph.wait_for_work(cfg.max_sleep, cfg.poll_sleep);
-                    } else {
-                        std::hint::spin_loop();
-                    }
+                    std::hint::spin_loop();
                 }
             }
             drop(handle2);

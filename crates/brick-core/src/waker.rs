@@ -44,10 +44,14 @@ impl Waker {
 }
 
 /// Waits until one of `fds` is readable or `timeout` elapses (EINTR counts as a wake-up).
+/// The timeout has nanosecond resolution: a timer due in 0.4 ms sleeps 0.4 ms, where
+/// poll(2)'s milliseconds would have rounded it down to a busy loop of zero-length sleeps.
 pub(crate) fn poll_fds(fds: &mut [libc::pollfd], timeout: Duration) {
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd for the whole call.
-    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    let secs = timeout.as_secs().min(i32::MAX as u64);
+    let ts = libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: timeout.subsec_nanos() as _ };
+    // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd for the whole call; `ts`
+    // lives on the stack for the call; a null signal mask leaves the mask unchanged.
+    unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
 }
 
 #[cfg(test)]

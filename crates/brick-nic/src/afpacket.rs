@@ -696,8 +696,9 @@ impl Brick for AfPacketNic {
     fn tick(&mut self, _now: Timestamp) {
         self.collect_kernel_stats();
         self.refresh_mtu();
-        if matches!(self.cfg.tx_mode, TxMode::Ring { .. }) {
-            // Frames left queued by an EAGAIN kick go now.
+        if self.tx_frames > 0 {
+            // Frames left queued by an EAGAIN kick go now (no ring, no kick: the low-latency
+            // mode sends with sendmmsg, and a kick there only earned EINVAL every tick).
             self.kick();
         }
     }
