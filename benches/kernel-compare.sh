@@ -13,8 +13,8 @@ for p in iperf3 nftables iputils-ping bc; do
   dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p"; }
 done
 cargo build -q --release -p butterflyd -p butterfly-api
-BD=target/release/butterflyd
-CLI=target/release/butterfly
+BD=${CARGO_TARGET_DIR:-target}/release/butterflyd
+CLI=${CARGO_TARGET_DIR:-target}/release/butterfly
 T=$$
 NS=(); PIDS=(); TMP=$(mktemp -d)
 cleanup() {

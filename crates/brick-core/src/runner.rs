@@ -167,6 +167,99 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::brick::{Brick, Output, PortId, Side};
+    use crate::burst::Burst;
+    use crate::waker::Waker;
+    use std::os::fd::RawFd;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A source that finds `work` units when polled, with or without a wake fd.
+    struct Src {
+        waker: Option<Arc<Waker>>,
+        work: Arc<AtomicUsize>,
+    }
+
+    impl Brick for Src {
+        fn kind(&self) -> &'static str {
+            "test-src"
+        }
+        fn process(&mut self, _: Side, _: PortId, pkts: &mut Burst, _: &mut Output<'_>) {
+            pkts.clear();
+        }
+        fn is_source(&self) -> bool {
+            true
+        }
+        fn poll(&mut self, _: &mut Output<'_>) -> usize {
+            if let Some(w) = &self.waker {
+                w.drain();
+            }
+            self.work.swap(0, Ordering::Relaxed)
+        }
+        fn wake_fd(&self) -> Option<RawFd> {
+            self.waker.as_ref().map(|w| w.fd())
+        }
+    }
+
+    fn wait_until(what: &str, f: impl Fn() -> bool) {
+        let t = Instant::now();
+        while !f() {
+            assert!(t.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn with_wake_fds_every_empty_round_is_followed_by_a_sleep_and_the_fd_wakes_it() {
+        let waker = Arc::new(Waker::new().unwrap());
+        let work = Arc::new(AtomicUsize::new(0));
+        let mut g = Graph::new("g");
+        g.add("src", Src { waker: Some(Arc::clone(&waker)), work: Arc::clone(&work) }).unwrap();
+        let r = Runner::spawn(g, RunnerConfig::default()).unwrap();
+        let st = r.stats();
+        for _ in 0..20 {
+            let before = st.busy_rounds.load(Ordering::Relaxed);
+            work.store(1, Ordering::Relaxed);
+            waker.wake();
+            wait_until("the wake fd to wake the runner", || st.busy_rounds.load(Ordering::Relaxed) > before);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let (rounds, busy, sleeps) = (
+            st.rounds.load(Ordering::Relaxed),
+            st.busy_rounds.load(Ordering::Relaxed),
+            st.sleeps.load(Ordering::Relaxed),
+        );
+        r.stop().unwrap();
+        assert_eq!(busy, 20);
+        // No spinning: each empty round sent the thread to sleep (the last may be in flight).
+        assert!(rounds - busy <= sleeps + 1, "rounds {rounds}, busy {busy}, sleeps {sleeps}");
+    }
+
+    #[test]
+    fn a_source_without_wake_fd_keeps_the_counted_spin_before_sleeping() {
+        let work = Arc::new(AtomicUsize::new(1));
+        let mut g = Graph::new("g");
+        g.add("src", Src { waker: None, work: Arc::clone(&work) }).unwrap();
+        let cfg = RunnerConfig { idle_rounds: 100, ..RunnerConfig::default() };
+        let r = Runner::spawn(g, cfg).unwrap();
+        let st = r.stats();
+        wait_until("a first sleep", || st.sleeps.load(Ordering::Relaxed) > 0);
+        r.stop().unwrap();
+        // One busy round, then at least idle_rounds empty rounds before the first sleep.
+        assert!(st.rounds.load(Ordering::Relaxed) >= 101, "{:?}", st);
+    }
+
+    #[test]
+    fn busy_polling_never_sleeps() {
+        let waker = Arc::new(Waker::new().unwrap());
+        let mut g = Graph::new("g");
+        g.add("src", Src { waker: Some(waker), work: Arc::new(AtomicUsize::new(0)) }).unwrap();
+        let cfg = RunnerConfig { idle_rounds: u32::MAX, spin: Duration::MAX, ..RunnerConfig::default() };
+        let r = Runner::spawn(g, cfg).unwrap();
+        let st = r.stats();
+        wait_until("10,000 rounds", || st.rounds.load(Ordering::Relaxed) >= 10_000);
+        r.stop().unwrap();
+        assert_eq!(st.sleeps.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn pinning_to_cpu0_works_and_bad_cpu_is_an_error() {

@@ -241,6 +241,9 @@ impl Dataplane {
                 name: "dataplane".into(),
                 cpu: cfg.graph_cpu_core,
                 idle_rounds: if cfg.busy_poll { u32::MAX } else { RunnerConfig::default().idle_rounds },
+                // Default: sleep on the sources' wake fds as soon as a round is empty (every
+                // source here has one); any spin was slower on a shared 2-vCPU machine.
+                spin: if cfg.busy_poll { std::time::Duration::MAX } else { RunnerConfig::default().spin },
                 ..RunnerConfig::default()
             },
         )
