@@ -3,8 +3,8 @@
 #   butterfly : two butterflyd (AF_PACKET underlay on a veth), TAP "VMs" in namespaces
 #   kernel    : Linux bridge + vxlan + nftables conntrack (stateful filter) on each host
 #   veth      : the two VM namespaces joined directly by a veth pair (the ceiling)
-# Figures: ping RTT, iperf3 TCP (1 stream), iperf3 UDP 64-byte packets/s received and loss,
-# CPU used during the UDP test. Usage (root): [BUSY_POLL=1] benches/kernel-compare.sh [SECONDS]
+# Figures: ping RTT (mean / median of 50), iperf3 TCP (1 stream), iperf3 UDP 64-byte packets/s received and loss,
+# CPU used during the UDP test. Usage (root): [BUSY_POLL=1] [BUTTERFLYD=path] benches/kernel-compare.sh [SECONDS]
 # Installs iperf3 and nftables if missing. Prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ for p in iperf3 nftables iputils-ping bc; do
   dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p"; }
 done
 cargo build -q --release -p butterflyd -p butterfly-api
-BD=${CARGO_TARGET_DIR:-target}/release/butterflyd
+BD=${BUTTERFLYD:-${CARGO_TARGET_DIR:-target}/release/butterflyd}
 CLI=${CARGO_TARGET_DIR:-target}/release/butterfly
 T=$$
 NS=(); PIDS=(); TMP=$(mktemp -d)
@@ -34,7 +34,9 @@ cpu_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
 measure() { # name client-ns server-ns server-ip
   local name=$1 c=$2 s=$3 ip=$4
   ip netns exec "$c" ping -c 3 -W 2 "$ip" >/dev/null || { echo "| $name | unreachable | | | | |"; return; }
-  local rtt; rtt=$(ip netns exec "$c" ping -c 20 -i 0.05 "$ip" | awk -F/ '/^rtt/{print $5}')
+  # Mean and median of 50 pings: on a shared machine a few scheduling outliers move the mean.
+  local rtt; rtt=$(ip netns exec "$c" ping -c 50 -i 0.02 "$ip" | grep -o 'time=[0-9.]*' | cut -d= -f2 | sort -n |
+    awk '{a[NR]=$1; s+=$1} END{printf "%.3f / %.3f", s/NR, (a[int((NR+1)/2)]+a[int(NR/2)+1])/2}')
   ip netns exec "$s" iperf3 -s -D -1 -p 5201 >/dev/null; sleep 0.3
   local tcp; tcp=$(ip netns exec "$c" iperf3 -c "$ip" -p 5201 -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))')
   ip netns exec "$s" iperf3 -s -D -1 -p 5202 >/dev/null; sleep 0.3
@@ -47,10 +49,10 @@ pps=e["packets"]-e["lost_packets"]
 print("%.3f %.1f" % (pps/e["seconds"]/1e6, e["lost_percent"]))')
   c1=$(cpu_busy); t1=$(date +%s.%N)
   local cpu; cpu=$(echo "($c1-$c0)/($(getconf CLK_TCK)*($t1-$t0))*100" | bc -l)
-  printf '| %s | %.3f | %s | %s | %s | %.0f%% |\n' "$name" "$rtt" "$tcp" "${udp% *}" "${udp#* }" "$cpu"
+  printf '| %s | %s | %s | %s | %s | %.0f%% |\n' "$name" "$rtt" "$tcp" "${udp% *}" "${udp#* }" "$cpu"
 }
 
-echo "| setup | ping RTT ms | TCP Gbit/s | UDP 64B Mpps received | UDP loss % | CPU (of 200%) |"
+echo "| setup | ping RTT ms mean / median | TCP Gbit/s | UDP 64B Mpps received | UDP loss % | CPU (of 200%) |"
 echo "|---|---|---|---|---|---|"
 
 # --- veth ceiling
