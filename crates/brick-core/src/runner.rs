@@ -16,7 +16,7 @@ pub struct RunnerConfig {
     /// Core to pin the thread to.
     pub cpu: Option<usize>,
     /// Consecutive empty poll rounds before the thread starts sleeping (whichever of this
-    /// and [`spin`](Self::spin) comes first).
+    /// and [`spin`](Self::spin) comes first). `u32::MAX`: no limit by count.
     pub idle_rounds: u32,
     /// Longest time the thread keeps polling after the last packet before it sleeps, when
     /// every source has a wake fd (otherwise only `idle_rounds` counts). Default zero: sleep
@@ -100,7 +100,9 @@ impl Runner {
                 // Time-bounded spinning only when every source can wake the thread: a source
                 // that must be polled keeps the round-counted spin (sleeping costs it latency).
                 let spun = graph.sources_have_wake_fds() && since.elapsed() >= cfg.spin;
-                if asleep || idle >= cfg.idle_rounds || spun {
+                // The counter saturates: u32::MAX must stay "never", even after 2^32 rounds.
+                let counted = cfg.idle_rounds != u32::MAX && idle >= cfg.idle_rounds;
+                if asleep || counted || spun {
                     asleep = true;
                     stats2.sleeps.fetch_add(1, Ordering::Relaxed);
                     graph.wait_for_work(cfg.max_sleep, cfg.poll_sleep);
