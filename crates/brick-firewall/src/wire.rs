@@ -28,6 +28,10 @@ pub const PROTO_UDP: u8 = 17;
 pub const PROTO_ICMP6: u8 = 58;
 /// IP protocol number of SCTP.
 pub const PROTO_SCTP: u8 = 132;
+/// IP protocol number of DCCP.
+pub const PROTO_DCCP: u8 = 33;
+/// IP protocol number of UDP-Lite.
+pub const PROTO_UDPLITE: u8 = 136;
 
 /// TCP FIN flag.
 pub const TCP_FIN: u8 = 0x01;
@@ -345,8 +349,14 @@ fn parse_l4(b: &[u8], at: usize, f: &mut Flow, quoted: bool) -> Result<(), Malfo
         }
         // The ports lead the common header, as in UDP: connections are tracked per port pair
         // (not per address pair, which let any SCTP in once the VM had sent some).
-        PROTO_SCTP => {
-            let s = b.get(at..at + if quoted { 4 } else { 12 }).ok_or(Malformed::L4)?;
+        // DCCP and UDP-Lite too: their headers (at least 12 and 8 bytes) start with the ports.
+        PROTO_SCTP | PROTO_DCCP | PROTO_UDPLITE => {
+            let min = match (quoted, f.proto) {
+                (true, _) => 4,
+                (false, PROTO_UDPLITE) => 8,
+                (false, _) => 12,
+            };
+            let s = b.get(at..at + min).ok_or(Malformed::L4)?;
             f.sport = u16::from_be_bytes([s[0], s[1]]);
             f.dport = u16::from_be_bytes([s[2], s[3]]);
         }
@@ -592,6 +602,25 @@ mod tests {
         let Parsed::Ip(f) = parse_frame(&e).unwrap() else { panic!() };
         let q = parse_quoted(&e, f.l4_offset as usize + 8, false).unwrap();
         assert_eq!((q.sport, q.dport, q.proto), (5000, 6000, PROTO_SCTP));
+    }
+
+    #[test]
+    fn parses_dccp_and_udplite_ports() {
+        for (proto, min) in [(PROTO_DCCP, 12usize), (PROTO_UDPLITE, 8)] {
+            let mut l4 = vec![0u8; 16];
+            l4[..4].copy_from_slice(&[0x13, 0x88, 0x17, 0x70]); // 5000 -> 6000
+            let mut v = Vec::new();
+            etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .write(&mut v, etherparse::IpNumber(proto), &l4)
+                .unwrap();
+            let Parsed::Ip(f) = parse_frame(&v).unwrap() else { panic!() };
+            assert_eq!((f.proto, f.sport, f.dport), (proto, 5000, 6000));
+            // One byte short of the fixed header: truncated.
+            let mut t = v[..14 + 20 + min - 1].to_vec();
+            t[14 + 3] = (20 + min - 1) as u8; // IPv4 total length
+            assert_eq!(parse_frame(&t), Err(Malformed::L4), "proto {proto}");
+        }
     }
 
     #[test]
