@@ -14,7 +14,7 @@ for f in crates/*/fuzz/fuzz_targets/*.rs; do
   dir=$(dirname "$(dirname "$f")"); t=$(basename "$f" .rs)
   [[ -z "$filter" || "$t" == *"$filter"* ]] || continue
   echo "=== $dir: $t (${secs}s)"
-  if ! (cd "$dir" && cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -detect_leaks=0 \
+  if ! (cd "$dir" && ASAN_OPTIONS=detect_leaks=0 cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -detect_leaks=0 \
         -rss_limit_mb=4096 2>&1 | grep -E "^Done|ERROR|panicked|SUMMARY|Test unit written"; exit "${PIPESTATUS[0]}"); then
     failed+=("$t")
   fi
