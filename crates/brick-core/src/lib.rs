@@ -34,6 +34,7 @@ pub mod bricks;
 mod burst;
 pub mod checksum;
 mod graph;
+pub mod gso;
 mod packet;
 mod pool;
 pub mod queue;
