@@ -59,6 +59,11 @@ pub struct VtepConfig {
     pub hold_per_neigh: usize,
     /// Most VNIs (east ports), default 4096.
     pub max_vnis: usize,
+    /// The underlay NIC takes UDP-tunnel TCP super-frames (VXLAN with GSO metadata, e.g. a
+    /// TAP underlay with `udp_tunnel` offload), IPv4 underlay only. When true, a TCP
+    /// super-frame from a VM is encapsulated whole and keeps its GSO metadata; otherwise
+    /// (default) the VTEP cuts it into MSS-sized segments before encapsulation.
+    pub tunnel_gso: bool,
 }
 
 impl VtepConfig {
@@ -81,6 +86,7 @@ impl VtepConfig {
             neigh_reachable: Duration::from_secs(300),
             hold_per_neigh: 4,
             max_vnis: 4096,
+            tunnel_gso: false,
         }
     }
 

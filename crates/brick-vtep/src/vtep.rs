@@ -33,6 +33,7 @@ pub const DROP_REASONS: &[&str] = &[
     "neighbour table full", // 13: no room to resolve a new next hop
     "pool empty",           // 14: no buffer for a replica or a control packet
     "no headroom",          // 15: cannot prepend the outer headers
+    "bad gso",              // 16: super-frame with malformed GSO metadata or headers
 ];
 const D_TRUNC: usize = 0;
 const D_NOT_US: usize = 1;
@@ -50,6 +51,7 @@ const D_UNRESOLVED: usize = 12;
 const D_NEIGH_FULL: usize = 13;
 const D_POOL: usize = 14;
 const D_HEADROOM: usize = 15;
+const D_BAD_GSO: usize = 16;
 
 /// Control packets waiting for the next poll (joins, probes from `tick`).
 const PENDING_MAX: usize = 512;
@@ -131,6 +133,14 @@ pub struct VtepCounters {
     pub icmp_too_big: u64,
     /// Control packets lost because the pool was empty or the pending queue full.
     pub control_lost: u64,
+    /// TCP super-frames encapsulated whole, GSO metadata kept (`tunnel_gso`).
+    pub gso_tx: u64,
+    /// TCP super-frames cut in software before encapsulation.
+    pub gso_segmented: u64,
+    /// Segments made from them.
+    pub gso_segments: u64,
+    /// Super-frames decapsulated whole (GSO metadata kept for the VM).
+    pub gso_rx: u64,
 }
 
 /// Resolution state of one underlay neighbour.
@@ -215,6 +225,8 @@ pub struct Vtep {
     /// (a burst usually carries few flows; the time is the same for the whole burst).
     memo_vni: Option<(u32, PortId)>,
     memo_learnt: Option<(u64, PortId, Remote)>,
+    /// Segments of the super-frame being cut in software (capacity kept between bursts).
+    gso_segs: Vec<Packet>,
 }
 
 impl std::fmt::Debug for Vtep {
@@ -351,6 +363,7 @@ impl Vtep {
             report_again: None,
             memo_vni: None,
             memo_learnt: None,
+            gso_segs: Vec::with_capacity(64),
             pool,
             cfg,
         })
@@ -924,16 +937,14 @@ impl Vtep {
         let overhead = if self.v6 { OVERHEAD_V6 } else { OVERHEAD_V4 };
         let inner_mtu = usize::from(self.cfg.mtu).saturating_sub(overhead);
         let d = pkt.data();
-        let built = if pkt.meta().gso_type != GsoType::None {
-            None // a super-frame is the sender's offload, not a path MTU problem
-        } else {
-            match be16(d, 12) {
-                ETH_IPV4 if d.len() >= 34 && be16(d, 20) & 0x4000 != 0 => {
-                    build_frag_needed(&mut self.scratch, d, inner_mtu.min(65535) as u16)
-                }
-                ETH_IPV6 => build_packet_too_big(&mut self.scratch, d, inner_mtu as u32),
-                _ => None,
+        // A super-frame reaches here only when its segments (gso_size + headers) are too
+        // big: the sender's MSS is the problem, so it gets the same answer as a plain frame.
+        let built = match be16(d, 12) {
+            ETH_IPV4 if d.len() >= 34 && be16(d, 20) & 0x4000 != 0 => {
+                build_frag_needed(&mut self.scratch, d, inner_mtu.min(65535) as u16)
             }
+            ETH_IPV6 => build_packet_too_big(&mut self.scratch, d, inner_mtu as u32),
+            _ => None,
         };
         out.drop(pkt, D_TOO_BIG);
         if built.is_some() {
@@ -990,7 +1001,6 @@ impl Vtep {
         };
         let now = out.now();
         let max_inner = usize::from(self.cfg.mtu) + ETH_LEN - if self.v6 { OVERHEAD_V6 } else { OVERHEAD_V4 };
-        let vni = st.vni;
         // Last known-unicast lookup of this burst (same time, same table).
         let mut memo: Option<(u64, Remote)> = None;
         // Fast path: leading frames that are known unicast behind a VTEP whose MAC was learnt
@@ -1008,71 +1018,151 @@ impl Vtep {
             self.vnis[port as usize] = Some(st);
             return;
         }
-        for (i, mut pkt) in pkts.drain().enumerate() {
+        for (i, pkt) in pkts.drain().enumerate() {
             if i < fast {
                 out.emit(Side::West, 0, pkt);
                 continue;
             }
-            if pkt.len() < ETH_LEN {
-                out.drop(pkt, D_TRUNC);
-                continue;
-            }
-            if pkt.len() > max_inner {
-                self.too_big(port, pkt, out);
-                continue;
-            }
-            if pkt.meta().offload.contains(OffloadFlags::CSUM_NEEDED) {
-                complete_inner_csum(&mut pkt);
-            }
-            st.counters.encap_pkts += 1;
-            st.counters.encap_bytes += pkt.len() as u64;
-            let d = pkt.data();
-            let dst = mac_to_u64(&d[0..6]);
-            let hash = flow_hash(d);
-            if !is_group(dst) {
-                let r = match memo {
-                    Some((m, r)) if m == dst => Some(r),
-                    _ => st.fdb.lookup(dst, now),
-                };
-                if let Some(r) = r {
-                    memo = Some((dst, r));
-                    self.send(pkt, vni, r.ip, r.mac, hash, now, out);
-                    continue;
-                }
-            }
-            // Broadcast, unknown unicast, multicast: the group and the flood list.
-            let n = usize::from(st.group.is_some()) + st.flood.len();
-            if n == 0 {
-                out.drop(pkt, D_NO_TARGET);
-                continue;
-            }
-            st.counters.flooded += 1;
-            for i in 0..n - 1 {
-                let target = if let Some(g) = st.group {
-                    if i == 0 {
-                        g
-                    } else {
-                        st.flood[i - 1]
-                    }
-                } else {
-                    st.flood[i]
-                };
-                match pkt.copy_into(&self.pool) {
-                    Some(copy) => {
-                        self.counters.replicas += 1;
-                        self.send(copy, vni, target, None, hash, now, out);
-                    }
-                    None => out.count_drop(D_POOL, 1),
-                }
-            }
-            let last = if st.flood.is_empty() {
-                st.group.unwrap_or(self.cfg.local_ip)
+            if pkt.meta().gso_type != GsoType::None {
+                self.encap_gso(&mut st, port, pkt, now, max_inner, &mut memo, out);
             } else {
-                st.flood[st.flood.len() - 1]
-            };
-            self.send(pkt, vni, last, None, hash, now, out);
+                self.encap_slow(&mut st, port, pkt, now, max_inner, &mut memo, out);
+            }
         }
         self.vnis[port as usize] = Some(st);
+    }
+
+    /// A super-frame from a VM. Its MTU check uses the segment size (`gso_size` + headers),
+    /// not its length. With `tunnel_gso` (IPv4 underlay) and a known unicast destination it
+    /// is encapsulated whole, partial checksum and GSO metadata kept, for the underlay NIC
+    /// (or the kernel behind it) to segment at the very end; otherwise it is cut here into
+    /// segments from the pool, each encapsulated as an ordinary frame.
+    #[allow(clippy::too_many_arguments)]
+    fn encap_gso(
+        &mut self,
+        st: &mut VniState,
+        port: PortId,
+        pkt: Packet,
+        now: Timestamp,
+        max_inner: usize,
+        memo: &mut Option<(u64, Remote)>,
+        out: &mut Output<'_>,
+    ) {
+        let plan = match brick_core::gso::TcpSegmenter::new(pkt.data(), pkt.meta()) {
+            Ok(p) => p,
+            Err(_) => return out.drop(pkt, D_BAD_GSO),
+        };
+        if plan.max_segment_len() > max_inner {
+            return self.too_big(port, pkt, out);
+        }
+        let d = pkt.data();
+        let dst = mac_to_u64(&d[0..6]);
+        let whole = self.cfg.tunnel_gso
+            && !self.v6
+            && plan.segment_count() > 1
+            && pkt.len() - ETH_LEN + OVERHEAD_V4 <= usize::from(u16::MAX)
+            && !is_group(dst);
+        if whole {
+            let r = match *memo {
+                Some((m, r)) if m == dst => Some(r),
+                _ => st.fdb.lookup(dst, now),
+            };
+            if let Some(r) = r {
+                *memo = Some((dst, r));
+                let hash = flow_hash(d);
+                st.counters.encap_pkts += 1;
+                st.counters.encap_bytes += pkt.len() as u64;
+                self.counters.gso_tx += 1;
+                self.send(pkt, st.vni, r.ip, r.mac, hash, now, out);
+                return;
+            }
+        }
+        let mut segs = std::mem::take(&mut self.gso_segs);
+        let made = brick_core::gso::segment_into_pool(&pkt, &self.pool, |seg| segs.push(seg));
+        match made {
+            Ok(n) => {
+                self.counters.gso_segmented += 1;
+                self.counters.gso_segments += n as u64;
+            }
+            Err(brick_core::gso::GsoError::PoolEmpty) => out.count_drop(D_POOL, 1),
+            Err(_) => out.count_drop(D_BAD_GSO, 1),
+        }
+        drop(pkt);
+        for seg in segs.drain(..) {
+            self.encap_slow(st, port, seg, now, max_inner, memo, out);
+        }
+        self.gso_segs = segs;
+    }
+
+    /// The full encapsulation path for one ordinary frame: MTU, checksum completion, known
+    /// unicast or flooding.
+    #[allow(clippy::too_many_arguments)]
+    fn encap_slow(
+        &mut self,
+        st: &mut VniState,
+        port: PortId,
+        mut pkt: Packet,
+        now: Timestamp,
+        max_inner: usize,
+        memo: &mut Option<(u64, Remote)>,
+        out: &mut Output<'_>,
+    ) {
+        let vni = st.vni;
+        if pkt.len() < ETH_LEN {
+            return out.drop(pkt, D_TRUNC);
+        }
+        if pkt.len() > max_inner {
+            return self.too_big(port, pkt, out);
+        }
+        if pkt.meta().offload.contains(OffloadFlags::CSUM_NEEDED) {
+            complete_inner_csum(&mut pkt);
+        }
+        st.counters.encap_pkts += 1;
+        st.counters.encap_bytes += pkt.len() as u64;
+        let d = pkt.data();
+        let dst = mac_to_u64(&d[0..6]);
+        let hash = flow_hash(d);
+        if !is_group(dst) {
+            let r = match *memo {
+                Some((m, r)) if m == dst => Some(r),
+                _ => st.fdb.lookup(dst, now),
+            };
+            if let Some(r) = r {
+                *memo = Some((dst, r));
+                self.send(pkt, vni, r.ip, r.mac, hash, now, out);
+                return;
+            }
+        }
+        // Broadcast, unknown unicast, multicast: the group and the flood list.
+        let n = usize::from(st.group.is_some()) + st.flood.len();
+        if n == 0 {
+            return out.drop(pkt, D_NO_TARGET);
+        }
+        st.counters.flooded += 1;
+        for i in 0..n - 1 {
+            let target = if let Some(g) = st.group {
+                if i == 0 {
+                    g
+                } else {
+                    st.flood[i - 1]
+                }
+            } else {
+                st.flood[i]
+            };
+            match pkt.copy_into(&self.pool) {
+                Some(copy) => {
+                    self.counters.replicas += 1;
+                    self.send(copy, vni, target, None, hash, now, out);
+                }
+                None => out.count_drop(D_POOL, 1),
+            }
+        }
+        let last = if st.flood.is_empty() {
+            st.group.unwrap_or(self.cfg.local_ip)
+        } else {
+            st.flood[st.flood.len() - 1]
+        };
+        self.send(pkt, vni, last, None, hash, now, out);
     }
 
     // -----------------------------------------------------------------------------------
@@ -1245,7 +1335,12 @@ impl Vtep {
         m.l3_offset = ETH_LEN as u16;
         m.l4_offset = 0;
         m.vni = Some(vni);
-        m.offload = OffloadFlags::NONE;
+        if !inner_offload(m) {
+            return out.drop(pkt, D_BAD_GSO);
+        }
+        if m.gso_type != GsoType::None {
+            self.counters.gso_rx += 1;
+        }
         let Some(st) = self.vnis.get_mut(port as usize).and_then(Option::as_mut) else {
             return out.drop(pkt, D_UNKNOWN_VNI);
         };
@@ -1321,6 +1416,10 @@ impl Vtep {
         let inner = l4 + UDP_LEN + VXLAN_LEN;
         let isrc = mac_to_u64(&d[inner + 6..inner + 12]);
         let smac = mac6(&d[6..12]);
+        if pkt.meta().gso_type != GsoType::None || pkt.meta().offload.contains(OffloadFlags::CSUM_NEEDED) {
+            // Offload state to carry to the inner frame: the full path sorts it out.
+            return None;
+        }
         let st = self.vnis.get_mut(port as usize)?.as_mut()?;
         pkt.truncate(l4 + udp_len);
         let _ = pkt.pull(inner);
@@ -1627,6 +1726,28 @@ impl Brick for Vtep {
 /// Whether the L4 checksum need not be verified: the NIC did it, or the frame comes from the
 /// local kernel with its checksum still to be completed (`CHECKSUM_PARTIAL`).
 #[inline]
+/// Offload state of a frame just decapsulated (`m` already shifted to the inner frame): a
+/// partial checksum pointing into the inner frame (an inner TCP/UDP header) and GSO metadata
+/// stay for the VM; anything about the outer headers is cleared. Returns false for a
+/// super-frame whose metadata does not point into the inner frame (malformed).
+fn inner_offload(m: &mut brick_core::Meta) -> bool {
+    // The smallest inner L4 offset: Ethernet + IPv4 header.
+    const MIN_L4: u16 = (ETH_LEN + IPV4_LEN) as u16;
+    if m.offload.contains(OffloadFlags::CSUM_NEEDED) && m.csum_start >= MIN_L4 {
+        m.offload = OffloadFlags::CSUM_NEEDED;
+        return true;
+    }
+    m.offload = OffloadFlags::NONE;
+    m.csum_start = 0;
+    m.csum_offset = 0;
+    if m.gso_type != GsoType::None {
+        m.gso_type = GsoType::None;
+        m.gso_size = 0;
+        return false;
+    }
+    true
+}
+
 fn csum_trusted(pkt: &Packet) -> bool {
     let o = pkt.meta().offload;
     o.contains(OffloadFlags::CSUM_VERIFIED) || o.contains(OffloadFlags::CSUM_NEEDED)
