@@ -62,6 +62,10 @@ pub struct NicCounters {
     pub bad_offload: Counter,
     /// Received frames that carried checksum or segmentation offload metadata.
     pub rx_offloaded: Counter,
+    /// Super-frames (GSO metadata, UDP-tunnel ones included) received whole.
+    pub rx_gso: Counter,
+    /// Super-frames handed whole to the device (it or the kernel segments them).
+    pub tx_gso: Counter,
 }
 
 /// A plain copy of [`NicCounters`] at one moment.
@@ -95,6 +99,10 @@ pub struct NicStats {
     pub bad_offload: u64,
     /// See [`NicCounters::rx_offloaded`].
     pub rx_offloaded: u64,
+    /// See [`NicCounters::rx_gso`].
+    pub rx_gso: u64,
+    /// See [`NicCounters::tx_gso`].
+    pub tx_gso: u64,
 }
 
 impl NicCounters {
@@ -134,6 +142,8 @@ impl NicCounters {
             tx_errors: self.tx_errors.get(),
             bad_offload: self.bad_offload.get(),
             rx_offloaded: self.rx_offloaded.get(),
+            rx_gso: self.rx_gso.get(),
+            tx_gso: self.tx_gso.get(),
         }
     }
 }

@@ -26,6 +26,106 @@ pub const VNET_GSO_TCPV6: u8 = 4;
 pub const VNET_GSO_UDP_L4: u8 = 5;
 /// `VIRTIO_NET_HDR_GSO_ECN` flag bit of `gso_type`.
 pub const VNET_GSO_ECN: u8 = 0x80;
+/// `VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4` bit of `gso_type`: the super-frame is inside a UDP
+/// tunnel (VXLAN) over IPv4 (Linux ≥ 6.17, TAP with `TUN_F_UDP_TUNNEL_GSO`).
+pub const VNET_GSO_UDP_TUNNEL_IPV4: u8 = 0x20;
+/// `VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV6` bit of `gso_type`: the same over IPv6.
+pub const VNET_GSO_UDP_TUNNEL_IPV6: u8 = 0x40;
+/// `VIRTIO_NET_HDR_F_UDP_TUNNEL_CSUM`: the outer UDP checksum is partial too (not negotiated
+/// by this crate: such frames are refused).
+pub const VNET_F_UDP_TUNNEL_CSUM: u8 = 8;
+/// Size of `struct virtio_net_hdr_v1_hash_tunnel`: the header plus `num_buffers`, the hash
+/// report fields and the two tunnel offsets. TAP uses it when UDP-tunnel GSO is negotiated.
+pub const VNET_HDR_TNL_LEN: usize = 24;
+
+/// The tunnel part of a UDP-tunnel super-frame's virtio-net header: where the outer UDP
+/// header and the inner network header start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VnetTunnel {
+    /// `VNET_GSO_UDP_TUNNEL_IPV4` or `_IPV6`.
+    pub kind: u8,
+    /// Offset of the outer UDP header (`outer_th_offset`).
+    pub outer_th: u16,
+    /// Offset of the inner IP header (`inner_nh_offset`).
+    pub inner_nh: u16,
+}
+
+impl VnetTunnel {
+    /// Reads the tunnel fields of a [`VNET_HDR_TNL_LEN`]-byte header `b`; `None` when its
+    /// `gso_type` carries no tunnel bit. Offsets are checked the way the kernel does (outer
+    /// UDP after an Ethernet + IP header, inner IP after the outer UDP header, the inner L4
+    /// header — `csum_start` — after a minimal inner IP header).
+    pub fn parse(b: &[u8]) -> Result<Option<VnetTunnel>, OffloadError> {
+        if b.len() < VNET_HDR_TNL_LEN {
+            return Err(OffloadError::ShortHeader(b.len()));
+        }
+        let kind = b[1] & (VNET_GSO_UDP_TUNNEL_IPV4 | VNET_GSO_UDP_TUNNEL_IPV6);
+        if kind == 0 {
+            return Ok(None);
+        }
+        let inner_type = b[1] & !(kind | VNET_GSO_ECN);
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let t = VnetTunnel { kind, outer_th: u16_at(20), inner_nh: u16_at(22) };
+        let outer_l3 = if kind == VNET_GSO_UDP_TUNNEL_IPV6 { 40 } else { 20 };
+        let inner_l3 = if inner_type == VNET_GSO_TCPV6 { 40 } else { 20 };
+        let csum_start = u16_at(6);
+        let ok = kind != (VNET_GSO_UDP_TUNNEL_IPV4 | VNET_GSO_UDP_TUNNEL_IPV6)
+            && matches!(inner_type, VNET_GSO_TCPV4 | VNET_GSO_TCPV6)
+            && b[0] & VNET_F_NEEDS_CSUM != 0
+            && b[0] & VNET_F_UDP_TUNNEL_CSUM == 0
+            && usize::from(t.outer_th) >= 14 + outer_l3
+            && usize::from(t.inner_nh) >= usize::from(t.outer_th) + 8
+            && usize::from(csum_start) >= usize::from(t.inner_nh) + inner_l3;
+        if ok {
+            Ok(Some(t))
+        } else {
+            Err(OffloadError::BadTunnel)
+        }
+    }
+
+    /// The tunnel fields for a TCP super-frame `data` that is VXLAN-encapsulated (its outer
+    /// IP protocol is UDP and its `csum_start` lies beyond the outer UDP and VXLAN headers);
+    /// `None` for anything else.
+    pub fn for_frame(meta: &Meta, data: &[u8]) -> Option<VnetTunnel> {
+        if !matches!(meta.gso_type, GsoType::TcpV4 | GsoType::TcpV6) {
+            return None;
+        }
+        let (l3, et) = l3_offset(data)?;
+        let (kind, l4) = match et {
+            ETH_P_IPV4 => {
+                let vihl = *data.get(l3)?;
+                if vihl >> 4 != 4 || *data.get(l3 + 9)? != IPPROTO_UDP {
+                    return None;
+                }
+                (VNET_GSO_UDP_TUNNEL_IPV4, l3 + usize::from(vihl & 0x0f) * 4)
+            }
+            ETH_P_IPV6 => {
+                if *data.get(l3 + 6)? != IPPROTO_UDP {
+                    return None;
+                }
+                (VNET_GSO_UDP_TUNNEL_IPV6, l3 + 40)
+            }
+            _ => return None,
+        };
+        // Outer UDP (8) + VXLAN (8), then the inner Ethernet frame.
+        let inner = l4 + 16;
+        let (inner_l3, _) = l3_offset(data.get(inner..)?)?;
+        let inner_nh = inner + inner_l3;
+        if usize::from(meta.csum_start) < inner_nh + 20 || inner_nh > usize::from(u16::MAX) {
+            return None;
+        }
+        Some(VnetTunnel { kind, outer_th: l4 as u16, inner_nh: inner_nh as u16 })
+    }
+
+    /// Writes the tunnel fields into a [`VNET_HDR_TNL_LEN`]-byte header whose first ten bytes
+    /// already describe the inner super-frame (its `gso_type` gets the tunnel bit).
+    pub fn write(&self, out: &mut [u8; VNET_HDR_TNL_LEN]) {
+        out[1] |= self.kind;
+        out[10..20].fill(0);
+        out[20..22].copy_from_slice(&self.outer_th.to_le_bytes());
+        out[22..24].copy_from_slice(&self.inner_nh.to_le_bytes());
+    }
+}
 
 /// Why offload metadata was refused. The frame carrying it is dropped as "bad offload".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +149,9 @@ pub enum OffloadError {
     /// Segmentation asked with a zero segment size, or without a partial checksum.
     #[error("GSO frame with segment size {0} or without a partial checksum")]
     BadGso(u16),
+    /// UDP-tunnel GSO fields inconsistent (offsets, inner type, outer checksum offload).
+    #[error("bad UDP-tunnel GSO fields")]
+    BadTunnel,
 }
 
 /// A checked view of a `struct virtio_net_hdr` (little-endian, as on every host this runs

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use brick_core::{Brick, Burst, GsoType, OffloadFlags, Output, Packet, PacketPool, PortId, Side, BURST_SIZE};
 
 use crate::counters::*;
-use crate::offload::{complete_checksum, guess_l2_l3, VnetHdr, VNET_HDR_LEN};
+use crate::offload::{complete_checksum, guess_l2_l3, VnetHdr, VnetTunnel, VNET_HDR_LEN, VNET_HDR_TNL_LEN};
 use crate::sys;
 use crate::NicError;
 
@@ -26,11 +26,19 @@ pub struct TapOffloads {
     pub tso4: bool,
     /// TUN_F_TSO6: TCP/IPv6 segmentation offload.
     pub tso6: bool,
+    /// TUN_F_UDP_TUNNEL_GSO (Linux ≥ 6.17): TCP super-frames inside a UDP tunnel (VXLAN)
+    /// cross whole, both ways, with the 24-byte virtio-net header carrying the outer UDP and
+    /// inner IP offsets. Needs `csum` and `tso4`/`tso6`; fixed at creation (it sets the header
+    /// size). Meant for an underlay TAP: the kernel segments after routing or bridging, or
+    /// hands the super-frame on unsegmented (veth, NICs with VXLAN TSO).
+    pub udp_tunnel: bool,
 }
 
 impl TapOffloads {
     /// Every offload this brick maps (checksum, TSO4, TSO6).
-    pub const ALL: TapOffloads = TapOffloads { csum: true, tso4: true, tso6: true };
+    pub const ALL: TapOffloads = TapOffloads { csum: true, tso4: true, tso6: true, udp_tunnel: false };
+    /// [`ALL`](Self::ALL) plus UDP-tunnel super-frames, for an underlay TAP.
+    pub const TUNNEL: TapOffloads = TapOffloads { csum: true, tso4: true, tso6: true, udp_tunnel: true };
 
     fn raw(self) -> libc::c_uint {
         let mut f = 0;
@@ -42,8 +50,20 @@ impl TapOffloads {
             if self.tso6 {
                 f |= libc::TUN_F_TSO6;
             }
+            if self.udp_tunnel && (self.tso4 || self.tso6) {
+                f |= TUN_F_UDP_TUNNEL_GSO;
+            }
         }
         f
+    }
+
+    /// Size of the virtio-net header these offloads need.
+    fn vnet_len(self) -> usize {
+        if self.udp_tunnel {
+            VNET_HDR_TNL_LEN
+        } else {
+            VNET_HDR_LEN
+        }
     }
 }
 
@@ -85,6 +105,9 @@ pub struct TapNic {
     epoll: Option<OwnedFd>,
     tx_rr: usize,
 }
+
+/// `TUN_F_UDP_TUNNEL_GSO` (Linux 6.17), missing from libc.
+const TUN_F_UDP_TUNNEL_GSO: libc::c_uint = 0x80;
 
 /// TUNSETIFF flag missing from libc on some versions.
 const IFF_TAP: libc::c_short = libc::IFF_TAP as libc::c_short;
@@ -147,7 +170,7 @@ impl TapNic {
                 actual = String::from_utf8_lossy(&bytes).into_owned();
             }
             if cfg.vnet_hdr {
-                let sz = VNET_HDR_LEN as libc::c_int;
+                let sz = cfg.offloads.vnet_len() as libc::c_int;
                 // SAFETY: TUNSETVNETHDRSZ reads an int we own.
                 if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &sz) } < 0 {
                     return Err(NicError::sys("TUNSETVNETHDRSZ", &actual, io::Error::last_os_error()));
@@ -226,6 +249,9 @@ impl TapNic {
         if !self.cfg.vnet_hdr {
             return Err(NicError::Config("offloads need the virtio-net header (vnet_hdr)".into()));
         }
+        if offloads.udp_tunnel != self.cfg.offloads.udp_tunnel {
+            return Err(NicError::Config("udp_tunnel is fixed at creation (header size)".into()));
+        }
         for q in &self.queues {
             // SAFETY: TUNSETOFFLOAD takes the flags by value.
             if unsafe { libc::ioctl(q.fd.as_raw_fd(), libc::TUNSETOFFLOAD, offloads.raw() as libc::c_ulong) }
@@ -242,6 +268,7 @@ impl TapNic {
     fn rx_queue(&mut self, qi: usize, out: &mut Output<'_>) -> usize {
         let fd = self.queues[qi].fd.as_raw_fd();
         let vnet = self.cfg.vnet_hdr;
+        let hlen = if vnet { self.cfg.offloads.vnet_len() } else { 0 };
         let mut n = 0;
         while n < BURST_SIZE {
             let Some(mut pkt) = self.pool.alloc() else {
@@ -251,7 +278,7 @@ impl TapNic {
                 out.count_drop(DROP_RX_POOL_EMPTY, 1);
                 break;
             };
-            let mut hdr = [0u8; VNET_HDR_LEN];
+            let mut hdr = [0u8; VNET_HDR_TNL_LEN];
             let mut overflow = [0u8; 1];
             let room = pkt.tailroom();
             let buf = match pkt.append(room) {
@@ -259,7 +286,7 @@ impl TapNic {
                 Err(_) => break,
             };
             let mut iov = [
-                libc::iovec { iov_base: hdr.as_mut_ptr().cast(), iov_len: VNET_HDR_LEN },
+                libc::iovec { iov_base: hdr.as_mut_ptr().cast(), iov_len: hlen },
                 libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() },
                 libc::iovec { iov_base: overflow.as_mut_ptr().cast(), iov_len: 1 },
             ];
@@ -283,7 +310,6 @@ impl TapNic {
             }
             n += 1;
             let r = r as usize;
-            let hlen = if vnet { VNET_HDR_LEN } else { 0 };
             if r < hlen + 14 {
                 drop_pkt(&self.counters, out, pkt, DROP_RX_ERROR);
                 continue;
@@ -296,13 +322,29 @@ impl TapNic {
             pkt.truncate(len);
             let mut meta = *pkt.meta();
             if vnet {
-                let applied = VnetHdr::parse(&hdr).and_then(|h| h.apply_to(&mut meta, len));
+                let applied = if hlen == VNET_HDR_TNL_LEN {
+                    // A UDP-tunnel super-frame: the inner super-frame's fields (checksum
+                    // start at the inner L4 header) map as usual once the tunnel bits and
+                    // offsets are checked.
+                    VnetTunnel::parse(&hdr).and_then(|t| {
+                        let mut h = VnetHdr::parse(&hdr)?;
+                        if let Some(t) = t {
+                            h.gso_type &= !t.kind;
+                        }
+                        h.apply_to(&mut meta, len)
+                    })
+                } else {
+                    VnetHdr::parse(&hdr).and_then(|h| h.apply_to(&mut meta, len))
+                };
                 if applied.is_err() {
                     drop_pkt(&self.counters, out, pkt, DROP_BAD_OFFLOAD);
                     continue;
                 }
                 if meta.offload != OffloadFlags::NONE || meta.gso_type != GsoType::None {
                     self.counters.rx_offloaded.add(1);
+                }
+                if meta.gso_type != GsoType::None {
+                    self.counters.rx_gso.add(1);
                 }
             }
             guess_l2_l3(pkt.data(), &mut meta);
@@ -329,11 +371,26 @@ impl TapNic {
     }
 
     fn tx_one(&mut self, mut pkt: Packet, out: &mut Output<'_>) {
-        let mut hdr = [0u8; VNET_HDR_LEN];
+        let mut hdr = [0u8; VNET_HDR_TNL_LEN];
+        let hlen = self.cfg.offloads.vnet_len();
         if self.cfg.vnet_hdr {
             match VnetHdr::from_meta(pkt.meta(), pkt.data()) {
-                Ok(h) => h.write(&mut hdr),
+                Ok(h) => {
+                    let mut base = [0u8; VNET_HDR_LEN];
+                    h.write(&mut base);
+                    hdr[..VNET_HDR_LEN].copy_from_slice(&base);
+                }
                 Err(_) => return drop_pkt(&self.counters, out, pkt, DROP_BAD_OFFLOAD),
+            }
+            if pkt.meta().gso_type != GsoType::None {
+                match VnetTunnel::for_frame(pkt.meta(), pkt.data()) {
+                    Some(t) if hlen == VNET_HDR_TNL_LEN => {
+                        t.write(&mut hdr);
+                    }
+                    // An encapsulated super-frame the device cannot take whole.
+                    Some(_) => return drop_pkt(&self.counters, out, pkt, DROP_TOO_BIG),
+                    None => {}
+                }
             }
         } else {
             let m = *pkt.meta();
@@ -349,7 +406,7 @@ impl TapNic {
         let q = self.tx_queue_for(pkt.data());
         let fd = self.queues[q].fd.as_raw_fd();
         let iov = [
-            libc::iovec { iov_base: hdr.as_mut_ptr().cast(), iov_len: VNET_HDR_LEN },
+            libc::iovec { iov_base: hdr.as_mut_ptr().cast(), iov_len: hlen },
             libc::iovec { iov_base: pkt.data().as_ptr() as *mut libc::c_void, iov_len: pkt.len() },
         ];
         let (iov_ptr, cnt) = if self.cfg.vnet_hdr { (iov.as_ptr(), 2) } else { (iov[1..].as_ptr(), 1) };
@@ -358,6 +415,9 @@ impl TapNic {
             // reads them.
             let r = unsafe { libc::writev(fd, iov_ptr, cnt) };
             if r >= 0 {
+                if self.cfg.vnet_hdr && pkt.meta().gso_type != GsoType::None {
+                    self.counters.tx_gso.add(1);
+                }
                 self.counters.tx_packets.add(1);
                 self.counters.tx_bytes.add(pkt.len() as u64);
                 return;

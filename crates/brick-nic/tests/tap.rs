@@ -220,3 +220,131 @@ fn tcp_super_frames_cross_with_gso_metadata() {
     assert_eq!(c1.snapshot().brick_drops(), 0, "{:?}", c1.snapshot());
     drop(g);
 }
+
+/// Collects the VXLAN frames (UDP to 4789) reaching the east of `nic`, with their metadata.
+fn collect_vxlan(g: &mut Graph, nic: brick_core::BrickId, name: &str) -> Collected {
+    let got: Collected = Arc::default();
+    let g2 = Arc::clone(&got);
+    let sink = move |b: &mut Burst| {
+        let mut v = g2.lock().unwrap();
+        for p in b.drain() {
+            let d = p.data();
+            if d.len() > 50 && d[12..14] == [8, 0] && d[23] == 17 && d[36..38] == 4789u16.to_be_bytes() {
+                v.push(p);
+            }
+        }
+    };
+    let c = g.add(name, brick_core::bricks::RxTx::new(Side::West, |_: &mut Burst| {}, sink)).unwrap();
+    g.link(nic, c).unwrap();
+    got
+}
+
+/// A VXLAN (IPv4) frame carrying a TCP super-frame of `payload`, inner checksum partial, and
+/// its metadata as the VTEP leaves it after encapsulation.
+fn tunnel_super_frame(payload: &[u8], mss: u16) -> (Vec<u8>, brick_core::Meta) {
+    let mut inner = Vec::new();
+    etherparse::PacketBuilder::ethernet2([0x52, 0x54, 0, 0, 0, 1], [0x52, 0x54, 0, 0, 0, 2])
+        .ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
+        .tcp(40000, 5201, 1000, 1000)
+        .ack(1)
+        .write(&mut inner, payload)
+        .unwrap();
+    let tcp_len = (inner.len() - 34) as u64;
+    let pseudo = brick_core::checksum::csum_add(6 + tcp_len, &inner[26..34]);
+    inner[50..52].copy_from_slice(&(!brick_core::checksum::csum_fold(pseudo)).to_be_bytes());
+    let mut vx = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+    vx.extend_from_slice(&inner);
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([198, 18, 7, 1], [198, 18, 7, 2], 64)
+        .udp(50000, 4789)
+        .write(&mut frame, &vx)
+        .unwrap();
+    frame[40] = 0; // UDP checksum zero, as the VTEP sends over IPv4
+    frame[41] = 0;
+    let meta = brick_core::Meta {
+        l3_offset: 14,
+        l4_offset: 34,
+        offload: OffloadFlags::CSUM_NEEDED,
+        csum_start: 84,
+        csum_offset: 16,
+        gso_size: mss,
+        gso_type: GsoType::TcpV4,
+        ..brick_core::Meta::default()
+    };
+    (frame, meta)
+}
+
+/// A VXLAN super-frame written into a TAP with UDP-tunnel offload crosses a Linux bridge
+/// whole to a TAP that has it too (same bytes, same GSO metadata), and is segmented by the
+/// kernel into valid VXLAN packets for a TAP without it.
+#[test]
+fn udp_tunnel_super_frames_cross_a_bridge_whole_or_segmented_by_the_kernel() {
+    let ns = Netns::new();
+    let names = [unique("bntnl"), unique("bntnl"), unique("bntnl")];
+    let big = pool(64, 65536 + 1024);
+    let tunnel = TapConfig { offloads: TapOffloads::TUNNEL, ..TapConfig::default() };
+    let plain = TapConfig { offloads: TapOffloads::ALL, ..TapConfig::default() };
+    let t1 = TapNic::create(&names[0], tunnel.clone(), big.clone()).unwrap();
+    let t2 = TapNic::create(&names[1], tunnel, big.clone()).unwrap();
+    let t3 = TapNic::create(&names[2], plain, big.clone()).unwrap();
+    let (c1, c2, c3) = (t1.counters(), t2.counters(), t3.counters());
+    ns_exec(&ns.name, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    ip(&["-n", &ns.name, "link", "add", "br0", "type", "bridge"]);
+    for n in &names {
+        into_ns(n, &ns, None);
+        ip(&["-n", &ns.name, "link", "set", n, "master", "br0"]);
+    }
+    ip(&["-n", &ns.name, "link", "set", "br0", "up"]);
+    let mut g = Graph::new("tnl");
+    let a = g.add("t1", t1).unwrap();
+    let b = g.add("t2", t2).unwrap();
+    let c = g.add("t3", t3).unwrap();
+    let _from_a = collect_vxlan(&mut g, a, "ca");
+    let got_b = collect_vxlan(&mut g, b, "cb");
+    let got_c = collect_vxlan(&mut g, c, "cc");
+
+    let payload: Vec<u8> = (0..20_000usize).map(|i| (i * 13 % 253) as u8).collect();
+    let (frame, meta) = tunnel_super_frame(&payload, 1398);
+    let mut burst = Burst::new();
+    let mut p = Packet::from_slice(&frame);
+    *p.meta_mut() = meta;
+    burst.push(p).unwrap();
+    g.inject(a, Side::East, 0, &mut burst).unwrap();
+    assert_eq!(c1.snapshot().tx_gso, 1, "{:?}", c1.snapshot());
+
+    let segments = payload.len().div_ceil(1398);
+    assert!(poll_until(&mut g, Duration::from_secs(5), || {
+        !got_b.lock().unwrap().is_empty() && got_c.lock().unwrap().len() >= segments
+    }));
+    let whole = got_b.lock().unwrap();
+    assert_eq!(whole.len(), 1, "one super-frame through the bridge");
+    assert_eq!(whole[0].data(), &frame[..]);
+    let m = whole[0].meta();
+    assert_eq!((m.gso_type, m.gso_size, m.csum_start, m.csum_offset), (GsoType::TcpV4, 1398, 84, 16));
+    assert_eq!(c2.snapshot().rx_gso, 1);
+
+    let mut segs = got_c.lock().unwrap();
+    assert_eq!(segs.len(), segments, "the kernel segmented for the TAP without tunnel offload");
+    let mut joined = Vec::new();
+    for s in segs.iter_mut() {
+        assert!(s.len() <= 1398 + 104);
+        assert_eq!(s.meta().gso_type, GsoType::None);
+        let m = *s.meta();
+        if m.offload.contains(OffloadFlags::CSUM_NEEDED) {
+            assert!(brick_core::checksum::complete_partial(s.data_mut(), m.csum_start.into(), 16));
+        }
+        let d = s.data();
+        assert_eq!(brick_core::checksum::checksum(&d[14..34]), 0, "outer IPv4 checksum");
+        assert_eq!(u16::from_be_bytes([d[38], d[39]]) as usize, d.len() - 34, "outer UDP length");
+        let inner = etherparse::SlicedPacket::from_ethernet(&d[50..]).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip4)) = &inner.net else { panic!("inner IPv4") };
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = &inner.transport else { panic!("inner TCP") };
+        let h = ip4.header().to_header();
+        assert_eq!(tcp.to_header().calc_checksum_ipv4(&h, tcp.payload()).unwrap(), tcp.checksum());
+        assert_eq!(tcp.sequence_number(), 1000 + joined.len() as u32);
+        joined.extend_from_slice(tcp.payload());
+    }
+    assert_eq!(joined, payload);
+    assert_eq!(c3.snapshot().rx_gso, 0);
+}
