@@ -480,13 +480,15 @@ impl Brick for TapNic {
     fn describe(&self) -> Vec<String> {
         let s = self.counters.snapshot();
         vec![format!(
-            "tap:{} queues:{} rx:{}p/{}B tx:{}p/{}B",
+            "tap:{} queues:{} rx:{}p/{}B tx:{}p/{}B gso rx:{} tx:{}",
             self.name,
             self.queues.len(),
             s.rx_packets,
             s.rx_bytes,
             s.tx_packets,
-            s.tx_bytes
+            s.tx_bytes,
+            s.rx_gso,
+            s.tx_gso
         )]
     }
 }

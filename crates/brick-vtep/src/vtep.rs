@@ -1719,13 +1719,14 @@ impl Brick for Vtep {
             format!("local {} port {} vnis {}", self.cfg.local_ip, self.cfg.udp_port, self.vni_ports.len()),
             format!("neighbours {} groups {}", self.neigh.len(), self.joined.len()),
             format!("tx {} replicas {} too-big {}", c.tx_outer, c.replicas, c.icmp_too_big),
+            format!(
+                "gso whole-tx {} segmented {} ({} segments) whole-rx {}",
+                c.gso_tx, c.gso_segmented, c.gso_segments, c.gso_rx
+            ),
         ]
     }
 }
 
-/// Whether the L4 checksum need not be verified: the NIC did it, or the frame comes from the
-/// local kernel with its checksum still to be completed (`CHECKSUM_PARTIAL`).
-#[inline]
 /// Offload state of a frame just decapsulated (`m` already shifted to the inner frame): a
 /// partial checksum pointing into the inner frame (an inner TCP/UDP header) and GSO metadata
 /// stay for the VM; anything about the outer headers is cleared. Returns false for a
@@ -1748,6 +1749,9 @@ fn inner_offload(m: &mut brick_core::Meta) -> bool {
     true
 }
 
+/// Whether the L4 checksum need not be verified: the NIC did it, or the frame comes from the
+/// local kernel with its checksum still to be completed (`CHECKSUM_PARTIAL`).
+#[inline]
 fn csum_trusted(pkt: &Packet) -> bool {
     let o = pkt.meta().offload;
     o.contains(OffloadFlags::CSUM_VERIFIED) || o.contains(OffloadFlags::CSUM_NEEDED)

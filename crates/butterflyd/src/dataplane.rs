@@ -19,7 +19,7 @@ use brick_core::{
     Brick, BrickId, BrickStats, Graph, GraphHandle, PacketPool, PoolConfig, Runner, RunnerConfig, Side,
 };
 use brick_firewall::{AntiSpoof, AntiSpoofOptions, CompiledRuleset, Firewall, FirewallConfig};
-use brick_nic::{AfPacketConfig, AfPacketNic, TapConfig, TapNic};
+use brick_nic::{AfPacketConfig, AfPacketNic, TapConfig, TapNic, TapOffloads};
 use brick_switch::{Switch, SwitchConfig};
 use brick_vhost::{Offloads, VhostUserConfig, VhostUserNic};
 use brick_vtep::{Vtep, VtepConfig};
@@ -105,6 +105,9 @@ pub struct Dataplane {
     runner: Option<Runner>,
     handle: GraphHandle,
     pool: PacketPool,
+    /// Big buffers (64 KiB TCP super-frames) for what receives from TAPs with TSO: VM TAPs
+    /// and a TAP underlay. `None` with `--no-offload`.
+    big_pool: Option<PacketPool>,
     vtep: BrickId,
     offload: bool,
     vnis: HashMap<u32, VniState>,
@@ -118,6 +121,37 @@ pub struct NicCounters {
     pub from_vm_bytes: u64,
     /// Bytes delivered to the VM.
     pub to_vm_bytes: u64,
+}
+
+/// Buffers in the big pool: bursts of 64 from a few TAPs at a time, with room to spare.
+const BIG_POOL_COUNT: usize = 512;
+/// Data room of a big buffer: a 64 KiB IP packet, its Ethernet header and VLAN tags.
+const BIG_DATA_ROOM: usize = 65_536 + 512;
+
+/// Opens (creates, or attaches to) the underlay TAP. With the big pool (offloads on) and an
+/// IPv4 underlay it asks for UDP-tunnel GSO, so VXLAN super-frames cross whole both ways
+/// (Linux ≥ 6.17); on older kernels it falls back to plain frames. Returns the brick and
+/// whether tunnel super-frames are on.
+fn open_underlay_tap(
+    name: &str,
+    ipv4: bool,
+    pool: &PacketPool,
+    big: Option<&PacketPool>,
+) -> Result<(TapNic, bool), DataplaneError> {
+    let open = |cfg: TapConfig, pool: &PacketPool| {
+        TapNic::create(name, cfg.clone(), pool.clone()).or_else(|_| TapNic::attach(name, cfg, pool.clone()))
+    };
+    if let (Some(big), true) = (big, ipv4) {
+        let cfg = TapConfig { offloads: TapOffloads::TUNNEL, ..TapConfig::default() };
+        if let Ok(tap) = open(cfg, big) {
+            return Ok((tap, true));
+        }
+    }
+    let tap = open(TapConfig::default(), pool).map_err(|e| DataplaneError::Underlay {
+        what: format!("tap {name}"),
+        why: format!("{e} (creating a TAP needs root or CAP_NET_ADMIN; or use --underlay none)"),
+    })?;
+    Ok((tap, false))
 }
 
 fn derived_mac(ip: IpAddr) -> [u8; 6] {
@@ -189,20 +223,25 @@ impl Dataplane {
     pub fn start(cfg: &Config) -> Result<Dataplane, DataplaneError> {
         let pool = PacketPool::new(PoolConfig { count: 16384, ..PoolConfig::default() })
             .map_err(|e| DataplaneError::Other(e.to_string()))?;
+        let big_pool = if cfg.offload {
+            Some(
+                PacketPool::new(PoolConfig {
+                    count: BIG_POOL_COUNT,
+                    data_room: BIG_DATA_ROOM,
+                    ..PoolConfig::default()
+                })
+                .map_err(|e| DataplaneError::Other(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let mut graph = Graph::new("butterflyd");
+        // Whether the underlay takes VXLAN super-frames whole (TAP with UDP-tunnel GSO).
+        let mut tunnel_gso = false;
         let (phys, local_mac): Underside = match &cfg.underlay {
             Underlay::Tap(name) => {
-                let tap = match TapNic::create(name, TapConfig::default(), pool.clone()) {
-                    Ok(t) => t,
-                    Err(_) => TapNic::attach(name, TapConfig::default(), pool.clone()).map_err(|e| {
-                        DataplaneError::Underlay {
-                            what: format!("tap {name}"),
-                            why: format!(
-                                "{e} (creating a TAP needs root or CAP_NET_ADMIN; or use --underlay none)"
-                            ),
-                        }
-                    })?,
-                };
+                let (tap, tunnel) = open_underlay_tap(name, cfg.ip.is_ipv4(), &pool, big_pool.as_ref())?;
+                tunnel_gso = tunnel;
                 link_up(name).map_err(|why| DataplaneError::Underlay { what: format!("tap {name}"), why })?;
                 (Some(Box::new(tap)), derived_mac(cfg.ip))
             }
@@ -229,6 +268,7 @@ impl Dataplane {
         }
         vcfg.gateway = cfg.gateway;
         vcfg.prefix_len = cfg.underlay_prefix;
+        vcfg.tunnel_gso = tunnel_gso;
         let vtep = Vtep::new(vcfg, pool.clone()).map_err(|e| DataplaneError::Other(format!("vtep: {e}")))?;
         let vtep = graph.add("vtep", vtep)?;
         if let Some(phys) = phys {
@@ -252,6 +292,7 @@ impl Dataplane {
             handle: runner.handle(),
             runner: Some(runner),
             pool,
+            big_pool,
             vtep,
             offload: cfg.offload,
             vnis: HashMap::new(),
@@ -327,8 +368,16 @@ impl Dataplane {
                 Ok(Box::new(nic))
             }
             NicType::Tap => {
-                let tap = TapNic::create(id, TapConfig::default(), self.pool.clone())
-                    .map_err(|e| nic_err(id, e))?;
+                // With offloads, the VM's kernel hands over TCP super-frames (TSO) with GSO
+                // metadata; they cross the graph whole and are segmented at the very end
+                // (by the kernel behind a TAP underlay, or by the VTEP in software).
+                let (cfg, pool) = match &self.big_pool {
+                    Some(big) => {
+                        (TapConfig { offloads: TapOffloads::ALL, ..TapConfig::default() }, big.clone())
+                    }
+                    None => (TapConfig::default(), self.pool.clone()),
+                };
+                let tap = TapNic::create(id, cfg, pool).map_err(|e| nic_err(id, e))?;
                 link_up(id).map_err(|e| nic_err(id, e))?;
                 // A TAP brick faces east (a physical NIC); as a VM endpoint it must face west.
                 Ok(Box::new(Flipped::new(tap)))
