@@ -5,6 +5,12 @@
 #   veth      : the two VM namespaces joined directly by a veth pair (the ceiling)
 # Figures: ping RTT (mean / median of 50), iperf3 TCP (1 stream), iperf3 UDP 64-byte packets/s received and loss,
 # CPU used during the UDP test. Usage (root): [BUSY_POLL=1] [BUTTERFLYD=path] benches/kernel-compare.sh [SECONDS]
+# butterfly-rs is measured three ways: AF_PACKET underlay with --no-offload (VMs without TSO:
+# every MSS-sized segment crosses both daemons, the behaviour before GSO support), AF_PACKET
+# underlay with TSO from the VMs (super-frames cross the VM side whole, the VTEP cuts them in
+# software before encapsulation: AF_PACKET cannot send UDP-tunnel super-frames; the far VM's
+# TAP merges segments back), and a TAP underlay bridged to the veth by the host kernel with
+# UDP-tunnel GSO (super-frames cross the whole path and the wire whole).
 # Installs iperf3 and nftables if missing. Prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,25 +93,40 @@ NFT
 done
 measure "kernel bridge+vxlan+nft" bfcka$T bfckb$T 10.51.0.2
 
-# --- butterfly-rs
-mkns bfcb1$T; mkns bfcb2$T
-ip -n bfcb1$T link add u type veth peer name u netns bfcb2$T
-for i in 1 2; do
-  h=bfcb$i$T
-  ip -n $h link set u up
-  ip netns exec $h sysctl -qw net.ipv6.conf.u.disable_ipv6=1
-  ip netns exec $h $BD --underlay af-packet:u -i 198.18.91.$i -e ipc://$TMP/api$i.sock -s $TMP/s$i \
-     --no-state --metrics off -l error ${BUSY_POLL:+--busy-poll} </dev/null 2>$TMP/bd$i.log &
-  PIDS+=($!)
-done
-for i in 1 2; do
-  for k in $(seq 50); do $CLI -e ipc://$TMP/api$i.sock -t 500 nic list >/dev/null 2>&1 && break; sleep 0.1; done
-  $CLI -e ipc://$TMP/api$i.sock sg add open >/dev/null
-  $CLI -e ipc://$TMP/api$i.sock sg rule add open --dir in --ip-proto all --cidr 0.0.0.0/0 >/dev/null
-  $CLI -e ipc://$TMP/api$i.sock nic add --id bfcn$i --type TAP --mac 52:54:00:50:00:0$i --vni 52 --ip 10.52.0.$i --sg open >/dev/null
-  vm=bfcbv$i$T; mkns $vm
-  ip -n bfcb$i$T link set dev bfcn$i address 52:54:00:50:00:0$i
-  ip -n bfcb$i$T link set dev bfcn$i netns $vm
-  vmaddr $vm bfcn$i 10.52.0.$i
-done
-measure butterfly-rs bfcbv1$T bfcbv2$T 10.52.0.2
+# --- butterfly-rs: butterfly NAME TAG SUBNET UNDERLAY(af-packet|tap) [daemon options]
+butterfly() {
+  local name=$1 tg=$2 net=$3 kind=$4; shift 4
+  local h1=bfc${tg}1$T h2=bfc${tg}2$T
+  mkns $h1; mkns $h2
+  ip -n $h1 link add u type veth peer name u netns $h2
+  for i in 1 2; do
+    h=bfc${tg}$i$T
+    ip -n $h link set u up
+    ip netns exec $h sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    local ul=af-packet:u
+    if [ "$kind" = tap ]; then
+      # The host kernel bridges the daemon's TAP underlay to its NIC (here the veth).
+      ip -n $h link add br0 type bridge mcast_snooping 0; ip -n $h link set u master br0
+      ip -n $h link set br0 up; ul=tap:bfu
+    fi
+    ip netns exec $h $BD --underlay $ul -i 198.18.$net.$i -e ipc://$TMP/api$tg$i.sock -s $TMP/s$tg$i \
+       --no-state --metrics off -l error ${BUSY_POLL:+--busy-poll} "$@" </dev/null 2>$TMP/bd$tg$i.log &
+    PIDS+=($!)
+  done
+  for i in 1 2; do
+    local api=ipc://$TMP/api$tg$i.sock
+    for k in $(seq 50); do $CLI -e $api -t 500 nic list >/dev/null 2>&1 && break; sleep 0.1; done
+    [ "$kind" = tap ] && ip -n bfc${tg}$i$T link set bfu master br0
+    $CLI -e $api sg add open >/dev/null
+    $CLI -e $api sg rule add open --dir in --ip-proto all --cidr 0.0.0.0/0 >/dev/null
+    $CLI -e $api nic add --id bfcn$i --type TAP --mac 52:54:00:$net:00:0$i --vni $net --ip 10.$net.0.$i --sg open >/dev/null
+    vm=bfc${tg}v$i$T; mkns $vm
+    ip -n bfc${tg}$i$T link set dev bfcn$i address 52:54:00:$net:00:0$i
+    ip -n bfc${tg}$i$T link set dev bfcn$i netns $vm
+    vmaddr $vm bfcn$i 10.$net.0.$i
+  done
+  measure "$name" bfc${tg}v1$T bfc${tg}v2$T 10.$net.0.2
+}
+butterfly "butterfly-rs AF_PACKET, VMs without TSO (--no-offload)" a 52 af-packet --no-offload
+butterfly "butterfly-rs AF_PACKET, TSO + software GSO in the VTEP" b 53 af-packet
+butterfly "butterfly-rs TAP underlay + UDP-tunnel GSO (bridged)" c 54 tap
