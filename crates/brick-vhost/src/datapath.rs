@@ -176,6 +176,69 @@ impl Default for RxScratch {
 /// `num_buffers` is known). A header spread over more than this many descriptors is refused.
 const MAX_HDR_SEGS: usize = 4;
 
+/// What [`rx_push_segmenting`] did with one packet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxOutcome {
+    /// Frames published to the guest (the packet, or its segments).
+    pub frames: u64,
+    /// Bytes published (without virtio-net headers).
+    pub bytes: u64,
+    /// Frames lost (the packet, or segments that could not be made or pushed), and why (the
+    /// last reason).
+    pub dropped: u64,
+    /// Reason of the last loss.
+    pub reason: Option<RxDrop>,
+}
+
+/// [`rx_push`], except that a TCP super-frame the guest cannot take whole (it did not
+/// negotiate GUEST_TSO4/6) is cut with [`brick_core::gso`] into segments from `pool`, which
+/// are pushed one by one. `segs` is scratch storage kept by the caller (no allocation once
+/// it has grown).
+pub fn rx_push_segmenting<M: GuestMemory>(
+    q: &mut Queue,
+    mem: &M,
+    pkt: &mut Packet,
+    feat: &NetFeatures,
+    scratch: &mut RxScratch,
+    pool: &PacketPool,
+    segs: &mut Vec<Packet>,
+) -> RxOutcome {
+    let mut o = RxOutcome::default();
+    match rx_push(q, mem, pkt, feat, scratch) {
+        Ok(()) => {
+            o.frames = 1;
+            o.bytes = pkt.len() as u64;
+            return o;
+        }
+        Err(RxDrop::NeedsSegmentation) if pkt.meta().gso_type != brick_core::GsoType::None => {}
+        Err(e) => {
+            o.dropped = 1;
+            o.reason = Some(e);
+            return o;
+        }
+    }
+    segs.clear();
+    if brick_core::gso::segment_into_pool(pkt, pool, |s| segs.push(s)).is_err() {
+        // Malformed, or the pool ran dry half-way: the packet counts as lost, whatever
+        // segments were made are still delivered.
+        o.dropped = 1;
+        o.reason = Some(RxDrop::NeedsSegmentation);
+    }
+    for mut seg in segs.drain(..) {
+        match rx_push(q, mem, &mut seg, feat, scratch) {
+            Ok(()) => {
+                o.frames += 1;
+                o.bytes += seg.len() as u64;
+            }
+            Err(e) => {
+                o.dropped += 1;
+                o.reason = Some(e);
+            }
+        }
+    }
+    o
+}
+
 /// Copies `pkt` (plus its virtio-net header) into guest RX buffers popped from `q`, and
 /// publishes them in the used ring. On failure nothing is published and the popped buffers
 /// are put back (except a single unusable chain in first position, returned with length 0).

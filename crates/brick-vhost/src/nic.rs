@@ -19,7 +19,7 @@ use virtio_queue::QueueT;
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 
 use crate::backend::{device_features, Conn, DeviceSpec, NetBackend, NicStats, Shared, Vring};
-use crate::datapath::{rx_push, tx_pop, NetFeatures, RxDrop, RxScratch, TxDrop, TxPop};
+use crate::datapath::{rx_push_segmenting, tx_pop, NetFeatures, RxDrop, RxScratch, TxDrop, TxPop};
 use crate::proxy::{relay, EnableFilter, RelayEnd};
 
 /// Names of the brick's drop reasons (indexes of [`NicStats::drops`] and of the graph's
@@ -209,6 +209,8 @@ pub struct VhostUserNic {
     feat: NetFeatures,
     marks: Vec<QueueMark>,
     scratch: RxScratch,
+    /// Segments of a super-frame cut for a guest without TSO.
+    gso_segs: Vec<brick_core::Packet>,
     rx_next: usize,
     control: Control,
 }
@@ -282,6 +284,7 @@ impl VhostUserNic {
             feat: NetFeatures::default(),
             marks: vec![QueueMark::default(); queues],
             scratch: RxScratch::default(),
+            gso_segs: Vec::with_capacity(64),
             rx_next: 0,
             control: Control { stop, wake, join: Some(join) },
             cfg,
@@ -487,15 +490,27 @@ impl Brick for VhostUserNic {
         let queue = st.get_queue_mut();
         let mut delivered = 0u64;
         for mut pkt in pkts.drain() {
-            match rx_push(queue, &*mem, &mut pkt, &self.feat, &mut self.scratch) {
-                Ok(()) => {
-                    delivered += 1;
-                    stats.rx_bytes.add(pkt.len() as u64);
-                }
-                Err(e) => {
-                    let r = DropReason::from(e);
-                    stats.drops[r as usize].add(1);
+            let o = rx_push_segmenting(
+                queue,
+                &*mem,
+                &mut pkt,
+                &self.feat,
+                &mut self.scratch,
+                &self.cfg.pool,
+                &mut self.gso_segs,
+            );
+            delivered += o.frames;
+            stats.rx_bytes.add(o.bytes);
+            if let Some(e) = o.reason {
+                let r = DropReason::from(e);
+                stats.drops[r as usize].add(o.dropped);
+                if o.frames == 0 {
                     out.drop(pkt, r as usize);
+                    if o.dropped > 1 {
+                        out.count_drop(r as usize, o.dropped - 1);
+                    }
+                } else {
+                    out.count_drop(r as usize, o.dropped);
                 }
             }
         }
