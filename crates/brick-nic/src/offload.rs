@@ -527,6 +527,83 @@ mod tests {
         assert_eq!(short, [0u8; 10]);
     }
 
+    fn tunnel_hdr(
+        flags: u8,
+        gso_type: u8,
+        csum_start: u16,
+        outer_th: u16,
+        inner_nh: u16,
+    ) -> [u8; VNET_HDR_TNL_LEN] {
+        let mut b = [0u8; VNET_HDR_TNL_LEN];
+        let h = VnetHdr { flags, gso_type, hdr_len: 0, gso_size: 1398, csum_start, csum_offset: 16 };
+        let mut base = [0u8; VNET_HDR_LEN];
+        h.write(&mut base);
+        b[..VNET_HDR_LEN].copy_from_slice(&base);
+        b[20..22].copy_from_slice(&outer_th.to_le_bytes());
+        b[22..24].copy_from_slice(&inner_nh.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn tunnel_headers_are_checked_like_the_kernel_does() {
+        let t4 = VNET_GSO_UDP_TUNNEL_IPV4 | VNET_GSO_TCPV4;
+        let ok = tunnel_hdr(VNET_F_NEEDS_CSUM, t4, 84, 34, 64);
+        assert_eq!(
+            VnetTunnel::parse(&ok),
+            Ok(Some(VnetTunnel { kind: VNET_GSO_UDP_TUNNEL_IPV4, outer_th: 34, inner_nh: 64 }))
+        );
+        assert_eq!(VnetTunnel::parse(&tunnel_hdr(VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, 34, 0, 0)), Ok(None));
+        assert_eq!(VnetTunnel::parse(&ok[..20]), Err(OffloadError::ShortHeader(20)));
+        let both = VNET_GSO_UDP_TUNNEL_IPV4 | VNET_GSO_UDP_TUNNEL_IPV6 | VNET_GSO_TCPV4;
+        let bad = [
+            tunnel_hdr(VNET_F_NEEDS_CSUM, both, 84, 34, 64),
+            tunnel_hdr(VNET_F_NEEDS_CSUM, VNET_GSO_UDP_TUNNEL_IPV4 | VNET_GSO_UDP, 84, 34, 64),
+            tunnel_hdr(0, t4, 84, 34, 64),
+            tunnel_hdr(VNET_F_NEEDS_CSUM | VNET_F_UDP_TUNNEL_CSUM, t4, 84, 34, 64),
+            tunnel_hdr(VNET_F_NEEDS_CSUM, t4, 84, 20, 64),
+            tunnel_hdr(VNET_F_NEEDS_CSUM, t4, 84, 34, 40),
+            tunnel_hdr(VNET_F_NEEDS_CSUM, t4, 70, 34, 64),
+            tunnel_hdr(VNET_F_NEEDS_CSUM, VNET_GSO_UDP_TUNNEL_IPV6 | VNET_GSO_TCPV4, 104, 34, 84),
+        ];
+        for b in bad {
+            assert_eq!(VnetTunnel::parse(&b), Err(OffloadError::BadTunnel), "{b:?}");
+        }
+    }
+
+    #[test]
+    fn tunnel_fields_are_found_in_a_vxlan_super_frame() {
+        let inner = tcp4_frame(&[1u8; 3000]);
+        let mut vx = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        vx.extend_from_slice(&inner);
+        let mut outer = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+            .udp(50000, 4789)
+            .write(&mut outer, &vx)
+            .unwrap();
+        let m = Meta {
+            offload: OffloadFlags::CSUM_NEEDED,
+            csum_start: 84,
+            csum_offset: 16,
+            gso_size: 1398,
+            gso_type: GsoType::TcpV4,
+            ..Meta::default()
+        };
+        let t = VnetTunnel::for_frame(&m, &outer).unwrap();
+        assert_eq!(t, VnetTunnel { kind: VNET_GSO_UDP_TUNNEL_IPV4, outer_th: 34, inner_nh: 64 });
+        let mut hdr = [0u8; VNET_HDR_TNL_LEN];
+        let mut base = [0u8; VNET_HDR_LEN];
+        VnetHdr::from_meta(&m, &outer).unwrap().write(&mut base);
+        hdr[..VNET_HDR_LEN].copy_from_slice(&base);
+        t.write(&mut hdr);
+        assert_eq!(VnetTunnel::parse(&hdr), Ok(Some(t)), "what we write we read back");
+        // Not a tunnel: a plain TCP super-frame, a non-GSO frame, csum_start in the outer headers.
+        let plain = Meta { csum_start: 34, ..m };
+        assert_eq!(VnetTunnel::for_frame(&plain, &inner), None);
+        assert_eq!(VnetTunnel::for_frame(&Meta { gso_type: GsoType::None, ..m }, &outer), None);
+        assert_eq!(VnetTunnel::for_frame(&plain, &outer), None);
+    }
+
     proptest! {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), len in 0usize..70000) {
@@ -544,6 +621,19 @@ mod tests {
             let _ = complete_checksum(&mut b, start, 6);
             let mut m = Meta::default();
             guess_l2_l3(&bytes, &mut m);
+        }
+
+        #[test]
+        fn random_tunnel_headers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), start: u16, gso in 0u8..3) {
+            let _ = VnetTunnel::parse(&bytes);
+            let m = Meta {
+                csum_start: start,
+                gso_type: [GsoType::None, GsoType::TcpV4, GsoType::TcpV6][gso as usize],
+                ..Meta::default()
+            };
+            if let Some(t) = VnetTunnel::for_frame(&m, &bytes) {
+                prop_assert!(usize::from(t.inner_nh) + 20 <= usize::from(start));
+            }
         }
 
         #[test]
