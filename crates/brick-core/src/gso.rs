@@ -272,6 +272,11 @@ pub struct TcpSegment {
 pub const MAX_MERGED_IP: usize = 65_000;
 
 impl TcpSegment {
+    /// Whether the segment has PSH set (it ends a run).
+    pub fn psh(&self) -> bool {
+        self.psh
+    }
+
     /// Checks `frame` as a candidate for merging; `None` if it is not one.
     pub fn parse(frame: &[u8], meta: &Meta) -> Option<TcpSegment> {
         if meta.gso_type != GsoType::None || be16(frame, 12)? != ETH_P_IPV4 && be16(frame, 12)? != ETH_P_IPV6

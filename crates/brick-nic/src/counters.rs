@@ -66,6 +66,8 @@ pub struct NicCounters {
     pub rx_gso: Counter,
     /// Super-frames handed whole to the device (it or the kernel segments them).
     pub tx_gso: Counter,
+    /// Segments merged into super-frames on transmit (TAP `coalesce`).
+    pub tx_coalesced: Counter,
 }
 
 /// A plain copy of [`NicCounters`] at one moment.
@@ -103,6 +105,8 @@ pub struct NicStats {
     pub rx_gso: u64,
     /// See [`NicCounters::tx_gso`].
     pub tx_gso: u64,
+    /// See [`NicCounters::tx_coalesced`].
+    pub tx_coalesced: u64,
 }
 
 impl NicCounters {
@@ -144,6 +148,7 @@ impl NicCounters {
             rx_offloaded: self.rx_offloaded.get(),
             rx_gso: self.rx_gso.get(),
             tx_gso: self.tx_gso.get(),
+            tx_coalesced: self.tx_coalesced.get(),
         }
     }
 }

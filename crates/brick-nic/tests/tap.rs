@@ -348,3 +348,109 @@ fn udp_tunnel_super_frames_cross_a_bridge_whole_or_segmented_by_the_kernel() {
     assert_eq!(joined, payload);
     assert_eq!(c3.snapshot().rx_gso, 0);
 }
+
+/// Software GRO on transmit: a burst of consecutive TCP segments of one flow leaves a TAP with
+/// `coalesce` as one super-frame (one write), which a Linux bridge hands whole to a TAP with
+/// TSO; it is the original super-frame again, byte for byte once its checksum is completed.
+/// A segment of another flow in the middle of the burst is sent on its own.
+#[test]
+fn coalescing_tap_merges_a_run_of_segments_into_one_super_frame() {
+    let ns = Netns::new();
+    let names = [unique("bncoa"), unique("bncoa")];
+    let big = pool(128, 65536 + 1024);
+    let tx_cfg = TapConfig { offloads: TapOffloads::ALL, coalesce: true, ..TapConfig::default() };
+    let rx_cfg = TapConfig { offloads: TapOffloads::ALL, ..TapConfig::default() };
+    let t1 = TapNic::create(&names[0], tx_cfg, big.clone()).unwrap();
+    let t2 = TapNic::create(&names[1], rx_cfg, big.clone()).unwrap();
+    let (c1, c2) = (t1.counters(), t2.counters());
+    ns_exec(&ns.name, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    ip(&["-n", &ns.name, "link", "add", "br0", "type", "bridge"]);
+    for n in &names {
+        into_ns(n, &ns, None);
+        ip(&["-n", &ns.name, "link", "set", n, "master", "br0"]);
+    }
+    ip(&["-n", &ns.name, "link", "set", "br0", "up"]);
+    let mut g = Graph::new("coalesce");
+    let a = g.add("t1", t1).unwrap();
+    let b = g.add("t2", t2).unwrap();
+    let _from_a = collect_tcp(&mut g, a, "ca");
+    let got = collect_tcp(&mut g, b, "cb");
+
+    // The super-frame a sender with TSO would make, cut into 1398-byte segments.
+    let payload: Vec<u8> = (0..20_000usize).map(|i| (i * 11 % 251) as u8).collect();
+    let mut sf = Vec::new();
+    etherparse::PacketBuilder::ethernet2([0x52, 0x54, 0, 0, 0, 1], [0x52, 0x54, 0, 0, 0, 2])
+        .ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
+        .tcp(40000, 5201, 1000, 1000)
+        .ack(1)
+        .psh()
+        .write(&mut sf, &payload)
+        .unwrap();
+    let meta = brick_core::Meta { gso_size: 1398, gso_type: GsoType::TcpV4, ..brick_core::Meta::default() };
+    let plan = brick_core::gso::TcpSegmenter::new(&sf, &meta).unwrap();
+    let mut burst = Burst::new();
+    for i in 0..plan.segment_count() {
+        let mut buf = vec![0u8; plan.segment_len(i)];
+        plan.write_segment(&sf, i, &mut buf).unwrap();
+        burst.push(Packet::from_slice(&buf)).unwrap();
+        if i == 3 {
+            // Another flow's segment in the middle: sent alone, and the run goes on after it.
+            let mut other = Vec::new();
+            etherparse::PacketBuilder::ethernet2([0x52, 0x54, 0, 0, 0, 3], [0x52, 0x54, 0, 0, 0, 2])
+                .ipv4([10, 9, 0, 3], [10, 9, 0, 2], 64)
+                .tcp(40001, 5201, 1, 1000)
+                .ack(1)
+                .write(&mut other, &[9u8; 100])
+                .unwrap();
+            burst.push(Packet::from_slice(&other)).unwrap();
+        }
+    }
+    assert_eq!(plan.segment_count(), 15);
+    g.inject(a, Side::East, 0, &mut burst).unwrap();
+    let s1 = c1.snapshot();
+    assert_eq!((s1.tx_packets, s1.tx_gso, s1.tx_coalesced), (3, 2, 15), "{s1:?}");
+
+    assert!(poll_until(&mut g, Duration::from_secs(5), || got.lock().unwrap().len() >= 3));
+    let mut got = got.lock().unwrap();
+    assert_eq!(got.len(), 3);
+    let mut rebuilt = Vec::new();
+    for p in got.iter_mut() {
+        let m = *p.meta();
+        if m.offload.contains(OffloadFlags::CSUM_NEEDED) {
+            assert!(brick_core::checksum::complete_partial(p.data_mut(), m.csum_start.into(), 16));
+        }
+        let d = p.data();
+        if d[26..30] == [10, 9, 0, 3] {
+            continue;
+        }
+        assert_eq!(m.gso_type, GsoType::TcpV4);
+        assert_eq!(m.gso_size, 1398);
+        let s = etherparse::SlicedPacket::from_ethernet(d).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = &s.transport else { panic!("tcp") };
+        let Some(etherparse::NetSlice::Ipv4(ip4)) = &s.net else { panic!("ipv4") };
+        let h = ip4.header().to_header();
+        assert_eq!(tcp.to_header().calc_checksum_ipv4(&h, tcp.payload()).unwrap(), tcp.checksum());
+        assert_eq!(tcp.sequence_number(), 1000 + rebuilt.len() as u32);
+        rebuilt.extend_from_slice(tcp.payload());
+    }
+    assert_eq!(rebuilt, payload);
+    assert_eq!(c2.snapshot().rx_gso, 2);
+}
+
+/// Collects the IPv4 TCP frames reaching the east of `nic`, with their metadata.
+fn collect_tcp(g: &mut Graph, nic: brick_core::BrickId, name: &str) -> Collected {
+    let got: Collected = Arc::default();
+    let g2 = Arc::clone(&got);
+    let sink = move |b: &mut Burst| {
+        let mut v = g2.lock().unwrap();
+        for p in b.drain() {
+            let d = p.data();
+            if d.len() > 34 && d[12..14] == [8, 0] && d[23] == 6 {
+                v.push(p);
+            }
+        }
+    };
+    let c = g.add(name, brick_core::bricks::RxTx::new(Side::West, |_: &mut Burst| {}, sink)).unwrap();
+    g.link(nic, c).unwrap();
+    got
+}

@@ -372,9 +372,12 @@ impl Dataplane {
                 // metadata; they cross the graph whole and are segmented at the very end
                 // (by the kernel behind a TAP underlay, or by the VTEP in software).
                 let (cfg, pool) = match &self.big_pool {
-                    Some(big) => {
-                        (TapConfig { offloads: TapOffloads::ALL, ..TapConfig::default() }, big.clone())
-                    }
+                    // Segments that arrive one by one (AF_PACKET/DPDK underlays) are merged
+                    // back into super-frames for the VM (software GRO).
+                    Some(big) => (
+                        TapConfig { offloads: TapOffloads::ALL, coalesce: true, ..TapConfig::default() },
+                        big.clone(),
+                    ),
                     None => (TapConfig::default(), self.pool.clone()),
                 };
                 let tap = TapNic::create(id, cfg, pool).map_err(|e| nic_err(id, e))?;

@@ -609,14 +609,16 @@ fn tcp_super_frames_cross_the_underlay_whole() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // tshark is ready once it has created its file.
-    for _ in 0..100 {
-        if pcap.exists() {
+    // tshark is capturing once a ping across the overlay shows up in its file.
+    let captured = || std::fs::metadata(&pcap).map(|m| m.len()).unwrap_or(0);
+    for _ in 0..40 {
+        let before = captured();
+        let _ = ping(&b, "10.61.0.1", "1");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        if before > 0 && captured() > before {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    std::thread::sleep(std::time::Duration::from_millis(500));
     let (got, sent) = tcp_transfer(&a, &b, "10.61.0.1", 8, t.tag);
     // SIGINT, so tshark flushes its file.
     sh(&["kill", "-INT", &capture.id().to_string()]);
