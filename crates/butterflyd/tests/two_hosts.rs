@@ -620,7 +620,8 @@ fn tcp_super_frames_cross_the_underlay_whole() {
         }
     }
     let (got, sent) = tcp_transfer(&a, &b, "10.61.0.1", 8, t.tag);
-    // SIGINT, so tshark flushes its file.
+    // Let the capture's ring hand over its last block, then SIGINT so tshark flushes its file.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     sh(&["kill", "-INT", &capture.id().to_string()]);
     let _ = capture.wait();
     assert_eq!(got, sent, "TCP transfer intact");
