@@ -17,7 +17,7 @@
 //! segment from a [`PacketPool`]. Malformed metadata or headers give a [`GsoError`], never a
 //! panic, so the caller can drop and count the frame.
 
-use crate::checksum::{csum_add, csum_fold};
+use crate::checksum::{csum_add, csum_add_value, csum_fold};
 use crate::{GsoType, Meta, OffloadFlags, Packet, PacketPool};
 
 /// Most segments one super-frame may be cut into (64 KiB at Linux's smallest MSS, 88 bytes,
@@ -204,7 +204,7 @@ impl TcpSegmenter {
         out[l4 + 13] = flags;
         out[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
         let tcp_len = (len - l4) as u64;
-        let c = csum_fold(csum_add(self.pseudo + tcp_len, &out[l4..]));
+        let c = csum_fold(csum_add(csum_add_value(self.pseudo, tcp_len), &out[l4..]));
         out[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
         Ok(len)
     }
@@ -312,7 +312,9 @@ impl TcpSegment {
         }
         let trusted = meta.offload.contains(OffloadFlags::CSUM_VERIFIED)
             || meta.offload.contains(OffloadFlags::CSUM_NEEDED);
-        if !trusted && csum_fold(csum_add(pseudo + (frame.len() - l4) as u64, &frame[l4..])) != 0 {
+        if !trusted
+            && csum_fold(csum_add(csum_add_value(pseudo, (frame.len() - l4) as u64), &frame[l4..])) != 0
+        {
             return None;
         }
         let seq = u32::from_be_bytes([frame[l4 + 4], frame[l4 + 5], frame[l4 + 6], frame[l4 + 7]]);
@@ -388,7 +390,7 @@ pub fn merge_header(first_frame: &mut [u8], first: &TcpSegment, merged: usize, p
     if psh {
         first_frame[l4 + 13] |= TCP_PSH;
     }
-    let partial = !csum_fold(pseudo + tcp_len as u64);
+    let partial = !csum_fold(csum_add_value(pseudo, tcp_len as u64));
     first_frame[l4 + 16..l4 + 18].copy_from_slice(&partial.to_be_bytes());
     Meta {
         l2_offset: 0,

@@ -505,7 +505,7 @@ mod tests {
 
     #[test]
     fn completes_a_partial_checksum() {
-        use brick_core::checksum::{csum_add, csum_fold};
+        use brick_core::checksum::{csum_add, csum_add_value, csum_fold};
         for frame in [tcp4_frame(b"some payload!"), udp6_frame(b"odd")] {
             let loc = locate_l4(&frame).unwrap();
             let at = (loc.l4_offset + loc.csum_offset()) as usize;
@@ -515,7 +515,10 @@ mod tests {
             let ip = &frame[loc.l3_offset as usize..];
             let l4_len = (frame.len() - loc.l4_offset as usize) as u64;
             let mut pseudo = loc.protocol as u64 + l4_len;
-            pseudo += if ip[0] >> 4 == 4 { csum_add(0, &ip[12..20]) } else { csum_add(0, &ip[8..40]) };
+            pseudo = csum_add_value(
+                pseudo,
+                if ip[0] >> 4 == 4 { csum_add(0, &ip[12..20]) } else { csum_add(0, &ip[8..40]) },
+            );
             // The field holds the pseudo-header sum, not complemented.
             partial[at..at + 2].copy_from_slice(&(!csum_fold(pseudo)).to_be_bytes());
             assert!(complete_checksum(&mut partial, loc.l4_offset, loc.csum_offset()));

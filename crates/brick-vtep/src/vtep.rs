@@ -336,11 +336,11 @@ impl Vtep {
             IpAddr::V6(a) => (true, Ipv4Addr::UNSPECIFIED, a),
         };
         // Constant part of the outer IPv4 header sum: version/IHL, DF, TTL/protocol, source.
-        let csum_v4_base = 0x4500
-            + 0x4000
-            + (u64::from(cfg.ttl) << 8 | u64::from(PROTO_UDP))
-            + csum_add(0, &local4.octets());
-        let csum_v6_src = csum_add(0, &local6.octets()) + u64::from(PROTO_UDP);
+        let csum_v4_base = csum_add_value(
+            csum_add(0, &local4.octets()),
+            0x4500 + 0x4000 + (u64::from(cfg.ttl) << 8 | u64::from(PROTO_UDP)),
+        );
+        let csum_v6_src = csum_add_value(csum_add(0, &local6.octets()), u64::from(PROTO_UDP));
         Ok(Vtep {
             v6,
             local4,
@@ -889,7 +889,7 @@ impl Vtep {
                 h[60] = 0;
                 h[61] = 0;
                 write_vxlan(&mut h[62..70], vni);
-                let acc = csum_add(self.csum_v6_src + u64::from(plen), &d);
+                let acc = csum_add(csum_add_value(self.csum_v6_src, u64::from(plen)), &d);
                 let data = pkt.data_mut();
                 let mut c = csum_fold(csum_add(acc, &data[54..]));
                 if c == 0 {
@@ -1303,7 +1303,7 @@ impl Vtep {
         if be16(d, l4 + 6) != 0 && !csum_trusted(&pkt) {
             // Pseudo-header: the addresses straight from the outer IP header, protocol, length.
             let addrs = if v6 { &d[ETH_LEN + 8..ETH_LEN + 40] } else { &d[ETH_LEN + 12..ETH_LEN + 20] };
-            let acc = csum_add(0, addrs) + u64::from(PROTO_UDP) + udp_len as u64;
+            let acc = csum_add_value(csum_add(0, addrs), u64::from(PROTO_UDP) + udp_len as u64);
             if csum_fold(csum_add(acc, &d[l4..l4 + udp_len])) != 0 {
                 return out.drop(pkt, D_BAD_CSUM);
             }
@@ -1396,7 +1396,7 @@ impl Vtep {
         }
         if be16(d, l4 + 6) != 0 && !csum_trusted(pkt) {
             let addrs = if self.v6 { &d[ETH_LEN + 8..ETH_LEN + 40] } else { &d[ETH_LEN + 12..ETH_LEN + 20] };
-            let acc = csum_add(0, addrs) + u64::from(PROTO_UDP) + udp_len as u64;
+            let acc = csum_add_value(csum_add(0, addrs), u64::from(PROTO_UDP) + udp_len as u64);
             if csum_fold(csum_add(acc, &d[l4..l4 + udp_len])) != 0 {
                 return None;
             }

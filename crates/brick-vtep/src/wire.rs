@@ -108,7 +108,7 @@ pub fn link_local_from_mac(mac: [u8; 6]) -> Ipv6Addr {
 // ---------------------------------------------------------------------------------------
 // Checksums
 
-pub use brick_core::checksum::{checksum, csum_add, csum_fold};
+pub use brick_core::checksum::{checksum, csum_add, csum_add_value, csum_fold};
 
 /// Accumulator of the IPv6 pseudo-header (RFC 8200 §8.1).
 #[inline]
@@ -121,7 +121,7 @@ pub fn pseudo_v6(src: &[u8; 16], dst: &[u8; 16], len: u32, proto: u8) -> u64 {
 /// Accumulator of the IPv4 pseudo-header.
 #[inline]
 pub fn pseudo_v4(src: &[u8; 4], dst: &[u8; 4], len: u16, proto: u8) -> u64 {
-    csum_add(csum_add(0, src), dst) + u64::from(len) + u64::from(proto)
+    csum_add_value(csum_add(csum_add(0, src), dst), u64::from(len) + u64::from(proto))
 }
 
 // ---------------------------------------------------------------------------------------
