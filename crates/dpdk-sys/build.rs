@@ -75,6 +75,8 @@ fn main() {
         .allowlist_function("rte_vdev_uninit")
         .allowlist_function("rte_pktmbuf_pool_create")
         .allowlist_function("rte_mempool_free")
+        .allowlist_function("rte_thread_register")
+        .allowlist_function("rte_thread_unregister")
         .allowlist_function("rte_mempool_avail_count")
         .allowlist_function("rte_mempool_in_use_count")
         .allowlist_function("brick_.*")

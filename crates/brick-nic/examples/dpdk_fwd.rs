@@ -7,7 +7,9 @@
 //! ```
 //! First argument: seconds to run; the rest: EAL arguments. `BRICK_ZERO_COPY=0` in the
 //! environment copies every frame into the packet pool and back (the zero-copy path is the
-//! default).
+//! default). `BRICK_THREAD=1` runs the graph on a thread of ours (as a daemon's `Runner`
+//! does) instead of the EAL main lcore, pinned to the same CPU; `BRICK_REGISTER=0` keeps that
+//! thread unknown to the EAL (no mempool cache).
 
 use std::time::{Duration, Instant};
 
@@ -21,11 +23,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let eal = Eal::init(&eal_args)?;
     let pool = PacketPool::new(PoolConfig { count: 4096, ..PoolConfig::default() })?;
     let mut g = Graph::new("fwd");
-    let zero_copy = std::env::var("BRICK_ZERO_COPY").map_or(true, |v| v != "0");
+    let flag = |name: &str, default: bool| std::env::var(name).map_or(default, |v| v != "0");
+    let zero_copy = flag("BRICK_ZERO_COPY", true);
+    let register_thread = flag("BRICK_REGISTER", true);
     let mut counters = Vec::new();
     let mut ids = Vec::new();
     for port in 0..2u16 {
-        let cfg = DpdkConfig { port: PortSpec::Id(port), mbufs: 8191, zero_copy, ..DpdkConfig::default() };
+        let cfg = DpdkConfig {
+            port: PortSpec::Id(port),
+            mbufs: 8191,
+            zero_copy,
+            register_thread,
+            ..DpdkConfig::default()
+        };
         let nic = DpdkNic::open(eal, cfg, pool.clone())?;
         counters.push(nic.counters());
         ids.push(g.add(format!("port{port}"), nic)?);
@@ -33,6 +43,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let patch = g.add("patch", Patch)?;
     g.link(ids[0], patch)?;
     g.link(ids[1], patch)?;
+    if flag("BRICK_THREAD", false) {
+        // The EAL pinned this thread; the worker takes over its CPU and this one waits.
+        let cpus = brick_nic_affinity();
+        return std::thread::spawn(move || {
+            if let Some(cpu) = cpus {
+                let _ = brick_core::pin_to_cpu(cpu);
+            }
+            run(g, counters, secs).map_err(|e| e.to_string())
+        })
+        .join()
+        .map_err(|_| "worker panicked")?
+        .map_err(Into::into);
+    }
+    run(g, counters, secs)
+}
+
+/// The first CPU this thread may run on.
+fn brick_nic_affinity() -> Option<usize> {
+    // SAFETY: cpu_set_t is plain data filled by the call for the calling thread.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer and size.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return None;
+    }
+    // SAFETY: CPU_ISSET reads the set filled above.
+    (0..libc::CPU_SETSIZE as usize).find(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+}
+
+fn run(
+    mut g: Graph,
+    counters: Vec<std::sync::Arc<brick_nic::NicCounters>>,
+    secs: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
     // Warm up, then measure.
     let warm = Instant::now();
     while warm.elapsed() < Duration::from_millis(500) {

@@ -107,6 +107,44 @@ unsafe fn release_mbuf(handle: NonNull<()>) {
     unsafe { sys::brick_pktmbuf_free(handle.as_ptr().cast()) }
 }
 
+/// This thread's registration with the EAL, made the first time a [`DpdkNic`] runs on it
+/// (when [`DpdkConfig::register_thread`] is on) and undone when the thread exits.
+struct EalThread {
+    registered: bool,
+}
+
+impl EalThread {
+    fn register() -> EalThread {
+        // SAFETY: plain queries/registration of the calling thread, after EAL init (a
+        // DpdkNic exists only then).
+        let registered = unsafe { sys::brick_lcore_id() == u32::MAX && sys::rte_thread_register() == 0 };
+        EalThread { registered }
+    }
+}
+
+impl Drop for EalThread {
+    fn drop(&mut self) {
+        if self.registered {
+            // SAFETY: this thread registered itself in `register`.
+            unsafe { sys::rte_thread_unregister() };
+        }
+    }
+}
+
+thread_local! {
+    static EAL_THREAD: EalThread = EalThread::register();
+}
+
+/// The calling thread's DPDK lcore id: the EAL's main thread and threads that ran a
+/// [`DpdkNic`] with [`DpdkConfig::register_thread`] have one; `None` before EAL init or for
+/// other threads.
+pub fn current_lcore() -> Option<u32> {
+    Eal::get()?;
+    // SAFETY: reads the calling thread's lcore id after EAL init.
+    let id = unsafe { sys::brick_lcore_id() };
+    (id != u32::MAX).then_some(id)
+}
+
 /// Owner of every packet that lives in an mbuf: packets are recognised by it on transmit
 /// (whatever port received them) and their mbufs freed through it when dropped.
 pub static MBUF_OWNER: ForeignOwner = ForeignOwner { name: "dpdk mbuf", release: release_mbuf };
@@ -271,6 +309,10 @@ pub struct DpdkConfig {
     /// once. With zero copy the mbuf pool also backs packets queued inside the graph, so
     /// size `mbufs` for them too.
     pub zero_copy: bool,
+    /// A thread that is not an EAL lcore (a `Runner`'s) registers itself with the EAL
+    /// (`rte_thread_register`) the first time the brick runs on it, so its mbuf allocations
+    /// and frees go through a per-lcore mempool cache instead of the shared ring.
+    pub register_thread: bool,
 }
 
 impl Default for DpdkConfig {
@@ -285,6 +327,7 @@ impl Default for DpdkConfig {
             mtu: None,
             promiscuous: true,
             zero_copy: true,
+            register_thread: true,
         }
     }
 }
@@ -398,6 +441,7 @@ pub struct DpdkNic {
     max_frame: usize,
     last_missed: u64,
     zero_copy: bool,
+    register_thread: bool,
 }
 
 impl DpdkNic {
@@ -517,6 +561,7 @@ impl DpdkNic {
             max_frame: 0,
             last_missed: 0,
             zero_copy: cfg.zero_copy,
+            register_thread: cfg.register_thread,
         };
         nic.refresh_max_frame();
         nic.last_missed = nic.port_missed();
@@ -527,7 +572,7 @@ impl DpdkNic {
     /// stays up until the last of them is dropped. Port-wide drop counters (`imissed`,
     /// `rx_nombuf`) are reported by the brick of queue 0.
     pub fn into_queues(self) -> Vec<DpdkNic> {
-        let DpdkNic { port, queues, pool, max_frame, last_missed, zero_copy, .. } = self;
+        let DpdkNic { port, queues, pool, max_frame, last_missed, zero_copy, register_thread, .. } = self;
         queues
             .into_iter()
             .map(|q| DpdkNic {
@@ -545,6 +590,7 @@ impl DpdkNic {
                 max_frame,
                 last_missed,
                 zero_copy,
+                register_thread,
             })
             .collect()
     }
@@ -783,6 +829,9 @@ impl Brick for DpdkNic {
     }
 
     fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        if self.register_thread {
+            EAL_THREAD.with(|_| {});
+        }
         // Packets are looked at in place (moving each 72-byte packet out of the burst cost
         // more than the rest of the work): a packet still in its mbuf hands the mbuf over and
         // stays behind as an empty shell; any other stays whole, its bytes copied from where
@@ -860,6 +909,9 @@ impl Brick for DpdkNic {
     }
 
     fn poll(&mut self, out: &mut Output<'_>) -> usize {
+        if self.register_thread {
+            EAL_THREAD.with(|_| {});
+        }
         let mut n = 0;
         for i in 0..self.queues.len() {
             n += self.rx_queue(self.queues[i], out);

@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use brick_core::{Burst, Graph, Packet, PacketPool, PoolConfig, Side};
-use brick_nic::{retired_mempools, DpdkConfig, DpdkError, DpdkNic, Eal, NicError, PortSpec, MBUF_OWNER};
+use brick_nic::{
+    current_lcore, retired_mempools, DpdkConfig, DpdkError, DpdkNic, Eal, NicError, PortSpec, MBUF_OWNER,
+};
 use common::*;
 
 /// Removes the EAL runtime directory even if the test fails.
@@ -182,6 +184,39 @@ fn dpdk_end_to_end() {
     assert!(poll_until(&mut g, Duration::from_secs(5), || got.lock().unwrap().len() >= 10));
     assert!(got.lock().unwrap().iter().all(|p| p.is_pooled()));
     got.lock().unwrap().clear();
+
+    // 4d. A graph on another thread (a Runner's, in a daemon): that thread registers with
+    //     the EAL the first time the brick runs there, and gets an lcore (so a mempool
+    //     cache); unless asked not to.
+    assert_eq!(current_lcore(), Some(0), "the EAL main thread");
+    let (reg, unreg) = std::thread::scope(|sc| {
+        let reg = sc
+            .spawn(|| {
+                assert_eq!(current_lcore(), None);
+                g.poll_all();
+                current_lcore()
+            })
+            .join()
+            .unwrap();
+        let cfg = DpdkConfig {
+            port: PortSpec::Devargs("net_ring8".into()),
+            mbufs: 511,
+            register_thread: false,
+            ..Default::default()
+        };
+        let mut g2 = Graph::new("unregistered");
+        g2.add("ring", DpdkNic::open(eal, cfg, pool()).unwrap()).unwrap();
+        let unreg = sc
+            .spawn(move || {
+                g2.poll_all();
+                current_lcore()
+            })
+            .join()
+            .unwrap();
+        (reg, unreg)
+    });
+    assert!(matches!(reg, Some(id) if id != 0), "registered lcore {reg:?}");
+    assert_eq!(unreg, None);
     drop(g);
 
     // 5. net_null0 with two queue pairs split into two bricks (one per worker graph).

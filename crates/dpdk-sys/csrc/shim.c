@@ -1,5 +1,6 @@
 #include <string.h>
 #include <rte_errno.h>
+#include <rte_lcore.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_memcpy.h>
@@ -62,6 +63,11 @@ int brick_mbuf_fill(struct rte_mbuf *m, const void *data, uint16_t len)
 		return -1;
 	memcpy(dst, data, len);
 	return 0;
+}
+
+unsigned int brick_lcore_id(void)
+{
+	return rte_lcore_id();
 }
 
 int brick_rte_errno(void)

@@ -21,6 +21,8 @@ struct rte_mbuf *brick_mbuf_next(const struct rte_mbuf *m);
 /* Appends len bytes copied from data to a fresh single-segment mbuf; -1 if they do not fit. */
 int brick_mbuf_fill(struct rte_mbuf *m, const void *data, uint16_t len);
 int brick_rte_errno(void);
+/* rte_lcore_id(): the calling thread's lcore id, UINT32_MAX (LCORE_ID_ANY) if it has none. */
+unsigned int brick_lcore_id(void);
 
 /* What the receive path needs of one mbuf, read in one call. */
 struct brick_mbuf_view {
