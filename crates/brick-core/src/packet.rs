@@ -343,21 +343,10 @@ impl Packet {
     /// gets the handle back (for example to transmit the mbuf itself) and becomes responsible
     /// for it. Any other packet is given back unchanged.
     #[inline]
-    pub fn into_foreign(self, owner: &'static ForeignOwner) -> Result<ForeignParts, Packet> {
-        match self.owner {
-            Owner::Foreign(o, handle) if std::ptr::eq(o, owner) => {
-                let parts = ForeignParts {
-                    handle,
-                    head: self.head as usize,
-                    len: self.len as usize,
-                    meta: self.meta,
-                };
-                // Nothing else to free: the buffer and the handle now belong to the caller.
-                std::mem::forget(self);
-                Ok(parts)
-            }
-            _ => Err(self),
-        }
+    pub fn into_foreign(mut self, owner: &'static ForeignOwner) -> Result<ForeignParts, Packet> {
+        // What is left of `self` after `take_foreign` is an empty shell: dropping it frees
+        // nothing, the buffer and the handle now belong to the caller.
+        self.take_foreign(owner).ok_or(self)
     }
 
     /// The in-place form of [`into_foreign`](Self::into_foreign), for a brick that hands a

@@ -11,18 +11,12 @@ use common::*;
 /// GSO on the TAP, VXLAN super-frames cross the veth whole.
 fn two_hosts_tap_underlay() -> Topology {
     let tag = unique_tag();
-    let hosts = [format!("bfh1x{tag}"), format!("bfh2x{tag}")];
-    let ns = Netns(hosts.to_vec());
+    let (hosts, ns) = host_namespaces(tag);
     for h in &hosts {
-        sh(&["ip", "netns", "add", h]);
-        sh(&["ip", "-n", h, "link", "set", "lo", "up"]);
         let _ = std::process::Command::new("ip")
             .args(["netns", "exec", h, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
             .status();
     }
-    sh(&[
-        "ip", "-n", &hosts[0], "link", "add", "u1", "type", "veth", "peer", "name", "u2", "netns", &hosts[1],
-    ]);
     let ips = ["198.18.78.1", "198.18.78.2"];
     let mut daemons = Vec::new();
     for (i, (h, dev)) in [(&hosts[0], "u1"), (&hosts[1], "u2")].into_iter().enumerate() {

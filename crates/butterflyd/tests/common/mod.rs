@@ -221,10 +221,9 @@ pub struct Topology {
     pub tag: u32,
 }
 
-/// Builds host namespaces h1/h2 joined by a veth (no kernel addresses: the underlay belongs to
-/// butterflyd), and starts a daemon in each with VTEP `ips[i]`.
-pub fn two_hosts(v6: bool) -> Topology {
-    let tag = unique_tag();
+/// Two host namespaces (`bfh1x<tag>`, `bfh2x<tag>`, loopback up) joined by a veth `u1`–`u2`
+/// (down, no address); removed when the returned guard drops.
+pub fn host_namespaces(tag: u32) -> ([String; 2], Netns) {
     let hosts = [format!("bfh1x{tag}"), format!("bfh2x{tag}")];
     let ns = Netns(hosts.to_vec());
     for h in &hosts {
@@ -234,6 +233,14 @@ pub fn two_hosts(v6: bool) -> Topology {
     sh(&[
         "ip", "-n", &hosts[0], "link", "add", "u1", "type", "veth", "peer", "name", "u2", "netns", &hosts[1],
     ]);
+    (hosts, ns)
+}
+
+/// Builds host namespaces h1/h2 joined by a veth (no kernel addresses: the underlay belongs to
+/// butterflyd), and starts a daemon in each with VTEP `ips[i]`.
+pub fn two_hosts(v6: bool) -> Topology {
+    let tag = unique_tag();
+    let (hosts, ns) = host_namespaces(tag);
     for (h, dev) in [(&hosts[0], "u1"), (&hosts[1], "u2")] {
         sh(&["ip", "-n", h, "link", "set", dev, "up"]);
         // The kernel must not answer for the VTEP address or send its own IPv6 chatter.
