@@ -476,14 +476,7 @@ impl TapNic {
                 run.clear();
                 return;
             }
-            let err = io::Error::last_os_error();
-            let reason = match sys::errno(&err) {
-                libc::EINTR => continue,
-                libc::EAGAIN | libc::ENOBUFS => DROP_TX_RING_FULL,
-                libc::EMSGSIZE => DROP_TOO_BIG,
-                libc::EINVAL => DROP_BAD_OFFLOAD,
-                _ => DROP_TX_ERROR,
-            };
+            let Some(reason) = tx_drop_reason(&io::Error::last_os_error(), true) else { continue };
             for p in run.drain(..) {
                 drop_pkt(&self.counters, out, p, reason);
             }
@@ -543,13 +536,8 @@ impl TapNic {
                 self.counters.tx_bytes.add(pkt.len() as u64);
                 return;
             }
-            let err = io::Error::last_os_error();
-            let reason = match sys::errno(&err) {
-                libc::EINTR => continue,
-                libc::EAGAIN | libc::ENOBUFS => DROP_TX_RING_FULL,
-                libc::EMSGSIZE => DROP_TOO_BIG,
-                libc::EINVAL if self.cfg.vnet_hdr => DROP_BAD_OFFLOAD,
-                _ => DROP_TX_ERROR,
+            let Some(reason) = tx_drop_reason(&io::Error::last_os_error(), self.cfg.vnet_hdr) else {
+                continue;
             };
             return drop_pkt(&self.counters, out, pkt, reason);
         }
@@ -616,6 +604,18 @@ impl Brick for TapNic {
             s.tx_coalesced
         )]
     }
+}
+
+/// Why a write to the TAP failed, as a drop reason; `None` when it was interrupted (retry).
+/// EINVAL means a virtio-net header the kernel refused when there is one.
+fn tx_drop_reason(err: &io::Error, vnet_hdr: bool) -> Option<usize> {
+    Some(match sys::errno(err) {
+        libc::EINTR => return None,
+        libc::EAGAIN | libc::ENOBUFS => DROP_TX_RING_FULL,
+        libc::EMSGSIZE => DROP_TOO_BIG,
+        libc::EINVAL if vnet_hdr => DROP_BAD_OFFLOAD,
+        _ => DROP_TX_ERROR,
+    })
 }
 
 #[cfg(test)]

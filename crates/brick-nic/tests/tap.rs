@@ -289,13 +289,7 @@ fn udp_tunnel_super_frames_cross_a_bridge_whole_or_segmented_by_the_kernel() {
     let t2 = TapNic::create(&names[1], tunnel, big.clone()).unwrap();
     let t3 = TapNic::create(&names[2], plain, big.clone()).unwrap();
     let (c1, c2, c3) = (t1.counters(), t2.counters(), t3.counters());
-    ns_exec(&ns.name, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-    ip(&["-n", &ns.name, "link", "add", "br0", "type", "bridge"]);
-    for n in &names {
-        into_ns(n, &ns, None);
-        ip(&["-n", &ns.name, "link", "set", n, "master", "br0"]);
-    }
-    ip(&["-n", &ns.name, "link", "set", "br0", "up"]);
+    bridge_in_ns(&ns, &names);
     let mut g = Graph::new("tnl");
     let a = g.add("t1", t1).unwrap();
     let b = g.add("t2", t2).unwrap();
@@ -363,13 +357,7 @@ fn coalescing_tap_merges_a_run_of_segments_into_one_super_frame() {
     let t1 = TapNic::create(&names[0], tx_cfg, big.clone()).unwrap();
     let t2 = TapNic::create(&names[1], rx_cfg, big.clone()).unwrap();
     let (c1, c2) = (t1.counters(), t2.counters());
-    ns_exec(&ns.name, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-    ip(&["-n", &ns.name, "link", "add", "br0", "type", "bridge"]);
-    for n in &names {
-        into_ns(n, &ns, None);
-        ip(&["-n", &ns.name, "link", "set", n, "master", "br0"]);
-    }
-    ip(&["-n", &ns.name, "link", "set", "br0", "up"]);
+    bridge_in_ns(&ns, &names);
     let mut g = Graph::new("coalesce");
     let a = g.add("t1", t1).unwrap();
     let b = g.add("t2", t2).unwrap();
@@ -453,4 +441,16 @@ fn collect_tcp(g: &mut Graph, nic: brick_core::BrickId, name: &str) -> Collected
     let c = g.add(name, brick_core::bricks::RxTx::new(Side::West, |_: &mut Burst| {}, sink)).unwrap();
     g.link(nic, c).unwrap();
     got
+}
+
+/// Moves the TAPs `names` into `ns` (IPv6 off there, so no stray router solicitations) and
+/// joins them in a Linux bridge `br0`.
+fn bridge_in_ns(ns: &Netns, names: &[String]) {
+    ns_exec(&ns.name, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    ip(&["-n", &ns.name, "link", "add", "br0", "type", "bridge"]);
+    for n in names {
+        into_ns(n, ns, None);
+        ip(&["-n", &ns.name, "link", "set", n, "master", "br0"]);
+    }
+    ip(&["-n", &ns.name, "link", "set", "br0", "up"]);
 }
