@@ -48,10 +48,7 @@ impl Burst {
         handle: std::ptr::NonNull<()>,
     ) -> bool {
         let n = self.pkts.len();
-        if n >= BURST_SIZE
-            || capacity > u32::MAX as usize
-            || head.checked_add(len).is_none_or(|e| e > capacity)
-        {
+        if n >= BURST_SIZE || !crate::packet::foreign_fits(capacity, head, len) {
             return false;
         }
         if self.pkts.capacity() == n {

@@ -228,11 +228,18 @@ impl Drop for Packet {
             }
             Owner::Foreign(owner, handle) => {
                 // SAFETY: the handle came with the buffer through `from_foreign`; this is the
-                // only release (`into_foreign` forgets the packet instead of dropping it).
+                // only release (`take_foreign` turns the packet into an empty heap shell).
                 unsafe { (owner.release)(handle) }
             }
         }
     }
+}
+
+/// Whether `len` bytes from `head` fit a foreign buffer of `capacity` bytes that 32-bit
+/// offsets can address.
+#[inline]
+pub(crate) fn foreign_fits(capacity: usize, head: usize, len: usize) -> bool {
+    capacity <= u32::MAX as usize && head.checked_add(len).is_some_and(|end| end <= capacity)
 }
 
 impl Packet {
@@ -289,7 +296,7 @@ impl Packet {
         owner: &'static ForeignOwner,
         handle: NonNull<()>,
     ) -> Option<Packet> {
-        if capacity > u32::MAX as usize || head.checked_add(len)? > capacity {
+        if !foreign_fits(capacity, head, len) {
             return None;
         }
         Some(Packet {
