@@ -96,32 +96,6 @@ uint16_t brick_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **p
 	return got;
 }
 
-int brick_tx_copy_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,
-			const void *const *datas, const uint16_t *lens, uint16_t n)
-{
-	struct rte_mbuf *m[64];
-	uint16_t sent;
-
-	if (n == 0)
-		return 0;
-	if (n > 64)
-		n = 64;
-	if (rte_pktmbuf_alloc_bulk(mp, m, n) != 0)
-		return -1;
-	for (uint16_t i = 0; i < n; i++) {
-		char *dst = rte_pktmbuf_append(m[i], lens[i]);
-		if (dst == NULL) {
-			rte_pktmbuf_free_bulk(m, n);
-			return -1;
-		}
-		rte_memcpy(dst, datas[i], lens[i]);
-	}
-	sent = rte_eth_tx_burst(port, queue, m, n);
-	if (sent < n)
-		rte_pktmbuf_free_bulk(&m[sent], n - sent);
-	return sent;
-}
-
 int brick_tx_desc_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,
 			struct brick_tx_desc *descs, uint16_t n, uint16_t ncopy)
 {

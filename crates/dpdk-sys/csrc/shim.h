@@ -42,12 +42,6 @@ struct brick_mbuf_view {
 uint16_t brick_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **pkts,
 			      struct brick_mbuf_view *views, uint16_t n);
 
-/* Allocates n mbufs from mp, copies datas[i] (lens[i] bytes) into them, transmits them on
- * port/queue and frees what the driver did not take. Returns how many were sent, or -1 when
- * the pool had fewer than n free mbufs (nothing sent) or a frame did not fit an mbuf. */
-int brick_tx_copy_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,
-			const void *const *datas, const uint16_t *lens, uint16_t n);
-
 /* One frame to transmit: either an mbuf we own (`m`, whose data now start at `data_off` and
  * are `len` bytes) or bytes to copy into a fresh mbuf (`m` NULL, `data`). */
 struct brick_tx_desc {
