@@ -189,8 +189,10 @@ impl VnetHdr {
         })
     }
 
-    /// Writes the header into `out`.
-    pub fn write(&self, out: &mut [u8; VNET_HDR_LEN]) {
+    /// Writes the header into the first ten bytes of `out`: a plain header, or the start of
+    /// a [`VNET_HDR_TNL_LEN`]-byte UDP-tunnel one (whose tail is [`VnetTunnel::write`]'s).
+    pub fn write<const N: usize>(&self, out: &mut [u8; N]) {
+        const { assert!(N >= VNET_HDR_LEN, "a virtio-net header has at least 10 bytes") };
         out[0] = self.flags;
         out[1] = self.gso_type;
         out[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
@@ -539,9 +541,7 @@ mod tests {
     ) -> [u8; VNET_HDR_TNL_LEN] {
         let mut b = [0u8; VNET_HDR_TNL_LEN];
         let h = VnetHdr { flags, gso_type, hdr_len: 0, gso_size: 1398, csum_start, csum_offset: 16 };
-        let mut base = [0u8; VNET_HDR_LEN];
-        h.write(&mut base);
-        b[..VNET_HDR_LEN].copy_from_slice(&base);
+        h.write(&mut b);
         b[20..22].copy_from_slice(&outer_th.to_le_bytes());
         b[22..24].copy_from_slice(&inner_nh.to_le_bytes());
         b
@@ -595,9 +595,7 @@ mod tests {
         let t = VnetTunnel::for_frame(&m, &outer).unwrap();
         assert_eq!(t, VnetTunnel { kind: VNET_GSO_UDP_TUNNEL_IPV4, outer_th: 34, inner_nh: 64 });
         let mut hdr = [0u8; VNET_HDR_TNL_LEN];
-        let mut base = [0u8; VNET_HDR_LEN];
-        VnetHdr::from_meta(&m, &outer).unwrap().write(&mut base);
-        hdr[..VNET_HDR_LEN].copy_from_slice(&base);
+        VnetHdr::from_meta(&m, &outer).unwrap().write(&mut hdr);
         t.write(&mut hdr);
         assert_eq!(VnetTunnel::parse(&hdr), Ok(Some(t)), "what we write we read back");
         // Not a tunnel: a plain TCP super-frame, a non-GSO frame, csum_start in the outer headers.

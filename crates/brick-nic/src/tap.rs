@@ -451,9 +451,7 @@ impl TapNic {
             csum_start: meta.csum_start,
             csum_offset: meta.csum_offset,
         };
-        let mut base = [0u8; VNET_HDR_LEN];
-        h.write(&mut base);
-        hdr[..VNET_HDR_LEN].copy_from_slice(&base);
+        h.write(&mut hdr);
         let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BURST_SIZE + 1];
         iov[0] = libc::iovec { iov_base: hdr.as_mut_ptr().cast(), iov_len: hlen };
         for (i, p) in run.iter().enumerate() {
@@ -489,11 +487,7 @@ impl TapNic {
         let hlen = self.cfg.offloads.vnet_len();
         if self.cfg.vnet_hdr {
             match VnetHdr::from_meta(pkt.meta(), pkt.data()) {
-                Ok(h) => {
-                    let mut base = [0u8; VNET_HDR_LEN];
-                    h.write(&mut base);
-                    hdr[..VNET_HDR_LEN].copy_from_slice(&base);
-                }
+                Ok(h) => h.write(&mut hdr),
                 Err(_) => return drop_pkt(&self.counters, out, pkt, DROP_BAD_OFFLOAD),
             }
             if pkt.meta().gso_type != GsoType::None {
