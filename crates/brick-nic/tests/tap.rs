@@ -223,20 +223,9 @@ fn tcp_super_frames_cross_with_gso_metadata() {
 
 /// Collects the VXLAN frames (UDP to 4789) reaching the east of `nic`, with their metadata.
 fn collect_vxlan(g: &mut Graph, nic: brick_core::BrickId, name: &str) -> Collected {
-    let got: Collected = Arc::default();
-    let g2 = Arc::clone(&got);
-    let sink = move |b: &mut Burst| {
-        let mut v = g2.lock().unwrap();
-        for p in b.drain() {
-            let d = p.data();
-            if d.len() > 50 && d[12..14] == [8, 0] && d[23] == 17 && d[36..38] == 4789u16.to_be_bytes() {
-                v.push(p);
-            }
-        }
-    };
-    let c = g.add(name, brick_core::bricks::RxTx::new(Side::West, |_: &mut Burst| {}, sink)).unwrap();
-    g.link(nic, c).unwrap();
-    got
+    collect_where(g, nic, name, |d| {
+        d.len() > 50 && d[12..14] == [8, 0] && d[23] == 17 && d[36..38] == 4789u16.to_be_bytes()
+    })
 }
 
 /// A VXLAN (IPv4) frame carrying a TCP super-frame of `payload`, inner checksum partial, and
@@ -331,13 +320,7 @@ fn udp_tunnel_super_frames_cross_a_bridge_whole_or_segmented_by_the_kernel() {
         let d = s.data();
         assert_eq!(brick_core::checksum::checksum(&d[14..34]), 0, "outer IPv4 checksum");
         assert_eq!(u16::from_be_bytes([d[38], d[39]]) as usize, d.len() - 34, "outer UDP length");
-        let inner = etherparse::SlicedPacket::from_ethernet(&d[50..]).unwrap();
-        let Some(etherparse::NetSlice::Ipv4(ip4)) = &inner.net else { panic!("inner IPv4") };
-        let Some(etherparse::TransportSlice::Tcp(tcp)) = &inner.transport else { panic!("inner TCP") };
-        let h = ip4.header().to_header();
-        assert_eq!(tcp.to_header().calc_checksum_ipv4(&h, tcp.payload()).unwrap(), tcp.checksum());
-        assert_eq!(tcp.sequence_number(), 1000 + joined.len() as u32);
-        joined.extend_from_slice(tcp.payload());
+        append_tcp4_segment(&d[50..], &mut joined);
     }
     assert_eq!(joined, payload);
     assert_eq!(c3.snapshot().rx_gso, 0);
@@ -413,13 +396,7 @@ fn coalescing_tap_merges_a_run_of_segments_into_one_super_frame() {
         }
         assert_eq!(m.gso_type, GsoType::TcpV4);
         assert_eq!(m.gso_size, 1398);
-        let s = etherparse::SlicedPacket::from_ethernet(d).unwrap();
-        let Some(etherparse::TransportSlice::Tcp(tcp)) = &s.transport else { panic!("tcp") };
-        let Some(etherparse::NetSlice::Ipv4(ip4)) = &s.net else { panic!("ipv4") };
-        let h = ip4.header().to_header();
-        assert_eq!(tcp.to_header().calc_checksum_ipv4(&h, tcp.payload()).unwrap(), tcp.checksum());
-        assert_eq!(tcp.sequence_number(), 1000 + rebuilt.len() as u32);
-        rebuilt.extend_from_slice(tcp.payload());
+        append_tcp4_segment(d, &mut rebuilt);
     }
     assert_eq!(rebuilt, payload);
     assert_eq!(c2.snapshot().rx_gso, 2);
@@ -427,20 +404,32 @@ fn coalescing_tap_merges_a_run_of_segments_into_one_super_frame() {
 
 /// Collects the IPv4 TCP frames reaching the east of `nic`, with their metadata.
 fn collect_tcp(g: &mut Graph, nic: brick_core::BrickId, name: &str) -> Collected {
+    collect_where(g, nic, name, |d| d.len() > 34 && d[12..14] == [8, 0] && d[23] == 6)
+}
+
+/// Adds a collector on the east of `nic` keeping the frames `keep` accepts.
+fn collect_where(g: &mut Graph, nic: brick_core::BrickId, name: &str, keep: fn(&[u8]) -> bool) -> Collected {
     let got: Collected = Arc::default();
     let g2 = Arc::clone(&got);
     let sink = move |b: &mut Burst| {
         let mut v = g2.lock().unwrap();
-        for p in b.drain() {
-            let d = p.data();
-            if d.len() > 34 && d[12..14] == [8, 0] && d[23] == 6 {
-                v.push(p);
-            }
-        }
+        v.extend(b.drain().filter(|p| keep(p.data())));
     };
     let c = g.add(name, brick_core::bricks::RxTx::new(Side::West, |_: &mut Burst| {}, sink)).unwrap();
     g.link(nic, c).unwrap();
     got
+}
+
+/// Checks an Ethernet/IPv4/TCP segment (valid TCP checksum, sequence number right after what
+/// `joined` holds, counted from 1000) and appends its payload to `joined`.
+fn append_tcp4_segment(frame: &[u8], joined: &mut Vec<u8>) {
+    let s = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip4)) = &s.net else { panic!("IPv4") };
+    let Some(etherparse::TransportSlice::Tcp(tcp)) = &s.transport else { panic!("TCP") };
+    let h = ip4.header().to_header();
+    assert_eq!(tcp.to_header().calc_checksum_ipv4(&h, tcp.payload()).unwrap(), tcp.checksum());
+    assert_eq!(tcp.sequence_number(), 1000 + joined.len() as u32);
+    joined.extend_from_slice(tcp.payload());
 }
 
 /// Moves the TAPs `names` into `ns` (IPv6 off there, so no stray router solicitations) and
