@@ -502,16 +502,10 @@ impl Brick for VhostUserNic {
             delivered += o.frames;
             stats.rx_bytes.add(o.bytes);
             if let Some(e) = o.reason {
+                // The packet itself is freed at the end of this iteration either way.
                 let r = DropReason::from(e);
                 stats.drops[r as usize].add(o.dropped);
-                if o.frames == 0 {
-                    out.drop(pkt, r as usize);
-                    if o.dropped > 1 {
-                        out.count_drop(r as usize, o.dropped - 1);
-                    }
-                } else {
-                    out.count_drop(r as usize, o.dropped);
-                }
+                out.count_drop(r as usize, o.dropped);
             }
         }
         if delivered > 0 {
