@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     g.link(ids[1], patch)?;
     if flag("BRICK_THREAD", false) {
         // The EAL pinned this thread; the worker takes over its CPU and this one waits.
-        let cpus = brick_nic_affinity();
+        let cpus = first_allowed_cpu();
         return std::thread::spawn(move || {
             if let Some(cpu) = cpus {
                 let _ = brick_core::pin_to_cpu(cpu);
@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The first CPU this thread may run on.
-fn brick_nic_affinity() -> Option<usize> {
+fn first_allowed_cpu() -> Option<usize> {
     // SAFETY: cpu_set_t is plain data filled by the call for the calling thread.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer and size.
