@@ -22,14 +22,8 @@ use common::*;
 // CRC32c (Castagnoli, reflected polynomial 0x82F63B78) and SCTP packets (RFC 9260).
 
 fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-        }
-    }
-    !crc
+    const CASTAGNOLI: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+    CASTAGNOLI.checksum(data)
 }
 
 /// The checksum an SCTP packet must carry: CRC32c over the packet with the checksum field
