@@ -67,7 +67,7 @@ fn queue(c: &mut Criterion) {
     let mut group = c.benchmark_group("queue");
     group.throughput(Throughput::Elements(BURST_SIZE as u64));
     let pool = PacketPool::with_count(64 * BURST_SIZE).unwrap();
-    let (tx, rx) = queue_pair(32);
+    let (tx, rx) = queue_pair(32).unwrap();
     let received = Arc::new(AtomicU64::new(0));
     let mut consumer = Graph::new("consumer");
     let q = consumer.add("qrx", rx).unwrap();

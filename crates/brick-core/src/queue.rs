@@ -4,18 +4,29 @@
 //! Bursts travel through a bounded lock-free ring; the packets move, their ownership with
 //! them, and nothing is shared or aliased. Empty bursts travel back through a second ring so
 //! their storage is reused: no allocation in steady state. For two-way traffic use two pairs.
+//!
+//! The receiving end has a wake fd (an eventfd), so a runner whose graph holds a [`QueueRx`]
+//! can sleep and still be woken as soon as a burst arrives: the sender rings it only when
+//! its burst is the first in an empty ring, so a busy consumer costs no system call.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam::queue::ArrayQueue;
 
 use crate::brick::{Brick, Output, PortId, Side};
 use crate::burst::Burst;
+use crate::waker::Waker;
 
 struct Rings {
     full: ArrayQueue<Burst>,
     empty: ArrayQueue<Burst>,
+    /// Rung by the sender when a burst lands in an empty ring.
+    doorbell: Waker,
+    /// Set (after ringing) until the receiver has silenced the bell.
+    rung: AtomicBool,
 }
 
 /// Counters shared by both ends.
@@ -25,6 +36,8 @@ pub struct QueueStats {
     pub carried: AtomicU64,
     /// Packets dropped because the ring was full.
     pub dropped_full: AtomicU64,
+    /// Times the sender rang the receiver's doorbell.
+    pub wakeups: AtomicU64,
 }
 
 /// The producing end: every packet it receives, on any port, goes to the ring.
@@ -41,18 +54,24 @@ pub struct QueueRx {
 }
 
 /// Makes a queue pair holding at most `bursts` bursts in flight (at least 1). The receiving
-/// end emits on its east side; see [`QueueRx::emit_on`].
-pub fn queue_pair(bursts: usize) -> (QueueTx, QueueRx) {
+/// end emits on its east side; see [`QueueRx::emit_on`]. Fails only when no eventfd can be
+/// made for the receiver's doorbell (out of file descriptors).
+pub fn queue_pair(bursts: usize) -> io::Result<(QueueTx, QueueRx)> {
     let bursts = bursts.max(1);
-    let rings = Arc::new(Rings { full: ArrayQueue::new(bursts), empty: ArrayQueue::new(bursts) });
+    let rings = Arc::new(Rings {
+        full: ArrayQueue::new(bursts),
+        empty: ArrayQueue::new(bursts),
+        doorbell: Waker::new()?,
+        rung: AtomicBool::new(false),
+    });
     for _ in 0..bursts {
         let _ = rings.empty.push(Burst::new());
     }
     let stats = Arc::new(QueueStats::default());
-    (
+    Ok((
         QueueTx { rings: Arc::clone(&rings), stats: Arc::clone(&stats) },
         QueueRx { rings, stats, side: Side::East },
-    )
+    ))
 }
 
 const QUEUE_FULL: usize = 0;
@@ -89,6 +108,14 @@ impl Brick for QueueTx {
                     return;
                 }
                 self.stats.carried.fetch_add(n as u64, Ordering::Relaxed);
+                // One producer: a ring holding only our burst was empty before it, so the
+                // receiver may have gone to sleep after finding it empty. Otherwise it has
+                // not yet seen an earlier burst, and will poll again before sleeping.
+                if self.rings.full.len() == 1 {
+                    self.rings.doorbell.wake();
+                    self.rings.rung.store(true, Ordering::Release);
+                    self.stats.wakeups.fetch_add(1, Ordering::Relaxed);
+                }
             }
             None => {
                 self.stats.dropped_full.fetch_add(pkts.len() as u64, Ordering::Relaxed);
@@ -137,7 +164,17 @@ impl Brick for QueueRx {
         true
     }
 
+    fn wake_fd(&self) -> Option<RawFd> {
+        Some(self.rings.doorbell.fd())
+    }
+
     fn poll(&mut self, out: &mut Output<'_>) -> usize {
+        // Silence the bell (read the eventfd) only when it was rung: every ring is followed
+        // by `rung`, so the fd never stays readable, and a busy queue costs no system call.
+        // A burst sent after the ring is found empty below rings the bell again.
+        if self.rings.rung.load(Ordering::Relaxed) && self.rings.rung.swap(false, Ordering::Acquire) {
+            self.rings.doorbell.drain();
+        }
         let mut n = 0;
         // Bounded work per round so other sources get their turn.
         for _ in 0..4 {
