@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use brick_core::{Brick, Burst, OffloadFlags, Output, PacketPool, PortId, Side, Timestamp, BURST_SIZE};
 
+use crate::bpf::BpfInsn;
 use crate::counters::*;
 use crate::offload::{complete_checksum, guess_l2_l3, locate_l4};
 use crate::sys::{self, Mmap};
@@ -29,6 +30,9 @@ pub enum FanoutMode {
     Random,
     /// By the device's recorded receive queue.
     QueueMapping,
+    /// By a classic BPF program set with [`AfPacketNic::set_fanout_program`] (until then,
+    /// every frame goes to the first socket); see [`crate::bpf`].
+    Program,
 }
 
 impl FanoutMode {
@@ -40,6 +44,7 @@ impl FanoutMode {
             FanoutMode::Rollover => libc::PACKET_FANOUT_ROLLOVER,
             FanoutMode::Random => libc::PACKET_FANOUT_RND,
             FanoutMode::QueueMapping => libc::PACKET_FANOUT_QM,
+            FanoutMode::Program => libc::PACKET_FANOUT_CBPF,
         }
     }
 }
@@ -160,6 +165,24 @@ pub struct AfPacketNic {
 }
 
 impl AfPacketNic {
+    /// Sets the program of this socket's fanout group (joined with
+    /// [`FanoutMode::Program`]): the kernel delivers each received frame to the socket whose
+    /// join order is the program's result modulo the group's size. One member sets it for
+    /// the whole group.
+    pub fn set_fanout_program(&self, program: &[BpfInsn]) -> Result<(), NicError> {
+        if !matches!(self.cfg.fanout, Some(Fanout { mode: FanoutMode::Program, .. })) {
+            return Err(NicError::Config("a fanout program needs fanout mode Program".into()));
+        }
+        if program.is_empty() || program.len() > 4096 {
+            return Err(NicError::Config(format!("fanout program of {} instructions", program.len())));
+        }
+        let mut insns: Vec<libc::sock_filter> = program.iter().map(|i| i.raw()).collect();
+        let prog = libc::sock_fprog { len: insns.len() as u16, filter: insns.as_mut_ptr() };
+        // The kernel copies the program during the call; `insns` outlives it.
+        sys::setsockopt(&self.fd, libc::SOL_PACKET, libc::PACKET_FANOUT_DATA, &prog)
+            .map_err(|e| NicError::sys("PACKET_FANOUT_DATA", &self.ifname, e))
+    }
+
     /// Opens `ifname` in the current network namespace. Needs CAP_NET_RAW.
     pub fn open(ifname: &str, cfg: AfPacketConfig, pool: PacketPool) -> Result<AfPacketNic, NicError> {
         let ifindex = sys::ifindex(ifname)?;

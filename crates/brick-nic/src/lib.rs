@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod afpacket;
+pub mod bpf;
 pub mod counters;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;

@@ -188,6 +188,100 @@ fn fanout_shares_an_interface() {
     assert_eq!(seqs, (0..200).collect::<Vec<_>>());
 }
 
+/// A VXLAN frame to UDP port 4789 carrying VNI `vni` and `tag` in its first inner bytes:
+/// over IPv4 with `ip_options` extra 32-bit words of IPv4 options, or over IPv6.
+fn vxlan_frame(vni: u32, tag: u32, v6: bool, ip_options: usize) -> Vec<u8> {
+    let mut f = vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0xbb, 0, 0, 0, 2];
+    let mut udp = vec![0xc3, 0x50, 0x12, 0xb5, 0, 0, 0, 0]; // 50000 → 4789
+    udp.extend_from_slice(&[0x08, 0, 0, 0, (vni >> 16) as u8, (vni >> 8) as u8, vni as u8, 0]);
+    udp.extend_from_slice(&tag.to_be_bytes());
+    udp.resize(60, 0x5a);
+    let ulen = udp.len() as u16;
+    udp[4..6].copy_from_slice(&ulen.to_be_bytes());
+    if v6 {
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&ulen.to_be_bytes());
+        f.extend_from_slice(&[17, 64]);
+        f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    } else {
+        let ihl = 5 + ip_options;
+        let total = (ihl * 4) as u16 + ulen;
+        f.extend_from_slice(&[0x08, 0x00, 0x40 | ihl as u8, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 2, 198, 18, 0, 1]);
+        f.extend(std::iter::repeat_n(1u8, ip_options * 4)); // NOP options
+    }
+    f.extend_from_slice(&udp);
+    f
+}
+
+/// The VNI fanout program puts each VXLAN frame on socket `VNI % 2` (IPv4 with and without
+/// options, IPv6) and everything else on socket 0.
+#[test]
+fn vni_fanout_program_steers_vxlan_by_vni() {
+    let ns = Netns::new();
+    let veth = Veth::new(&ns);
+    let raw = RawSock::open_in(&ns, &veth.peer, TEST_ETHERTYPE);
+    let fanout = Some(Fanout {
+        group: (std::process::id() % 60000) as u16 + 2,
+        mode: FanoutMode::Program,
+        rollover: false,
+    });
+    let cfg = AfPacketConfig { fanout, ..AfPacketConfig::default() };
+    let mut graphs = Vec::new();
+    let mut gots = Vec::new();
+    for i in 0..2 {
+        let nic = AfPacketNic::open(&veth.root, cfg.clone(), pool(512)).unwrap();
+        if i == 1 {
+            nic.set_fanout_program(&brick_nic::bpf::vxlan_vni_fanout(4789)).unwrap();
+        }
+        let mut g = Graph::new(format!("worker{i}"));
+        let id = g.add("nic", nic).unwrap();
+        // The test's frames come from 02:bb:…; the kernel's own (IPv6 router solicitations…)
+        // do not.
+        gots.push(collect_east_of_matching(&mut g, id, "collect", |f| f.get(6..8) == Some(&[0x02, 0xbb])));
+        graphs.push(g);
+    }
+    // (frame, socket it must reach); the tag is the frame's index.
+    let mut cases: Vec<(Vec<u8>, usize)> = Vec::new();
+    for vni in [1u32, 2, 3, 0xfffffe, 0xffffff, 4096, 77] {
+        for (v6, opts) in [(false, 0), (false, 2), (true, 0)] {
+            let tag = cases.len() as u32;
+            cases.push((vxlan_frame(vni, tag, v6, opts), (vni % 2) as usize));
+        }
+    }
+    let tag = cases.len() as u32;
+    let mut other_port = vxlan_frame(3, tag, false, 0);
+    other_port[14 + 20 + 3] = 0x36; // UDP to 4790
+    cases.push((other_port, 0));
+    let tag = cases.len() as u32;
+    cases.push((test_frame(tag, 64), 0));
+    for (f, _) in &cases {
+        assert!(raw.send(f));
+    }
+    let total = || gots.iter().map(|g| g.lock().unwrap().len()).sum::<usize>();
+    let t0 = std::time::Instant::now();
+    while total() < cases.len() && t0.elapsed() < Duration::from_secs(5) {
+        for g in &mut graphs {
+            g.poll_all();
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let counts: Vec<usize> = gots.iter().map(|g| g.lock().unwrap().len()).collect();
+    assert_eq!(total(), cases.len(), "per worker {counts:?}");
+    for (worker, got) in gots.iter().enumerate() {
+        for p in got.lock().unwrap().iter() {
+            let (i, (f, want)) =
+                cases.iter().enumerate().find(|(_, (f, _))| &f[..] == p.data()).expect("sent frame");
+            assert_eq!(*want, worker, "case {i} ({} bytes) reached worker {worker}", f.len());
+        }
+    }
+    // A socket that did not join with mode Program cannot set one.
+    let plain = AfPacketNic::open(&veth.root, AfPacketConfig::default(), pool(64)).unwrap();
+    assert!(plain.set_fanout_program(&brick_nic::bpf::vxlan_vni_fanout(4789)).is_err());
+}
+
 #[test]
 fn kernel_drops_are_counted_when_the_ring_overflows() {
     let ns = Netns::new();

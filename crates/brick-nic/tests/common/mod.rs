@@ -230,6 +230,16 @@ pub type Collected = Arc<Mutex<Vec<brick_core::Packet>>>;
 
 /// Adds a collector on the east of `nic` that keeps test frames (other frames are freed).
 pub fn collect_east_of(g: &mut Graph, nic: BrickId, name: &str) -> Collected {
+    collect_east_of_matching(g, nic, name, is_test_frame)
+}
+
+/// Like [`collect_east_of`], keeping the frames `keep` accepts.
+pub fn collect_east_of_matching(
+    g: &mut Graph,
+    nic: BrickId,
+    name: &str,
+    keep: fn(&[u8]) -> bool,
+) -> Collected {
     let got: Collected = Arc::default();
     let g2 = Arc::clone(&got);
     let c = g
@@ -241,7 +251,7 @@ pub fn collect_east_of(g: &mut Graph, nic: BrickId, name: &str) -> Collected {
                 move |b: &mut Burst| {
                     let mut v = g2.lock().unwrap();
                     for p in b.drain() {
-                        if is_test_frame(p.data()) {
+                        if keep(p.data()) {
                             v.push(p);
                         }
                     }
