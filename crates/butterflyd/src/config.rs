@@ -97,7 +97,8 @@ pub struct Cli {
     /// Next hop for remote VTEPs outside the underlay prefix.
     #[arg(long = "gateway")]
     pub gateway: Option<String>,
-    /// Number of dataplane worker threads (1 today).
+    /// Number of data-plane worker threads, one graph each (default 1). Worker i owns the
+    /// VNIs v with v % workers == i. More than one needs an af-packet, tap or no underlay.
     #[arg(long = "workers")]
     pub workers: Option<usize>,
     /// Directory where the configuration is persisted and restored from.
@@ -204,6 +205,8 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Never sleep in the data-plane thread.
     pub busy_poll: bool,
+    /// Data-plane worker threads (graphs), at least 1.
+    pub workers: usize,
 }
 
 /// The embedded default VTEP address (RFC 2544 benchmarking range: never routed).
@@ -343,10 +346,20 @@ impl Config {
                 ));
             }
         }
-        if let Some(w) = cli.workers {
-            if w != 1 {
-                return Err(bad("--workers", format!("{w}: only 1 worker is supported in this version")));
+        let workers = match cli.workers {
+            None => 1,
+            Some(w) if w == 0 || w > brick_vtep::MAX_WORKERS => {
+                return Err(bad("--workers", format!("{w} is not in 1..={}", brick_vtep::MAX_WORKERS)))
             }
+            Some(w) => w,
+        };
+        if workers > 1 && matches!(underlay, Underlay::Dpdk(_)) {
+            return Err(bad(
+                "--workers",
+                format!(
+                    "{workers} workers need an af-packet, tap or no underlay; a DPDK underlay runs 1 worker"
+                ),
+            ));
         }
         let state_dir = if cli.no_state {
             None
@@ -377,6 +390,7 @@ impl Config {
             state_dir,
             metrics,
             busy_poll: cli.busy_poll,
+            workers,
         })
     }
 }
@@ -404,6 +418,8 @@ mod tests {
         assert!(c.state_dir.is_none());
         assert!(!c.busy_poll, "idle data planes sleep by default");
         assert!(parse(&["--no-state", "--busy-poll"]).unwrap().busy_poll);
+        assert_eq!(c.workers, 1);
+        assert_eq!(parse(&["--no-state", "--workers", "2"]).unwrap().workers, 2);
     }
 
     #[test]
@@ -414,7 +430,8 @@ mod tests {
         assert_eq!(parse(&["-m", "100"]).unwrap_err().option, "--nic-mtu");
         assert_eq!(parse(&["-e", "localhost"]).unwrap_err().option, "--endpoint");
         assert_eq!(parse(&["--underlay", "wifi"]).unwrap_err().option, "--underlay");
-        assert_eq!(parse(&["--workers", "2"]).unwrap_err().option, "--workers");
+        assert_eq!(parse(&["--workers", "0"]).unwrap_err().option, "--workers");
+        assert_eq!(parse(&["--workers", "65"]).unwrap_err().option, "--workers");
         assert_eq!(parse(&["-u", "4096"]).unwrap_err().option, "--graph-cpu-core");
         assert_eq!(parse(&["-k", "/nonexistent/key"]).unwrap_err().option, "--key");
         assert_eq!(parse(&["-c", "/nonexistent.ini"]).unwrap_err().option, "--config");

@@ -1,12 +1,19 @@
-//! The data plane: one graph, on its own thread, changed through its command channel.
+//! The data plane: one graph per worker thread, each changed through its command channel.
 //!
 //! ```text
-//! underlay NIC ── vtep ──(one port per VNI)── switch-<vni> ── fw-<nic> ── antispoof-<nic> ── [sniff-<nic>] ── vm-<nic>
+//! underlay NIC ── [steer] ── vtep ──(one port per VNI)── switch-<vni> ── fw-<nic> ── antispoof-<nic> ── [sniff-<nic>] ── vm-<nic>
 //! ```
 //!
-//! Every change (a NIC added, removed or updated) is one closure run by the graph's thread
-//! between two poll rounds: other NICs' traffic never stops, and a failed change is rolled
-//! back before the closure returns.
+//! With `--workers N`, worker `i` owns the VNIs `v` with `v % N == i`: their switches and
+//! every NIC in them live in its graph, so a VNI's traffic never crosses threads inside the
+//! host. Each worker has its own VTEP and its own share of the underlay (an AF_PACKET socket
+//! in a fanout group that the kernel steers by VNI, or one queue of a multiqueue TAP); a
+//! `steer` brick ([`VniSteer`]) in front of each VTEP forwards the frames that landed on the
+//! wrong worker through a queue to their owner and copies ARP/ND/IGMP to every worker.
+//!
+//! Every change (a NIC added, removed or updated) is one closure run by the owning graph's
+//! thread between two poll rounds: other NICs' traffic never stops, and a failed change is
+//! rolled back before the closure returns.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,13 +23,15 @@ use std::sync::Arc;
 
 use brick_core::bricks::{Flipped, Sniffer, SnifferDirection};
 use brick_core::{
-    Brick, BrickId, BrickStats, Graph, GraphHandle, PacketPool, PoolConfig, Runner, RunnerConfig, Side,
+    queue_pair, Brick, BrickId, BrickStats, Graph, GraphHandle, PacketPool, PoolConfig, Runner, RunnerConfig,
+    Side,
 };
 use brick_firewall::{AntiSpoof, AntiSpoofOptions, CompiledRuleset, Firewall, FirewallConfig};
-use brick_nic::{AfPacketConfig, AfPacketNic, TapConfig, TapNic, TapOffloads};
+use brick_nic::{AfPacketConfig, AfPacketNic, Fanout, FanoutMode, TapConfig, TapNic, TapOffloads};
 use brick_switch::{Switch, SwitchConfig};
 use brick_vhost::{Offloads, VhostUserConfig, VhostUserNic};
-use brick_vtep::{Vtep, VtepConfig};
+use brick_vtep::steer::owner_of;
+use brick_vtep::{VniSteer, Vtep, VtepConfig};
 use butterfly_api::{NicInfo, NicType};
 
 use crate::config::{Config, Underlay};
@@ -62,6 +71,7 @@ fn nic_err(id: &str, why: impl std::fmt::Display) -> DataplaneError {
 #[derive(Debug, Clone)]
 struct NicBricks {
     vni: u32,
+    worker: usize,
     structure: Structure,
     firewall: Option<BrickId>,
     antispoof: Option<BrickId>,
@@ -100,15 +110,20 @@ struct VniState {
 /// the endpoint's counters.
 type AddedNic = (BrickId, [Option<BrickId>; 3], BrickId, Arc<BrickStats>);
 
-/// The running data plane.
-pub struct Dataplane {
+/// One worker thread: its graph's runner, and the VTEP in it.
+struct Worker {
     runner: Option<Runner>,
     handle: GraphHandle,
+    vtep: BrickId,
+}
+
+/// The running data plane.
+pub struct Dataplane {
+    workers: Vec<Worker>,
     pool: PacketPool,
     /// Big buffers (64 KiB TCP super-frames) for what receives from TAPs with TSO: VM TAPs
     /// and a TAP underlay. `None` with `--no-offload`.
     big_pool: Option<PacketPool>,
-    vtep: BrickId,
     offload: bool,
     vnis: HashMap<u32, VniState>,
     nics: HashMap<String, NicBricks>,
@@ -128,12 +143,13 @@ const BIG_POOL_COUNT: usize = 512;
 /// Data room of a big buffer: a 64 KiB IP packet, its Ethernet header and VLAN tags.
 const BIG_DATA_ROOM: usize = 65_536 + 512;
 
-/// Opens (creates, or attaches to) the underlay TAP. With the big pool (offloads on) and an
-/// IPv4 underlay it asks for UDP-tunnel GSO, so VXLAN super-frames cross whole both ways
-/// (Linux ≥ 6.17); on older kernels it falls back to plain frames. Returns the brick and
-/// whether tunnel super-frames are on.
+/// Opens (creates, or attaches to) the underlay TAP with `queues` queues. With the big pool
+/// (offloads on) and an IPv4 underlay it asks for UDP-tunnel GSO, so VXLAN super-frames
+/// cross whole both ways (Linux ≥ 6.17); on older kernels it falls back to plain frames.
+/// Returns the brick and whether tunnel super-frames are on.
 fn open_underlay_tap(
     name: &str,
+    queues: u16,
     ipv4: bool,
     pool: &PacketPool,
     big: Option<&PacketPool>,
@@ -142,16 +158,50 @@ fn open_underlay_tap(
         TapNic::create(name, cfg.clone(), pool.clone()).or_else(|_| TapNic::attach(name, cfg, pool.clone()))
     };
     if let (Some(big), true) = (big, ipv4) {
-        let cfg = TapConfig { offloads: TapOffloads::TUNNEL, ..TapConfig::default() };
+        let cfg = TapConfig { offloads: TapOffloads::TUNNEL, queues, ..TapConfig::default() };
         if let Ok(tap) = open(cfg, big) {
             return Ok((tap, true));
         }
     }
-    let tap = open(TapConfig::default(), pool).map_err(|e| DataplaneError::Underlay {
-        what: format!("tap {name}"),
-        why: format!("{e} (creating a TAP needs root or CAP_NET_ADMIN; or use --underlay none)"),
-    })?;
+    let tap =
+        open(TapConfig { queues, ..TapConfig::default() }, pool).map_err(|e| DataplaneError::Underlay {
+            what: format!("tap {name}"),
+            why: format!("{e} (creating a TAP needs root or CAP_NET_ADMIN; or use --underlay none)"),
+        })?;
     Ok((tap, false))
+}
+
+/// Opens one AF_PACKET socket per worker on `iface`. With several, they join one fanout
+/// group whose kernel program hands each VXLAN frame to the socket of its VNI's owner.
+fn open_underlay_afpacket(
+    iface: &str,
+    workers: usize,
+    udp_port: u16,
+    pool: &PacketPool,
+) -> Result<Vec<AfPacketNic>, DataplaneError> {
+    let underlay = |why: String| DataplaneError::Underlay { what: format!("af-packet {iface}"), why };
+    // Low-latency receive ring: TPACKET_V3 blocks would add up to 1 ms per hop.
+    let mut afp = AfPacketConfig { low_latency: true, ..AfPacketConfig::default() };
+    if workers > 1 {
+        // Group ids are per network namespace; the pid keeps two daemons apart.
+        let group = (std::process::id() % 0xfff0) as u16 + 1;
+        afp.fanout = Some(Fanout { group, mode: FanoutMode::Program, rollover: false });
+    }
+    let mut nics = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        // Join order is the socket's index in the group: worker i joins i-th.
+        nics.push(AfPacketNic::open(iface, afp.clone(), pool.clone()).map_err(|e| underlay(e.to_string()))?);
+    }
+    if workers > 1 {
+        nics[0]
+            .set_fanout_program(&brick_nic::bpf::vxlan_vni_fanout(udp_port))
+            .map_err(|e| underlay(e.to_string()))?;
+    }
+    Ok(nics)
+}
+
+fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn derived_mac(ip: IpAddr) -> [u8; 6] {
@@ -219,14 +269,15 @@ fn dpdk_underlay(port: u16, _args: &str, _pool: PacketPool) -> Result<Underside,
 }
 
 impl Dataplane {
-    /// Builds the underlay side (NIC + VTEP) and starts the graph thread.
+    /// Builds the underlay side (NIC + VTEP) of every worker and starts their threads.
     pub fn start(cfg: &Config) -> Result<Dataplane, DataplaneError> {
-        let pool = PacketPool::new(PoolConfig { count: 16384, ..PoolConfig::default() })
+        let n = cfg.workers.max(1);
+        let pool = PacketPool::new(PoolConfig { count: 16384 * n, ..PoolConfig::default() })
             .map_err(|e| DataplaneError::Other(e.to_string()))?;
         let big_pool = if cfg.offload {
             Some(
                 PacketPool::new(PoolConfig {
-                    count: BIG_POOL_COUNT,
+                    count: BIG_POOL_COUNT * n,
                     data_room: BIG_DATA_ROOM,
                     ..PoolConfig::default()
                 })
@@ -235,79 +286,127 @@ impl Dataplane {
         } else {
             None
         };
-        let mut graph = Graph::new("butterflyd");
-        // Whether the underlay takes VXLAN super-frames whole (TAP with UDP-tunnel GSO).
-        let mut tunnel_gso = false;
-        let (phys, local_mac): Underside = match &cfg.underlay {
-            Underlay::Tap(name) => {
-                let (tap, tunnel) = open_underlay_tap(name, cfg.ip.is_ipv4(), &pool, big_pool.as_ref())?;
-                tunnel_gso = tunnel;
-                link_up(name).map_err(|why| DataplaneError::Underlay { what: format!("tap {name}"), why })?;
-                (Some(Box::new(tap)), derived_mac(cfg.ip))
-            }
-            Underlay::AfPacket(iface) => {
-                let mac = interface_mac(iface)
-                    .map_err(|why| DataplaneError::Underlay { what: format!("af-packet {iface}"), why })?;
-                // Low-latency receive ring: TPACKET_V3 blocks would add up to 1 ms per hop.
-                let afp = AfPacketConfig { low_latency: true, ..AfPacketConfig::default() };
-                let nic = AfPacketNic::open(iface, afp, pool.clone()).map_err(|e| {
-                    DataplaneError::Underlay { what: format!("af-packet {iface}"), why: e.to_string() }
-                })?;
-                (Some(Box::new(nic)), mac)
-            }
-            Underlay::Dpdk(port) => {
-                let (nic, mac) = dpdk_underlay(*port, &cfg.dpdk_args, pool.clone())?;
-                // Virtual devices (net_ring, net_null) have an all-zero MAC.
-                (nic, if mac == [0; 6] { derived_mac(cfg.ip) } else { mac })
-            }
-            Underlay::None => (None, derived_mac(cfg.ip)),
-        };
-        let mut vcfg = VtepConfig::new(cfg.ip, local_mac);
+        let mut vcfg = VtepConfig::new(cfg.ip, [0; 6]);
         if let Some(mtu) = cfg.nic_mtu {
             vcfg.mtu = mtu;
         }
         vcfg.gateway = cfg.gateway;
         vcfg.prefix_len = cfg.underlay_prefix;
-        vcfg.tunnel_gso = tunnel_gso;
-        let vtep = Vtep::new(vcfg, pool.clone()).map_err(|e| DataplaneError::Other(format!("vtep: {e}")))?;
-        let vtep = graph.add("vtep", vtep)?;
-        if let Some(phys) = phys {
-            let nic = graph.add_boxed("underlay", phys)?;
-            graph.link(nic, vtep)?;
+        // One underlay brick per worker (none with `--underlay none`), and the VTEPs' MAC.
+        let (mut phys, local_mac): (Vec<Box<dyn Brick>>, [u8; 6]) = match &cfg.underlay {
+            Underlay::Tap(name) => {
+                let (tap, tunnel) =
+                    open_underlay_tap(name, n as u16, cfg.ip.is_ipv4(), &pool, big_pool.as_ref())?;
+                // Whether the underlay takes VXLAN super-frames whole (UDP-tunnel GSO).
+                vcfg.tunnel_gso = tunnel;
+                link_up(name).map_err(|why| DataplaneError::Underlay { what: format!("tap {name}"), why })?;
+                let queues = if n > 1 { tap.into_queues() } else { vec![tap] };
+                (queues.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), derived_mac(cfg.ip))
+            }
+            Underlay::AfPacket(iface) => {
+                let mac = interface_mac(iface)
+                    .map_err(|why| DataplaneError::Underlay { what: format!("af-packet {iface}"), why })?;
+                let nics = open_underlay_afpacket(iface, n, vcfg.udp_port, &pool)?;
+                (nics.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), mac)
+            }
+            Underlay::Dpdk(port) => {
+                // Config::from_cli refuses more than one worker with DPDK.
+                let (nic, mac) = dpdk_underlay(*port, &cfg.dpdk_args, pool.clone())?;
+                // Virtual devices (net_ring, net_null) have an all-zero MAC.
+                (nic.into_iter().collect(), if mac == [0; 6] { derived_mac(cfg.ip) } else { mac })
+            }
+            Underlay::None => (Vec::new(), derived_mac(cfg.ip)),
+        };
+        vcfg.local_mac = local_mac;
+        let mut graphs = Vec::with_capacity(n);
+        let mut steers = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut graph =
+                Graph::new(if n == 1 { "butterflyd".to_string() } else { format!("butterflyd-w{i}") });
+            let vtep = Vtep::new(vcfg.clone(), pool.clone())
+                .map_err(|e| DataplaneError::Other(format!("vtep: {e}")))?;
+            let vtep = graph.add("vtep", vtep)?;
+            let steer = if phys.is_empty() {
+                None
+            } else {
+                let nic = graph.add_boxed("underlay", phys.remove(0))?;
+                if n > 1 {
+                    let steer = VniSteer::new(i, n, vcfg.udp_port, pool.clone())
+                        .map_err(|e| DataplaneError::Other(format!("steer: {e}")))?;
+                    let steer = graph.add("steer", steer)?;
+                    graph.chain(&[nic, steer, vtep])?;
+                    Some(steer)
+                } else {
+                    graph.link(nic, vtep)?;
+                    None
+                }
+            };
+            steers.push(steer);
+            graphs.push((graph, vtep));
         }
-        let runner = Runner::spawn(
-            graph,
-            RunnerConfig {
-                name: "dataplane".into(),
-                cpu: cfg.graph_cpu_core,
-                idle_rounds: if cfg.busy_poll { u32::MAX } else { RunnerConfig::default().idle_rounds },
-                // Default: sleep on the sources' wake fds as soon as a round is empty (every
-                // source here has one); any spin was slower on a shared 2-vCPU machine.
-                spin: if cfg.busy_poll { std::time::Duration::MAX } else { RunnerConfig::default().spin },
-                ..RunnerConfig::default()
-            },
-        )
-        .map_err(|e| DataplaneError::Other(format!("cannot start the data-plane thread: {e}")))?;
+        // A queue each way between every two workers' steer bricks, for frames the underlay
+        // delivered to a worker that does not own their VNI.
+        for from in 0..n {
+            for to in 0..n {
+                let (Some(s_from), Some(s_to)) = (steers[from], steers[to]) else { continue };
+                if from == to {
+                    continue;
+                }
+                let (tx, rx) = queue_pair(64)
+                    .map_err(|e| DataplaneError::Other(format!("queue between workers: {e}")))?;
+                let g = &mut graphs[from].0;
+                let tx = g.add(format!("to-w{to}"), tx)?;
+                let (port, _) = g.link(s_from, tx)?;
+                g.brick_mut::<VniSteer>(s_from)?.set_worker_port(to, port);
+                let g = &mut graphs[to].0;
+                let rx = g.add(format!("from-w{from}"), rx.emit_on(Side::West))?;
+                g.link(s_to, rx)?;
+            }
+        }
+        let mut workers = Vec::with_capacity(n);
+        for (i, (graph, vtep)) in graphs.into_iter().enumerate() {
+            let runner = Runner::spawn(
+                graph,
+                RunnerConfig {
+                    name: if n == 1 { "dataplane".into() } else { format!("dataplane-{i}") },
+                    cpu: cfg.graph_cpu_core.map(|c| (c + i) % available_cpus()),
+                    idle_rounds: if cfg.busy_poll { u32::MAX } else { RunnerConfig::default().idle_rounds },
+                    // Default: sleep on the sources' wake fds as soon as a round is empty (every
+                    // source here has one); any spin was slower on a shared 2-vCPU machine.
+                    spin: if cfg.busy_poll { std::time::Duration::MAX } else { RunnerConfig::default().spin },
+                    ..RunnerConfig::default()
+                },
+            )
+            .map_err(|e| DataplaneError::Other(format!("cannot start data-plane thread {i}: {e}")))?;
+            workers.push(Worker { handle: runner.handle(), runner: Some(runner), vtep });
+        }
         Ok(Dataplane {
-            handle: runner.handle(),
-            runner: Some(runner),
+            workers,
             pool,
             big_pool,
-            vtep,
             offload: cfg.offload,
             vnis: HashMap::new(),
             nics: HashMap::new(),
         })
     }
 
-    /// A handle on the graph (metrics, DOT).
-    pub fn handle(&self) -> GraphHandle {
-        self.handle.clone()
+    /// The worker that owns `vni`.
+    fn owner(&self, vni: u32) -> usize {
+        owner_of(vni, self.workers.len())
     }
 
-    /// The graph in DOT.
+    /// Handles on every worker's graph, in worker order (metrics, DOT).
+    pub fn handles(&self) -> Vec<GraphHandle> {
+        self.workers.iter().map(|w| w.handle.clone()).collect()
+    }
+
+    /// The graphs in DOT: one `digraph` per worker.
     pub fn dot(&self) -> Result<String, DataplaneError> {
-        Ok(self.handle.exec(|g| g.to_dot())?)
+        let mut out = String::new();
+        for w in &self.workers {
+            out.push_str(&w.handle.exec(|g| g.to_dot())?);
+        }
+        Ok(out)
     }
 
     /// Byte counters of a NIC's endpoint.
@@ -320,8 +419,10 @@ impl Dataplane {
     /// The firewall's connection table of NIC `id`, as bytes (for live migration); `None`
     /// when the NIC has no firewall (bypass_filtering) or does not exist.
     pub fn export_connections(&self, id: &str) -> Result<Option<Vec<u8>>, DataplaneError> {
-        let Some(fw) = self.nics.get(id).and_then(|n| n.firewall) else { return Ok(None) };
-        Ok(self.handle.exec(move |g| {
+        let Some((fw, w)) = self.nics.get(id).and_then(|n| Some((n.firewall?, n.worker))) else {
+            return Ok(None);
+        };
+        Ok(self.workers[w].handle.exec(move |g| {
             g.brick::<Firewall>(fw).ok().map(|f| f.export_connections(brick_core::Timestamp::now()))
         })?)
     }
@@ -426,10 +527,11 @@ impl Dataplane {
                 Some(Switch::new(SwitchConfig::default(), self.pool.clone()).map_err(|e| nic_err(&id, e))?)
             }
         };
-        let vtep = self.vtep;
+        let worker = self.owner(vni);
+        let vtep = self.workers[worker].vtep;
         let nid = id.clone();
         let sniffer_path = sniffer.as_ref().map(|_| info.packet_trace_path.clone());
-        let ids = self.handle.exec(move |g| -> Result<AddedNic, String> {
+        let ids = self.workers[worker].handle.exec(move |g| -> Result<AddedNic, String> {
             let mut added: Vec<BrickId> = Vec::new();
             let result = (|| -> Result<_, String> {
                 let switch = match (existing_switch, new_switch) {
@@ -490,6 +592,7 @@ impl Dataplane {
             id,
             NicBricks {
                 vni,
+                worker,
                 structure: Structure::of(info),
                 firewall: fw,
                 antispoof: asp,
@@ -516,11 +619,11 @@ impl Dataplane {
         let Some(n) = self.nics.remove(id) else { return Ok(Vec::new()) };
         let last = self.vnis.get(&n.vni).is_some_and(|v| v.nics <= 1);
         let switch = self.vnis.get(&n.vni).map(|v| v.switch);
-        let vtep = self.vtep;
+        let vtep = self.workers[n.worker].vtep;
         let vni = n.vni;
         let bricks: Vec<BrickId> =
             [Some(n.endpoint), n.sniffer, n.antispoof, n.firewall].into_iter().flatten().collect();
-        let removed = self.handle.exec(move |g| {
+        let removed = self.workers[n.worker].handle.exec(move |g| {
             let mut removed: Vec<Box<dyn Brick>> =
                 bricks.into_iter().filter_map(|b| g.remove(b).ok()).collect();
             if last {
@@ -560,37 +663,38 @@ impl Dataplane {
         let prev = cur.antispoof.or(cur.firewall).unwrap_or_else(|| self.vnis[&cur.vni].switch);
         let nid = id.to_string();
         let c = cur.clone();
-        let new_sniffer_id = self.handle.exec(move |g| -> Result<Option<Option<BrickId>>, String> {
-            if let (Some(fw), Some(r)) = (c.firewall, rules) {
-                g.brick_mut::<Firewall>(fw).map_err(|e| e.to_string())?.replace_ruleset(r);
-            }
-            if let Some(a) = c.antispoof {
-                let a = g.brick_mut::<AntiSpoof>(a).map_err(|e| e.to_string())?;
-                a.set_ips(&ips).map_err(|e| e.to_string())?;
-                a.set_options(opts);
-            }
-            let mut changed = None;
-            if stop_trace || new_sniffer.is_some() {
-                if let Some(old) = c.sniffer {
-                    // Dropping a sniffer only flushes a buffered file: cheap enough here.
-                    g.remove(old).map_err(|e| e.to_string())?;
-                } else {
-                    g.unlink_between(prev, c.endpoint).map_err(|e| e.to_string())?;
+        let new_sniffer_id =
+            self.workers[cur.worker].handle.exec(move |g| -> Result<Option<Option<BrickId>>, String> {
+                if let (Some(fw), Some(r)) = (c.firewall, rules) {
+                    g.brick_mut::<Firewall>(fw).map_err(|e| e.to_string())?.replace_ruleset(r);
                 }
-                match new_sniffer {
-                    Some(s) => {
-                        let b = g.add(format!("sniff-{nid}"), s).map_err(|e| e.to_string())?;
-                        g.chain(&[prev, b, c.endpoint]).map_err(|e| e.to_string())?;
-                        changed = Some(Some(b));
+                if let Some(a) = c.antispoof {
+                    let a = g.brick_mut::<AntiSpoof>(a).map_err(|e| e.to_string())?;
+                    a.set_ips(&ips).map_err(|e| e.to_string())?;
+                    a.set_options(opts);
+                }
+                let mut changed = None;
+                if stop_trace || new_sniffer.is_some() {
+                    if let Some(old) = c.sniffer {
+                        // Dropping a sniffer only flushes a buffered file: cheap enough here.
+                        g.remove(old).map_err(|e| e.to_string())?;
+                    } else {
+                        g.unlink_between(prev, c.endpoint).map_err(|e| e.to_string())?;
                     }
-                    None => {
-                        g.link(prev, c.endpoint).map_err(|e| e.to_string())?;
-                        changed = Some(None);
+                    match new_sniffer {
+                        Some(s) => {
+                            let b = g.add(format!("sniff-{nid}"), s).map_err(|e| e.to_string())?;
+                            g.chain(&[prev, b, c.endpoint]).map_err(|e| e.to_string())?;
+                            changed = Some(Some(b));
+                        }
+                        None => {
+                            g.link(prev, c.endpoint).map_err(|e| e.to_string())?;
+                            changed = Some(None);
+                        }
                     }
                 }
-            }
-            Ok(changed)
-        })?;
+                Ok(changed)
+            })?;
         let changed = new_sniffer_id.map_err(|e| nic_err(id, e))?;
         if let Some(n) = self.nics.get_mut(id) {
             if let Some(s) = changed {
@@ -622,8 +726,10 @@ impl Dataplane {
                 s.spawn(move || drop(c));
             }
         });
-        if let Some(r) = self.runner.take() {
-            let _ = r.stop();
+        for w in &mut self.workers {
+            if let Some(r) = w.runner.take() {
+                let _ = r.stop();
+            }
         }
     }
 }

@@ -78,7 +78,7 @@ fn run(cfg: Config) -> Result<(), String> {
     };
 
     let dp = Dataplane::start(&cfg).map_err(|e| e.to_string())?;
-    let graph = dp.handle();
+    let graphs = dp.handles();
     let mut mem = MemoryHandler::new();
     mem.socket_dir = cfg.socket_dir.clone();
     mem.default_packet_trace = cfg.packet_trace;
@@ -93,7 +93,7 @@ fn run(cfg: Config) -> Result<(), String> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let metrics = match cfg.metrics {
-        Some(addr) => Some(metrics::serve(addr, graph.clone(), Arc::clone(&stop)).map_err(|e| {
+        Some(addr) => Some(metrics::serve(addr, graphs.clone(), Arc::clone(&stop)).map_err(|e| {
             format!("metrics endpoint {addr}: {e} (choose another with --metrics ADDR:PORT or off)")
         })?),
         None => None,
@@ -126,7 +126,10 @@ fn run(cfg: Config) -> Result<(), String> {
         })
         .map_err(|e| e.to_string())?;
 
-    info!("butterflyd ready: VTEP {} on {:?}, API on {endpoint}", cfg.ip, cfg.underlay);
+    info!(
+        "butterflyd ready: VTEP {} on {:?}, {} worker(s), API on {endpoint}",
+        cfg.ip, cfg.underlay, cfg.workers
+    );
     eprintln!(
         "butterflyd ready: VTEP {} ({:?} underlay), API on {endpoint}{}\n\
          Add a first VM NIC with the CLI (`cargo run -p butterfly-api --bin butterfly --` or an installed `butterfly`):\n  \

@@ -1,5 +1,6 @@
 //! A Prometheus text endpoint: per-brick packets, bytes, drops by reason and cycles per
-//! packet. Brick names carry the NIC id (`vm-<id>`, `fw-<id>`…), so per-NIC series fall out.
+//! packet. Brick names carry the NIC id (`vm-<id>`, `fw-<id>`…), so per-NIC series fall out;
+//! the `worker` label tells the worker graphs apart (each has its own `vtep` and `underlay`).
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
@@ -10,16 +11,20 @@ use std::time::Duration;
 
 use brick_core::{GraphHandle, Side};
 
-/// Renders every brick's counters in the Prometheus text format.
-pub fn render(handle: &GraphHandle) -> Result<String, brick_core::GraphError> {
-    let bricks = handle.exec_timeout(Duration::from_secs(5), |g| {
-        g.ids()
-            .into_iter()
-            .filter_map(|id| {
-                Some((g.name_of(id).ok()?.to_string(), g.brick_dyn(id).ok()?.kind(), g.stats(id).ok()?))
-            })
-            .collect::<Vec<_>>()
-    })?;
+/// Renders every brick's counters, of every worker graph, in the Prometheus text format.
+pub fn render(handles: &[GraphHandle]) -> Result<String, brick_core::GraphError> {
+    let mut bricks = Vec::new();
+    for (worker, handle) in handles.iter().enumerate() {
+        let of_worker = handle.exec_timeout(Duration::from_secs(5), |g| {
+            g.ids()
+                .into_iter()
+                .filter_map(|id| {
+                    Some((g.name_of(id).ok()?.to_string(), g.brick_dyn(id).ok()?.kind(), g.stats(id).ok()?))
+                })
+                .collect::<Vec<_>>()
+        })?;
+        bricks.extend(of_worker.into_iter().map(|(name, kind, st)| (name, kind, st, worker)));
+    }
     let mut s = String::new();
     let families = [
         ("butterfly_brick_packets_total", "Packets through a brick, by side and direction."),
@@ -30,7 +35,7 @@ pub fn render(handle: &GraphHandle) -> Result<String, brick_core::GraphError> {
     for (i, (name, help)) in families.iter().enumerate() {
         let _ = writeln!(s, "# HELP {name} {help}");
         let _ = writeln!(s, "# TYPE {name} {}", if i == 3 { "gauge" } else { "counter" });
-        for (brick, kind, st) in &bricks {
+        for (brick, kind, st, worker) in &bricks {
             let b = escape(brick);
             match i {
                 0 | 1 => {
@@ -43,11 +48,11 @@ pub fn render(handle: &GraphHandle) -> Result<String, brick_core::GraphError> {
                         };
                         let _ = writeln!(
                             s,
-                            "{name}{{brick=\"{b}\",kind=\"{kind}\",side=\"{side}\",dir=\"in\"}} {pin}"
+                            "{name}{{brick=\"{b}\",kind=\"{kind}\",side=\"{side}\",dir=\"in\",worker=\"{worker}\"}} {pin}"
                         );
                         let _ = writeln!(
                             s,
-                            "{name}{{brick=\"{b}\",kind=\"{kind}\",side=\"{side}\",dir=\"out\"}} {pout}"
+                            "{name}{{brick=\"{b}\",kind=\"{kind}\",side=\"{side}\",dir=\"out\",worker=\"{worker}\"}} {pout}"
                         );
                     }
                 }
@@ -55,14 +60,15 @@ pub fn render(handle: &GraphHandle) -> Result<String, brick_core::GraphError> {
                     for (reason, n) in st.drops() {
                         let _ = writeln!(
                             s,
-                            "{name}{{brick=\"{b}\",kind=\"{kind}\",reason=\"{}\"}} {n}",
+                            "{name}{{brick=\"{b}\",kind=\"{kind}\",reason=\"{}\",worker=\"{worker}\"}} {n}",
                             escape(reason)
                         );
                     }
                 }
                 _ => {
                     if let Some(c) = st.cycles_per_packet() {
-                        let _ = writeln!(s, "{name}{{brick=\"{b}\",kind=\"{kind}\"}} {c:.1}");
+                        let _ =
+                            writeln!(s, "{name}{{brick=\"{b}\",kind=\"{kind}\",worker=\"{worker}\"}} {c:.1}");
                     }
                 }
             }
@@ -79,7 +85,7 @@ fn escape(s: &str) -> String {
 /// are rare and small.
 pub fn serve(
     addr: SocketAddr,
-    handle: GraphHandle,
+    handles: Vec<GraphHandle>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let listener = TcpListener::bind(addr)?;
@@ -109,7 +115,7 @@ pub fn serve(
                 line.clear();
             }
             let (status, body) = if first.starts_with("GET /metrics") {
-                match render(&handle) {
+                match render(&handles) {
                     Ok(b) => ("200 OK", b),
                     Err(e) => ("503 Service Unavailable", format!("{e}\n")),
                 }

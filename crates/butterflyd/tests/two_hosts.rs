@@ -10,6 +10,11 @@ use common::*;
 /// kernel to the veth, as on a hypervisor whose NIC sits in a Linux bridge. With UDP-tunnel
 /// GSO on the TAP, VXLAN super-frames cross the veth whole.
 fn two_hosts_tap_underlay() -> Topology {
+    two_hosts_tap_underlay_with(&[])
+}
+
+/// [`two_hosts_tap_underlay`] with extra daemon options.
+fn two_hosts_tap_underlay_with(extra: &[&str]) -> Topology {
     let tag = unique_tag();
     let (hosts, ns) = host_namespaces(tag);
     for h in &hosts {
@@ -26,12 +31,9 @@ fn two_hosts_tap_underlay() -> Topology {
         sh(&["ip", "-n", h, "link", "set", "br0", "up"]);
         let dir = tempfile::tempdir().unwrap();
         let endpoint = format!("ipc://{}/api.sock", dir.path().display());
-        let d = Daemon::start_full(
-            dir,
-            Some(h),
-            endpoint,
-            &["--underlay", "tap:bfu", "-i", ips[i], "--no-state"],
-        );
+        let mut args = vec!["--underlay", "tap:bfu", "-i", ips[i], "--no-state"];
+        args.extend_from_slice(extra);
+        let d = Daemon::start_full(dir, Some(h), endpoint, &args);
         sh(&["ip", "-n", h, "link", "set", "bfu", "master", "br0"]);
         daemons.push(d);
     }
@@ -88,6 +90,66 @@ fn vms_on_two_hosts_reach_each_other_over_vxlan_and_vnis_stay_isolated() {
     // The DOT graph of host 2 shows traffic through its vtep.
     let status = t.h[1].ok(&["status"]);
     assert!(status.contains("vtep") && status.contains("switch-10"), "{status}");
+}
+
+/// All the numbers after `key` in a daemon's status (one per worker graph).
+fn status_counters(status: &str, key: &str) -> Vec<u64> {
+    status
+        .match_indices(key)
+        .map(|(at, _)| {
+            let rest = &status[at + key.len()..];
+            rest.trim_start().chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
+        })
+        .collect()
+}
+
+/// Two worker graphs per daemon: VNI 10 lives on worker 0, VNI 11 on worker 1 (v % 2). Both
+/// VNIs work across hosts and stay isolated, a TCP transfer arrives intact, each worker's
+/// graph holds only its own VNI's switch, and the kernel's fanout program delivered every
+/// VXLAN frame to its owner (the steer bricks forwarded none between workers).
+#[test]
+fn two_workers_per_host_each_own_their_vnis() {
+    let mut t = two_hosts_with(false, &["--workers", "2"]);
+    let a10 = t.vm(0, "xa", 10, "10.10.0.1", "52:54:00:10:01:01");
+    let _b10 = t.vm(1, "xb", 10, "10.10.0.2", "52:54:00:10:01:02");
+    let a11 = t.vm(0, "xc", 11, "10.11.0.1", "52:54:00:11:01:01");
+    let b11 = t.vm(1, "xd", 11, "10.11.0.2", "52:54:00:11:01:02");
+    // Same addresses as VNI 10's host-2 VM, in VNI 11: must never answer a10.
+    let _c11 = t.vm(1, "xe", 11, "10.10.0.3", "52:54:00:11:01:03");
+    let (ok, out) = ping(&a10, "10.10.0.2", "4");
+    assert!(ok && out.contains(" 0% packet loss"), "VNI 10 (worker 0) across hosts:\n{out}");
+    let (ok, out) = ping(&a11, "10.11.0.2", "4");
+    assert!(ok && out.contains(" 0% packet loss"), "VNI 11 (worker 1) across hosts:\n{out}");
+    let (ok, out) = ping(&a10, "10.10.0.3", "2");
+    assert!(!ok, "another VNI must stay unreachable:\n{out}");
+    let (got, sent) = tcp_transfer(&b11, &a11, "10.11.0.2", 4, t.tag);
+    assert_eq!(got, sent, "TCP over VNI 11 (worker 1), byte for byte");
+    for h in &t.h {
+        let status = h.ok(&["status"]);
+        let w0 = status.find("digraph \"butterflyd-w0\"").expect("worker 0's graph");
+        let w1 = status.find("digraph \"butterflyd-w1\"").expect("worker 1's graph");
+        let (g0, g1) =
+            if w0 < w1 { (&status[w0..w1], &status[w1..]) } else { (&status[w0..], &status[w1..w0]) };
+        assert!(g0.contains("switch-10") && !g0.contains("switch-11"), "{status}");
+        assert!(g1.contains("switch-11") && !g1.contains("switch-10"), "{status}");
+        assert_eq!(status_counters(&status, "to other workers:"), vec![0, 0], "{status}");
+    }
+}
+
+/// Two workers on a single TAP underlay split into one queue per worker: the kernel spreads
+/// frames over the queues by flow, not by VNI, so the steer bricks carry the strays to
+/// their owner. Both workers' VNIs work.
+#[test]
+fn two_workers_on_a_tap_underlay_steer_strays_to_their_owner() {
+    let mut t = two_hosts_tap_underlay_with(&["--workers", "2"]);
+    let a10 = t.vm(0, "ya", 10, "10.10.0.1", "52:54:00:10:02:01");
+    let _b10 = t.vm(1, "yb", 10, "10.10.0.2", "52:54:00:10:02:02");
+    let a11 = t.vm(0, "yc", 11, "10.11.0.1", "52:54:00:11:02:01");
+    let _b11 = t.vm(1, "yd", 11, "10.11.0.2", "52:54:00:11:02:02");
+    for (vm, to) in [(&a10, "10.10.0.2"), (&a11, "10.11.0.2")] {
+        let (ok, out) = ping(vm, to, "6");
+        assert!(ok && out.contains(" 0% packet loss"), "{to}:\n{out}");
+    }
 }
 
 #[test]

@@ -239,6 +239,11 @@ pub fn host_namespaces(tag: u32) -> ([String; 2], Netns) {
 /// Builds host namespaces h1/h2 joined by a veth (no kernel addresses: the underlay belongs to
 /// butterflyd), and starts a daemon in each with VTEP `ips[i]`.
 pub fn two_hosts(v6: bool) -> Topology {
+    two_hosts_with(v6, &[])
+}
+
+/// [`two_hosts`] with extra daemon options (`--workers 2`…).
+pub fn two_hosts_with(v6: bool, extra: &[&str]) -> Topology {
     let tag = unique_tag();
     let (hosts, ns) = host_namespaces(tag);
     for (h, dev) in [(&hosts[0], "u1"), (&hosts[1], "u2")] {
@@ -254,12 +259,9 @@ pub fn two_hosts(v6: bool) -> Topology {
         let dir = tempfile::tempdir().unwrap();
         let endpoint = format!("ipc://{}/api.sock", dir.path().display());
         let underlay = format!("af-packet:{dev}");
-        let d = Daemon::start_full(
-            dir,
-            Some(h),
-            endpoint,
-            &["--underlay", &underlay, "-i", ips[i], "--no-state"],
-        );
+        let mut args = vec!["--underlay", &underlay, "-i", ips[i], "--no-state"];
+        args.extend_from_slice(extra);
+        let d = Daemon::start_full(dir, Some(h), endpoint, &args);
         daemons.push(d);
     }
     let h: [Daemon; 2] = daemons.try_into().map_err(|_| ()).unwrap();
