@@ -68,6 +68,8 @@ pub struct NicCounters {
     pub tx_gso: Counter,
     /// Segments merged into super-frames on transmit (TAP `coalesce`).
     pub tx_coalesced: Counter,
+    /// Segments made in software from super-frames the device cannot take whole (DPDK).
+    pub tx_segmented: Counter,
 }
 
 /// A plain copy of [`NicCounters`] at one moment.
@@ -107,6 +109,8 @@ pub struct NicStats {
     pub tx_gso: u64,
     /// See [`NicCounters::tx_coalesced`].
     pub tx_coalesced: u64,
+    /// See [`NicCounters::tx_segmented`].
+    pub tx_segmented: u64,
 }
 
 impl NicCounters {
@@ -149,6 +153,7 @@ impl NicCounters {
             rx_gso: self.rx_gso.get(),
             tx_gso: self.tx_gso.get(),
             tx_coalesced: self.tx_coalesced.get(),
+            tx_segmented: self.tx_segmented.get(),
         }
     }
 }

@@ -428,8 +428,9 @@ unsafe impl Send for MbufScratch {}
 /// packets (multi-segment mbufs are gathered), frees the mbufs in bulk and emits east.
 /// `process` copies each burst into fresh mbufs and transmits it in one `rte_eth_tx_burst`
 /// on the brick's first queue; what the driver does not take is freed and counted
-/// ("tx ring full"). Partial checksums are completed in software; super-frames larger than
-/// the MTU are dropped as "too big" (no TSO mapping yet).
+/// ("tx ring full"). Partial checksums are completed in software; TCP super-frames (GSO
+/// metadata) larger than the MTU are cut into segments in software
+/// ([`brick_core::gso`], counted in `tx_segmented`): the port's TSO is not used yet.
 pub struct DpdkNic {
     port: Arc<Port>,
     queues: Vec<u16>,
@@ -438,6 +439,9 @@ pub struct DpdkNic {
     scratch: Box<MbufScratch>,
     /// Received packets on their way east (storage reused).
     rx_burst: Burst,
+    /// Software segmentation: segments of one super-frame, and the burst being filled.
+    gso_segs: Vec<Packet>,
+    segmented: Burst,
     max_frame: usize,
     last_missed: u64,
     zero_copy: bool,
@@ -558,6 +562,8 @@ impl DpdkNic {
                 rx_flags: [0; BURST_SIZE],
             }),
             rx_burst: Burst::new(),
+            gso_segs: Vec::with_capacity(64),
+            segmented: Burst::new(),
             max_frame: 0,
             last_missed: 0,
             zero_copy: cfg.zero_copy,
@@ -587,6 +593,8 @@ impl DpdkNic {
                     rx_flags: [0; BURST_SIZE],
                 }),
                 rx_burst: Burst::new(),
+                gso_segs: Vec::with_capacity(64),
+                segmented: Burst::new(),
                 max_frame,
                 last_missed,
                 zero_copy,
@@ -815,23 +823,54 @@ fn fill_rx_meta(pkt: &mut Packet, ol_flags: u64) {
     *pkt.meta_mut() = meta;
 }
 
-impl Brick for DpdkNic {
-    fn kind(&self) -> &'static str {
-        "dpdk"
-    }
-
-    fn drop_reasons(&self) -> &'static [&'static str] {
-        DROP_REASONS
-    }
-
-    fn max_ports(&self, side: Side) -> usize {
-        usize::from(side == Side::East)
-    }
-
-    fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+impl DpdkNic {
+    fn process_burst(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
         if self.register_thread {
             EAL_THREAD.with(|_| {});
         }
+        let max_frame = self.max_frame;
+        if pkts.iter().any(|p| p.meta().gso_type != GsoType::None && p.len() > max_frame) {
+            self.transmit_segmenting(pkts, out);
+        } else {
+            self.transmit(pkts, out);
+        }
+    }
+
+    /// Transmits a burst holding TCP super-frames: each is cut into MSS-sized segments (in
+    /// pool packets, checksums completed; the port is not asked for TSO) and everything
+    /// leaves in order, in bursts of at most 64.
+    #[cold]
+    fn transmit_segmenting(&mut self, pkts: &mut Burst, out: &mut Output<'_>) {
+        let mut chunk = std::mem::take(&mut self.segmented);
+        let mut segs = std::mem::take(&mut self.gso_segs);
+        for pkt in pkts.drain() {
+            if pkt.meta().gso_type == GsoType::None || pkt.len() <= self.max_frame {
+                segs.push(pkt);
+            } else {
+                match brick_core::gso::segment_into_pool(&pkt, &self.pool, |seg| segs.push(seg)) {
+                    Ok(n) => self.counters.tx_segmented.add(n as u64),
+                    Err(brick_core::gso::GsoError::PoolEmpty) => {
+                        count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1)
+                    }
+                    Err(_) => count_drop(&self.counters, out, DROP_BAD_OFFLOAD, 1),
+                }
+            }
+            for seg in segs.drain(..) {
+                if chunk.room() == 0 {
+                    self.transmit(&mut chunk, out);
+                }
+                let _ = chunk.push(seg);
+            }
+        }
+        if !chunk.is_empty() {
+            self.transmit(&mut chunk, out);
+        }
+        self.segmented = chunk;
+        self.gso_segs = segs;
+    }
+
+    /// Transmits a burst of at most 64 frames, none larger than the port takes.
+    fn transmit(&mut self, pkts: &mut Burst, out: &mut Output<'_>) {
         // Packets are looked at in place (moving each 72-byte packet out of the burst cost
         // more than the rest of the work): a packet still in its mbuf hands the mbuf over and
         // stays behind as an empty shell; any other stays whole, its bytes copied from where
@@ -902,6 +941,24 @@ impl Brick for DpdkNic {
             }
         }
         pkts.clear();
+    }
+}
+
+impl Brick for DpdkNic {
+    fn kind(&self) -> &'static str {
+        "dpdk"
+    }
+
+    fn drop_reasons(&self) -> &'static [&'static str] {
+        DROP_REASONS
+    }
+
+    fn max_ports(&self, side: Side) -> usize {
+        usize::from(side == Side::East)
+    }
+
+    fn process(&mut self, side: Side, port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        self.process_burst(side, port, pkts, out)
     }
 
     fn is_source(&self) -> bool {
