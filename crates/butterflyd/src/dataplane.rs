@@ -462,9 +462,11 @@ impl Dataplane {
                 if path.exists() {
                     let _ = std::fs::remove_file(&path);
                 }
-                let mut vcfg = VhostUserConfig::new(format!("vm-{id}"), mac, self.pool.clone());
-                vcfg.offloads = Offloads { csum: self.offload, ..Offloads::default() };
-                vcfg.offloads.tso = false;
+                // With offloads, the guest is offered TSO: its super-frames (up to 64 KiB, in
+                // big buffers) cross the graph whole, like a TAP VM's.
+                let pool = self.big_pool.clone().unwrap_or_else(|| self.pool.clone());
+                let mut vcfg = VhostUserConfig::new(format!("vm-{id}"), mac, pool);
+                vcfg.offloads = Offloads { csum: self.offload, tso: self.big_pool.is_some() };
                 let nic = VhostUserNic::server(&path, vcfg).map_err(|e| nic_err(id, e))?;
                 Ok(Box::new(nic))
             }

@@ -1,5 +1,6 @@
 //! Two real QEMU guests (TCG) on vhost-user NICs of the real butterflyd, in one VNI with a
-//! security group: ping, ping6 and HTTP transfers checked by md5 both ways, then the daemon
+//! security group: ping, ping6 and HTTP transfers checked by md5 both ways (the guests use
+//! the TSO the daemon offers, so their super-frames cross whole), then the daemon
 //! restarts (configuration restored from its state) while both guests keep running: QEMU
 //! reconnects to the same sockets and traffic resumes without a guest reboot. The guest
 //! harness (kernel + busybox initramfs from Debian packages) is brick-vhost's.
@@ -108,6 +109,17 @@ fn two_qemu_guests_through_the_daemon() {
     assert!(counts.len() == 2 && counts.iter().all(|&n| n > 100_000), "nic stats: {stats}");
     let status = d.ok(&["status"]);
     assert!(status.contains("fw-g1") && status.contains("(vhost-user)"), "{status}");
+    // Both guests took the offered TSO (HOST_TSO4, bit 11, and GUEST_TSO4, bit 7): the
+    // transfers above crossed the daemon as super-frames.
+    let acked: Vec<u64> = status
+        .match_indices("acked=0x")
+        .map(|(at, m)| {
+            let hex: String = status[at + m.len()..].chars().take_while(char::is_ascii_hexdigit).collect();
+            u64::from_str_radix(&hex, 16).unwrap()
+        })
+        .collect();
+    assert_eq!(acked.len(), 2, "{status}");
+    assert!(acked.iter().all(|f| f & (1 << 11) != 0 && f & (1 << 7) != 0), "TSO not negotiated: {acked:x?}");
 
     // VM reconnection: the daemon stops (its sockets go) and starts again from its state;
     // QEMU (chardev reconnect=1) connects again and the guests' once-a-second pings resume.
