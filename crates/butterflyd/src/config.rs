@@ -98,7 +98,8 @@ pub struct Cli {
     #[arg(long = "gateway")]
     pub gateway: Option<String>,
     /// Number of data-plane worker threads, one graph each (default 1). Worker i owns the
-    /// VNIs v with v % workers == i. More than one needs an af-packet, tap or no underlay.
+    /// VNIs v with v % workers == i; each worker has its own share of the underlay (an
+    /// AF_PACKET socket, a TAP queue or a DPDK queue pair).
     #[arg(long = "workers")]
     pub workers: Option<usize>,
     /// Directory where the configuration is persisted and restored from.
@@ -353,14 +354,6 @@ impl Config {
             }
             Some(w) => w,
         };
-        if workers > 1 && matches!(underlay, Underlay::Dpdk(_)) {
-            return Err(bad(
-                "--workers",
-                format!(
-                    "{workers} workers need an af-packet, tap or no underlay; a DPDK underlay runs 1 worker"
-                ),
-            ));
-        }
         let state_dir = if cli.no_state {
             None
         } else {

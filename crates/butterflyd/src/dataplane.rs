@@ -243,24 +243,37 @@ pub fn link_up(name: &str) -> Result<(), String> {
     }
 }
 
-/// The underlay NIC brick (none with `--underlay none`) and the MAC the VTEP uses on it.
-type Underside = (Option<Box<dyn Brick>>, [u8; 6]);
+/// The underlay NIC bricks (one per worker) and the MAC the VTEP uses on them.
+type Underside = (Vec<Box<dyn Brick>>, [u8; 6]);
 
 #[cfg(feature = "dpdk")]
-fn dpdk_underlay(port: u16, args: &str, pool: PacketPool) -> Result<Underside, DataplaneError> {
+fn dpdk_underlay(
+    port: u16,
+    args: &str,
+    workers: usize,
+    pool: PacketPool,
+) -> Result<Underside, DataplaneError> {
     use brick_nic::{DpdkConfig, DpdkNic, Eal, PortSpec};
     let what = format!("dpdk port {port}");
     let underlay = |why: String| DataplaneError::Underlay { what: what.clone(), why };
     let args: Vec<&str> = args.split_whitespace().collect();
     let eal = Eal::init(&args).map_err(|e| underlay(format!("EAL ({}): {e}", args.join(" "))))?;
-    let nic = DpdkNic::open(eal, DpdkConfig { port: PortSpec::Id(port), ..DpdkConfig::default() }, pool)
-        .map_err(|e| underlay(e.to_string()))?;
+    // One queue pair per worker; the port's RSS spreads frames over them and the steer
+    // bricks carry those of other workers' VNIs to their owner.
+    let cfg = DpdkConfig { port: PortSpec::Id(port), queues: workers as u16, ..DpdkConfig::default() };
+    let nic = DpdkNic::open(eal, cfg, pool).map_err(|e| underlay(format!("{e} ({workers} worker(s))")))?;
     let mac = nic.mac().map_err(|e| underlay(e.to_string()))?;
-    Ok((Some(Box::new(nic)), mac))
+    let bricks = if workers > 1 { nic.into_queues() } else { vec![nic] };
+    Ok((bricks.into_iter().map(|b| Box::new(b) as Box<dyn Brick>).collect(), mac))
 }
 
 #[cfg(not(feature = "dpdk"))]
-fn dpdk_underlay(port: u16, _args: &str, _pool: PacketPool) -> Result<Underside, DataplaneError> {
+fn dpdk_underlay(
+    port: u16,
+    _args: &str,
+    _workers: usize,
+    _pool: PacketPool,
+) -> Result<Underside, DataplaneError> {
     // Config::from_cli already refuses this; kept as a clear error for library callers.
     Err(DataplaneError::Underlay {
         what: format!("dpdk port {port}"),
@@ -272,12 +285,13 @@ impl Dataplane {
     /// Builds the underlay side (NIC + VTEP) of every worker and starts their threads.
     pub fn start(cfg: &Config) -> Result<Dataplane, DataplaneError> {
         let n = cfg.workers.max(1);
-        let pool = PacketPool::new(PoolConfig { count: 16384 * n, ..PoolConfig::default() })
+        // Each extra worker holds a few more bursts in flight and in its pool caches.
+        let pool = PacketPool::new(PoolConfig { count: 16384 + 4096 * (n - 1), ..PoolConfig::default() })
             .map_err(|e| DataplaneError::Other(e.to_string()))?;
         let big_pool = if cfg.offload {
             Some(
                 PacketPool::new(PoolConfig {
-                    count: BIG_POOL_COUNT * n,
+                    count: BIG_POOL_COUNT + BIG_POOL_COUNT / 4 * (n - 1),
                     data_room: BIG_DATA_ROOM,
                     ..PoolConfig::default()
                 })
@@ -293,7 +307,7 @@ impl Dataplane {
         vcfg.gateway = cfg.gateway;
         vcfg.prefix_len = cfg.underlay_prefix;
         // One underlay brick per worker (none with `--underlay none`), and the VTEPs' MAC.
-        let (mut phys, local_mac): (Vec<Box<dyn Brick>>, [u8; 6]) = match &cfg.underlay {
+        let (mut phys, local_mac): Underside = match &cfg.underlay {
             Underlay::Tap(name) => {
                 let (tap, tunnel) =
                     open_underlay_tap(name, n as u16, cfg.ip.is_ipv4(), &pool, big_pool.as_ref())?;
@@ -310,10 +324,9 @@ impl Dataplane {
                 (nics.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), mac)
             }
             Underlay::Dpdk(port) => {
-                // Config::from_cli refuses more than one worker with DPDK.
-                let (nic, mac) = dpdk_underlay(*port, &cfg.dpdk_args, pool.clone())?;
+                let (nics, mac) = dpdk_underlay(*port, &cfg.dpdk_args, n, pool.clone())?;
                 // Virtual devices (net_ring, net_null) have an all-zero MAC.
-                (nic.into_iter().collect(), if mac == [0; 6] { derived_mac(cfg.ip) } else { mac })
+                (nics, if mac == [0; 6] { derived_mac(cfg.ip) } else { mac })
             }
             Underlay::None => (Vec::new(), derived_mac(cfg.ip)),
         };
