@@ -136,6 +136,25 @@ fn two_workers_per_host_each_own_their_vnis() {
     }
 }
 
+/// The same over an IPv6 underlay: the fanout program reads the VNI behind an IPv6 header,
+/// so every frame still reaches its owner directly.
+#[test]
+fn two_workers_over_an_ipv6_underlay() {
+    let mut t = two_hosts_with(true, &["--workers", "2"]);
+    let a10 = t.vm(0, "za", 10, "fd10::1", "52:54:00:10:03:01");
+    let _b10 = t.vm(1, "zb", 10, "fd10::2", "52:54:00:10:03:02");
+    let a11 = t.vm(0, "zc", 11, "fd11::1", "52:54:00:11:03:01");
+    let _b11 = t.vm(1, "zd", 11, "fd11::2", "52:54:00:11:03:02");
+    for (vm, to) in [(&a10, "fd10::2"), (&a11, "fd11::2")] {
+        let (ok, out) = ping(vm, to, "4");
+        assert!(ok && out.contains(" 0% packet loss"), "{to}:\n{out}");
+    }
+    for h in &t.h {
+        let status = h.ok(&["status"]);
+        assert_eq!(status_counters(&status, "to other workers:"), vec![0, 0], "{status}");
+    }
+}
+
 /// Two workers on a single TAP underlay split into one queue per worker: the kernel spreads
 /// frames over the queues by flow, not by VNI, so the steer bricks carry the strays to
 /// their owner. Both workers' VNIs work.
