@@ -15,27 +15,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
-for p in iperf3 nftables iputils-ping bc; do
-  dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p"; }
-done
-cargo build -q --release -p butterflyd -p butterfly-api
-BD=${BUTTERFLYD:-${CARGO_TARGET_DIR:-target}/release/butterflyd}
-CLI=${CARGO_TARGET_DIR:-target}/release/butterfly
-T=$$
-NS=(); PIDS=(); TMP=$(mktemp -d)
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-mkns() { ip netns add "$1"; NS+=("$1"); ip -n "$1" link set lo up; }
+BENCH_PACKAGES="iperf3 nftables iputils-ping bc"
+. benches/common.sh
 vmaddr() { # ns dev ip
   ip -n "$1" link set "$2" mtu 1450
   ip -n "$1" addr add "$3/24" dev "$2"; ip -n "$1" link set "$2" up
 }
-cpu_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
 
 measure() { # name client-ns server-ns server-ip
   local name=$1 c=$2 s=$3 ip=$4

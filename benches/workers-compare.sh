@@ -10,23 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
 ROUNDS=${2:-3}
-for p in iperf3 iputils-ping bc; do
-  dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p"; }
-done
-cargo build -q --release -p butterflyd -p butterfly-api
-BD=${BUTTERFLYD:-${CARGO_TARGET_DIR:-target}/release/butterflyd}
-CLI=${CARGO_TARGET_DIR:-target}/release/butterfly
-T=$$
-NS=(); PIDS=(); TMP=$(mktemp -d)
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-mkns() { ip netns add "$1"; NS+=("$1"); ip -n "$1" link set lo up; }
-cpu_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
+BENCH_PACKAGES="iperf3 iputils-ping bc"
+. benches/common.sh
 
 # hosts W: two daemons with W workers, VM pairs in VNIs 60 and 61.
 hosts() {

@@ -139,38 +139,56 @@ fn vlan_tags_are_restored() {
     assert_eq!(got.lock().unwrap()[0].data(), &f[..]);
 }
 
+/// Two worker graphs, each with an `AfPacketNic` on `ifname` in one fanout group (`mode`),
+/// collecting the frames `keep` accepts; `prepare` sees each brick (with its worker index)
+/// after it has joined the group.
+fn fanout_workers(
+    ifname: &str,
+    mode: FanoutMode,
+    group_salt: u16,
+    keep: fn(&[u8]) -> bool,
+    prepare: impl Fn(usize, &AfPacketNic),
+) -> (Vec<Graph>, Vec<Collected>) {
+    let group = (std::process::id() % 60000) as u16 + group_salt;
+    let cfg =
+        AfPacketConfig { fanout: Some(Fanout { group, mode, rollover: false }), ..AfPacketConfig::default() };
+    let mut graphs = Vec::new();
+    let mut gots = Vec::new();
+    for i in 0..2 {
+        let nic = AfPacketNic::open(ifname, cfg.clone(), pool(512)).unwrap();
+        prepare(i, &nic);
+        let mut g = Graph::new(format!("worker{i}"));
+        let id = g.add("nic", nic).unwrap();
+        gots.push(collect_east_of_matching(&mut g, id, "collect", keep));
+        graphs.push(g);
+    }
+    (graphs, gots)
+}
+
+/// Polls every graph until their collectors hold `n` frames in all, or 5 s; returns the
+/// count per worker.
+fn poll_workers(graphs: &mut [Graph], gots: &[Collected], n: usize) -> Vec<usize> {
+    let total = || gots.iter().map(|g| g.lock().unwrap().len()).sum::<usize>();
+    let t0 = std::time::Instant::now();
+    while total() < n && t0.elapsed() < Duration::from_secs(5) {
+        for g in graphs.iter_mut() {
+            g.poll_all();
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    gots.iter().map(|g| g.lock().unwrap().len()).collect()
+}
+
 #[test]
 fn fanout_shares_an_interface() {
     let ns = Netns::new();
     let veth = Veth::new(&ns);
     let raw = RawSock::open_in(&ns, &veth.peer, TEST_ETHERTYPE);
-    let fanout = Some(Fanout {
-        group: (std::process::id() % 60000) as u16 + 1,
-        mode: FanoutMode::LoadBalance,
-        rollover: false,
-    });
-    let cfg = AfPacketConfig { fanout, ..AfPacketConfig::default() };
-    let mut graphs = Vec::new();
-    let mut gots = Vec::new();
-    for i in 0..2 {
-        let nic = AfPacketNic::open(&veth.root, cfg.clone(), pool(512)).unwrap();
-        let mut g = Graph::new(format!("worker{i}"));
-        let id = g.add("nic", nic).unwrap();
-        gots.push(collect_east_of(&mut g, id, "collect"));
-        graphs.push(g);
-    }
+    let (mut graphs, gots) = fanout_workers(&veth.root, FanoutMode::LoadBalance, 1, is_test_frame, |_, _| {});
     for i in 0..200 {
         assert!(raw.send(&test_frame(i, 64)));
     }
-    let total = || gots.iter().map(|g| g.lock().unwrap().len()).sum::<usize>();
-    let t0 = std::time::Instant::now();
-    while total() < 200 && t0.elapsed() < Duration::from_secs(5) {
-        for g in &mut graphs {
-            g.poll_all();
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    let counts: Vec<usize> = gots.iter().map(|g| g.lock().unwrap().len()).collect();
+    let counts = poll_workers(&mut graphs, &gots, 200);
     assert_eq!(counts.iter().sum::<usize>(), 200, "{counts:?}");
     assert!(counts.iter().all(|&c| c >= 50), "round robin splits the load: {counts:?}");
     // Every frame reached exactly one worker.
@@ -223,26 +241,19 @@ fn vni_fanout_program_steers_vxlan_by_vni() {
     let ns = Netns::new();
     let veth = Veth::new(&ns);
     let raw = RawSock::open_in(&ns, &veth.peer, TEST_ETHERTYPE);
-    let fanout = Some(Fanout {
-        group: (std::process::id() % 60000) as u16 + 2,
-        mode: FanoutMode::Program,
-        rollover: false,
-    });
-    let cfg = AfPacketConfig { fanout, ..AfPacketConfig::default() };
-    let mut graphs = Vec::new();
-    let mut gots = Vec::new();
-    for i in 0..2 {
-        let nic = AfPacketNic::open(&veth.root, cfg.clone(), pool(512)).unwrap();
-        if i == 1 {
-            nic.set_fanout_program(&brick_nic::bpf::vxlan_vni_fanout(4789)).unwrap();
-        }
-        let mut g = Graph::new(format!("worker{i}"));
-        let id = g.add("nic", nic).unwrap();
-        // The test's frames come from 02:bb:…; the kernel's own (IPv6 router solicitations…)
-        // do not.
-        gots.push(collect_east_of_matching(&mut g, id, "collect", |f| f.get(6..8) == Some(&[0x02, 0xbb])));
-        graphs.push(g);
-    }
+    // The test's frames come from 02:bb:…; the kernel's own (IPv6 router solicitations…)
+    // do not.
+    let (mut graphs, gots) = fanout_workers(
+        &veth.root,
+        FanoutMode::Program,
+        2,
+        |f| f.get(6..8) == Some(&[0x02, 0xbb]),
+        |i, nic| {
+            if i == 1 {
+                nic.set_fanout_program(&brick_nic::bpf::vxlan_vni_fanout(4789)).unwrap();
+            }
+        },
+    );
     // (frame, socket it must reach); the tag is the frame's index.
     let mut cases: Vec<(Vec<u8>, usize)> = Vec::new();
     for vni in [1u32, 2, 3, 0xfffffe, 0xffffff, 4096, 77] {
@@ -260,16 +271,8 @@ fn vni_fanout_program_steers_vxlan_by_vni() {
     for (f, _) in &cases {
         assert!(raw.send(f));
     }
-    let total = || gots.iter().map(|g| g.lock().unwrap().len()).sum::<usize>();
-    let t0 = std::time::Instant::now();
-    while total() < cases.len() && t0.elapsed() < Duration::from_secs(5) {
-        for g in &mut graphs {
-            g.poll_all();
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    let counts: Vec<usize> = gots.iter().map(|g| g.lock().unwrap().len()).collect();
-    assert_eq!(total(), cases.len(), "per worker {counts:?}");
+    let counts = poll_workers(&mut graphs, &gots, cases.len());
+    assert_eq!(counts.iter().sum::<usize>(), cases.len(), "per worker {counts:?}");
     for (worker, got) in gots.iter().enumerate() {
         for p in got.lock().unwrap().iter() {
             let (i, (f, want)) =

@@ -287,20 +287,25 @@ mod tests {
 
     type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
 
-    fn sink(g: &mut Graph, name: &str) -> (brick_core::BrickId, Seen) {
+    /// A brick that records what reaches it; `facing` is the side it is linked on.
+    fn sink_facing(g: &mut Graph, name: &str, facing: Side) -> (brick_core::BrickId, Seen) {
         let seen: Seen = Arc::default();
         let s = Arc::clone(&seen);
         let id = g
             .add(
                 name,
                 RxTx::new(
-                    Side::West,
+                    facing,
                     |_: &mut Burst| {},
                     move |b: &mut Burst| s.lock().unwrap().extend(b.drain().map(|p| p.data().to_vec())),
                 ),
             )
             .unwrap();
         (id, seen)
+    }
+
+    fn sink(g: &mut Graph, name: &str) -> (brick_core::BrickId, Seen) {
+        sink_facing(g, name, Side::West)
     }
 
     #[test]
@@ -343,21 +348,7 @@ mod tests {
         let pool = PacketPool::with_count(8).unwrap();
         let mut g = Graph::new("w0");
         // The NIC stand-in faces east: its east side links to the steer's west.
-        let (wire, at_wire) = {
-            let seen: Seen = Arc::default();
-            let s = Arc::clone(&seen);
-            let id = g
-                .add(
-                    "wire",
-                    RxTx::new(
-                        Side::East,
-                        |_: &mut Burst| {},
-                        move |b: &mut Burst| s.lock().unwrap().extend(b.drain().map(|p| p.data().to_vec())),
-                    ),
-                )
-                .unwrap();
-            (id, seen)
-        };
+        let (wire, at_wire) = sink_facing(&mut g, "wire", Side::East);
         let steer = g.add("steer", VniSteer::new(0, 2, 4789, pool).unwrap()).unwrap();
         let (vtep, at_vtep) = sink(&mut g, "vtep");
         let (q, _) = sink(&mut g, "queue");

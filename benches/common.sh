@@ -1,0 +1,22 @@
+# Shared by the namespace bench scripts (sourced, not run): installs the Debian packages
+# named in BENCH_PACKAGES, builds butterflyd and the CLI in release mode, and sets up the
+# clean-up of every namespace, process and temporary file the script makes (trap on exit).
+# Gives: BD (butterflyd), CLI (butterfly), T (unique suffix), TMP, mkns NAME, PIDS+=(pid),
+# cpu_busy (jiffies spent by all CPUs).
+for p in $BENCH_PACKAGES; do
+  dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p"; }
+done
+cargo build -q --release -p butterflyd -p butterfly-api
+BD=${BUTTERFLYD:-${CARGO_TARGET_DIR:-target}/release/butterflyd}
+CLI=${CARGO_TARGET_DIR:-target}/release/butterfly
+T=$$
+NS=(); PIDS=(); TMP=$(mktemp -d)
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+mkns() { ip netns add "$1"; NS+=("$1"); ip -n "$1" link set lo up; }
+cpu_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
