@@ -11,7 +11,7 @@ use crate::brick::{as_any, as_any_mut, Brick, Output, PortId, Side};
 use crate::burst::{Burst, BURST_SIZE};
 use crate::stats::{BrickStats, DROP_LOOP, DROP_UNCONSUMED, DROP_UNLINKED};
 use crate::time::{cycles, Timestamp};
-use crate::waker::Waker;
+use crate::waker::{EpollSet, Waker};
 
 /// Longest path a burst may take in one poll round; beyond it the graph has a loop and the
 /// packets are dropped ("graph loop") instead of recursing forever.
@@ -207,10 +207,29 @@ pub struct Graph {
     last_tick: Timestamp,
     now: Timestamp,
     spares: Vec<Burst>,
-    pollfds: Vec<libc::pollfd>,
-    pollfds_stale: bool,
+    /// The epoll set of the graph's doorbell and the sources' wake fds (`None` until first
+    /// needed, or if the kernel refused one: then the graph polls every source and naps).
+    wait_set: Option<EpollSet>,
+    events: Vec<libc::epoll_event>,
+    wait_set_stale: bool,
     sources_without_fd: bool,
+    /// Sources whose wake fd is in the wait set.
+    fd_sources: usize,
+    /// Per source (same order as `sources`): its wake fd is in the wait set.
+    watched: Vec<bool>,
+    /// Per source: its wake fd was reported ready by the last wait or scan.
+    ready: Vec<bool>,
+    /// Per source: it found work the last time it was polled.
+    hot: Vec<bool>,
+    /// `ready` comes from a wait or scan not yet used by [`Graph::poll_ready`].
+    readiness_fresh: bool,
 }
+
+/// With at least this many sources that have a wake fd, a busy round asks the kernel which
+/// are ready (one `epoll_wait`) instead of polling each (often one system call per source).
+const SCAN_MIN_FD_SOURCES: usize = 4;
+/// Event data of the graph's own doorbell in the wait set (sources use their position).
+const DOORBELL: u64 = u64::MAX;
 
 impl Graph {
     /// An empty graph.
@@ -229,9 +248,15 @@ impl Graph {
             last_tick: Timestamp::now(),
             now: Timestamp::now(),
             spares: Vec::new(),
-            pollfds: Vec::new(),
-            pollfds_stale: true,
+            wait_set: None,
+            events: Vec::new(),
+            wait_set_stale: true,
             sources_without_fd: false,
+            fd_sources: 0,
+            watched: Vec::new(),
+            ready: Vec::new(),
+            hot: Vec::new(),
+            readiness_fresh: false,
         }
     }
 
@@ -282,7 +307,7 @@ impl Graph {
         let stats = Arc::new(BrickStats::new(brick.drop_reasons()));
         if brick.is_source() {
             self.sources.push(index as u32);
-            self.pollfds_stale = true;
+            self.wait_set_stale = true;
         }
         self.nodes[index] = Some(Node {
             name: name.clone(),
@@ -316,7 +341,7 @@ impl Graph {
         self.generations[index] = self.generations[index].wrapping_add(1);
         self.by_name.remove(&node.name);
         self.sources.retain(|&s| s != id.index);
-        self.pollfds_stale = true;
+        self.wait_set_stale = true;
         Ok(node.brick)
     }
 
@@ -500,19 +525,63 @@ impl Graph {
     /// One round: runs pending commands, fires timers when due, then polls every source and
     /// carries what they emit through the graph. Returns the number of packets polled.
     pub fn poll_all(&mut self) -> usize {
-        self.apply_commands();
-        self.now = Timestamp::now();
-        if self.now.saturating_since(self.last_tick) >= self.tick_interval {
-            self.last_tick = self.now;
-            let now = self.now;
-            for node in self.nodes.iter_mut().flatten() {
-                node.brick.tick(now);
-            }
+        self.begin_round();
+        self.poll_every_source()
+    }
+
+    /// One round like [`poll_all`](Self::poll_all), but polling only the sources that may
+    /// have work: those whose wake fd the last [`wait_for_work`](Self::wait_for_work) found
+    /// readable, those that found work the last time they were polled, and those without a
+    /// wake fd. Between waits, with [`SCAN_MIN_FD_SOURCES`] or more fd sources, one
+    /// zero-timeout `epoll_wait` tells which are ready: cheaper than a `read` per idle TAP. Every
+    /// source is still polled whenever the timers fire (each tick interval), so a brick
+    /// whose fd does not tell the whole story is never stranded for long.
+    pub fn poll_ready(&mut self) -> usize {
+        let ticked = self.begin_round();
+        self.refresh_wait_set();
+        if ticked || self.fd_sources < SCAN_MIN_FD_SOURCES || self.wait_set.is_none() {
+            self.readiness_fresh = false;
+            return self.poll_every_source();
         }
+        if !self.readiness_fresh {
+            self.wait_on_set(Duration::ZERO);
+        }
+        self.readiness_fresh = false;
         let mut total = 0;
         for i in 0..self.sources.len() {
-            let index = self.sources[i];
-            total += self.poll_source(index);
+            if !self.watched[i] || self.hot[i] || self.ready[i] {
+                self.ready[i] = false;
+                let n = self.poll_source(self.sources[i]);
+                self.hot[i] = n > 0;
+                total += n;
+            }
+        }
+        total
+    }
+
+    /// Runs pending commands and, when due, the timers. Returns whether the timers fired.
+    fn begin_round(&mut self) -> bool {
+        self.apply_commands();
+        self.now = Timestamp::now();
+        if self.now.saturating_since(self.last_tick) < self.tick_interval {
+            return false;
+        }
+        self.last_tick = self.now;
+        let now = self.now;
+        for node in self.nodes.iter_mut().flatten() {
+            node.brick.tick(now);
+        }
+        true
+    }
+
+    fn poll_every_source(&mut self) -> usize {
+        let mut total = 0;
+        for i in 0..self.sources.len() {
+            let n = self.poll_source(self.sources[i]);
+            if let Some(h) = self.hot.get_mut(i) {
+                *h = n > 0;
+            }
+            total += n;
         }
         total
     }
@@ -655,40 +724,82 @@ impl Graph {
     /// Sleeps until a source's wake fd or a command is ready, or `max` elapses. Sources with
     /// no wake fd cap the sleep at `busy_cap`, since only polling finds their packets.
     pub fn wait_for_work(&mut self, max: Duration, busy_cap: Duration) {
-        self.refresh_pollfds();
+        self.refresh_wait_set();
         let timeout = if self.sources_without_fd { max.min(busy_cap) } else { max };
         let until_tick = self.tick_interval.saturating_sub(Timestamp::now().saturating_since(self.last_tick));
         let timeout = timeout.min(until_tick);
-        crate::waker::poll_fds(&mut self.pollfds, timeout);
-        // Only a posted command makes the graph's own eventfd readable: drain it then, and
-        // save a read(2) on every other wake-up.
-        if self.pollfds[0].revents != 0 {
-            self.waker.drain();
+        if self.wait_set.is_some() {
+            self.wait_on_set(timeout);
+        } else {
+            // No epoll set (the kernel refused one): nap briefly; every source is polled.
+            std::thread::sleep(timeout.min(Duration::from_millis(1)));
         }
+    }
+
+    /// Waits on the wait set for up to `timeout`, marking the ready sources. Only a posted
+    /// command makes the graph's own doorbell readable: it is drained then, and a read(2)
+    /// saved on every other wake-up.
+    fn wait_on_set(&mut self, timeout: Duration) {
+        let Some(set) = &self.wait_set else { return };
+        set.wait(&mut self.events, timeout);
+        for ev in &self.events {
+            let data = ev.u64;
+            if data == DOORBELL {
+                self.waker.drain();
+            } else if let Some(r) = self.ready.get_mut(data as usize) {
+                *r = true;
+            }
+        }
+        self.readiness_fresh = true;
     }
 
     /// Whether every source has a wake fd, so that a runner may sleep as soon as a round is
     /// empty: nothing can arrive unnoticed. Otherwise sleeping costs up to the busy cap of
     /// [`wait_for_work`](Self::wait_for_work) in latency.
     pub fn sources_have_wake_fds(&mut self) -> bool {
-        self.refresh_pollfds();
+        self.refresh_wait_set();
         !self.sources_without_fd
     }
 
-    fn refresh_pollfds(&mut self) {
-        if !self.pollfds_stale {
+    /// Rebuilds the wait set after the sources changed (a new epoll instance: the old one,
+    /// and with it any fd of a removed brick, is closed).
+    fn refresh_wait_set(&mut self) {
+        if !self.wait_set_stale {
             return;
         }
-        self.pollfds.clear();
-        self.pollfds.push(libc::pollfd { fd: self.waker.fd(), events: libc::POLLIN, revents: 0 });
+        self.wait_set_stale = false;
         self.sources_without_fd = false;
-        for &i in &self.sources {
-            match self.nodes[i as usize].as_ref().and_then(|n| n.brick.wake_fd()) {
-                Some(fd) => self.pollfds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 }),
-                None => self.sources_without_fd = true,
+        self.fd_sources = 0;
+        self.watched.clear();
+        self.wait_set = EpollSet::new().ok();
+        if let Some(set) = &self.wait_set {
+            if set.add(self.waker.fd(), DOORBELL).is_err() {
+                self.wait_set = None;
             }
         }
-        self.pollfds_stale = false;
+        for (pos, &i) in self.sources.iter().enumerate() {
+            let fd = self.nodes[i as usize].as_ref().and_then(|n| n.brick.wake_fd());
+            if fd.is_none() {
+                self.sources_without_fd = true;
+            }
+            // A source whose fd cannot be watched (shared with another source, say) is
+            // polled every round; it still counts as having a wake fd for sleeping, since
+            // the fd wakes the graph through its other watcher.
+            let watched = match (fd, &self.wait_set) {
+                (Some(fd), Some(set)) => set.add(fd, pos as u64).is_ok(),
+                _ => false,
+            };
+            self.fd_sources += usize::from(watched);
+            self.watched.push(watched);
+        }
+        self.events = Vec::with_capacity(self.sources.len() + 1);
+        // Readiness seen before the change is lost: every source counts as busy until
+        // it has been polled once.
+        self.ready.clear();
+        self.ready.resize(self.sources.len(), false);
+        self.hot.clear();
+        self.hot.resize(self.sources.len(), true);
+        self.readiness_fresh = false;
     }
 
     /// Wake fds of the sources (for an external event loop).

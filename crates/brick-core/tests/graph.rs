@@ -369,3 +369,116 @@ fn a_flipped_source_emits_on_its_west_side() {
     g.inject(vm, Side::West, 0, &mut burst_of(&pool, &[5])).unwrap();
     assert_eq!(got.lock().unwrap().as_slice(), &[5], "packets reaching its west side are received");
 }
+
+/// A source with an eventfd as its wake fd: a poll counts itself and reports one unit of
+/// work when the fd was readable (and silences it).
+struct FdSource {
+    fd: std::os::fd::OwnedFd,
+    polls: Arc<AtomicUsize>,
+}
+
+impl FdSource {
+    fn new() -> (FdSource, Arc<AtomicUsize>) {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain eventfd(2); the descriptor is checked, then owned.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        assert!(fd >= 0);
+        let polls = Arc::new(AtomicUsize::new(0));
+        // SAFETY: a fresh descriptor nothing else owns.
+        (FdSource { fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }, polls: Arc::clone(&polls) }, polls)
+    }
+}
+
+fn ring(fd: std::os::fd::RawFd) {
+    let one = 1u64;
+    // SAFETY: writes 8 bytes from a live u64 to an eventfd.
+    assert_eq!(unsafe { libc::write(fd, (&one as *const u64).cast(), 8) }, 8);
+}
+
+impl Brick for FdSource {
+    fn kind(&self) -> &'static str {
+        "fd-source"
+    }
+    fn process(&mut self, _: Side, _: PortId, pkts: &mut Burst, _: &mut Output<'_>) {
+        pkts.clear();
+    }
+    fn is_source(&self) -> bool {
+        true
+    }
+    fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        Some(self.fd.as_raw_fd())
+    }
+    fn poll(&mut self, _: &mut Output<'_>) -> usize {
+        use std::os::fd::AsRawFd;
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        let mut v = 0u64;
+        // SAFETY: reads at most 8 bytes into a live u64; non-blocking.
+        let r = unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        usize::from(r == 8)
+    }
+}
+
+/// A source without a wake fd: polled every round.
+struct Blind(Arc<AtomicUsize>);
+
+impl Brick for Blind {
+    fn kind(&self) -> &'static str {
+        "blind"
+    }
+    fn process(&mut self, _: Side, _: PortId, pkts: &mut Burst, _: &mut Output<'_>) {
+        pkts.clear();
+    }
+    fn is_source(&self) -> bool {
+        true
+    }
+    fn poll(&mut self, _: &mut Output<'_>) -> usize {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        0
+    }
+}
+
+/// `poll_ready` polls a source only when its fd is readable (seen by a wait or by its own
+/// scan), when it found work last time, or when it has no fd; a timer round polls all.
+#[test]
+fn poll_ready_polls_only_the_sources_that_may_have_work() {
+    use std::os::fd::AsRawFd;
+    let mut g = Graph::new("ready");
+    g.set_tick_interval(Duration::from_secs(3600));
+    let mut fds = Vec::new();
+    let mut polls = Vec::new();
+    for i in 0..6 {
+        let (s, p) = FdSource::new();
+        fds.push(s.fd.as_raw_fd());
+        polls.push(p);
+        g.add(format!("s{i}"), s).unwrap();
+    }
+    let blind = Arc::new(AtomicUsize::new(0));
+    g.add("blind", Blind(Arc::clone(&blind))).unwrap();
+    let counts =
+        |polls: &[Arc<AtomicUsize>]| polls.iter().map(|p| p.load(Ordering::Relaxed)).collect::<Vec<_>>();
+
+    // A new source set: everything is polled once.
+    assert_eq!(g.poll_ready(), 0);
+    assert_eq!(counts(&polls), vec![1; 6]);
+    // Busy round (no wait): the graph's own scan finds source 2 ready.
+    ring(fds[2]);
+    assert_eq!(g.poll_ready(), 1);
+    assert_eq!(counts(&polls), vec![1, 1, 2, 1, 1, 1]);
+    // After a wait that saw source 4: it, and source 2 (found work last time), are polled.
+    ring(fds[4]);
+    g.wait_for_work(Duration::from_secs(5), Duration::from_secs(5));
+    assert_eq!(g.poll_ready(), 1);
+    assert_eq!(counts(&polls), vec![1, 1, 3, 1, 2, 1]);
+    // Nothing ready: source 4 (it found work last time) once more, finding nothing.
+    assert_eq!(g.poll_ready(), 0);
+    assert_eq!(counts(&polls), vec![1, 1, 3, 1, 3, 1]);
+    // Then nobody is hot: only the source without a fd.
+    assert_eq!(g.poll_ready(), 0);
+    assert_eq!(counts(&polls), vec![1, 1, 3, 1, 3, 1]);
+    assert_eq!(blind.load(Ordering::Relaxed), 5, "a source without a fd is polled every round");
+    // A timer round polls everyone.
+    g.set_tick_interval(Duration::ZERO);
+    g.poll_ready();
+    assert_eq!(counts(&polls), vec![2, 2, 4, 2, 4, 2]);
+}
