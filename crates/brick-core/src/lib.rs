@@ -45,7 +45,7 @@ mod waker;
 
 pub use brick::{Brick, Output, PortId, Side};
 pub use burst::{Burst, BURST_SIZE};
-pub use graph::{BrickId, Command, Graph, GraphError, GraphHandle, CYCLE_SAMPLING, MAX_DEPTH};
+pub use graph::{BrickId, Command, Graph, GraphError, GraphHandle, CYCLE_SAMPLING, DOT_STYLE, MAX_DEPTH};
 pub use packet::{ForeignOwner, ForeignParts, GsoType, Meta, OffloadFlags, Packet, PacketError};
 pub use pool::{PacketPool, PoolConfig, PoolError, MIN_HEADROOM};
 pub use queue::{queue_pair, QueueRx, QueueTx};

@@ -215,6 +215,42 @@ fn dot_export_names_bricks_ports_and_counters() {
     assert!(dot.contains("drop unlinked port: 1"));
 }
 
+/// Two graphs as clusters of one digraph: node ids do not collide, and Graphviz accepts it.
+#[test]
+fn dot_clusters_of_several_graphs_make_one_valid_digraph() {
+    let mut graphs = Vec::new();
+    for w in 0..2 {
+        let mut g = Graph::new(format!("worker-{w}"));
+        let a = g.add("nic", Nop).unwrap();
+        let b = g.add("vtep", Nop).unwrap();
+        g.link(a, b).unwrap();
+        graphs.push(g);
+    }
+    let mut dot = format!("digraph \"all\" {{\n{}", brick_core::DOT_STYLE);
+    for (w, g) in graphs.iter().enumerate() {
+        dot.push_str(&g.to_dot_cluster(&format!("w{w}")));
+    }
+    dot.push_str("}\n");
+    assert!(dot.contains("subgraph cluster_w0") && dot.contains("label=\"worker-1\""));
+    assert!(dot.contains("w0_n0 -> w0_n1") && dot.contains("w1_n0 -> w1_n1"), "{dot}");
+    // Graphviz (installed by scripts/setup.sh) parses it as one graph.
+    if let Ok(out) = std::process::Command::new("dot")
+        .arg("-Tcanon")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(dot.as_bytes())?;
+            c.wait_with_output()
+        })
+    {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).matches("digraph").count(), 1);
+    }
+}
+
 #[test]
 fn live_changes_from_a_control_thread_do_not_stop_untouched_paths() {
     // A source feeds a sink continuously on one path while another path is rewired 50 times.

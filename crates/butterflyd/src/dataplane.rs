@@ -413,12 +413,17 @@ impl Dataplane {
         self.workers.iter().map(|w| w.handle.clone()).collect()
     }
 
-    /// The graphs in DOT: one `digraph` per worker.
+    /// The data plane in DOT: the graph, or with several workers one `digraph` holding a
+    /// cluster per worker graph (`cluster_w0`…, labelled `butterflyd-w0`…).
     pub fn dot(&self) -> Result<String, DataplaneError> {
-        let mut out = String::new();
-        for w in &self.workers {
-            out.push_str(&w.handle.exec(|g| g.to_dot())?);
+        if let [only] = self.workers.as_slice() {
+            return Ok(only.handle.exec(|g| g.to_dot())?);
         }
+        let mut out = format!("digraph \"butterflyd\" {{\n{}", brick_core::DOT_STYLE);
+        for (i, w) in self.workers.iter().enumerate() {
+            out.push_str(&w.handle.exec(move |g| g.to_dot_cluster(&format!("w{i}")))?);
+        }
+        out.push_str("}\n");
         Ok(out)
     }
 

@@ -126,8 +126,9 @@ fn two_workers_per_host_each_own_their_vnis() {
     assert_eq!(got, sent, "TCP over VNI 11 (worker 1), byte for byte");
     for h in &t.h {
         let status = h.ok(&["status"]);
-        let w0 = status.find("digraph \"butterflyd-w0\"").expect("worker 0's graph");
-        let w1 = status.find("digraph \"butterflyd-w1\"").expect("worker 1's graph");
+        assert_eq!(status.matches("digraph").count(), 1, "one graph, a cluster per worker: {status}");
+        let w0 = status.find("label=\"butterflyd-w0\"").expect("worker 0's cluster");
+        let w1 = status.find("label=\"butterflyd-w1\"").expect("worker 1's cluster");
         let (g0, g1) =
             if w0 < w1 { (&status[w0..w1], &status[w1..]) } else { (&status[w0..], &status[w1..w0]) };
         assert!(g0.contains("switch-10") && !g0.contains("switch-11"), "{status}");
