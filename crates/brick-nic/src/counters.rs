@@ -70,6 +70,8 @@ pub struct NicCounters {
     pub tx_coalesced: Counter,
     /// Segments made in software from super-frames the device cannot take whole (DPDK).
     pub tx_segmented: Counter,
+    /// Frames sent with their TCP/UDP checksum left to the device (DPDK).
+    pub tx_csum_offloaded: Counter,
 }
 
 /// A plain copy of [`NicCounters`] at one moment.
@@ -111,6 +113,8 @@ pub struct NicStats {
     pub tx_coalesced: u64,
     /// See [`NicCounters::tx_segmented`].
     pub tx_segmented: u64,
+    /// See [`NicCounters::tx_csum_offloaded`].
+    pub tx_csum_offloaded: u64,
 }
 
 impl NicCounters {
@@ -154,6 +158,7 @@ impl NicCounters {
             tx_gso: self.tx_gso.get(),
             tx_coalesced: self.tx_coalesced.get(),
             tx_segmented: self.tx_segmented.get(),
+            tx_csum_offloaded: self.tx_csum_offloaded.get(),
         }
     }
 }

@@ -313,6 +313,10 @@ pub struct DpdkConfig {
     /// (`rte_thread_register`) the first time the brick runs on it, so its mbuf allocations
     /// and frees go through a per-lcore mempool cache instead of the shared ring.
     pub register_thread: bool,
+    /// Ask the port to compute TCP/UDP checksums of frames whose checksum is partial
+    /// (`CSUM_NEEDED`), when it can (`offload_caps().tx_checksum()`); otherwise, or when
+    /// off, they are completed in software.
+    pub tx_checksum_offload: bool,
 }
 
 impl Default for DpdkConfig {
@@ -328,6 +332,7 @@ impl Default for DpdkConfig {
             promiscuous: true,
             zero_copy: true,
             register_thread: true,
+            tx_checksum_offload: true,
         }
     }
 }
@@ -428,8 +433,9 @@ unsafe impl Send for MbufScratch {}
 /// packets (multi-segment mbufs are gathered), frees the mbufs in bulk and emits east.
 /// `process` copies each burst into fresh mbufs and transmits it in one `rte_eth_tx_burst`
 /// on the brick's first queue; what the driver does not take is freed and counted
-/// ("tx ring full"). Partial checksums are completed in software; TCP super-frames (GSO
-/// metadata) larger than the MTU are cut into segments in software
+/// ("tx ring full"). Partial TCP/UDP checksums are left to the port when it computes them
+/// ([`DpdkConfig::tx_checksum_offload`]) and completed in software otherwise; TCP
+/// super-frames (GSO metadata) larger than the MTU are cut into segments in software
 /// ([`brick_core::gso`], counted in `tx_segmented`): the port's TSO is not used yet.
 pub struct DpdkNic {
     port: Arc<Port>,
@@ -446,6 +452,8 @@ pub struct DpdkNic {
     last_missed: u64,
     zero_copy: bool,
     register_thread: bool,
+    /// The port computes TCP/UDP checksums on transmit (enabled at configure time).
+    tx_l4_csum: bool,
 }
 
 impl DpdkNic {
@@ -510,6 +518,11 @@ impl DpdkNic {
         let mut conf: sys::rte_eth_conf = unsafe { std::mem::zeroed() };
         use sys::offload::*;
         conf.rxmode.offloads = caps.rx_raw & (RX_IPV4_CKSUM | RX_TCP_CKSUM | RX_UDP_CKSUM);
+        let tx_l4_csum = cfg.tx_checksum_offload
+            && caps.tx_raw & (TX_TCP_CKSUM | TX_UDP_CKSUM) == TX_TCP_CKSUM | TX_UDP_CKSUM;
+        if tx_l4_csum {
+            conf.txmode.offloads = TX_TCP_CKSUM | TX_UDP_CKSUM;
+        }
         // SAFETY: valid port and conf.
         let rc = unsafe { sys::rte_eth_dev_configure(id, cfg.queues, cfg.queues, &conf) };
         if rc != 0 {
@@ -526,7 +539,8 @@ impl DpdkNic {
             if rc != 0 {
                 return Err(port_err(id, "rte_eth_rx_queue_setup", rc).into());
             }
-            let txconf = info.default_txconf;
+            let mut txconf = info.default_txconf;
+            txconf.offloads = conf.txmode.offloads;
             // SAFETY: as above.
             let rc = unsafe { sys::rte_eth_tx_queue_setup(id, q, ntx, socket as u32, &txconf) };
             if rc != 0 {
@@ -568,6 +582,7 @@ impl DpdkNic {
             last_missed: 0,
             zero_copy: cfg.zero_copy,
             register_thread: cfg.register_thread,
+            tx_l4_csum,
         };
         nic.refresh_max_frame();
         nic.last_missed = nic.port_missed();
@@ -578,7 +593,17 @@ impl DpdkNic {
     /// stays up until the last of them is dropped. Port-wide drop counters (`imissed`,
     /// `rx_nombuf`) are reported by the brick of queue 0.
     pub fn into_queues(self) -> Vec<DpdkNic> {
-        let DpdkNic { port, queues, pool, max_frame, last_missed, zero_copy, register_thread, .. } = self;
+        let DpdkNic {
+            port,
+            queues,
+            pool,
+            max_frame,
+            last_missed,
+            zero_copy,
+            register_thread,
+            tx_l4_csum,
+            ..
+        } = self;
         queues
             .into_iter()
             .map(|q| DpdkNic {
@@ -599,6 +624,7 @@ impl DpdkNic {
                 last_missed,
                 zero_copy,
                 register_thread,
+                tx_l4_csum,
             })
             .collect()
     }
@@ -811,6 +837,35 @@ impl DpdkNic {
     }
 }
 
+/// The offload request for a frame whose TCP or UDP checksum is partial (the field at
+/// `csum_start + csum_offset` holds the pseudo-header sum): `(ol_flags, l2_len, l3_len)`, or
+/// `None` when the frame is not plain IPv4/IPv6 + TCP/UDP as described (then the checksum is
+/// completed in software).
+fn l4_csum_offload(
+    frame: &[u8],
+    l3_offset: u16,
+    csum_start: u16,
+    csum_offset: u16,
+) -> Option<(u64, u16, u16)> {
+    use sys::mbuf_flags::*;
+    let l3 = if l3_offset != 0 { l3_offset } else { 14 };
+    let l3_len = csum_start.checked_sub(l3).filter(|&n| n >= 20)?;
+    if usize::from(csum_start) + usize::from(csum_offset) + 2 > frame.len() {
+        return None;
+    }
+    let ip = match frame.get(usize::from(l3))? >> 4 {
+        4 => TX_IPV4,
+        6 => TX_IPV6,
+        _ => return None,
+    };
+    let l4 = match csum_offset {
+        16 => TX_TCP_CKSUM,
+        6 => TX_UDP_CKSUM,
+        _ => return None,
+    };
+    Some((ip | l4, l3, l3_len))
+}
+
 /// Fills a received packet's metadata.
 #[inline]
 fn fill_rx_meta(pkt: &mut Packet, ol_flags: u64) {
@@ -879,6 +934,7 @@ impl DpdkNic {
         let descs = &mut self.scratch.descs;
         let mut n = 0usize;
         let mut ncopy = 0u16;
+        let mut noffload = 0u16;
         let mut bytes = 0u64;
         for pkt in pkts.iter_mut() {
             let m = pkt.meta();
@@ -890,11 +946,27 @@ impl DpdkNic {
                 count_drop(&self.counters, out, DROP_TOO_BIG, 1);
                 continue;
             }
-            if csum && !complete_checksum(pkt.data_mut(), csum_start, csum_offset) {
-                count_drop(&self.counters, out, DROP_BAD_OFFLOAD, 1);
-                continue;
+            let mut offload = None;
+            if csum {
+                // The port computes the TCP/UDP checksum when it can; the field already holds
+                // the pseudo-header sum, as DPDK asks. Otherwise it is completed here.
+                offload = self
+                    .tx_l4_csum
+                    .then(|| l4_csum_offload(pkt.data(), m.l3_offset, csum_start, csum_offset))
+                    .flatten();
+                if offload.is_none() && !complete_checksum(pkt.data_mut(), csum_start, csum_offset) {
+                    count_drop(&self.counters, out, DROP_BAD_OFFLOAD, 1);
+                    continue;
+                }
             }
             let d = &mut descs[n];
+            match offload {
+                Some((flags, l2, l3)) => {
+                    (d.ol_flags, d.l2_len, d.l3_len) = (flags, l2, l3);
+                    noffload += 1;
+                }
+                None => d.ol_flags = 0,
+            }
             d.len = pkt.len() as u16;
             bytes += pkt.len() as u64;
             match pkt.take_foreign(&MBUF_OWNER) {
@@ -917,6 +989,7 @@ impl DpdkNic {
         // SAFETY: descs[..n] describe n frames: owned mbufs (taken from their packets, data
         // inside their buffers) or buffers of packets still in `pkts` until the call returns,
         // each at most the mbuf data room (checked above); the queue is ours.
+        let mut refused = 0u16;
         let sent = unsafe {
             sys::brick_tx_desc_burst(
                 self.port.mempool,
@@ -925,6 +998,8 @@ impl DpdkNic {
                 descs.as_mut_ptr(),
                 n as u16,
                 ncopy,
+                noffload,
+                &mut refused,
             )
         };
         if sent < 0 {
@@ -936,8 +1011,16 @@ impl DpdkNic {
                 if sent == n { bytes } else { descs[..sent].iter().map(|d| d.len as u64).sum() };
             self.counters.tx_packets.add(sent as u64);
             self.counters.tx_bytes.add(sent_bytes);
-            if sent < n {
-                count_drop(&self.counters, out, DROP_TX_RING_FULL, (n - sent) as u64);
+            self.counters
+                .tx_csum_offloaded
+                .add(descs[..sent].iter().filter(|d| d.ol_flags != 0).count() as u64);
+            let refused = refused as usize;
+            if refused > 0 {
+                // rte_eth_tx_prepare refused an offload request (a driver limit).
+                count_drop(&self.counters, out, DROP_BAD_OFFLOAD, refused as u64);
+            }
+            if sent + refused < n {
+                count_drop(&self.counters, out, DROP_TX_RING_FULL, (n - sent - refused) as u64);
             }
         }
         pkts.clear();

@@ -226,6 +226,85 @@ fn dpdk_end_to_end() {
     assert_eq!(counters.snapshot().brick_drops(), 0);
     drop(g);
 
+    // 4c'. A port that computes checksums (net_tap: its kernel side is a TAP interface):
+    //      frames with a partial TCP/UDP checksum over IPv4 and IPv6 leave with the request
+    //      in their mbuf, and the kernel receives them with valid checksums.
+    let tap_if = unique("bntap");
+    let cfg = DpdkConfig {
+        port: PortSpec::Devargs(format!("net_tap3,iface={tap_if}")),
+        mbufs: 2047,
+        ..Default::default()
+    };
+    let tap = DpdkNic::open(eal, cfg, pool()).unwrap();
+    assert!(tap.offload_caps().tx_checksum(), "net_tap computes checksums");
+    let counters = tap.counters();
+    let mut g = Graph::new("dpdk-tap");
+    let id = g.add("tap", tap).unwrap();
+    let raw = RawSock::open_here(&tap_if, 0x0003);
+    let partial = |v6: bool, tcp: bool| -> Packet {
+        let b = etherparse::PacketBuilder::ethernet2([0x02, 0xbb, 0, 0, 0, 7], [0x02, 0xbb, 0, 0, 0, 8]);
+        let b =
+            if v6 { b.ipv6([0xfd; 16], [0xfe; 16], 64) } else { b.ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64) };
+        let mut f = Vec::new();
+        let payload = [0x5au8; 100];
+        if tcp {
+            b.tcp(40000, 5201, 1, 1000).write(&mut f, &payload).unwrap();
+        } else {
+            b.udp(40000, 5201).write(&mut f, &payload).unwrap();
+        }
+        let (l4, addrs) = if v6 { (54, 22..54) } else { (34, 26..34) };
+        let (proto, off) = if tcp { (6u64, 16) } else { (17, 6) };
+        let pseudo = brick_core::checksum::csum_add(proto + (f.len() - l4) as u64, &f[addrs]);
+        f[l4 + off..l4 + off + 2].copy_from_slice(&brick_core::checksum::csum_fold(pseudo).to_be_bytes());
+        let mut p = Packet::from_slice(&f);
+        *p.meta_mut() = brick_core::Meta {
+            l3_offset: 14,
+            l4_offset: l4 as u16,
+            offload: brick_core::OffloadFlags::CSUM_NEEDED,
+            csum_start: l4 as u16,
+            csum_offset: off as u16,
+            ..brick_core::Meta::default()
+        };
+        p
+    };
+    let mut b = Burst::new();
+    for (v6, tcp) in [(false, true), (false, false), (true, true), (true, false)] {
+        b.push(partial(v6, tcp)).unwrap();
+    }
+    g.inject(id, Side::East, 0, &mut b).unwrap();
+    assert_eq!(counters.snapshot().tx_csum_offloaded, 4, "{:?}", counters.snapshot());
+    let mut checked = 0;
+    while checked < 4 {
+        let f = raw.recv(Duration::from_secs(5)).expect("a frame through the TAP");
+        if f[6..12] != [0x02, 0xbb, 0, 0, 0, 7] {
+            continue; // the kernel's own traffic on the new interface
+        }
+        let parsed = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
+        let ok = match (&parsed.net, &parsed.transport) {
+            (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Tcp(t))) => {
+                t.checksum()
+                    == t.to_header().calc_checksum_ipv4(&ip.header().to_header(), t.payload()).unwrap()
+            }
+            (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Udp(u))) => {
+                u.checksum()
+                    == u.to_header().calc_checksum_ipv4(&ip.header().to_header(), u.payload()).unwrap()
+            }
+            (Some(etherparse::NetSlice::Ipv6(ip)), Some(etherparse::TransportSlice::Tcp(t))) => {
+                t.checksum()
+                    == t.to_header().calc_checksum_ipv6(&ip.header().to_header(), t.payload()).unwrap()
+            }
+            (Some(etherparse::NetSlice::Ipv6(ip)), Some(etherparse::TransportSlice::Udp(u))) => {
+                u.checksum()
+                    == u.to_header().calc_checksum_ipv6(&ip.header().to_header(), u.payload()).unwrap()
+            }
+            other => panic!("unexpected frame {other:?}"),
+        };
+        assert!(ok, "frame {checked}: checksum not completed by the port");
+        checked += 1;
+    }
+    assert_eq!(counters.snapshot().brick_drops(), 0);
+    drop(g);
+
     // 4d. Without zero copy, received frames are copied into the brick's pool (a second,
     //     hot-plugged ring: a closed vdev port cannot be opened again).
     let cfg = DpdkConfig {

@@ -97,11 +97,13 @@ uint16_t brick_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **p
 }
 
 int brick_tx_desc_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,
-			struct brick_tx_desc *descs, uint16_t n, uint16_t ncopy)
+			struct brick_tx_desc *descs, uint16_t n, uint16_t ncopy, uint16_t noffload,
+			uint16_t *refused)
 {
 	struct rte_mbuf *m[64], *fresh[64];
-	uint16_t sent, j = 0;
+	uint16_t sent, ready = 0, j = 0;
 
+	*refused = 0;
 	if (n == 0)
 		return 0;
 	if (n > 64)
@@ -117,7 +119,6 @@ int brick_tx_desc_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,
 			mb->data_off = d->data_off;
 			mb->data_len = d->len;
 			mb->pkt_len = d->len;
-			mb->ol_flags = 0;
 			m[i] = mb;
 		} else {
 			char *dst;
@@ -129,8 +130,17 @@ int brick_tx_desc_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,
 			rte_memcpy(dst, d->data, d->len);
 			m[i] = fresh[j++];
 		}
+		m[i]->ol_flags = d->ol_flags;
+		if (d->ol_flags != 0) {
+			m[i]->l2_len = d->l2_len;
+			m[i]->l3_len = d->l3_len;
+		}
 	}
-	sent = rte_eth_tx_burst(port, queue, m, n);
+	ready = n;
+	if (noffload > 0)
+		ready = rte_eth_tx_prepare(port, queue, m, n);
+	*refused = n - ready;
+	sent = rte_eth_tx_burst(port, queue, m, ready);
 	if (sent < n)
 		rte_pktmbuf_free_bulk(&m[sent], n - sent);
 	return sent;

@@ -43,20 +43,27 @@ uint16_t brick_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **p
 			      struct brick_mbuf_view *views, uint16_t n);
 
 /* One frame to transmit: either an mbuf we own (`m`, whose data now start at `data_off` and
- * are `len` bytes) or bytes to copy into a fresh mbuf (`m` NULL, `data`). */
+ * are `len` bytes) or bytes to copy into a fresh mbuf (`m` NULL, `data`). `ol_flags` (with
+ * `l2_len`, `l3_len`) asks the port for offloads (RTE_MBUF_F_TX_*), 0 for none. */
 struct brick_tx_desc {
 	struct rte_mbuf *m;
 	const void *data;
+	uint64_t ol_flags;
 	uint16_t data_off;
 	uint16_t len;
+	uint16_t l2_len;
+	uint16_t l3_len;
 };
 
 /* Transmits n frames in order on port/queue: owned mbufs are fixed up and sent as they are,
- * the ncopy others are copied into mbufs allocated from mp in one bulk. What the driver does
- * not take is freed. Returns how many were sent, or -1 when mp had fewer than ncopy free
- * mbufs or a copied frame did not fit one (nothing sent, every owned mbuf freed). */
+ * the ncopy others are copied into mbufs allocated from mp in one bulk. When noffload > 0
+ * frames ask for offloads, rte_eth_tx_prepare readies the burst first: the frames from the
+ * first it refuses on are not sent, and *refused says how many. What is not sent is freed.
+ * Returns how many were sent, or -1 when mp had fewer than ncopy free mbufs or a copied
+ * frame did not fit one (nothing sent, every owned mbuf freed). */
 int brick_tx_desc_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,
-			struct brick_tx_desc *descs, uint16_t n, uint16_t ncopy);
+			struct brick_tx_desc *descs, uint16_t n, uint16_t ncopy, uint16_t noffload,
+			uint16_t *refused);
 
 /* Whether every object of mp is back in it (none held by a packet or a ring). */
 int brick_mempool_full(const struct rte_mempool *mp);

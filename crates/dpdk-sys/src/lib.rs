@@ -35,8 +35,13 @@ pub mod offload {
     pub const TX_OUTER_UDP_CKSUM: u64 = 1 << 20;
 }
 
-/// `RTE_MBUF_F_RX_*` checksum status bits (rte_mbuf_core.h).
+/// `RTE_MBUF_F_RX_*` checksum status bits and `RTE_MBUF_F_TX_*` offload requests
+/// (rte_mbuf_core.h).
 pub mod mbuf_flags {
+    pub const TX_TCP_CKSUM: u64 = 1 << 52;
+    pub const TX_UDP_CKSUM: u64 = 3 << 52;
+    pub const TX_IPV4: u64 = 1 << 55;
+    pub const TX_IPV6: u64 = 1 << 56;
     pub const RX_IP_CKSUM_MASK: u64 = (1 << 4) | (1 << 7);
     pub const RX_IP_CKSUM_GOOD: u64 = 1 << 7;
     pub const RX_L4_CKSUM_MASK: u64 = (1 << 3) | (1 << 8);
