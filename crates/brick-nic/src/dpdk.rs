@@ -317,6 +317,10 @@ pub struct DpdkConfig {
     /// (`CSUM_NEEDED`), when it can (`offload_caps().tx_checksum()`); otherwise, or when
     /// off, they are completed in software.
     pub tx_checksum_offload: bool,
+    /// Hand TCP super-frames (GSO metadata) whole to a port that segments TCP
+    /// (`offload_caps().tso()`, with multi-segment mbufs); otherwise, or when off, they are
+    /// segmented in software.
+    pub tx_tso_offload: bool,
 }
 
 impl Default for DpdkConfig {
@@ -333,6 +337,7 @@ impl Default for DpdkConfig {
             zero_copy: true,
             register_thread: true,
             tx_checksum_offload: true,
+            tx_tso_offload: true,
         }
     }
 }
@@ -435,8 +440,9 @@ unsafe impl Send for MbufScratch {}
 /// on the brick's first queue; what the driver does not take is freed and counted
 /// ("tx ring full"). Partial TCP/UDP checksums are left to the port when it computes them
 /// ([`DpdkConfig::tx_checksum_offload`]) and completed in software otherwise; TCP
-/// super-frames (GSO metadata) larger than the MTU are cut into segments in software
-/// ([`brick_core::gso`], counted in `tx_segmented`): the port's TSO is not used yet.
+/// super-frames (GSO metadata) larger than the MTU go whole to a port with TSO
+/// ([`DpdkConfig::tx_tso_offload`]) and are cut into segments in software otherwise
+/// ([`brick_core::gso`], counted in `tx_segmented`).
 pub struct DpdkNic {
     port: Arc<Port>,
     queues: Vec<u16>,
@@ -454,6 +460,8 @@ pub struct DpdkNic {
     register_thread: bool,
     /// The port computes TCP/UDP checksums on transmit (enabled at configure time).
     tx_l4_csum: bool,
+    /// The port segments TCP super-frames (enabled at configure time).
+    tx_tso: bool,
 }
 
 impl DpdkNic {
@@ -523,6 +531,11 @@ impl DpdkNic {
         if tx_l4_csum {
             conf.txmode.offloads = TX_TCP_CKSUM | TX_UDP_CKSUM;
         }
+        let tso_caps = TX_TCP_TSO | TX_MULTI_SEGS | TX_IPV4_CKSUM | TX_TCP_CKSUM;
+        let tx_tso = cfg.tx_tso_offload && caps.tx_raw & tso_caps == tso_caps;
+        if tx_tso {
+            conf.txmode.offloads |= tso_caps;
+        }
         // SAFETY: valid port and conf.
         let rc = unsafe { sys::rte_eth_dev_configure(id, cfg.queues, cfg.queues, &conf) };
         if rc != 0 {
@@ -583,6 +596,7 @@ impl DpdkNic {
             zero_copy: cfg.zero_copy,
             register_thread: cfg.register_thread,
             tx_l4_csum,
+            tx_tso,
         };
         nic.refresh_max_frame();
         nic.last_missed = nic.port_missed();
@@ -602,6 +616,7 @@ impl DpdkNic {
             zero_copy,
             register_thread,
             tx_l4_csum,
+            tx_tso,
             ..
         } = self;
         queues
@@ -625,6 +640,7 @@ impl DpdkNic {
                 zero_copy,
                 register_thread,
                 tx_l4_csum,
+                tx_tso,
             })
             .collect()
     }
@@ -891,9 +907,9 @@ impl DpdkNic {
         }
     }
 
-    /// Transmits a burst holding TCP super-frames: each is cut into MSS-sized segments (in
-    /// pool packets, checksums completed; the port is not asked for TSO) and everything
-    /// leaves in order, in bursts of at most 64.
+    /// Transmits a burst holding TCP super-frames: each goes whole to a port that segments
+    /// TCP (TSO, as a chain of mbufs), or is cut into MSS-sized segments here (in pool
+    /// packets, checksums completed); everything leaves in order, in bursts of at most 64.
     #[cold]
     fn transmit_segmenting(&mut self, pkts: &mut Burst, out: &mut Output<'_>) {
         let mut chunk = std::mem::take(&mut self.segmented);
@@ -901,14 +917,17 @@ impl DpdkNic {
         for pkt in pkts.drain() {
             if pkt.meta().gso_type == GsoType::None || pkt.len() <= self.max_frame {
                 segs.push(pkt);
-            } else {
-                match brick_core::gso::segment_into_pool(&pkt, &self.pool, |seg| segs.push(seg)) {
-                    Ok(n) => self.counters.tx_segmented.add(n as u64),
-                    Err(brick_core::gso::GsoError::PoolEmpty) => {
-                        count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1)
-                    }
-                    Err(_) => count_drop(&self.counters, out, DROP_BAD_OFFLOAD, 1),
+            } else if let Some(req) = self.tx_tso.then(|| tso_request(&pkt)).flatten() {
+                // The port segments it: what was queued before it leaves first.
+                if !chunk.is_empty() {
+                    self.transmit(&mut chunk, out);
                 }
+                if !self.send_tso(&pkt, req, out) {
+                    // No mbufs for the chain: cut it here instead.
+                    self.segment_in_software(&pkt, &mut segs, out);
+                }
+            } else {
+                self.segment_in_software(&pkt, &mut segs, out);
             }
             for seg in segs.drain(..) {
                 if chunk.room() == 0 {
@@ -924,6 +943,96 @@ impl DpdkNic {
         self.gso_segs = segs;
     }
 
+    /// Cuts a TCP super-frame into segments from the brick's pool, appended to `segs`.
+    fn segment_in_software(&mut self, pkt: &Packet, segs: &mut Vec<Packet>, out: &mut Output<'_>) {
+        match brick_core::gso::segment_into_pool(pkt, &self.pool, |seg| segs.push(seg)) {
+            Ok(n) => self.counters.tx_segmented.add(n as u64),
+            Err(brick_core::gso::GsoError::PoolEmpty) => {
+                count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1)
+            }
+            Err(_) => count_drop(&self.counters, out, DROP_BAD_OFFLOAD, 1),
+        }
+    }
+
+    /// Sends a super-frame whole as a chain of mbufs, the port segmenting it (TSO). Returns
+    /// false when the mbuf pool is short (nothing sent); a full ring or a refusal is counted.
+    fn send_tso(&mut self, pkt: &Packet, req: TsoRequest, out: &mut Output<'_>) -> bool {
+        let mut refused = 0u16;
+        // SAFETY: `pkt`'s bytes stay alive and unchanged for the call, which copies them into
+        // mbufs of the port's pool; the queue is ours.
+        let rc = unsafe {
+            sys::brick_tx_tso(
+                self.port.mempool,
+                self.port.id,
+                self.queues[0],
+                pkt.data().as_ptr().cast(),
+                pkt.len() as u32,
+                req.ol_flags,
+                req.l2_len,
+                req.l3_len,
+                req.l4_len,
+                req.segment,
+                &mut refused,
+            )
+        };
+        match rc {
+            1 => {
+                self.counters.tx_packets.add(1);
+                self.counters.tx_bytes.add(pkt.len() as u64);
+                self.counters.tx_gso.add(1);
+                true
+            }
+            0 if refused > 0 => {
+                count_drop(&self.counters, out, DROP_BAD_OFFLOAD, 1);
+                true
+            }
+            0 => {
+                count_drop(&self.counters, out, DROP_TX_RING_FULL, 1);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What a port needs to segment a TCP super-frame.
+#[derive(Clone, Copy, Debug)]
+struct TsoRequest {
+    ol_flags: u64,
+    l2_len: u16,
+    l3_len: u16,
+    l4_len: u16,
+    segment: u16,
+}
+
+/// The TSO request for a TCP super-frame (IPv4 or IPv6, headers where its metadata says),
+/// or `None` when it is something else (then it is segmented in software).
+fn tso_request(pkt: &Packet) -> Option<TsoRequest> {
+    use sys::mbuf_flags::*;
+    let m = pkt.meta();
+    let d = pkt.data();
+    let l3 = if m.l3_offset != 0 { m.l3_offset } else { 14 };
+    let l4 = m.csum_start;
+    let l3_len = l4.checked_sub(l3).filter(|&n| n >= 20)?;
+    let ip = match (m.gso_type, d.get(usize::from(l3))? >> 4) {
+        (GsoType::TcpV4, 4) => TX_IPV4 | TX_IP_CKSUM,
+        (GsoType::TcpV6, 6) => TX_IPV6,
+        _ => return None,
+    };
+    let l4_len = u16::from(d.get(usize::from(l4) + 12)? >> 4) * 4;
+    if l4_len < 20 || m.gso_size == 0 || usize::from(l4 + l4_len) > d.len() {
+        return None;
+    }
+    Some(TsoRequest {
+        ol_flags: ip | TX_TCP_SEG | TX_TCP_CKSUM,
+        l2_len: l3,
+        l3_len,
+        l4_len,
+        segment: m.gso_size,
+    })
+}
+
+impl DpdkNic {
     /// Transmits a burst of at most 64 frames, none larger than the port takes.
     fn transmit(&mut self, pkts: &mut Burst, out: &mut Output<'_>) {
         // Packets are looked at in place (moving each 72-byte packet out of the burst cost
@@ -1073,5 +1182,64 @@ impl Brick for DpdkNic {
             "dpdk port {} ({}) queues:{:?} rx:{}p tx:{}p missed:{}",
             self.port.id, self.port.name, self.queues, s.rx_packets, s.tx_packets, s.kernel_drops
         )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sys::mbuf_flags::*;
+
+    fn tcp4(len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; len];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[23] = 6;
+        f[34 + 12] = 0x50; // TCP header: 20 bytes
+        f
+    }
+
+    #[test]
+    fn checksum_offload_requests_only_for_frames_that_match_their_metadata() {
+        let f = tcp4(100);
+        assert_eq!(l4_csum_offload(&f, 14, 34, 16), Some((TX_IPV4 | TX_TCP_CKSUM, 14, 20)));
+        assert_eq!(l4_csum_offload(&f, 0, 34, 6), Some((TX_IPV4 | TX_UDP_CKSUM, 14, 20)));
+        assert_eq!(l4_csum_offload(&f, 14, 30, 16), None, "l3 shorter than an IP header");
+        assert_eq!(l4_csum_offload(&f, 14, 34, 10), None, "neither TCP nor UDP");
+        assert_eq!(l4_csum_offload(&f[..40], 14, 34, 16), None, "field beyond the frame");
+        assert_eq!(l4_csum_offload(&f, 200, 34, 16), None);
+        let mut v6 = f.clone();
+        v6[14] = 0x60;
+        assert_eq!(l4_csum_offload(&v6, 14, 54, 16).map(|r| r.0), Some(TX_IPV6 | TX_TCP_CKSUM));
+        v6[14] = 0x70;
+        assert_eq!(l4_csum_offload(&v6, 14, 54, 16), None);
+    }
+
+    #[test]
+    fn tso_requests_need_a_tcp_super_frame_as_described() {
+        let meta = Meta {
+            l3_offset: 14,
+            csum_start: 34,
+            csum_offset: 16,
+            gso_size: 1000,
+            gso_type: GsoType::TcpV4,
+            ..Meta::default()
+        };
+        let with = |f: &[u8], m: Meta| {
+            let mut p = Packet::from_slice(f);
+            *p.meta_mut() = m;
+            tso_request(&p)
+        };
+        let r = with(&tcp4(5000), meta).unwrap();
+        assert_eq!(
+            (r.ol_flags, r.l2_len, r.l3_len, r.l4_len, r.segment),
+            (TX_IPV4 | TX_IP_CKSUM | TX_TCP_SEG | TX_TCP_CKSUM, 14, 20, 20, 1000)
+        );
+        assert!(with(&tcp4(5000), Meta { gso_type: GsoType::TcpV6, ..meta }).is_none(), "v6 type on v4");
+        assert!(with(&tcp4(5000), Meta { gso_size: 0, ..meta }).is_none());
+        assert!(with(&tcp4(5000)[..40], meta).is_none(), "TCP header cut short");
+        let mut bad = tcp4(5000);
+        bad[34 + 12] = 0x10; // data offset 4 bytes
+        assert!(with(&bad, meta).is_none());
     }
 }

@@ -226,9 +226,10 @@ fn dpdk_end_to_end() {
     assert_eq!(counters.snapshot().brick_drops(), 0);
     drop(g);
 
-    // 4c'. A port that computes checksums (net_tap: its kernel side is a TAP interface):
-    //      frames with a partial TCP/UDP checksum over IPv4 and IPv6 leave with the request
-    //      in their mbuf, and the kernel receives them with valid checksums.
+    // 4c'. A port that computes checksums and segments TCP (net_tap: its kernel side is a
+    //      TAP interface): frames with a partial TCP/UDP checksum over IPv4 and IPv6 leave
+    //      with the request in their mbuf, and the kernel receives them with valid
+    //      checksums; then a super-frame, below.
     let tap_if = unique("bntap");
     let cfg = DpdkConfig {
         port: PortSpec::Devargs(format!("net_tap3,iface={tap_if}")),
@@ -303,6 +304,51 @@ fn dpdk_end_to_end() {
         checked += 1;
     }
     assert_eq!(counters.snapshot().brick_drops(), 0);
+    // A TCP super-frame goes to the port whole (TSO, as a chain of mbufs); the kernel
+    // receives 20 segments, in order, with valid checksums, carrying the payload.
+    let payload: Vec<u8> = (0..20_000usize).map(|i| (i * 11 % 253) as u8).collect();
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([0x02, 0xbb, 0, 0, 0, 7], [0x02, 0xbb, 0, 0, 0, 8])
+        .ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
+        .tcp(40001, 5201, 9000, 1000)
+        .ack(1)
+        .write(&mut frame, &payload)
+        .unwrap();
+    let mut p = Packet::from_slice(&frame);
+    *p.meta_mut() = brick_core::Meta {
+        l3_offset: 14,
+        l4_offset: 34,
+        offload: brick_core::OffloadFlags::CSUM_NEEDED,
+        csum_start: 34,
+        csum_offset: 16,
+        gso_size: 1000,
+        gso_type: brick_core::GsoType::TcpV4,
+        ..brick_core::Meta::default()
+    };
+    b.push(p).unwrap();
+    g.inject(id, Side::East, 0, &mut b).unwrap();
+    let s = counters.snapshot();
+    assert_eq!((s.tx_gso, s.tx_segmented, s.brick_drops()), (1, 0, 0), "{s:?}");
+    let mut joined = Vec::new();
+    while joined.len() < payload.len() {
+        let f = raw.recv(Duration::from_secs(5)).expect("a segment through the TAP");
+        let parsed = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
+        let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Tcp(t))) =
+            (&parsed.net, &parsed.transport)
+        else {
+            continue;
+        };
+        if t.source_port() != 40001 {
+            continue;
+        }
+        assert!(f.len() <= 14 + 20 + 20 + 1000, "a segment of {} bytes", f.len());
+        assert_eq!(t.sequence_number(), 9000 + joined.len() as u32, "in order");
+        let h = ip.header().to_header();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        assert_eq!(t.checksum(), t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap());
+        joined.extend_from_slice(t.payload());
+    }
+    assert_eq!(joined, payload);
     drop(g);
 
     // 4d. Without zero copy, received frames are copied into the brick's pool (a second,

@@ -154,6 +154,54 @@ fail:
 	return -1;
 }
 
+int brick_tx_tso(struct rte_mempool *mp, uint16_t port, uint16_t queue, const void *data,
+		 uint32_t len, uint64_t ol_flags, uint16_t l2_len, uint16_t l3_len, uint16_t l4_len,
+		 uint16_t tso_segsz, uint16_t *refused)
+{
+	struct rte_mbuf *segs[64];
+	const char *src = data;
+	uint32_t room, left = len;
+	unsigned int n;
+
+	*refused = 0;
+	if (len == 0 || len > 65535 + 512)
+		return -1;
+	room = rte_pktmbuf_data_room_size(mp) - RTE_PKTMBUF_HEADROOM;
+	if (room == 0)
+		return -1;
+	n = (len + room - 1) / room;
+	if (n > 64 || rte_pktmbuf_alloc_bulk(mp, segs, n) != 0)
+		return -1;
+	for (unsigned int i = 0; i < n; i++) {
+		uint16_t part = left < room ? left : room;
+		char *dst = rte_pktmbuf_append(segs[i], part);
+		rte_memcpy(dst, src, part);
+		src += part;
+		left -= part;
+		if (i > 0 && rte_pktmbuf_chain(segs[0], segs[i]) != 0) {
+			/* segs[0..i) are chained to segs[0]; free the chain and the rest. */
+			rte_pktmbuf_free(segs[0]);
+			rte_pktmbuf_free_bulk(&segs[i], n - i);
+			return -1;
+		}
+	}
+	segs[0]->ol_flags = ol_flags;
+	segs[0]->l2_len = l2_len;
+	segs[0]->l3_len = l3_len;
+	segs[0]->l4_len = l4_len;
+	segs[0]->tso_segsz = tso_segsz;
+	if (rte_eth_tx_prepare(port, queue, segs, 1) != 1) {
+		*refused = 1;
+		rte_pktmbuf_free(segs[0]);
+		return 0;
+	}
+	if (rte_eth_tx_burst(port, queue, segs, 1) != 1) {
+		rte_pktmbuf_free(segs[0]);
+		return 0;
+	}
+	return 1;
+}
+
 int brick_mempool_full(const struct rte_mempool *mp)
 {
 	return rte_mempool_full(mp);

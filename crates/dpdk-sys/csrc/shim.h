@@ -65,6 +65,15 @@ int brick_tx_desc_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,
 			struct brick_tx_desc *descs, uint16_t n, uint16_t ncopy, uint16_t noffload,
 			uint16_t *refused);
 
+/* Sends one frame of len bytes (up to 64 KiB) as a chain of mbufs from mp, asking the port
+ * for TCP segmentation (RTE_MBUF_F_TX_TCP_SEG | the IP flags in ol_flags) into segments of
+ * tso_segsz payload bytes; l2/l3/l4_len give the header lengths. Returns 1 if the port took
+ * it, 0 if not (ring full or refused by rte_eth_tx_prepare: *refused is 1 then), -1 when mp
+ * had too few mbufs. Nothing is leaked in any case. */
+int brick_tx_tso(struct rte_mempool *mp, uint16_t port, uint16_t queue, const void *data,
+		 uint32_t len, uint64_t ol_flags, uint16_t l2_len, uint16_t l3_len, uint16_t l4_len,
+		 uint16_t tso_segsz, uint16_t *refused);
+
 /* Whether every object of mp is back in it (none held by a packet or a ring). */
 int brick_mempool_full(const struct rte_mempool *mp);
 #endif

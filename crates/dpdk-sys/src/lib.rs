@@ -38,7 +38,9 @@ pub mod offload {
 /// `RTE_MBUF_F_RX_*` checksum status bits and `RTE_MBUF_F_TX_*` offload requests
 /// (rte_mbuf_core.h).
 pub mod mbuf_flags {
+    pub const TX_TCP_SEG: u64 = 1 << 50;
     pub const TX_TCP_CKSUM: u64 = 1 << 52;
+    pub const TX_IP_CKSUM: u64 = 1 << 54;
     pub const TX_UDP_CKSUM: u64 = 3 << 52;
     pub const TX_IPV4: u64 = 1 << 55;
     pub const TX_IPV6: u64 = 1 << 56;
