@@ -853,6 +853,13 @@ impl DpdkNic {
     }
 }
 
+/// Where the IP header starts (`l3_offset`, or right after an untagged Ethernet header when
+/// unset) and its length up to the L4 header at `l4`; `None` if shorter than 20 bytes.
+fn l3_span(l3_offset: u16, l4: u16) -> Option<(u16, u16)> {
+    let l3 = if l3_offset != 0 { l3_offset } else { 14 };
+    Some((l3, l4.checked_sub(l3).filter(|&n| n >= 20)?))
+}
+
 /// The offload request for a frame whose TCP or UDP checksum is partial (the field at
 /// `csum_start + csum_offset` holds the pseudo-header sum): `(ol_flags, l2_len, l3_len)`, or
 /// `None` when the frame is not plain IPv4/IPv6 + TCP/UDP as described (then the checksum is
@@ -864,8 +871,7 @@ fn l4_csum_offload(
     csum_offset: u16,
 ) -> Option<(u64, u16, u16)> {
     use sys::mbuf_flags::*;
-    let l3 = if l3_offset != 0 { l3_offset } else { 14 };
-    let l3_len = csum_start.checked_sub(l3).filter(|&n| n >= 20)?;
+    let (l3, l3_len) = l3_span(l3_offset, csum_start)?;
     if usize::from(csum_start) + usize::from(csum_offset) + 2 > frame.len() {
         return None;
     }
@@ -1011,9 +1017,8 @@ fn tso_request(pkt: &Packet) -> Option<TsoRequest> {
     use sys::mbuf_flags::*;
     let m = pkt.meta();
     let d = pkt.data();
-    let l3 = if m.l3_offset != 0 { m.l3_offset } else { 14 };
     let l4 = m.csum_start;
-    let l3_len = l4.checked_sub(l3).filter(|&n| n >= 20)?;
+    let (l3, l3_len) = l3_span(m.l3_offset, l4)?;
     let ip = match (m.gso_type, d.get(usize::from(l3))? >> 4) {
         (GsoType::TcpV4, 4) => TX_IPV4 | TX_IP_CKSUM,
         (GsoType::TcpV6, 6) => TX_IPV6,

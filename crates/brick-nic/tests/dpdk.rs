@@ -39,6 +39,54 @@ fn inject(g: &mut Graph, id: brick_core::BrickId, frames: &[Vec<u8>]) {
     }
 }
 
+/// A 20 KB TCP super-frame from port `sport`, sequence numbers from `seq`, as a VM with TSO
+/// hands it over (MSS 1000, a partial checksum: the pseudo-header sum only), and its payload.
+fn tcp_super_frame(sport: u16, seq: u32) -> (Packet, Vec<u8>) {
+    let payload: Vec<u8> = (0..20_000usize).map(|i| (i * 7 % 251) as u8).collect();
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([0x02, 0xbb, 0, 0, 0, 7], [0x02, 0xbb, 0, 0, 0, 8])
+        .ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
+        .tcp(sport, 5201, seq, 1000)
+        .ack(1)
+        .write(&mut frame, &payload)
+        .unwrap();
+    let pseudo = brick_core::checksum::csum_add(6 + (frame.len() - 34) as u64, &frame[26..34]);
+    frame[50..52].copy_from_slice(&brick_core::checksum::csum_fold(pseudo).to_be_bytes());
+    let mut p = Packet::from_slice(&frame);
+    *p.meta_mut() = brick_core::Meta {
+        l3_offset: 14,
+        l4_offset: 34,
+        offload: brick_core::OffloadFlags::CSUM_NEEDED,
+        csum_start: 34,
+        csum_offset: 16,
+        gso_size: 1000,
+        gso_type: brick_core::GsoType::TcpV4,
+        ..brick_core::Meta::default()
+    };
+    (p, payload)
+}
+
+/// Checks `f` as the next segment of `tcp_super_frame(sport, seq)` (size, order, IPv4 and
+/// TCP checksums) and appends its payload to `joined`; false if `f` is another frame.
+fn take_segment(f: &[u8], sport: u16, seq: u32, joined: &mut Vec<u8>) -> bool {
+    let Ok(parsed) = etherparse::SlicedPacket::from_ethernet(f) else { return false };
+    let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Tcp(t))) =
+        (&parsed.net, &parsed.transport)
+    else {
+        return false;
+    };
+    if t.source_port() != sport {
+        return false;
+    }
+    assert!(f.len() <= 14 + 20 + 20 + 1000, "a segment of {} bytes", f.len());
+    assert_eq!(t.sequence_number(), seq + joined.len() as u32, "in order");
+    let h = ip.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 checksum");
+    assert_eq!(t.checksum(), t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap(), "TCP checksum");
+    joined.extend_from_slice(t.payload());
+    true
+}
+
 #[test]
 fn dpdk_end_to_end() {
     let prefix = unique("bnic");
@@ -178,28 +226,7 @@ fn dpdk_end_to_end() {
     let mut g = Graph::new("dpdk-gso");
     let id = g.add("ring", ring).unwrap();
     let got = collect_east_of_matching(&mut g, id, "tcp", |f| f.get(12..14) == Some(&[8, 0]));
-    let payload: Vec<u8> = (0..20_000usize).map(|i| (i * 7 % 251) as u8).collect();
-    let mut frame = Vec::new();
-    etherparse::PacketBuilder::ethernet2([0x52, 0x54, 0, 0, 0, 1], [0x52, 0x54, 0, 0, 0, 2])
-        .ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
-        .tcp(40000, 5201, 7000, 1000)
-        .ack(1)
-        .write(&mut frame, &payload)
-        .unwrap();
-    // A partial checksum, as a VM with TSO hands it over: the pseudo-header sum only.
-    let pseudo = brick_core::checksum::csum_add(6 + (frame.len() - 34) as u64, &frame[26..34]);
-    frame[50..52].copy_from_slice(&brick_core::checksum::csum_fold(pseudo).to_be_bytes());
-    let mut p = Packet::from_slice(&frame);
-    *p.meta_mut() = brick_core::Meta {
-        l3_offset: 14,
-        l4_offset: 34,
-        offload: brick_core::OffloadFlags::CSUM_NEEDED,
-        csum_start: 34,
-        csum_offset: 16,
-        gso_size: 1000,
-        gso_type: brick_core::GsoType::TcpV4,
-        ..brick_core::Meta::default()
-    };
+    let (p, payload) = tcp_super_frame(40000, 7000);
     let mut b = Burst::new();
     b.push(Packet::from_slice(&test_frame(9, 100))).unwrap();
     b.push(p).unwrap();
@@ -207,20 +234,8 @@ fn dpdk_end_to_end() {
     assert_eq!(counters.snapshot().tx_segmented, 20, "{:?}", counters.snapshot());
     assert!(poll_until(&mut g, Duration::from_secs(5), || got.lock().unwrap().len() >= 20));
     let mut joined = Vec::new();
-    for (i, seg) in got.lock().unwrap().iter().enumerate() {
-        let d = seg.data();
-        assert!(d.len() <= 14 + 20 + 20 + 1000, "segment {i}: {} bytes", d.len());
-        let parsed = etherparse::SlicedPacket::from_ethernet(d).unwrap();
-        let Some(etherparse::NetSlice::Ipv4(ip)) = parsed.net else { panic!("segment {i} not IPv4") };
-        let Some(etherparse::TransportSlice::Tcp(tcp)) = parsed.transport else {
-            panic!("segment {i} not TCP")
-        };
-        assert_eq!(tcp.sequence_number(), 7000 + 1000 * i as u32, "in order");
-        let h = ip.header().to_header();
-        assert_eq!(h.header_checksum, h.calc_header_checksum(), "segment {i}: IPv4 checksum");
-        let want = tcp.to_header().calc_checksum_ipv4(&h, tcp.payload()).unwrap();
-        assert_eq!(tcp.checksum(), want, "segment {i}: TCP checksum");
-        joined.extend_from_slice(tcp.payload());
+    for seg in got.lock().unwrap().iter() {
+        assert!(take_segment(seg.data(), 40000, 7000, &mut joined), "not a segment: {:02x?}", seg.data());
     }
     assert_eq!(joined, payload, "the segments carry the payload, byte for byte");
     assert_eq!(counters.snapshot().brick_drops(), 0);
@@ -306,25 +321,7 @@ fn dpdk_end_to_end() {
     assert_eq!(counters.snapshot().brick_drops(), 0);
     // A TCP super-frame goes to the port whole (TSO, as a chain of mbufs); the kernel
     // receives 20 segments, in order, with valid checksums, carrying the payload.
-    let payload: Vec<u8> = (0..20_000usize).map(|i| (i * 11 % 253) as u8).collect();
-    let mut frame = Vec::new();
-    etherparse::PacketBuilder::ethernet2([0x02, 0xbb, 0, 0, 0, 7], [0x02, 0xbb, 0, 0, 0, 8])
-        .ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
-        .tcp(40001, 5201, 9000, 1000)
-        .ack(1)
-        .write(&mut frame, &payload)
-        .unwrap();
-    let mut p = Packet::from_slice(&frame);
-    *p.meta_mut() = brick_core::Meta {
-        l3_offset: 14,
-        l4_offset: 34,
-        offload: brick_core::OffloadFlags::CSUM_NEEDED,
-        csum_start: 34,
-        csum_offset: 16,
-        gso_size: 1000,
-        gso_type: brick_core::GsoType::TcpV4,
-        ..brick_core::Meta::default()
-    };
+    let (p, payload) = tcp_super_frame(40001, 9000);
     b.push(p).unwrap();
     g.inject(id, Side::East, 0, &mut b).unwrap();
     let s = counters.snapshot();
@@ -332,21 +329,7 @@ fn dpdk_end_to_end() {
     let mut joined = Vec::new();
     while joined.len() < payload.len() {
         let f = raw.recv(Duration::from_secs(5)).expect("a segment through the TAP");
-        let parsed = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
-        let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Tcp(t))) =
-            (&parsed.net, &parsed.transport)
-        else {
-            continue;
-        };
-        if t.source_port() != 40001 {
-            continue;
-        }
-        assert!(f.len() <= 14 + 20 + 20 + 1000, "a segment of {} bytes", f.len());
-        assert_eq!(t.sequence_number(), 9000 + joined.len() as u32, "in order");
-        let h = ip.header().to_header();
-        assert_eq!(h.header_checksum, h.calc_header_checksum());
-        assert_eq!(t.checksum(), t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap());
-        joined.extend_from_slice(t.payload());
+        take_segment(&f, 40001, 9000, &mut joined);
     }
     assert_eq!(joined, payload);
     drop(g);
