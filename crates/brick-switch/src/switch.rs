@@ -115,6 +115,8 @@ pub struct SwitchCounters {
 pub struct Switch {
     cfg: SwitchConfig,
     pool: PacketPool,
+    /// For copies of frames larger than `pool`'s buffers (TCP super-frames), if any.
+    big_pool: Option<PacketPool>,
     table: MacTable<PortRef>,
     ports: [Vec<PortCounters>; 2],
     counters: SwitchCounters,
@@ -144,11 +146,19 @@ impl Switch {
             table: MacTable::new(cfg.mac_capacity, cfg.aging),
             cfg,
             pool,
+            big_pool: None,
             ports: Default::default(),
             counters: SwitchCounters::default(),
             targets: Vec::with_capacity(16),
             last_sweep: Timestamp(0),
         })
+    }
+
+    /// Flood copies of frames larger than the main pool's buffers (TCP super-frames from VMs
+    /// with TSO) come from `big` instead of being dropped as "pool empty".
+    pub fn with_big_pool(mut self, big: PacketPool) -> Self {
+        self.big_pool = Some(big);
+        self
     }
 
     /// The configuration.
@@ -231,9 +241,14 @@ impl Switch {
         }
         self.counters.flooded += 1;
         let n = self.targets.len();
+        let big = self.big_pool.is_some() && pkt.len() > self.pool.data_room();
         for i in 0..n - 1 {
             let t = self.targets[i];
-            match pkt.copy_into(&self.pool) {
+            let copy = match (&self.big_pool, big) {
+                (Some(b), true) => pkt.copy_into(b),
+                _ => pkt.copy_into(&self.pool),
+            };
+            match copy {
                 Some(copy) => {
                     let c = self.port_mut(t);
                     c.tx_pkts += 1;

@@ -265,3 +265,45 @@ proptest! {
         prop_assert!(b.switch().mac_entries(Timestamp::now()).len() <= 8);
     }
 }
+
+/// A flooded frame bigger than the pool's buffers (a TCP super-frame) cannot be copied from
+/// it: only the last port gets the original, the copies are counted. With a big pool for
+/// such frames, every port gets it.
+#[test]
+fn flooding_a_super_frame_takes_copies_from_the_big_pool() {
+    let mut big_frame = frame(mac(9), mac(1), 7);
+    big_frame.resize(20_000, 0x42);
+    for with_big in [false, true] {
+        let pool = PacketPool::with_count(64).unwrap();
+        let mut sw = Switch::new(SwitchConfig::default(), pool).unwrap();
+        if with_big {
+            let big = PacketPool::new(brick_core::PoolConfig {
+                count: 8,
+                data_room: 65_536,
+                ..brick_core::PoolConfig::default()
+            })
+            .unwrap();
+            sw = sw.with_big_pool(big);
+        }
+        let mut g = Graph::new("big");
+        let id = g.add("sw", sw).unwrap();
+        let mut seen = Vec::new();
+        let mut ports = Vec::new();
+        for i in 0..4 {
+            let (st, s) = station(&mut g, &format!("e{i}"), Side::East);
+            ports.push(g.link(id, st).unwrap().0);
+            seen.push(s);
+        }
+        let mut b = Burst::new();
+        b.push(Packet::from_slice(&big_frame)).unwrap();
+        g.inject(id, Side::East, ports[0], &mut b).unwrap();
+        let got: Vec<usize> = seen.iter().map(|s| s.lock().unwrap().len()).collect();
+        let drops = g.stats(id).unwrap().drops_of("pool empty").unwrap();
+        if with_big {
+            assert_eq!((got, drops), (vec![0, 1, 1, 1], 0));
+            assert!(seen[1..].iter().all(|s| s.lock().unwrap()[0] == big_frame));
+        } else {
+            assert_eq!((got, drops), (vec![0, 0, 0, 1], 2));
+        }
+    }
+}

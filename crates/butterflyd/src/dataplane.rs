@@ -544,7 +544,13 @@ impl Dataplane {
         let new_switch = match existing_switch {
             Some(_) => None,
             None => {
-                Some(Switch::new(SwitchConfig::default(), self.pool.clone()).map_err(|e| nic_err(&id, e))?)
+                let sw =
+                    Switch::new(SwitchConfig::default(), self.pool.clone()).map_err(|e| nic_err(&id, e))?;
+                // Flood copies of VMs' TSO super-frames need big buffers too.
+                Some(match &self.big_pool {
+                    Some(big) => sw.with_big_pool(big.clone()),
+                    None => sw,
+                })
             }
         };
         let worker = self.owner(vni);
