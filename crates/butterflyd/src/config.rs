@@ -348,12 +348,17 @@ impl Config {
             }
         }
         let workers = match cli.workers {
-            None => 1,
-            Some(w) if w == 0 || w > brick_vtep::MAX_WORKERS => {
-                return Err(bad("--workers", format!("{w} is not in 1..={}", brick_vtep::MAX_WORKERS)))
-            }
             Some(w) => w,
+            None => match get("general", &["workers"]) {
+                Some(w) => {
+                    w.parse().map_err(|_| bad("--workers", format!("{w:?} is not a number of workers")))?
+                }
+                None => 1,
+            },
         };
+        if workers == 0 || workers > brick_vtep::MAX_WORKERS {
+            return Err(bad("--workers", format!("{workers} is not in 1..={}", brick_vtep::MAX_WORKERS)));
+        }
         let state_dir = if cli.no_state {
             None
         } else {
@@ -437,7 +442,7 @@ mod tests {
         let f = dir.path().join("b.ini");
         std::fs::write(
             &f,
-            "[general]\nip = 2001:db8::1\nendpoint = tcp://127.0.0.1:7777\nlog-level = debug\ngraph-core-id = 0\n",
+            "[general]\nip = 2001:db8::1\nendpoint = tcp://127.0.0.1:7777\nlog-level = debug\ngraph-core-id = 0\nworkers = 3\n",
         )
         .unwrap();
         let c = parse(&["-c", f.to_str().unwrap(), "-e", "tcp://127.0.0.1:8888", "--no-state"]).unwrap();
@@ -446,6 +451,11 @@ mod tests {
         assert_eq!(c.log_level, LogLevel::Debug);
         assert_eq!(c.graph_cpu_core, Some(0));
         assert_eq!(c.underlay_prefix, 64);
+        assert_eq!(c.workers, 3);
+        let c = parse(&["-c", f.to_str().unwrap(), "--workers", "2", "--no-state"]).unwrap();
+        assert_eq!(c.workers, 2, "the command line wins");
+        std::fs::write(&f, "[general]\nworkers = many\n").unwrap();
+        assert_eq!(parse(&["-c", f.to_str().unwrap(), "--no-state"]).unwrap_err().option, "--workers");
     }
 
     #[test]
