@@ -7,9 +7,10 @@
 //! With `--workers N`, worker `i` owns the VNIs `v` with `v % N == i`: their switches and
 //! every NIC in them live in its graph, so a VNI's traffic never crosses threads inside the
 //! host. Each worker has its own VTEP and its own share of the underlay (an AF_PACKET socket
-//! in a fanout group that the kernel steers by VNI, or one queue of a multiqueue TAP); a
-//! `steer` brick ([`VniSteer`]) in front of each VTEP forwards the frames that landed on the
-//! wrong worker through a queue to their owner and copies ARP/ND/IGMP to every worker.
+//! in a fanout group that the kernel steers by VNI, one queue of a multiqueue TAP, or one
+//! DPDK queue pair); a `steer` brick ([`VniSteer`]) in front of each VTEP forwards the frames
+//! that landed on the wrong worker through a queue to their owner and copies ARP/ND/IGMP to
+//! every worker.
 //!
 //! Every change (a NIC added, removed or updated) is one closure run by the owning graph's
 //! thread between two poll rounds: other NICs' traffic never stops, and a failed change is
