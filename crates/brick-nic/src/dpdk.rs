@@ -262,7 +262,14 @@ impl Eal {
             return Err(DpdkError::Probe { devargs: devargs.into(), msg: strerror(rc) });
         }
         let name = devargs.split(',').next().unwrap_or(devargs);
-        self.port_by_name(name)
+        // A device probed before whose port was closed stays on its bus: probing it again
+        // succeeds but brings no port back.
+        self.port_by_name(name).map_err(|_| DpdkError::Probe {
+            devargs: devargs.into(),
+            msg: format!(
+                "the device {name:?} exists but has no port: a port once closed cannot be opened again in this process; hot-plug it under another name"
+            ),
+        })
     }
 
     fn check_port(&self, port: u16) -> Result<(), DpdkError> {

@@ -334,6 +334,19 @@ fn dpdk_end_to_end() {
     assert_eq!(joined, payload);
     drop(g);
 
+    // A port closed above (net_ring8) cannot be hot-plugged again: a clear error, not a port.
+    let err = DpdkNic::open(
+        eal,
+        DpdkConfig { port: PortSpec::Devargs("net_ring8".into()), ..Default::default() },
+        pool(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&err, NicError::Dpdk(DpdkError::Probe { msg, .. }) if msg.contains("cannot be opened again")),
+        "{err}"
+    );
+
     // 4d. Without zero copy, received frames are copied into the brick's pool (a second,
     //     hot-plugged ring: a closed vdev port cannot be opened again).
     let cfg = DpdkConfig {
