@@ -87,6 +87,7 @@ fn configuration_survives_a_restart() {
         "--sg",
         "sg-1",
     ]);
+    d.ok(&["nic", "add", "--id", "even", "--mac", "52:54:00:00:00:12", "--vni", "4", "--ip", "10.1.0.2"]);
     let (code, _, dir) = d.stop();
     assert_eq!(code, 0);
     let d = Daemon::start_in(dir, &[]);
@@ -94,6 +95,19 @@ fn configuration_survives_a_restart() {
     assert!(d.ok(&["sg", "member", "list", "sg-1"]).contains("10.1.0.9"));
     assert!(d.ok(&["status"]).contains("fw-keep"), "the NIC's bricks were rebuilt");
     assert!(exists(&d.sockets().join("qemu-vhost-keep")), "the socket is back for QEMU to reconnect");
+
+    // The saved configuration does not depend on the worker count: restarted with two
+    // workers, each NIC is rebuilt in the worker that owns its VNI (3 → 1, 4 → 0).
+    let (code, _, dir) = d.stop();
+    assert_eq!(code, 0);
+    let d = Daemon::start_in(dir, &["--workers", "2"]);
+    let status = d.ok(&["status"]);
+    let w1 = status.find("label=\"butterflyd-w1\"").expect("worker 1's cluster");
+    let w0 = status.find("label=\"butterflyd-w0\"").expect("worker 0's cluster");
+    assert!(w0 < w1, "{status}");
+    assert!(status[w1..].contains("fw-keep") && !status[w0..w1].contains("fw-keep"), "{status}");
+    assert!(status[w0..w1].contains("vm-even") && !status[w1..].contains("vm-even"), "{status}");
+    assert!(d.ok(&["sg", "member", "list", "sg-1"]).contains("10.1.0.9"));
 }
 
 #[test]
