@@ -861,10 +861,12 @@ impl DpdkNic {
 }
 
 /// Where the IP header starts (`l3_offset`, or right after an untagged Ethernet header when
-/// unset) and its length up to the L4 header at `l4`; `None` if shorter than 20 bytes.
+/// unset) and its length up to the L4 header at `l4`; `None` if shorter than 20 bytes or
+/// beyond what the mbuf's `l2_len` (7 bits) and `l3_len` (9 bits) fields hold.
 fn l3_span(l3_offset: u16, l4: u16) -> Option<(u16, u16)> {
     let l3 = if l3_offset != 0 { l3_offset } else { 14 };
-    Some((l3, l4.checked_sub(l3).filter(|&n| n >= 20)?))
+    let l3_len = l4.checked_sub(l3).filter(|&n| (20..=511).contains(&n))?;
+    (l3 <= 127).then_some((l3, l3_len))
 }
 
 /// The offload request for a frame whose TCP or UDP checksum is partial (the field at
@@ -1032,7 +1034,7 @@ fn tso_request(pkt: &Packet) -> Option<TsoRequest> {
         _ => return None,
     };
     let l4_len = u16::from(d.get(usize::from(l4) + 12)? >> 4) * 4;
-    if l4_len < 20 || m.gso_size == 0 || usize::from(l4 + l4_len) > d.len() {
+    if l4_len < 20 || m.gso_size == 0 || usize::from(l4) + usize::from(l4_len) > d.len() {
         return None;
     }
     Some(TsoRequest {
@@ -1220,6 +1222,8 @@ mod tests {
         assert_eq!(l4_csum_offload(&f, 14, 34, 10), None, "neither TCP nor UDP");
         assert_eq!(l4_csum_offload(&f[..40], 14, 34, 16), None, "field beyond the frame");
         assert_eq!(l4_csum_offload(&f, 200, 34, 16), None);
+        assert_eq!(l4_csum_offload(&vec![0x45; 2000], 14, 14 + 600, 16), None, "l3_len beyond 9 bits");
+        assert_eq!(l4_csum_offload(&vec![0x45; 2000], 200, 240, 16), None, "l2_len beyond 7 bits");
         let mut v6 = f.clone();
         v6[14] = 0x60;
         assert_eq!(l4_csum_offload(&v6, 14, 54, 16).map(|r| r.0), Some(TX_IPV6 | TX_TCP_CKSUM));
@@ -1253,5 +1257,11 @@ mod tests {
         let mut bad = tcp4(5000);
         bad[34 + 12] = 0x10; // data offset 4 bytes
         assert!(with(&bad, meta).is_none());
+        // A checksum start near the top of u16 (from a VM's header) must neither overflow nor
+        // reach the mbuf's narrow length fields.
+        let mut huge = vec![0u8; 65_600];
+        huge[14] = 0x45;
+        huge[65_500 + 12] = 0xf0;
+        assert!(with(&huge, Meta { csum_start: 65_500, ..meta }).is_none());
     }
 }
