@@ -79,6 +79,9 @@ impl EpollSet {
     /// fills `events` (up to its capacity). Returns how many are ready; EINTR counts as none.
     pub(crate) fn wait(&self, events: &mut Vec<libc::epoll_event>, timeout: Duration) -> usize {
         events.clear();
+        if events.capacity() == 0 {
+            events.reserve(1);
+        }
         let cap = events.capacity().clamp(1, i32::MAX as usize) as i32;
         let secs = timeout.as_secs().min(i32::MAX as u64);
         let ts = libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: timeout.subsec_nanos() as _ };
@@ -138,9 +141,12 @@ mod tests {
         a.wake();
         assert_eq!(set.wait(&mut events, Duration::ZERO), 1);
         assert_eq!({ events[0].u64 }, 7);
-        // Capacity bounds what one wait reports.
+        // Capacity bounds what one wait reports; an empty vector gets room for one.
         b.wake();
         let mut one = Vec::with_capacity(1);
         assert_eq!(set.wait(&mut one, Duration::ZERO), 1);
+        let mut none = Vec::new();
+        assert_eq!(set.wait(&mut none, Duration::ZERO), none.len());
+        assert!(!none.is_empty());
     }
 }

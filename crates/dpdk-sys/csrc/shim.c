@@ -175,6 +175,13 @@ int brick_tx_tso(struct rte_mempool *mp, uint16_t port, uint16_t queue, const vo
 	for (unsigned int i = 0; i < n; i++) {
 		uint16_t part = left < room ? left : room;
 		char *dst = rte_pktmbuf_append(segs[i], part);
+		if (dst == NULL) {
+			/* Cannot happen (part <= room), but never write through NULL. */
+			if (i > 0)
+				rte_pktmbuf_free(segs[0]);
+			rte_pktmbuf_free_bulk(&segs[i > 0 ? i : 0], i > 0 ? n - i : n);
+			return -1;
+		}
 		rte_memcpy(dst, src, part);
 		src += part;
 		left -= part;
