@@ -41,6 +41,7 @@ pub mod queue;
 mod runner;
 mod stats;
 mod time;
+pub mod virtio_net;
 mod waker;
 
 pub use brick::{Brick, Output, PortId, Side};

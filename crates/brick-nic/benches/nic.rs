@@ -5,7 +5,7 @@
 
 use brick_core::bricks::RxTx;
 use brick_core::{Burst, Graph, Meta, PacketPool, PoolConfig, Side};
-use brick_nic::offload::{complete_checksum, locate_l4, VnetHdr};
+use brick_nic::offload::{complete_checksum, locate_l4, VnetHdr, VnetMeta};
 use brick_nic::{PcapLoop, PcapSource, PcapSourceConfig};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
@@ -41,7 +41,15 @@ fn offload(c: &mut Criterion) {
     let frame = tcp_frame(1514);
     let mut g = c.benchmark_group("offload");
     g.throughput(Throughput::Elements(1));
-    let hdr = VnetHdr { flags: 1, gso_type: 1, hdr_len: 54, gso_size: 1448, csum_start: 34, csum_offset: 16 };
+    let hdr = VnetHdr {
+        flags: 1,
+        gso_type: 1,
+        hdr_len: 54,
+        gso_size: 1448,
+        csum_start: 34,
+        csum_offset: 16,
+        num_buffers: 0,
+    };
     let mut raw = [0u8; 10];
     hdr.write(&mut raw);
     g.bench_function("vnet_hdr_to_meta", |b| {

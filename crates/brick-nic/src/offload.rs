@@ -7,25 +7,17 @@
 
 use brick_core::{GsoType, Meta, OffloadFlags};
 
+/// The virtio-net header's wire format is brick-core's, shared with brick-vhost; this module
+/// adds TAP's mapping onto [`Meta`] ([`VnetMeta`]) and the UDP-tunnel extension.
+pub use brick_core::virtio_net::VirtioNetHdr as VnetHdr;
 /// Size of `struct virtio_net_hdr` (the legacy header without `num_buffers`).
-pub const VNET_HDR_LEN: usize = 10;
-
-/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the L4 checksum is partial.
-pub const VNET_F_NEEDS_CSUM: u8 = 1;
-/// `VIRTIO_NET_HDR_F_DATA_VALID`: the checksum was verified.
-pub const VNET_F_DATA_VALID: u8 = 2;
-/// `VIRTIO_NET_HDR_GSO_NONE`.
-pub const VNET_GSO_NONE: u8 = 0;
-/// `VIRTIO_NET_HDR_GSO_TCPV4`.
-pub const VNET_GSO_TCPV4: u8 = 1;
-/// `VIRTIO_NET_HDR_GSO_UDP` (UFO, IP fragmentation).
-pub const VNET_GSO_UDP: u8 = 3;
-/// `VIRTIO_NET_HDR_GSO_TCPV6`.
-pub const VNET_GSO_TCPV6: u8 = 4;
-/// `VIRTIO_NET_HDR_GSO_UDP_L4` (USO).
-pub const VNET_GSO_UDP_L4: u8 = 5;
-/// `VIRTIO_NET_HDR_GSO_ECN` flag bit of `gso_type`.
-pub const VNET_GSO_ECN: u8 = 0x80;
+pub use brick_core::virtio_net::LEN as VNET_HDR_LEN;
+/// `VIRTIO_NET_HDR_F_*` flags and `VIRTIO_NET_HDR_GSO_*` types.
+pub use brick_core::virtio_net::{
+    F_DATA_VALID as VNET_F_DATA_VALID, F_NEEDS_CSUM as VNET_F_NEEDS_CSUM, GSO_ECN as VNET_GSO_ECN,
+    GSO_NONE as VNET_GSO_NONE, GSO_TCPV4 as VNET_GSO_TCPV4, GSO_TCPV6 as VNET_GSO_TCPV6,
+    GSO_UDP as VNET_GSO_UDP, GSO_UDP_L4 as VNET_GSO_UDP_L4,
+};
 /// `VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4` bit of `gso_type`: the super-frame is inside a UDP
 /// tunnel (VXLAN) over IPv4 (Linux ≥ 6.17, TAP with `TUN_F_UDP_TUNNEL_GSO`).
 pub const VNET_GSO_UDP_TUNNEL_IPV4: u8 = 0x20;
@@ -154,56 +146,24 @@ pub enum OffloadError {
     BadTunnel,
 }
 
-/// A checked view of a `struct virtio_net_hdr` (little-endian, as on every host this runs
-/// on; `TUNSETVNETLE` is not needed on little-endian machines).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VnetHdr {
-    /// `VNET_F_*` flags.
-    pub flags: u8,
-    /// `VNET_GSO_*` type, possibly with [`VNET_GSO_ECN`].
-    pub gso_type: u8,
-    /// Length of the headers to copy in front of each segment.
-    pub hdr_len: u16,
-    /// Segment payload size.
-    pub gso_size: u16,
-    /// Where checksumming starts.
-    pub csum_start: u16,
-    /// Where the checksum goes, from `csum_start`.
-    pub csum_offset: u16,
+/// Reads a virtio-net header from the start of `b` (`TUNSETVNETLE` is not needed on the
+/// little-endian hosts this runs on).
+pub fn parse_vnet(b: &[u8]) -> Result<VnetHdr, OffloadError> {
+    VnetHdr::parse(b).ok_or(OffloadError::ShortHeader(b.len()))
 }
 
-impl VnetHdr {
-    /// Parses the first [`VNET_HDR_LEN`] bytes of `b`.
-    pub fn parse(b: &[u8]) -> Result<VnetHdr, OffloadError> {
-        if b.len() < VNET_HDR_LEN {
-            return Err(OffloadError::ShortHeader(b.len()));
-        }
-        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
-        Ok(VnetHdr {
-            flags: b[0],
-            gso_type: b[1],
-            hdr_len: u16_at(2),
-            gso_size: u16_at(4),
-            csum_start: u16_at(6),
-            csum_offset: u16_at(8),
-        })
-    }
-
-    /// Writes the header into the first ten bytes of `out`: a plain header, or the start of
-    /// a [`VNET_HDR_TNL_LEN`]-byte UDP-tunnel one (whose tail is [`VnetTunnel::write`]'s).
-    pub fn write<const N: usize>(&self, out: &mut [u8; N]) {
-        const { assert!(N >= VNET_HDR_LEN, "a virtio-net header has at least 10 bytes") };
-        out[0] = self.flags;
-        out[1] = self.gso_type;
-        out[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
-        out[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
-        out[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
-        out[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
-    }
-
+/// How TAP's virtio-net header maps onto packet metadata, both ways.
+pub trait VnetMeta: Sized {
     /// Copies this header's offload state into `meta`, checking it against a frame of
     /// `frame_len` bytes. `meta` is untouched on error.
-    pub fn apply_to(&self, meta: &mut Meta, frame_len: usize) -> Result<(), OffloadError> {
+    fn apply_to(&self, meta: &mut Meta, frame_len: usize) -> Result<(), OffloadError>;
+    /// The header describing `meta` for the frame `data`. Fails when the metadata does not
+    /// fit the frame (a checksum outside it, segmentation without a partial checksum).
+    fn from_meta(meta: &Meta, data: &[u8]) -> Result<Self, OffloadError>;
+}
+
+impl VnetMeta for VnetHdr {
+    fn apply_to(&self, meta: &mut Meta, frame_len: usize) -> Result<(), OffloadError> {
         let mut offload = OffloadFlags::NONE;
         if self.flags & VNET_F_NEEDS_CSUM != 0 {
             let end = self.csum_start as usize + self.csum_offset as usize + 2;
@@ -242,9 +202,7 @@ impl VnetHdr {
         Ok(())
     }
 
-    /// The header describing `meta` for the frame `data`. Fails when the metadata does not fit
-    /// the frame (a checksum outside it, segmentation without a partial checksum).
-    pub fn from_meta(meta: &Meta, data: &[u8]) -> Result<VnetHdr, OffloadError> {
+    fn from_meta(meta: &Meta, data: &[u8]) -> Result<VnetHdr, OffloadError> {
         let mut h = VnetHdr::default();
         if meta.offload.contains(OffloadFlags::CSUM_NEEDED) {
             let end = meta.csum_start as usize + meta.csum_offset as usize + 2;
@@ -438,11 +396,12 @@ mod tests {
             gso_size: 1448,
             csum_start: 34,
             csum_offset: 16,
+            num_buffers: 0,
         };
         let mut b = [0u8; VNET_HDR_LEN];
         h.write(&mut b);
-        assert_eq!(VnetHdr::parse(&b).unwrap(), h);
-        assert_eq!(VnetHdr::parse(&b[..9]), Err(OffloadError::ShortHeader(9)));
+        assert_eq!(parse_vnet(&b).unwrap(), h);
+        assert_eq!(parse_vnet(&b[..9]), Err(OffloadError::ShortHeader(9)));
     }
 
     #[test]
@@ -455,6 +414,7 @@ mod tests {
             gso_size: 1448,
             csum_start: 34,
             csum_offset: 16,
+            num_buffers: 0,
         };
         let mut m = Meta::default();
         h.apply_to(&mut m, frame.len()).unwrap();
@@ -540,7 +500,15 @@ mod tests {
         inner_nh: u16,
     ) -> [u8; VNET_HDR_TNL_LEN] {
         let mut b = [0u8; VNET_HDR_TNL_LEN];
-        let h = VnetHdr { flags, gso_type, hdr_len: 0, gso_size: 1398, csum_start, csum_offset: 16 };
+        let h = VnetHdr {
+            flags,
+            gso_type,
+            hdr_len: 0,
+            gso_size: 1398,
+            csum_start,
+            csum_offset: 16,
+            num_buffers: 0,
+        };
         h.write(&mut b);
         b[20..22].copy_from_slice(&outer_th.to_le_bytes());
         b[22..24].copy_from_slice(&inner_nh.to_le_bytes());
@@ -610,7 +578,7 @@ mod tests {
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), len in 0usize..70000) {
             let _ = locate_l4(&bytes);
             let _ = l3_offset(&bytes);
-            if let Ok(h) = VnetHdr::parse(&bytes) {
+            if let Ok(h) = parse_vnet(&bytes) {
                 let mut m = Meta::default();
                 if h.apply_to(&mut m, len).is_ok() && len >= bytes.len() {
                     // Whatever was accepted maps back without panicking.

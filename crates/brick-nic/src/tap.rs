@@ -10,7 +10,9 @@ use brick_core::gso::{merge_header, TcpSegment};
 use brick_core::{Brick, Burst, GsoType, OffloadFlags, Output, Packet, PacketPool, PortId, Side, BURST_SIZE};
 
 use crate::counters::*;
-use crate::offload::{complete_checksum, guess_l2_l3, VnetHdr, VnetTunnel, VNET_HDR_LEN, VNET_HDR_TNL_LEN};
+use crate::offload::{
+    complete_checksum, guess_l2_l3, parse_vnet, VnetHdr, VnetMeta, VnetTunnel, VNET_HDR_LEN, VNET_HDR_TNL_LEN,
+};
 use crate::sys;
 use crate::NicError;
 
@@ -348,14 +350,14 @@ impl TapNic {
                     // start at the inner L4 header) map as usual once the tunnel bits and
                     // offsets are checked.
                     VnetTunnel::parse(&hdr).and_then(|t| {
-                        let mut h = VnetHdr::parse(&hdr)?;
+                        let mut h = parse_vnet(&hdr)?;
                         if let Some(t) = t {
                             h.gso_type &= !t.kind;
                         }
                         h.apply_to(&mut meta, len)
                     })
                 } else {
-                    VnetHdr::parse(&hdr).and_then(|h| h.apply_to(&mut meta, len))
+                    parse_vnet(&hdr).and_then(|h| h.apply_to(&mut meta, len))
                 };
                 if applied.is_err() {
                     drop_pkt(&self.counters, out, pkt, DROP_BAD_OFFLOAD);
@@ -450,8 +452,9 @@ impl TapNic {
             gso_size: meta.gso_size,
             csum_start: meta.csum_start,
             csum_offset: meta.csum_offset,
+            num_buffers: 0,
         };
-        h.write(&mut hdr);
+        h.write(&mut hdr[..VNET_HDR_LEN]);
         let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BURST_SIZE + 1];
         iov[0] = libc::iovec { iov_base: hdr.as_mut_ptr().cast(), iov_len: hlen };
         for (i, p) in run.iter().enumerate() {
@@ -487,7 +490,7 @@ impl TapNic {
         let hlen = self.cfg.offloads.vnet_len();
         if self.cfg.vnet_hdr {
             match VnetHdr::from_meta(pkt.meta(), pkt.data()) {
-                Ok(h) => h.write(&mut hdr),
+                Ok(h) => h.write(&mut hdr[..VNET_HDR_LEN]),
                 Err(_) => return drop_pkt(&self.counters, out, pkt, DROP_BAD_OFFLOAD),
             }
             if pkt.meta().gso_type != GsoType::None {

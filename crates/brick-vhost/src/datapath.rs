@@ -132,9 +132,9 @@ pub fn tx_pop<M: GuestMemory>(q: &mut Queue, mem: &M, pool: &PacketPool, feat: &
     if hdr_got < hdr_len {
         return TxPop::Dropped(TxDrop::BadHeader);
     }
-    let Ok(h) = NetHdr::parse(&hdr[..hdr_len]) else { return TxPop::Dropped(TxDrop::BadHeader) };
+    let Some(h) = NetHdr::parse(&hdr[..hdr_len]) else { return TxPop::Dropped(TxDrop::BadHeader) };
     let frame_len = pkt.len();
-    if h.to_meta(frame_len, feat.acked, pkt.meta_mut()).is_err() {
+    if wire::tx_meta(&h, frame_len, feat.acked, pkt.meta_mut()).is_err() {
         return TxPop::Dropped(TxDrop::BadHeader);
     }
     TxPop::Packet(pkt)

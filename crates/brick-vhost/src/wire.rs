@@ -35,34 +35,21 @@ pub mod feature {
     pub const VERSION_1: u64 = 1 << 32;
 }
 
-/// Size of `virtio_net_hdr_mrg_rxbuf` (with `num_buffers`), used with VERSION_1 or MRG_RXBUF.
-pub const HDR_LEN_MRG: usize = 12;
+/// The virtio-net header's wire format is brick-core's, shared with the TAP brick.
+pub use brick_core::virtio_net::VirtioNetHdr as NetHdr;
 /// Size of the legacy `virtio_net_hdr` without `num_buffers`.
-pub const HDR_LEN_LEGACY: usize = 10;
-
-/// `flags`: the checksum from `csum_start` on is partial and must be completed.
-pub const HDR_F_NEEDS_CSUM: u8 = 1;
-/// `flags`: the checksums were verified.
-pub const HDR_F_DATA_VALID: u8 = 2;
-/// `gso_type` values.
-pub const GSO_NONE: u8 = 0;
-/// TCP over IPv4.
-pub const GSO_TCPV4: u8 = 1;
-/// UDP fragmentation offload.
-pub const GSO_UDP: u8 = 3;
-/// TCP over IPv6.
-pub const GSO_TCPV6: u8 = 4;
-/// UDP segmentation offload (USO).
-pub const GSO_UDP_L4: u8 = 5;
-/// ECN bit, or-ed into `gso_type`.
-pub const GSO_ECN: u8 = 0x80;
+pub use brick_core::virtio_net::LEN as HDR_LEN_LEGACY;
+/// Size of `virtio_net_hdr_mrg_rxbuf` (with `num_buffers`), used with VERSION_1 or MRG_RXBUF.
+pub use brick_core::virtio_net::LEN_MRG as HDR_LEN_MRG;
+/// `flags` and `gso_type` values.
+pub use brick_core::virtio_net::{
+    F_DATA_VALID as HDR_F_DATA_VALID, F_NEEDS_CSUM as HDR_F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4,
+    GSO_TCPV6, GSO_UDP, GSO_UDP_L4,
+};
 
 /// Why a guest's `virtio_net_hdr` was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
-    /// Fewer bytes than the negotiated header length.
-    #[error("virtio-net header truncated")]
-    Truncated,
     /// Unknown `gso_type`.
     #[error("unknown gso type {0}")]
     UnknownGso(u8),
@@ -77,92 +64,40 @@ pub enum HeaderError {
     BadCsumOffsets,
 }
 
-/// The fields of a `virtio_net_hdr` (little endian on the wire with VERSION_1).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NetHdr {
-    /// `HDR_F_*` flags.
-    pub flags: u8,
-    /// `GSO_*` type, maybe or-ed with [`GSO_ECN`].
-    pub gso_type: u8,
-    /// Length of the headers to copy into every segment (a hint).
-    pub hdr_len: u16,
-    /// Segment payload size.
-    pub gso_size: u16,
-    /// Checksum start offset.
-    pub csum_start: u16,
-    /// Checksum field offset from `csum_start`.
-    pub csum_offset: u16,
-    /// Number of merged buffers (MRG_RXBUF).
-    pub num_buffers: u16,
-}
-
-impl NetHdr {
-    /// Reads a header from `buf` (10 or 12 bytes; `num_buffers` is 0 with 10).
-    pub fn parse(buf: &[u8]) -> Result<NetHdr, HeaderError> {
-        if buf.len() < HDR_LEN_LEGACY {
-            return Err(HeaderError::Truncated);
+/// Checks a header `h` sent by the guest (TX) for a frame of `frame_len` bytes against the
+/// features the device offered and the driver acked, and maps it onto packet metadata.
+pub fn tx_meta(h: &NetHdr, frame_len: usize, acked: u64, meta: &mut Meta) -> Result<(), HeaderError> {
+    if h.flags & HDR_F_NEEDS_CSUM != 0 {
+        let end = h.csum_start as usize + h.csum_offset as usize + 2;
+        if acked & feature::CSUM == 0 || end > frame_len {
+            return Err(HeaderError::BadCsumOffsets);
         }
-        let u16_at = |i: usize| u16::from_le_bytes([buf[i], buf[i + 1]]);
-        Ok(NetHdr {
-            flags: buf[0],
-            gso_type: buf[1],
-            hdr_len: u16_at(2),
-            gso_size: u16_at(4),
-            csum_start: u16_at(6),
-            csum_offset: u16_at(8),
-            num_buffers: if buf.len() >= HDR_LEN_MRG { u16_at(10) } else { 0 },
-        })
+        meta.offload.insert(OffloadFlags::CSUM_NEEDED);
+        meta.csum_start = h.csum_start;
+        meta.csum_offset = h.csum_offset;
     }
-
-    /// Writes the header into `buf` (10 or 12 bytes are written, as `buf` allows).
-    pub fn write(&self, buf: &mut [u8]) {
-        let mut b = [0u8; HDR_LEN_MRG];
-        b[0] = self.flags;
-        b[1] = self.gso_type;
-        b[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
-        b[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
-        b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
-        b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
-        b[10..12].copy_from_slice(&self.num_buffers.to_le_bytes());
-        let n = buf.len().min(HDR_LEN_MRG);
-        buf[..n].copy_from_slice(&b[..n]);
+    if h.flags & HDR_F_DATA_VALID != 0 {
+        meta.offload.insert(OffloadFlags::CSUM_VERIFIED);
     }
-
-    /// Checks a header sent by the guest (TX) for a frame of `frame_len` bytes against the
-    /// features the device offered and the driver acked, and maps it onto packet metadata.
-    pub fn to_meta(&self, frame_len: usize, acked: u64, meta: &mut Meta) -> Result<(), HeaderError> {
-        if self.flags & HDR_F_NEEDS_CSUM != 0 {
-            let end = self.csum_start as usize + self.csum_offset as usize + 2;
-            if acked & feature::CSUM == 0 || end > frame_len {
-                return Err(HeaderError::BadCsumOffsets);
-            }
-            meta.offload.insert(OffloadFlags::CSUM_NEEDED);
-            meta.csum_start = self.csum_start;
-            meta.csum_offset = self.csum_offset;
+    let gso = h.gso_type & !GSO_ECN;
+    let (ty, needed) = match gso {
+        GSO_NONE => (GsoType::None, 0),
+        GSO_TCPV4 => (GsoType::TcpV4, feature::HOST_TSO4),
+        GSO_TCPV6 => (GsoType::TcpV6, feature::HOST_TSO6),
+        GSO_UDP | GSO_UDP_L4 => return Err(HeaderError::GsoNotNegotiated(gso)),
+        other => return Err(HeaderError::UnknownGso(other)),
+    };
+    if ty != GsoType::None {
+        if acked & needed == 0 {
+            return Err(HeaderError::GsoNotNegotiated(gso));
         }
-        if self.flags & HDR_F_DATA_VALID != 0 {
-            meta.offload.insert(OffloadFlags::CSUM_VERIFIED);
+        if h.gso_size == 0 {
+            return Err(HeaderError::ZeroGsoSize);
         }
-        let gso = self.gso_type & !GSO_ECN;
-        let (ty, needed) = match gso {
-            GSO_NONE => (GsoType::None, 0),
-            GSO_TCPV4 => (GsoType::TcpV4, feature::HOST_TSO4),
-            GSO_TCPV6 => (GsoType::TcpV6, feature::HOST_TSO6),
-            GSO_UDP | GSO_UDP_L4 => return Err(HeaderError::GsoNotNegotiated(gso)),
-            other => return Err(HeaderError::UnknownGso(other)),
-        };
-        if ty != GsoType::None {
-            if acked & needed == 0 {
-                return Err(HeaderError::GsoNotNegotiated(gso));
-            }
-            if self.gso_size == 0 {
-                return Err(HeaderError::ZeroGsoSize);
-            }
-            meta.gso_type = ty;
-            meta.gso_size = self.gso_size;
-        }
-        Ok(())
+        meta.gso_type = ty;
+        meta.gso_size = h.gso_size;
     }
+    Ok(())
 }
 
 /// Why a packet cannot be given to a guest as it is.
@@ -259,7 +194,7 @@ mod tests {
         let mut legacy = [0u8; 10];
         h.write(&mut legacy);
         assert_eq!(NetHdr::parse(&legacy).unwrap().num_buffers, 0);
-        assert_eq!(NetHdr::parse(&b[..9]), Err(HeaderError::Truncated));
+        assert_eq!(NetHdr::parse(&b[..9]), None);
     }
 
     #[test]
@@ -274,18 +209,18 @@ mod tests {
             csum_offset: 16,
             ..Default::default()
         };
-        h.to_meta(2000, all, &mut m).unwrap();
+        tx_meta(&h, 2000, all, &mut m).unwrap();
         assert!(m.offload.contains(OffloadFlags::CSUM_NEEDED));
         assert_eq!((m.csum_start, m.csum_offset, m.gso_size, m.gso_type), (54, 16, 1400, GsoType::TcpV6));
         let mut m = Meta::default();
-        assert_eq!(h.to_meta(60, all, &mut m), Err(HeaderError::BadCsumOffsets));
-        assert_eq!(h.to_meta(2000, feature::CSUM, &mut m), Err(HeaderError::GsoNotNegotiated(GSO_TCPV6)));
+        assert_eq!(tx_meta(&h, 60, all, &mut m), Err(HeaderError::BadCsumOffsets));
+        assert_eq!(tx_meta(&h, 2000, feature::CSUM, &mut m), Err(HeaderError::GsoNotNegotiated(GSO_TCPV6)));
         let h0 = NetHdr { gso_type: GSO_TCPV4, ..Default::default() };
-        assert_eq!(h0.to_meta(2000, all, &mut m), Err(HeaderError::ZeroGsoSize));
+        assert_eq!(tx_meta(&h0, 2000, all, &mut m), Err(HeaderError::ZeroGsoSize));
         let hx = NetHdr { gso_type: 9, ..Default::default() };
-        assert_eq!(hx.to_meta(2000, all, &mut m), Err(HeaderError::UnknownGso(9)));
+        assert_eq!(tx_meta(&hx, 2000, all, &mut m), Err(HeaderError::UnknownGso(9)));
         let hc = NetHdr { flags: 1, csum_start: 14, csum_offset: 6, ..Default::default() };
-        assert_eq!(hc.to_meta(100, 0, &mut m), Err(HeaderError::BadCsumOffsets));
+        assert_eq!(tx_meta(&hc, 100, 0, &mut m), Err(HeaderError::BadCsumOffsets));
     }
 
     #[test]
@@ -340,9 +275,9 @@ mod tests {
     proptest! {
         #[test]
         fn random_headers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..16), len in 0usize..70000, acked in any::<u64>()) {
-            if let Ok(h) = NetHdr::parse(&bytes) {
+            if let Some(h) = NetHdr::parse(&bytes) {
                 let mut m = Meta::default();
-                if h.to_meta(len, acked, &mut m).is_ok() && m.offload.contains(OffloadFlags::CSUM_NEEDED) {
+                if tx_meta(&h, len, acked, &mut m).is_ok() && m.offload.contains(OffloadFlags::CSUM_NEEDED) {
                     prop_assert!(m.csum_start as usize + m.csum_offset as usize + 2 <= len);
                 }
             }
