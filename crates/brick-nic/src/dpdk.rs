@@ -1109,10 +1109,11 @@ impl DpdkNic {
             pkts.clear();
             return;
         }
+        let mut refused = 0u16;
         // SAFETY: descs[..n] describe n frames: owned mbufs (taken from their packets, data
         // inside their buffers) or buffers of packets still in `pkts` until the call returns,
-        // each at most the mbuf data room (checked above); the queue is ours.
-        let mut refused = 0u16;
+        // each at most the mbuf data room (checked above); the queue is ours; `refused` is a
+        // live u16 for the call.
         let sent = unsafe {
             sys::brick_tx_desc_burst(
                 self.port.mempool,
