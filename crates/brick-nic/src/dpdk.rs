@@ -1135,9 +1135,11 @@ impl DpdkNic {
                 if sent == n { bytes } else { descs[..sent].iter().map(|d| d.len as u64).sum() };
             self.counters.tx_packets.add(sent as u64);
             self.counters.tx_bytes.add(sent_bytes);
-            self.counters
-                .tx_csum_offloaded
-                .add(descs[..sent].iter().filter(|d| d.ol_flags != 0).count() as u64);
+            if noffload > 0 {
+                self.counters
+                    .tx_csum_offloaded
+                    .add(descs[..sent].iter().filter(|d| d.ol_flags != 0).count() as u64);
+            }
             let refused = refused as usize;
             if refused > 0 {
                 // rte_eth_tx_prepare refused an offload request (a driver limit).
