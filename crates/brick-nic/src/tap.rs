@@ -441,20 +441,17 @@ impl TapNic {
         let mut hdr = [0u8; VNET_HDR_TNL_LEN];
         let hlen = self.cfg.offloads.vnet_len();
         let frame_len = first.hdr_len + merged;
-        let h = VnetHdr {
-            flags: crate::offload::VNET_F_NEEDS_CSUM,
-            gso_type: if meta.gso_type == GsoType::TcpV6 {
-                crate::offload::VNET_GSO_TCPV6
-            } else {
-                crate::offload::VNET_GSO_TCPV4
-            },
-            hdr_len: first.hdr_len as u16,
-            gso_size: meta.gso_size,
-            csum_start: meta.csum_start,
-            csum_offset: meta.csum_offset,
-            num_buffers: 0,
-        };
-        h.write(&mut hdr[..VNET_HDR_LEN]);
+        // The merged metadata describes the first segment's rewritten headers: the same
+        // mapping as for any super-frame (it cannot fail for a merge of checked segments).
+        match VnetHdr::from_meta(&meta, run[0].data()) {
+            Ok(h) => h.write(&mut hdr[..VNET_HDR_LEN]),
+            Err(_) => {
+                for p in run.drain(..) {
+                    drop_pkt(&self.counters, out, p, DROP_BAD_OFFLOAD);
+                }
+                return;
+            }
+        }
         let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BURST_SIZE + 1];
         iov[0] = libc::iovec { iov_base: hdr.as_mut_ptr().cast(), iov_len: hlen };
         for (i, p) in run.iter().enumerate() {
