@@ -157,8 +157,9 @@ fn two_workers_over_an_ipv6_underlay() {
 }
 
 /// Two workers on a single TAP underlay split into one queue per worker: the kernel spreads
-/// frames over the queues by flow, not by VNI, so the steer bricks carry the strays to
-/// their owner. Both workers' VNIs work.
+/// frames over the queues by flow, not by VNI, so some land on the worker that does not own
+/// their VNI (how many depends on the flow hashes) and the steer bricks carry them over.
+/// Both workers' VNIs work, without loss, whichever queue the kernel picks.
 #[test]
 fn two_workers_on_a_tap_underlay_steer_strays_to_their_owner() {
     let mut t = two_hosts_tap_underlay_with(&["--workers", "2"]);

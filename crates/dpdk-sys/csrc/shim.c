@@ -176,10 +176,11 @@ int brick_tx_tso(struct rte_mempool *mp, uint16_t port, uint16_t queue, const vo
 		uint16_t part = left < room ? left : room;
 		char *dst = rte_pktmbuf_append(segs[i], part);
 		if (dst == NULL) {
-			/* Cannot happen (part <= room), but never write through NULL. */
+			/* Cannot happen (part <= room), but never write through NULL: free the
+			 * chain built so far (segs[0..i)) and the unchained rest. */
 			if (i > 0)
 				rte_pktmbuf_free(segs[0]);
-			rte_pktmbuf_free_bulk(&segs[i > 0 ? i : 0], i > 0 ? n - i : n);
+			rte_pktmbuf_free_bulk(&segs[i], n - i);
 			return -1;
 		}
 		rte_memcpy(dst, src, part);
