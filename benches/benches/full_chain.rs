@@ -15,40 +15,12 @@ use brick_firewall::{
 use brick_switch::{Switch, SwitchConfig};
 use brick_vtep::{Vtep, VtepConfig};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use etherparse::PacketBuilder;
+mod common;
+use common::{udp_frame, vxlan_from_remote, LOCAL_VTEP_MAC};
 
 const VM: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
 const PEER: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
-const LOCAL_VTEP_MAC: [u8; 6] = [0x02, 0xbf, 198, 18, 0, 1];
-const REMOTE_VTEP_MAC: [u8; 6] = [0x02, 0xbf, 198, 18, 0, 2];
 const VNI: u32 = 42;
-
-fn udp_frame(
-    src: [u8; 6],
-    dst: [u8; 6],
-    sip: [u8; 4],
-    dip: [u8; 4],
-    sport: u16,
-    dport: u16,
-    len: usize,
-) -> Vec<u8> {
-    let payload = vec![0x5a; len.saturating_sub(14 + 20 + 8)];
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(src, dst).ipv4(sip, dip, 64).udp(sport, dport).write(&mut v, &payload).unwrap();
-    v
-}
-
-fn vxlan_from_remote(inner: &[u8]) -> Vec<u8> {
-    let mut payload = vec![0x08, 0, 0, 0, (VNI >> 16) as u8, (VNI >> 8) as u8, VNI as u8, 0];
-    payload.extend_from_slice(inner);
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(REMOTE_VTEP_MAC, LOCAL_VTEP_MAC)
-        .ipv4([198, 18, 0, 2], [198, 18, 0, 1], 64)
-        .udp(50000, 4789)
-        .write(&mut v, &payload)
-        .unwrap();
-    v
-}
 
 struct Bed {
     g: Graph,
@@ -84,7 +56,8 @@ fn bed() -> Bed {
     g.brick_mut::<Vtep>(vtep).unwrap().add_vni(VNI, port).unwrap();
     g.chain(&[switch, fw, asp, sink_vm]).unwrap();
     let out_frame = udp_frame(VM, PEER, [10, 0, 0, 1], [10, 0, 0, 2], 40000, 5001, 64);
-    let in_frame = vxlan_from_remote(&udp_frame(PEER, VM, [10, 0, 0, 2], [10, 0, 0, 1], 5001, 40000, 64));
+    let in_frame =
+        vxlan_from_remote(VNI, &udp_frame(PEER, VM, [10, 0, 0, 2], [10, 0, 0, 1], 5001, 40000, 64));
     let mut b = Bed { g, pool, vtep, antispoof: asp, chain: [asp, fw, switch, vtep], out_frame, in_frame };
     // Warm up: the VM's flow opens the connection, the remote's reply teaches the vtep the
     // peer's MAC and VTEP (and the switch both MACs); from then on both ways are fast paths.

@@ -54,7 +54,8 @@ use brick_firewall::{
 };
 use brick_switch::{Switch, SwitchConfig};
 use brick_vtep::{Vtep, VtepConfig};
-use etherparse::PacketBuilder;
+mod common;
+use common::{udp_frame, vxlan_from_remote, LOCAL_VTEP_IP, LOCAL_VTEP_MAC};
 
 /// Counts heap allocations, to show the steady state does not allocate.
 struct CountingAlloc;
@@ -90,10 +91,6 @@ static GLOBAL: CountingAlloc = CountingAlloc;
 const MAX_WORKERS: usize = 2;
 const FRAME_LEN: usize = 64;
 const POOL_BUFFERS: usize = 16 * BURST_SIZE;
-const LOCAL_VTEP_MAC: [u8; 6] = [0x02, 0xbf, 198, 18, 0, 1];
-const REMOTE_VTEP_MAC: [u8; 6] = [0x02, 0xbf, 198, 18, 0, 2];
-const LOCAL_VTEP_IP: [u8; 4] = [198, 18, 0, 1];
-const REMOTE_VTEP_IP: [u8; 4] = [198, 18, 0, 2];
 
 /// A sink's packet count, alone on its cache lines: the workers' counters are allocated
 /// next to each other, and a shared line would be written by both workers.
@@ -167,25 +164,6 @@ impl Brick for Endpoint {
     }
 }
 
-fn udp_frame(src: [u8; 6], dst: [u8; 6], sip: [u8; 4], dip: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    let payload = [0x5a; FRAME_LEN - 14 - 20 - 8];
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(src, dst).ipv4(sip, dip, 64).udp(sport, dport).write(&mut v, &payload).unwrap();
-    v
-}
-
-fn vxlan_from_remote(vni: u32, inner: &[u8]) -> Vec<u8> {
-    let mut payload = vec![0x08, 0, 0, 0, (vni >> 16) as u8, (vni >> 8) as u8, vni as u8, 0];
-    payload.extend_from_slice(inner);
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(REMOTE_VTEP_MAC, LOCAL_VTEP_MAC)
-        .ipv4(REMOTE_VTEP_IP, LOCAL_VTEP_IP, 64)
-        .udp(50000, 4789)
-        .write(&mut v, &payload)
-        .unwrap();
-    v
-}
-
 /// One worker: its graph (moved to a runner thread while it runs) and what the bench keeps
 /// to measure and check it.
 struct Worker {
@@ -224,7 +202,8 @@ impl Worker {
         let (vm_ip, peer_ip) = ([10, i, 0, 1], [10, i, 0, 2]);
         let pool = PacketPool::with_count(POOL_BUFFERS).unwrap();
         let mut g = Graph::new(format!("worker-{index}"));
-        let wire_frame = vxlan_from_remote(vni, &udp_frame(peer_mac, vm_mac, peer_ip, vm_ip, 5001, 40000));
+        let wire_frame =
+            vxlan_from_remote(vni, &udp_frame(peer_mac, vm_mac, peer_ip, vm_ip, 5001, 40000, FRAME_LEN));
         // The wire endpoint is added first: its poll comes first in a round, so in the
         // warm-up the peer's reply teaches the vtep and the switch where the peer is before
         // the VM's first frame needs it.
@@ -245,7 +224,7 @@ impl Worker {
         let asp = g
             .add("antispoof", AntiSpoof::new(vm_mac, &[vm_addr], AntiSpoofOptions::default()).unwrap())
             .unwrap();
-        let vm_frame = udp_frame(vm_mac, peer_mac, vm_ip, peer_ip, 40000, 5001);
+        let vm_frame = udp_frame(vm_mac, peer_mac, vm_ip, peer_ip, 40000, 5001, FRAME_LEN);
         let vm = g.add("vm", Endpoint::new(Side::West, pool.clone(), vm_frame)).unwrap();
         g.link(wire, vtep).unwrap();
         let (port, _) = g.link(vtep, switch).unwrap();
