@@ -126,6 +126,8 @@ pub struct Output<'a> {
     pub(crate) emitted: usize,
     /// Set while a [`Flipped`](crate::bricks::Flipped) brick runs: its sides are swapped.
     pub(crate) flipped: bool,
+    /// Set by a source that left work behind which its wake fd will not signal again.
+    pub(crate) retry: bool,
 }
 
 impl<'a> Output<'a> {
@@ -181,6 +183,19 @@ impl<'a> Output<'a> {
     pub fn drop(&mut self, pkt: Packet, reason: usize) {
         self.stats.drop_counter(reason).add(1);
         drop(pkt);
+    }
+
+    /// Tells the graph that this source stopped with work still waiting in its device, work
+    /// its wake fd has already signalled and will not signal again (typically: it ran out of
+    /// packet buffers, and a vhost-user guest does not kick twice for the same frames). The
+    /// runner then polls it again within its poll-sleep cap ([`RunnerConfig::poll_sleep`],
+    /// 1 ms by default) instead of sleeping until the fd fires. Only meaningful in
+    /// [`Brick::poll`].
+    ///
+    /// [`RunnerConfig::poll_sleep`]: crate::RunnerConfig::poll_sleep
+    #[inline]
+    pub fn retry_soon(&mut self) {
+        self.retry = true;
     }
 
     /// Counts `n` drops under `reason` for packets the brick no longer holds (for example a

@@ -221,6 +221,8 @@ pub struct Graph {
     ready: Vec<bool>,
     /// Per source: it found work the last time it was polled.
     hot: Vec<bool>,
+    /// Per source: its last poll asked to be polled again soon ([`Output::retry_soon`]).
+    retry: Vec<bool>,
     /// `ready` comes from a wait or scan not yet used by [`Graph::poll_ready`].
     readiness_fresh: bool,
 }
@@ -256,6 +258,7 @@ impl Graph {
             watched: Vec::new(),
             ready: Vec::new(),
             hot: Vec::new(),
+            retry: Vec::new(),
             readiness_fresh: false,
         }
     }
@@ -549,10 +552,11 @@ impl Graph {
         self.readiness_fresh = false;
         let mut total = 0;
         for i in 0..self.sources.len() {
-            if !self.watched[i] || self.hot[i] || self.ready[i] {
+            if !self.watched[i] || self.hot[i] || self.ready[i] || self.retry[i] {
                 self.ready[i] = false;
-                let n = self.poll_source(self.sources[i]);
+                let (n, retry) = self.poll_source(self.sources[i]);
                 self.hot[i] = n > 0;
+                self.retry[i] = retry;
                 total += n;
             }
         }
@@ -577,20 +581,25 @@ impl Graph {
     fn poll_every_source(&mut self) -> usize {
         let mut total = 0;
         for i in 0..self.sources.len() {
-            let n = self.poll_source(self.sources[i]);
+            let (n, retry) = self.poll_source(self.sources[i]);
             if let Some(h) = self.hot.get_mut(i) {
                 *h = n > 0;
+            }
+            if let Some(r) = self.retry.get_mut(i) {
+                *r = retry;
             }
             total += n;
         }
         total
     }
 
-    fn poll_source(&mut self, index: u32) -> usize {
+    /// Polls one source and carries its packets through the graph. Returns the work it found
+    /// and whether it asked to be polled again soon.
+    fn poll_source(&mut self, index: u32) -> (usize, bool) {
         let now = self.now;
-        let Some(node) = self.nodes[index as usize].as_mut() else { return 0 };
+        let Some(node) = self.nodes[index as usize].as_mut() else { return (0, false) };
         let Node { brick, linked, slots, dirty, stats, .. } = node;
-        let mut out = Output { slots, linked, dirty, stats, now, emitted: 0, flipped: false };
+        let mut out = Output { slots, linked, dirty, stats, now, emitted: 0, flipped: false, retry: false };
         let t0 = cycles();
         let n = brick.poll(&mut out);
         if out.emitted > 0 {
@@ -598,8 +607,9 @@ impl Graph {
             stats.cycle_pkts.add(out.emitted as u64);
             stats.calls.add(1);
         }
+        let retry = out.retry;
         self.flush(index, 0);
-        n
+        (n, retry)
     }
 
     /// Hands `pkts` to brick `id` as if they had arrived on `port` of `side`, and carries
@@ -634,7 +644,7 @@ impl Graph {
         let sc = stats.side(side);
         sc.pkts_in.add(n);
         sc.bytes_in.add(bytes);
-        let mut out = Output { slots, linked, dirty, stats, now, emitted: 0, flipped: false };
+        let mut out = Output { slots, linked, dirty, stats, now, emitted: 0, flipped: false, retry: false };
         let calls = stats.calls.get();
         stats.calls.add(1);
         // Cycles are sampled on one call in CYCLE_SAMPLING: reading the TSC costs more than a
@@ -722,10 +732,14 @@ impl Graph {
     }
 
     /// Sleeps until a source's wake fd or a command is ready, or `max` elapses. Sources with
-    /// no wake fd cap the sleep at `busy_cap`, since only polling finds their packets.
+    /// no wake fd cap the sleep at `busy_cap`, since only polling finds their packets; so does
+    /// a source whose last poll called [`Output::retry_soon`].
     pub fn wait_for_work(&mut self, max: Duration, busy_cap: Duration) {
         self.refresh_wait_set();
-        let timeout = if self.sources_without_fd { max.min(busy_cap) } else { max };
+        // A source without a wake fd, or one that left signalled work behind
+        // (`Output::retry_soon`), is polled again after at most `busy_cap`.
+        let retry = self.retry.iter().any(|&r| r);
+        let timeout = if self.sources_without_fd || retry { max.min(busy_cap) } else { max };
         let until_tick = self.tick_interval.saturating_sub(Timestamp::now().saturating_since(self.last_tick));
         let timeout = timeout.min(until_tick);
         if self.wait_set.is_some() {
@@ -799,6 +813,8 @@ impl Graph {
         self.ready.resize(self.sources.len(), false);
         self.hot.clear();
         self.hot.resize(self.sources.len(), true);
+        self.retry.clear();
+        self.retry.resize(self.sources.len(), false);
         self.readiness_fresh = false;
     }
 

@@ -518,3 +518,70 @@ fn poll_ready_polls_only_the_sources_that_may_have_work() {
     g.poll_ready();
     assert_eq!(counts(&polls), vec![2, 2, 4, 2, 4, 2]);
 }
+
+/// A source whose device keeps work its wake fd already signalled (a vhost-user guest's ring
+/// while the pool is empty): it asks to be polled again soon for its first `starved` polls,
+/// never rings its fd, and finds nothing.
+struct Starved {
+    inner: FdSource,
+    starved: usize,
+}
+
+impl Brick for Starved {
+    fn kind(&self) -> &'static str {
+        "starved"
+    }
+    fn process(&mut self, _: Side, _: PortId, pkts: &mut Burst, _: &mut Output<'_>) {
+        pkts.clear();
+    }
+    fn is_source(&self) -> bool {
+        true
+    }
+    fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.wake_fd()
+    }
+    fn poll(&mut self, out: &mut Output<'_>) -> usize {
+        let n = self.inner.polls.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= self.starved {
+            out.retry_soon();
+        }
+        0
+    }
+}
+
+/// `Output::retry_soon` brings a source back within the busy cap even though its fd stays
+/// silent, and only while it asks: with few sources (every one polled each round) and with
+/// many (only the ready, hot or retrying ones).
+#[test]
+fn a_source_that_asks_to_retry_soon_is_polled_again_without_its_fd() {
+    for others in [0usize, 5] {
+        let mut g = Graph::new("retry");
+        g.set_tick_interval(Duration::from_secs(3600));
+        let (inner, polls) = FdSource::new();
+        g.add("starved", Starved { inner, starved: 3 }).unwrap();
+        for i in 0..others {
+            g.add(format!("idle{i}"), FdSource::new().0).unwrap();
+        }
+        // Round 1 polls every source of a new set; rounds 2 and 3 come from the retries.
+        let mut waits = Vec::new();
+        for round in 1..=3 {
+            assert_eq!(g.poll_ready(), 0);
+            assert_eq!(polls.load(Ordering::Relaxed), round, "{others} others: round {round}");
+            let t = std::time::Instant::now();
+            g.wait_for_work(Duration::from_secs(5), Duration::from_millis(1));
+            waits.push(t.elapsed());
+        }
+        // The source asked three times: each wait was cut to the 1 ms cap, not 5 s.
+        assert!(waits.iter().all(|w| *w < Duration::from_secs(2)), "{others} others: waits {waits:?}");
+        assert_eq!(g.poll_ready(), 0);
+        assert_eq!(polls.load(Ordering::Relaxed), 4, "{others} others: the fourth poll, asked by the third");
+        // It stopped asking: with a scan (many sources) it is no longer polled; with few,
+        // every round polls it but the wait is no longer cut short.
+        g.poll_ready();
+        let expected = if others == 0 { 5 } else { 4 };
+        assert_eq!(polls.load(Ordering::Relaxed), expected, "{others} others: after it stopped asking");
+        let t = std::time::Instant::now();
+        g.wait_for_work(Duration::from_millis(300), Duration::from_millis(1));
+        assert!(t.elapsed() >= Duration::from_millis(250), "{others} others: the wait is no longer capped");
+    }
+}

@@ -377,7 +377,10 @@ impl VhostUserNic {
                     consumed += 1;
                 }
                 TxPop::PoolEmpty => {
+                    // The guest kicked once for these frames and will not kick again: come
+                    // back when buffers may have been freed, not at the next kick.
                     stats.pool_empty.add(1);
+                    out.retry_soon();
                     break;
                 }
                 TxPop::Broken => {
