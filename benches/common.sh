@@ -12,7 +12,8 @@ CLI=${CARGO_TARGET_DIR:-target}/release/butterfly
 T=$$
 NS=(); PIDS=(); TMP=$(mktemp -d)
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # CONT after TERM: a process stopped by a bench (SIGSTOP) must run to act on it.
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; kill -CONT "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
   rm -rf "$TMP"
