@@ -3,12 +3,15 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use brick_core::{Graph, PacketPool, Runner, RunnerConfig};
+use brick_core::{Brick, Burst, Graph, Output, PacketPool, PortId, Runner, RunnerConfig, Side};
 use brick_vhost::{NicStats, VhostUserConfig, VhostUserNic};
 use common::{last_rx_packets, wait_until, Echo, TempDir, TestPmd};
+use vmm_sys_util::eventfd::EventFd;
 
 fn echo_graph(nic: VhostUserNic) -> Runner {
     let mut g = Graph::new("echo");
@@ -98,4 +101,125 @@ fn client_mode_connects_to_a_waiting_frontend() {
     assert!(sock.exists());
     let out = pmd.stop();
     assert!(last_rx_packets(&out) > 1000, "testpmd totals:\n{}", tail(&out, 25));
+}
+
+/// Keeps every packet it receives until its timer (2 ms, armed by the first packet held)
+/// fires, then frees them all: a slow consumer that drains the NIC's pool in bursts. The
+/// timer is its wake fd, so it is a source like a NIC.
+struct Hoard {
+    timer: std::os::fd::OwnedFd,
+    armed: bool,
+    held: Vec<brick_core::Packet>,
+    freed: Arc<AtomicU64>,
+}
+
+impl Hoard {
+    fn new(freed: Arc<AtomicU64>) -> Hoard {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain timerfd_create(2); the result is checked before being owned.
+        let fd =
+            unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
+        assert!(fd >= 0, "timerfd_create: {}", std::io::Error::last_os_error());
+        // SAFETY: a fresh descriptor nothing else owns.
+        Hoard {
+            timer: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+            armed: false,
+            held: Vec::new(),
+            freed,
+        }
+    }
+}
+
+impl Brick for Hoard {
+    fn kind(&self) -> &'static str {
+        "hoard"
+    }
+    fn process(&mut self, _: Side, _: PortId, pkts: &mut Burst, _: &mut Output<'_>) {
+        self.held.extend(pkts.drain());
+        if !self.armed && !self.held.is_empty() {
+            let spec = libc::itimerspec {
+                it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+                it_value: libc::timespec { tv_sec: 0, tv_nsec: 2_000_000 },
+            };
+            // SAFETY: arms our own timerfd with a valid, live itimerspec.
+            let r = unsafe { libc::timerfd_settime(self.timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+            assert_eq!(r, 0, "timerfd_settime: {}", std::io::Error::last_os_error());
+            self.armed = true;
+        }
+    }
+    fn is_source(&self) -> bool {
+        true
+    }
+    fn wake_fd(&self) -> Option<RawFd> {
+        Some(self.timer.as_raw_fd())
+    }
+    fn poll(&mut self, _: &mut Output<'_>) -> usize {
+        let mut expirations = 0u64;
+        // SAFETY: reads at most 8 bytes into a live u64 from our non-blocking timerfd.
+        let r = unsafe { libc::read(self.timer.as_raw_fd(), (&mut expirations as *mut u64).cast(), 8) };
+        if r != 8 {
+            return 0;
+        }
+        self.armed = false;
+        let n = self.held.len();
+        self.freed.fetch_add(n as u64, Ordering::Relaxed);
+        self.held.clear();
+        n
+    }
+}
+
+/// A source that never has work (an idle NIC): with it the graph has enough sources to poll
+/// only the ready ones, as butterflyd's graphs do.
+struct Idle(EventFd);
+
+impl Brick for Idle {
+    fn kind(&self) -> &'static str {
+        "idle"
+    }
+    fn process(&mut self, _: Side, _: PortId, pkts: &mut Burst, _: &mut Output<'_>) {
+        pkts.clear();
+    }
+    fn is_source(&self) -> bool {
+        true
+    }
+    fn wake_fd(&self) -> Option<RawFd> {
+        Some(self.0.as_raw_fd())
+    }
+}
+
+/// A guest keeps sending while the NIC's pool is empty: the NIC stops with frames left in the
+/// ring and the guest does not kick again for them. The brick must come back on its own once
+/// buffers are freed (`Output::retry_soon`); before, in a graph that polls only ready sources,
+/// it waited for the next timer round (here an hour away: it stalled for good).
+#[test]
+fn a_nic_whose_pool_ran_dry_comes_back_without_a_kick() {
+    let dir = TempDir::new("vu-dry");
+    let sock = dir.path("vm.sock");
+    let mut c = VhostUserConfig::new("vu-dry", [0x52, 0x54, 0, 0, 0, 9], PacketPool::with_count(64).unwrap());
+    c.reconnect_interval = Duration::from_millis(100);
+    let nic = VhostUserNic::server(&sock, c).unwrap();
+    let stats = nic.stats();
+    let freed = Arc::new(AtomicU64::new(0));
+    let mut g = Graph::new("dry");
+    g.set_tick_interval(Duration::from_secs(3600));
+    let vm = g.add("vm", nic).unwrap();
+    let hoard = g.add("hoard", Hoard::new(Arc::clone(&freed))).unwrap();
+    g.link(hoard, vm).unwrap();
+    for i in 0..3 {
+        g.add(format!("idle{i}"), Idle(EventFd::new(libc::EFD_NONBLOCK).unwrap())).unwrap();
+    }
+    let runner = Runner::spawn(g, RunnerConfig::default()).unwrap();
+    let pmd = TestPmd::start(&sock, false, &dir.path("pmd.log"), "dry");
+
+    // 200 refills of the 64-buffer pool: each one needs the NIC to be polled again after its
+    // pool ran dry. (Typically a refill every 2–4 ms here, so a few seconds at most.)
+    let refilled = wait_until(Duration::from_secs(30), || freed.load(Ordering::Relaxed) >= 200 * 64);
+    let (tx, dry, got) = (stats.tx_packets.get(), stats.pool_empty.get(), freed.load(Ordering::Relaxed));
+    drop(pmd);
+    drop(runner);
+    assert!(dry > 0, "the pool never ran dry: the test did not test anything (tx {tx})");
+    assert!(
+        refilled,
+        "the NIC stalled once its pool ran dry: {got} frames freed, {tx} taken, pool empty {dry} times"
+    );
 }
