@@ -412,9 +412,10 @@ impl CompiledRuleset {
                 icmp: r.icmp.map(|m| (m.ty, m.code)),
             };
             // Pick the most selective index.
-            let port_width: u32 = r.to.ports.iter().map(|p| (p.hi - p.lo) as u32 + 1).sum();
+            // u64: a list of many full ranges would overflow u32 (and wrap under the limit).
+            let port_width: u64 = r.to.ports.iter().map(|p| u64::from(p.hi - p.lo) + 1).sum();
             let mut best = (IndexKind::Wild, 1.0f64 / 16.0);
-            if !r.to.ports.is_empty() && port_width <= MAX_INDEXED_PORTS {
+            if !r.to.ports.is_empty() && port_width <= u64::from(MAX_INDEXED_PORTS) {
                 let sel = port_width as f64 / 65536.0;
                 if sel < best.1 {
                     best = (IndexKind::Port, sel);
@@ -636,6 +637,22 @@ mod tests {
         let (d, n) = rs.decide_counting(Direction::In, &f);
         assert_eq!(d.rule, None);
         assert!(n <= 4, "{n} candidates");
+    }
+
+    /// 65,537 full port ranges add up to more than u32::MAX ports: the width must not wrap
+    /// (in release it wrapped to 1, and the rule went to the port index with 4 billion
+    /// entries; in debug, an overflow panic).
+    #[test]
+    fn a_huge_port_list_is_not_indexed_by_port() {
+        let mut text = String::from("pass in proto tcp to any port {");
+        for _ in 0..65_537 {
+            text.push_str("0:65535,");
+        }
+        text.push_str("80}\n");
+        let rs = CompiledRuleset::parse(&text).unwrap();
+        assert_eq!(rs.index_counts()[0], 0, "not in the port index: {:?}", rs.index_counts());
+        let (d, _) = rs.decide_counting(Direction::In, &flow4(6, [1, 1, 1, 1], [2, 2, 2, 2], 5, 4242));
+        assert_eq!(d.rule, Some(0));
     }
 
     #[test]

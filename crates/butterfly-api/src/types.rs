@@ -75,7 +75,8 @@ impl FromStr for MacAddr {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || MacParseError(s.to_string());
         let bytes = s.as_bytes();
-        if bytes.len() != 17 {
+        // ASCII only: the slicing below is by byte, and must not split a character.
+        if bytes.len() != 17 || !s.is_ascii() {
             return Err(err());
         }
         let mut octets = [0u8; 6];
