@@ -46,6 +46,8 @@ pub enum FwDrop {
     FragmentWithoutFirst,
     /// A later fragment of a datagram whose first fragment was blocked.
     FragmentOfBlocked,
+    /// Two VLAN tags in a row: the firewall cannot see what they carry.
+    StackedVlan,
 }
 
 /// Drop reason names of the firewall brick, in [`FwDrop`] order.
@@ -63,6 +65,7 @@ pub const FIREWALL_DROP_REASONS: &[&str] = &[
     "conntrack full",
     "fragment without first",
     "fragment of blocked datagram",
+    "stacked vlan tags",
 ];
 
 impl From<Malformed> for FwDrop {
@@ -73,6 +76,7 @@ impl From<Malformed> for FwDrop {
             Malformed::Ipv6 => FwDrop::MalformedIpv6,
             Malformed::Ipv6Ext => FwDrop::MalformedIpv6Ext,
             Malformed::L4 => FwDrop::MalformedL4,
+            Malformed::StackedVlan => FwDrop::StackedVlan,
         }
     }
 }
@@ -651,6 +655,10 @@ mod tests {
         bad[14] = 0x46; // IHL 6 but no options: total length still 20+8+...
         bad[16..18].copy_from_slice(&22u16.to_be_bytes());
         assert_eq!(f.filter(&bad, Direction::In, S), Err(FwDrop::MalformedIpv4));
-        assert_eq!(FIREWALL_DROP_REASONS.len(), FwDrop::FragmentOfBlocked as usize + 1);
+        // A frame with two VLAN tags is refused, not passed as non-IP (it could carry IP).
+        let mut stacked = udp4(VM, PEER, 1, 2, b"");
+        stacked.splice(12..12, [0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 20]);
+        assert_eq!(f.filter(&stacked, Direction::In, S), Err(FwDrop::StackedVlan));
+        assert_eq!(FIREWALL_DROP_REASONS.len(), FwDrop::StackedVlan as usize + 1);
     }
 }

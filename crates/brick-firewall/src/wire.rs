@@ -63,6 +63,11 @@ pub enum Malformed {
     /// The transport header is truncated (in an unfragmented packet or a first fragment).
     #[error("truncated transport header")]
     L4,
+    /// Two VLAN tags (802.1Q or 802.1ad) in a row. The firewall looks past one tag only; a
+    /// frame with a second one could hide an IP packet, so it is refused rather than passed
+    /// as non-IP.
+    #[error("stacked VLAN tags")]
+    StackedVlan,
 }
 
 /// Where a packet stands with respect to IP fragmentation.
@@ -165,12 +170,16 @@ pub(crate) fn be128(b: &[u8], at: usize) -> Option<u128> {
     Some(u128::from_be_bytes(s))
 }
 
-/// Reads the ethertype and the L3 offset, skipping one 802.1Q / 802.1ad tag.
+/// Reads the ethertype and the L3 offset, skipping one 802.1Q / 802.1ad tag; a second tag
+/// is [`Malformed::StackedVlan`].
 #[inline]
 pub fn ethertype(frame: &[u8]) -> Result<(u16, usize), Malformed> {
     let et = be16(frame, 12).ok_or(Malformed::Ethernet)?;
     if et == ETH_VLAN || et == ETH_QINQ {
         let inner = be16(frame, 16).ok_or(Malformed::Ethernet)?;
+        if inner == ETH_VLAN || inner == ETH_QINQ {
+            return Err(Malformed::StackedVlan);
+        }
         return Ok((inner, 18));
     }
     Ok((et, 14))
@@ -544,6 +553,27 @@ mod tests {
         let mut arp = p.clone();
         arp[12..14].copy_from_slice(&ETH_ARP.to_be_bytes());
         assert_eq!(parse_frame(&arp).unwrap(), Parsed::NonIp(ETH_ARP));
+    }
+
+    #[test]
+    fn one_vlan_tag_is_skipped_two_are_refused() {
+        let p = udp4([10, 0, 0, 1], [10, 0, 0, 2], 5, 6, b"x");
+        let tag = |frame: &[u8], tpid: u16| {
+            let mut t = frame[..12].to_vec();
+            t.extend_from_slice(&tpid.to_be_bytes());
+            t.extend_from_slice(&[0x00, 0x0a]); // VLAN 10
+            t.extend_from_slice(&frame[12..]);
+            t
+        };
+        let one = tag(&p, ETH_VLAN);
+        let Parsed::Ip(f) = parse_frame(&one).unwrap() else { panic!("one tag: not IP") };
+        assert_eq!((f.sport, f.dport), (5, 6));
+        for outer in [ETH_VLAN, ETH_QINQ] {
+            for inner in [ETH_VLAN, ETH_QINQ] {
+                let two = tag(&tag(&p, inner), outer);
+                assert_eq!(parse_frame(&two), Err(Malformed::StackedVlan), "{outer:#x} then {inner:#x}");
+            }
+        }
     }
 
     #[test]
