@@ -422,14 +422,11 @@ pub struct AppStatus {
 // ---------------------------------------------------------------------------
 // protobuf -> typed (validation)
 
-fn dedup<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
-    let mut out: Vec<T> = Vec::new();
-    for i in items {
-        if !out.contains(&i) {
-            out.push(i);
-        }
-    }
-    out
+/// The items without repeats, first occurrences in order. Hashed, not compared pairwise: a
+/// request near the size limit can carry hundreds of thousands of items.
+fn dedup<T: std::hash::Hash + Eq + Clone>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    items.into_iter().filter(|i| seen.insert(i.clone())).collect()
 }
 
 fn parse_ips<'a>(ips: impl IntoIterator<Item = &'a String>) -> Result<Vec<IpAddr>, ValidationError> {
@@ -568,17 +565,22 @@ impl TryFrom<&v0::Rule> for Rule {
 impl TryFrom<&v0::Sg> for SecurityGroup {
     type Error = ValidationError;
     fn try_from(s: &v0::Sg) -> Result<Self, ValidationError> {
+        // The same result as add_member / add_rule one by one, without their linear search
+        // per item (quadratic over a large request).
         let mut sg = SecurityGroup::new(s.id.clone());
-        for m in &s.member {
-            sg.add_member(parse_ip(m)?);
-        }
-        for r in &s.rule {
-            let rule = Rule::try_from(r).map_err(|e| match e {
-                ValidationError::Rule(d) => ValidationError::Sg(d),
-                other => other,
-            })?;
-            sg.add_rule(rule);
-        }
+        sg.members = dedup(s.member.iter().map(|m| parse_ip(m)).collect::<Result<Vec<_>, _>>()?);
+        let rules = s
+            .rule
+            .iter()
+            .map(|r| {
+                Rule::try_from(r).map_err(|e| match e {
+                    ValidationError::Rule(d) => ValidationError::Sg(d),
+                    other => other,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        sg.rules = dedup(rules);
+        sg.rules.sort_by_cached_key(Rule::order_key);
         Ok(sg)
     }
 }
@@ -689,5 +691,63 @@ impl NicInfo {
             self.packet_trace_path = p.clone();
             self.spec.packet_trace_path = Some(p.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pb_rule(port: u32, cidr: &str) -> v0::Rule {
+        v0::Rule {
+            direction: 0,
+            protocol: 6,
+            port_start: Some(port),
+            port_end: Some(port),
+            cidr: Some(v0::Cidr { address: cidr.into(), mask_size: 32 }),
+            security_group: None,
+        }
+    }
+
+    /// A group from a request equals the group built by adding its members and rules one
+    /// by one (same dedup, same rule order), duplicates included.
+    #[test]
+    fn a_group_from_a_request_matches_one_by_one_adds() {
+        let mut req = v0::Sg { id: "sg".into(), ..Default::default() };
+        for i in 0..12_000u32 {
+            req.member.push(std::net::Ipv4Addr::from(0x0a00_0000 + i % 10_000).to_string());
+        }
+        req.member.push("fd00::1".into());
+        for i in 0..300u32 {
+            // Requests 250..300 repeat 0..50.
+            req.rule.push(pb_rule(1000 + i % 250, &format!("10.1.0.{}", i % 250 % 7)));
+        }
+        let sg = SecurityGroup::try_from(&req).unwrap();
+        assert_eq!(sg.members.len(), 10_001);
+
+        let mut one_by_one = SecurityGroup::new("sg");
+        for m in &req.member {
+            one_by_one.add_member(m.parse().unwrap());
+        }
+        for r in &req.rule {
+            one_by_one.add_rule(Rule::try_from(r).unwrap());
+        }
+        assert_eq!(sg.members, one_by_one.members);
+        assert_eq!(sg.rules, one_by_one.rules);
+        assert_eq!(sg.rules.len(), 250);
+    }
+
+    #[test]
+    fn a_bad_member_or_rule_fails_the_whole_group() {
+        let mut req = v0::Sg {
+            id: "sg".into(),
+            member: vec!["10.0.0.1".into(), "10.0.0".into()],
+            ..Default::default()
+        };
+        assert!(SecurityGroup::try_from(&req).is_err());
+        req.member.pop();
+        req.rule.push(pb_rule(1, "10.0.0.1"));
+        req.rule.push(v0::Rule { protocol: 256, ..pb_rule(1, "10.0.0.1") });
+        assert!(matches!(SecurityGroup::try_from(&req), Err(ValidationError::Sg(_))));
     }
 }
