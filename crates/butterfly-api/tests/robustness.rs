@@ -346,6 +346,8 @@ proptest! {
         let reply = d.handle_bytes(&mut h, &bytes);
         let r = proto::Messages::decode(reply.bytes.as_slice()).unwrap();
         prop_assert!(!r.messages.is_empty());
+        // INTERNAL_ERROR is a panic the dispatcher caught: the reference handler has none.
+        prop_assert!(r.messages.iter().all(|m| code(m) != Some(proto::error::Code::InternalError)));
     }
 
     #[test]
@@ -360,6 +362,7 @@ proptest! {
         let reply = d.handle_bytes(&mut h, &wire);
         let r = proto::Messages::decode(reply.bytes.as_slice()).unwrap();
         prop_assert!(!r.messages.is_empty());
+        prop_assert!(r.messages.iter().all(|m| code(m) != Some(proto::error::Code::InternalError)));
         // State changes only when the reply reports success.
         let ok = r.messages.iter().any(|m| m.message_0.as_ref().and_then(|m0| m0.response.as_ref()).is_some_and(|x| x.status.status));
         if !ok { prop_assert_eq!(&h.model, &Model::new()); }
