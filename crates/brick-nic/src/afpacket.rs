@@ -574,6 +574,11 @@ impl AfPacketNic {
                 drop_pkt(&self.counters, out, pkt, reason);
                 continue;
             }
+            // max_frame is capped to a ring slot, but a tagged frame may exceed it by 4 bytes.
+            if pkt.len() > TX_FRAME_SIZE as usize - TX_DATA_OFFSET {
+                drop_pkt(&self.counters, out, pkt, DROP_TOO_BIG);
+                continue;
+            }
             let status = self.tx_frame_status(self.tx_head).load(Ordering::Acquire);
             if status == libc::TP_STATUS_WRONG_FORMAT {
                 // The kernel refused the frame that used this slot last time.
@@ -586,7 +591,7 @@ impl AfPacketNic {
             let frame = self.tx_frame_ptr(self.tx_head);
             let len = pkt.len();
             // SAFETY: the slot is ours (status AVAILABLE or WRONG_FORMAT, acquired); the data
-            // fits in the frame (len <= max_frame <= TX_FRAME_SIZE - TX_DATA_OFFSET).
+            // fits in the frame (len <= TX_FRAME_SIZE - TX_DATA_OFFSET, checked above).
             unsafe {
                 std::ptr::copy_nonoverlapping(pkt.data().as_ptr(), frame.add(TX_DATA_OFFSET), len);
                 let h = frame.cast::<libc::tpacket3_hdr>();

@@ -139,6 +139,46 @@ fn vlan_tags_are_restored() {
     assert_eq!(got.lock().unwrap()[0].data(), &f[..]);
 }
 
+/// A transmit-ring slot holds 2048 bytes with its header: with a jumbo MTU the frame limit
+/// is the slot, and a VLAN tag's 4 extra bytes must not write past it (they did: the limit
+/// for tagged frames was the slot + 4).
+#[test]
+fn a_tagged_frame_too_big_for_a_tx_ring_slot_is_dropped() {
+    let ns = Netns::new();
+    let veth = Veth::new(&ns);
+    ip(&["link", "set", &veth.root, "mtu", "9000"]);
+    ip(&["-n", &ns.name, "link", "set", &veth.peer, "mtu", "9000"]);
+    // The receiving veth takes the tag off (VLAN offload): the socket sees the inner type.
+    let raw = RawSock::open_in(&ns, &veth.peer, TEST_ETHERTYPE);
+    let cfg = AfPacketConfig { tx_mode: TxMode::Ring { frames: 8 }, ..AfPacketConfig::default() };
+    let nic = AfPacketNic::open(&veth.root, cfg, pool(64)).unwrap();
+    let counters = nic.counters();
+    let mut g = Graph::new("ring-slot");
+    let id = g.add("nic", nic).unwrap();
+    let tagged = |len: usize| {
+        let mut f = test_frame(7, len - 4);
+        f.splice(12..12, [0x81, 0x00, 0x00, 0x2a]);
+        f
+    };
+    // Every slot once with the largest tagged frames: the ones that fit go, the others are
+    // counted; none may touch the next slot (the last one is the end of the mapping).
+    let mut sent = Vec::new();
+    for len in [1990, 2000, 2001, 2004, 1990, 2003, 2002, 1990, 2004] {
+        let mut b = Burst::new();
+        b.push(Packet::from_slice(&tagged(len))).unwrap();
+        g.inject(id, Side::East, 0, &mut b).unwrap();
+        if len <= 2000 {
+            sent.push(len);
+        }
+    }
+    for len in &sent {
+        let r = raw.recv(Duration::from_secs(2)).expect("a frame that fits a slot is sent");
+        assert_eq!(r.len(), *len - 4, "the frame less its tag");
+    }
+    assert_eq!(counters.too_big.get(), 5, "frames longer than a slot's 2000 bytes of data");
+    assert_eq!(counters.tx_packets.get(), sent.len() as u64);
+}
+
 /// Two worker graphs, each with an `AfPacketNic` on `ifname` in one fanout group (`mode`),
 /// collecting the frames `keep` accepts; `prepare` sees each brick (with its worker index)
 /// after it has joined the group.
