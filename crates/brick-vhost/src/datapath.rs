@@ -48,6 +48,9 @@ pub enum TxDrop {
     /// The virtio-net header is malformed or asks for an offload that was not negotiated.
     #[error("bad virtio-net header")]
     BadHeader,
+    /// The frame is shorter than an Ethernet header (14 bytes).
+    #[error("runt frame")]
+    Runt,
 }
 
 /// Outcome of [`tx_pop`].
@@ -134,6 +137,9 @@ pub fn tx_pop<M: GuestMemory>(q: &mut Queue, mem: &M, pool: &PacketPool, feat: &
     }
     let Some(h) = NetHdr::parse(&hdr[..hdr_len]) else { return TxPop::Dropped(TxDrop::BadHeader) };
     let frame_len = pkt.len();
+    if frame_len < ETH_HLEN {
+        return TxPop::Dropped(TxDrop::Runt);
+    }
     if wire::tx_meta(&h, frame_len, feat.acked, pkt.meta_mut()).is_err() {
         return TxPop::Dropped(TxDrop::BadHeader);
     }
@@ -171,6 +177,9 @@ impl Default for RxScratch {
         RxScratch { used: Vec::with_capacity(MAX_RX_BUFFERS) }
     }
 }
+
+/// Length of an Ethernet header: shorter guest frames are runts.
+const ETH_HLEN: usize = 14;
 
 /// Where the header bytes of the first buffer live (they are written last, once
 /// `num_buffers` is known). A header spread over more than this many descriptors is refused.

@@ -33,6 +33,7 @@ pub const DROP_REASONS: &[&str] = &[
     "needs segmentation",
     "rx buffer too small",
     "queue broken",
+    "runt frame",
 ];
 
 /// A drop reason of the vhost brick.
@@ -56,6 +57,8 @@ pub enum DropReason {
     BufferTooSmall = 6,
     /// The used ring cannot be written (guest gave an invalid ring address).
     QueueBroken = 7,
+    /// Guest TX: a frame shorter than an Ethernet header.
+    Runt = 8,
 }
 
 impl From<TxDrop> for DropReason {
@@ -64,6 +67,7 @@ impl From<TxDrop> for DropReason {
             TxDrop::BadDescriptor => DropReason::BadDescriptor,
             TxDrop::Oversized => DropReason::Oversized,
             TxDrop::BadHeader => DropReason::BadHeader,
+            TxDrop::Runt => DropReason::Runt,
         }
     }
 }
@@ -340,7 +344,9 @@ impl VhostUserNic {
         self.shared.stats.drops[r as usize].add(n);
     }
 
-    /// Drains one TX queue into the graph, at most `budget` frames.
+    /// Drains one TX queue into the graph: at most `budget` chains, dropped ones included
+    /// (a guest that keeps posting bad chains must not hold the thread). Returns the chains
+    /// consumed: work, even when every one was dropped.
     fn poll_tx(
         &mut self,
         q: usize,
@@ -363,7 +369,7 @@ impl VhostUserNic {
         let mut n = 0usize;
         let mut consumed = 0usize;
         let mut rechecked = false;
-        while n < budget {
+        while consumed < budget {
             match tx_pop(queue, mem, &self.cfg.pool, &self.feat) {
                 TxPop::Packet(p) => {
                     stats.tx_packets.add(1);
@@ -404,7 +410,7 @@ impl VhostUserNic {
             }
         }
         if consumed > 0 {
-            if n >= budget && self.marks[q].armed.is_some() {
+            if consumed >= budget && self.marks[q].armed.is_some() {
                 // Busy: stop kicks (a no-op with EVENT_IDX, whose avail_event simply stays
                 // behind while we poll).
                 let _ = queue.disable_notification(mem);
@@ -415,7 +421,7 @@ impl VhostUserNic {
                 stats.guest_notifications.add(1);
             }
         }
-        n
+        consumed
     }
 }
 

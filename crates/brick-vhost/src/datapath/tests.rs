@@ -114,8 +114,15 @@ fn tx_bad_input_is_dropped_and_the_chain_returned() {
     // 8. GSO not negotiated (TSO6)
     g.tx_frame(&NetHdr { gso_type: 4, gso_size: 1000, ..Default::default() }, &frame(100), 200);
     assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Dropped(TxDrop::BadHeader)));
+    // 9. runts: a header and fewer than 14 bytes of frame (none at all, then 13)
+    g.tx_frame(&NetHdr::default(), &[], 200);
+    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Dropped(TxDrop::Runt)));
+    g.tx_frame(&NetHdr::default(), &frame(13), 200);
+    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Dropped(TxDrop::Runt)));
+    g.tx_frame(&NetHdr::default(), &frame(14), 200);
+    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Packet(_)));
     // every chain came back to the guest, no buffer leaked
-    assert_eq!(g.used_idx(), 8);
+    assert_eq!(g.used_idx(), 11);
     assert_eq!(p.available(), 64);
     // a good frame after all that still works
     g.tx_frame(&NetHdr::default(), &frame(60), 200);
