@@ -366,7 +366,6 @@ impl VhostUserNic {
         }
         let stats = Arc::clone(&self.shared.stats);
         let queue = st.get_queue_mut();
-        let mut n = 0usize;
         let mut consumed = 0usize;
         let mut rechecked = false;
         while consumed < budget {
@@ -375,7 +374,6 @@ impl VhostUserNic {
                     stats.tx_packets.add(1);
                     stats.tx_bytes.add(p.len() as u64);
                     out.emit(Side::West, 0, p);
-                    n += 1;
                     consumed += 1;
                 }
                 TxPop::Dropped(d) => {
