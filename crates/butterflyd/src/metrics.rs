@@ -3,11 +3,11 @@
 //! the `worker` label tells the worker graphs apart (each has its own `vtep` and `underlay`).
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use brick_core::{GraphHandle, Side};
 
@@ -81,6 +81,11 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// Largest request the endpoint reads (request line and headers).
+const MAX_REQUEST: usize = 8 * 1024;
+/// Longest a client may take to send its request, all reads together.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Serves `GET /metrics` on `addr` until `stop` is set. One connection at a time: scrapes
 /// are rare and small.
 pub fn serve(
@@ -88,7 +93,15 @@ pub fn serve(
     handles: Vec<GraphHandle>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr)?;
+    serve_on(TcpListener::bind(addr)?, handles, stop)
+}
+
+/// [`serve`] on a listener already bound.
+pub fn serve_on(
+    listener: TcpListener,
+    handles: Vec<GraphHandle>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
         while !stop.load(Ordering::Relaxed) {
@@ -100,20 +113,9 @@ pub fn serve(
                 }
             };
             let _ = conn.set_nonblocking(false);
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut first = String::new();
-            let mut reader = BufReader::new(match conn.try_clone() {
-                Ok(c) => c,
-                Err(_) => continue,
-            });
-            if reader.read_line(&mut first).is_err() {
-                continue;
-            }
-            // Skip the headers.
-            let mut line = String::new();
-            while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
-                line.clear();
-            }
+            // A client that sends too much, too slowly or nothing gets no answer: the
+            // endpoint must not grow without bound nor be held by one connection.
+            let Some(first) = read_request_line(&mut conn) else { continue };
             let (status, body) = if first.starts_with("GET /metrics") {
                 match render(&handles) {
                     Ok(b) => ("200 OK", b),
@@ -129,4 +131,104 @@ pub fn serve(
             );
         }
     })
+}
+
+/// Reads a request up to the blank line that ends its headers, within [`MAX_REQUEST`] bytes
+/// and [`REQUEST_DEADLINE`], and returns its first line; `None` otherwise.
+fn read_request_line(conn: &mut TcpStream) -> Option<String> {
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = header_end(&buf) {
+            let head = String::from_utf8_lossy(&buf[..end]);
+            return head.lines().next().map(str::to_string);
+        }
+        let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+        conn.set_read_timeout(Some(left)).ok()?;
+        let room = MAX_REQUEST.checked_sub(buf.len()).filter(|&r| r > 0)?;
+        let n = conn.read(&mut chunk[..room.min(1024)]).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Where the headers end (the blank line, CRLF or bare LF), if they are all in `buf`.
+fn header_end(buf: &[u8]) -> Option<usize> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n");
+    let lf = buf.windows(2).position(|w| w == b"\n\n");
+    crlf.into_iter().chain(lf).min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> (SocketAddr, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let join = serve_on(listener, Vec::new(), Arc::clone(&stop)).unwrap();
+        (addr, stop, join)
+    }
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn serves_metrics_and_404() {
+        let (addr, stop, join) = server();
+        assert!(get(addr, "/metrics").starts_with("HTTP/1.1 200 OK"));
+        assert!(get(addr, "/other").starts_with("HTTP/1.1 404"));
+        stop.store(true, Ordering::Relaxed);
+        join.join().unwrap();
+    }
+
+    /// A request without an end is cut at MAX_REQUEST bytes (it used to be read into memory
+    /// for as long as the client sent), and a client dripping bytes is dropped at the
+    /// deadline: either way the next scrape is served.
+    #[test]
+    fn endless_or_slow_requests_are_cut_off() {
+        let (addr, stop, join) = server();
+        let mut flood = TcpStream::connect(addr).unwrap();
+        let junk = vec![b'a'; 64 * 1024];
+        let mut sent = 0usize;
+        flood.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        while sent < 64 << 20 {
+            match flood.write(&junk) {
+                Ok(n) => sent += n,
+                Err(_) => break, // the server closed it
+            }
+        }
+        assert!(sent < 64 << 20, "the server kept reading an endless request ({sent} bytes)");
+        assert!(get(addr, "/metrics").starts_with("HTTP/1.1 200 OK"));
+
+        let mut drip = TcpStream::connect(addr).unwrap();
+        let t = Instant::now();
+        let dripper = std::thread::spawn(move || {
+            for _ in 0..40 {
+                if drip.write_all(b"G").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(get(addr, "/metrics").starts_with("HTTP/1.1 200 OK"));
+        assert!(
+            t.elapsed() < Duration::from_secs(4) - Duration::from_millis(100),
+            "served only after the dripper gave up"
+        );
+        dripper.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        join.join().unwrap();
+    }
 }
