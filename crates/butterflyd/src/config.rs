@@ -334,11 +334,24 @@ impl Config {
                 None => None,
             },
         };
-        let underlay = match cli.underlay {
+        let underlay = match cli.underlay.as_deref() {
+            // `dpdk` names no port: --dpdk-port (or the INI's dpdk-port) does, else port 0.
+            Some("dpdk") => Underlay::Dpdk(dpdk_port.unwrap_or(0)),
             Some(u) => u.parse::<Underlay>().map_err(|e| bad("--underlay", e))?,
             None if dpdk_port.is_some() => Underlay::Dpdk(dpdk_port.unwrap_or(0)),
             None => Underlay::Tap("bf-underlay".into()),
         };
+        // A port given twice must agree, and a port for another underlay is a mistake, not
+        // something to ignore silently.
+        match (&underlay, dpdk_port) {
+            (Underlay::Dpdk(u), Some(p)) if *u != p => {
+                return Err(bad("--dpdk-port", format!("port {p} conflicts with --underlay dpdk:{u}")));
+            }
+            (Underlay::Dpdk(_), _) | (_, None) => {}
+            (_, Some(p)) => {
+                return Err(bad("--dpdk-port", format!("port {p} given, but the underlay is not DPDK")));
+            }
+        }
         if let Underlay::Dpdk(_) = underlay {
             if !cfg!(feature = "dpdk") {
                 return Err(bad(
@@ -465,5 +478,29 @@ mod tests {
         assert_eq!("tap:x".parse::<Underlay>().unwrap(), Underlay::Tap("x".into()));
         assert_eq!("dpdk:3".parse::<Underlay>().unwrap(), Underlay::Dpdk(3));
         assert!("dpdk:x".parse::<Underlay>().is_err());
+    }
+
+    #[test]
+    fn a_dpdk_port_for_another_underlay_is_refused() {
+        let e = parse(&["--no-state", "--underlay", "tap", "--dpdk-port", "3"]).unwrap_err();
+        assert_eq!(e.option, "--dpdk-port");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("b.ini");
+        std::fs::write(&f, "[general]\ndpdk-port = 2\n").unwrap();
+        let e = parse(&["--no-state", "-c", f.to_str().unwrap(), "--underlay", "none"]).unwrap_err();
+        assert_eq!(e.option, "--dpdk-port");
+    }
+
+    #[cfg(feature = "dpdk")]
+    #[test]
+    fn the_dpdk_port_comes_from_either_option_and_must_agree() {
+        let c = parse(&["--no-state", "--underlay", "dpdk", "--dpdk-port", "3"]).unwrap();
+        assert_eq!(c.underlay, Underlay::Dpdk(3), "plain `dpdk` takes --dpdk-port");
+        assert_eq!(parse(&["--no-state", "--underlay", "dpdk"]).unwrap().underlay, Underlay::Dpdk(0));
+        assert_eq!(parse(&["--no-state", "--dpdk-port", "2"]).unwrap().underlay, Underlay::Dpdk(2));
+        let c = parse(&["--no-state", "--underlay", "dpdk:3", "--dpdk-port", "3"]).unwrap();
+        assert_eq!(c.underlay, Underlay::Dpdk(3));
+        let e = parse(&["--no-state", "--underlay", "dpdk:1", "--dpdk-port", "3"]).unwrap_err();
+        assert_eq!(e.option, "--dpdk-port");
     }
 }
