@@ -223,3 +223,24 @@ fn a_nic_whose_pool_ran_dry_comes_back_without_a_kick() {
         "the NIC stalled once its pool ran dry: {got} frames freed, {tx} taken, pool empty {dry} times"
     );
 }
+
+/// A server socket path holding a regular file is refused and the file kept (butterflyd
+/// used to delete whatever was there first); a stale socket of an earlier run is replaced.
+#[test]
+fn server_mode_replaces_a_stale_socket_but_never_a_file() {
+    let dir = TempDir::new("vu-path");
+    let file = dir.path("not-a-socket");
+    std::fs::write(&file, b"keep me").unwrap();
+    match VhostUserNic::server(&file, cfg("vu-file")) {
+        Err(brick_vhost::VhostError::NotASocket(p)) => assert_eq!(p, file),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a regular file was taken as a socket path"),
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+
+    let stale = dir.path("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists(), "the listener left its socket file behind");
+    let nic = VhostUserNic::server(&stale, cfg("vu-stale")).expect("a stale socket is replaced");
+    drop(nic);
+}

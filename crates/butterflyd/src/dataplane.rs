@@ -476,11 +476,9 @@ impl Dataplane {
         let mac = info.spec.mac.octets();
         match info.spec.nic_type {
             NicType::VhostUserServer => {
+                // A stale socket from a previous run is replaced by VhostUserNic::server, which
+                // refuses to delete anything that is not a socket.
                 let path = PathBuf::from(&info.path);
-                // A stale socket from a previous run would make bind fail.
-                if path.exists() {
-                    let _ = std::fs::remove_file(&path);
-                }
                 // With offloads, the guest is offered TSO: its super-frames (up to 64 KiB, in
                 // big buffers) cross the graph whole, like a TAP VM's.
                 let pool = self.big_pool.clone().unwrap_or_else(|| self.pool.clone());
