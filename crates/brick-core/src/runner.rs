@@ -72,15 +72,23 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// Moves `graph` to a new thread and starts polling it.
+    /// Moves `graph` to a new thread and starts polling it. With [`RunnerConfig::cpu`], the
+    /// thread is pinned first, and failing to pin it is an error (the thread is gone).
     pub fn spawn(mut graph: Graph, cfg: RunnerConfig) -> io::Result<Runner> {
         let handle = graph.handle();
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(RunnerStats::default());
         let (stop2, stats2, handle2) = (Arc::clone(&stop), Arc::clone(&stats), handle.clone());
+        // The thread reports whether it could pin itself before it starts polling: a runner
+        // asked to own a core must not run elsewhere silently.
+        let (pinned_tx, pinned_rx) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
+        let (name, cpu) = (cfg.name.clone(), cfg.cpu);
         let join = std::thread::Builder::new().name(cfg.name.clone()).spawn(move || {
-            if let Some(cpu) = cfg.cpu {
-                let _ = pin_to_cpu(cpu);
+            let pinned = cfg.cpu.map_or(Ok(()), pin_to_cpu);
+            let failed = pinned.is_err();
+            let _ = pinned_tx.send(pinned);
+            if failed {
+                return graph;
             }
             // Empty rounds since the last packet, and when the first of them ended. Once
             // asleep, a wake-up that finds nothing goes straight back to sleep.
@@ -118,7 +126,17 @@ impl Runner {
             graph.apply_commands();
             graph
         })?;
-        Ok(Runner { join: Some(join), stop, handle, stats })
+        match pinned_rx.recv() {
+            Ok(Ok(())) => Ok(Runner { join: Some(join), stop, handle, stats }),
+            Ok(Err(e)) => {
+                let _ = join.join();
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("pinning runner {name:?} to CPU {}: {e}", cpu.unwrap_or(0)),
+                ))
+            }
+            Err(_) => Err(io::Error::other("the runner thread ended before starting")),
+        }
     }
 
     /// A handle for commands.
@@ -166,6 +184,20 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The CPUs this thread may run on (its affinity mask: a cpuset, `taskset` or a container
+/// may allow fewer than the machine has), in increasing order.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data (zeroed is empty); sched_getaffinity writes at most
+    // size_of::<cpu_set_t>() bytes into it; CPU_ISSET reads within it (i < CPU_SETSIZE).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((0..libc::CPU_SETSIZE as usize).filter(|&i| libc::CPU_ISSET(i, &set)).collect())
+    }
 }
 
 #[cfg(test)]
@@ -263,6 +295,24 @@ mod tests {
         wait_until("10,000 rounds", || st.rounds.load(Ordering::Relaxed) >= 10_000);
         r.stop().unwrap();
         assert_eq!(st.sleeps.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_runner_that_cannot_pin_itself_is_an_error() {
+        let cfg = RunnerConfig { name: "nowhere".into(), cpu: Some(100_000), ..RunnerConfig::default() };
+        let e = Runner::spawn(Graph::new("g"), cfg).err().expect("pinning to CPU 100000 must fail");
+        assert!(e.to_string().contains("CPU 100000"), "{e}");
+        let cfg = RunnerConfig { name: "cpu0".into(), cpu: Some(0), ..RunnerConfig::default() };
+        Runner::spawn(Graph::new("g"), cfg).unwrap().stop().unwrap();
+    }
+
+    #[test]
+    fn allowed_cpus_include_the_current_one() {
+        let allowed = allowed_cpus().unwrap();
+        assert!(!allowed.is_empty());
+        // SAFETY: sched_getcpu has no arguments.
+        let now = unsafe { libc::sched_getcpu() };
+        assert!(now >= 0 && allowed.contains(&(now as usize)), "{now} not in {allowed:?}");
     }
 
     #[test]

@@ -317,11 +317,13 @@ impl Config {
             },
         };
         if let Some(c) = graph_cpu_core {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            if c >= cores {
+            // The CPUs this process may use (a cpuset or `taskset` may allow fewer, or others,
+            // than 0..count).
+            let allowed = brick_core::allowed_cpus().map_err(|e| bad("--graph-cpu-core", e.to_string()))?;
+            if !allowed.contains(&c) {
                 return Err(bad(
                     "--graph-cpu-core",
-                    format!("core {c} does not exist (this machine has {cores})"),
+                    format!("core {c} is not among the CPUs this process may use ({})", cpu_list(&allowed)),
                 ));
             }
         }
@@ -410,6 +412,21 @@ fn load_ini(path: &Path) -> Result<ini::Ini, ConfigError> {
     ini::Ini::load_from_file(path).map_err(|e| bad("--config", format!("{}: {e}", path.display())))
 }
 
+/// `0-3,6` style list of CPU numbers (as in /proc and `taskset -c`).
+fn cpu_list(cpus: &[usize]) -> String {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j { cpus[i].to_string() } else { format!("{}-{}", cpus[i], cpus[j]) });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +486,26 @@ mod tests {
         assert_eq!(c.workers, 2, "the command line wins");
         std::fs::write(&f, "[general]\nworkers = many\n").unwrap();
         assert_eq!(parse(&["-c", f.to_str().unwrap(), "--no-state"]).unwrap_err().option, "--workers");
+    }
+
+    #[test]
+    fn cpu_lists_read_like_taskset() {
+        assert_eq!(cpu_list(&[0, 1, 2, 3, 6]), "0-3,6");
+        assert_eq!(cpu_list(&[4, 5]), "4-5");
+        assert_eq!(cpu_list(&[1]), "1");
+        assert_eq!(cpu_list(&[0, 2, 4]), "0,2,4");
+    }
+
+    #[test]
+    fn the_graph_core_must_be_one_this_process_may_use() {
+        let allowed = brick_core::allowed_cpus().unwrap();
+        let first = allowed[0].to_string();
+        assert_eq!(parse(&["--no-state", "-u", &first]).unwrap().graph_cpu_core, Some(allowed[0]));
+        // The first CPU past the allowed ones is refused, and the message says which are allowed.
+        let outside = (allowed[allowed.len() - 1] + 1).to_string();
+        let e = parse(&["--no-state", "-u", &outside]).unwrap_err();
+        assert_eq!(e.option, "--graph-cpu-core");
+        assert!(e.to_string().contains(&cpu_list(&allowed)), "{e}");
     }
 
     #[test]

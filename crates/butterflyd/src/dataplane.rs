@@ -201,8 +201,14 @@ fn open_underlay_afpacket(
     Ok(nics)
 }
 
-fn available_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// The CPU of worker `i` when worker 0 is pinned to `first`: the next ones this process may
+/// use, in order, wrapping around (with `taskset -c 4,5` and `-u 4`, worker 1 gets CPU 5).
+fn worker_cpu(first: usize, i: usize) -> usize {
+    let allowed = brick_core::allowed_cpus().unwrap_or_default();
+    match allowed.iter().position(|&c| c == first) {
+        Some(at) => allowed[(at + i) % allowed.len()],
+        None => first + i,
+    }
 }
 
 fn derived_mac(ip: IpAddr) -> [u8; 6] {
@@ -383,7 +389,7 @@ impl Dataplane {
                 graph,
                 RunnerConfig {
                     name: if n == 1 { "dataplane".into() } else { format!("dataplane-{i}") },
-                    cpu: cfg.graph_cpu_core.map(|c| (c + i) % available_cpus()),
+                    cpu: cfg.graph_cpu_core.map(|c| worker_cpu(c, i)),
                     idle_rounds: if cfg.busy_poll { u32::MAX } else { RunnerConfig::default().idle_rounds },
                     // Default: sleep on the sources' wake fds as soon as a round is empty (every
                     // source here has one); any spin was slower on a shared 2-vCPU machine.
@@ -772,5 +778,20 @@ fn antispoof_options(ip_anti_spoof: bool) -> AntiSpoofOptions {
         check_arp: ip_anti_spoof,
         check_ndp: ip_anti_spoof,
         ..AntiSpoofOptions::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worker_cpu;
+
+    #[test]
+    fn workers_take_the_next_allowed_cpus_and_wrap() {
+        let allowed = brick_core::allowed_cpus().unwrap();
+        let n = allowed.len();
+        for i in 0..2 * n {
+            assert_eq!(worker_cpu(allowed[0], i), allowed[i % n], "worker {i}");
+        }
+        assert_eq!(worker_cpu(allowed[n - 1], 1), allowed[0], "past the last allowed CPU: the first");
     }
 }
