@@ -46,6 +46,9 @@ pub enum DpdkError {
     /// No port with this id.
     #[error("no DPDK port {0}")]
     NoSuchPort(u16),
+    /// The port is already open (another brick of this process drives it).
+    #[error("DPDK port {0} is already open in this process")]
+    PortInUse(u16),
     /// No port with this name.
     #[error("no DPDK port named {0:?}")]
     NoSuchPortName(String),
@@ -149,35 +152,45 @@ pub fn current_lcore() -> Option<u32> {
 /// (whatever port received them) and their mbufs freed through it when dropped.
 pub static MBUF_OWNER: ForeignOwner = ForeignOwner { name: "dpdk mbuf", release: release_mbuf };
 
-/// Mempools of closed ports whose mbufs were still lent to packets or held by another
-/// port's rings: freed once every mbuf is back (checked whenever a port opens or closes).
+/// Mempools of closed ports, kept for the life of the process. Their mbufs may still be lent
+/// to packets, sit in another port's rings, or be on their way back through a thread's
+/// per-lcore cache; DPDK offers no moment at which freeing the pool is known to be safe
+/// (`rte_mempool_full` can read "full" while a put into a cache is still being written), so
+/// none is freed. The cost is one pool per closed port; ports are rarely closed.
 static RETIRED_POOLS: Mutex<Vec<RetiredPool>> = Mutex::new(Vec::new());
 
-struct RetiredPool(*mut sys::rte_mempool);
+struct RetiredPool(#[allow(dead_code)] *mut sys::rte_mempool);
 
-// SAFETY: a mempool pointer is only passed to thread-safe DPDK calls under RETIRED_POOLS' lock.
+// SAFETY: the pointer is only stored (never dereferenced or freed) after retirement.
 unsafe impl Send for RetiredPool {}
 
-/// Frees the retired mempools whose mbufs have all come back.
-fn reap_retired_pools() {
-    let mut r = RETIRED_POOLS.lock().unwrap_or_else(|e| e.into_inner());
-    r.retain(|p| {
-        // SAFETY: the pool was created by us and is freed only here, once.
-        unsafe {
-            if sys::brick_mempool_full(p.0) != 0 {
-                sys::rte_mempool_free(p.0);
-                false
-            } else {
-                true
-            }
-        }
-    });
+/// Mempools of closed ports kept alive (for tests and monitoring).
+pub fn retired_mempools() -> usize {
+    RETIRED_POOLS.lock().unwrap_or_else(|e| e.into_inner()).len()
 }
 
-/// Mempools of closed ports still waiting for lent mbufs (for tests and monitoring).
-pub fn retired_mempools() -> usize {
-    reap_retired_pools();
-    RETIRED_POOLS.lock().unwrap_or_else(|e| e.into_inner()).len()
+/// Ports opened by a [`DpdkNic`] of this process and not yet closed. A second open of one
+/// would reconfigure, then (on its failure) stop and close the port under its first brick.
+static OPEN_PORTS: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// A port id claimed in [`OPEN_PORTS`], released on drop.
+struct PortClaim(u16);
+
+impl PortClaim {
+    fn take(id: u16) -> Result<PortClaim, DpdkError> {
+        let mut open = OPEN_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+        if open.contains(&id) {
+            return Err(DpdkError::PortInUse(id));
+        }
+        open.push(id);
+        Ok(PortClaim(id))
+    }
+}
+
+impl Drop for PortClaim {
+    fn drop(&mut self) {
+        OPEN_PORTS.lock().unwrap_or_else(|e| e.into_inner()).retain(|&p| p != self.0);
+    }
 }
 
 /// The initialised DPDK environment abstraction layer: one per process, for its whole life
@@ -403,6 +416,8 @@ struct Port {
     mempool: *mut sys::rte_mempool,
     caps: OffloadCaps,
     data_room: usize,
+    /// Released after `drop` has closed the port (fields drop last).
+    _claim: PortClaim,
 }
 
 // SAFETY: a DPDK mempool is a thread-safe object (lock-free ring); the port id is a plain
@@ -420,9 +435,8 @@ impl Drop for Port {
         unsafe {
             sys::rte_eth_dev_stop(self.id);
             sys::rte_eth_dev_close(self.id);
-            RETIRED_POOLS.lock().unwrap_or_else(|e| e.into_inner()).push(RetiredPool(self.mempool));
         }
-        reap_retired_pools();
+        RETIRED_POOLS.lock().unwrap_or_else(|e| e.into_inner()).push(RetiredPool(self.mempool));
     }
 }
 
@@ -485,7 +499,9 @@ impl DpdkNic {
         if cfg.queues == 0 {
             return Err(DpdkError::Config("queues must be at least 1".into()).into());
         }
-        reap_retired_pools();
+        // Before anything that could touch the port: if another brick drives it, an error
+        // here leaves it alone.
+        let claim = PortClaim::take(id)?;
         // SAFETY: rte_eth_dev_info is plain data filled by the call.
         let mut info: sys::rte_eth_dev_info = unsafe { std::mem::zeroed() };
         // SAFETY: valid port (checked), valid out pointer.
@@ -527,8 +543,14 @@ impl DpdkNic {
             return Err(DpdkError::Mempool { name: pool_name, msg: strerror(e) }.into());
         }
         // From here on, Port's Drop stops/closes the port and frees the pool on any error.
-        let port =
-            Arc::new(Port { id, name, mempool, caps, data_room: sys::RTE_MBUF_DEFAULT_DATAROOM as usize });
+        let port = Arc::new(Port {
+            id,
+            name,
+            mempool,
+            caps,
+            data_room: sys::RTE_MBUF_DEFAULT_DATAROOM as usize,
+            _claim: claim,
+        });
         // SAFETY: rte_eth_conf is plain data; all-zero is DPDK's "defaults".
         let mut conf: sys::rte_eth_conf = unsafe { std::mem::zeroed() };
         use sys::offload::*;

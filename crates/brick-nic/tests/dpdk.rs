@@ -163,6 +163,15 @@ fn dpdk_end_to_end() {
     let s = counters.snapshot();
     assert_eq!((s.tx_packets, s.rx_packets, s.brick_drops()), (300, 300, 0));
 
+    // A second open of a port in use is refused before it touches the port (it used to
+    // reconfigure it, fail, then stop and close it under the first brick), which keeps working.
+    let cfg = DpdkConfig { port: PortSpec::Name("net_ring0".into()), mbufs: 2047, ..Default::default() };
+    let err = DpdkNic::open(eal, cfg, pool()).err().expect("net_ring0 is in use");
+    assert!(matches!(err, NicError::Dpdk(DpdkError::PortInUse(_))), "{err}");
+    got.lock().unwrap().clear();
+    inject(&mut g, id, &frames(0, 300));
+    assert!(poll_until(&mut g, Duration::from_secs(5), || got.lock().unwrap().len() >= 300));
+
     // 4b. Zero copy: what came back lives in the port's own mbufs. Tag each with a VLAN
     //     header written in the mbuf's headroom and send it again: it leaves in the same
     //     mbuf (no new mbuf is taken) and returns with the tag, byte for byte.
@@ -212,10 +221,11 @@ fn dpdk_end_to_end() {
     assert!(poll_until(&mut g, Duration::from_secs(5), || !got.lock().unwrap().is_empty()));
     let survivor = got.lock().unwrap().pop().unwrap();
     drop(g);
-    assert_eq!(retired_mempools(), 1, "the closed port's pool waits for its lent mbuf");
+    let retired = retired_mempools();
+    assert!(retired >= 1, "the closed port's pool is kept for its lent mbuf");
     assert_eq!(survivor.data(), &frames(500, 1)[0][..]);
     drop(survivor);
-    assert_eq!(retired_mempools(), 0, "freed once the mbuf is back");
+    assert_eq!(retired_mempools(), retired, "retired pools are never freed (no safe moment)");
 
     // 4c. A TCP super-frame (GSO metadata, partial checksum) is more than the port takes:
     //     the brick cuts it into MSS-sized segments in software, each with its own valid
