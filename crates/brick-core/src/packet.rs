@@ -244,7 +244,9 @@ pub(crate) fn foreign_fits(capacity: usize, head: usize, len: usize) -> bool {
 
 impl Packet {
     fn from_box(buf: Box<[u8]>, head: usize, len: usize, owner: Owner) -> Self {
-        let cap = buf.len() as u32;
+        // `take_box` rebuilds the box from `cap`: a truncated length would free it with the
+        // wrong layout.
+        let cap = u32::try_from(buf.len()).expect("a packet buffer is smaller than 4 GiB");
         let buf = NonNull::from(Box::leak(buf)).cast::<u8>();
         Packet { buf, cap, head: head as u32, len: len as u32, meta: Meta::default(), owner }
     }
@@ -265,8 +267,16 @@ impl Packet {
 
     /// A heap-backed packet holding a copy of `data`, with the standard headroom and `tailroom`
     /// bytes after it. Meant for tests and control-path packets; the data path uses pools.
+    ///
+    /// # Panics
+    /// When the buffer (headroom + data + tailroom) would reach 4 GiB.
     pub fn from_slice_with_tailroom(data: &[u8], tailroom: usize) -> Self {
-        let mut buf = vec![0u8; MIN_HEADROOM + data.len() + tailroom].into_boxed_slice();
+        let size = MIN_HEADROOM
+            .checked_add(data.len())
+            .and_then(|n| n.checked_add(tailroom))
+            .filter(|&n| n <= u32::MAX as usize)
+            .expect("a packet buffer is smaller than 4 GiB");
+        let mut buf = vec![0u8; size].into_boxed_slice();
         buf[MIN_HEADROOM..MIN_HEADROOM + data.len()].copy_from_slice(data);
         Self::from_box(buf, MIN_HEADROOM, data.len(), Owner::Heap)
     }
@@ -540,6 +550,20 @@ impl Packet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 4 GiB tailroom is refused before any allocation: the buffer's length is kept in 32
+    /// bits, and freeing a box with a truncated length would be undefined behaviour.
+    #[test]
+    #[should_panic(expected = "smaller than 4 GiB")]
+    fn a_packet_of_4_gib_is_refused() {
+        let _ = Packet::from_slice_with_tailroom(&[1, 2, 3], u32::MAX as usize);
+    }
+
+    #[test]
+    #[should_panic(expected = "smaller than 4 GiB")]
+    fn a_tailroom_that_overflows_usize_is_refused() {
+        let _ = Packet::from_slice_with_tailroom(&[1], usize::MAX);
+    }
     use crate::PacketPool;
 
     #[test]
