@@ -77,10 +77,13 @@ impl Daemon {
 
     /// Restores the saved configuration: security groups, then every NIC. NICs that cannot
     /// be recreated are reported and left out; the others come back (vhost-user sockets at
-    /// the same paths, so QEMU reconnects).
+    /// the same paths, so QEMU reconnects). The state file is not rewritten here; when a NIC
+    /// was left out, a copy of the file as it was is kept beside it (`*.before-restore`),
+    /// since the next change saved through the API no longer holds that NIC.
     pub fn restore(&mut self) -> Result<usize, String> {
         let Some(store) = &self.state else { return Ok(0) };
         let Some(model) = store.load().map_err(|e| e.to_string())? else { return Ok(0) };
+        let path = store.path().to_path_buf();
         self.mem.model = model;
         let ids = self.mem.model.nic_ids();
         let mut restored = 0;
@@ -93,21 +96,23 @@ impl Daemon {
                 }
             }
         }
-        self.persist();
+        if restored < ids.len() {
+            let kept = path.with_extension("json.before-restore");
+            match std::fs::copy(&path, &kept) {
+                Ok(_) => warn!(
+                    "{} NIC(s) left out; the configuration as saved is kept in {}",
+                    ids.len() - restored,
+                    kept.display()
+                ),
+                Err(e) => warn!("cannot keep a copy of {} in {}: {e}", path.display(), kept.display()),
+            }
+        }
         Ok(restored)
     }
 
     /// Removes every NIC from the graph and stops it (the saved state is kept).
     pub fn shutdown(&mut self) {
         self.dp.shutdown();
-    }
-
-    fn persist(&self) {
-        if let Some(s) = &self.state {
-            if let Err(e) = s.save(&self.mem.model) {
-                warn!("cannot save the configuration to {}: {e}", s.path().display());
-            }
-        }
     }
 
     /// Brings NIC `id` of the model into the data plane.
@@ -134,17 +139,33 @@ impl Daemon {
         for (i, id) in ids.iter().enumerate() {
             if let Err(e) = self.sync(id, recreate) {
                 warn!("request failed on NIC {id}: {e}; rolling back");
-                self.mem.model = before;
-                for undo in &ids[..=i] {
-                    if let Err(e2) = self.sync(undo, true) {
-                        warn!("rollback of NIC {undo}: {e2}");
-                    }
-                }
+                self.roll_back(before, &ids[..=i]);
                 return Err(failed(e));
             }
         }
-        self.persist();
+        // What the client is told succeeded must survive a restart: a save that fails
+        // undoes the request.
+        if let Some(s) = &self.state {
+            if let Err(e) = s.save(&self.mem.model) {
+                let e = format!("cannot save the configuration to {}: {e}", s.path().display());
+                warn!("{e}; rolling back");
+                self.roll_back(before, &ids);
+                return Err(failed(e));
+            }
+        }
         Ok(out)
+    }
+
+    /// Puts the model back to `before` and brings `ids` back to it in the data plane. In
+    /// place where the NIC's structure allows (not recreated: a VM keeps its vhost-user
+    /// socket or TAP, the firewall its connections, the trace its file).
+    fn roll_back(&mut self, before: Model, ids: &[String]) {
+        self.mem.model = before;
+        for undo in ids {
+            if let Err(e) = self.sync(undo, false) {
+                warn!("rollback of NIC {undo}: {e}");
+            }
+        }
     }
 
     fn sg_affected(sg_id: &str) -> impl FnOnce(&Model, &Model) -> Vec<String> + '_ {

@@ -35,12 +35,22 @@ impl StateStore {
         }
     }
 
-    /// Saves `model`, atomically.
+    /// Saves `model`, atomically and durably: the new file is on disk before it replaces the
+    /// old one, and the rename is on disk before this returns (a power cut leaves one or the
+    /// other, never an empty file).
     pub fn save(&self, model: &Model) -> io::Result<()> {
+        use std::io::Write as _;
         let text = model.to_json().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         let tmp = self.file.with_extension("json.tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &self.file)
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &self.file)?;
+        if let Some(dir) = self.file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     }
 }
 

@@ -110,6 +110,83 @@ fn configuration_survives_a_restart() {
     assert!(d.ok(&["sg", "member", "list", "sg-1"]).contains("10.1.0.9"));
 }
 
+/// A request that fails changes nothing, in place: the NIC it touched keeps its vhost-user
+/// socket (it used to be torn down and rebuilt by the rollback, cutting the VM off). A
+/// change that cannot be saved is undone and reported, not acknowledged and lost at the
+/// next restart. A NIC that cannot be restored is left out, and the saved configuration
+/// is kept in a copy.
+#[test]
+fn failed_requests_change_nothing_and_saved_means_on_disk() {
+    use std::os::unix::fs::MetadataExt;
+    let d = Daemon::start(&[]);
+    d.ok(&["nic", "add", "--id", "vm1", "--mac", "52:54:00:00:00:21", "--vni", "5", "--ip", "10.5.0.1"]);
+    let sock = d.sockets().join("qemu-vhost-vm1");
+    let inode = std::fs::metadata(&sock).unwrap().ino();
+    // A connected frontend (QEMU would be one): a rebuilt NIC would close its connection.
+    let qemu = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let bad = d.cli(&[
+        "nic",
+        "update",
+        "--id",
+        "vm1",
+        "--packet-trace",
+        "true",
+        "--trace-path",
+        "/nonexistent/dir/vm1.pcap",
+    ]);
+    assert!(!bad.status.success(), "a trace file that cannot be created fails the request");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("packet trace"), "refused for its trace file: {err}");
+    assert_eq!(std::fs::metadata(&sock).unwrap().ino(), inode, "the VM's socket was not recreated");
+    qemu.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let still = std::io::Read::read(&mut &qemu, &mut byte);
+    assert!(
+        matches!(&still, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the frontend's connection was kept: {still:?}"
+    );
+    assert!(!d.ok(&["nic", "details", "vm1"]).contains("packet trace: true"));
+
+    // The state file cannot be written (its temporary name is taken by a directory).
+    let state = d.dir.path().join("state");
+    let blocker = state.join("butterflyd.json.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let bad = d.cli(&["nic", "add", "--id", "vm2", "--mac", "52:54:00:00:00:22", "--vni", "5"]);
+    assert!(!bad.status.success(), "an unsaved change is not acknowledged");
+    assert!(!d.ok(&["nic", "list"]).contains("vm2"), "and it was undone");
+    assert!(!d.ok(&["status"]).contains("vm-vm2"), "in the data plane too");
+    std::fs::remove_dir(&blocker).unwrap();
+
+    // A NIC whose trace directory is gone at restart is left out; the file as saved is kept.
+    let traces = d.dir.path().join("traces");
+    std::fs::create_dir(&traces).unwrap();
+    let pcap = traces.join("vm3.pcap");
+    d.ok(&[
+        "nic",
+        "add",
+        "--id",
+        "vm3",
+        "--mac",
+        "52:54:00:00:00:23",
+        "--vni",
+        "5",
+        "--packet-trace",
+        "true",
+        "--trace-path",
+        pcap.to_str().unwrap(),
+    ]);
+    let (code, _, dir) = d.stop();
+    assert_eq!(code, 0);
+    std::fs::remove_dir_all(&traces).unwrap();
+    let d = Daemon::start_in(dir, &[]);
+    let list = d.ok(&["nic", "list"]);
+    assert!(list.contains("vm1") && !list.contains("vm3"), "{list}");
+    let kept = std::fs::read_to_string(state.join("butterflyd.json.before-restore"))
+        .expect("a copy of the saved state");
+    assert!(kept.contains("vm3"), "the copy still holds the NIC left out");
+}
+
 #[test]
 fn a_thousand_nics() {
     let d = Daemon::start(&["--no-state"]);
