@@ -99,3 +99,24 @@ fn direction_filter_records_one_way_only() {
     assert_eq!(only.data.as_ref(), frame(2).as_slice());
     assert!(reader.next_packet().is_none());
 }
+
+/// A symbolic link at the trace path is refused and its target left untouched (a root daemon
+/// tracing to a predictable name in /tmp must not truncate whatever the link points to).
+#[test]
+fn a_symlink_at_the_trace_path_is_refused() {
+    let dir = std::env::temp_dir().join(format!("brick-core-sniffer-link-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let victim = dir.join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let link = dir.join("trace.pcap");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    assert!(Sniffer::to_file(&link, SnifferDirection::Both).is_err());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    // An existing regular file is truncated and reused, as before.
+    let plain = dir.join("plain.pcap");
+    std::fs::write(&plain, vec![7u8; 100]).unwrap();
+    drop(Sniffer::to_file(&plain, SnifferDirection::Both).unwrap());
+    assert_eq!(std::fs::metadata(&plain).unwrap().len(), 24, "a fresh pcap header only");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

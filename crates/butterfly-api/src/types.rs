@@ -440,6 +440,11 @@ fn parse_ips<'a>(ips: impl IntoIterator<Item = &'a String>) -> Result<Vec<IpAddr
 impl TryFrom<&v0::Nic> for NicSpec {
     type Error = ValidationError;
     fn try_from(n: &v0::Nic) -> Result<Self, ValidationError> {
+        // The id names files (the vhost-user socket, the default trace): it must stay one
+        // path component.
+        if n.id.is_empty() || n.id == "." || n.id == ".." || n.id.contains(['/', '\0']) {
+            return Err(ValidationError::Nic(format!("NIC id {:?} must be a name without '/' or NUL", n.id)));
+        }
         let mac: MacAddr = n.mac.parse().map_err(|e: MacParseError| ValidationError::Nic(e.to_string()))?;
         if n.vni > VNI_MAX {
             return Err(ValidationError::Nic(format!("VNI {} is not below 2^24", n.vni)));

@@ -136,6 +136,10 @@ fn validation_errors_use_butterfly_descriptions() {
         let (ok, desc) = send(nic(&|n| n.mac = mac.into()));
         assert!(!ok && desc.starts_with("Bad NIC format"), "{mac}: {desc}");
     }
+    for id in ["", ".", "..", "../x", "a/b", "/../../etc/x", "n\0"] {
+        let (ok, desc) = send(nic(&|n| n.id = id.into()));
+        assert!(!ok && desc.starts_with("Bad NIC format"), "id {id:?}: {desc}");
+    }
     let (ok, desc) = send(nic(&|n| n.vni = 1 << 24));
     assert!(!ok && desc.starts_with("Bad NIC format"), "{desc}");
     assert!(send(nic(&|n| n.vni = (1 << 24) - 1)).0);

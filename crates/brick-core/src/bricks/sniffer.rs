@@ -1,4 +1,3 @@
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -48,9 +47,17 @@ impl Sniffer {
         Ok(Sniffer { out, direction, written: 0, write_errors: 0 })
     }
 
-    /// A sniffer writing to the file at `path` (created or truncated).
+    /// A sniffer writing to the file at `path` (created or truncated). A symbolic link at
+    /// `path` is refused: a daemon running as root must not be led to truncate the file it
+    /// points to (trace paths are often in world-writable directories such as /tmp).
     pub fn to_file(path: impl AsRef<Path>, direction: SnifferDirection) -> io::Result<Self> {
-        let file = File::create(path)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
         Self::new(BufWriter::with_capacity(256 * 1024, file), direction)
     }
 
