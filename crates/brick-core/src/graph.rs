@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,20 +172,37 @@ impl GraphHandle {
         self.exec_timeout(Duration::from_secs(30), f)
     }
 
-    /// [`exec`](Self::exec) with a deadline.
+    /// [`exec`](Self::exec) with a deadline: if `f` has not started when `timeout` expires,
+    /// it never will (the caller gets [`GraphError::Timeout`] and may undo its own side of
+    /// the change knowing the graph is untouched); if it has started, the call waits for it
+    /// to finish and returns its result.
     pub fn exec_timeout<R: Send + 'static>(
         &self,
         timeout: Duration,
         f: impl FnOnce(&mut Graph) -> R + Send + 'static,
     ) -> Result<R, GraphError> {
+        const PENDING: u8 = 0;
+        const STARTED: u8 = 1;
+        const ABANDONED: u8 = 2;
+        let state = Arc::new(AtomicU8::new(PENDING));
         let (tx, rx) = channel::bounded(1);
+        let st = Arc::clone(&state);
         self.post(move |g| {
-            let _ = tx.send(f(g));
+            if st.compare_exchange(PENDING, STARTED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                let _ = tx.send(f(g));
+            }
         })?;
-        rx.recv_timeout(timeout).map_err(|e| match e {
-            channel::RecvTimeoutError::Timeout => GraphError::Timeout(timeout),
-            channel::RecvTimeoutError::Disconnected => GraphError::Disconnected,
-        })
+        match rx.recv_timeout(timeout) {
+            Ok(r) => Ok(r),
+            Err(channel::RecvTimeoutError::Disconnected) => Err(GraphError::Disconnected),
+            Err(channel::RecvTimeoutError::Timeout) => {
+                if state.compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    return Err(GraphError::Timeout(timeout));
+                }
+                // Too late to call it off: it is running; its result is on the way.
+                rx.recv().map_err(|_| GraphError::Disconnected)
+            }
+        }
     }
 }
 

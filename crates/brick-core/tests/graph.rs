@@ -585,3 +585,39 @@ fn a_source_that_asks_to_retry_soon_is_polled_again_without_its_fd() {
         assert!(t.elapsed() >= Duration::from_millis(250), "{others} others: the wait is no longer capped");
     }
 }
+
+/// A command whose caller gave up (timeout) before it started never runs: the caller may
+/// undo its own side of the change. One that started in time is waited for.
+#[test]
+fn a_timed_out_command_never_runs_late() {
+    let mut g = Graph::new("late");
+    let h = g.handle();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&ran);
+    // Nobody polls the graph: the command is still queued when the caller gives up.
+    let e = h.exec_timeout(Duration::from_millis(50), move |_| r.fetch_add(1, Ordering::SeqCst)).unwrap_err();
+    assert!(matches!(e, GraphError::Timeout(_)), "{e:?}");
+    g.apply_commands();
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "the abandoned command did not run when the graph got to it");
+
+    // A command already running when the deadline passes: its result still comes back. (A
+    // busy machine may not start it within 50 ms: then it is abandoned, never run; retry.)
+    let runner = Runner::spawn(g, RunnerConfig::default()).unwrap();
+    let mut got = None;
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        match runner.handle().exec_timeout(Duration::from_millis(50), |_| {
+            std::thread::sleep(Duration::from_millis(300));
+            42
+        }) {
+            Ok(v) => {
+                assert!(t.elapsed() >= Duration::from_millis(300), "waited for the running command");
+                got = Some(v);
+                break;
+            }
+            Err(e) => assert!(matches!(e, GraphError::Timeout(_)), "{e:?}"),
+        }
+    }
+    assert_eq!(got, Some(42));
+    runner.stop().unwrap();
+}
