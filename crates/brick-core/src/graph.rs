@@ -351,7 +351,7 @@ impl Graph {
         self.node(id)?;
         for side in Side::BOTH {
             let ports = self.node(id)?.links[side as usize].len();
-            for port in 0..ports as PortId {
+            for port in (0..ports).filter_map(|p| PortId::try_from(p).ok()) {
                 if self.node(id)?.link_at(side, port).is_some() {
                     self.unlink(id, side, port)?;
                 }
@@ -411,7 +411,8 @@ impl Graph {
         match wanted {
             None => node.free_port(side),
             Some(p) => {
-                let max = node.brick.max_ports(side);
+                // As free_port: a port table never outgrows PortId (remove walks it by PortId).
+                let max = node.brick.max_ports(side).min(PortId::MAX as usize);
                 if p as usize >= max {
                     return Err(GraphError::PortsExhausted { brick: node.name.clone(), side, max });
                 }

@@ -621,3 +621,35 @@ fn a_timed_out_command_never_runs_late() {
     assert_eq!(got, Some(42));
     runner.stop().unwrap();
 }
+
+/// A brick that claims more ports than a PortId can number.
+struct Wide;
+
+impl Brick for Wide {
+    fn kind(&self) -> &'static str {
+        "wide"
+    }
+    fn max_ports(&self, _: Side) -> usize {
+        usize::MAX
+    }
+    fn process(&mut self, _: Side, _: PortId, pkts: &mut Burst, _: &mut Output<'_>) {
+        pkts.clear();
+    }
+}
+
+/// Port 65535 is refused even when the brick claims more: the port table must stay
+/// numberable by PortId, or `remove` could not walk it and would leave dangling links.
+#[test]
+fn an_explicit_port_stays_within_port_ids_and_remove_unlinks_all() {
+    let mut g = Graph::new("wide");
+    let w = g.add("w", Wide).unwrap();
+    let n = g.add("n", Nop).unwrap();
+    let e = g.link_ports(w, Some(PortId::MAX), n, None).unwrap_err();
+    assert!(matches!(&e, GraphError::PortsExhausted { brick, .. } if brick == "w"), "{e:?}");
+    g.link_ports(w, Some(PortId::MAX - 1), n, None).unwrap();
+    g.remove(n).unwrap();
+    // The slot is reused by a new brick: w must not still point at it.
+    let n2 = g.add("n2", Nop).unwrap();
+    g.link(w, n2).unwrap();
+    assert_eq!(g.to_dot().matches("->").count(), 1, "only the new link remains:\n{}", g.to_dot());
+}

@@ -151,7 +151,9 @@ pub fn decrypt(key: &Key, blob: &[u8]) -> Result<Vec<u8>, CryptoError> {
         return Err(CryptoError::Padding);
     }
     let payload = plain.split_off(HASH);
-    if Sha512::digest(&payload).as_slice() != plain.as_slice() {
+    // Every byte compared, whatever the first difference (no early exit to time).
+    let diff = Sha512::digest(&payload).iter().zip(&plain).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if std::hint::black_box(diff) != 0 {
         return Err(CryptoError::Integrity);
     }
     Ok(payload)

@@ -61,8 +61,49 @@ pub fn to_text(m: &proto::Messages) -> Result<String, TextError> {
     message_to_text("proto.Messages", m)
 }
 
+/// Deepest `{`/`<` nesting a request in text format may have. The schema nests a few levels;
+/// the parser recurses per level (even into `[type/url]` fields the schema does not have),
+/// so deeper input could overflow the stack instead of giving an error.
+const MAX_TEXT_NESTING: usize = 32;
+
+/// Refuses text whose braces nest deeper than [`MAX_TEXT_NESTING`] (outside string literals).
+fn check_nesting(text: &str) -> Result<(), TextError> {
+    let (mut depth, mut quote, mut escaped, mut comment) = (0usize, None, false, false);
+    for c in text.chars() {
+        if comment {
+            comment = c != '\n';
+            continue;
+        }
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '#' => comment = true,
+                '{' | '<' => {
+                    depth += 1;
+                    if depth > MAX_TEXT_NESTING {
+                        return Err(TextError::Text(format!("nested deeper than {MAX_TEXT_NESTING} levels")));
+                    }
+                }
+                '}' | '>' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    Ok(())
+}
+
 /// Parses a `Messages` from protobuf text format.
 pub fn from_text(text: &str) -> Result<proto::Messages, TextError> {
+    check_nesting(text)?;
     let d = DynamicMessage::parse_text_format(desc("proto.Messages")?, text)
         .map_err(|e| TextError::Text(e.to_string()))?;
     from_dynamic(&d)
@@ -89,5 +130,32 @@ pub fn parse_request(text: &str) -> Result<proto::Messages, TextError> {
         from_json(text)
     } else {
         from_text(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deep nesting is an error, not a stack overflow (the parser recursed into each
+    /// `[type/url]{` level before noticing the schema has no such field).
+    #[test]
+    fn deep_nesting_is_refused() {
+        let deep = "messages { message_0 { request { ".to_string() + &"[a/proto.Messages]{".repeat(200_000);
+        assert!(matches!(from_text(&deep), Err(TextError::Text(e)) if e.contains("nested deeper")));
+        assert!(from_text(&"<".repeat(100)).is_err());
+    }
+
+    /// Braces inside strings and comments do not count; a real request still parses.
+    #[test]
+    fn braces_in_strings_and_comments_do_not_count() {
+        let deep_in_string = format!("\"{}\"", "{".repeat(100));
+        let deep_in_comment = format!("# {}\n", "{".repeat(100));
+        assert!(check_nesting(&deep_in_string).is_ok());
+        assert!(check_nesting(&deep_in_comment).is_ok());
+        assert!(check_nesting("a: 'it\\'s {' b { c { } }").is_ok());
+        let req = "# a comment with a quote ' and { braces\nmessages { revision: 0 message_0 { message_id: \"{x}\" request { nic_list: true } } }";
+        let m = from_text(req).unwrap();
+        assert_eq!(m.messages.len(), 1);
     }
 }

@@ -282,13 +282,27 @@ impl Server {
             Ok(_) => {}
             Err(e) => return Err(TransportError::Zmq { what: "poll".into(), source: e }),
         }
-        let frames = match self.socket.recv_multipart(zmq::DONTWAIT) {
-            Ok(f) => f,
+        // Part by part into one reused message: only the first is kept, so a request of a
+        // million parts (each under the size limit) is not copied out whole to be refused.
+        let mut first = zmq::Message::new();
+        match self.socket.recv(&mut first, zmq::DONTWAIT) {
+            Ok(()) => {}
             Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(None),
             Err(e) => return Err(TransportError::Zmq { what: "recv".into(), source: e }),
-        };
-        let reply = if frames.len() == 1 {
-            self.dispatcher.handle_bytes(handler, &frames[0])
+        }
+        let mut parts = 1usize;
+        let mut more = first.get_more();
+        let mut scratch = zmq::Message::new();
+        while more {
+            // The rest of a multipart message is already here (delivered whole).
+            if let Err(e) = self.socket.recv(&mut scratch, 0) {
+                return Err(TransportError::Zmq { what: "recv".into(), source: e });
+            }
+            parts += 1;
+            more = scratch.get_more();
+        }
+        let reply = if parts == 1 {
+            self.dispatcher.handle_bytes(handler, &first)
         } else {
             // Multipart requests are not part of the protocol.
             let msgs = proto::Messages {

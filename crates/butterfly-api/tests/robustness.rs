@@ -256,6 +256,27 @@ fn server_answers_oversized_request_over_zmq_and_a_flood() {
     assert_eq!(h.model, Model::new());
 }
 
+/// A multipart request (not part of the protocol) is refused with REJECTED, whatever its
+/// number of parts, and the server goes on answering.
+#[test]
+fn multipart_requests_are_rejected() {
+    let server = common::spawn_default();
+    let ctx = zmq::Context::new();
+    let req = ctx.socket(zmq::REQ).unwrap();
+    req.set_rcvtimeo(10_000).unwrap();
+    req.connect(server.endpoint()).unwrap();
+    for parts in [2usize, 1000] {
+        let frames: Vec<Vec<u8>> = (0..parts).map(|i| vec![i as u8; 16]).collect();
+        req.send_multipart(frames, 0).unwrap();
+        let reply = req.recv_bytes(0).expect("a reply to a multipart request");
+        assert_eq!(code(&decode(&reply).messages[0]), Some(proto::error::Code::Rejected), "{parts} parts");
+    }
+    req.send(one(v0::Request { sg_list: Some(true), ..Default::default() }), 0).unwrap();
+    let reply = decode(&req.recv_bytes(0).unwrap());
+    assert!(status(&reply).0, "a normal request after them is served");
+    server.stop().unwrap();
+}
+
 #[test]
 fn stop_flag_is_honoured_quickly() {
     let server = common::spawn_default();
