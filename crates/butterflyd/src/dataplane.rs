@@ -562,6 +562,7 @@ impl Dataplane {
         let vtep = self.workers[worker].vtep;
         let nid = id.clone();
         let sniffer_path = sniffer.as_ref().map(|_| info.packet_trace_path.clone());
+        let vm_mac = info.spec.mac.octets();
         let ids = self.workers[worker].handle.exec(move |g| -> Result<AddedNic, String> {
             let mut added: Vec<BrickId> = Vec::new();
             let result = (|| -> Result<_, String> {
@@ -602,7 +603,15 @@ impl Dataplane {
                 let ep = g.add_boxed(format!("vm-{nid}"), endpoint).map_err(|e| e.to_string())?;
                 added.push(ep);
                 chain.push(ep);
-                g.chain(&chain).map_err(|e| e.to_string())?;
+                let (switch_port, _) = g.link(chain[0], chain[1]).map_err(|e| e.to_string())?;
+                g.chain(&chain[1..]).map_err(|e| e.to_string())?;
+                // The VM's MAC is pinned to its port: a frame from the wire (or another VM)
+                // with that source cannot move it and draw the VM's traffic away. Unlinking
+                // the port forgets it.
+                g.brick_mut::<Switch>(chain[0])
+                    .map_err(|e| e.to_string())?
+                    .add_static(vm_mac, Side::East, switch_port)
+                    .map_err(|e| e.to_string())?;
                 let stats = g.stats(ep).map_err(|e| e.to_string())?;
                 Ok((switch, opt, ep, stats))
             })();

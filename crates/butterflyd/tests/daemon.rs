@@ -43,6 +43,9 @@ fn nics_and_security_groups_through_the_cli() {
     for brick in ["vtep", "switch-7", "fw-vm1", "antispoof-vm1", "vm-vm1", "vm-vm2"] {
         assert!(status.contains(brick), "status graph lists {brick}: {status}");
     }
+    // Before any traffic, the switch knows both VMs' MACs: pinned to their ports, so a frame
+    // from the wire with one of them as source cannot move it and draw the VM's traffic.
+    assert!(status.contains("macs 2/"), "the VMs' MACs are static entries: {status}");
     // nic_export returns vm1's connection table (Butterfly returned nothing).
     let r = d.client().call(v0::Request { nic_export: Some("vm1".into()), ..Default::default() }).unwrap();
     assert!(r.status.status);
