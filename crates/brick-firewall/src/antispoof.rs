@@ -28,7 +28,7 @@ use std::net::IpAddr;
 use brick_core::{Brick, Burst, Output, PortId, Side};
 
 use crate::wire::{
-    self, be128, be16, Parsed, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_QINQ, ETH_RARP, ETH_VLAN, PROTO_ICMP6,
+    self, be128, be16, Frag, Parsed, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_QINQ, ETH_RARP, ETH_VLAN, PROTO_ICMP6,
 };
 
 /// Most addresses (IPv4 plus IPv6) an anti-spoof brick accepts.
@@ -270,6 +270,11 @@ impl AntiSpoof {
                 return Err(SpoofDrop::Ipv6Source);
             }
         }
+        // Neighbour Discovery is never fragmented (RFC 6980): the options of a fragmented
+        // one could hide in a later fragment, out of reach of the checks below.
+        if self.opts.check_ndp && icmp6 && matches!(ty, 133..=137) && flow.frag != Frag::None {
+            return Err(SpoofDrop::NdpMalformed);
+        }
         if self.opts.check_ndp && icmp6 {
             let at = flow.l4_offset as usize;
             match ty {
@@ -425,6 +430,16 @@ mod tests {
         v
     }
 
+    /// `frame` (Ethernet + IPv6 + payload) as the first fragment of a larger datagram.
+    fn fragmented(mut frame: Vec<u8>) -> Vec<u8> {
+        let next = frame[14 + 6];
+        frame[14 + 6] = 44;
+        let plen = u16::from_be_bytes([frame[18], frame[19]]) + 8;
+        frame[18..20].copy_from_slice(&plen.to_be_bytes());
+        frame.splice(14 + 40..14 + 40, [next, 0, 0, 1, 0, 0, 0, 7]);
+        frame
+    }
+
     #[test]
     fn checks_table() {
         let b = brick();
@@ -466,6 +481,8 @@ mod tests {
             ("dad foreign", ndp(135, "::", "fd00::5", None), Err(NdpTarget)),
             ("dad with sll", ndp(135, "::", "fd00::1", Some(VM)), Err(NdpLinkLayer)),
             ("router advert", ndp(134, "fe80::1", "::", None), Err(NdpRouter)),
+            ("na in a fragment", fragmented(ndp(136, "fd00::1", "fd00::1", Some(VM))), Err(NdpMalformed)),
+            ("ping6 in a fragment", fragmented(ndp(128, "fd00::1", "fd00::1", None)), Ok(())),
         ];
         for (name, pkt, want) in cases {
             assert_eq!(b.check(&pkt), want, "{name}");

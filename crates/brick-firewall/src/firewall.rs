@@ -592,6 +592,37 @@ mod tests {
         assert_eq!(f.filter(&tiny, Direction::In, t), Err(FwDrop::MalformedL4));
     }
 
+    /// IPv6 fragments whose first part carries a Destination Options header before UDP: the
+    /// later fragment names that header as its next header, not UDP, and must still follow
+    /// its first fragment (it was dropped as "fragment without first").
+    #[test]
+    fn ipv6_fragments_follow_the_first_past_extension_headers() {
+        let mut f = fw("pass in proto udp to any port 9000 keep state\n");
+        let (src, dst) = (
+            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        );
+        let frame = |frag: [u8; 8], rest: &[u8]| {
+            let mut v = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x86, 0xdd];
+            v.extend_from_slice(&[0x60, 0, 0, 0]);
+            v.extend_from_slice(&((8 + rest.len()) as u16).to_be_bytes());
+            v.extend_from_slice(&[44, 64]);
+            v.extend_from_slice(&src);
+            v.extend_from_slice(&dst);
+            v.extend_from_slice(&frag);
+            v.extend_from_slice(rest);
+            v
+        };
+        // First: Destination Options (8 bytes, next UDP) + UDP header + 16 bytes, more to come.
+        let mut first_rest = vec![17, 0, 1, 4, 0, 0, 0, 0];
+        first_rest.extend_from_slice(&[0x13, 0x88, 0x23, 0x28, 0, 40, 0, 0]); // 5000 -> 9000
+        first_rest.extend_from_slice(&[7; 16]);
+        let first = frame([60, 0, 0, 1, 0, 0, 0, 9], &first_rest); // offset 0, M
+        let later = frame([60, 0, 0, 32, 0, 0, 0, 9], &[7; 8]); // offset 32 bytes, last
+        assert_eq!(f.filter(&first, Direction::In, S), Ok(()));
+        assert_eq!(f.filter(&later, Direction::In, S), Ok(()));
+    }
+
     #[test]
     fn full_table_refuses_new_flows_only() {
         let cfg = FirewallConfig { max_connections: 2, ..FirewallConfig::default() };

@@ -25,9 +25,12 @@ pub struct FragKey {
 }
 
 impl FragKey {
-    /// The datagram of `f`, with datagram id `id`.
+    /// The datagram of `f`, with datagram id `id`. An IPv6 datagram is (source, destination,
+    /// id) alone: its first fragment's `proto` is the transport found past any extension
+    /// headers after the Fragment header, a later fragment's is that header's next header.
     pub fn of(f: &Flow, id: u32) -> FragKey {
-        FragKey { src: f.src, dst: f.dst, id, proto: f.proto, v6: f.v6 }
+        let proto = if f.v6 { 0 } else { f.proto };
+        FragKey { src: f.src, dst: f.dst, id, proto, v6: f.v6 }
     }
 
     fn hash(&self) -> u64 {
