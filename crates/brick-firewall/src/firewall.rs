@@ -291,8 +291,14 @@ impl Firewall {
                     let c = self.conns.get(id);
                     (c.expires() <= now, c.orientation(dir, src_lo), c.state())
                 };
+                // An echo conversation is requests one way and replies the other: a request
+                // coming back (same id) is the peer's own ping, for the rules to judge.
+                let echo_mismatch =
+                    f.is_icmp_echo() && orient.is_some_and(|fwd| f.is_icmp_echo_request() != fwd);
                 if expired {
                     self.conns.remove(id);
+                } else if echo_mismatch {
+                    conflict = true;
                 } else if let Some(fwd) = orient {
                     let restart = tcp
                         && fwd
@@ -545,6 +551,9 @@ mod tests {
         assert_eq!(f.filter(&ping4(VM, PEER, 7, false), Direction::Out, t), Ok(()));
         assert_eq!(f.filter(&ping4(PEER, VM, 7, true), Direction::In, t), Ok(()));
         assert_eq!(f.filter(&ping4(PEER, VM, 8, true), Direction::In, t), Err(FwDrop::BlockedByDefault));
+        // The peer's own echo request with the same id is not a reply: the rules decide.
+        assert_eq!(f.filter(&ping4(PEER, VM, 7, false), Direction::In, t), Err(FwDrop::BlockedByDefault));
+        assert_eq!(f.filter(&ping4(PEER, VM, 7, true), Direction::In, t), Ok(()), "replies still pass");
         // UDP pseudo-state expires.
         f.gc(Timestamp(t + 200 * S));
         assert!(f.conns.is_empty());

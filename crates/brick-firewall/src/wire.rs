@@ -132,6 +132,16 @@ impl Flow {
         }
     }
 
+    /// Whether the packet is an ICMP or ICMPv6 echo request.
+    #[inline]
+    pub fn is_icmp_echo_request(&self) -> bool {
+        match (self.v6, self.proto) {
+            (false, PROTO_ICMP) => self.icmp_type == 8,
+            (true, PROTO_ICMP6) => self.icmp_type == 128,
+            _ => false,
+        }
+    }
+
     /// Whether the packet is an ICMP echo request or reply.
     #[inline]
     pub fn is_icmp_echo(&self) -> bool {
