@@ -550,6 +550,7 @@ impl Packet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PacketPool;
 
     /// A 4 GiB tailroom is refused before any allocation: the buffer's length is kept in 32
     /// bits, and freeing a box with a truncated length would be undefined behaviour.
@@ -564,7 +565,6 @@ mod tests {
     fn a_tailroom_that_overflows_usize_is_refused() {
         let _ = Packet::from_slice_with_tailroom(&[1], usize::MAX);
     }
-    use crate::PacketPool;
 
     #[test]
     fn prepend_and_pull_move_offsets() {

@@ -336,12 +336,12 @@ impl Config {
                 None => None,
             },
         };
-        let underlay = match cli.underlay.as_deref() {
-            // `dpdk` names no port: --dpdk-port (or the INI's dpdk-port) does, else port 0.
-            Some("dpdk") => Underlay::Dpdk(dpdk_port.unwrap_or(0)),
-            Some(u) => u.parse::<Underlay>().map_err(|e| bad("--underlay", e))?,
-            None if dpdk_port.is_some() => Underlay::Dpdk(dpdk_port.unwrap_or(0)),
-            None => Underlay::Tap("bf-underlay".into()),
+        let underlay = match (cli.underlay.as_deref(), dpdk_port) {
+            // `dpdk` names no port: --dpdk-port (or the INI's dpdk-port) does, else port 0;
+            // a DPDK port alone chooses the DPDK underlay.
+            (Some("dpdk"), p) | (None, p @ Some(_)) => Underlay::Dpdk(p.unwrap_or(0)),
+            (Some(u), _) => u.parse::<Underlay>().map_err(|e| bad("--underlay", e))?,
+            (None, None) => Underlay::Tap("bf-underlay".into()),
         };
         // A port given twice must agree, and a port for another underlay is a mistake, not
         // something to ignore silently.
