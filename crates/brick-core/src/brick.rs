@@ -95,6 +95,18 @@ pub trait Brick: Any + Send {
         None
     }
 
+    /// Called when the graph is about to stop polling this source until its wake fd fires:
+    /// before the runner sleeps, and (with many sources) when a round found it idle. A source
+    /// whose device signals only when asked (a vhost-user guest kicks only while its
+    /// notifications are enabled) asks for the signal here, then checks its device once more
+    /// and returns `true` when work arrived in between: the graph then polls it again instead
+    /// of waiting. Between two calls the graph keeps polling the source, so such a source
+    /// keeps its device quiet while it is being polled (no signal, no wake-up per burst).
+    /// Default: nothing to arm, `false`.
+    fn arm_wake(&mut self) -> bool {
+        false
+    }
+
     /// Called periodically (every [`Graph::tick_interval`](crate::Graph::tick_interval)) for
     /// timers: aging, retransmissions, flushing files. It cannot emit: a brick that must send
     /// on a timer (protocol reports, retries) queues the packets and emits them from `poll`

@@ -574,12 +574,33 @@ impl Graph {
             if !self.watched[i] || self.hot[i] || self.ready[i] || self.retry[i] {
                 self.ready[i] = false;
                 let (n, retry) = self.poll_source(self.sources[i]);
-                self.hot[i] = n > 0;
+                // An idle source is skipped from now until its fd fires: let it arm the fd.
+                self.hot[i] = n > 0 || (!retry && self.arm_source(self.sources[i]));
                 self.retry[i] = retry;
                 total += n;
             }
         }
         total
+    }
+
+    /// Asks source `index` to arm its wake fd ([`Brick::arm_wake`]); `true`: it has work.
+    fn arm_source(&mut self, index: u32) -> bool {
+        self.nodes[index as usize].as_mut().is_some_and(|node| node.brick.arm_wake())
+    }
+
+    /// Arms every source's wake fd before a sleep. Returns whether one of them found work
+    /// meanwhile (it is marked ready, and the graph must not sleep).
+    fn arm_sources(&mut self) -> bool {
+        let mut any = false;
+        for pos in 0..self.sources.len() {
+            if self.arm_source(self.sources[pos]) {
+                any = true;
+                if let Some(r) = self.ready.get_mut(pos) {
+                    *r = true;
+                }
+            }
+        }
+        any
     }
 
     /// Runs pending commands and, when due, the timers. Returns whether the timers fired.
@@ -752,9 +773,13 @@ impl Graph {
 
     /// Sleeps until a source's wake fd or a command is ready, or `max` elapses. Sources with
     /// no wake fd cap the sleep at `busy_cap`, since only polling finds their packets; so does
-    /// a source whose last poll called [`Output::retry_soon`].
+    /// a source whose last poll called [`Output::retry_soon`]. Every source is first asked to
+    /// arm its wake fd ([`Brick::arm_wake`]); if one finds work then, it returns at once.
     pub fn wait_for_work(&mut self, max: Duration, busy_cap: Duration) {
         self.refresh_wait_set();
+        if self.arm_sources() {
+            return;
+        }
         // A source without a wake fd, or one that left signalled work behind
         // (`Output::retry_soon`), is polled again after at most `busy_cap`.
         let retry = self.retry.iter().any(|&r| r);

@@ -53,4 +53,4 @@ pub use queue::{queue_pair, QueueRx, QueueTx};
 pub use runner::{allowed_cpus, pin_to_cpu, Runner, RunnerConfig, RunnerStats};
 pub use stats::{BrickStats, Counter, SideCounters, GRAPH_DROP_REASONS};
 pub use time::{cycles, Timestamp};
-pub use waker::Waker;
+pub use waker::{EpollSet, Waker};

@@ -46,14 +46,18 @@ impl Waker {
 /// An epoll instance: registration happens once per fd, so waiting costs the same whether
 /// 3 or 300 fds are watched (poll(2) walks every fd on each call), and a wait reports which
 /// fds are ready. Level-triggered, like poll(2).
+///
+/// The set's own fd is readable while any watched fd is, so a brick that must watch several
+/// fds (a vhost-user NIC: its control doorbell and each queue's kick fd) can hand the set's
+/// fd to the graph as its one [`wake_fd`](crate::Brick::wake_fd).
 #[derive(Debug)]
-pub(crate) struct EpollSet {
+pub struct EpollSet {
     fd: OwnedFd,
 }
 
 impl EpollSet {
     /// A new, empty set.
-    pub(crate) fn new() -> io::Result<Self> {
+    pub fn new() -> io::Result<Self> {
         // SAFETY: epoll_create1 takes no pointers; the descriptor is checked, then owned.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
@@ -65,7 +69,7 @@ impl EpollSet {
 
     /// Watches `fd` for readability; waits report `data` for it. Fails with `EEXIST` when the
     /// fd (or another on the same open file) is already watched.
-    pub(crate) fn add(&self, fd: RawFd, data: u64) -> io::Result<()> {
+    pub fn add(&self, fd: RawFd, data: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: data };
         // SAFETY: registers a caller's fd with our epoll fd, reading an event struct we own.
         if unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
@@ -74,10 +78,27 @@ impl EpollSet {
         Ok(())
     }
 
+    /// Stops watching `fd` (which must still be open). Fails with `ENOENT` when it is not
+    /// watched.
+    pub fn remove(&self, fd: RawFd) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: unregisters a caller's fd; the event argument is ignored by the kernel but
+        // must be non-null before Linux 2.6.9, so a live one is passed.
+        if unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The set's own descriptor: readable while any watched fd is.
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
     /// Waits until a watched fd is readable or `timeout` elapses (nanosecond resolution where
     /// the kernel has epoll_pwait2, Linux ≥ 5.11; else rounded up to a millisecond), and
     /// fills `events` (up to its capacity). Returns how many are ready; EINTR counts as none.
-    pub(crate) fn wait(&self, events: &mut Vec<libc::epoll_event>, timeout: Duration) -> usize {
+    pub fn wait(&self, events: &mut Vec<libc::epoll_event>, timeout: Duration) -> usize {
         events.clear();
         if events.capacity() == 0 {
             events.reserve(1);
@@ -148,5 +169,25 @@ mod tests {
         let mut none = Vec::new();
         assert_eq!(set.wait(&mut none, Duration::ZERO), none.len());
         assert!(!none.is_empty());
+    }
+
+    #[test]
+    fn a_set_is_readable_while_a_member_is_and_removed_fds_are_not_reported() {
+        let (a, b) = (Waker::new().unwrap(), Waker::new().unwrap());
+        let inner = EpollSet::new().unwrap();
+        inner.add(a.fd(), 1).unwrap();
+        inner.add(b.fd(), 2).unwrap();
+        let outer = EpollSet::new().unwrap();
+        outer.add(inner.fd(), 5).unwrap();
+        let mut events = Vec::with_capacity(2);
+        assert_eq!(outer.wait(&mut events, Duration::ZERO), 0);
+        a.wake();
+        assert_eq!(outer.wait(&mut events, Duration::from_secs(5)), 1);
+        assert_eq!({ events[0].u64 }, 5);
+        inner.remove(a.fd()).unwrap();
+        assert_eq!(outer.wait(&mut events, Duration::ZERO), 0, "a removed fd no longer counts");
+        assert_eq!(inner.remove(a.fd()).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+        b.wake();
+        assert_eq!(outer.wait(&mut events, Duration::ZERO), 1);
     }
 }

@@ -586,6 +586,154 @@ fn a_source_that_asks_to_retry_soon_is_polled_again_without_its_fd() {
     }
 }
 
+/// A device that signals only when asked (a vhost-user guest kicks only while the backend
+/// has notifications enabled): work it produces rings the fd only while `armed`.
+struct QuietDevice {
+    pending: AtomicUsize,
+    armed: std::sync::atomic::AtomicBool,
+    fd: std::os::fd::OwnedFd,
+    arms: AtomicUsize,
+}
+
+impl QuietDevice {
+    fn new() -> Arc<QuietDevice> {
+        let (src, _) = FdSource::new();
+        Arc::new(QuietDevice {
+            pending: AtomicUsize::new(0),
+            armed: std::sync::atomic::AtomicBool::new(false),
+            fd: src.fd,
+            arms: AtomicUsize::new(0),
+        })
+    }
+
+    /// The other side produces one item: it signals only if the source asked for it.
+    fn produce(&self) {
+        use std::os::fd::AsRawFd;
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.armed.swap(false, Ordering::SeqCst) {
+            ring(self.fd.as_raw_fd());
+        }
+    }
+}
+
+/// The source of a [`QuietDevice`]: disarms while it finds work, arms on request.
+struct QuietSource(Arc<QuietDevice>, Arc<AtomicUsize>);
+
+impl Brick for QuietSource {
+    fn kind(&self) -> &'static str {
+        "quiet"
+    }
+    fn process(&mut self, _: Side, _: PortId, pkts: &mut Burst, _: &mut Output<'_>) {
+        pkts.clear();
+    }
+    fn is_source(&self) -> bool {
+        true
+    }
+    fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        Some(self.0.fd.as_raw_fd())
+    }
+    fn poll(&mut self, _: &mut Output<'_>) -> usize {
+        let n = self.0.pending.swap(0, Ordering::SeqCst);
+        if n > 0 {
+            self.0.armed.store(false, Ordering::SeqCst);
+            self.1.fetch_add(n, Ordering::SeqCst);
+        }
+        n
+    }
+    fn arm_wake(&mut self) -> bool {
+        use std::os::fd::AsRawFd;
+        self.0.arms.fetch_add(1, Ordering::SeqCst);
+        let mut v = 0u64;
+        // SAFETY: reads at most 8 bytes into a live u64 from a non-blocking eventfd.
+        unsafe { libc::read(self.0.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        self.0.armed.store(true, Ordering::SeqCst);
+        self.0.pending.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// A source that always has work: the runner never sleeps while it is there.
+struct Busy;
+
+impl Brick for Busy {
+    fn kind(&self) -> &'static str {
+        "busy"
+    }
+    fn process(&mut self, _: Side, _: PortId, pkts: &mut Burst, _: &mut Output<'_>) {
+        pkts.clear();
+    }
+    fn is_source(&self) -> bool {
+        true
+    }
+    fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    fn poll(&mut self, _: &mut Output<'_>) -> usize {
+        1
+    }
+}
+
+/// A runner asks each source to arm its wake fd before it sleeps, and a scan round does so
+/// for a source it found idle: a device that signals only when asked is never missed, with
+/// few sources (every one polled each round), with many (only the ready or hot ones), and
+/// with many of which one keeps the runner from ever sleeping. The runner's longest sleep is
+/// an hour, so a missed signal would stall the test.
+#[test]
+fn a_source_that_must_arm_its_fd_is_woken_by_it() {
+    for (others, busy) in [(0usize, false), (5, false), (5, true)] {
+        let mut g = Graph::new("arm");
+        g.set_tick_interval(Duration::from_secs(3600));
+        let dev = QuietDevice::new();
+        let taken = Arc::new(AtomicUsize::new(0));
+        g.add("quiet", QuietSource(Arc::clone(&dev), Arc::clone(&taken))).unwrap();
+        for i in 0..others {
+            g.add(format!("idle{i}"), FdSource::new().0).unwrap();
+        }
+        if busy {
+            g.add("busy", Busy).unwrap();
+        }
+        let cfg = RunnerConfig { max_sleep: Duration::from_secs(3600), ..RunnerConfig::default() };
+        let runner = Runner::spawn(g, cfg).unwrap();
+        for item in 1..=20 {
+            std::thread::sleep(Duration::from_millis(5));
+            dev.produce();
+            let t = std::time::Instant::now();
+            while taken.load(Ordering::SeqCst) < item {
+                assert!(
+                    t.elapsed() < Duration::from_secs(10),
+                    "{others} others: item {item} was never taken"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        runner.stop().unwrap();
+        assert!(dev.arms.load(Ordering::SeqCst) >= 20, "{others} others: armed each time it went idle");
+    }
+}
+
+/// A source that finds work while arming keeps the graph from sleeping: the wait returns at
+/// once, and the next round polls the source although its fd never rang.
+#[test]
+fn work_found_while_arming_cancels_the_sleep() {
+    let mut g = Graph::new("arm-work");
+    g.set_tick_interval(Duration::from_secs(3600));
+    let dev = QuietDevice::new();
+    let taken = Arc::new(AtomicUsize::new(0));
+    g.add("quiet", QuietSource(Arc::clone(&dev), Arc::clone(&taken))).unwrap();
+    for i in 0..5 {
+        g.add(format!("idle{i}"), FdSource::new().0).unwrap();
+    }
+    assert_eq!(g.poll_ready(), 0);
+    // Produced while the source is not armed: no signal.
+    dev.armed.store(false, Ordering::SeqCst);
+    dev.pending.fetch_add(3, Ordering::SeqCst);
+    let t = std::time::Instant::now();
+    g.wait_for_work(Duration::from_secs(5), Duration::from_secs(5));
+    assert!(t.elapsed() < Duration::from_secs(2), "the graph did not sleep");
+    assert_eq!(g.poll_ready(), 3);
+    assert_eq!(taken.load(Ordering::SeqCst), 3);
+}
+
 /// A command whose caller gave up (timeout) before it started never runs: the caller may
 /// undo its own side of the change. One that started in time is waited for.
 #[test]

@@ -1,14 +1,21 @@
 //! The `vhost-user-backend` side: what the rust-vmm daemon threads run (protocol handling,
-//! memory table, vring setup). They never touch packets; they publish the vrings of the
-//! current connection and ring the brick's doorbell when the guest kicks.
+//! memory table, vring setup). They never touch packets. Guest kicks do not go through them
+//! either: [`NetVring`] keeps each queue's kick fd away from the library's vring worker and
+//! hands it to the brick, which watches it on the graph thread itself.
 
+use std::cell::RefCell;
+use std::fs::File;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLockReadGuard, RwLockWriteGuard};
 
 use brick_core::{Counter, Waker};
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
-use vhost_user_backend::{VhostUserBackend, VringRwLock};
+use vhost_user_backend::{
+    VhostUserBackend, VringRwLock, VringState, VringStateGuard, VringStateMutGuard, VringT,
+};
+use virtio_queue::{Error as VirtQueError, QueueT};
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
@@ -18,7 +25,176 @@ use crate::wire::feature;
 /// Guest memory as the daemon maps it.
 pub(crate) type Mem = GuestMemoryAtomic<GuestMemoryMmap<()>>;
 /// The vring type shared between the daemon threads and the graph thread.
-pub(crate) type Vring = VringRwLock<Mem>;
+pub(crate) type Vring = NetVring;
+
+/// A queue's kick fd, handed from the control thread to the graph thread.
+#[derive(Default)]
+pub(crate) struct KickSlot {
+    fd: Mutex<Option<Arc<OwnedFd>>>,
+    generation: AtomicU64,
+}
+
+impl KickSlot {
+    /// Bumped each time the fd changes.
+    #[inline]
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current fd (kept open by the returned handle).
+    pub(crate) fn fd(&self) -> Option<Arc<OwnedFd>> {
+        self.fd.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// One vring as rust-vmm's handler sees it: virtio-queue's state behind the library's
+/// `RwLock` (configuration written by the control thread, indexes by the graph thread once
+/// per burst), except for the kick fd. The library registers a vring's kick fd with its
+/// vring-worker thread, which would then wake on every guest kick only to ring the brick's
+/// doorbell, and take the vring's lock against the graph thread. `NetVring` keeps the fd to
+/// itself ([`KickSlot`]), starts the queue as the library would have on receiving it, and
+/// the brick watches the fd in its own epoll set.
+#[derive(Clone)]
+pub(crate) struct NetVring {
+    inner: VringRwLock<Mem>,
+    kick: Arc<KickSlot>,
+    /// The NIC's doorbell: rung when the graph thread must look at the queue again.
+    shared: Option<Arc<Shared>>,
+}
+
+thread_local! {
+    /// Set by [`collect_vrings`] while rust-vmm builds a connection's handler, which creates
+    /// its vrings on the calling thread: each new [`NetVring`] joins that connection.
+    static BUILDING: RefCell<Option<(Arc<Shared>, Vec<NetVring>)>> = const { RefCell::new(None) };
+}
+
+/// Runs `build` (which creates a rust-vmm daemon) and returns the vrings it created, in
+/// queue order, tied to `shared`'s doorbell.
+pub(crate) fn collect_vrings<R>(shared: &Arc<Shared>, build: impl FnOnce() -> R) -> (R, Vec<NetVring>) {
+    BUILDING.with(|b| *b.borrow_mut() = Some((Arc::clone(shared), Vec::new())));
+    let r = build();
+    let vrings = BUILDING.with(|b| b.borrow_mut().take()).map(|(_, v)| v).unwrap_or_default();
+    (r, vrings)
+}
+
+impl NetVring {
+    /// The kick fd slot the brick watches.
+    pub(crate) fn kick(&self) -> &KickSlot {
+        &self.kick
+    }
+
+    fn ring(&self) {
+        if let Some(s) = &self.shared {
+            s.wake();
+        }
+    }
+}
+
+impl<'a> VringStateGuard<'a, Mem> for NetVring {
+    type G = RwLockReadGuard<'a, VringState<Mem>>;
+}
+
+impl<'a> VringStateMutGuard<'a, Mem> for NetVring {
+    type G = RwLockWriteGuard<'a, VringState<Mem>>;
+}
+
+impl VringT<Mem> for NetVring {
+    fn new(mem: Mem, max_queue_size: u16) -> Result<Self, VirtQueError> {
+        let inner = VringRwLock::new(mem, max_queue_size)?;
+        let shared = BUILDING.with(|b| b.borrow().as_ref().map(|(s, _)| Arc::clone(s)));
+        let v = NetVring { inner, kick: Arc::new(KickSlot::default()), shared };
+        BUILDING.with(|b| {
+            if let Some((_, list)) = b.borrow_mut().as_mut() {
+                list.push(v.clone());
+            }
+        });
+        Ok(v)
+    }
+    fn get_ref(&self) -> RwLockReadGuard<'_, VringState<Mem>> {
+        self.inner.get_ref()
+    }
+    fn get_mut(&self) -> RwLockWriteGuard<'_, VringState<Mem>> {
+        self.inner.get_mut()
+    }
+    fn add_used(&self, desc_index: u16, len: u32) -> Result<(), VirtQueError> {
+        self.inner.add_used(desc_index, len)
+    }
+    fn signal_used_queue(&self) -> io::Result<()> {
+        self.inner.signal_used_queue()
+    }
+    fn enable_notification(&self) -> Result<bool, VirtQueError> {
+        self.inner.enable_notification()
+    }
+    fn disable_notification(&self) -> Result<(), VirtQueError> {
+        self.inner.disable_notification()
+    }
+    fn needs_notification(&self) -> Result<bool, VirtQueError> {
+        self.inner.needs_notification()
+    }
+    fn set_enabled(&self, enabled: bool) {
+        self.inner.set_enabled(enabled);
+        // A queue that starts may hold chains the guest will not kick for again.
+        self.ring();
+    }
+    fn set_queue_info(&self, desc_table: u64, avail_ring: u64, used_ring: u64) -> Result<(), VirtQueError> {
+        self.inner.set_queue_info(desc_table, avail_ring, used_ring)
+    }
+    fn queue_next_avail(&self) -> u16 {
+        self.inner.queue_next_avail()
+    }
+    fn set_queue_next_avail(&self, base: u16) {
+        self.inner.set_queue_next_avail(base)
+    }
+    fn set_queue_next_used(&self, idx: u16) {
+        self.inner.set_queue_next_used(idx)
+    }
+    fn queue_used_idx(&self) -> Result<u16, VirtQueError> {
+        self.inner.queue_used_idx()
+    }
+    fn set_queue_size(&self, num: u16) {
+        self.inner.set_queue_size(num)
+    }
+    fn set_queue_event_idx(&self, enabled: bool) {
+        self.inner.set_queue_event_idx(enabled)
+    }
+    fn set_queue_ready(&self, ready: bool) {
+        self.inner.set_queue_ready(ready);
+        self.ring();
+    }
+    fn set_kick(&self, file: Option<File>) {
+        let start = file.is_some();
+        let fd = file.map(|f| {
+            // Frontends create kick eventfds non-blocking (QEMU, DPDK); make sure, since the
+            // brick drains it with a plain read that must never block the graph thread.
+            // SAFETY: F_GETFL/F_SETFL on an fd we own; no pointers.
+            unsafe {
+                let fl = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
+                if fl >= 0 {
+                    libc::fcntl(f.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+                }
+            }
+            Arc::new(OwnedFd::from(f))
+        });
+        *self.kick.fd.lock().unwrap_or_else(|e| e.into_inner()) = fd;
+        self.kick.generation.fetch_add(1, Ordering::AcqRel);
+        // What the library does when a kick fd arrives for a queue not started yet (it never
+        // sees this fd, so it would never start the queue).
+        if start && !self.inner.get_ref().get_queue().ready() {
+            self.inner.set_queue_ready(true);
+        }
+        self.ring();
+    }
+    fn read_kick(&self) -> io::Result<bool> {
+        // Only the library's vring worker calls this, on a kick fd it watches: none here.
+        Ok(self.inner.get_ref().is_enabled())
+    }
+    fn set_call(&self, file: Option<File>) {
+        self.inner.set_call(file)
+    }
+    fn set_err(&self, file: Option<File>) {
+        self.inner.set_err(file)
+    }
+}
 
 /// Largest ring the backend accepts (QEMU's rx/tx_queue_size go up to 1024).
 pub const MAX_QUEUE_SIZE: usize = 1024;
@@ -44,8 +220,15 @@ pub struct NicStats {
     pub tx_bytes: Counter,
     /// Interrupts (call eventfd writes) sent to the guest.
     pub guest_notifications: Counter,
-    /// Times the graph thread found its doorbell rung (guest kicks, coalesced).
+    /// Times the graph thread found its control doorbell rung (a connection, queue or kick
+    /// fd changed).
     pub wakeups: Counter,
+    /// Guest kicks (TX notifications) the graph thread consumed. Zero while it polls a busy
+    /// queue: kicks are enabled only before the graph sleeps.
+    pub guest_kicks: Counter,
+    /// Times guest kicks were re-enabled on a TX queue because the graph was going to stop
+    /// polling it.
+    pub kicks_armed: Counter,
     /// Times a TX chain stayed in the ring because the packet pool was empty.
     pub pool_empty: Counter,
     /// Drops, indexed like [`DROP_REASONS`](crate::DROP_REASONS).
@@ -176,18 +359,12 @@ impl VhostUserBackend for NetBackend {
 
     fn handle_event(
         &self,
-        device_event: u16,
+        _device_event: u16,
         _evset: EventSet,
-        vrings: &[Vring],
+        _vrings: &[Vring],
         _thread_id: usize,
     ) -> io::Result<()> {
-        if (device_event as usize) < self.num_queues() {
-            if self.conn.vrings.get().is_none() && vrings.len() == self.num_queues() {
-                let _ = self.conn.vrings.set(vrings.to_vec());
-                self.shared.publish(Some(Arc::clone(&self.conn)));
-            }
-            self.shared.wake();
-        }
+        // Kick fds never reach the library's worker (see `NetVring`): the brick watches them.
         Ok(())
     }
 }

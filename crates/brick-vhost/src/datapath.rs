@@ -1,15 +1,14 @@
 //! The data path on one split virtqueue, independent of vhost-user: guest TX chains become pool
 //! packets (one copy), packets become guest RX buffers (mergeable or not, one copy).
 //!
-//! Every guest address goes through [`vm_memory::Bytes`] reads and writes, which check the
-//! range against the memory map; descriptor chains are walked by `virtio-queue`, whose
-//! iterator stops on loops (a TTL of the queue size), bad indexes and unreadable tables. A
-//! chain cut short that way still has its last descriptor's NEXT flag set, which is how a
-//! broken chain is told from a complete one here.
+//! It runs on [`SplitQueue`]: every guest range is checked against the memory map before it
+//! is copied, and chains are walked by [`crate::ring::Chain`], which stops on loops, bad
+//! indexes and broken indirect tables. Used elements are put per packet and published by the
+//! caller once per burst.
 
 use brick_core::{Packet, PacketPool};
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory};
+
+use crate::ring::SplitQueue;
 
 use crate::wire::{self, feature, NetHdr, HDR_LEN_LEGACY, HDR_LEN_MRG};
 
@@ -64,78 +63,30 @@ pub enum TxPop {
     Empty,
     /// No pool buffer: the chain stays in the ring for later (backpressure, no drop).
     PoolEmpty,
-    /// The used ring cannot be written: the queue is unusable until the guest resets it.
+    /// The driver's avail index jumped by more than the queue size: the queue is unusable
+    /// until the guest resets it.
     Broken,
 }
 
 /// Pops one TX chain from `q` and copies its frame into a packet from `pool`. The chain is
-/// always returned to the guest (used length 0), whether the frame is kept or dropped.
-pub fn tx_pop<M: GuestMemory>(q: &mut Queue, mem: &M, pool: &PacketPool, feat: &NetFeatures) -> TxPop {
-    let Some(chain) = q.pop_descriptor_chain(mem) else { return TxPop::Empty };
-    let head = chain.head_index();
-    let Some(mut pkt) = pool.alloc() else {
-        q.go_to_previous_position();
-        return TxPop::PoolEmpty;
+/// always handed back to the guest (used length 0), whether the frame is kept or dropped; the
+/// used index is published by the caller, once per burst ([`SplitQueue::publish_used`]).
+pub fn tx_pop(q: &mut SplitQueue, pool: &PacketPool, feat: &NetFeatures) -> TxPop {
+    match q.pending() {
+        Ok(0) => return TxPop::Empty,
+        Ok(_) => {}
+        Err(_) => return TxPop::Broken,
+    }
+    // Allocated before the chain is taken: an empty pool leaves the chain in the ring.
+    let Some(mut pkt) = pool.alloc() else { return TxPop::PoolEmpty };
+    let head = q.take();
+    let result = copy_tx_chain(q, head, &mut pkt, feat.hdr_len);
+    q.put_used(head, 0);
+    let hdr = match result {
+        Ok(hdr) => hdr,
+        Err(e) => return TxPop::Dropped(e),
     };
-    let hdr_len = feat.hdr_len;
-    let mut hdr = [0u8; HDR_LEN_MRG];
-    let mut hdr_got = 0usize;
-    let mut last_has_next = true;
-    let mut result: Result<(), TxDrop> = Ok(());
-    for desc in chain {
-        last_has_next = desc.has_next();
-        if desc.is_write_only() {
-            result = Err(TxDrop::BadDescriptor);
-            break;
-        }
-        let mut addr = desc.addr();
-        let mut len = desc.len() as usize;
-        if hdr_got < hdr_len {
-            let take = (hdr_len - hdr_got).min(len);
-            if mem.read_slice(&mut hdr[hdr_got..hdr_got + take], addr).is_err() {
-                result = Err(TxDrop::BadDescriptor);
-                break;
-            }
-            hdr_got += take;
-            len -= take;
-            addr = match addr.checked_add(take as u64) {
-                Some(a) => a,
-                None => {
-                    result = Err(TxDrop::BadDescriptor);
-                    break;
-                }
-            };
-        }
-        if len == 0 {
-            continue;
-        }
-        if pkt.tailroom() < len {
-            result = Err(TxDrop::Oversized);
-            break;
-        }
-        let Ok(dst) = pkt.append(len) else {
-            result = Err(TxDrop::Oversized);
-            break;
-        };
-        if mem.read_slice(dst, addr).is_err() {
-            result = Err(TxDrop::BadDescriptor);
-            break;
-        }
-    }
-    if result.is_ok() && last_has_next {
-        // Empty chain, or the walk stopped early: loop, index out of range, bad indirect table.
-        result = Err(TxDrop::BadDescriptor);
-    }
-    if q.add_used(mem, head, 0).is_err() {
-        return TxPop::Broken;
-    }
-    if let Err(e) = result {
-        return TxPop::Dropped(e);
-    }
-    if hdr_got < hdr_len {
-        return TxPop::Dropped(TxDrop::BadHeader);
-    }
-    let Some(h) = NetHdr::parse(&hdr[..hdr_len]) else { return TxPop::Dropped(TxDrop::BadHeader) };
+    let Some(h) = NetHdr::parse(&hdr[..feat.hdr_len]) else { return TxPop::Dropped(TxDrop::BadHeader) };
     let frame_len = pkt.len();
     if frame_len < ETH_HLEN {
         return TxPop::Dropped(TxDrop::Runt);
@@ -144,6 +95,50 @@ pub fn tx_pop<M: GuestMemory>(q: &mut Queue, mem: &M, pool: &PacketPool, feat: &
         return TxPop::Dropped(TxDrop::BadHeader);
     }
     TxPop::Packet(pkt)
+}
+
+/// Copies chain `head`: its first `hdr_len` bytes into the returned header, the rest
+/// appended to `pkt`.
+#[inline]
+fn copy_tx_chain(
+    q: &SplitQueue,
+    head: u16,
+    pkt: &mut Packet,
+    hdr_len: usize,
+) -> Result<[u8; HDR_LEN_MRG], TxDrop> {
+    let mut hdr = [0u8; HDR_LEN_MRG];
+    let mut hdr_got = 0usize;
+    for d in q.chain(head) {
+        let d = d.map_err(|_| TxDrop::BadDescriptor)?;
+        if d.is_write_only() {
+            return Err(TxDrop::BadDescriptor);
+        }
+        let mut len = d.len as usize;
+        let src = q.map().host(d.addr, len).ok_or(TxDrop::BadDescriptor)?;
+        let mut src = src.as_ptr();
+        if hdr_got < hdr_len {
+            let take = (hdr_len - hdr_got).min(len);
+            // SAFETY: `src` has `len` readable bytes (checked by `host`) and take <= len;
+            // `hdr[hdr_got..]` has room for hdr_len - hdr_got >= take bytes; guest memory is
+            // never our own heap, so the ranges do not overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(src, hdr.as_mut_ptr().add(hdr_got), take);
+                src = src.add(take);
+            }
+            hdr_got += take;
+            len -= take;
+        }
+        if len == 0 {
+            continue;
+        }
+        let dst = pkt.append(len).map_err(|_| TxDrop::Oversized)?;
+        // SAFETY: `src` has `len` readable bytes left; `dst` is `len` bytes of the packet.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), len) };
+    }
+    if hdr_got < hdr_len {
+        return Err(TxDrop::BadHeader);
+    }
+    Ok(hdr)
 }
 
 /// Why a packet could not be given to the guest.
@@ -161,7 +156,7 @@ pub enum RxDrop {
     /// The packet's offload state cannot be expressed to this guest (see [`wire::rx_header`]).
     #[error("needs segmentation")]
     NeedsSegmentation,
-    /// The used ring cannot be written.
+    /// The driver's avail index jumped by more than the queue size.
     #[error("queue broken")]
     Broken,
 }
@@ -203,9 +198,8 @@ pub struct RxOutcome {
 /// negotiate GUEST_TSO4/6) is cut with [`brick_core::gso`] into segments from `pool`, which
 /// are pushed one by one. `segs` is scratch storage kept by the caller (no allocation once
 /// it has grown).
-pub fn rx_push_segmenting<M: GuestMemory>(
-    q: &mut Queue,
-    mem: &M,
+pub fn rx_push_segmenting(
+    q: &mut SplitQueue,
     pkt: &mut Packet,
     feat: &NetFeatures,
     scratch: &mut RxScratch,
@@ -213,7 +207,7 @@ pub fn rx_push_segmenting<M: GuestMemory>(
     segs: &mut Vec<Packet>,
 ) -> RxOutcome {
     let mut o = RxOutcome::default();
-    match rx_push(q, mem, pkt, feat, scratch) {
+    match rx_push(q, pkt, feat, scratch) {
         Ok(()) => {
             o.frames = 1;
             o.bytes = pkt.len() as u64;
@@ -234,7 +228,7 @@ pub fn rx_push_segmenting<M: GuestMemory>(
         o.reason = Some(RxDrop::NeedsSegmentation);
     }
     for mut seg in segs.drain(..) {
-        match rx_push(q, mem, &mut seg, feat, scratch) {
+        match rx_push(q, &mut seg, feat, scratch) {
             Ok(()) => {
                 o.frames += 1;
                 o.bytes += seg.len() as u64;
@@ -248,13 +242,13 @@ pub fn rx_push_segmenting<M: GuestMemory>(
     o
 }
 
-/// Copies `pkt` (plus its virtio-net header) into guest RX buffers popped from `q`, and
-/// publishes them in the used ring. On failure nothing is published and the popped buffers
-/// are put back (except a single unusable chain in first position, returned with length 0).
-/// The packet's checksum may be completed in place (guest without GUEST_CSUM).
-pub fn rx_push<M: GuestMemory>(
-    q: &mut Queue,
-    mem: &M,
+/// Copies `pkt` (plus its virtio-net header) into guest RX buffers taken from `q`, and puts
+/// them in the used ring (published by the caller, once per burst). On failure nothing is put
+/// and the buffers taken are given back (except a single unusable chain in first position,
+/// handed back with length 0). The packet's checksum may be completed in place (guest without
+/// GUEST_CSUM).
+pub fn rx_push(
+    q: &mut SplitQueue,
     pkt: &mut Packet,
     feat: &NetFeatures,
     scratch: &mut RxScratch,
@@ -268,59 +262,53 @@ pub fn rx_push<M: GuestMemory>(
     let data = pkt.data();
     let total = hdr_len + data.len();
     scratch.used.clear();
-    let mut hdr_segs = [(GuestAddress(0), 0usize); MAX_HDR_SEGS];
+    // Where the header goes: written last, once `num_buffers` is known.
+    let mut hdr_segs = [(std::ptr::null_mut::<u8>(), 0usize); MAX_HDR_SEGS];
     let mut nsegs = 0usize;
     let mut written = 0usize; // bytes of (header + data) placed so far
-    let mut popped = 0usize;
-    let fail = |q: &mut Queue, popped: usize, e: RxDrop| {
-        for _ in 0..popped {
-            q.go_to_previous_position();
-        }
+    let mut taken = 0u16;
+    let fail = |q: &mut SplitQueue, taken: u16, e: RxDrop| {
+        q.untake(taken);
         Err(e)
     };
     while written < total {
-        if scratch.used.len() >= MAX_RX_BUFFERS || (!feat.mrg_rxbuf && popped == 1) {
+        if scratch.used.len() >= MAX_RX_BUFFERS || (!feat.mrg_rxbuf && taken == 1) {
             let e = if feat.mrg_rxbuf { RxDrop::RingFull } else { RxDrop::BufferTooSmall };
-            return fail(q, popped, e);
+            return fail(q, taken, e);
         }
-        let Some(chain) = q.pop_descriptor_chain(mem) else { return fail(q, popped, RxDrop::RingFull) };
-        popped += 1;
-        let head = chain.head_index();
+        match q.pending() {
+            Ok(0) => return fail(q, taken, RxDrop::RingFull),
+            Ok(_) => {}
+            Err(_) => return fail(q, taken, RxDrop::Broken),
+        }
+        let head = q.take();
+        taken += 1;
         let mut chain_written = 0usize;
-        let mut last_has_next = true;
         let mut bad = false;
-        for desc in chain {
-            last_has_next = desc.has_next();
-            if !desc.is_write_only() {
+        for d in q.chain(head) {
+            let Some(d) = d.ok().filter(|d| d.is_write_only()) else {
                 bad = true;
                 break;
-            }
-            let mut addr = desc.addr();
-            let mut room = desc.len() as usize;
-            // header bytes: remember where they go
+            };
+            let Some(dst) = q.map().host(d.addr, d.len as usize) else {
+                bad = true;
+                break;
+            };
+            let (mut dst, mut room) = (dst.as_ptr(), d.len as usize);
             while written < hdr_len && room > 0 {
                 if nsegs == MAX_HDR_SEGS {
                     bad = true;
                     break;
                 }
                 let take = (hdr_len - written).min(room);
-                // Placeholder (checks the range); the real header is written last.
-                if mem.write_slice(&[0u8; HDR_LEN_MRG][..take], addr).is_err() {
-                    bad = true;
-                    break;
-                }
-                hdr_segs[nsegs] = (addr, take);
+                hdr_segs[nsegs] = (dst, take);
                 nsegs += 1;
                 written += take;
                 chain_written += take;
                 room -= take;
-                addr = match addr.checked_add(take as u64) {
-                    Some(a) => a,
-                    None => {
-                        bad = true;
-                        break;
-                    }
-                };
+                // SAFETY: take <= room, so the result stays inside the checked buffer (or one
+                // past its end when it is used up).
+                dst = unsafe { dst.add(take) };
             }
             if bad {
                 break;
@@ -328,29 +316,25 @@ pub fn rx_push<M: GuestMemory>(
             if room > 0 && written < total {
                 let from = written - hdr_len;
                 let take = (total - written).min(room);
-                if mem.write_slice(&data[from..from + take], addr).is_err() {
-                    bad = true;
-                    break;
-                }
+                // SAFETY: `dst` has `room >= take` writable bytes (checked by `host`);
+                // `data[from..from + take]` is inside the packet (from + take <= data.len());
+                // guest memory never overlaps our heap.
+                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr().add(from), dst, take) };
                 written += take;
                 chain_written += take;
             }
             if written >= total {
-                // Remaining descriptors of this chain are left unused (a complete chain need
-                // not be walked to its end).
-                last_has_next = false;
+                // The rest of this chain stays unused (a complete packet need not walk it).
                 break;
             }
         }
-        if bad || (last_has_next && written < total) {
-            if popped == 1 {
+        if bad {
+            if taken == 1 {
                 // The first chain is unusable: hand it back empty so the ring moves on.
-                if q.add_used(mem, head, 0).is_err() {
-                    return Err(RxDrop::Broken);
-                }
+                q.put_used(head, 0);
                 return Err(RxDrop::BadDescriptor);
             }
-            return fail(q, popped, RxDrop::BadDescriptor);
+            return fail(q, taken, RxDrop::BadDescriptor);
         }
         scratch.used.push((head, chain_written as u32));
     }
@@ -358,16 +342,14 @@ pub fn rx_push<M: GuestMemory>(
     let mut hb = [0u8; HDR_LEN_MRG];
     hdr.write(&mut hb[..hdr_len]);
     let mut off = 0;
-    for &(addr, len) in &hdr_segs[..nsegs] {
-        if mem.write_slice(&hb[off..off + len], addr).is_err() {
-            return fail(q, popped, RxDrop::BadDescriptor);
-        }
+    for &(dst, len) in &hdr_segs[..nsegs] {
+        // SAFETY: each segment was checked as `len` writable bytes of guest memory above, and
+        // the lengths add up to hdr_len <= hb.len().
+        unsafe { std::ptr::copy_nonoverlapping(hb.as_ptr().add(off), dst, len) };
         off += len;
     }
     for &(head, len) in &scratch.used {
-        if q.add_used(mem, head, len).is_err() {
-            return Err(RxDrop::Broken);
-        }
+        q.put_used(head, len);
     }
     Ok(())
 }

@@ -21,6 +21,8 @@ mod backend;
 pub mod datapath;
 mod nic;
 pub mod proxy;
+mod queue;
+pub mod ring;
 #[doc(hidden)]
 pub mod testutil;
 pub mod wire;

@@ -12,15 +12,19 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use brick_core::{Brick, Burst, Output, PacketPool, PortId, Side};
+use brick_core::{Brick, Burst, EpollSet, Output, PacketPool, PortId, Side};
 use vhost::vhost_user::Listener;
 use vhost_user_backend::{VhostUserDaemon, VringT};
 use virtio_queue::QueueT;
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 
-use crate::backend::{device_features, Conn, DeviceSpec, NetBackend, NicStats, Shared, Vring};
+use crate::backend::{
+    collect_vrings, device_features, Conn, DeviceSpec, NetBackend, NicStats, Shared, Vring,
+};
 use crate::datapath::{rx_push_segmenting, tx_pop, NetFeatures, RxDrop, RxScratch, TxDrop, TxPop};
 use crate::proxy::{relay, EnableFilter, RelayEnd};
+use crate::queue::{DeviceQueue, DOORBELL};
+use crate::ring::GuestMap;
 
 /// Names of the brick's drop reasons (indexes of [`NicStats::drops`] and of the graph's
 /// per-brick drop counters).
@@ -187,15 +191,6 @@ struct Control {
     join: Option<JoinHandle<()>>,
 }
 
-/// Per-queue state kept by the graph thread.
-#[derive(Clone, Copy, Debug, Default)]
-struct QueueMark {
-    /// next_avail at which notifications were last (re-)enabled.
-    armed: Option<u16>,
-    /// Whether the queue was started and enabled at the last look.
-    ready: bool,
-}
-
 /// A vhost-user virtio-net device as a brick.
 ///
 /// Its **west** side (one port) faces the graph: frames the guest transmits are emitted
@@ -211,7 +206,12 @@ pub struct VhostUserNic {
     conn: Option<Arc<Conn>>,
     seen_generation: u64,
     feat: NetFeatures,
-    marks: Vec<QueueMark>,
+    /// The current connection's memory map as a region table.
+    map: Option<GuestMap>,
+    /// Per virtqueue (RX even, TX odd), graph-thread state.
+    queues: Vec<DeviceQueue>,
+    /// What the graph sleeps on for this NIC: the control doorbell and each TX kick fd.
+    wake_set: EpollSet,
     scratch: RxScratch,
     /// Segments of a super-frame cut for a guest without TSO.
     gso_segs: Vec<brick_core::Packet>,
@@ -274,6 +274,8 @@ impl VhostUserNic {
             stop: Arc::clone(&stop),
             reconnect: cfg.reconnect_interval,
         };
+        let wake_set = EpollSet::new().map_err(io_err)?;
+        wake_set.add(shared.waker.fd(), DOORBELL).map_err(io_err)?;
         let join = std::thread::Builder::new()
             .name(format!("vhost-{}", cfg.name))
             .spawn(move || ctx.run(mode))
@@ -286,7 +288,9 @@ impl VhostUserNic {
             conn: None,
             seen_generation: u64::MAX,
             feat: NetFeatures::default(),
-            marks: vec![QueueMark::default(); queues],
+            map: None,
+            queues: (0..queues).map(|_| DeviceQueue::default()).collect(),
+            wake_set,
             scratch: RxScratch::default(),
             gso_segs: Vec::with_capacity(64),
             rx_next: 0,
@@ -320,23 +324,36 @@ impl VhostUserNic {
         self.cfg.features()
     }
 
-    /// Picks up a new connection (or its loss) published by the control thread.
+    /// Picks up a new connection (or its loss) published by the control thread, a changed
+    /// memory map, and new kick fds. Returns the connection's vrings, if any.
     #[inline]
-    fn refresh(&mut self) {
+    fn refresh(&mut self) -> Option<Arc<Conn>> {
         let g = self.shared.generation.load(Ordering::Acquire);
         if g != self.seen_generation {
             self.seen_generation = g;
             self.conn = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            for m in &mut self.marks {
-                *m = QueueMark::default();
+            self.map = None;
+            for q in &mut self.queues {
+                q.reset();
+                q.drop_kick(&self.wake_set);
             }
         }
-        if let Some(c) = &self.conn {
-            let acked = c.acked.load(Ordering::Acquire);
-            if acked != self.feat.acked {
-                self.feat = NetFeatures::from_acked(acked);
+        let conn = self.conn.clone()?;
+        let acked = conn.acked.load(Ordering::Acquire);
+        if acked != self.feat.acked {
+            self.feat = NetFeatures::from_acked(acked);
+        }
+        let mem = conn.mem.memory();
+        if !self.map.as_ref().is_some_and(|m| m.is_of(&mem)) {
+            self.map = Some(GuestMap::new(mem.into_inner()));
+        }
+        let vrings = conn.vrings.get()?;
+        for (i, (q, v)) in self.queues.iter_mut().zip(vrings).enumerate() {
+            if i % 2 == 1 {
+                q.sync_kick(v, &self.wake_set, i);
             }
         }
+        Some(conn)
     }
 
     fn count_drop(&self, out: &mut Output<'_>, r: DropReason, n: u64) {
@@ -347,29 +364,19 @@ impl VhostUserNic {
     /// Drains one TX queue into the graph: at most `budget` chains, dropped ones included
     /// (a guest that keeps posting bad chains must not hold the thread). Returns the chains
     /// consumed: work, even when every one was dropped.
-    fn poll_tx(
-        &mut self,
-        q: usize,
-        vring: &Vring,
-        mem: &GuestMemoryMmap<()>,
-        budget: usize,
-        out: &mut Output<'_>,
-    ) -> usize {
+    fn poll_tx(&mut self, q: usize, vring: &Vring, budget: usize, out: &mut Output<'_>) -> usize {
         let mut st = vring.get_mut();
-        let ready = st.get_queue().ready() && st.is_enabled();
-        if !ready {
-            self.marks[q] = QueueMark::default();
+        if !(st.get_queue().ready() && st.is_enabled()) {
+            self.queues[q].reset();
             return 0;
         }
-        if !self.marks[q].ready {
-            self.marks[q] = QueueMark { armed: None, ready: true };
-        }
-        let stats = Arc::clone(&self.shared.stats);
-        let queue = st.get_queue_mut();
+        let Some(map) = &self.map else { return 0 };
+        let Some(ring) = self.queues[q].ring(map, st.get_queue()) else { return 0 };
+        let stats = &self.shared.stats;
         let mut consumed = 0usize;
-        let mut rechecked = false;
+        let mut drops = [0u64; DROP_REASONS.len()];
         while consumed < budget {
-            match tx_pop(queue, mem, &self.cfg.pool, &self.feat) {
+            match tx_pop(ring, &self.cfg.pool, &self.feat) {
                 TxPop::Packet(p) => {
                     stats.tx_packets.add(1);
                     stats.tx_bytes.add(p.len() as u64);
@@ -377,7 +384,7 @@ impl VhostUserNic {
                     consumed += 1;
                 }
                 TxPop::Dropped(d) => {
-                    self.count_drop(out, d.into(), 1);
+                    drops[DropReason::from(d) as usize] += 1;
                     consumed += 1;
                 }
                 TxPop::PoolEmpty => {
@@ -388,38 +395,51 @@ impl VhostUserNic {
                     break;
                 }
                 TxPop::Broken => {
-                    self.count_drop(out, DropReason::QueueBroken, 1);
+                    drops[DropReason::QueueBroken as usize] += 1;
                     break;
                 }
-                TxPop::Empty => {
-                    // Ring drained: ask the guest to kick again from here, then look once
-                    // more (a frame may have come in between).
-                    let at = queue.next_avail();
-                    if self.marks[q].armed == Some(at) || rechecked {
-                        break;
-                    }
-                    self.marks[q].armed = Some(at);
-                    rechecked = true;
-                    match queue.enable_notification(mem) {
-                        Ok(true) => continue,
-                        _ => break,
-                    }
-                }
+                TxPop::Empty => break,
             }
         }
         if consumed > 0 {
-            if consumed >= budget && self.marks[q].armed.is_some() {
-                // Busy: stop kicks (a no-op with EVENT_IDX, whose avail_event simply stays
-                // behind while we poll).
-                let _ = queue.disable_notification(mem);
-                self.marks[q].armed = None;
-            }
-            if queue.needs_notification(mem).unwrap_or(true) {
+            ring.publish_used();
+            ring.store_indexes(st.get_queue_mut());
+            let interrupt = ring.needs_interrupt();
+            self.queues[q].polling();
+            if interrupt {
                 let _ = st.signal_used_queue();
                 stats.guest_notifications.add(1);
             }
         }
+        for (r, &n) in drops.iter().enumerate().filter(|(_, &n)| n > 0) {
+            out.count_drop(r, n);
+            stats.drops[r].add(n);
+        }
         consumed
+    }
+
+    /// Re-enables kicks on TX queue `q` (the graph is about to stop polling it). Returns
+    /// whether chains are already waiting.
+    fn arm_tx(&mut self, q: usize, vring: &Vring) -> bool {
+        let st = vring.get_mut();
+        let running = st.get_queue().ready() && st.is_enabled();
+        let map = self.map.as_ref().filter(|_| running);
+        let armed = map.and_then(|m| self.queues[q].arm(m, st.get_queue()));
+        drop(st);
+        let stats = &self.shared.stats;
+        match armed {
+            // Not running: only make sure a kick that came meanwhile cannot keep the graph
+            // awake.
+            None => stats.guest_kicks.add(self.queues[q].drain_kick()),
+            Some(a) if a.newly => {
+                stats.kicks_armed.add(1);
+                // Drained after arming: a kick for chains published before the arming is
+                // consumed here, and those chains were seen by the arming's second look.
+                stats.guest_kicks.add(self.queues[q].drain_kick());
+            }
+            Some(_) => {}
+        }
+        armed.is_some_and(|a| a.work)
     }
 }
 
@@ -444,7 +464,7 @@ impl Brick for VhostUserNic {
     }
 
     fn wake_fd(&self) -> Option<RawFd> {
-        Some(self.shared.waker.fd())
+        Some(self.wake_set.fd())
     }
 
     fn poll(&mut self, out: &mut Output<'_>) -> usize {
@@ -453,53 +473,58 @@ impl Brick for VhostUserNic {
             self.shared.waker.drain();
             self.shared.stats.wakeups.add(1);
         }
-        self.refresh();
-        let Some(conn) = self.conn.clone() else { return 0 };
+        let Some(conn) = self.refresh() else { return 0 };
         let Some(vrings) = conn.vrings.get() else { return 0 };
-        let mem = conn.mem.memory();
         let mut total = 0;
         for q in (1..vrings.len()).step_by(2) {
-            total += self.poll_tx(q, &vrings[q], &mem, brick_core::BURST_SIZE, out);
+            total += self.poll_tx(q, &vrings[q], brick_core::BURST_SIZE, out);
         }
         total
     }
 
-    fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
-        self.refresh();
-        let conn = self.conn.clone();
-        let Some((conn, vrings)) = conn.as_ref().and_then(|c| Some((c, c.vrings.get()?))) else {
-            let n = pkts.len() as u64;
-            pkts.clear();
-            self.count_drop(out, DropReason::NotReady, n);
-            return;
-        };
-        let mem = conn.mem.memory();
-        // Pick a started RX queue, round robin per burst over the queue pairs.
-        let pairs = vrings.len() / 2;
-        let mut chosen = None;
-        for k in 0..pairs {
-            let q = 2 * ((self.rx_next + k) % pairs);
-            let st = vrings[q].get_ref();
-            if st.get_queue().ready() && st.is_enabled() {
-                chosen = Some(q);
-                break;
-            }
+    fn arm_wake(&mut self) -> bool {
+        let Some(conn) = self.conn.clone() else { return false };
+        let Some(vrings) = conn.vrings.get() else { return false };
+        let mut work = false;
+        for q in (1..vrings.len()).step_by(2) {
+            work |= self.arm_tx(q, &vrings[q]);
         }
-        self.rx_next = self.rx_next.wrapping_add(1);
-        let Some(q) = chosen else {
+        work
+    }
+
+    fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        let conn = self.refresh();
+        let vrings = conn.as_ref().and_then(|c| c.vrings.get());
+        // Pick a started RX queue, round robin per burst over the queue pairs.
+        let chosen = vrings.and_then(|v| {
+            let pairs = v.len() / 2;
+            let start = self.rx_next;
+            self.rx_next = self.rx_next.wrapping_add(1);
+            (0..pairs).map(|k| 2 * ((start + k) % pairs)).find(|&q| {
+                let st = v[q].get_ref();
+                st.get_queue().ready() && st.is_enabled()
+            })
+        });
+        let (Some(vrings), Some(q), Some(map)) = (vrings, chosen, &self.map) else {
             let n = pkts.len() as u64;
             pkts.clear();
             self.count_drop(out, DropReason::NotReady, n);
             return;
         };
-        let stats = Arc::clone(&self.shared.stats);
         let mut st = vrings[q].get_mut();
-        let queue = st.get_queue_mut();
-        let mut delivered = 0u64;
+        let Some(ring) = self.queues[q].ring(map, st.get_queue()) else {
+            let n = pkts.len() as u64;
+            pkts.clear();
+            drop(st);
+            self.count_drop(out, DropReason::QueueBroken, n);
+            return;
+        };
+        let stats = &self.shared.stats;
+        let (mut delivered, mut bytes) = (0u64, 0u64);
+        let mut drops = [0u64; DROP_REASONS.len()];
         for mut pkt in pkts.drain() {
             let o = rx_push_segmenting(
-                queue,
-                &*mem,
+                ring,
                 &mut pkt,
                 &self.feat,
                 &mut self.scratch,
@@ -507,20 +532,27 @@ impl Brick for VhostUserNic {
                 &mut self.gso_segs,
             );
             delivered += o.frames;
-            stats.rx_bytes.add(o.bytes);
+            bytes += o.bytes;
             if let Some(e) = o.reason {
                 // The packet itself is freed at the end of this iteration either way.
-                let r = DropReason::from(e);
-                stats.drops[r as usize].add(o.dropped);
-                out.count_drop(r as usize, o.dropped);
+                drops[DropReason::from(e) as usize] += o.dropped;
             }
         }
+        // Chains may have been handed back (a bad first chain) even with nothing delivered.
+        ring.publish_used();
+        ring.store_indexes(st.get_queue_mut());
         if delivered > 0 {
             stats.rx_packets.add(delivered);
-            if queue.needs_notification(&*mem).unwrap_or(true) {
+            stats.rx_bytes.add(bytes);
+            if ring.needs_interrupt() {
                 let _ = st.signal_used_queue();
                 stats.guest_notifications.add(1);
             }
+        }
+        drop(st);
+        for (r, &n) in drops.iter().enumerate().filter(|(_, &n)| n > 0) {
+            out.count_drop(r, n);
+            stats.drops[r].add(n);
         }
     }
 
@@ -618,13 +650,21 @@ impl ControlCtx {
         let conn = Arc::new(Conn { mem: mem.clone(), vrings: OnceLock::new(), acked: AtomicU64::new(0) });
         let backend =
             NetBackend { spec: self.spec.clone(), conn: Arc::clone(&conn), shared: Arc::clone(&self.shared) };
-        let mut daemon = match VhostUserDaemon::new(format!("vhost-{}", self.name), backend, mem) {
+        let (daemon, vrings) = collect_vrings(&self.shared, || {
+            VhostUserDaemon::new(format!("vhost-{}", self.name), backend, mem)
+        });
+        let mut daemon = match daemon {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(nic = %self.name, "daemon: {e}");
                 return;
             }
         };
+        if vrings.len() != 2 * self.spec.queue_pairs as usize {
+            tracing::warn!(nic = %self.name, "daemon built {} vrings, expected {}", vrings.len(), 2 * self.spec.queue_pairs);
+            return;
+        }
+        let _ = conn.vrings.set(vrings);
         // The daemon accepts its end of the relay on a private abstract socket.
         let id = CONN_SEQ.fetch_add(1, Ordering::Relaxed);
         let addr_name = format!("brick-vhost-{}-{}", std::process::id(), id);

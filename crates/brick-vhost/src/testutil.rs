@@ -56,6 +56,31 @@ impl<'a, M: GuestMemory> GuestDriver<'a, M> {
         q
     }
 
+    /// Where the queue lives, for the device side ([`crate::ring::SplitQueue`]).
+    pub fn layout(&self, event_idx: bool) -> crate::ring::QueueLayout {
+        crate::ring::QueueLayout { desc: 0, avail: self.avail, used: self.used, size: self.size, event_idx }
+    }
+
+    /// The driver's `used_event` field (EVENT_IDX): interrupt me when the used index passes it.
+    pub fn set_used_event(&self, v: u16) {
+        self.w16(self.avail + 4 + 2 * self.size as u64, v);
+    }
+
+    /// The driver's avail flags (bit 0: NO_INTERRUPT).
+    pub fn set_avail_flags(&self, v: u16) {
+        self.w16(self.avail, v);
+    }
+
+    /// The device's `avail_event` field (EVENT_IDX): kick me when the avail index passes it.
+    pub fn avail_event(&self) -> u16 {
+        self.r16(self.used + 4 + 8 * self.size as u64)
+    }
+
+    /// The device's used flags (bit 0: NO_NOTIFY).
+    pub fn used_flags(&self) -> u16 {
+        self.r16(self.used)
+    }
+
     /// Copies `bytes` into a fresh data area and returns its guest address.
     pub fn put_data(&mut self, bytes: &[u8]) -> u64 {
         let a = self.data_next;

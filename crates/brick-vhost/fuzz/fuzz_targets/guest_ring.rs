@@ -4,7 +4,10 @@
 #![no_main]
 
 use brick_core::{Packet, PacketPool, PoolConfig};
+use std::sync::Arc;
+
 use brick_vhost::datapath::{rx_push, tx_pop, NetFeatures, RxScratch, TxPop};
+use brick_vhost::ring::{GuestMap, SplitQueue};
 use brick_vhost::testutil::GuestDriver;
 use brick_vhost::wire::NetHdr;
 use libfuzzer_sys::fuzz_target;
@@ -15,9 +18,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let _ = NetHdr::parse(data);
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x2_0000)]).unwrap();
-    let mut g = GuestDriver::new(&mem, 16);
-    let mut q = g.queue();
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x2_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 16);
+    let event_idx = data[1] & 1 == 1;
+    let mut q = SplitQueue::new(GuestMap::new(Arc::clone(&mem)), g.layout(event_idx), 0, 0).unwrap();
     let acked = u64::from_le_bytes(data[..8].try_into().unwrap());
     let feat = NetFeatures::from_acked(acked);
     let rest = &data[8..];
@@ -44,10 +48,13 @@ fuzz_target!(|data: &[u8]| {
     for _ in 0..heads.len() {
         if rx {
             let mut p = Packet::from_slice(tail.get(..300).unwrap_or(tail));
-            let _ = rx_push(&mut q, &mem, &mut p, &feat, &mut scratch);
-        } else if let TxPop::Empty | TxPop::Broken = tx_pop(&mut q, &mem, &pool, &feat) {
+            let _ = rx_push(&mut q, &mut p, &feat, &mut scratch);
+        } else if let TxPop::Empty | TxPop::Broken = tx_pop(&mut q, &pool, &feat) {
             break;
         }
     }
+    q.publish_used();
+    let _ = q.needs_interrupt();
+    let _ = q.enable_kicks();
     assert_eq!(pool.available(), 16);
 });

@@ -1,6 +1,9 @@
-//! Descriptor handling against virtio-queue's mock split queue (a guest with no VM).
+//! Descriptor handling against a simulated guest driver (a split ring in anonymous memory).
+
+use std::sync::Arc;
 
 use super::*;
+use crate::ring::{GuestMap, SplitQueue};
 use crate::testutil::GuestDriver;
 use brick_core::{GsoType, OffloadFlags, PoolConfig};
 use proptest::prelude::*;
@@ -20,15 +23,48 @@ fn pool() -> PacketPool {
     PacketPool::new(PoolConfig { count: 64, headroom: 128, data_room: 2048 }).unwrap()
 }
 
+/// The device side of `g`'s queue.
+fn split(mem: &Arc<GuestMemoryMmap<()>>, g: &GuestDriver<'_, GuestMemoryMmap<()>>) -> SplitQueue {
+    SplitQueue::new(GuestMap::new(Arc::clone(mem)), g.layout(false), 0, 0).unwrap()
+}
+
+/// `tx_pop`, with the used index published as a burst of one.
+fn pop(q: &mut SplitQueue, p: &PacketPool, f: &NetFeatures) -> TxPop {
+    let r = tx_pop(q, p, f);
+    q.publish_used();
+    r
+}
+
+/// `rx_push`, with the used index published as a burst of one.
+fn push(q: &mut SplitQueue, pkt: &mut Packet, f: &NetFeatures, s: &mut RxScratch) -> Result<(), RxDrop> {
+    let r = rx_push(q, pkt, f, s);
+    q.publish_used();
+    r
+}
+
+/// `rx_push_segmenting`, published.
+fn push_seg(
+    q: &mut SplitQueue,
+    pkt: &mut Packet,
+    f: &NetFeatures,
+    s: &mut RxScratch,
+    pool: &PacketPool,
+    segs: &mut Vec<Packet>,
+) -> RxOutcome {
+    let o = rx_push_segmenting(q, pkt, f, s, pool, segs);
+    q.publish_used();
+    o
+}
+
 fn frame(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 + 3) as u8).collect()
 }
 
 #[test]
 fn tx_single_descriptor_frame_is_copied_with_meta() {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
-    let mut g = GuestDriver::new(&mem, 256);
-    let mut q = g.queue();
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 256);
+    let mut q = split(&mem, &g);
     let hdr = NetHdr {
         flags: 1,
         gso_type: 1,
@@ -39,7 +75,7 @@ fn tx_single_descriptor_frame_is_copied_with_meta() {
     };
     let f = frame(1000);
     g.tx_frame(&hdr, &f, 4096);
-    match tx_pop(&mut q, &mem, &pool(), &feat()) {
+    match pop(&mut q, &pool(), &feat()) {
         TxPop::Packet(p) => {
             assert_eq!(p.data(), &f[..]);
             assert!(p.meta().offload.contains(OffloadFlags::CSUM_NEEDED));
@@ -49,26 +85,26 @@ fn tx_single_descriptor_frame_is_copied_with_meta() {
         other => panic!("expected a packet, got {other:?}"),
     }
     assert_eq!(g.used_idx(), 1);
-    assert!(matches!(tx_pop(&mut q, &mem, &pool(), &feat()), TxPop::Empty));
+    assert!(matches!(pop(&mut q, &pool(), &feat()), TxPop::Empty));
 }
 
 #[test]
 fn tx_frame_split_over_many_descriptors_and_header_split() {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
-    let mut g = GuestDriver::new(&mem, 256);
-    let mut q = g.queue();
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 256);
+    let mut q = split(&mem, &g);
     let f = frame(1500);
     // 7-byte pieces: the 12-byte header itself spans two descriptors
     g.tx_frame(&NetHdr::default(), &f, 7);
-    let TxPop::Packet(p) = tx_pop(&mut q, &mem, &pool(), &feat()) else { panic!("no packet") };
+    let TxPop::Packet(p) = pop(&mut q, &pool(), &feat()) else { panic!("no packet") };
     assert_eq!(p.data(), &f[..]);
 }
 
 #[test]
 fn tx_indirect_chain_works() {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
-    let mut g = GuestDriver::new(&mem, 256);
-    let mut q = g.queue();
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 256);
+    let mut q = split(&mem, &g);
     let f = frame(300);
     let mut bytes = vec![0u8; 12];
     bytes.extend_from_slice(&f);
@@ -78,83 +114,83 @@ fn tx_indirect_chain_works() {
     g.write_desc_at(b, 0, (a, 12, NEXT, 1));
     g.write_desc_at(b, 1, (a + 12, f.len() as u32, 0, 0));
     g.push_chain(&[(b, 32, VRING_DESC_F_INDIRECT as u16, 0)]);
-    let TxPop::Packet(p) = tx_pop(&mut q, &mem, &pool(), &feat()) else { panic!("no packet") };
+    let TxPop::Packet(p) = pop(&mut q, &pool(), &feat()) else { panic!("no packet") };
     assert_eq!(p.data(), &f[..]);
 }
 
 #[test]
 fn tx_bad_input_is_dropped_and_the_chain_returned() {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
-    let mut g = GuestDriver::new(&mem, 16);
-    let mut q = g.queue();
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 16);
+    let mut q = split(&mem, &g);
     let p = pool();
     let a = g.put_data(&[0u8; 100]);
     // 1. descriptor loop: 0 -> 1 -> 0
     g.push_chain_raw(&[(a, 50, NEXT, 1), (a, 50, NEXT, 0)]);
-    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Dropped(TxDrop::BadDescriptor)));
+    assert!(matches!(pop(&mut q, &p, &feat()), TxPop::Dropped(TxDrop::BadDescriptor)));
     // 2. address outside guest memory
     g.push_chain(&[(0xdead_0000_0000, 100, 0, 0)]);
-    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Dropped(TxDrop::BadDescriptor)));
+    assert!(matches!(pop(&mut q, &p, &feat()), TxPop::Dropped(TxDrop::BadDescriptor)));
     // 3. range crossing the end of memory
     g.push_chain(&[(0x40_0000 - 10, 100, 0, 0)]);
-    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Dropped(TxDrop::BadDescriptor)));
+    assert!(matches!(pop(&mut q, &p, &feat()), TxPop::Dropped(TxDrop::BadDescriptor)));
     // 4. write-only descriptor in a TX chain
     g.push_chain(&[(a, 100, WRITE, 0)]);
-    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Dropped(TxDrop::BadDescriptor)));
+    assert!(matches!(pop(&mut q, &p, &feat()), TxPop::Dropped(TxDrop::BadDescriptor)));
     // 5. oversized: 3000 bytes in a 2048-byte pool buffer
     let big = g.put_data(&vec![0u8; 3100]);
     g.push_chain(&[(big, 3100, 0, 0)]);
-    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Dropped(TxDrop::Oversized)));
+    assert!(matches!(pop(&mut q, &p, &feat()), TxPop::Dropped(TxDrop::Oversized)));
     // 6. header shorter than negotiated
     g.push_chain(&[(a, 8, 0, 0)]);
-    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Dropped(TxDrop::BadHeader)));
+    assert!(matches!(pop(&mut q, &p, &feat()), TxPop::Dropped(TxDrop::BadHeader)));
     // 7. next index out of the table
     g.push_chain_raw(&[(a, 50, NEXT, 200)]);
-    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Dropped(TxDrop::BadDescriptor)));
+    assert!(matches!(pop(&mut q, &p, &feat()), TxPop::Dropped(TxDrop::BadDescriptor)));
     // 8. GSO not negotiated (TSO6)
     g.tx_frame(&NetHdr { gso_type: 4, gso_size: 1000, ..Default::default() }, &frame(100), 200);
-    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Dropped(TxDrop::BadHeader)));
+    assert!(matches!(pop(&mut q, &p, &feat()), TxPop::Dropped(TxDrop::BadHeader)));
     // 9. runts: a header and fewer than 14 bytes of frame (none at all, then 13)
     g.tx_frame(&NetHdr::default(), &[], 200);
-    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Dropped(TxDrop::Runt)));
+    assert!(matches!(pop(&mut q, &p, &feat()), TxPop::Dropped(TxDrop::Runt)));
     g.tx_frame(&NetHdr::default(), &frame(13), 200);
-    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Dropped(TxDrop::Runt)));
+    assert!(matches!(pop(&mut q, &p, &feat()), TxPop::Dropped(TxDrop::Runt)));
     g.tx_frame(&NetHdr::default(), &frame(14), 200);
-    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Packet(_)));
+    assert!(matches!(pop(&mut q, &p, &feat()), TxPop::Packet(_)));
     // every chain came back to the guest, no buffer leaked
     assert_eq!(g.used_idx(), 11);
     assert_eq!(p.available(), 64);
     // a good frame after all that still works
     g.tx_frame(&NetHdr::default(), &frame(60), 200);
-    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Packet(_)));
+    assert!(matches!(pop(&mut q, &p, &feat()), TxPop::Packet(_)));
 }
 
 #[test]
 fn tx_pool_empty_leaves_chain_in_ring() {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
-    let mut g = GuestDriver::new(&mem, 16);
-    let mut q = g.queue();
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 16);
+    let mut q = split(&mem, &g);
     let p = PacketPool::new(PoolConfig { count: 1, headroom: 128, data_room: 2048 }).unwrap();
     g.tx_frame(&NetHdr::default(), &frame(60), 200);
     g.tx_frame(&NetHdr::default(), &frame(61), 200);
-    let TxPop::Packet(first) = tx_pop(&mut q, &mem, &p, &feat()) else { panic!() };
-    assert!(matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::PoolEmpty));
+    let TxPop::Packet(first) = pop(&mut q, &p, &feat()) else { panic!() };
+    assert!(matches!(pop(&mut q, &p, &feat()), TxPop::PoolEmpty));
     assert_eq!(g.used_idx(), 1);
     drop(first);
-    let TxPop::Packet(second) = tx_pop(&mut q, &mem, &p, &feat()) else { panic!() };
+    let TxPop::Packet(second) = pop(&mut q, &p, &feat()) else { panic!() };
     assert_eq!(second.len(), 61);
 }
 
 #[test]
 fn rx_mergeable_spreads_over_buffers_and_sets_num_buffers() {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
-    let mut g = GuestDriver::new(&mem, 64);
-    let mut q = g.queue();
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 64);
+    let mut q = split(&mem, &g);
     let bufs: Vec<u64> = (0..4).map(|_| g.rx_buffer(500)).collect();
     let f = frame(1200);
     let mut pkt = Packet::from_slice(&f);
     let mut s = RxScratch::default();
-    rx_push(&mut q, &mem, &mut pkt, &feat(), &mut s).unwrap();
+    push(&mut q, &mut pkt, &feat(), &mut s).unwrap();
     assert_eq!(g.used_idx(), 3);
     let got = g.read_rx(&bufs[..3], &[500, 500, 212]);
     let h = NetHdr::parse(&got[..12]).unwrap();
@@ -165,85 +201,85 @@ fn rx_mergeable_spreads_over_buffers_and_sets_num_buffers() {
 
 #[test]
 fn rx_ring_full_rewinds_and_nothing_is_published() {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
-    let mut g = GuestDriver::new(&mem, 64);
-    let mut q = g.queue();
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 64);
+    let mut q = split(&mem, &g);
     g.rx_buffer(500);
     let mut s = RxScratch::default();
     let mut big = Packet::from_slice(&frame(1200));
-    assert_eq!(rx_push(&mut q, &mem, &mut big, &feat(), &mut s), Err(RxDrop::RingFull));
+    assert_eq!(push(&mut q, &mut big, &feat(), &mut s), Err(RxDrop::RingFull));
     assert_eq!(g.used_idx(), 0);
-    assert_eq!(q.next_avail(), 0);
+    assert_eq!(q.next_avail, 0);
     // the buffer is still there for a small packet
     let mut small = Packet::from_slice(&frame(100));
-    rx_push(&mut q, &mem, &mut small, &feat(), &mut s).unwrap();
+    push(&mut q, &mut small, &feat(), &mut s).unwrap();
     assert_eq!(g.used_idx(), 1);
-    assert_eq!(rx_push(&mut q, &mem, &mut small, &feat(), &mut s), Err(RxDrop::RingFull));
+    assert_eq!(push(&mut q, &mut small, &feat(), &mut s), Err(RxDrop::RingFull));
 }
 
 #[test]
 fn rx_without_mrg_needs_one_big_enough_buffer() {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
-    let mut g = GuestDriver::new(&mem, 64);
-    let mut q = g.queue();
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 64);
+    let mut q = split(&mem, &g);
     let f = NetFeatures::from_acked(feature::VERSION_1);
     g.rx_buffer(500);
     g.rx_buffer(2000);
     let mut s = RxScratch::default();
     let mut pkt = Packet::from_slice(&frame(1000));
-    assert_eq!(rx_push(&mut q, &mem, &mut pkt, &f, &mut s), Err(RxDrop::BufferTooSmall));
-    assert_eq!(q.next_avail(), 0);
+    assert_eq!(push(&mut q, &mut pkt, &f, &mut s), Err(RxDrop::BufferTooSmall));
+    assert_eq!(q.next_avail, 0);
     // legacy 10-byte header without VERSION_1
     let legacy = NetFeatures::from_acked(0);
     assert_eq!(legacy.hdr_len, 10);
     let mut small = Packet::from_slice(&frame(400));
-    rx_push(&mut q, &mem, &mut small, &legacy, &mut s).unwrap();
+    push(&mut q, &mut small, &legacy, &mut s).unwrap();
     assert_eq!(g.used_elems(), vec![(0, 410)]);
 }
 
 #[test]
 fn rx_bad_buffers_are_refused_without_panic() {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
-    let mut g = GuestDriver::new(&mem, 64);
-    let mut q = g.queue();
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 64);
+    let mut q = split(&mem, &g);
     let mut s = RxScratch::default();
     let mut pkt = Packet::from_slice(&frame(100));
     // readable (not write-only) buffer first: returned empty, packet dropped
     let a = g.put_data(&[0u8; 600]);
     g.push_chain(&[(a, 600, 0, 0)]);
-    assert_eq!(rx_push(&mut q, &mem, &mut pkt, &feat(), &mut s), Err(RxDrop::BadDescriptor));
+    assert_eq!(push(&mut q, &mut pkt, &feat(), &mut s), Err(RxDrop::BadDescriptor));
     assert_eq!(g.used_elems(), vec![(0, 0)]);
     // out-of-range buffer
     g.push_chain(&[(0x7fff_0000_0000, 600, WRITE, 0)]);
-    assert_eq!(rx_push(&mut q, &mem, &mut pkt, &feat(), &mut s), Err(RxDrop::BadDescriptor));
+    assert_eq!(push(&mut q, &mut pkt, &feat(), &mut s), Err(RxDrop::BadDescriptor));
     // looped RX chain
     g.push_chain_raw(&[(a, 1, WRITE | NEXT, 1), (a, 1, WRITE | NEXT, 0)]);
-    assert_eq!(rx_push(&mut q, &mem, &mut pkt, &feat(), &mut s), Err(RxDrop::BadDescriptor));
+    assert_eq!(push(&mut q, &mut pkt, &feat(), &mut s), Err(RxDrop::BadDescriptor));
     assert_eq!(g.used_idx(), 3);
     // then a good buffer works
     g.rx_buffer(600);
-    rx_push(&mut q, &mem, &mut pkt, &feat(), &mut s).unwrap();
+    push(&mut q, &mut pkt, &feat(), &mut s).unwrap();
 }
 
 #[test]
 fn rx_gso_to_guest_without_tso_is_refused() {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
-    let mut g = GuestDriver::new(&mem, 64);
-    let mut q = g.queue();
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 64);
+    let mut q = split(&mem, &g);
     g.rx_buffer(4000);
     let mut pkt = Packet::from_slice(&frame(3000));
     pkt.meta_mut().gso_type = GsoType::TcpV4;
     pkt.meta_mut().gso_size = 1448;
     let mut s = RxScratch::default();
-    assert_eq!(rx_push(&mut q, &mem, &mut pkt, &feat(), &mut s), Err(RxDrop::NeedsSegmentation));
-    assert_eq!(q.next_avail(), 0);
+    assert_eq!(push(&mut q, &mut pkt, &feat(), &mut s), Err(RxDrop::NeedsSegmentation));
+    assert_eq!(q.next_avail, 0);
 }
 
 #[test]
 fn rx_gso_to_guest_without_tso_is_segmented_in_software() {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
-    let mut g = GuestDriver::new(&mem, 64);
-    let mut q = g.queue();
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 64);
+    let mut q = split(&mem, &g);
     let addrs: Vec<u64> = (0..4).map(|_| g.rx_buffer(2000)).collect();
     let payload = frame(4000);
     let mut f = Vec::new();
@@ -261,7 +297,7 @@ fn rx_gso_to_guest_without_tso_is_segmented_in_software() {
     m.csum_offset = 16;
     let mut s = RxScratch::default();
     let mut segs = Vec::new();
-    let o = rx_push_segmenting(&mut q, &mem, &mut pkt, &feat(), &mut s, &pool(), &mut segs);
+    let o = push_seg(&mut q, &mut pkt, &feat(), &mut s, &pool(), &mut segs);
     assert_eq!((o.frames, o.dropped, o.reason), (3, 0, None), "4000 bytes at MSS 1448: 3 segments");
     assert_eq!(o.bytes, 3 * 54 + 4000);
     let used = g.used_elems();
@@ -281,7 +317,7 @@ fn rx_gso_to_guest_without_tso_is_segmented_in_software() {
     let mut bad = Packet::from_slice(&frame(3000));
     bad.meta_mut().gso_type = GsoType::TcpV4;
     bad.meta_mut().gso_size = 1448;
-    let o = rx_push_segmenting(&mut q, &mem, &mut bad, &feat(), &mut s, &pool(), &mut segs);
+    let o = push_seg(&mut q, &mut bad, &feat(), &mut s, &pool(), &mut segs);
     assert_eq!((o.frames, o.dropped, o.reason), (0, 1, Some(RxDrop::NeedsSegmentation)));
 }
 
@@ -294,9 +330,9 @@ proptest! {
         heads in proptest::collection::vec(0u16..20, 1..8),
         rx in any::<bool>(),
     ) {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
-        let mut g = GuestDriver::new(&mem, 16);
-        let mut q = g.queue();
+        let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap());
+        let mut g = GuestDriver::new(&*mem, 16);
+        let mut q = split(&mem, &g);
         for (i, &(addr, len, flags, next)) in descs.iter().enumerate() {
             // keep some addresses inside memory so that reads really happen
             let addr = if addr % 3 == 0 { 0x8_0000 + (addr % 0x7_0000) } else { addr };
@@ -308,8 +344,8 @@ proptest! {
         for _ in 0..heads.len() + 1 {
             if rx {
                 let mut pkt = Packet::from_slice(&frame(300));
-                let _ = rx_push(&mut q, &mem, &mut pkt, &feat(), &mut s);
-            } else if matches!(tx_pop(&mut q, &mem, &p, &feat()), TxPop::Empty | TxPop::Broken) {
+                let _ = push(&mut q, &mut pkt, &feat(), &mut s);
+            } else if matches!(pop(&mut q, &p, &feat()), TxPop::Empty | TxPop::Broken) {
                 break;
             }
         }
