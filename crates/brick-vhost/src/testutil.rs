@@ -115,6 +115,14 @@ impl<'a, M: GuestMemory> GuestDriver<'a, M> {
         self.w16(self.avail + 2, self.avail_idx);
     }
 
+    /// Writes `heads` into the avail ring's slots from slot 0, without publishing them (a
+    /// benchmark then moves the avail index itself, as a polling driver does).
+    pub fn fill_avail_slots(&self, heads: &[u16]) {
+        for (i, &h) in heads.iter().enumerate().take(self.size as usize) {
+            self.w16(self.avail + 4 + 2 * i as u64, h);
+        }
+    }
+
     fn alloc(&mut self, n: usize) -> u16 {
         let base = self.next_desc;
         self.next_desc = ((self.next_desc as usize + n) % self.size as usize) as u16;
