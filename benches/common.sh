@@ -3,12 +3,16 @@
 # clean-up of every namespace, process and temporary file the script makes (trap on exit).
 # Gives: BD (butterflyd), CLI (butterfly), T (unique suffix), TMP, mkns NAME, PIDS+=(pid),
 # cpu_busy (jiffies spent by all CPUs).
-for p in $BENCH_PACKAGES; do
-  dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p"; }
-done
-cargo build -q --release -p butterflyd -p butterfly-api
+# BENCH_NO_INSTALL=1 skips the packages (a machine without apt, with the tools carried in);
+# BUTTERFLYD and BUTTERFLY_CLI name prebuilt binaries (then nothing is built).
+if [ -z "${BENCH_NO_INSTALL:-}" ]; then
+  for p in $BENCH_PACKAGES; do
+    dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p"; }
+  done
+fi
+[ -n "${BUTTERFLYD:-}" ] || cargo build -q --release -p butterflyd -p butterfly-api
 BD=${BUTTERFLYD:-${CARGO_TARGET_DIR:-target}/release/butterflyd}
-CLI=${CARGO_TARGET_DIR:-target}/release/butterfly
+CLI=${BUTTERFLY_CLI:-${CARGO_TARGET_DIR:-target}/release/butterfly}
 T=$$
 NS=(); PIDS=(); TMP=$(mktemp -d)
 cleanup() {

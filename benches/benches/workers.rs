@@ -19,11 +19,16 @@
 //! paths; after each run the bench fails if a sink received nothing, if any brick dropped a
 //! packet, or if a sink did not receive exactly what the opposite endpoint generated.
 //!
-//! Each worker graph runs on its own [`Runner`] thread, pinned to CPU `i` when the machine
-//! lets us. A run lasts `WORKERS_BENCH_SECS` seconds (default 3) after a short ramp-up; the
-//! bench does 1 worker then 2 workers, for `WORKERS_BENCH_ROUNDS` interleaved rounds
-//! (default 3), keeps the best round of each, and prints the packet rates, the nanoseconds
-//! per packet of each worker and the 2-worker / 1-worker ratio. The time per packet includes
+//! Each worker graph runs on its own [`Runner`] thread, pinned when the machine lets us:
+//! worker `i` goes to the `i`-th CPU in an order that takes one hardware thread of every
+//! physical core before any second thread of a core (SMT siblings share a core's execution
+//! units, so two workers on siblings run at about half speed each: on a 16-vCPU machine
+//! where CPUs 0..15 are 8 cores × 2 threads, pinning worker `i` to CPU `i` mixed both
+//! speeds). A run lasts `WORKERS_BENCH_SECS` seconds (default 3) after a short ramp-up; the
+//! bench runs each worker count of `WORKERS_BENCH_COUNTS` (default `1,2`), for
+//! `WORKERS_BENCH_ROUNDS` interleaved rounds (default 3), keeps the best round of each, and
+//! prints the packet rates, the nanoseconds per packet of each worker and each count's
+//! speed-up over one worker. The time per packet includes
 //! the endpoints' work (allocating, copying the 64-byte frame, freeing), as a NIC's or
 //! vhost's would be. The allocations column counts heap allocations (a counting global
 //! allocator, all threads) during the measured window: the steady state should make none.
@@ -35,6 +40,7 @@
 //! ```text
 //! cargo bench -p butterfly-benches --bench workers
 //! WORKERS_BENCH_SECS=5 WORKERS_BENCH_ROUNDS=5 cargo bench -p butterfly-benches --bench workers
+//! WORKERS_BENCH_COUNTS=1,2,4,8,12 cargo bench -p butterfly-benches --bench workers
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -88,7 +94,6 @@ unsafe impl GlobalAlloc for CountingAlloc {
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
-const MAX_WORKERS: usize = 2;
 const FRAME_LEN: usize = 64;
 const POOL_BUFFERS: usize = 16 * BURST_SIZE;
 
@@ -329,13 +334,13 @@ impl Run {
     }
 }
 
-fn run(workers: usize, secs: Duration, pin: bool) -> Run {
+fn run(workers: usize, secs: Duration, cpus: Option<&[usize]>) -> Run {
     // Built and warmed up on this thread, then each graph moves to its runner.
     let built: Vec<Worker> = (0..workers).map(Worker::new).collect();
     let mut running = Vec::new();
     for (i, Worker { g, parts }) in built.into_iter().enumerate() {
-        let cfg =
-            RunnerConfig { name: format!("worker-{i}"), cpu: pin.then_some(i), ..RunnerConfig::default() };
+        let cpu = cpus.map(|c| c[i]);
+        let cfg = RunnerConfig { name: format!("worker-{i}"), cpu, ..RunnerConfig::default() };
         running.push((Runner::spawn(g, cfg).expect("runner thread"), parts));
     }
     // Let the threads start and settle before measuring.
@@ -366,10 +371,38 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     }
 }
 
-/// Whether this thread may be pinned to each of CPUs 0..n (the process may be confined to
-/// other CPUs): tried on a throwaway thread.
-fn can_pin(n: usize) -> bool {
-    std::thread::scope(|s| s.spawn(|| (0..n).all(|cpu| pin_to_cpu(cpu).is_ok())).join().unwrap_or(false))
+/// The CPUs this process may use, one hardware thread of every physical core first (by
+/// core, then by thread), from sysfs topology; in plain order if it cannot be read.
+fn cpus_by_core() -> Vec<usize> {
+    let allowed = brick_core::allowed_cpus().unwrap_or_default();
+    let key = |cpu: usize| -> Option<(usize, usize)> {
+        let siblings = std::fs::read_to_string(format!(
+            "/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
+        ))
+        .ok()?;
+        // "3,11" or "3-4": this CPU's rank among its siblings, and the core's first CPU.
+        let list: Vec<usize> = siblings
+            .trim()
+            .split(',')
+            .flat_map(|r| match r.split_once('-') {
+                Some((a, b)) => (a.parse().unwrap_or(0)..=b.parse().unwrap_or(0)).collect::<Vec<_>>(),
+                None => r.parse().ok().into_iter().collect(),
+            })
+            .collect();
+        let rank = list.iter().position(|&c| c == cpu)?;
+        Some((rank, *list.iter().min()?))
+    };
+    let mut keyed: Vec<(usize, usize, usize)> =
+        allowed.iter().map(|&c| key(c).map_or((0, c, c), |(rank, core)| (rank, core, c))).collect();
+    keyed.sort();
+    keyed.into_iter().map(|(_, _, c)| c).collect()
+}
+
+/// Whether this thread may be pinned to each of `cpus`: tried on a throwaway thread.
+fn can_pin(cpus: &[usize]) -> bool {
+    std::thread::scope(|s| {
+        s.spawn(|| cpus.iter().all(|&cpu| pin_to_cpu(cpu).is_ok())).join().unwrap_or(false)
+    })
 }
 
 fn print_row(round: &str, r: &Run) {
@@ -388,55 +421,75 @@ fn print_row(round: &str, r: &Run) {
 fn main() {
     let secs: f64 = env_or("WORKERS_BENCH_SECS", 3.0);
     let rounds: usize = env_or("WORKERS_BENCH_ROUNDS", 3);
+    let counts_text: String = env_or("WORKERS_BENCH_COUNTS", "1,2".to_string());
+    let counts: Vec<usize> = counts_text
+        .split(',')
+        .map(|c| c.trim().parse().unwrap_or_else(|_| panic!("WORKERS_BENCH_COUNTS: {c:?} is not a count")))
+        .collect();
     assert!(secs > 0.0 && rounds > 0, "WORKERS_BENCH_SECS and WORKERS_BENCH_ROUNDS must be positive");
+    assert!(counts.iter().all(|&c| c > 0), "WORKERS_BENCH_COUNTS must be positive");
+    let max_workers = counts.iter().copied().max().unwrap_or(1);
     let duration = Duration::from_secs_f64(secs);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pin = cpus >= MAX_WORKERS && can_pin(MAX_WORKERS);
+    let order = cpus_by_core();
+    let pin = order.len() >= max_workers && can_pin(&order[..max_workers]);
     println!(
         "workers: full chain per worker (wire endpoint, vtep, switch, firewall, anti-spoof, VM endpoint)"
     );
     println!(
         "  both directions, {FRAME_LEN}-byte frames in bursts of {BURST_SIZE}, one VNI, pool and graph per worker"
     );
-    println!(
-        "  CPUs available: {cpus}; workers {}",
-        if pin { "pinned to CPUs 0 and 1" } else { "not pinned (too few CPUs, or pinning refused)" }
-    );
-    println!("  {secs} s per run, {rounds} round(s) of 1 then 2 workers; best round of each kept");
+    if pin {
+        println!(
+            "  CPUs available: {}; worker i pinned to CPU {:?}[i] (a thread of every core first)",
+            order.len(),
+            &order[..max_workers]
+        );
+    } else {
+        println!("  CPUs available: {}; workers not pinned (too few CPUs, or pinning refused)", order.len());
+    }
+    println!("  {secs} s per run, {rounds} round(s) of {counts_text} workers, interleaved; best round of each kept");
     println!();
     println!(
         "{:>6}  {:>7}  {:>12}  {:>8}  {:>15}  {:>13}  {:>11}",
         "round", "workers", "packets", "Mpps", "Mpps per worker", "ns/pkt/worker", "allocations"
     );
-    let mut best: [Option<Run>; MAX_WORKERS] = Default::default();
+    let mut best: Vec<Option<Run>> = vec![None; counts.len()];
     // Lowest and highest rate of each configuration: how noisy the machine was.
-    let mut range = [(f64::INFINITY, 0.0f64); MAX_WORKERS];
+    let mut range = vec![(f64::INFINITY, 0.0f64); counts.len()];
+    let cpus = pin.then_some(&order[..]);
     for round in 1..=rounds {
-        for workers in 1..=MAX_WORKERS {
-            let r = run(workers, duration, pin);
+        for (k, &workers) in counts.iter().enumerate() {
+            let r = run(workers, duration, cpus);
             print_row(&round.to_string(), &r);
-            let (lo, hi) = &mut range[workers - 1];
+            let (lo, hi) = &mut range[k];
             (*lo, *hi) = (lo.min(r.mpps()), hi.max(r.mpps()));
-            let slot = &mut best[workers - 1];
-            if slot.as_ref().is_none_or(|b| r.mpps() > b.mpps()) {
-                *slot = Some(r);
+            if best[k].as_ref().is_none_or(|b| r.mpps() > b.mpps()) {
+                best[k] = Some(r);
             }
         }
     }
-    let [Some(one), Some(two)] = best else { unreachable!("at least one round ran") };
+    let best: Vec<Run> = best.into_iter().map(|b| b.expect("at least one round ran")).collect();
     println!();
-    print_row("best", &one);
-    print_row("best", &two);
-    println!();
-    for (i, (lo, hi)) in range.iter().enumerate() {
-        println!("{} worker(s): {lo:.2} to {hi:.2} Mpps over the rounds", i + 1);
+    for b in &best {
+        print_row("best", b);
     }
-    println!(
-        "2 workers / 1 worker (best rounds): {:.2}× ({:.2} vs {:.2} Mpps; issue #9 target ≥ 1.8×)",
-        two.mpps() / one.mpps(),
-        two.mpps(),
-        one.mpps()
-    );
+    println!();
+    for (k, (lo, hi)) in range.iter().enumerate() {
+        println!("{} worker(s): {lo:.2} to {hi:.2} Mpps over the rounds", counts[k]);
+    }
+    // Speed-up over the best single worker, when one was measured.
+    if let Some(one) = best.iter().find(|b| b.workers == 1) {
+        for b in best.iter().filter(|b| b.workers > 1) {
+            let speedup = b.mpps() / one.mpps();
+            println!(
+                "{} workers / 1 worker (best rounds): {speedup:.2}× ({:.2} vs {:.2} Mpps), {:.0}% of linear",
+                b.workers,
+                b.mpps(),
+                one.mpps(),
+                100.0 * speedup / b.workers as f64
+            );
+        }
+    }
     println!(
         "(packets counted at the sinks, both directions; ns/pkt/worker includes making and freeing them)"
     );

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# The design point side by side: two guests on vhost-user through a switch on one core.
+#
+# The guests are one dpdk-testpmd with two virtio_user ports (the guest side of vhost-user,
+# no VM), forwarding in 5tswap mode with a loop topology: a frame that arrives on a port
+# goes back out of the same port with MACs, IPs and ports swapped, so it is a valid frame
+# of that guest (anti-spoof accepts it) and the population started with `tx_first`
+# circulates between the two guests through the switch forever. The switches:
+#   bf-filter   butterflyd, both NICs in one VNI with a security group allowing everything
+#               (stateful: conntrack and anti-spoof on every frame)
+#   bf-bypass   butterflyd, both NICs --bypass-filtering
+#   ovs-ct      OVS-DPDK (Debian's openvswitch-switch-dpdk), netdev bridge: new IP flows
+#               ct(commit), +est passes, then NORMAL
+#   ovs-normal  OVS-DPDK, NORMAL
+#   vhost-io    dpdk-testpmd's own vhost PMD forwarding between the two sockets (io): the
+#               ceiling of a vhost-user switch on this core
+# The switch runs on SWITCH_CPU (default 0), the guest's forwarding core on GUEST_CPU
+# (default 1). Every setup is built first, then measured in interleaved rounds with the
+# other switches stopped (SIGSTOP: OVS's PMD spins on the switch core even when idle).
+# Figures: frames forwarded per second per direction (mean of the two guests' receive
+# rates), median and range over the rounds; CPU of the switch process over the window;
+# cycles per packet inside each switch (butterflyd's per-brick counters, OVS's PMD stats).
+#
+# Usage (root): [FRAME=64|1518] [INFLIGHT=8] [BF_ARGS=...] benches/pvp-compare.sh [SECONDS [ROUNDS]]
+#   FRAME    frame size including the 4-byte FCS, as in RFC 2544 (default 64)
+#   INFLIGHT bursts of 32 frames each guest port starts with (default 8)
+#   SETUPS   which setups to run (default "bf-filter bf-bypass ovs-ct ovs-normal vhost-io")
+#   BF_ARGS  extra butterflyd arguments (e.g. --busy-poll)
+#   SWITCH_CPU, GUEST_CPU, GUEST_MAIN_CPU  (default 0, 1, and the switch's CPU: testpmd's main
+#            lcore only waits for commands)
+#   DPDK_EXTRA   extra EAL arguments for every DPDK process (e.g. -d PLUGIN_DIR)
+#   OVS_VSWITCHD, OVS_SCHEMA  where OVS-DPDK lives (Debian's paths by default)
+# OVS's DPDK takes 256 MiB of 2 MiB hugepages when they can be reserved, else runs --no-huge.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-5}
+ROUNDS=${2:-3}
+FRAME=${FRAME:-64}
+INFLIGHT=${INFLIGHT:-8}
+SWITCH_CPU=${SWITCH_CPU:-0}
+GUEST_CPU=${GUEST_CPU:-1}
+GUEST_MAIN_CPU=${GUEST_MAIN_CPU:-$SWITCH_CPU}
+DPDK_EXTRA=${DPDK_EXTRA:-}
+SETUPS=${SETUPS:-"bf-filter bf-bypass ovs-ct ovs-normal vhost-io"}
+BENCH_PACKAGES="dpdk openvswitch-switch-dpdk"
+. benches/common.sh
+OVS_VSWITCHD=${OVS_VSWITCHD:-/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk}
+OVS_SCHEMA=${OVS_SCHEMA:-/usr/share/openvswitch/vswitch.ovsschema}
+MAC1=02:00:00:00:00:01
+MAC2=02:00:00:00:00:02
+
+# OVS's DPDK takes its memory from 2 MiB hugepages; give the old count back at the end.
+HP=/proc/sys/vm/nr_hugepages
+HP_OLD=$(cat $HP)
+[ "$HP_OLD" -ge 256 ] || echo 256 >$HP 2>/dev/null || true
+trap 'cleanup; echo "$HP_OLD" >$HP 2>/dev/null || true' EXIT
+if [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 128 ]; then
+  OVS_MEM=(other_config:dpdk-socket-mem=256); OVS_EAL="--no-pci"
+else
+  OVS_MEM=(); OVS_EAL="--no-pci --no-huge -m 512"
+fi
+
+# Per setup: the two vhost-user socket paths, the switch's pids (stopped while others run).
+declare -A SOCK1 SOCK2 SWPIDS METRICS
+NBF=0
+
+start_butterflyd() { # name extra-nic-args...
+  local name=$1; shift
+  local d=$TMP/$name; mkdir -p "$d/sock"
+  NBF=$((NBF + 1)); METRICS[$name]=127.0.0.1:$((19900 + NBF))
+  taskset -c "$SWITCH_CPU" "$BD" --no-state --underlay none -u "$SWITCH_CPU" -e "ipc://$d/api" -s "$d/sock" \
+    --metrics "${METRICS[$name]}" ${BF_ARGS:-} >"$d/log" 2>&1 &
+  local pid=$!; PIDS+=("$pid")
+  local cli=("$CLI" -e "ipc://$d/api") i
+  for i in $(seq 50); do "${cli[@]}" nic list >/dev/null 2>&1 && break; sleep 0.1; done
+  "${cli[@]}" sg add sg-all >/dev/null
+  "${cli[@]}" sg rule add sg-all --dir in --ip-proto all --cidr 0.0.0.0/0 >/dev/null
+  "${cli[@]}" nic add --id vm1 --mac $MAC1 --vni 1 --ip 198.18.0.1 "$@" >/dev/null
+  "${cli[@]}" nic add --id vm2 --mac $MAC2 --vni 1 --ip 198.18.0.2 "$@" >/dev/null
+  SOCK1[$name]=$d/sock/qemu-vhost-vm1; SOCK2[$name]=$d/sock/qemu-vhost-vm2; SWPIDS[$name]=$pid
+}
+
+start_ovs() { # name normal|ct
+  local name=$1 d=$TMP/$1; mkdir -p "$d"
+  export OVS_RUNDIR=$d OVS_DBDIR=$d OVS_LOGDIR=$d
+  ovsdb-tool create "$d/conf.db" "$OVS_SCHEMA"
+  ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --pidfile="$d/ovsdb-server.pid" --detach \
+    --log-file="$d/ovsdb.log" -vconsole:off
+  local vs=(ovs-vsctl --db="unix:$d/db.sock")
+  "${vs[@]}" --no-wait init
+  "${vs[@]}" --no-wait set Open_vSwitch . other_config:dpdk-init=true \
+    "other_config:dpdk-extra=$OVS_EAL $DPDK_EXTRA --file-prefix ovs$T$name" "${OVS_MEM[@]}" \
+    other_config:pmd-cpu-mask=$(printf '0x%x' $((1 << SWITCH_CPU))) \
+    other_config:dpdk-lcore-mask=$(printf '0x%x' $((1 << SWITCH_CPU)))
+  taskset -c "$SWITCH_CPU" $OVS_VSWITCHD "unix:$d/db.sock" --pidfile="$d/ovs-vswitchd.pid" --detach \
+    --log-file="$d/vs.log" -vconsole:off 2>>"$d/vs.log"
+  "${vs[@]}" add-br br0 -- set bridge br0 datapath_type=netdev
+  "${vs[@]}" add-port br0 vh1 -- set Interface vh1 type=dpdkvhostuser
+  "${vs[@]}" add-port br0 vh2 -- set Interface vh2 type=dpdkvhostuser
+  if [ "$2" = ct ]; then
+    ovs-ofctl del-flows br0
+    ovs-ofctl add-flow br0 "table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1)"
+    ovs-ofctl add-flow br0 "table=0,priority=1,actions=NORMAL"
+    ovs-ofctl add-flow br0 "table=1,priority=100,ip,ct_state=+trk+new,actions=ct(commit),NORMAL"
+    ovs-ofctl add-flow br0 "table=1,priority=100,ip,ct_state=+trk+est,actions=NORMAL"
+    ovs-ofctl add-flow br0 "table=1,priority=1,actions=drop"
+  fi
+  unset OVS_RUNDIR OVS_DBDIR OVS_LOGDIR
+  local p1 p2; p1=$(cat "$d/ovsdb-server.pid"); p2=$(cat "$d/ovs-vswitchd.pid"); PIDS+=("$p1" "$p2")
+  SOCK1[$name]=$d/vh1; SOCK2[$name]=$d/vh2; SWPIDS[$name]="$p2"
+}
+
+start_vhost_io() { # name
+  local name=$1 d=$TMP/$1; mkdir -p "$d"
+  # Main lcore and forwarding lcore both on the switch CPU (the main one only sleeps).
+  dpdk-testpmd --lcores "0@$SWITCH_CPU,1@$SWITCH_CPU" --no-pci --no-huge -m 512 $DPDK_EXTRA --file-prefix "vio$T" \
+    --vdev "net_vhost0,iface=$d/vh1" --vdev "net_vhost1,iface=$d/vh2" -- \
+    --forward-mode=io --port-topology=paired --nb-cores=1 --txd=1024 --rxd=1024 --total-num-mbufs=16384 \
+    --stats-period 3600 </dev/null >"$d/log" 2>&1 &
+  local pid=$!; PIDS+=("$pid")
+  local i; for i in $(seq 50); do [ -S "$d/vh2" ] && break; sleep 0.1; done
+  SOCK1[$name]=$d/vh1; SOCK2[$name]=$d/vh2; SWPIDS[$name]=$pid
+}
+
+jiffies() { # pids... : utime+stime of these processes (all threads)
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  echo $t
+}
+
+# One measurement of setup $1: appends "pps-per-direction switch-cpu-% cycles/packet" to
+# $TMP/res.$1.
+measure() {
+  local name=$1 other d=$TMP/$1
+  for other in "${!SWPIDS[@]}"; do
+    if [ "$other" = "$name" ]; then kill -CONT ${SWPIDS[$other]}; else kill -STOP ${SWPIDS[$other]}; fi
+  done
+  local log=$d/guest.log warm=4
+  (
+    sleep "$warm"
+    echo "set txpkts $((FRAME - 4))"
+    echo "start tx_first $INFLIGHT"
+    sleep 2
+    echo "show port stats all"
+    sleep "$SECS"
+    echo "show port stats all"
+    echo "stop"
+    sleep 1
+    echo "quit"
+  ) | taskset -c "$GUEST_MAIN_CPU,$GUEST_CPU" dpdk-testpmd -l "$GUEST_MAIN_CPU,$GUEST_CPU" \
+    --main-lcore "$GUEST_MAIN_CPU" --no-pci --no-huge -m 1024 $DPDK_EXTRA --file-prefix "g$T" \
+    --vdev "virtio_user0,path=${SOCK1[$name]},mac=$MAC1,queue_size=1024" \
+    --vdev "virtio_user1,path=${SOCK2[$name]},mac=$MAC2,queue_size=1024" -- \
+    -i --forward-mode=5tswap --port-topology=loop --eth-peer=0,$MAC2 --eth-peer=1,$MAC1 \
+    --nb-cores=1 --txd=1024 --rxd=1024 --burst=32 --total-num-mbufs=32768 >"$log" 2>&1 &
+  local g=$!
+  sleep $((warm + 2))
+  local j0 t0 j1 t1; j0=$(jiffies ${SWPIDS[$name]}); t0=$(date +%s.%N)
+  sleep "$SECS"
+  j1=$(jiffies ${SWPIDS[$name]}); t1=$(date +%s.%N)
+  wait $g || true
+  # The second "show port stats all": Rx-pps of each port over the window.
+  local pps; pps=$(grep -E '^\s*Rx-pps:' "$log" | tail -2 | awk '{s+=$2} END {printf "%.3f", s/2/1e6}')
+  local cpu; cpu=$(awk -v j="$((j1 - j0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" 'BEGIN {print 100 * j / (hz * (t1 - t0))}')
+  local cyc=-
+  case $name in
+    bf-*) cyc=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+      "http://${METRICS[$name]}/metrics" |
+      sed -n 's/^butterfly_brick_cycles_per_packet{brick="\([^"]*\)".* \([0-9]*\)[.0-9]*$/\1=\2/p' | paste -sd, -) ;;
+    ovs-*) cyc=$(ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-show |
+      awk '/processing cycles per packet/ {print int($6)}' | head -1 || true) ;;
+  esac
+  echo "$pps $(printf %.0f "$cpu") ${cyc:--}" >>"$TMP/res.$name"
+  [ ! -e "$d/vs.log" ] || ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-clear >/dev/null 2>&1 || true
+}
+
+for s in $SETUPS; do
+  case $s in
+    bf-filter) start_butterflyd "$s" --sg sg-all ;;
+    bf-bypass) start_butterflyd "$s" --bypass-filtering ;;
+    ovs-ct) start_ovs "$s" ct ;;
+    ovs-normal) start_ovs "$s" normal ;;
+    vhost-io) start_vhost_io "$s" ;;
+    *) echo "unknown setup $s" >&2; exit 2 ;;
+  esac
+done
+sleep 2
+for s in $SETUPS; do
+  for p in ${SWPIDS[$s]}; do
+    kill -0 "$p" 2>/dev/null && continue
+    echo "$s: the switch (pid $p) is not running; its log:" >&2
+    tail -20 "$TMP/$s/log" "$TMP/$s/vs.log" 2>/dev/null >&2
+    exit 1
+  done
+done
+for r in $(seq "$ROUNDS"); do
+  for s in $SETUPS; do
+    measure "$s"
+    echo "round $r $s: $(tail -1 "$TMP/res.$s")" >&2
+  done
+done
+
+echo
+echo "PVP, $FRAME-byte frames, $INFLIGHT bursts in flight per port, switch on CPU $SWITCH_CPU, guest on CPU $GUEST_CPU, ${SECS}s x $ROUNDS interleaved rounds"
+echo
+echo "| setup | Mpps per direction (median) | range | switch CPU % | cycles/packet in the switch (whole run) |"
+echo "|---|---|---|---|---|"
+for s in $SETUPS; do
+  f=$TMP/res.$s
+  med=$(awk '{print $1}' "$f" | sort -n | awk '{a[NR]=$1} END {printf "%.3f", (a[int((NR+1)/2)]+a[int(NR/2)+1])/2}')
+  rng=$(awk '{print $1}' "$f" | sort -n | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.3f–%.3f", lo, hi}')
+  cpu=$(awk '{print $2}' "$f" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  echo "| $s | $med | $rng | $cpu | $(tail -1 "$f" | cut -d' ' -f3) |"
+done
