@@ -30,7 +30,7 @@
 #            lcore only waits for commands)
 #   DPDK_EXTRA   extra EAL arguments for every DPDK process (e.g. -d PLUGIN_DIR)
 #   OVS_VSWITCHD, OVS_SCHEMA  where OVS-DPDK lives (Debian's paths by default)
-# OVS's DPDK takes 256 MiB of 2 MiB hugepages when they can be reserved, else runs --no-huge.
+# OVS's DPDK takes 256 MiB of 2 MiB hugepages (reserved if need be; OVS is skipped without).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
@@ -52,13 +52,11 @@ MAC2=02:00:00:00:00:02
 # OVS's DPDK takes its memory from 2 MiB hugepages; give the old count back at the end.
 HP=/proc/sys/vm/nr_hugepages
 HP_OLD=$(cat $HP)
-[ "$HP_OLD" -ge 256 ] || echo 256 >$HP 2>/dev/null || true
+[ "$HP_OLD" -ge 256 ] || [ -n "${NO_HUGEPAGES:-}" ] || echo 256 >$HP 2>/dev/null || true
 trap 'cleanup; echo "$HP_OLD" >$HP 2>/dev/null || true' EXIT
-if [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 128 ]; then
-  OVS_MEM=(other_config:dpdk-socket-mem=256); OVS_EAL="--no-pci"
-else
-  OVS_MEM=(); OVS_EAL="--no-pci --no-huge -m 512"
-fi
+# OVS runs its EAL --in-memory, which DPDK refuses without hugepages (--no-huge implies
+# legacy memory): with none to be had, the OVS setups are skipped with the reason.
+OVS_MEM=(other_config:dpdk-socket-mem=256); OVS_EAL="--no-pci"
 
 # Per setup: the two vhost-user socket paths, the switch's pids (stopped while others run).
 declare -A SOCK1 SOCK2 SWPIDS METRICS
@@ -80,23 +78,35 @@ start_butterflyd() { # name extra-nic-args...
   SOCK1[$name]=$d/sock/qemu-vhost-vm1; SOCK2[$name]=$d/sock/qemu-vhost-vm2; SWPIDS[$name]=$pid
 }
 
-start_ovs() { # name normal|ct
+start_ovs() { # name normal|ct; returns 1 (and says why) when OVS cannot run here
   local name=$1 d=$TMP/$1; mkdir -p "$d"
   export OVS_RUNDIR=$d OVS_DBDIR=$d OVS_LOGDIR=$d
-  ovsdb-tool create "$d/conf.db" "$OVS_SCHEMA"
+  ovsdb-tool create "$d/conf.db" "$OVS_SCHEMA" || return 1
   ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --pidfile="$d/ovsdb-server.pid" --detach \
-    --log-file="$d/ovsdb.log" -vconsole:off
-  local vs=(ovs-vsctl --db="unix:$d/db.sock")
+    --log-file="$d/ovsdb.log" -vconsole:off 2>>"$d/ovsdb.log" || return 1
+  PIDS+=("$(cat "$d/ovsdb-server.pid")")
+  local vs=(ovs-vsctl --timeout=30 --db="unix:$d/db.sock")
   "${vs[@]}" --no-wait init
   "${vs[@]}" --no-wait set Open_vSwitch . other_config:dpdk-init=true \
     "other_config:dpdk-extra=$OVS_EAL $DPDK_EXTRA --file-prefix ovs$T$name" "${OVS_MEM[@]}" \
     other_config:pmd-cpu-mask=$(printf '0x%x' $((1 << SWITCH_CPU))) \
     other_config:dpdk-lcore-mask=$(printf '0x%x' $((1 << SWITCH_CPU)))
-  taskset -c "$SWITCH_CPU" $OVS_VSWITCHD "unix:$d/db.sock" --pidfile="$d/ovs-vswitchd.pid" --detach \
-    --log-file="$d/vs.log" -vconsole:off 2>>"$d/vs.log"
-  "${vs[@]}" add-br br0 -- set bridge br0 datapath_type=netdev
-  "${vs[@]}" add-port br0 vh1 -- set Interface vh1 type=dpdkvhostuser
-  "${vs[@]}" add-port br0 vh2 -- set Interface vh2 type=dpdkvhostuser
+  if ! taskset -c "$SWITCH_CPU" $OVS_VSWITCHD "unix:$d/db.sock" --pidfile="$d/ovs-vswitchd.pid" --detach \
+    --log-file="$d/vs.log" -vconsole:off 2>>"$d/vs.log"; then
+    echo "$name: ovs-vswitchd did not start:" >&2
+    grep -E 'EAL ARGS|ERR|EMER' "$d/vs.log" | tail -5 >&2
+    unset OVS_RUNDIR OVS_DBDIR OVS_LOGDIR
+    return 1
+  fi
+  PIDS+=("$(cat "$d/ovs-vswitchd.pid")")
+  "${vs[@]}" add-br br0 -- set bridge br0 datapath_type=netdev &&
+    "${vs[@]}" add-port br0 vh1 -- set Interface vh1 type=dpdkvhostuser &&
+    "${vs[@]}" add-port br0 vh2 -- set Interface vh2 type=dpdkvhostuser || {
+    echo "$name: OVS could not set up its bridge:" >&2
+    grep -E 'ERR|EMER' "$d/vs.log" | tail -5 >&2
+    unset OVS_RUNDIR OVS_DBDIR OVS_LOGDIR
+    return 1
+  }
   if [ "$2" = ct ]; then
     ovs-ofctl del-flows br0
     ovs-ofctl add-flow br0 "table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1)"
@@ -106,8 +116,7 @@ start_ovs() { # name normal|ct
     ovs-ofctl add-flow br0 "table=1,priority=1,actions=drop"
   fi
   unset OVS_RUNDIR OVS_DBDIR OVS_LOGDIR
-  local p1 p2; p1=$(cat "$d/ovsdb-server.pid"); p2=$(cat "$d/ovs-vswitchd.pid"); PIDS+=("$p1" "$p2")
-  SOCK1[$name]=$d/vh1; SOCK2[$name]=$d/vh2; SWPIDS[$name]="$p2"
+  SOCK1[$name]=$d/vh1; SOCK2[$name]=$d/vh2; SWPIDS[$name]=$(cat "$d/ovs-vswitchd.pid")
 }
 
 start_vhost_io() { # name
@@ -174,16 +183,18 @@ measure() {
   [ ! -e "$d/vs.log" ] || ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-clear >/dev/null 2>&1 || true
 }
 
+RUNNING=""
 for s in $SETUPS; do
   case $s in
     bf-filter) start_butterflyd "$s" --sg sg-all ;;
     bf-bypass) start_butterflyd "$s" --bypass-filtering ;;
-    ovs-ct) start_ovs "$s" ct ;;
-    ovs-normal) start_ovs "$s" normal ;;
+    ovs-ct | ovs-normal) start_ovs "$s" "${s#ovs-}" || { echo "$s: skipped" >&2; continue; } ;;
     vhost-io) start_vhost_io "$s" ;;
     *) echo "unknown setup $s" >&2; exit 2 ;;
   esac
+  RUNNING="$RUNNING $s"
 done
+SETUPS=$RUNNING
 sleep 2
 for s in $SETUPS; do
   for p in ${SWPIDS[$s]}; do

@@ -22,9 +22,8 @@
 //! Each worker graph runs on its own [`Runner`] thread, pinned when the machine lets us:
 //! worker `i` goes to the `i`-th CPU in an order that takes one hardware thread of every
 //! physical core before any second thread of a core (SMT siblings share a core's execution
-//! units, so two workers on siblings run at about half speed each: on a 16-vCPU machine
-//! where CPUs 0..15 are 8 cores × 2 threads, pinning worker `i` to CPU `i` mixed both
-//! speeds). A run lasts `WORKERS_BENCH_SECS` seconds (default 3) after a short ramp-up; the
+//! units: two workers on siblings would each run slower than a worker alone on a core, and
+//! the scaling would measure the pinning). A run lasts `WORKERS_BENCH_SECS` seconds (default 3) after a short ramp-up; the
 //! bench runs each worker count of `WORKERS_BENCH_COUNTS` (default `1,2`), for
 //! `WORKERS_BENCH_ROUNDS` interleaved rounds (default 3), keeps the best round of each, and
 //! prints the packet rates, the nanoseconds per packet of each worker and each count's
