@@ -375,6 +375,7 @@ impl VhostUserNic {
         let stats = &self.shared.stats;
         let mut consumed = 0usize;
         let mut drops = [0u64; DROP_REASONS.len()];
+        ring.prefetch(budget.min(u16::MAX as usize) as u16, false);
         while consumed < budget {
             match tx_pop(ring, &self.cfg.pool, &self.feat) {
                 TxPop::Packet(p) => {
@@ -519,6 +520,7 @@ impl Brick for VhostUserNic {
             self.count_drop(out, DropReason::QueueBroken, n);
             return;
         };
+        ring.prefetch(pkts.len() as u16, true);
         let stats = &self.shared.stats;
         let (mut delivered, mut bytes) = (0u64, 0u64);
         let mut drops = [0u64; DROP_REASONS.len()];

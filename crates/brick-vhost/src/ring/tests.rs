@@ -245,3 +245,20 @@ fn malformed_chains_end_with_an_error() {
     g.write_desc(4, (t, 32, DESC_F_INDIRECT, 0));
     assert_eq!(last(&q, 4), Err(ChainError::Loop));
 }
+
+#[test]
+fn prefetch_is_a_hint_that_survives_garbage_and_takes_nothing() {
+    let mem = memory(0x40_0000);
+    let mut g = GuestDriver::new(&*mem, 16);
+    let mut q = queue(&mem, &g, false);
+    q.prefetch(8, false); // nothing pending
+    g.write_desc(0, (0x1_0000, 4096, 0, 0));
+    g.write_desc(1, (u64::MAX - 10, 100, 0, 0)); // outside memory
+    g.write_desc(2, (0x3f_ffc0, 128, F_WRITE, 0)); // crosses the end of memory
+    g.write_desc(3, (0, 0, DESC_F_INDIRECT, 0));
+    g.publish_heads(&[0, 1, 2, 3, 999]);
+    q.prefetch(64, false);
+    q.prefetch(3, true);
+    assert_eq!(q.next_avail, 0, "prefetching takes no chain");
+    assert_eq!(q.pending(), Ok(5));
+}
