@@ -23,7 +23,9 @@
 #
 # Usage (root): [FRAME=64|1518] [INFLIGHT=8] [BF_ARGS=...] benches/pvp-compare.sh [SECONDS [ROUNDS]]
 #   FRAME    frame size including the 4-byte FCS, as in RFC 2544 (default 64)
-#   INFLIGHT bursts of 32 frames each guest port starts with (default 8)
+#   INFLIGHT bursts of BURST frames each guest port starts with (default 8 of 32)
+#   BURST    the guest's burst size (default 32). BURST=1 INFLIGHT=1: one frame per guest
+#            port circulates, and the table adds the mean round trip (2 / rate per direction)
 #   SETUPS   which setups to run (default "bf-filter bf-bypass ovs-ct ovs-normal vhost-io")
 #   BF_ARGS  extra butterflyd arguments (e.g. --busy-poll)
 #   SWITCH_CPU, GUEST_CPU, GUEST_MAIN_CPU  (default 0, 1, and the switch's CPU: testpmd's main
@@ -37,6 +39,7 @@ SECS=${1:-5}
 ROUNDS=${2:-3}
 FRAME=${FRAME:-64}
 INFLIGHT=${INFLIGHT:-8}
+BURST=${BURST:-32}
 SWITCH_CPU=${SWITCH_CPU:-0}
 GUEST_CPU=${GUEST_CPU:-1}
 GUEST_MAIN_CPU=${GUEST_MAIN_CPU:-$SWITCH_CPU}
@@ -137,18 +140,21 @@ jiffies() { # pids... : utime+stime of these processes (all threads)
   echo $t
 }
 
-# One measurement of setup $1: appends "pps-per-direction switch-cpu-% cycles/packet" to
-# $TMP/res.$1.
-measure() {
-  local name=$1 other d=$TMP/$1
+# Runs the guests against setup $1 for a window of SECS seconds after a warm-up, with the
+# other switches stopped: with traffic (tx_first) or, with $2 = idle, connected and polling
+# but sending nothing. Sets pps (the guests' mean receive rate over the window, Mpps) and
+# cpu (the switch process's CPU over the window, %).
+run_guests() {
+  local name=$1 mode=${2:-traffic} other d=$TMP/$1
   for other in "${!SWPIDS[@]}"; do
     if [ "$other" = "$name" ]; then kill -CONT ${SWPIDS[$other]}; else kill -STOP ${SWPIDS[$other]}; fi
   done
-  local log=$d/guest.log warm=4
+  local log=$d/guest.log warm=4 start="start tx_first $INFLIGHT"
+  [ "$mode" != idle ] || start=start
   (
     sleep "$warm"
     echo "set txpkts $((FRAME - 4))"
-    echo "start tx_first $INFLIGHT"
+    echo "$start"
     sleep 2
     echo "show port stats all"
     sleep "$SECS"
@@ -161,7 +167,7 @@ measure() {
     --vdev "virtio_user0,path=${SOCK1[$name]},mac=$MAC1,queue_size=1024" \
     --vdev "virtio_user1,path=${SOCK2[$name]},mac=$MAC2,queue_size=1024" -- \
     -i --forward-mode=5tswap --port-topology=loop --eth-peer=0,$MAC2 --eth-peer=1,$MAC1 \
-    --nb-cores=1 --txd=1024 --rxd=1024 --burst=32 --total-num-mbufs=32768 >"$log" 2>&1 &
+    --nb-cores=1 --txd=1024 --rxd=1024 --burst="$BURST" --total-num-mbufs=32768 >"$log" 2>&1 &
   local g=$!
   sleep $((warm + 2))
   local j0 t0 j1 t1; j0=$(jiffies ${SWPIDS[$name]}); t0=$(date +%s.%N)
@@ -169,8 +175,15 @@ measure() {
   j1=$(jiffies ${SWPIDS[$name]}); t1=$(date +%s.%N)
   wait $g || true
   # The second "show port stats all": Rx-pps of each port over the window.
-  local pps; pps=$(grep -E '^\s*Rx-pps:' "$log" | tail -2 | awk '{s+=$2} END {printf "%.3f", s/2/1e6}')
-  local cpu; cpu=$(awk -v j="$((j1 - j0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" 'BEGIN {print 100 * j / (hz * (t1 - t0))}')
+  pps=$(grep -E '^\s*Rx-pps:' "$log" | tail -2 | awk '{s+=$2} END {printf "%.3f", s/2/1e6}')
+  cpu=$(awk -v j="$((j1 - j0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.1f", 100 * j / (hz * (t1 - t0))}')
+}
+
+# One measurement of setup $1 with traffic: appends "Mpps-per-direction switch-cpu-%
+# cycles/packet" to $TMP/res.$1.
+measure() {
+  local name=$1 d=$TMP/$1 pps cpu
+  run_guests "$name"
   local cyc=-
   case $name in
     bf-*) cyc=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
@@ -179,7 +192,7 @@ measure() {
     ovs-*) cyc=$(ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-show |
       awk '/processing cycles per packet/ {print int($6)}' | head -1 || true) ;;
   esac
-  echo "$pps $(printf %.0f "$cpu") ${cyc:--}" >>"$TMP/res.$name"
+  echo "$pps $cpu ${cyc:--}" >>"$TMP/res.$name"
   [ ! -e "$d/vs.log" ] || ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-clear >/dev/null 2>&1 || true
 }
 
@@ -211,15 +224,28 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
+# With no traffic (guests connected, polling, sending nothing): the switch's CPU. OVS and
+# testpmd poll by design; butterflyd must sleep.
+IDLE=""
+for s in $SETUPS; do
+  case $s in bf-*) run_guests "$s" idle; IDLE="$IDLE, $s $cpu %" ;; esac
+done
+
 echo
-echo "PVP, $FRAME-byte frames, $INFLIGHT bursts in flight per port, switch on CPU $SWITCH_CPU, guest on CPU $GUEST_CPU, ${SECS}s x $ROUNDS interleaved rounds"
+echo "PVP, $FRAME-byte frames, $INFLIGHT bursts of $BURST in flight per guest port, switch on CPU $SWITCH_CPU, guest on CPU $GUEST_CPU, ${SECS}s x $ROUNDS interleaved rounds"
 echo
-echo "| setup | Mpps per direction (median) | range | switch CPU % | cycles/packet in the switch (whole run) |"
-echo "|---|---|---|---|---|"
+rtt_col=""; [ "$BURST$INFLIGHT" != 11 ] || rtt_col=" mean round trip µs |"
+echo "| setup | Mpps per direction (median) | range | switch CPU % |$rtt_col cycles/packet in the switch (whole run) |"
+echo "|---|---|---|---|${rtt_col:+---|}---|"
 for s in $SETUPS; do
   f=$TMP/res.$s
   med=$(awk '{print $1}' "$f" | sort -n | awk '{a[NR]=$1} END {printf "%.3f", (a[int((NR+1)/2)]+a[int(NR/2)+1])/2}')
   rng=$(awk '{print $1}' "$f" | sort -n | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.3f–%.3f", lo, hi}')
   cpu=$(awk '{print $2}' "$f" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  echo "| $s | $med | $rng | $cpu | $(tail -1 "$f" | cut -d' ' -f3) |"
+  rtt=""; [ -z "$rtt_col" ] || rtt=" $(awk -v m="$med" 'BEGIN {printf "%.1f", m > 0 ? 2 / m : 0}') |"
+  echo "| $s | $med | $rng | $cpu |$rtt $(tail -1 "$f" | cut -d' ' -f3) |"
 done
+if [ -n "$IDLE" ]; then
+  echo
+  echo "Idle (guests connected, no traffic), switch CPU:${IDLE#,}"
+fi

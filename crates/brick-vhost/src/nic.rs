@@ -428,18 +428,15 @@ impl VhostUserNic {
         let armed = map.and_then(|m| self.queues[q].arm(m, st.get_queue()));
         drop(st);
         let stats = &self.shared.stats;
-        match armed {
-            // Not running: only make sure a kick that came meanwhile cannot keep the graph
-            // awake.
-            None => stats.guest_kicks.add(self.queues[q].drain_kick()),
-            Some(a) if a.newly => {
-                stats.kicks_armed.add(1);
-                // Drained after arming: a kick for chains published before the arming is
-                // consumed here, and those chains were seen by the arming's second look.
-                stats.guest_kicks.add(self.queues[q].drain_kick());
-            }
-            Some(_) => {}
+        if armed.is_some_and(|a| a.newly) {
+            stats.kicks_armed.add(1);
         }
+        // Drained after arming, every time: a kick for chains published before the arming is
+        // consumed here (the arming's second look saw those chains), and so is a kick with
+        // nothing new behind it (a driver may kick when it starts a queue), which would
+        // otherwise keep the fd readable and the graph from ever sleeping. A queue that is not
+        // running is drained for the same reason.
+        stats.guest_kicks.add(self.queues[q].drain_kick());
         armed.is_some_and(|a| a.work)
     }
 }

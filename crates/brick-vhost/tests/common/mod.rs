@@ -70,6 +70,12 @@ impl TestPmd {
     /// virtio_user0 pointed at `sock`; `server` makes virtio_user the socket
     /// server (our NIC then runs in client mode).
     pub fn start(sock: &Path, server: bool, log: &Path, tag: &str) -> TestPmd {
+        Self::start_mode(sock, server, log, tag, "flowgen")
+    }
+
+    /// Like [`start`](Self::start), with another forwarding mode (`rxonly`: receives and
+    /// frees, never sends).
+    pub fn start_mode(sock: &Path, server: bool, log: &Path, tag: &str, mode: &str) -> TestPmd {
         require("dpdk-testpmd");
         let prefix = format!("bvh{}{}", tag, std::process::id());
         let vdev = format!(
@@ -92,7 +98,7 @@ impl TestPmd {
                 &vdev,
                 "--",
             ])
-            .args(["--forward-mode=flowgen", "--stats-period", "1", "--total-num-mbufs=4096"])
+            .args([&format!("--forward-mode={mode}"), "--stats-period", "1", "--total-num-mbufs=4096"])
             .args(["--txd=256", "--rxd=256"])
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
