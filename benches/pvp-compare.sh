@@ -242,7 +242,7 @@ for s in $SETUPS; do
   med=$(awk '{print $1}' "$f" | sort -n | awk '{a[NR]=$1} END {printf "%.3f", (a[int((NR+1)/2)]+a[int(NR/2)+1])/2}')
   rng=$(awk '{print $1}' "$f" | sort -n | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.3f–%.3f", lo, hi}')
   cpu=$(awk '{print $2}' "$f" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  rtt=""; [ -z "$rtt_col" ] || rtt=" $(awk -v m="$med" 'BEGIN {printf "%.1f", m > 0 ? 2 / m : 0}') |"
+  rtt=""; [ -z "$rtt_col" ] || rtt=" $(awk -v m="$med" 'BEGIN {printf "%.1f", (m > 0 ? 2 / m : 0)}') |"
   echo "| $s | $med | $rng | $cpu |$rtt $(tail -1 "$f" | cut -d' ' -f3) |"
 done
 if [ -n "$IDLE" ]; then

@@ -391,9 +391,10 @@ impl Dataplane {
                     name: if n == 1 { "dataplane".into() } else { format!("dataplane-{i}") },
                     cpu: cfg.graph_cpu_core.map(|c| worker_cpu(c, i)),
                     idle_rounds: if cfg.busy_poll { u32::MAX } else { RunnerConfig::default().idle_rounds },
-                    // Default: sleep on the sources' wake fds as soon as a round is empty (every
-                    // source here has one); any spin was slower on a shared 2-vCPU machine.
-                    spin: if cfg.busy_poll { std::time::Duration::MAX } else { RunnerConfig::default().spin },
+                    // Unpinned default: sleep on the sources' wake fds as soon as a round is
+                    // empty (any spin was slower with TAP VMs on a shared 2-vCPU machine);
+                    // pinned: poll a little longer than a wake-up takes (--poll-spin).
+                    spin: if cfg.busy_poll { std::time::Duration::MAX } else { cfg.poll_spin },
                     ..RunnerConfig::default()
                 },
             )
