@@ -29,7 +29,9 @@
 #   SETUPS   which setups to run (default "bf-filter bf-bypass ovs-ct ovs-normal vhost-io")
 #   BF_ARGS  extra butterflyd arguments (e.g. --busy-poll)
 #   SWITCH_CPU, GUEST_CPU, GUEST_MAIN_CPU  (default 0, 1, and the switch's CPU: testpmd's main
-#            lcore only waits for commands)
+#            lcore only waits for commands). The switches' other threads (control, vhost-user
+#            messages) may also run on GUEST_MAIN_CPU, the housekeeping CPU: OVS's main and
+#            vhost threads starve behind a PMD that owns their only CPU.
 #   DPDK_EXTRA   extra EAL arguments for every DPDK process (e.g. -d PLUGIN_DIR)
 #   OVS_VSWITCHD, OVS_SCHEMA  where OVS-DPDK lives (Debian's paths by default)
 # OVS's DPDK takes 256 MiB of 2 MiB hugepages (reserved if need be; OVS is skipped without).
@@ -69,7 +71,7 @@ start_butterflyd() { # name extra-nic-args...
   local name=$1; shift
   local d=$TMP/$name; mkdir -p "$d/sock"
   NBF=$((NBF + 1)); METRICS[$name]=127.0.0.1:$((19900 + NBF))
-  taskset -c "$SWITCH_CPU" "$BD" --no-state --underlay none -u "$SWITCH_CPU" -e "ipc://$d/api" -s "$d/sock" \
+  taskset -c "$SWITCH_CPU,$GUEST_MAIN_CPU" "$BD" --no-state --underlay none -u "$SWITCH_CPU" -e "ipc://$d/api" -s "$d/sock" \
     --metrics "${METRICS[$name]}" ${BF_ARGS:-} >"$d/log" 2>&1 &
   local pid=$!; PIDS+=("$pid")
   local cli=("$CLI" -e "ipc://$d/api") i
@@ -82,7 +84,10 @@ start_butterflyd() { # name extra-nic-args...
 }
 
 start_ovs() { # name normal|ct; returns 1 (and says why) when OVS cannot run here
-  local name=$1 d=$TMP/$1; mkdir -p "$d"
+  # Each instance runs in a network namespace of its own: the netdev datapath and a bridge's
+  # local port are TAP devices with fixed names ("ovs-netdev"), which two OVS processes in one
+  # namespace would both claim. The vhost-user and control sockets are files, unaffected.
+  local name=$1 d=$TMP/$1 br=br-$2; mkdir -p "$d"
   export OVS_RUNDIR=$d OVS_DBDIR=$d OVS_LOGDIR=$d
   ovsdb-tool create "$d/conf.db" "$OVS_SCHEMA" || return 1
   ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --pidfile="$d/ovsdb-server.pid" --detach \
@@ -93,8 +98,8 @@ start_ovs() { # name normal|ct; returns 1 (and says why) when OVS cannot run her
   "${vs[@]}" --no-wait set Open_vSwitch . other_config:dpdk-init=true \
     "other_config:dpdk-extra=$OVS_EAL $DPDK_EXTRA --file-prefix ovs$T$name" "${OVS_MEM[@]}" \
     other_config:pmd-cpu-mask=$(printf '0x%x' $((1 << SWITCH_CPU))) \
-    other_config:dpdk-lcore-mask=$(printf '0x%x' $((1 << SWITCH_CPU)))
-  if ! taskset -c "$SWITCH_CPU" $OVS_VSWITCHD "unix:$d/db.sock" --pidfile="$d/ovs-vswitchd.pid" --detach \
+    other_config:dpdk-lcore-mask=$(printf '0x%x' $((1 << GUEST_MAIN_CPU)))
+  if ! unshare --net taskset -c "$SWITCH_CPU,$GUEST_MAIN_CPU" $OVS_VSWITCHD "unix:$d/db.sock" --pidfile="$d/ovs-vswitchd.pid" --detach \
     --log-file="$d/vs.log" -vconsole:off 2>>"$d/vs.log"; then
     echo "$name: ovs-vswitchd did not start:" >&2
     grep -E 'EAL ARGS|ERR|EMER' "$d/vs.log" | tail -5 >&2
@@ -102,21 +107,21 @@ start_ovs() { # name normal|ct; returns 1 (and says why) when OVS cannot run her
     return 1
   fi
   PIDS+=("$(cat "$d/ovs-vswitchd.pid")")
-  "${vs[@]}" add-br br0 -- set bridge br0 datapath_type=netdev &&
-    "${vs[@]}" add-port br0 vh1 -- set Interface vh1 type=dpdkvhostuser &&
-    "${vs[@]}" add-port br0 vh2 -- set Interface vh2 type=dpdkvhostuser || {
+  "${vs[@]}" add-br $br -- set bridge $br datapath_type=netdev &&
+    "${vs[@]}" add-port $br vh1 -- set Interface vh1 type=dpdkvhostuser &&
+    "${vs[@]}" add-port $br vh2 -- set Interface vh2 type=dpdkvhostuser || {
     echo "$name: OVS could not set up its bridge:" >&2
     grep -E 'ERR|EMER' "$d/vs.log" | tail -5 >&2
     unset OVS_RUNDIR OVS_DBDIR OVS_LOGDIR
     return 1
   }
   if [ "$2" = ct ]; then
-    ovs-ofctl del-flows br0
-    ovs-ofctl add-flow br0 "table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1)"
-    ovs-ofctl add-flow br0 "table=0,priority=1,actions=NORMAL"
-    ovs-ofctl add-flow br0 "table=1,priority=100,ip,ct_state=+trk+new,actions=ct(commit),NORMAL"
-    ovs-ofctl add-flow br0 "table=1,priority=100,ip,ct_state=+trk+est,actions=NORMAL"
-    ovs-ofctl add-flow br0 "table=1,priority=1,actions=drop"
+    ovs-ofctl del-flows $br
+    ovs-ofctl add-flow $br "table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1)"
+    ovs-ofctl add-flow $br "table=0,priority=1,actions=NORMAL"
+    ovs-ofctl add-flow $br "table=1,priority=100,ip,ct_state=+trk+new,actions=ct(commit),NORMAL"
+    ovs-ofctl add-flow $br "table=1,priority=100,ip,ct_state=+trk+est,actions=NORMAL"
+    ovs-ofctl add-flow $br "table=1,priority=1,actions=drop"
   fi
   unset OVS_RUNDIR OVS_DBDIR OVS_LOGDIR
   SOCK1[$name]=$d/vh1; SOCK2[$name]=$d/vh2; SWPIDS[$name]=$(cat "$d/ovs-vswitchd.pid")
@@ -124,8 +129,8 @@ start_ovs() { # name normal|ct; returns 1 (and says why) when OVS cannot run her
 
 start_vhost_io() { # name
   local name=$1 d=$TMP/$1; mkdir -p "$d"
-  # Main lcore and forwarding lcore both on the switch CPU (the main one only sleeps).
-  dpdk-testpmd --lcores "0@$SWITCH_CPU,1@$SWITCH_CPU" --no-pci --no-huge -m 512 $DPDK_EXTRA --file-prefix "vio$T" \
+  # Forwarding lcore on the switch CPU, the main one (it only sleeps) on the housekeeping CPU.
+  dpdk-testpmd --lcores "0@$GUEST_MAIN_CPU,1@$SWITCH_CPU" --no-pci --no-huge -m 512 $DPDK_EXTRA --file-prefix "vio$T" \
     --vdev "net_vhost0,iface=$d/vh1" --vdev "net_vhost1,iface=$d/vh2" -- \
     --forward-mode=io --port-topology=paired --nb-cores=1 --txd=1024 --rxd=1024 --total-num-mbufs=16384 \
     --stats-period 3600 </dev/null >"$d/log" 2>&1 &
