@@ -143,6 +143,8 @@ pub struct NicCounters {
 const BIG_POOL_COUNT: usize = 512;
 /// Data room of a big buffer: a 64 KiB IP packet, its Ethernet header and VLAN tags.
 const BIG_DATA_ROOM: usize = 65_536 + 512;
+/// Big buffers per worker for an AF_PACKET underlay's super-frames with `--no-offload`.
+const UNDERLAY_BIG_POOL_COUNT: usize = 64;
 
 /// Opens (creates, or attaches to) the underlay TAP with `queues` queues. With the big pool
 /// (offloads on) and an IPv4 underlay it asks for UDP-tunnel GSO, so VXLAN super-frames
@@ -174,11 +176,14 @@ fn open_underlay_tap(
 
 /// Opens one AF_PACKET socket per worker on `iface`. With several, they join one fanout
 /// group whose kernel program hands each VXLAN frame to the socket of its VNI's owner.
+/// Frames too big for `pool` (the TCP super-frames a local kernel hands over whole, e.g. a
+/// kernel VXLAN peer across a veth) are received into `big`.
 fn open_underlay_afpacket(
     iface: &str,
     workers: usize,
     udp_port: u16,
     pool: &PacketPool,
+    big: &PacketPool,
 ) -> Result<Vec<AfPacketNic>, DataplaneError> {
     let underlay = |why: String| DataplaneError::Underlay { what: format!("af-packet {iface}"), why };
     // Low-latency receive ring: TPACKET_V3 blocks would add up to 1 ms per hop.
@@ -191,7 +196,11 @@ fn open_underlay_afpacket(
     let mut nics = Vec::with_capacity(workers);
     for _ in 0..workers {
         // Join order is the socket's index in the group: worker i joins i-th.
-        nics.push(AfPacketNic::open(iface, afp.clone(), pool.clone()).map_err(|e| underlay(e.to_string()))?);
+        nics.push(
+            AfPacketNic::open(iface, afp.clone(), pool.clone())
+                .map_err(|e| underlay(e.to_string()))?
+                .with_big_pool(big.clone()),
+        );
     }
     if workers > 1 {
         nics[0]
@@ -327,7 +336,18 @@ impl Dataplane {
             Underlay::AfPacket(iface) => {
                 let mac = interface_mac(iface)
                     .map_err(|why| DataplaneError::Underlay { what: format!("af-packet {iface}"), why })?;
-                let nics = open_underlay_afpacket(iface, n, vcfg.udp_port, &pool)?;
+                // A local kernel's super-frames arrive whole whatever `--no-offload` says
+                // (it is about what VMs are offered): without offloads, a small big pool.
+                let big = match &big_pool {
+                    Some(b) => b.clone(),
+                    None => PacketPool::new(PoolConfig {
+                        count: UNDERLAY_BIG_POOL_COUNT * n,
+                        data_room: BIG_DATA_ROOM,
+                        ..PoolConfig::default()
+                    })
+                    .map_err(|e| DataplaneError::Other(e.to_string()))?,
+                };
+                let nics = open_underlay_afpacket(iface, n, vcfg.udp_port, &pool, &big)?;
                 (nics.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), mac)
             }
             Underlay::Dpdk(port) => {
