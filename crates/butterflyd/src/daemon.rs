@@ -182,6 +182,20 @@ impl Daemon {
 impl Handler for Daemon {
     fn nic_add(&mut self, nic: NicSpec) -> HandlerResult<NicInfo> {
         let id = nic.id.clone();
+        // Two NICs with one MAC in one VNI would fight over the switch's static entry and
+        // the remote VTEPs' tables: refused, nothing changes (replacing the same id is fine).
+        let mac = nic.mac.octets();
+        if let Some(other) = self
+            .mem
+            .model
+            .nics()
+            .find(|n| n.spec.id != id && n.spec.vni == nic.vni && n.spec.mac.octets() == mac)
+        {
+            return Err(failed(format!(
+                "NIC {id}: MAC {} is already used by NIC {} in VNI {}",
+                nic.mac, other.spec.id, nic.vni
+            )));
+        }
         info!("nic_add {id} vni {} mac {}", nic.vni, nic.mac);
         self.transact(true, |m| m.nic_add(nic), |_, _| vec![id])
     }

@@ -527,6 +527,9 @@ impl Dataplane {
                     None => (TapConfig::default(), self.pool.clone()),
                 };
                 let tap = TapNic::create(id, cfg, pool).map_err(|e| nic_err(id, e))?;
+                // The interface is the VM's NIC: it sends with the NIC's MAC, which anti-spoof
+                // and the switch's static entry expect.
+                tap.set_mac(mac).map_err(|e| nic_err(id, e))?;
                 link_up(id).map_err(|e| nic_err(id, e))?;
                 // A TAP brick faces east (a physical NIC); as a VM endpoint it must face west.
                 Ok(Box::new(Flipped::new(tap)))
