@@ -724,3 +724,124 @@ fn tcp_super_frames_cross_the_underlay_whole() {
     let big = lens.iter().filter(|&&l| l > 1514).count();
     assert!(big > 0, "super-frames on the veth: {} frames, largest {:?}", lens.len(), lens.iter().max());
 }
+
+/// An underlay without multicast: three hosts on a Linux bridge whose ports flood no
+/// multicast (`mcast_flood off`, no snooping, so not even IGMP crosses), two running
+/// butterflyd and the third the Linux kernel's vxlan with a static flood list (`bridge fdb
+/// append 00:00:00:00:00:00 … dst`). Host 2's daemon floods by list from the start
+/// (`--bum-mode unicast --flood-vteps`); host 1 starts with the default multicast mode, so
+/// its VM cannot even resolve its neighbours, until `butterfly vni set … --flood` gives its
+/// VNI a flood list, live. Then ARP, ping and TCP (both ways, byte for byte) work between
+/// the VMs of all three hosts, and `vni details` shows the mode and the remote VTEPs learnt.
+#[test]
+fn flood_lists_on_an_underlay_without_multicast_with_the_kernel() {
+    let tag = unique_tag();
+    let fabric = format!("bfm{tag}");
+    let hosts = [format!("bfm1x{tag}"), format!("bfm2x{tag}"), format!("bfm3x{tag}")];
+    let kvm = format!("bfmk{tag}");
+    let mut ns = Netns(vec![kvm.clone(), fabric.clone()]);
+    sh(&["ip", "netns", "add", &fabric]);
+    sh(&["ip", "-n", &fabric, "link", "add", "fab", "type", "bridge", "mcast_snooping", "0"]);
+    sh(&["ip", "-n", &fabric, "link", "set", "fab", "up"]);
+    for (i, h) in hosts.iter().enumerate() {
+        sh(&["ip", "netns", "add", h]);
+        ns.0.push(h.clone());
+        sh(&["ip", "-n", h, "link", "set", "lo", "up"]);
+        let port = format!("p{}", i + 1);
+        sh(&["ip", "-n", &fabric, "link", "add", &port, "type", "veth", "peer", "name", "u", "netns", h]);
+        sh(&["ip", "-n", &fabric, "link", "set", &port, "master", "fab", "up"]);
+        // The fabric carries unicast and broadcast (ARP), never multicast.
+        sh(&["bridge", "-n", &fabric, "link", "set", "dev", &port, "mcast_flood", "off"]);
+        sh(&["ip", "-n", h, "link", "set", "u", "up"]);
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "exec", h, "sysctl", "-qw", "net.ipv6.conf.u.disable_ipv6=1"])
+            .status();
+    }
+    // Host 3: the kernel's VTEP for VNI 50, flooding to both daemons, bridged to a VM.
+    let k = &hosts[2];
+    sh(&["ip", "-n", k, "addr", "add", "198.18.90.3/24", "dev", "u"]);
+    sh(&[
+        "ip",
+        "-n",
+        k,
+        "link",
+        "add",
+        "vx50",
+        "type",
+        "vxlan",
+        "id",
+        "50",
+        "dstport",
+        "4789",
+        "local",
+        "198.18.90.3",
+        "dev",
+        "u",
+    ]);
+    for dst in ["198.18.90.1", "198.18.90.2"] {
+        sh(&["bridge", "-n", k, "fdb", "append", "00:00:00:00:00:00", "dev", "vx50", "dst", dst]);
+    }
+    sh(&["ip", "-n", k, "link", "add", "br50", "type", "bridge"]);
+    sh(&["ip", "-n", k, "link", "set", "vx50", "master", "br50", "up"]);
+    sh(&["ip", "-n", k, "link", "set", "br50", "up"]);
+    sh(&["ip", "netns", "add", &kvm]);
+    sh(&["ip", "-n", k, "link", "add", "kv0", "type", "veth", "peer", "name", "eth0", "netns", &kvm]);
+    sh(&["ip", "-n", k, "link", "set", "kv0", "master", "br50", "up"]);
+    sh(&["ip", "-n", &kvm, "addr", "add", "10.50.0.3/24", "dev", "eth0"]);
+    sh(&["ip", "-n", &kvm, "link", "set", "eth0", "up"]);
+    sh(&["ip", "-n", &kvm, "link", "set", "lo", "up"]);
+    // Hosts 1 and 2: butterflyd.
+    let start = |i: usize, extra: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = format!("ipc://{}/api.sock", dir.path().display());
+        let ip = format!("198.18.90.{}", i + 1);
+        let mut args = vec!["--underlay", "af-packet:u", "-i", &ip, "--no-state"];
+        args.extend_from_slice(extra);
+        Daemon::start_full(dir, Some(&hosts[i]), endpoint, &args)
+    };
+    let h1 = start(0, &[]);
+    let h2 = start(1, &["--bum-mode", "unicast", "--flood-vteps", "198.18.90.1,198.18.90.3"]);
+    let mut t = Topology { h: [h1, h2], ns, tag };
+    let a = t.vm(0, "na", 50, "10.50.0.1", "52:54:00:50:00:01");
+    let b = t.vm(1, "nb", 50, "10.50.0.2", "52:54:00:50:00:02");
+
+    // Host 1 still floods to VNI 50's multicast group, which the fabric does not carry: its
+    // VM's ARP requests reach no one.
+    let (ok, out) = ping(&a, "10.50.0.2", "2");
+    assert!(!ok, "no multicast on this underlay, yet host 1's VM reached host 2's:\n{out}");
+    t.h[0].ok(&["vni", "set", "50", "--flood", "198.18.90.2,198.18.90.3"]);
+    sh(&["ip", "-n", &a, "neigh", "flush", "all"]);
+    for (from, to) in
+        [(&a, "10.50.0.2"), (&a, "10.50.0.3"), (&b, "10.50.0.3"), (&kvm, "10.50.0.1"), (&kvm, "10.50.0.2")]
+    {
+        let (ok, out) = ping(from, to, "3");
+        assert!(ok, "{from} → {to} with flood lists:\n{out}");
+    }
+    // TCP between our VM and the kernel's, both ways, and between the daemons' VMs.
+    for (server, client, ip, what) in [
+        (&kvm, &a, "10.50.0.3", "kernel's VM → host 1's"),
+        (&a, &kvm, "10.50.0.1", "host 1's VM → kernel's"),
+        (&b, &a, "10.50.0.2", "host 2's VM → host 1's"),
+    ] {
+        let (got, sent) = tcp_transfer(server, client, ip, 2, t.tag);
+        assert_eq!(got, sent, "TCP {what}, byte for byte");
+    }
+    // What the daemons say: modes, lists, and the remote VTEPs they learnt.
+    let d1 = t.h[0].ok(&["vni", "details", "50"]);
+    assert_eq!(
+        d1,
+        "vni: 50\nmode: unicast\nsetting: own\nflood: 198.18.90.2\nflood: 198.18.90.3\n\
+         remote vtep: 198.18.90.2\nremote vtep: 198.18.90.3\nnics: 1\n"
+    );
+    let d2 = t.h[1].ok(&["vni", "details", "50"]);
+    assert!(
+        d2.starts_with("vni: 50\nmode: unicast\nsetting: default\nflood: 198.18.90.1\nflood: 198.18.90.3\n"),
+        "{d2}"
+    );
+    assert!(d2.contains("remote vtep: 198.18.90.1\n") && d2.contains("remote vtep: 198.18.90.3\n"), "{d2}");
+    let json = t.h[1].ok(&["status", "--json"]);
+    assert!(json.contains("\"remote_vtep\"") && json.contains("198.18.90.3"), "{json}");
+    // The kernel learnt host 1's VM behind host 1's VTEP.
+    let fdb = sh(&["ip", "netns", "exec", k, "bridge", "fdb", "show", "dev", "vx50"]);
+    assert!(fdb.contains("52:54:00:50:00:01 dst 198.18.90.1"), "{fdb}");
+}
