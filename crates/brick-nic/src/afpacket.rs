@@ -7,11 +7,17 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use brick_core::{Brick, Burst, OffloadFlags, Output, PacketPool, PortId, Side, Timestamp, BURST_SIZE};
+use brick_core::{
+    Brick, Burst, GsoType, Meta, OffloadFlags, Output, Packet, PacketPool, PortId, Side, Timestamp,
+    BURST_SIZE,
+};
 
 use crate::bpf::BpfInsn;
 use crate::counters::*;
-use crate::offload::{complete_checksum, guess_l2_l3, locate_l4};
+use crate::offload::{
+    complete_checksum, guess_l2_l3, parse_vnet, OffloadError, VnetHdr, VnetMeta, VNET_F_NEEDS_CSUM,
+    VNET_HDR_LEN,
+};
 use crate::sys::{self, Mmap};
 use crate::NicError;
 
@@ -130,6 +136,12 @@ const BLOCK_STATUS_OFFSET: usize = offset_of!(libc::tpacket_block_desc, hdr);
 const FRAME_STATUS_OFFSET: usize = offset_of!(libc::tpacket3_hdr, tp_status);
 /// Ethernet header length.
 const ETH_HLEN: usize = 14;
+/// Largest frame data a transmit ring slot holds: the slot less its header and the
+/// virtio-net header written in front of every frame (PACKET_VNET_HDR).
+const TX_SLOT_DATA: usize = TX_FRAME_SIZE as usize - TX_DATA_OFFSET - VNET_HDR_LEN;
+/// Receive buffer asked for the frames of the copy path (bigger than a V2 slot: TCP
+/// super-frames from a local kernel, jumbo frames): room for about a hundred super-frames.
+const COPY_RCVBUF: libc::c_int = 8 << 20;
 
 /// Position inside the receive block being consumed.
 #[derive(Clone, Copy, Debug)]
@@ -148,6 +160,13 @@ struct BlockCursor {
 ///
 /// Several bricks (one per worker graph) can share an interface with [`Fanout`]. The socket
 /// is the brick's [`wake_fd`](Brick::wake_fd).
+///
+/// The socket uses PACKET_VNET_HDR: the kernel puts a virtio-net header in front of every
+/// received frame, giving the exact position of a partial checksum (`csum_start`,
+/// `csum_offset`: for a VXLAN frame from a local kernel, the *inner* TCP or UDP header) and
+/// the GSO metadata of a TCP super-frame, which the brick copies into [`Meta`]. Frames larger
+/// than the packet pool's data room (super-frames from a local kernel, jumbo frames) go into
+/// the pool given with [`with_big_pool`](Self::with_big_pool), or are dropped as "too big".
 pub struct AfPacketNic {
     ifname: String,
     ifindex: u32,
@@ -155,6 +174,7 @@ pub struct AfPacketNic {
     ring: Mmap,
     cfg: AfPacketConfig,
     pool: PacketPool,
+    big_pool: Option<PacketPool>,
     counters: Arc<NicCounters>,
     rx_block: u32,
     cursor: Option<BlockCursor>,
@@ -218,6 +238,19 @@ impl AfPacketNic {
         sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version)
             .map_err(e("PACKET_VERSION"))?;
         let one: libc::c_int = 1;
+        // Before the rings (the kernel refuses it after): a virtio-net header with the exact
+        // checksum and GSO state of every frame, both ways.
+        sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &one).map_err(e("PACKET_VNET_HDR"))?;
+        if cfg.low_latency {
+            // A frame too big for a V2 slot (a TCP super-frame from a local kernel, a jumbo
+            // frame) is also queued whole on the socket, to be read with recvmsg, instead of
+            // being truncated. The buffer bounds how many can wait; root may exceed rmem_max.
+            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_COPY_THRESH, &one)
+                .map_err(e("PACKET_COPY_THRESH"))?;
+            if sys::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &COPY_RCVBUF).is_err() {
+                let _ = sys::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &COPY_RCVBUF);
+            }
+        }
         sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)
             .map_err(e("PACKET_IGNORE_OUTGOING"))?;
         if cfg.qdisc_bypass {
@@ -312,6 +345,7 @@ impl AfPacketNic {
             ring,
             cfg,
             pool,
+            big_pool: None,
             counters: NicCounters::new_shared(),
             rx_block: 0,
             cursor: None,
@@ -322,6 +356,15 @@ impl AfPacketNic {
         };
         nic.refresh_mtu();
         Ok(nic)
+    }
+
+    /// Gives the brick a second pool for received frames larger than the first pool's data
+    /// room: TCP super-frames (up to 64 KiB) that a local kernel (a veth peer, a VXLAN device
+    /// on this host) hands over whole with GSO metadata, and jumbo frames. Without it they
+    /// are dropped as "too big".
+    pub fn with_big_pool(mut self, pool: PacketPool) -> AfPacketNic {
+        self.big_pool = Some(pool);
+        self
     }
 
     /// The interface name.
@@ -355,7 +398,7 @@ impl AfPacketNic {
         if let Ok(mtu) = sys::mtu(&self.ifname) {
             let mut max = mtu as usize + ETH_HLEN;
             if self.tx_frames > 0 {
-                max = max.min(TX_FRAME_SIZE as usize - TX_DATA_OFFSET);
+                max = max.min(TX_SLOT_DATA);
             }
             self.max_frame = max;
         }
@@ -434,13 +477,22 @@ impl AfPacketNic {
             });
             let start = cur.offset + h.tp_mac as usize;
             let len = h.tp_snaplen as usize;
-            if start + len > block_size {
+            n += 1;
+            // The virtio-net header sits just before the frame, after the frame header.
+            if start + len > block_size
+                || (h.tp_mac as usize) < size_of::<libc::tpacket3_hdr>() + VNET_HDR_LEN
+            {
                 count_drop(&self.counters, out, DROP_RX_ERROR, 1);
                 continue;
             }
-            // SAFETY: [start, start+len) is inside the block (checked just above).
-            let frame = unsafe { std::slice::from_raw_parts(base.add(start), len) };
-            n += 1;
+            // SAFETY: [start - VNET_HDR_LEN, start + len) is inside the block (checked just
+            // above) and the header is after the frame header.
+            let (vnet, frame) = unsafe {
+                (
+                    std::slice::from_raw_parts(base.add(start - VNET_HDR_LEN), VNET_HDR_LEN),
+                    std::slice::from_raw_parts(base.add(start), len),
+                )
+            };
             if (h.tp_len as usize) > len {
                 count_drop(&self.counters, out, DROP_RX_TRUNCATED, 1);
                 continue;
@@ -453,27 +505,43 @@ impl AfPacketNic {
                 };
                 (tpid, h.hv1.tp_vlan_tci as u16)
             });
-            self.take_frame(frame, h.tp_status, vlan, out);
+            self.take_frame(frame, vnet, h.tp_status, vlan, out);
         }
         n
     }
 
-    /// Copies one received frame into a pool packet (restoring a stripped VLAN tag and the
-    /// checksum state the kernel reported) and emits it.
-    fn take_frame(&mut self, frame: &[u8], tp_status: u32, vlan: Option<(u16, u16)>, out: &mut Output<'_>) {
+    /// The pool for a received frame of `len` bytes: the brick's pool, or the big pool when
+    /// the frame exceeds its data room; `None` when no pool can hold it.
+    fn pool_for(&self, len: usize) -> Option<&PacketPool> {
+        if len <= self.pool.data_room() {
+            return Some(&self.pool);
+        }
+        self.big_pool.as_ref().filter(|p| len <= p.data_room())
+    }
+
+    /// Copies one received frame into a pool packet (restoring a stripped VLAN tag) and
+    /// hands it on with the offload state of its virtio-net header `vnet`.
+    fn take_frame(
+        &mut self,
+        frame: &[u8],
+        vnet: &[u8],
+        tp_status: u32,
+        vlan: Option<(u16, u16)>,
+        out: &mut Output<'_>,
+    ) {
         let len = frame.len();
         let total = len + if vlan.is_some() { 4 } else { 0 };
-        if total > self.pool.data_room() || len < ETH_HLEN {
-            count_drop(&self.counters, out, if len < ETH_HLEN { DROP_RX_ERROR } else { DROP_TOO_BIG }, 1);
-            return;
+        if len < ETH_HLEN {
+            return count_drop(&self.counters, out, DROP_RX_ERROR, 1);
         }
-        let Some(mut pkt) = self.pool.alloc() else {
-            count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1);
-            return;
+        let Some(pool) = self.pool_for(total) else {
+            return count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+        };
+        let Some(mut pkt) = pool.alloc() else {
+            return count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1);
         };
         let Ok(buf) = pkt.append(total) else {
-            count_drop(&self.counters, out, DROP_TOO_BIG, 1);
-            return;
+            return count_drop(&self.counters, out, DROP_TOO_BIG, 1);
         };
         match vlan {
             // The kernel strips the outermost VLAN tag into the header: put it back so
@@ -486,25 +554,94 @@ impl AfPacketNic {
             }
             None => buf.copy_from_slice(frame),
         }
-        if tp_status & libc::TP_STATUS_CSUM_VALID != 0 {
-            pkt.meta_mut().offload.insert(OffloadFlags::CSUM_VERIFIED);
-        }
-        if tp_status & libc::TP_STATUS_CSUMNOTREADY != 0 {
-            // Locally generated (veth peer) with a partial checksum: say where it is.
-            if let Some(loc) = locate_l4(pkt.data()) {
-                let meta = pkt.meta_mut();
-                meta.offload.insert(OffloadFlags::CSUM_NEEDED);
-                meta.csum_start = loc.l4_offset;
-                meta.csum_offset = loc.csum_offset();
-                meta.l4_offset = loc.l4_offset;
+        self.deliver(pkt, vnet, tp_status, vlan.is_some(), out);
+    }
+
+    /// Reads the frame of a TPACKET_V2 slot marked `TP_STATUS_COPY` (too big for the slot)
+    /// whole from the socket's receive queue, where the kernel queued it in ring order, into
+    /// a packet of the big pool (or the normal one), and hands it on.
+    fn take_copied(&mut self, tp_status: u32, vlan: Option<(u16, u16)>, out: &mut Output<'_>) {
+        let tag = if vlan.is_some() { 4 } else { 0 };
+        let pool = self.big_pool.as_ref().unwrap_or(&self.pool);
+        let Some(mut pkt) = pool.alloc() else {
+            // The frame must still leave the queue, or the next copied slot would read it.
+            self.discard_copied();
+            return count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1);
+        };
+        let room = pkt.tailroom();
+        let mut vnet = [0u8; VNET_HDR_LEN];
+        let received = match pkt.append(room) {
+            Ok(buf) if room > tag => {
+                let data = &mut buf[tag..];
+                let mut iov = [
+                    libc::iovec { iov_base: vnet.as_mut_ptr().cast(), iov_len: VNET_HDR_LEN },
+                    libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() },
+                ];
+                self.recv_copied(&mut iov)
             }
-            self.counters.rx_offloaded.add(1);
+            _ => {
+                self.discard_copied();
+                return count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+            }
+        };
+        let len = match received {
+            // The kernel had queued nothing: the slot and the queue disagree.
+            None => return count_drop(&self.counters, out, DROP_RX_ERROR, 1),
+            Some((len, _)) if len < ETH_HLEN => return count_drop(&self.counters, out, DROP_RX_ERROR, 1),
+            Some((len, truncated)) if truncated || len + tag > room => {
+                return count_drop(&self.counters, out, DROP_TOO_BIG, 1)
+            }
+            Some((len, _)) => len,
+        };
+        pkt.truncate(len + tag);
+        if let Some((tpid, tci)) = vlan {
+            let d = pkt.data_mut();
+            d.copy_within(4..16, 0);
+            d[12..14].copy_from_slice(&tpid.to_be_bytes());
+            d[14..16].copy_from_slice(&tci.to_be_bytes());
         }
+        self.deliver(pkt, &vnet, tp_status, vlan.is_some(), out);
+    }
+
+    /// One `recvmsg` of the next queued frame into `iov` (virtio-net header, then data):
+    /// the frame's full length and whether it was cut short, or `None` when nothing waits.
+    fn recv_copied(&self, iov: &mut [libc::iovec]) -> Option<(usize, bool)> {
+        // SAFETY: msghdr is plain data; zero is valid.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = iov.len();
+        // SAFETY: every iovec points to a live, writable buffer of its length, borrowed for
+        // the duration of the call.
+        let r = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC) };
+        let r = usize::try_from(r).ok()?;
+        // With MSG_TRUNC the result is the virtio-net header plus the frame's real length.
+        let len = r.checked_sub(VNET_HDR_LEN)?;
+        Some((len, msg.msg_flags & libc::MSG_TRUNC != 0))
+    }
+
+    /// Takes the next queued frame off the socket and drops it.
+    fn discard_copied(&self) {
+        let mut vnet = [0u8; VNET_HDR_LEN];
+        let mut iov = [libc::iovec { iov_base: vnet.as_mut_ptr().cast(), iov_len: VNET_HDR_LEN }];
+        let _ = self.recv_copied(&mut iov);
+    }
+
+    /// Sets a received packet's metadata from its virtio-net header and emits it.
+    fn deliver(&mut self, mut pkt: Packet, vnet: &[u8], tp_status: u32, tagged: bool, out: &mut Output<'_>) {
         let mut meta = *pkt.meta();
+        if rx_offload(vnet, tagged, tp_status, pkt.len(), &mut meta).is_err() {
+            return drop_pkt(&self.counters, out, pkt, DROP_BAD_OFFLOAD);
+        }
         guess_l2_l3(pkt.data(), &mut meta);
+        if meta.offload.contains(OffloadFlags::CSUM_NEEDED) || meta.gso_type != GsoType::None {
+            self.counters.rx_offloaded.add(1);
+            if meta.gso_type != GsoType::None {
+                self.counters.rx_gso.add(1);
+            }
+        }
         *pkt.meta_mut() = meta;
         self.counters.rx_packets.add(1);
-        self.counters.rx_bytes.add(total as u64);
+        self.counters.rx_bytes.add(pkt.len() as u64);
         out.emit(Side::East, 0, pkt);
     }
 
@@ -527,20 +664,31 @@ impl AfPacketNic {
             let h = unsafe { slot.cast::<libc::tpacket2_hdr>().read_unaligned() };
             let (start, len) = (h.tp_mac as usize, h.tp_snaplen as usize);
             n += 1;
-            if start + len > V2_FRAME_SIZE as usize {
+            let vlan = (st & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+                let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 { h.tp_vlan_tpid } else { 0x8100 };
+                (tpid, h.tp_vlan_tci)
+            });
+            if st & libc::TP_STATUS_COPY != 0 {
+                // Too big for the slot: the whole frame waits on the socket.
+                self.take_copied(st, vlan, out);
+            } else if start + len > V2_FRAME_SIZE as usize
+                || start < size_of::<libc::tpacket2_hdr>() + VNET_HDR_LEN
+            {
                 count_drop(&self.counters, out, DROP_RX_ERROR, 1);
             } else if (h.tp_len as usize) > len {
+                // Too big, and the socket buffer had no room for a copy.
                 count_drop(&self.counters, out, DROP_RX_TRUNCATED, 1);
             } else {
-                // SAFETY: [start, start+len) is inside the slot (checked above), which we own
-                // until we give it back below; the packet copy is made before that.
-                let frame = unsafe { std::slice::from_raw_parts(slot.add(start), len) };
-                let vlan = (st & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
-                    let tpid =
-                        if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 { h.tp_vlan_tpid } else { 0x8100 };
-                    (tpid, h.tp_vlan_tci)
-                });
-                self.take_frame(frame, st, vlan, out);
+                // SAFETY: [start - VNET_HDR_LEN, start + len) is inside the slot (checked
+                // above), which we own until we give it back below; the packet copy is made
+                // before that.
+                let (vnet, frame) = unsafe {
+                    (
+                        std::slice::from_raw_parts(slot.add(start - VNET_HDR_LEN), VNET_HDR_LEN),
+                        std::slice::from_raw_parts(slot.add(start), len),
+                    )
+                };
+                self.take_frame(frame, vnet, st, vlan, out);
             }
             status.store(libc::TP_STATUS_KERNEL, Ordering::Release);
             self.rx_block = (self.rx_block + 1) % slots;
@@ -575,7 +723,7 @@ impl AfPacketNic {
                 continue;
             }
             // max_frame is capped to a ring slot, but a tagged frame may exceed it by 4 bytes.
-            if pkt.len() > TX_FRAME_SIZE as usize - TX_DATA_OFFSET {
+            if pkt.len() > TX_SLOT_DATA {
                 drop_pkt(&self.counters, out, pkt, DROP_TOO_BIG);
                 continue;
             }
@@ -590,13 +738,21 @@ impl AfPacketNic {
             }
             let frame = self.tx_frame_ptr(self.tx_head);
             let len = pkt.len();
-            // SAFETY: the slot is ours (status AVAILABLE or WRONG_FORMAT, acquired); the data
-            // fits in the frame (len <= TX_FRAME_SIZE - TX_DATA_OFFSET, checked above).
+            // SAFETY: the slot is ours (status AVAILABLE or WRONG_FORMAT, acquired); the
+            // virtio-net header and the data fit in the frame (len <= TX_SLOT_DATA, checked
+            // above).
             unsafe {
-                std::ptr::copy_nonoverlapping(pkt.data().as_ptr(), frame.add(TX_DATA_OFFSET), len);
+                // A zero virtio-net header: the frame is complete (checksums done above).
+                std::ptr::write_bytes(frame.add(TX_DATA_OFFSET), 0, VNET_HDR_LEN);
+                std::ptr::copy_nonoverlapping(
+                    pkt.data().as_ptr(),
+                    frame.add(TX_DATA_OFFSET + VNET_HDR_LEN),
+                    len,
+                );
                 let h = frame.cast::<libc::tpacket3_hdr>();
-                std::ptr::addr_of_mut!((*h).tp_len).write_volatile(len as u32);
-                std::ptr::addr_of_mut!((*h).tp_snaplen).write_volatile(len as u32);
+                let tp_len = (len + VNET_HDR_LEN) as u32;
+                std::ptr::addr_of_mut!((*h).tp_len).write_volatile(tp_len);
+                std::ptr::addr_of_mut!((*h).tp_snaplen).write_volatile(tp_len);
                 std::ptr::addr_of_mut!((*h).tp_next_offset).write_volatile(0);
             }
             self.tx_frame_status(self.tx_head).store(libc::TP_STATUS_SEND_REQUEST, Ordering::Release);
@@ -634,20 +790,25 @@ impl AfPacketNic {
         if n == 0 {
             return;
         }
+        // A zero virtio-net header in front of every frame: nothing left to offload.
+        let mut vnet = [0u8; VNET_HDR_LEN];
         // SAFETY: iovec and mmsghdr are plain data; zero is valid.
-        let mut iov: [libc::iovec; BURST_SIZE] = unsafe { std::mem::zeroed() };
+        let mut iov: [[libc::iovec; 2]; BURST_SIZE] = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         let mut msgs: [libc::mmsghdr; BURST_SIZE] = unsafe { std::mem::zeroed() };
         for (i, p) in self.stash.iter().enumerate() {
-            iov[i].iov_base = p.data().as_ptr() as *mut libc::c_void;
-            iov[i].iov_len = p.len();
-            msgs[i].msg_hdr.msg_iov = &mut iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
+            iov[i][0].iov_base = vnet.as_mut_ptr().cast();
+            iov[i][0].iov_len = VNET_HDR_LEN;
+            iov[i][1].iov_base = p.data().as_ptr() as *mut libc::c_void;
+            iov[i][1].iov_len = p.len();
+            msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
+            msgs[i].msg_hdr.msg_iovlen = 2;
         }
         let mut sent = 0usize;
         while sent < n {
-            // SAFETY: msgs[sent..n] point to iovecs and packet data that stay alive (the
-            // packets are in self.stash) until this call returns.
+            // SAFETY: msgs[sent..n] point to iovecs, the header and packet data that stay
+            // alive (the packets are in self.stash) until this call returns; the kernel only
+            // reads them.
             let rc = unsafe {
                 libc::sendmmsg(
                     self.fd.as_raw_fd(),
@@ -683,6 +844,36 @@ impl AfPacketNic {
         }
         self.stash.clear();
     }
+}
+
+/// The offload state of a received frame of `len` bytes from the virtio-net header the
+/// kernel wrote in front of it (PACKET_VNET_HDR), into `meta`: a partial checksum at the
+/// kernel's exact `csum_start`/`csum_offset` (for a VXLAN frame from a local kernel, the
+/// inner TCP/UDP header), TCP super-frame metadata, a checksum the kernel verified.
+/// `tagged`: a VLAN tag the kernel had stripped was put back in front of the checksummed
+/// part, moving it by 4 bytes. `meta` is untouched on error (an inconsistent header).
+fn rx_offload(
+    vnet: &[u8],
+    tagged: bool,
+    tp_status: u32,
+    len: usize,
+    meta: &mut Meta,
+) -> Result<(), OffloadError> {
+    let mut h: VnetHdr = parse_vnet(vnet)?;
+    if tagged && h.flags & VNET_F_NEEDS_CSUM != 0 {
+        h.csum_start = h.csum_start.checked_add(4).ok_or(OffloadError::ChecksumOutOfFrame {
+            start: h.csum_start,
+            offset: h.csum_offset,
+            len,
+        })?;
+    }
+    let mut m = *meta;
+    h.apply_to(&mut m, len)?;
+    if tp_status & libc::TP_STATUS_CSUM_VALID != 0 && !m.offload.contains(OffloadFlags::CSUM_NEEDED) {
+        m.offload.insert(OffloadFlags::CSUM_VERIFIED);
+    }
+    *meta = m;
+    Ok(())
 }
 
 impl Brick for AfPacketNic {
@@ -777,6 +968,65 @@ mod tests {
         assert!(matches!(AfPacketNic::open("lo", cfg, pool.clone()), Err(NicError::Config(_))));
         let cfg = AfPacketConfig { tx_mode: TxMode::Ring { frames: 0 }, ..AfPacketConfig::default() };
         assert!(matches!(AfPacketNic::open("lo", cfg, pool), Err(NicError::Config(_))));
+    }
+
+    #[test]
+    fn the_kernels_virtio_net_header_gives_the_exact_offload_state() {
+        use crate::offload::{VNET_F_DATA_VALID, VNET_GSO_TCPV4};
+        let hdr = |h: VnetHdr| {
+            let mut b = [0u8; VNET_HDR_LEN];
+            h.write(&mut b);
+            b
+        };
+        // A VXLAN frame from a local kernel: the partial checksum is the inner TCP one.
+        let inner =
+            hdr(VnetHdr { flags: VNET_F_NEEDS_CSUM, csum_start: 84, csum_offset: 16, ..Default::default() });
+        let mut m = Meta::default();
+        rx_offload(&inner, false, libc::TP_STATUS_CSUMNOTREADY, 200, &mut m).unwrap();
+        assert_eq!(m.offload, OffloadFlags::CSUM_NEEDED);
+        assert_eq!((m.csum_start, m.csum_offset, m.gso_type), (84, 16, GsoType::None));
+        // A VLAN tag put back in front moves it by 4 bytes.
+        let mut m = Meta::default();
+        rx_offload(&inner, true, 0, 204, &mut m).unwrap();
+        assert_eq!(m.csum_start, 88);
+        // A super-frame keeps its GSO metadata.
+        let gso = hdr(VnetHdr {
+            flags: VNET_F_NEEDS_CSUM,
+            gso_type: VNET_GSO_TCPV4,
+            gso_size: 1398,
+            csum_start: 84,
+            csum_offset: 16,
+            ..Default::default()
+        });
+        let mut m = Meta::default();
+        rx_offload(&gso, false, 0, 30_000, &mut m).unwrap();
+        assert_eq!((m.gso_type, m.gso_size), (GsoType::TcpV4, 1398));
+        // Checked by the kernel, by the header or by the ring status.
+        for (h, st) in [
+            (hdr(VnetHdr { flags: VNET_F_DATA_VALID, ..Default::default() }), 0),
+            (hdr(VnetHdr::default()), libc::TP_STATUS_CSUM_VALID),
+        ] {
+            let mut m = Meta::default();
+            rx_offload(&h, false, st, 60, &mut m).unwrap();
+            assert_eq!(m.offload, OffloadFlags::CSUM_VERIFIED);
+        }
+        let mut m = Meta::default();
+        rx_offload(&hdr(VnetHdr::default()), false, 0, 60, &mut m).unwrap();
+        assert_eq!(m, Meta::default(), "nothing to say: no offload state");
+        // Inconsistent headers are refused and change nothing.
+        let before = Meta { csum_start: 7, ..Meta::default() };
+        for (h, len) in [(&inner[..], 90), (&inner[..9], 200), (&gso[..], 60)] {
+            let mut m = before;
+            assert!(rx_offload(h, false, 0, len, &mut m).is_err());
+            assert_eq!(m, before);
+        }
+        let edge = hdr(VnetHdr {
+            flags: VNET_F_NEEDS_CSUM,
+            csum_start: u16::MAX,
+            csum_offset: 0,
+            ..Default::default()
+        });
+        assert!(rx_offload(&edge, true, 0, 70_000, &mut m).is_err(), "no overflow");
     }
 
     #[test]

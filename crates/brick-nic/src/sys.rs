@@ -106,6 +106,26 @@ pub fn mtu(name: &str) -> io::Result<u32> {
     Ok(unsafe { ifr.ifr_ifru.ifru_mtu } as u32)
 }
 
+/// Sets the Ethernet address of interface `name` (SIOCSIFHWADDR; needs CAP_NET_ADMIN).
+pub fn set_mac(name: &str, mac: [u8; 6]) -> io::Result<()> {
+    // SAFETY: plain socket(2) call.
+    let sock = fd_or_err(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let mut ifr = ifreq_for(name);
+    // SAFETY: writing the plain-data sockaddr member of the union of an ifreq we own.
+    unsafe {
+        ifr.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
+        for (dst, src) in ifr.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(mac) {
+            *dst = src as libc::c_char;
+        }
+    }
+    // SAFETY: SIOCSIFHWADDR reads ifr_name and ifr_hwaddr of the ifreq we own.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFHWADDR, &ifr) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sets O_NONBLOCK on `fd`.
 pub fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: fcntl on an fd we own, with integer arguments only.

@@ -267,6 +267,20 @@ impl TapNic {
         Arc::clone(&self.counters)
     }
 
+    /// Gives the device (the kernel's side of the TAP: a VM's or a container's interface)
+    /// the Ethernet address `mac`, so that what it sends carries the address the rest of the
+    /// graph expects. A group (multicast) or all-zero address is refused with
+    /// [`NicError::Config`], leaving the device unchanged. Needs CAP_NET_ADMIN.
+    pub fn set_mac(&self, mac: [u8; 6]) -> Result<(), NicError> {
+        if mac[0] & 1 != 0 || mac == [0; 6] {
+            return Err(NicError::Config(format!(
+                "{} is not a unicast Ethernet address",
+                mac.map(|b| format!("{b:02x}")).join(":")
+            )));
+        }
+        sys::set_mac(&self.name, mac).map_err(|e| NicError::sys("SIOCSIFHWADDR", &self.name, e))
+    }
+
     /// Changes the offloads the kernel may use towards the brick, live (TUNSETOFFLOAD).
     pub fn set_offloads(&mut self, offloads: TapOffloads) -> Result<(), NicError> {
         if !self.cfg.vnet_hdr {

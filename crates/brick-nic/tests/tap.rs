@@ -83,6 +83,24 @@ fn round_trip(cfg: TapConfig) {
 }
 
 #[test]
+fn the_device_takes_the_mac_it_is_given() {
+    let name = unique("bntap");
+    let tap = TapNic::create(&name, TapConfig::default(), pool(8, 2048)).unwrap();
+    let read = || std::fs::read_to_string(format!("/sys/class/net/{name}/address")).unwrap();
+    tap.set_mac([0x52, 0x54, 0x00, 0xab, 0xcd, 0xef]).unwrap();
+    assert_eq!(read().trim(), "52:54:00:ab:cd:ef");
+    // Live, while the interface is up, too.
+    ip(&["link", "set", &name, "up"]);
+    tap.set_mac([0x52, 0x54, 0x00, 0x00, 0x00, 0x02]).unwrap();
+    assert_eq!(read().trim(), "52:54:00:00:00:02");
+    for bad in [[0x01, 0, 0x5e, 0, 0, 1], [0; 6], [0xff; 6]] {
+        let err = tap.set_mac(bad).unwrap_err();
+        assert!(err.to_string().contains("not a unicast Ethernet address"), "{err}");
+    }
+    assert_eq!(read().trim(), "52:54:00:00:00:02", "a refused address changes nothing");
+}
+
+#[test]
 fn round_trip_with_vnet_hdr() {
     round_trip(TapConfig::default());
 }

@@ -113,6 +113,37 @@ pub fn default_group(vni: u32, ipv6: bool, scope: u8) -> IpAddr {
     }
 }
 
+/// Checks that `ip` can be a remote VTEP (a flood-list entry, a static MAC's VTEP) of a
+/// VTEP at `local`: unicast, of the underlay's family (`local`'s), not `local` itself, not
+/// unspecified nor the IPv4 broadcast address. `what` names the role in the error.
+pub fn check_remote(ip: IpAddr, local: IpAddr, what: &'static str) -> Result<(), VtepError> {
+    let bad = ip.is_ipv6() != local.is_ipv6()
+        || ip.is_multicast()
+        || ip.is_unspecified()
+        || ip == local
+        || matches!(ip, IpAddr::V4(a) if a.is_broadcast());
+    if bad {
+        return Err(VtepError::BadAddress(ip, what));
+    }
+    Ok(())
+}
+
+/// Checks that `group` can be the multicast group of a VNI on an IPv6 (`ipv6`) or IPv4
+/// underlay: multicast, of the underlay's family, and for IPv6 of a scope that leaves the
+/// host (not 0 reserved, 1 interface-local or 15 reserved).
+pub fn check_group(group: IpAddr, ipv6: bool) -> Result<(), VtepError> {
+    if group.is_ipv6() != ipv6 || !group.is_multicast() {
+        return Err(VtepError::BadAddress(group, "multicast group"));
+    }
+    if let IpAddr::V6(a) = group {
+        let scope = a.octets()[1] & 0xf;
+        if scope <= 1 || scope == 15 {
+            return Err(VtepError::BadAddress(group, "multicast group (scope)"));
+        }
+    }
+    Ok(())
+}
+
 /// Per-VNI flooding options for [`add_vni_with`](crate::Vtep::add_vni_with).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VniOptions {

@@ -26,7 +26,9 @@ pub mod steer;
 mod vtep;
 pub mod wire;
 
-pub use config::{default_group, IgmpVersion, VniOptions, VtepConfig, VtepError, MAX_VNI};
+pub use config::{
+    check_group, check_remote, default_group, IgmpVersion, VniOptions, VtepConfig, VtepError, MAX_VNI,
+};
 pub use steer::{VniSteer, MAX_WORKERS};
 pub use vtep::{
     flow_hash, source_port, NeighInfo, NeighState, Remote, VniCounters, VniInfo, Vtep, VtepCounters,

@@ -387,29 +387,12 @@ impl Vtep {
     }
 
     fn check_unicast(&self, ip: IpAddr, what: &'static str) -> Result<(), VtepError> {
-        if ip.is_ipv6() != self.v6 || ip.is_multicast() || ip.is_unspecified() || ip == self.cfg.local_ip {
-            return Err(VtepError::BadAddress(ip, what));
-        }
-        if let IpAddr::V4(a) = ip {
-            if a.is_broadcast() {
-                return Err(VtepError::BadAddress(ip, what));
-            }
-        }
-        Ok(())
+        crate::config::check_remote(ip, self.cfg.local_ip, what)
     }
 
     fn check_group(&self, ip: IpAddr) -> Result<(), VtepError> {
-        if ip.is_ipv6() != self.v6 || !ip.is_multicast() {
-            return Err(VtepError::BadAddress(ip, "multicast group"));
-        }
-        if let IpAddr::V6(a) = ip {
-            // Scopes 0 (reserved), 1 (interface-local) and 15 (reserved) cannot leave the host.
-            let scope = a.octets()[1] & 0xf;
-            if scope <= 1 || scope == 15 {
-                return Err(VtepError::BadAddress(ip, "multicast group (scope)"));
-            }
-        }
-        Ok(())
+        // Scopes 0 (reserved), 1 (interface-local) and 15 (reserved) cannot leave the host.
+        crate::config::check_group(ip, self.v6)
     }
 
     /// Attaches `vni` to east `port`, with the default group when
@@ -516,6 +499,31 @@ impl Vtep {
             st.flood.push(remote);
         }
         Ok(())
+    }
+
+    /// Replaces the flood list of `vni` (head-end replication), live. Every address is
+    /// checked first (unicast, the underlay's family, not ours) and a repeated one is an
+    /// error: on error nothing changes.
+    pub fn set_flood(&mut self, vni: u32, flood: &[IpAddr]) -> Result<(), VtepError> {
+        for (i, &ip) in flood.iter().enumerate() {
+            self.check_unicast(ip, "flood target")?;
+            if flood[..i].contains(&ip) {
+                return Err(VtepError::BadAddress(ip, "flood target (listed twice)"));
+            }
+        }
+        let st = self.state_mut(vni)?;
+        st.flood.clear();
+        st.flood.extend_from_slice(flood);
+        Ok(())
+    }
+
+    /// The remote VTEPs `vni` knows at `now`: the distinct addresses behind its live MAC
+    /// entries (learnt or static), sorted. Empty for an unknown VNI.
+    pub fn remote_vteps(&self, vni: u32, now: Timestamp) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self.fdb(vni, now).into_iter().map(|e| e.value.ip).collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// Removes a remote VTEP from the flood list of `vni`; returns whether it was there.

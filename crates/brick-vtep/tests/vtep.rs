@@ -323,6 +323,73 @@ fn flood_list_resolves_with_arp_holds_then_releases() {
     assert_eq!(b.take_wire().len(), 1);
 }
 
+/// A VNI moves from its multicast group to a flood list and back, live: the group is left
+/// and joined again, BUM frames follow the current mode, and a bad list changes nothing.
+#[test]
+fn bum_mode_changes_live_and_bad_flood_lists_change_nothing() {
+    let mut b = bed4(1);
+    let v = b.vtep_mut();
+    v.set_group(42, None).unwrap();
+    v.set_flood(42, &[ip("10.0.0.2"), ip("10.0.0.3")]).unwrap();
+    b.g.poll_all();
+    let w = b.take_wire();
+    assert_eq!(w.len(), 1, "one IGMPv3 leave");
+    assert_eq!(&w[0][46..54], &[3, 0, 0, 0, 230, 0, 0, 42], "CHANGE_TO_INCLUDE (leave) 230.0.0.42");
+    assert!(b.vtep().joined_groups().is_empty());
+    let frame = inner64([0xff; 6], VM_A);
+    b.rx_vm(0, std::slice::from_ref(&frame));
+    let w = b.take_wire();
+    assert_eq!(w.len(), 2, "ARP for each flood target, nothing to the group");
+    assert!(w.iter().all(|r| r[12..14] == [8, 6]));
+    // Bad lists: a group, the other family, ourselves, twice the same, the broadcast address.
+    for bad in [
+        vec![ip("230.0.0.1")],
+        vec![ip("fd00::2")],
+        vec![ip("10.0.0.1")],
+        vec![ip("10.0.0.4"), ip("10.0.0.4")],
+        vec![ip("10.0.0.5"), ip("255.255.255.255")],
+        vec![ip("0.0.0.0")],
+    ] {
+        assert!(matches!(b.vtep_mut().set_flood(42, &bad), Err(VtepError::BadAddress(..))), "{bad:?}");
+        assert_eq!(b.vtep().vni_info(42).unwrap().flood, vec![ip("10.0.0.2"), ip("10.0.0.3")]);
+    }
+    assert_eq!(b.vtep_mut().set_flood(7, &[]), Err(VtepError::UnknownVni(7)));
+    // Back to multicast: joined again, and the list emptied.
+    b.vtep_mut().set_flood(42, &[]).unwrap();
+    b.vtep_mut().set_group(42, Some(ip("239.1.2.3"))).unwrap();
+    b.g.poll_all();
+    let w = b.take_wire();
+    assert_eq!(w.len(), 1);
+    assert_eq!(&w[0][46..54], &[4, 0, 0, 0, 239, 1, 2, 3], "join 239.1.2.3");
+    b.rx_vm(0, std::slice::from_ref(&frame));
+    let w = b.take_wire();
+    assert_eq!(w.len(), 1);
+    assert_eq!(check_outer4(&w[0]).1, Ipv4Addr::new(239, 1, 2, 3));
+    // The remote VTEPs known: those behind the VNI's MAC entries.
+    assert!(b.vtep().remote_vteps(42, brick_core::Timestamp::now()).is_empty());
+    b.vtep_mut().add_static_mac(42, VM_B, ip("10.0.0.7")).unwrap();
+    b.vtep_mut().add_static_mac(42, [0x52, 0x54, 0, 0, 0, 0x0c], ip("10.0.0.7")).unwrap();
+    assert_eq!(b.vtep().remote_vteps(42, brick_core::Timestamp::now()), vec![ip("10.0.0.7")]);
+    assert!(b.vtep().remote_vteps(43, brick_core::Timestamp::now()).is_empty());
+}
+
+#[test]
+fn address_checks_are_the_vteps() {
+    use brick_vtep::{check_group, check_remote};
+    let local = ip("10.0.0.1");
+    assert!(check_remote(ip("10.0.0.2"), local, "x").is_ok());
+    for bad in ["10.0.0.1", "fd00::2", "224.0.0.5", "0.0.0.0", "255.255.255.255"] {
+        assert!(check_remote(ip(bad), local, "x").is_err(), "{bad}");
+    }
+    assert!(check_group(ip("239.0.0.1"), false).is_ok());
+    assert!(check_group(ip("ff05::1"), true).is_ok());
+    for (bad, v6) in
+        [("10.0.0.1", false), ("ff05::1", false), ("239.0.0.1", true), ("ff01::1", true), ("ff0f::1", true)]
+    {
+        assert!(check_group(ip(bad), v6).is_err(), "{bad}");
+    }
+}
+
 #[test]
 fn static_mac_entries_resolve_their_vtep() {
     let mut b = bed4(1);

@@ -67,6 +67,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: SgCmd,
     },
+    /// VNI commands (butterfly-rs): how each VNI floods broadcast, unknown-unicast and
+    /// multicast frames
+    Vni {
+        #[command(subcommand)]
+        cmd: VniCmd,
+    },
     /// Daemon status
     Status,
     /// Ask the daemon to exit
@@ -208,6 +214,69 @@ enum NicSgCmd {
         nic: String,
         /// Security groups
         sgs: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VniCmd {
+    /// Set a VNI's BUM mode: --multicast [--group ADDR], --flood IP… (or --unicast), or --default
+    Set(VniSetArgs),
+    /// Forget VNIs' own settings: they follow the daemon's default (--bum-mode) again
+    Del {
+        /// VNIs
+        #[arg(required = true)]
+        vnis: Vec<u32>,
+    },
+    /// Add or remove remote VTEPs of a VNI's unicast flood list
+    Flood {
+        #[command(subcommand)]
+        cmd: VniFloodCmd,
+    },
+    /// Mode in effect, group or flood list, remote VTEPs known, NICs (every VNI without one)
+    Details {
+        /// VNI
+        vni: Option<u32>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct VniSetArgs {
+    /// VNI (< 2^24)
+    vni: u32,
+    /// Flood to a multicast group (the VNI's default group unless --group)
+    #[arg(long)]
+    multicast: bool,
+    /// The multicast group (implies --multicast)
+    #[arg(long)]
+    group: Option<String>,
+    /// Flood to a list of remote VTEPs (head-end replication), possibly empty
+    #[arg(long)]
+    unicast: bool,
+    /// A remote VTEP of the flood list (repeatable, or comma-separated; implies --unicast)
+    #[arg(long, value_delimiter = ',')]
+    flood: Vec<String>,
+    /// Follow the daemon's default again (same as `vni del`)
+    #[arg(long = "default")]
+    default_mode: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum VniFloodCmd {
+    /// Add remote VTEPs to the VNI's flood list (the VNI must flood by list)
+    Add {
+        /// VNI
+        vni: u32,
+        /// Remote VTEP addresses
+        #[arg(required = true, value_delimiter = ',')]
+        vteps: Vec<String>,
+    },
+    /// Remove remote VTEPs from the VNI's flood list
+    Del {
+        /// VNI
+        vni: u32,
+        /// Remote VTEP addresses
+        #[arg(required = true, value_delimiter = ',')]
+        vteps: Vec<String>,
     },
 }
 
@@ -397,6 +466,24 @@ impl Ctx {
         self.call_many(vec![req])?.pop().ok_or_else(|| usage("no message in response"))
     }
 
+    /// Like [`call`](Self::call) for a request an older daemon may not know (butterfly-rs
+    /// extensions): a refusal gives `None` (and prints nothing), transport errors stay errors.
+    fn try_call(&self, req: v0::Request, print_json: bool) -> Result<Option<v0::Response>, Failure> {
+        match self.call_many_opt(vec![req], false) {
+            Ok(mut r) => {
+                let r = r.pop();
+                if let (Some(r), true) = (&r, print_json) {
+                    if let Ok(v) = text::message_to_json("MessageV0.Response", r) {
+                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    }
+                }
+                Ok(r)
+            }
+            Err(f) if f.code == EXIT_FAILED => Ok(None),
+            Err(f) => Err(f),
+        }
+    }
+
     fn human(&self) -> bool {
         !self.global.json
     }
@@ -519,6 +606,67 @@ fn set_nic_sgs(ctx: &Ctx, nic: &str, sgs: Vec<String>) -> Result<(), Failure> {
         ..req()
     })?;
     Ok(())
+}
+
+fn mode_name(mode: Option<i32>) -> &'static str {
+    v0::vni_bum::Mode::try_from(mode.unwrap_or(0)).map(|m| m.as_str_name()).unwrap_or("?")
+}
+
+fn print_vni(v: &v0::VniState) {
+    println!("vni: {}", v.vni.unwrap_or(0));
+    println!("mode: {}", mode_name(v.mode).to_ascii_lowercase());
+    println!("setting: {}", if v.own.unwrap_or(false) { "own" } else { "default" });
+    if let Some(g) = &v.group {
+        println!("group: {g}");
+    }
+    for f in &v.flood {
+        println!("flood: {f}");
+    }
+    for r in &v.remote_vtep {
+        println!("remote vtep: {r}");
+    }
+    println!("nics: {}", v.nics.unwrap_or(0));
+}
+
+/// One line per VNI for `status`.
+fn vni_line(v: &v0::VniState) -> String {
+    let how = match (&v.group, v.flood.as_slice()) {
+        (Some(g), _) => format!("group {g}"),
+        (None, []) if v.mode == Some(v0::vni_bum::Mode::Unicast as i32) => "flood list empty".to_string(),
+        (None, []) => "default group".to_string(),
+        (None, f) => format!("flood list {}", f.join(" ")),
+    };
+    let remotes = if v.remote_vtep.is_empty() { "none".to_string() } else { v.remote_vtep.join(" ") };
+    format!(
+        "vni {}: {}, {how} ({}), remote vteps: {remotes}, nics: {}",
+        v.vni.unwrap_or(0),
+        mode_name(v.mode).to_ascii_lowercase(),
+        if v.own.unwrap_or(false) { "own setting" } else { "daemon default" },
+        v.nics.unwrap_or(0)
+    )
+}
+
+fn vni_set_req(vni: u32, mode: v0::vni_bum::Mode, group: Option<String>, flood: Vec<String>) -> v0::Request {
+    v0::Request {
+        vni_set: Some(v0::VniBum { vni: Some(vni), mode: Some(mode as i32), group, flood }),
+        ..req()
+    }
+}
+
+/// The flood list of a VNI that floods by list (for `vni flood add|del`).
+fn vni_flood(ctx: &Ctx, vni: u32) -> Result<Vec<String>, Failure> {
+    let r = ctx.call_many_opt(
+        vec![v0::Request { vni_details: Some(v0::VniDetailsReq { vni: Some(vni) }), ..req() }],
+        false,
+    )?;
+    let st = r.first().and_then(|r| r.vni_details.first()).cloned().unwrap_or_default();
+    if st.mode != Some(v0::vni_bum::Mode::Unicast as i32) {
+        let group = st.group.map(|g| format!(" {g}")).unwrap_or_default();
+        return Err(usage(format!(
+            "VNI {vni} floods to its multicast group{group}; `butterfly vni set {vni} --flood IP…` switches it to a flood list"
+        )));
+    }
+    Ok(st.flood)
 }
 
 fn clear_marker(v: &[String]) -> Vec<String> {
@@ -704,13 +852,79 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
                 }
             },
         },
+        Cmd::Vni { cmd } => match cmd {
+            VniCmd::Set(a) => {
+                use v0::vni_bum::Mode;
+                let multicast = a.multicast || a.group.is_some();
+                let unicast = a.unicast || !a.flood.is_empty();
+                let r = match (multicast, unicast, a.default_mode) {
+                    (true, false, false) => vni_set_req(a.vni, Mode::Multicast, a.group.clone(), Vec::new()),
+                    (false, true, false) => vni_set_req(a.vni, Mode::Unicast, None, a.flood.clone()),
+                    (false, false, true) => vni_set_req(a.vni, Mode::Default, None, Vec::new()),
+                    _ => {
+                        return Err(usage(
+                            "vni set needs exactly one mode: --multicast [--group ADDR], --flood IP… (or --unicast), or --default",
+                        ))
+                    }
+                };
+                ctx.call(r)?;
+            }
+            VniCmd::Del { vnis } => {
+                ctx.call_many(
+                    vnis.iter()
+                        .map(|&v| vni_set_req(v, v0::vni_bum::Mode::Default, None, Vec::new()))
+                        .collect(),
+                )?;
+            }
+            VniCmd::Flood { cmd } => match cmd {
+                VniFloodCmd::Add { vni, vteps } => {
+                    let mut flood = vni_flood(ctx, *vni)?;
+                    let before = flood.len();
+                    for t in vteps {
+                        if !flood.contains(t) {
+                            flood.push(t.clone());
+                        }
+                    }
+                    if flood.len() != before {
+                        ctx.call(vni_set_req(*vni, v0::vni_bum::Mode::Unicast, None, flood))?;
+                    }
+                }
+                VniFloodCmd::Del { vni, vteps } => {
+                    let flood = vni_flood(ctx, *vni)?;
+                    let new: Vec<String> = flood.iter().filter(|f| !vteps.contains(f)).cloned().collect();
+                    if new != flood {
+                        ctx.call(vni_set_req(*vni, v0::vni_bum::Mode::Unicast, None, new))?;
+                    }
+                }
+            },
+            VniCmd::Details { vni } => {
+                let r =
+                    ctx.call(v0::Request { vni_details: Some(v0::VniDetailsReq { vni: *vni }), ..req() })?;
+                if ctx.human() {
+                    for (i, v) in r.vni_details.iter().enumerate() {
+                        if i > 0 {
+                            println!();
+                        }
+                        print_vni(v);
+                    }
+                }
+            }
+        },
         Cmd::Status => {
             let r = ctx.call(v0::Request { app_status: Some(true), ..req() })?;
+            // butterfly-rs daemons also say how each VNI floods; Butterfly's does not know.
+            let vnis = ctx.try_call(
+                v0::Request { vni_details: Some(v0::VniDetailsReq { vni: None }), ..req() },
+                ctx.global.json,
+            )?;
             if ctx.human() {
                 let s = r.app_status.unwrap_or_default();
                 println!("start date: {}", s.start_date.unwrap_or(0));
                 println!("current date: {}", s.current_date.unwrap_or(0));
                 println!("request counter: {}", s.request_counter.unwrap_or(0));
+                for v in vnis.iter().flat_map(|r| &r.vni_details) {
+                    println!("{}", vni_line(v));
+                }
                 println!("dot graph: \n{}", s.graph_dot.unwrap_or_default());
             }
         }
@@ -753,6 +967,16 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
             }
             for sg in r[1].sg_details.clone() {
                 reqs.push(v0::Request { sg_add: Some(sg), ..req() });
+            }
+            // VNIs with a BUM mode of their own (butterfly-rs daemons only).
+            let vnis = ctx.try_call(
+                v0::Request { vni_details: Some(v0::VniDetailsReq { vni: None }), ..req() },
+                false,
+            )?;
+            for v in vnis.iter().flat_map(|r| &r.vni_details).filter(|v| v.own == Some(true)) {
+                let mode =
+                    v0::vni_bum::Mode::try_from(v.mode.unwrap_or(0)).unwrap_or(v0::vni_bum::Mode::Default);
+                reqs.push(vni_set_req(v.vni.unwrap_or(0), mode, v.group.clone(), v.flood.clone()));
             }
             let msgs = wrap(reqs);
             let out =

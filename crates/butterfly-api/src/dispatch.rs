@@ -162,6 +162,8 @@ enum Kind {
     AppQuit,
     AppConfig,
     SgDetails,
+    VniSet,
+    VniDetails,
 }
 
 fn kind(r: &v0::Request) -> Option<Kind> {
@@ -205,6 +207,10 @@ fn kind(r: &v0::Request) -> Option<Kind> {
         Kind::AppConfig
     } else if r.sg_details.is_some() {
         Kind::SgDetails
+    } else if r.vni_set.is_some() {
+        Kind::VniSet
+    } else if r.vni_details.is_some() {
+        Kind::VniDetails
     } else {
         return None;
     })
@@ -494,6 +500,19 @@ impl Dispatcher {
             Kind::AppConfig => {
                 let c = AppConfig::try_from(r.app_config.as_ref().ok_or("")?).map_err(v)?;
                 h.app_config(c).map_err(d)?;
+            }
+            Kind::VniSet => {
+                let set = VniSet::try_from(r.vni_set.as_ref().ok_or("")?).map_err(v)?;
+                h.vni_set(set).map_err(d)?;
+            }
+            Kind::VniDetails => {
+                let vni = r.vni_details.as_ref().and_then(|q| q.vni);
+                if let Some(n) = vni.filter(|&n| n > VNI_MAX) {
+                    return Err(
+                        ValidationError::Vni(format!("VNI {n} is out of range (0..={VNI_MAX})")).to_string()
+                    );
+                }
+                resp.vni_details = h.vni_details(vni).map_err(d)?.iter().map(v0::VniState::from).collect();
             }
         }
         Ok(resp)

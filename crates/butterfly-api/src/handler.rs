@@ -82,4 +82,16 @@ pub trait Handler {
     }
     /// Applies settings.
     fn app_config(&mut self, config: AppConfig) -> HandlerResult<()>;
+    /// butterfly-rs extension: sets or forgets (`set.mode == None`) the BUM mode of a VNI.
+    /// The library checked the VNI, the mode and the addresses' kinds; the underlay's family
+    /// and the daemon's own address are the handler's to check. Default: not supported.
+    fn vni_set(&mut self, set: VniSet) -> HandlerResult<()> {
+        Err(HandlerError::Failed(format!("VNI {}: BUM settings are not supported by this daemon", set.vni)))
+    }
+    /// butterfly-rs extension: the BUM mode in effect and state of one VNI (`Some`), or of
+    /// every VNI with a setting of its own or a NIC, sorted (`None`). Default: not supported.
+    fn vni_details(&mut self, vni: Option<u32>) -> HandlerResult<Vec<VniState>> {
+        let _ = vni;
+        Err(HandlerError::Failed("VNI details are not supported by this daemon".into()))
+    }
 }

@@ -20,10 +20,15 @@ use std::path::PathBuf;
 /// - members are kept in insertion order, rules in [`Rule::order_key`] order
 ///   (libstdc++ hash order, as Butterfly lists them);
 /// - deleting an SG leaves NICs referencing it untouched (dangling id).
+///
+/// It also keeps each VNI's own BUM mode (butterfly-rs's `vni_set`), whether the VNI has
+/// NICs or not. A model without any is saved exactly as before the extension.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Model {
     nics: BTreeMap<String, NicInfo>,
     sgs: BTreeMap<String, SecurityGroup>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    vnis: BTreeMap<u32, BumMode>,
 }
 
 /// Outcome of [`Model::sg_add`].
@@ -172,6 +177,34 @@ impl Model {
         ids
     }
 
+    /// Sets (`Some`) or forgets (`None`) the BUM mode of `vni`; returns the previous one.
+    pub fn vni_set(&mut self, vni: u32, mode: Option<BumMode>) -> Option<BumMode> {
+        match mode {
+            Some(m) => self.vnis.insert(vni, m),
+            None => self.vnis.remove(&vni),
+        }
+    }
+    /// The BUM mode of `vni`, when it has one of its own.
+    pub fn vni_bum(&self, vni: u32) -> Option<&BumMode> {
+        self.vnis.get(&vni)
+    }
+    /// Every VNI's own BUM mode, sorted by VNI.
+    pub fn vni_settings(&self) -> impl Iterator<Item = (u32, &BumMode)> {
+        self.vnis.iter().map(|(v, m)| (*v, m))
+    }
+    /// The VNIs with a BUM mode of their own or at least one NIC, sorted.
+    pub fn vnis_in_use(&self) -> Vec<u32> {
+        let mut v: Vec<u32> =
+            self.vnis.keys().copied().chain(self.nics.values().map(|n| n.spec.vni)).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+    /// Number of NICs in `vni`.
+    pub fn nics_in_vni(&self, vni: u32) -> usize {
+        self.nics.values().filter(|n| n.spec.vni == vni).count()
+    }
+
     /// JSON form, for persistence.
     pub fn to_json(&self) -> Result<String, ModelError> {
         Ok(serde_json::to_string_pretty(self)?)
@@ -182,8 +215,9 @@ impl Model {
     }
 
     /// A request that recreates this configuration when replayed: one
-    /// nic_add per NIC (with its effective trace settings), then one sg_add
-    /// per group. message_ids are `nic:<id>` / `sg:<id>`.
+    /// nic_add per NIC (with its effective trace settings), one sg_add per
+    /// group, then one vni_set per VNI with a BUM mode of its own.
+    /// message_ids are `nic:<id>` / `sg:<id>` / `vni:<vni>`.
     pub fn to_request(&self) -> pb::proto::Messages {
         let mut messages = Vec::new();
         let mut push = |id: String, req: pb::message_v0::Request| {
@@ -205,6 +239,16 @@ impl Model {
             push(
                 format!("sg:{}", sg.id),
                 pb::message_v0::Request { sg_add: Some(pb::message_v0::Sg::from(sg)), ..Default::default() },
+            );
+        }
+        for (&vni, mode) in &self.vnis {
+            let set = VniSet { vni, mode: Some(mode.clone()) };
+            push(
+                format!("vni:{vni}"),
+                pb::message_v0::Request {
+                    vni_set: Some(pb::message_v0::VniBum::from(&set)),
+                    ..Default::default()
+                },
             );
         }
         pb::proto::Messages { messages, encrypted: None }
@@ -359,5 +403,30 @@ impl Handler for MemoryHandler {
             self.log_level = l;
         }
         Ok(())
+    }
+    fn vni_set(&mut self, set: VniSet) -> HandlerResult<()> {
+        self.model.vni_set(set.vni, set.mode);
+        Ok(())
+    }
+    /// The reference has no underlay: the default is multicast to the VNI's default group
+    /// (not resolved: no address), and no remote VTEP is ever known.
+    fn vni_details(&mut self, vni: Option<u32>) -> HandlerResult<Vec<VniState>> {
+        let vnis = match vni {
+            Some(v) => vec![v],
+            None => self.model.vnis_in_use(),
+        };
+        Ok(vnis
+            .into_iter()
+            .map(|v| {
+                let own = self.model.vni_bum(v).cloned();
+                VniState {
+                    vni: v,
+                    own: own.is_some(),
+                    mode: own.unwrap_or(BumMode::Multicast { group: None }),
+                    remote_vteps: Vec::new(),
+                    nics: self.model.nics_in_vni(v) as u32,
+                }
+            })
+            .collect())
     }
 }

@@ -37,6 +37,9 @@ pub enum ValidationError {
     /// An app_config request is invalid.
     #[error("Application configuration failed: {0}")]
     AppConfig(String),
+    /// A vni_set or vni_details request is malformed (butterfly-rs extension).
+    #[error("Bad VNI format: {0}")]
+    Vni(String),
 }
 
 /// Parses an IPv4 or IPv6 address the way `inet_pton` does (no leading
@@ -419,6 +422,63 @@ pub struct AppStatus {
     pub graph_dot: String,
 }
 
+/// How a VNI floods broadcast, unknown-unicast and multicast (BUM) frames (a butterfly-rs
+/// extension of the API: `vni_set`, `vni_details`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BumMode {
+    /// To a multicast group, joined with IGMP/MLD; `None`: the VNI's default group.
+    Multicast {
+        /// The group.
+        group: Option<IpAddr>,
+    },
+    /// A copy to every remote VTEP of the list (head-end replication), for underlays
+    /// without multicast.
+    Unicast {
+        /// Remote VTEP addresses: unicast, one family, each once (checked).
+        flood: Vec<IpAddr>,
+    },
+}
+
+impl fmt::Display for BumMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BumMode::Multicast { group: Some(g) } => write!(f, "multicast group {g}"),
+            BumMode::Multicast { group: None } => f.write_str("multicast (default group)"),
+            BumMode::Unicast { flood } if flood.is_empty() => f.write_str("unicast flood list (empty)"),
+            BumMode::Unicast { flood } => {
+                let list: Vec<String> = flood.iter().map(IpAddr::to_string).collect();
+                write!(f, "unicast flood list {}", list.join(", "))
+            }
+        }
+    }
+}
+
+/// A validated vni_set: `mode` `None` forgets the VNI's own setting (it follows the
+/// daemon's default again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VniSet {
+    /// The VNI (≤ [`VNI_MAX`]).
+    pub vni: u32,
+    /// The VNI's own mode, or `None`.
+    pub mode: Option<BumMode>,
+}
+
+/// One VNI as vni_details reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VniState {
+    /// The VNI.
+    pub vni: u32,
+    /// The mode in effect (the VNI's own, or the daemon's default).
+    pub mode: BumMode,
+    /// Whether the VNI has a setting of its own.
+    pub own: bool,
+    /// Remote VTEPs known in the VNI (behind its learnt MAC entries).
+    pub remote_vteps: Vec<IpAddr>,
+    /// Local NICs in the VNI.
+    pub nics: u32,
+}
+
 // ---------------------------------------------------------------------------
 // protobuf -> typed (validation)
 
@@ -597,8 +657,113 @@ impl TryFrom<&v0::AppConfigReq> for AppConfig {
     }
 }
 
+impl TryFrom<&v0::VniBum> for VniSet {
+    type Error = ValidationError;
+    /// Checks what can be checked without the daemon: the VNI, the mode, the fields the
+    /// mode takes, addresses that parse and are of the right kind, no repeats, one family.
+    /// The underlay's family and the daemon's own address are the daemon's to check.
+    fn try_from(b: &v0::VniBum) -> Result<Self, ValidationError> {
+        use v0::vni_bum::Mode;
+        let bad = |m: String| ValidationError::Vni(m);
+        let vni = b.vni.ok_or_else(|| bad("vni is missing".into()))?;
+        if vni > VNI_MAX {
+            return Err(bad(format!("VNI {vni} is out of range (0..={VNI_MAX})")));
+        }
+        let raw = b.mode.unwrap_or(Mode::Default as i32);
+        let mode = Mode::try_from(raw).map_err(|_| bad(format!("VNI {vni}: unknown mode {raw}")))?;
+        let mode = match mode {
+            Mode::Default => {
+                if b.group.is_some() || !b.flood.is_empty() {
+                    return Err(bad(format!("VNI {vni}: DEFAULT takes neither a group nor a flood list")));
+                }
+                None
+            }
+            Mode::Multicast => {
+                if !b.flood.is_empty() {
+                    return Err(bad(format!("VNI {vni}: MULTICAST takes no flood list")));
+                }
+                let group = match b.group.as_deref() {
+                    None => None,
+                    Some(g) => {
+                        let ip = IpAddr::from_str(g)
+                            .map_err(|_| bad(format!("VNI {vni}: group {g:?} is not an IP address")))?;
+                        if !ip.is_multicast() {
+                            return Err(bad(format!("VNI {vni}: group {ip} is not a multicast address")));
+                        }
+                        Some(ip)
+                    }
+                };
+                Some(BumMode::Multicast { group })
+            }
+            Mode::Unicast => {
+                if b.group.is_some() {
+                    return Err(bad(format!("VNI {vni}: UNICAST takes no group")));
+                }
+                let mut flood: Vec<IpAddr> = Vec::with_capacity(b.flood.len());
+                let mut seen = std::collections::HashSet::new();
+                for t in &b.flood {
+                    let ip = IpAddr::from_str(t)
+                        .map_err(|_| bad(format!("VNI {vni}: flood VTEP {t:?} is not an IP address")))?;
+                    if ip.is_multicast() {
+                        return Err(bad(format!(
+                            "VNI {vni}: flood VTEP {ip} is a multicast address (a flood list holds unicast VTEP addresses)"
+                        )));
+                    }
+                    if ip.is_unspecified() || matches!(ip, IpAddr::V4(a) if a.is_broadcast()) {
+                        return Err(bad(format!("VNI {vni}: flood VTEP {ip} is not a unicast address")));
+                    }
+                    if !seen.insert(ip) {
+                        return Err(bad(format!("VNI {vni}: flood VTEP {ip} is listed twice")));
+                    }
+                    if flood.first().is_some_and(|f| f.is_ipv4() != ip.is_ipv4()) {
+                        return Err(bad(format!("VNI {vni}: the flood list mixes IPv4 and IPv6 addresses")));
+                    }
+                    flood.push(ip);
+                }
+                Some(BumMode::Unicast { flood })
+            }
+        };
+        Ok(VniSet { vni, mode })
+    }
+}
+
 // ---------------------------------------------------------------------------
 // typed -> protobuf (replies)
+
+impl From<&VniSet> for v0::VniBum {
+    fn from(s: &VniSet) -> v0::VniBum {
+        use v0::vni_bum::Mode;
+        let (mode, group, flood) = match &s.mode {
+            None => (Mode::Default, None, Vec::new()),
+            Some(BumMode::Multicast { group }) => (Mode::Multicast, group.map(|g| g.to_string()), Vec::new()),
+            Some(BumMode::Unicast { flood }) => {
+                (Mode::Unicast, None, flood.iter().map(IpAddr::to_string).collect())
+            }
+        };
+        v0::VniBum { vni: Some(s.vni), mode: Some(mode as i32), group, flood }
+    }
+}
+
+impl From<&VniState> for v0::VniState {
+    fn from(s: &VniState) -> v0::VniState {
+        use v0::vni_bum::Mode;
+        let (mode, group, flood) = match &s.mode {
+            BumMode::Multicast { group } => (Mode::Multicast, group.map(|g| g.to_string()), Vec::new()),
+            BumMode::Unicast { flood } => {
+                (Mode::Unicast, None, flood.iter().map(IpAddr::to_string).collect())
+            }
+        };
+        v0::VniState {
+            vni: Some(s.vni),
+            mode: Some(mode as i32),
+            own: Some(s.own),
+            group,
+            flood,
+            remote_vtep: s.remote_vteps.iter().map(IpAddr::to_string).collect(),
+            nics: Some(s.nics),
+        }
+    }
+}
 
 impl From<&Rule> for v0::Rule {
     fn from(r: &Rule) -> v0::Rule {
@@ -740,6 +905,65 @@ mod tests {
         assert_eq!(sg.members, one_by_one.members);
         assert_eq!(sg.rules, one_by_one.rules);
         assert_eq!(sg.rules.len(), 250);
+    }
+
+    fn vni_bum(vni: u32, mode: v0::vni_bum::Mode, group: Option<&str>, flood: &[&str]) -> v0::VniBum {
+        v0::VniBum {
+            vni: Some(vni),
+            mode: Some(mode as i32),
+            group: group.map(str::to_string),
+            flood: flood.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn vni_settings_are_validated_with_clear_errors() {
+        use v0::vni_bum::Mode;
+        let ok = VniSet::try_from(&vni_bum(42, Mode::Unicast, None, &["10.0.0.2", "10.0.0.3"])).unwrap();
+        assert_eq!(
+            ok.mode,
+            Some(BumMode::Unicast { flood: vec!["10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap()] })
+        );
+        assert_eq!(v0::VniBum::from(&ok), vni_bum(42, Mode::Unicast, None, &["10.0.0.2", "10.0.0.3"]));
+        let m = VniSet::try_from(&vni_bum(7, Mode::Multicast, Some("239.1.1.1"), &[])).unwrap();
+        assert_eq!(m.mode, Some(BumMode::Multicast { group: Some("239.1.1.1".parse().unwrap()) }));
+        assert_eq!(VniSet::try_from(&vni_bum(7, Mode::Default, None, &[])).unwrap().mode, None);
+        let cases: &[(v0::VniBum, &str)] = &[
+            (v0::VniBum { vni: None, ..Default::default() }, "Bad VNI format: vni is missing"),
+            (
+                vni_bum(1 << 24, Mode::Default, None, &[]),
+                "Bad VNI format: VNI 16777216 is out of range (0..=16777215)",
+            ),
+            (
+                v0::VniBum { mode: Some(9), ..vni_bum(5, Mode::Default, None, &[]) },
+                "Bad VNI format: VNI 5: unknown mode 9",
+            ),
+            (
+                vni_bum(5, Mode::Default, Some("239.0.0.1"), &[]),
+                "DEFAULT takes neither a group nor a flood list",
+            ),
+            (vni_bum(5, Mode::Multicast, None, &["10.0.0.2"]), "MULTICAST takes no flood list"),
+            (vni_bum(5, Mode::Multicast, Some("10.0.0.2"), &[]), "group 10.0.0.2 is not a multicast address"),
+            (vni_bum(5, Mode::Multicast, Some("nope"), &[]), "group \"nope\" is not an IP address"),
+            (vni_bum(5, Mode::Unicast, Some("239.0.0.1"), &[]), "UNICAST takes no group"),
+            (vni_bum(5, Mode::Unicast, None, &["239.0.0.1"]), "flood VTEP 239.0.0.1 is a multicast address"),
+            (vni_bum(5, Mode::Unicast, None, &["ff02::1"]), "flood VTEP ff02::1 is a multicast address"),
+            (
+                vni_bum(5, Mode::Unicast, None, &["10.0.0.2", "10.0.0.2"]),
+                "flood VTEP 10.0.0.2 is listed twice",
+            ),
+            (vni_bum(5, Mode::Unicast, None, &["10.0.0.2", "fd00::2"]), "mixes IPv4 and IPv6"),
+            (vni_bum(5, Mode::Unicast, None, &["255.255.255.255"]), "is not a unicast address"),
+            (vni_bum(5, Mode::Unicast, None, &["::"]), "is not a unicast address"),
+            (
+                vni_bum(5, Mode::Unicast, None, &["10.0.0.300"]),
+                "flood VTEP \"10.0.0.300\" is not an IP address",
+            ),
+        ];
+        for (req, want) in cases {
+            let e = VniSet::try_from(req).unwrap_err().to_string();
+            assert!(e.starts_with("Bad VNI format: ") && e.contains(want), "{req:?}: {e}");
+        }
     }
 
     #[test]

@@ -197,3 +197,155 @@ fn encryption_with_key_files() {
     assert!(o.stderr.contains("cannot load encryption key"), "{}", o.stderr);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `butterfly vni …` (butterfly-rs): set, flood add/del, del, details, status, dump and
+/// replay; bad input exits 1 with the daemon's reason and changes nothing.
+#[test]
+fn vni_commands() {
+    let s = common::spawn_default();
+    let e = s.endpoint().to_string();
+    ok(&e, "vni set 42 --flood 10.0.0.2,10.0.0.3");
+    ok(&e, "vni set 43 --group 239.1.1.1 + vni set 44 --unicast + vni set 45 --multicast");
+    assert_eq!(
+        ok(&e, "vni details 42"),
+        "vni: 42\nmode: unicast\nsetting: own\nflood: 10.0.0.2\nflood: 10.0.0.3\nnics: 0\n"
+    );
+    ok(&e, "vni flood add 42 10.0.0.4 10.0.0.2");
+    ok(&e, "vni flood del 42 10.0.0.3");
+    assert!(ok(&e, "vni details 42").contains("flood: 10.0.0.2\nflood: 10.0.0.4\nnics"));
+    ok(&e, "vni flood add 44 fd00::9");
+    assert!(ok(&e, "vni details 44").contains("flood: fd00::9\n"));
+    // Bad input: exit 1, the reason, nothing changed.
+    let before = ok(&e, "vni details");
+    for (args, why) in [
+        ("vni set 42 --flood 239.0.0.1", "flood VTEP 239.0.0.1 is a multicast address"),
+        ("vni set 42 --flood 10.0.0.5,10.0.0.5", "flood VTEP 10.0.0.5 is listed twice"),
+        ("vni set 16777216 --multicast", "VNI 16777216 is out of range"),
+        ("vni set 42 --group 10.0.0.1", "group 10.0.0.1 is not a multicast address"),
+        ("vni flood add 42 10.0.0.x", "flood VTEP \"10.0.0.x\" is not an IP address"),
+        ("vni flood add 43 10.0.0.5", "VNI 43 floods to its multicast group 239.1.1.1"),
+        ("vni set 42", "vni set needs exactly one mode"),
+        ("vni set 42 --group 239.0.0.1 --flood 10.0.0.2", "vni set needs exactly one mode"),
+    ] {
+        let o = bf(&e, args);
+        assert_eq!(o.code, 1, "{args}: {}{}", o.stdout, o.stderr);
+        assert!(o.stderr.contains(why), "{args}: {}", o.stderr);
+    }
+    assert_eq!(bf(&e, "vni set x --multicast").code, 1, "not a number");
+    assert_eq!(ok(&e, "vni details"), before, "nothing changed");
+    // status: one line per VNI before the graph; --json has them too.
+    let st = ok(&e, "status");
+    assert!(
+        st.contains(
+            "vni 42: unicast, flood list 10.0.0.2 10.0.0.4 (own setting), remote vteps: none, nics: 0\n"
+        ),
+        "{st}"
+    );
+    assert!(st.contains("vni 43: multicast, group 239.1.1.1 (own setting)"), "{st}");
+    assert!(st.contains("vni 44: unicast, flood list fd00::9"), "{st}");
+    assert!(st.find("vni 45").unwrap() < st.find("dot graph").unwrap(), "{st}");
+    let json = ok(&e, "status --json");
+    assert!(json.contains("\"vni_details\"") && json.contains("\"graph_dot\""), "{json}");
+    // Dump and replay keep the settings.
+    let dump = ok(&e, "dump");
+    assert!(dump.contains("vni_set"), "{dump}");
+    let dir = std::env::temp_dir().join(format!("bf-cli-vni-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("dump.txt"), &dump).unwrap();
+    let s2 = common::spawn_default();
+    ok(s2.endpoint(), &format!("request {}", dir.join("dump.txt").display()));
+    assert_eq!(ok(s2.endpoint(), "vni details"), ok(&e, "vni details"));
+    // Back to the default.
+    ok(&e, "vni del 42 43 + vni set 44 --default");
+    assert!(ok(&e, "vni details 42").contains("mode: multicast\nsetting: default\n"));
+    let (h, _) = s.stop().unwrap();
+    assert_eq!(h.model.vni_settings().count(), 1, "only VNI 45 keeps a setting");
+    s2.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A daemon that does not know the extension (Butterfly's): `status` still works, without
+/// VNI lines.
+#[test]
+fn status_works_with_a_daemon_without_vni_support() {
+    struct Old(butterfly_api::MemoryHandler);
+    impl butterfly_api::Handler for Old {
+        fn nic_add(
+            &mut self,
+            n: butterfly_api::NicSpec,
+        ) -> butterfly_api::HandlerResult<butterfly_api::NicInfo> {
+            self.0.nic_add(n)
+        }
+        fn nic_update(&mut self, u: butterfly_api::NicUpdate) -> butterfly_api::HandlerResult<()> {
+            self.0.nic_update(u)
+        }
+        fn nic_del(&mut self, id: &str) -> butterfly_api::HandlerResult<()> {
+            self.0.nic_del(id)
+        }
+        fn nic_list(&mut self) -> butterfly_api::HandlerResult<Vec<String>> {
+            self.0.nic_list()
+        }
+        fn nic_details(
+            &mut self,
+            id: Option<&str>,
+        ) -> butterfly_api::HandlerResult<Vec<butterfly_api::NicInfo>> {
+            self.0.nic_details(id)
+        }
+        fn nic_stats(&mut self, id: &str) -> butterfly_api::HandlerResult<butterfly_api::NicStats> {
+            self.0.nic_stats(id)
+        }
+        fn nic_export(&mut self, id: &str) -> butterfly_api::HandlerResult<Vec<u8>> {
+            self.0.nic_export(id)
+        }
+        fn sg_add(&mut self, sg: butterfly_api::SecurityGroup) -> butterfly_api::HandlerResult<()> {
+            self.0.sg_add(sg)
+        }
+        fn sg_del(&mut self, id: &str) -> butterfly_api::HandlerResult<()> {
+            self.0.sg_del(id)
+        }
+        fn sg_list(&mut self) -> butterfly_api::HandlerResult<Vec<String>> {
+            self.0.sg_list()
+        }
+        fn sg_details(
+            &mut self,
+            id: Option<&str>,
+        ) -> butterfly_api::HandlerResult<Vec<butterfly_api::SecurityGroup>> {
+            self.0.sg_details(id)
+        }
+        fn sg_rule_add(&mut self, s: &str, r: butterfly_api::Rule) -> butterfly_api::HandlerResult<()> {
+            self.0.sg_rule_add(s, r)
+        }
+        fn sg_rule_del(&mut self, s: &str, r: butterfly_api::Rule) -> butterfly_api::HandlerResult<()> {
+            self.0.sg_rule_del(s, r)
+        }
+        fn sg_rule_list(&mut self, s: &str) -> butterfly_api::HandlerResult<Vec<butterfly_api::Rule>> {
+            self.0.sg_rule_list(s)
+        }
+        fn sg_member_add(&mut self, s: &str, m: std::net::IpAddr) -> butterfly_api::HandlerResult<()> {
+            self.0.sg_member_add(s, m)
+        }
+        fn sg_member_del(&mut self, s: &str, m: std::net::IpAddr) -> butterfly_api::HandlerResult<()> {
+            self.0.sg_member_del(s, m)
+        }
+        fn sg_member_list(&mut self, s: &str) -> butterfly_api::HandlerResult<Vec<std::net::IpAddr>> {
+            self.0.sg_member_list(s)
+        }
+        fn app_config(&mut self, c: butterfly_api::AppConfig) -> butterfly_api::HandlerResult<()> {
+            self.0.app_config(c)
+        }
+    }
+    let s = butterfly_api::Server::spawn(
+        ServerConfig { endpoint: "tcp://127.0.0.1:0".into(), ..Default::default() },
+        Old(butterfly_api::MemoryHandler::new()),
+    )
+    .unwrap();
+    let e = s.endpoint().to_string();
+    ok(&e, "nic add --id n --mac 52:54:00:12:34:01 --vni 7");
+    let st = ok(&e, "status");
+    assert!(st.contains("request counter: ") && st.contains("dot graph: ") && !st.contains("vni 7"), "{st}");
+    assert!(ok(&e, "dump").contains("nic_add"));
+    let o = bf(&e, "vni details");
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("VNI details are not supported by this daemon"), "{}", o.stderr);
+    s.stop().unwrap();
+}

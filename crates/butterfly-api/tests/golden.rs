@@ -249,3 +249,60 @@ fn round_trip_is_fast() {
     println!("round trip (new REQ socket per request, tcp loopback): {per:?}");
     assert!(per < std::time::Duration::from_millis(20), "{per:?}");
 }
+
+/// butterfly-rs's VNI extension (fields 100+): settings stored and reported, every kind of
+/// bad input refused with its reason and no change, and the precedence after Butterfly's
+/// own fields (a request that also carries one of those is served as Butterfly would).
+#[test]
+fn vni_bum_settings_extension() {
+    let input = r#"
+    messages { revision: 6 message_0 { request { vni_set { vni: 42 mode: UNICAST flood: "10.0.0.2" flood: "10.0.0.3" } } } }
+    messages { revision: 6 message_0 { request { vni_set { vni: 43 mode: MULTICAST group: "239.1.1.1" } } } }
+    messages { revision: 6 message_0 { request { nic_add { id: "n" mac: "52:54:00:12:34:01" vni: 44 } } } }
+    messages { revision: 6 message_0 { request { vni_details { } } } }
+    messages { revision: 6 message_0 { request { vni_details { vni: 43 } } } }
+    messages { revision: 6 message_0 { request { vni_set { vni: 42 mode: UNICAST flood: "239.0.0.1" } } } }
+    messages { revision: 6 message_0 { request { vni_set { vni: 42 mode: UNICAST flood: "10.0.0.2" flood: "10.0.0.2" } } } }
+    messages { revision: 6 message_0 { request { vni_set { vni: 16777216 mode: MULTICAST } } } }
+    messages { revision: 6 message_0 { request { vni_set { vni: 42 mode: MULTICAST group: "10.0.0.9" } } } }
+    messages { revision: 6 message_0 { request { vni_set { mode: MULTICAST } } } }
+    messages { revision: 6 message_0 { request { vni_details { vni: 16777216 } } } }
+    messages { revision: 6 message_0 { request { vni_details { vni: 42 } } } }
+    messages { revision: 6 message_0 { request { vni_set { vni: 43 mode: DEFAULT } } } }
+    messages { revision: 6 message_0 { request { vni_details { vni: 43 } } } }
+    messages { revision: 6 message_0 { request { nic_list: true vni_set { vni: 45 mode: MULTICAST } } } }
+    messages { revision: 6 message_0 { request { vni_details { vni: 45 } } } }
+    "#;
+    let expected = r#"
+    messages { revision: 6 message_0 { response { status { status: true } } } }
+    messages { revision: 6 message_0 { response { status { status: true } } } }
+    messages { revision: 6 message_0 { response { status { status: true } nic_add { path: "/tmp/qemu-vhost-n" } } } }
+    messages { revision: 6 message_0 { response { status { status: true }
+        vni_details { vni: 42 mode: UNICAST own: true flood: "10.0.0.2" flood: "10.0.0.3" nics: 0 }
+        vni_details { vni: 43 mode: MULTICAST own: true group: "239.1.1.1" nics: 0 }
+        vni_details { vni: 44 mode: MULTICAST own: false nics: 1 } } } }
+    messages { revision: 6 message_0 { response { status { status: true }
+        vni_details { vni: 43 mode: MULTICAST own: true group: "239.1.1.1" nics: 0 } } } }
+    messages { revision: 6 message_0 { response { status { status: false error { description:
+        "Bad VNI format: VNI 42: flood VTEP 239.0.0.1 is a multicast address (a flood list holds unicast VTEP addresses)" } } } } }
+    messages { revision: 6 message_0 { response { status { status: false error { description:
+        "Bad VNI format: VNI 42: flood VTEP 10.0.0.2 is listed twice" } } } } }
+    messages { revision: 6 message_0 { response { status { status: false error { description:
+        "Bad VNI format: VNI 16777216 is out of range (0..=16777215)" } } } } }
+    messages { revision: 6 message_0 { response { status { status: false error { description:
+        "Bad VNI format: VNI 42: group 10.0.0.9 is not a multicast address" } } } } }
+    messages { revision: 6 message_0 { response { status { status: false error { description:
+        "Bad VNI format: vni is missing" } } } } }
+    messages { revision: 6 message_0 { response { status { status: false error { description:
+        "Bad VNI format: VNI 16777216 is out of range (0..=16777215)" } } } } }
+    messages { revision: 6 message_0 { response { status { status: true }
+        vni_details { vni: 42 mode: UNICAST own: true flood: "10.0.0.2" flood: "10.0.0.3" nics: 0 } } } }
+    messages { revision: 6 message_0 { response { status { status: true } } } }
+    messages { revision: 6 message_0 { response { status { status: true }
+        vni_details { vni: 43 mode: MULTICAST own: false nics: 0 } } } }
+    messages { revision: 6 message_0 { response { status { status: true } nic_list: "n" } } }
+    messages { revision: 6 message_0 { response { status { status: true }
+        vni_details { vni: 45 mode: MULTICAST own: false nics: 0 } } } }
+    "#;
+    scenario(input, expected);
+}

@@ -74,7 +74,7 @@ fn python_client_speaks_our_wire_format() {
     ]);
     assert!(out.starts_with("OK "), "{out}");
     let n: usize = out[3..].trim().parse().unwrap();
-    assert_eq!(n, 23, "every check of the script must run");
+    assert_eq!(n, 27, "every check of the script must run");
     let (h, _) = clear.stop().unwrap();
     assert_eq!(h.model.nic_ids(), vec!["py-nic".to_string()]);
 }

@@ -376,6 +376,22 @@ proptest! {
     }
 
     #[test]
+    fn mutated_vni_requests_never_panic(pos in 0usize..48, val in any::<u8>(), cut in 0usize..60) {
+        let bum = v0::VniBum { vni: Some(42), mode: Some(2), group: None, flood: vec!["10.0.0.2".into(), "10.0.0.3".into()] };
+        let mut wire = one(v0::Request { vni_set: Some(bum), ..Default::default() });
+        if pos < wire.len() { wire[pos] = val; }
+        wire.truncate(cut.max(1));
+        let mut d = Dispatcher::default();
+        let mut h = MemoryHandler::new();
+        let reply = d.handle_bytes(&mut h, &wire);
+        let r = proto::Messages::decode(reply.bytes.as_slice()).unwrap();
+        prop_assert!(!r.messages.is_empty());
+        prop_assert!(r.messages.iter().all(|m| code(m) != Some(proto::error::Code::InternalError)));
+        let ok = r.messages.iter().any(|m| m.message_0.as_ref().and_then(|m0| m0.response.as_ref()).is_some_and(|x| x.status.status));
+        if !ok { prop_assert_eq!(&h.model, &Model::new()); }
+    }
+
+    #[test]
     fn mutated_valid_requests_never_panic(pos in 0usize..64, val in any::<u8>(), cut in 0usize..80) {
         let mut nic = valid_nic();
         nic.ip = vec!["10.0.0.1".into(), "::1".into()];

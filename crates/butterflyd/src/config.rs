@@ -7,6 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use butterfly_api::BumMode;
 use clap::Parser;
 
 /// Which device carries the underlay (the "physical" side).
@@ -120,6 +121,16 @@ pub struct Cli {
     /// Address of the Prometheus metrics endpoint ("off" to disable). Default 127.0.0.1:9991.
     #[arg(long = "metrics")]
     pub metrics: Option<String>,
+    /// How VNIs without a setting of their own (API vni_set) flood broadcast, unknown-unicast
+    /// and multicast frames: "multicast" (default: to the VNI's group, 230.x.y.z or
+    /// ff05::<vni>) or "unicast" (a copy to each VTEP of --flood-vteps; for underlays
+    /// without multicast).
+    #[arg(long = "bum-mode")]
+    pub bum_mode: Option<String>,
+    /// The flood list of --bum-mode unicast: remote VTEP addresses (comma-separated or
+    /// repeated), of the underlay's family, not our own --ip.
+    #[arg(long = "flood-vteps", value_delimiter = ',')]
+    pub flood_vteps: Vec<String>,
 }
 
 /// A configuration problem: names the option and what is wrong.
@@ -215,6 +226,8 @@ pub struct Config {
     pub poll_spin: std::time::Duration,
     /// Data-plane worker threads (graphs), at least 1.
     pub workers: usize,
+    /// BUM mode of the VNIs without a setting of their own.
+    pub bum: BumMode,
 }
 
 /// How long a pinned data-plane thread polls after its last packet before sleeping.
@@ -404,6 +417,7 @@ impl Config {
             }
             None => Some(SocketAddr::from(([127, 0, 0, 1], 9991))),
         };
+        let bum = bum_default(&cli.bum_mode, &cli.flood_vteps, &get, ip)?;
         Ok(Config {
             ip,
             underlay_prefix,
@@ -423,8 +437,49 @@ impl Config {
             busy_poll: cli.busy_poll,
             poll_spin,
             workers,
+            bum,
         })
     }
+}
+
+/// The daemon's default BUM mode from `--bum-mode` / `--flood-vteps` or the INI's
+/// `bum-mode` / `flood-vteps` (the command line wins, each option on its own), checked
+/// against the VTEP address `ip`. A flood list with the multicast mode is an error, not
+/// something to ignore.
+fn bum_default(
+    mode: &Option<String>,
+    cli_list: &[String],
+    get: &dyn Fn(&str, &[&str]) -> Option<String>,
+    ip: IpAddr,
+) -> Result<BumMode, ConfigError> {
+    let (mode_opt, mode_text) = match mode {
+        Some(m) => ("--bum-mode", m.clone()),
+        None => ("bum-mode", get("general", &["bum-mode"]).unwrap_or_else(|| "multicast".into())),
+    };
+    let (list_opt, list): (&str, Vec<String>) = if cli_list.is_empty() {
+        let ini = get("general", &["flood-vteps"]).unwrap_or_default();
+        ("flood-vteps", ini.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+    } else {
+        ("--flood-vteps", cli_list.iter().map(|s| s.trim().to_string()).collect())
+    };
+    let unicast = match mode_text.trim().to_ascii_lowercase().as_str() {
+        "multicast" => false,
+        "unicast" => true,
+        other => return Err(bad(mode_opt, format!("{other:?}: use multicast or unicast"))),
+    };
+    if !unicast {
+        if !list.is_empty() {
+            return Err(bad(list_opt, "a flood list needs --bum-mode unicast (the mode is multicast)"));
+        }
+        return Ok(BumMode::Multicast { group: None });
+    }
+    let mut flood = Vec::with_capacity(list.len());
+    for t in &list {
+        flood.push(t.parse::<IpAddr>().map_err(|_| bad(list_opt, format!("{t:?} is not an IP address")))?);
+    }
+    let mode = BumMode::Unicast { flood };
+    crate::bum::check(&mode, ip).map_err(|e| bad(list_opt, e))?;
+    Ok(mode)
 }
 
 fn load_ini(path: &Path) -> Result<ini::Ini, ConfigError> {
@@ -509,6 +564,76 @@ mod tests {
         assert_eq!(c.workers, 2, "the command line wins");
         std::fs::write(&f, "[general]\nworkers = many\n").unwrap();
         assert_eq!(parse(&["-c", f.to_str().unwrap(), "--no-state"]).unwrap_err().option, "--workers");
+    }
+
+    #[test]
+    fn the_default_bum_mode_comes_from_flags_or_the_ini() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(parse(&["--no-state"]).unwrap().bum, BumMode::Multicast { group: None });
+        let c = parse(&["--no-state", "--bum-mode", "unicast", "--flood-vteps", "198.18.0.2,198.18.0.3"])
+            .unwrap();
+        assert_eq!(c.bum, BumMode::Unicast { flood: vec![ip("198.18.0.2"), ip("198.18.0.3")] });
+        let c = parse(&[
+            "--no-state",
+            "--bum-mode",
+            "UNICAST",
+            "--flood-vteps",
+            "198.18.0.2",
+            "--flood-vteps",
+            "198.18.0.4",
+        ])
+        .unwrap();
+        assert_eq!(c.bum, BumMode::Unicast { flood: vec![ip("198.18.0.2"), ip("198.18.0.4")] });
+        assert_eq!(
+            parse(&["--no-state", "--bum-mode", "unicast"]).unwrap().bum,
+            BumMode::Unicast { flood: vec![] }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("b.ini");
+        std::fs::write(&f, "[general]\nbum-mode = unicast\nflood-vteps = 198.18.0.7 , 198.18.0.8\n").unwrap();
+        let fs = f.to_str().unwrap();
+        let c = parse(&["--no-state", "-c", fs]).unwrap();
+        assert_eq!(c.bum, BumMode::Unicast { flood: vec![ip("198.18.0.7"), ip("198.18.0.8")] });
+        let c = parse(&["--no-state", "-c", fs, "--flood-vteps", "198.18.0.9"]).unwrap();
+        assert_eq!(c.bum, BumMode::Unicast { flood: vec![ip("198.18.0.9")] }, "the command line wins");
+        let e = parse(&["--no-state", "-c", fs, "--bum-mode", "multicast"]).unwrap_err();
+        assert_eq!(e.option, "flood-vteps", "the INI's list with the multicast mode: {e}");
+        // Bad input names the option and the address.
+        for (args, opt, why) in [
+            (vec!["--bum-mode", "broadcast"], "--bum-mode", "use multicast or unicast"),
+            (vec!["--flood-vteps", "198.18.0.2"], "--flood-vteps", "needs --bum-mode unicast"),
+            (
+                vec!["--bum-mode", "unicast", "--flood-vteps", "239.0.0.1"],
+                "--flood-vteps",
+                "is a multicast address",
+            ),
+            (
+                vec!["--bum-mode", "unicast", "--flood-vteps", "fd00::2"],
+                "--flood-vteps",
+                "the underlay is IPv4",
+            ),
+            (
+                vec!["--bum-mode", "unicast", "--flood-vteps", "198.18.0.1"],
+                "--flood-vteps",
+                "own VTEP address",
+            ),
+            (
+                vec!["--bum-mode", "unicast", "--flood-vteps", "198.18.0.2,198.18.0.2"],
+                "--flood-vteps",
+                "listed twice",
+            ),
+            (
+                vec!["--bum-mode", "unicast", "--flood-vteps", "198.18.0.x"],
+                "--flood-vteps",
+                "not an IP address",
+            ),
+        ] {
+            let mut a = vec!["--no-state"];
+            a.extend(args.iter());
+            let e = parse(&a).unwrap_err();
+            assert_eq!(e.option, opt, "{args:?}: {e}");
+            assert!(e.problem.contains(why), "{args:?}: {e}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use brick_firewall::{ruleset_from_security_groups, CompiledRuleset, SgOptions};
 use butterfly_api::{
     AppConfig, AppStatus, Handler, HandlerError, HandlerResult, MemoryHandler, Model, NicInfo, NicSpec,
-    NicStats, NicUpdate, Rule, RulePeer, SecurityGroup,
+    NicStats, NicUpdate, Rule, RulePeer, SecurityGroup, VniSet, VniState,
 };
 use tracing::{info, warn};
 
@@ -85,6 +85,19 @@ impl Daemon {
         let Some(model) = store.load().map_err(|e| e.to_string())? else { return Ok(0) };
         let path = store.path().to_path_buf();
         self.mem.model = model;
+        // VNIs' own BUM modes first, so that each VNI floods as it should from its first NIC.
+        // One that no longer fits this daemon (another --ip or family) is left out.
+        let mut left_out = 0;
+        let settings: Vec<_> = self.mem.model.vni_settings().map(|(v, m)| (v, m.clone())).collect();
+        for (vni, mode) in settings {
+            let ok = crate::bum::check(&mode, self.dp.local_ip())
+                .and_then(|()| self.dp.set_vni_bum(vni, Some(mode)).map_err(|e| e.to_string()));
+            if let Err(e) = ok {
+                warn!("restoring the BUM mode of VNI {vni}: {e}; it is left out (the default applies)");
+                self.mem.model.vni_set(vni, None);
+                left_out += 1;
+            }
+        }
         let ids = self.mem.model.nic_ids();
         let mut restored = 0;
         for id in &ids {
@@ -96,11 +109,11 @@ impl Daemon {
                 }
             }
         }
-        if restored < ids.len() {
+        if restored < ids.len() || left_out > 0 {
             let kept = path.with_extension("json.before-restore");
             match std::fs::copy(&path, &kept) {
                 Ok(_) => warn!(
-                    "{} NIC(s) left out; the configuration as saved is kept in {}",
+                    "{} NIC(s) and {left_out} VNI setting(s) left out; the configuration as saved is kept in {}",
                     ids.len() - restored,
                     kept.display()
                 ),
@@ -182,6 +195,20 @@ impl Daemon {
 impl Handler for Daemon {
     fn nic_add(&mut self, nic: NicSpec) -> HandlerResult<NicInfo> {
         let id = nic.id.clone();
+        // Two NICs with one MAC in one VNI would fight over the switch's static entry and
+        // the remote VTEPs' tables: refused, nothing changes (replacing the same id is fine).
+        let mac = nic.mac.octets();
+        if let Some(other) = self
+            .mem
+            .model
+            .nics()
+            .find(|n| n.spec.id != id && n.spec.vni == nic.vni && n.spec.mac.octets() == mac)
+        {
+            return Err(failed(format!(
+                "NIC {id}: MAC {} is already used by NIC {} in VNI {}",
+                nic.mac, other.spec.id, nic.vni
+            )));
+        }
         info!("nic_add {id} vni {} mac {}", nic.vni, nic.mac);
         self.transact(true, |m| m.nic_add(nic), |_, _| vec![id])
     }
@@ -267,6 +294,54 @@ impl Handler for Daemon {
     fn app_quit(&mut self) -> HandlerResult<()> {
         info!("app_quit: shutting down");
         self.mem.app_quit()
+    }
+
+    fn vni_set(&mut self, set: VniSet) -> HandlerResult<()> {
+        let vni = set.vni;
+        if let Some(mode) = &set.mode {
+            crate::bum::check(mode, self.dp.local_ip()).map_err(|e| failed(format!("VNI {vni}: {e}")))?;
+        }
+        let before = self.mem.model.clone();
+        let previous = self.mem.model.vni_set(vni, set.mode.clone());
+        if let Err(e) = self.dp.set_vni_bum(vni, set.mode.clone()) {
+            self.mem.model = before;
+            return Err(failed(e));
+        }
+        if let Some(s) = &self.state {
+            if let Err(e) = s.save(&self.mem.model) {
+                let e = format!("cannot save the configuration to {}: {e}", s.path().display());
+                warn!("{e}; rolling back");
+                self.mem.model = before;
+                if let Err(e) = self.dp.set_vni_bum(vni, previous) {
+                    warn!("rollback of VNI {vni}: {e}");
+                }
+                return Err(failed(e));
+            }
+        }
+        match &set.mode {
+            Some(m) => info!("vni_set {vni}: {m}"),
+            None => info!("vni_set {vni}: back to the default"),
+        }
+        Ok(())
+    }
+
+    fn vni_details(&mut self, vni: Option<u32>) -> HandlerResult<Vec<VniState>> {
+        let vnis = match vni {
+            Some(v) => vec![v],
+            None => self.mem.model.vnis_in_use(),
+        };
+        let mut out = Vec::with_capacity(vnis.len());
+        for v in vnis {
+            let (mode, own) = self.dp.bum_of(v);
+            out.push(VniState {
+                vni: v,
+                mode,
+                own,
+                remote_vteps: self.dp.remote_vteps(v).map_err(failed)?,
+                nics: self.mem.model.nics_in_vni(v) as u32,
+            });
+        }
+        Ok(out)
     }
 
     fn app_config(&mut self, config: AppConfig) -> HandlerResult<()> {

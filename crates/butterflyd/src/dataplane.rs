@@ -32,8 +32,8 @@ use brick_nic::{AfPacketConfig, AfPacketNic, Fanout, FanoutMode, TapConfig, TapN
 use brick_switch::{Switch, SwitchConfig};
 use brick_vhost::{Offloads, VhostUserConfig, VhostUserNic};
 use brick_vtep::steer::owner_of;
-use brick_vtep::{VniSteer, Vtep, VtepConfig};
-use butterfly_api::{NicInfo, NicType};
+use brick_vtep::{VniOptions, VniSteer, Vtep, VtepConfig};
+use butterfly_api::{BumMode, NicInfo, NicType};
 
 use crate::config::{Config, Underlay};
 
@@ -128,6 +128,12 @@ pub struct Dataplane {
     offload: bool,
     vnis: HashMap<u32, VniState>,
     nics: HashMap<String, NicBricks>,
+    /// Our VTEP address, and the scope of IPv6 default groups.
+    local_ip: IpAddr,
+    ipv6_scope: u8,
+    /// BUM mode of the VNIs without one of their own, and the VNIs' own (API vni_set).
+    default_bum: BumMode,
+    vni_bum: HashMap<u32, BumMode>,
 }
 
 /// Counters of one NIC, as the API reports them.
@@ -143,6 +149,8 @@ pub struct NicCounters {
 const BIG_POOL_COUNT: usize = 512;
 /// Data room of a big buffer: a 64 KiB IP packet, its Ethernet header and VLAN tags.
 const BIG_DATA_ROOM: usize = 65_536 + 512;
+/// Big buffers per worker for an AF_PACKET underlay's super-frames with `--no-offload`.
+const UNDERLAY_BIG_POOL_COUNT: usize = 64;
 
 /// Opens (creates, or attaches to) the underlay TAP with `queues` queues. With the big pool
 /// (offloads on) and an IPv4 underlay it asks for UDP-tunnel GSO, so VXLAN super-frames
@@ -174,11 +182,14 @@ fn open_underlay_tap(
 
 /// Opens one AF_PACKET socket per worker on `iface`. With several, they join one fanout
 /// group whose kernel program hands each VXLAN frame to the socket of its VNI's owner.
+/// Frames too big for `pool` (the TCP super-frames a local kernel hands over whole, e.g. a
+/// kernel VXLAN peer across a veth) are received into `big`.
 fn open_underlay_afpacket(
     iface: &str,
     workers: usize,
     udp_port: u16,
     pool: &PacketPool,
+    big: &PacketPool,
 ) -> Result<Vec<AfPacketNic>, DataplaneError> {
     let underlay = |why: String| DataplaneError::Underlay { what: format!("af-packet {iface}"), why };
     // Low-latency receive ring: TPACKET_V3 blocks would add up to 1 ms per hop.
@@ -191,7 +202,11 @@ fn open_underlay_afpacket(
     let mut nics = Vec::with_capacity(workers);
     for _ in 0..workers {
         // Join order is the socket's index in the group: worker i joins i-th.
-        nics.push(AfPacketNic::open(iface, afp.clone(), pool.clone()).map_err(|e| underlay(e.to_string()))?);
+        nics.push(
+            AfPacketNic::open(iface, afp.clone(), pool.clone())
+                .map_err(|e| underlay(e.to_string()))?
+                .with_big_pool(big.clone()),
+        );
     }
     if workers > 1 {
         nics[0]
@@ -327,7 +342,18 @@ impl Dataplane {
             Underlay::AfPacket(iface) => {
                 let mac = interface_mac(iface)
                     .map_err(|why| DataplaneError::Underlay { what: format!("af-packet {iface}"), why })?;
-                let nics = open_underlay_afpacket(iface, n, vcfg.udp_port, &pool)?;
+                // A local kernel's super-frames arrive whole whatever `--no-offload` says
+                // (it is about what VMs are offered): without offloads, a small big pool.
+                let big = match &big_pool {
+                    Some(b) => b.clone(),
+                    None => PacketPool::new(PoolConfig {
+                        count: UNDERLAY_BIG_POOL_COUNT * n,
+                        data_room: BIG_DATA_ROOM,
+                        ..PoolConfig::default()
+                    })
+                    .map_err(|e| DataplaneError::Other(e.to_string()))?,
+                };
+                let nics = open_underlay_afpacket(iface, n, vcfg.udp_port, &pool, &big)?;
                 (nics.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), mac)
             }
             Underlay::Dpdk(port) => {
@@ -408,7 +434,93 @@ impl Dataplane {
             offload: cfg.offload,
             vnis: HashMap::new(),
             nics: HashMap::new(),
+            local_ip: cfg.ip,
+            ipv6_scope: vcfg.ipv6_scope,
+            default_bum: cfg.bum.clone(),
+            vni_bum: HashMap::new(),
         })
+    }
+
+    /// Our VTEP address.
+    pub fn local_ip(&self) -> IpAddr {
+        self.local_ip
+    }
+
+    /// The BUM mode in effect for `vni`, with a multicast group always named (the VNI's
+    /// default one when none is set), and whether it is the VNI's own.
+    pub fn bum_of(&self, vni: u32) -> (BumMode, bool) {
+        let (mode, own) = match self.vni_bum.get(&vni) {
+            Some(m) => (m.clone(), true),
+            None => (self.default_bum.clone(), false),
+        };
+        let mode = match mode {
+            BumMode::Multicast { group: None } => BumMode::Multicast {
+                group: Some(brick_vtep::default_group(vni, self.local_ip.is_ipv6(), self.ipv6_scope)),
+            },
+            m => m,
+        };
+        (mode, own)
+    }
+
+    /// What the VTEP gets for `vni`: a group to join and flood to, or a flood list.
+    fn vni_options(&self, vni: u32) -> VniOptions {
+        match self.bum_of(vni).0 {
+            BumMode::Multicast { group } => VniOptions { group, flood: Vec::new() },
+            BumMode::Unicast { flood } => VniOptions { group: None, flood },
+        }
+    }
+
+    /// Sets (`Some`) or forgets (`None`, back to the daemon's default) the BUM mode of `vni`,
+    /// checked by the caller. A VNI with NICs changes at once, live (its group left or joined,
+    /// its flood list replaced); on failure nothing changes. Settings of VNIs without NICs
+    /// apply when their first NIC comes.
+    pub fn set_vni_bum(&mut self, vni: u32, mode: Option<BumMode>) -> Result<(), DataplaneError> {
+        let before = match &mode {
+            Some(m) => self.vni_bum.insert(vni, m.clone()),
+            None => self.vni_bum.remove(&vni),
+        };
+        if !self.vnis.contains_key(&vni) {
+            return Ok(());
+        }
+        let opts = self.vni_options(vni);
+        let vtep = self.workers[self.owner(vni)].vtep;
+        let applied = self.workers[self.owner(vni)].handle.exec(move |g| -> Result<(), String> {
+            let v = g.brick_mut::<Vtep>(vtep).map_err(|e| e.to_string())?;
+            let old = v.vni_info(vni).ok_or_else(|| format!("VNI {vni} is not in the VTEP"))?;
+            // The list first: it is checked whole before anything changes.
+            v.set_flood(vni, &opts.flood).map_err(|e| e.to_string())?;
+            if let Err(e) = v.set_group(vni, opts.group) {
+                let _ = v.set_flood(vni, &old.flood);
+                return Err(e.to_string());
+            }
+            Ok(())
+        });
+        let result = match applied {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(DataplaneError::Other(format!("VNI {vni}: {why}"))),
+            Err(e) => Err(e.into()),
+        };
+        if result.is_err() {
+            match before {
+                Some(m) => self.vni_bum.insert(vni, m),
+                None => self.vni_bum.remove(&vni),
+            };
+        }
+        result
+    }
+
+    /// The remote VTEPs `vni` knows (behind its learnt MAC entries); empty when the VNI has
+    /// no NIC here.
+    pub fn remote_vteps(&self, vni: u32) -> Result<Vec<IpAddr>, DataplaneError> {
+        if !self.vnis.contains_key(&vni) {
+            return Ok(Vec::new());
+        }
+        let vtep = self.workers[self.owner(vni)].vtep;
+        Ok(self.workers[self.owner(vni)].handle.exec(move |g| {
+            g.brick::<Vtep>(vtep)
+                .map(|v| v.remote_vteps(vni, brick_core::Timestamp::now()))
+                .unwrap_or_default()
+        })?)
     }
 
     /// The worker that owns `vni`.
@@ -508,6 +620,9 @@ impl Dataplane {
                     None => (TapConfig::default(), self.pool.clone()),
                 };
                 let tap = TapNic::create(id, cfg, pool).map_err(|e| nic_err(id, e))?;
+                // The interface is the VM's NIC: it sends with the NIC's MAC, which anti-spoof
+                // and the switch's static entry expect.
+                tap.set_mac(mac).map_err(|e| nic_err(id, e))?;
                 link_up(id).map_err(|e| nic_err(id, e))?;
                 // A TAP brick faces east (a physical NIC); as a VM endpoint it must face west.
                 Ok(Box::new(Flipped::new(tap)))
@@ -561,6 +676,7 @@ impl Dataplane {
         };
         let worker = self.owner(vni);
         let vtep = self.workers[worker].vtep;
+        let bum = self.vni_options(vni);
         let nid = id.clone();
         let sniffer_path = sniffer.as_ref().map(|_| info.packet_trace_path.clone());
         let vm_mac = info.spec.mac.octets();
@@ -573,9 +689,10 @@ impl Dataplane {
                         let s = g.add(format!("switch-{vni}"), sw).map_err(|e| e.to_string())?;
                         added.push(s);
                         let (port, _) = g.link(vtep, s).map_err(|e| e.to_string())?;
+                        // Flooding as the VNI's BUM mode says (group or flood list).
                         g.brick_mut::<Vtep>(vtep)
                             .map_err(|e| e.to_string())?
-                            .add_vni(vni, port)
+                            .add_vni_with(vni, port, bum)
                             .map_err(|e| e.to_string())?;
                         s
                     }

@@ -71,6 +71,38 @@ fn nics_and_security_groups_through_the_cli() {
     assert_eq!(code, 0, "clean exit on SIGTERM: {err}");
 }
 
+/// A second NIC with a MAC already used in its VNI is refused with an API error that names
+/// the NIC holding it, and nothing changes; the same MAC in another VNI, or the same NIC
+/// added again (replaced), is fine.
+#[test]
+fn a_mac_already_used_in_the_vni_is_refused() {
+    let d = Daemon::start(&["--no-state"]);
+    d.ok(&["nic", "add", "--id", "m1", "--mac", "52:54:00:00:00:5a", "--vni", "8", "--ip", "10.8.0.1"]);
+    let before = d.ok(&["status"]);
+    // Through the API: status false, with the reason.
+    let nic = v0::Nic { id: "m2".into(), mac: "52:54:00:00:00:5a".into(), vni: 8, ..Default::default() };
+    let r = d.client().call(v0::Request { nic_add: Some(nic), ..Default::default() }).unwrap();
+    assert!(!r.status.status, "refused");
+    let why = r.status.error.and_then(|e| e.description).unwrap_or_default();
+    assert_eq!(why, "NIC m2: MAC 52:54:00:00:00:5a is already used by NIC m1 in VNI 8");
+    // Through the CLI, spelled in capitals: the same address.
+    let out = d.cli(&["nic", "add", "--id", "m2", "--mac", "52:54:00:00:00:5A", "--vni", "8"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is already used by NIC m1 in VNI 8"), "{err}");
+    assert!(!d.ok(&["nic", "list"]).contains("m2"), "nothing added");
+    assert!(!exists(&d.sockets().join("qemu-vhost-m2")), "no socket made");
+    assert_eq!(before.matches("vm-m").count(), d.ok(&["status"]).matches("vm-m").count(), "no brick added");
+    // Another VNI may use it, and m1 may be replaced with it.
+    d.ok(&["nic", "add", "--id", "m2", "--mac", "52:54:00:00:00:5a", "--vni", "9"]);
+    d.ok(&["nic", "add", "--id", "m1", "--mac", "52:54:00:00:00:5a", "--vni", "8", "--ip", "10.8.0.2"]);
+    // But m2 may not move into VNI 8 by being replaced either.
+    let out = d.cli(&["nic", "add", "--id", "m2", "--mac", "52:54:00:00:00:5a", "--vni", "8"]);
+    assert_eq!(out.status.code(), Some(1));
+    let details = d.ok(&["nic", "details", "m2"]);
+    assert!(details.contains("vni: 9"), "m2 is as it was: {details}");
+}
+
 #[test]
 fn configuration_survives_a_restart() {
     let d = Daemon::start(&[]);
@@ -220,6 +252,88 @@ fn a_thousand_nics() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// Per-VNI BUM modes through the CLI: set live on a VNI with a NIC (its VTEP leaves the
+/// group: "groups 0") and on one without; every bad input refused with its reason and no
+/// change; kept across a restart and applied to the VNI's VTEP port again.
+#[test]
+fn vni_bum_modes_are_checked_applied_and_kept() {
+    let d = Daemon::start(&["-i", "198.18.9.1"]);
+    d.ok(&["nic", "add", "--id", "vm1", "--mac", "52:54:00:00:00:61", "--vni", "42"]);
+    assert!(d.ok(&["status"]).contains("groups 1"), "VNI 42 joined its default group");
+    let details = d.ok(&["vni", "details", "42"]);
+    assert_eq!(details, "vni: 42\nmode: multicast\nsetting: default\ngroup: 230.0.0.42\nnics: 1\n");
+    d.ok(&["vni", "set", "42", "--flood", "198.18.9.2,198.18.9.3"]);
+    d.ok(&["vni", "set", "43", "--group", "239.5.5.5"]);
+    let status = d.ok(&["status"]);
+    assert!(status.contains("groups 0"), "VNI 42's VTEP port left the group: {status}");
+    assert!(
+        status.contains(
+            "vni 42: unicast, flood list 198.18.9.2 198.18.9.3 (own setting), remote vteps: none, nics: 1"
+        ),
+        "{status}"
+    );
+    assert!(status.contains("vni 43: multicast, group 239.5.5.5 (own setting)"), "{status}");
+    let before = d.ok(&["vni", "details"]);
+    for (args, why) in [
+        (
+            vec!["vni", "set", "42", "--flood", "198.18.9.1"],
+            "VNI 42: flood VTEP 198.18.9.1 is this host's own VTEP address",
+        ),
+        (
+            vec!["vni", "set", "42", "--flood", "fd00::2"],
+            "VNI 42: flood VTEP fd00::2 is an IPv6 address but the underlay is IPv4 (VTEP 198.18.9.1)",
+        ),
+        (
+            vec!["vni", "set", "42", "--flood", "239.1.1.1"],
+            "VNI 42: flood VTEP 239.1.1.1 is a multicast address",
+        ),
+        (
+            vec!["vni", "set", "42", "--flood", "198.18.9.2,198.18.9.2"],
+            "VNI 42: flood VTEP 198.18.9.2 is listed twice",
+        ),
+        (vec!["vni", "set", "16777216", "--multicast"], "VNI 16777216 is out of range (0..=16777215)"),
+        (
+            vec!["vni", "set", "43", "--group", "ff05::1"],
+            "VNI 43: group ff05::1 is an IPv6 address but the underlay is IPv4",
+        ),
+        (vec!["vni", "flood", "add", "42", "198.18.9.1"], "is this host's own VTEP address"),
+    ] {
+        let out = d.cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    assert_eq!(d.ok(&["vni", "details"]), before, "nothing changed");
+    // Kept across a restart, and VNI 42's VTEP port floods by list again from its first NIC.
+    let (code, err, dir) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    let d = Daemon::start_in(dir, &["-i", "198.18.9.1"]);
+    assert_eq!(d.ok(&["vni", "details"]), before);
+    assert!(d.ok(&["status"]).contains("groups 0"), "restored in unicast mode");
+    // Back to the default: the group is joined again.
+    d.ok(&["vni", "del", "42"]);
+    assert!(d.ok(&["status"]).contains("groups 1"));
+    assert!(d.ok(&["vni", "details", "42"]).contains("setting: default\ngroup: 230.0.0.42\n"));
+}
+
+/// The daemon's default BUM mode (--bum-mode unicast --flood-vteps) applies to every VNI
+/// without a setting of its own.
+#[test]
+fn the_default_bum_mode_comes_from_the_command_line() {
+    let d = Daemon::start(&["--no-state", "--bum-mode", "unicast", "--flood-vteps", "198.18.0.7,198.18.0.8"]);
+    d.ok(&["nic", "add", "--id", "vm1", "--mac", "52:54:00:00:00:71", "--vni", "5"]);
+    assert_eq!(
+        d.ok(&["vni", "details"]),
+        "vni: 5\nmode: unicast\nsetting: default\nflood: 198.18.0.7\nflood: 198.18.0.8\nnics: 1\n"
+    );
+    assert!(d.ok(&["status"]).contains("groups 0"), "no group joined");
+    // `vni flood add` starts from the default list.
+    d.ok(&["vni", "flood", "add", "5", "198.18.0.9"]);
+    assert!(d
+        .ok(&["vni", "details", "5"])
+        .contains("setting: own\nflood: 198.18.0.7\nflood: 198.18.0.8\nflood: 198.18.0.9\n"));
+}
+
 #[test]
 fn invalid_configuration_refuses_to_start_and_names_the_problem() {
     for (args, needle) in [
@@ -227,6 +341,12 @@ fn invalid_configuration_refuses_to_start_and_names_the_problem() {
         (vec!["-l", "chatty"], "--log-level"),
         (vec!["--underlay", "carrier-pigeon"], "--underlay"),
         (vec!["-m", "12"], "--nic-mtu"),
+        (vec!["--bum-mode", "flood"], "--bum-mode"),
+        (
+            vec!["--bum-mode", "unicast", "--flood-vteps", "198.18.0.1"],
+            "--flood-vteps: flood VTEP 198.18.0.1 is this host's own VTEP address",
+        ),
+        (vec!["--flood-vteps", "198.18.0.2"], "--flood-vteps: a flood list needs --bum-mode unicast"),
     ] {
         let out =
             Command::new(env!("CARGO_BIN_EXE_butterflyd")).args(&args).stdin(Stdio::null()).output().unwrap();
@@ -272,7 +392,9 @@ fn adding_and_removing_nics_never_disturbs_other_traffic() {
             "open",
         ]);
         sh(&["ip", "netns", "add", netns]);
-        sh(&["ip", "link", "set", "dev", nic, "address", &mac]);
+        // The daemon gave the TAP the NIC's MAC: what the VM sends passes anti-spoof.
+        let have = std::fs::read_to_string(format!("/sys/class/net/{nic}/address")).unwrap();
+        assert_eq!(have.trim(), mac, "the TAP interface has the NIC's MAC");
         sh(&["ip", "link", "set", "dev", nic, "netns", netns]);
         sh(&["ip", "-n", netns, "addr", "add", &format!("{ip}/24"), "dev", nic]);
         sh(&["ip", "-n", netns, "link", "set", "dev", nic, "up"]);

@@ -43,10 +43,11 @@ fn two_hosts_tap_underlay_with(extra: &[&str]) -> Topology {
 
 /// Sends `mib` MiB of random bytes from a server in `server_ns` (listening on `ip`:9000) to
 /// a client in `client_ns`; returns (bytes received + SHA-256 seen by the client, SHA-256
-/// sent), to be compared byte for byte.
+/// sent), to be compared byte for byte. Both sides give up after 30 s without progress, so a
+/// transfer that cannot happen fails the test instead of hanging it.
 fn tcp_transfer(server_ns: &str, client_ns: &str, ip: &str, mib: usize, tag: u32) -> (String, String) {
     let script = format!(
-        "import hashlib,os,socket\ndata=os.urandom({mib}<<20)\nopen('/dev/shm/bf-tx-{tag}','w').write(hashlib.sha256(data).hexdigest())\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',9000))\ns.listen(1)\nc,_=s.accept()\nc.sendall(data)\nc.close()"
+        "import hashlib,os,socket\ndata=os.urandom({mib}<<20)\nopen('/dev/shm/bf-tx-{tag}','w').write(hashlib.sha256(data).hexdigest())\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',9000))\ns.listen(1)\ns.settimeout(30)\nc,_=s.accept()\nc.settimeout(30)\nc.sendall(data)\nc.close()"
     );
     let mut server = std::process::Command::new("ip")
         .args(["netns", "exec", server_ns, "python3", "-c", &script])
@@ -183,7 +184,8 @@ fn ipv6_underlay_and_ipv6_in_the_overlay() {
 }
 
 /// Host 2 is not butterflyd but the Linux kernel: a `vxlan` device (multicast group of the
-/// VNI, as butterflyd uses) bridged to a veth into the VM namespace.
+/// VNI, as butterflyd uses) bridged to a veth into the VM namespace. Ping and TCP both ways,
+/// with the kernel's offloads as they come (no `ethtool` workaround).
 #[test]
 fn the_linux_kernel_as_the_far_end() {
     let tag = unique_tag();
@@ -252,6 +254,14 @@ fn the_linux_kernel_as_the_far_end() {
     // The kernel learnt our VM's MAC behind our VTEP.
     let fdb = sh(&["ip", "netns", "exec", k, "bridge", "fdb", "show", "dev", "vx30"]);
     assert!(fdb.contains("52:54:00:30:00:01") && fdb.contains("198.18.78.1"), "{fdb}");
+    // TCP both ways, byte for byte, with the kernel's default offloads: its segments cross
+    // the veth with the inner TCP checksum partial, and as super-frames.
+    let (got, sent) = tcp_transfer(&kvm, &ours, "10.30.0.2", 4, t.tag);
+    assert_eq!(got, sent, "kernel's VM → our VM");
+    let (got, sent) = tcp_transfer(&ours, &kvm, "10.30.0.1", 4, t.tag);
+    assert_eq!(got, sent, "our VM → kernel's VM");
+    let status = t.h[0].ok(&["status"]);
+    assert!(status_counter(&status, "whole-rx") > 0, "super-frames decapsulated whole:\n{status}");
 }
 
 /// Security groups decide what reaches a VM, rules change while traffic flows, and a VM
@@ -336,7 +346,7 @@ fn tcp_transfer_packet_trace_and_bypass() {
     let a = t.vm(0, "ta", 60, "10.60.0.1", "52:54:00:60:00:01");
     let b = t.vm(1, "tb", 60, "10.60.0.2", "52:54:00:60:00:02");
     // 3 MiB of random bytes served by a, fetched by b, compared by SHA-256.
-    let script = "import hashlib,os,socket\ndata=os.urandom(3<<20)\nopen('/dev/shm/bf-tx-{tag}','w').write(hashlib.sha256(data).hexdigest())\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',9000))\ns.listen(1)\nc,_=s.accept()\nc.sendall(data)\nc.close()";
+    let script = "import hashlib,os,socket\ndata=os.urandom(3<<20)\nopen('/dev/shm/bf-tx-{tag}','w').write(hashlib.sha256(data).hexdigest())\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',9000))\ns.listen(1)\ns.settimeout(30)\nc,_=s.accept()\nc.settimeout(30)\nc.sendall(data)\nc.close()";
     let tag = t.tag;
     let server = std::process::Command::new("ip")
         .args(["netns", "exec", &a, "python3", "-c", &script.replace("{tag}", &tag.to_string())])
@@ -713,4 +723,125 @@ fn tcp_super_frames_cross_the_underlay_whole() {
     let lens: Vec<usize> = lens.lines().filter_map(|l| l.trim().parse().ok()).collect();
     let big = lens.iter().filter(|&&l| l > 1514).count();
     assert!(big > 0, "super-frames on the veth: {} frames, largest {:?}", lens.len(), lens.iter().max());
+}
+
+/// An underlay without multicast: three hosts on a Linux bridge whose ports flood no
+/// multicast (`mcast_flood off`, no snooping, so not even IGMP crosses), two running
+/// butterflyd and the third the Linux kernel's vxlan with a static flood list (`bridge fdb
+/// append 00:00:00:00:00:00 … dst`). Host 2's daemon floods by list from the start
+/// (`--bum-mode unicast --flood-vteps`); host 1 starts with the default multicast mode, so
+/// its VM cannot even resolve its neighbours, until `butterfly vni set … --flood` gives its
+/// VNI a flood list, live. Then ARP, ping and TCP (both ways, byte for byte) work between
+/// the VMs of all three hosts, and `vni details` shows the mode and the remote VTEPs learnt.
+#[test]
+fn flood_lists_on_an_underlay_without_multicast_with_the_kernel() {
+    let tag = unique_tag();
+    let fabric = format!("bfm{tag}");
+    let hosts = [format!("bfm1x{tag}"), format!("bfm2x{tag}"), format!("bfm3x{tag}")];
+    let kvm = format!("bfmk{tag}");
+    let mut ns = Netns(vec![kvm.clone(), fabric.clone()]);
+    sh(&["ip", "netns", "add", &fabric]);
+    sh(&["ip", "-n", &fabric, "link", "add", "fab", "type", "bridge", "mcast_snooping", "0"]);
+    sh(&["ip", "-n", &fabric, "link", "set", "fab", "up"]);
+    for (i, h) in hosts.iter().enumerate() {
+        sh(&["ip", "netns", "add", h]);
+        ns.0.push(h.clone());
+        sh(&["ip", "-n", h, "link", "set", "lo", "up"]);
+        let port = format!("p{}", i + 1);
+        sh(&["ip", "-n", &fabric, "link", "add", &port, "type", "veth", "peer", "name", "u", "netns", h]);
+        sh(&["ip", "-n", &fabric, "link", "set", &port, "master", "fab", "up"]);
+        // The fabric carries unicast and broadcast (ARP), never multicast.
+        sh(&["bridge", "-n", &fabric, "link", "set", "dev", &port, "mcast_flood", "off"]);
+        sh(&["ip", "-n", h, "link", "set", "u", "up"]);
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "exec", h, "sysctl", "-qw", "net.ipv6.conf.u.disable_ipv6=1"])
+            .status();
+    }
+    // Host 3: the kernel's VTEP for VNI 50, flooding to both daemons, bridged to a VM.
+    let k = &hosts[2];
+    sh(&["ip", "-n", k, "addr", "add", "198.18.90.3/24", "dev", "u"]);
+    sh(&[
+        "ip",
+        "-n",
+        k,
+        "link",
+        "add",
+        "vx50",
+        "type",
+        "vxlan",
+        "id",
+        "50",
+        "dstport",
+        "4789",
+        "local",
+        "198.18.90.3",
+        "dev",
+        "u",
+    ]);
+    for dst in ["198.18.90.1", "198.18.90.2"] {
+        sh(&["bridge", "-n", k, "fdb", "append", "00:00:00:00:00:00", "dev", "vx50", "dst", dst]);
+    }
+    sh(&["ip", "-n", k, "link", "add", "br50", "type", "bridge"]);
+    sh(&["ip", "-n", k, "link", "set", "vx50", "master", "br50", "up"]);
+    sh(&["ip", "-n", k, "link", "set", "br50", "up"]);
+    sh(&["ip", "netns", "add", &kvm]);
+    sh(&["ip", "-n", k, "link", "add", "kv0", "type", "veth", "peer", "name", "eth0", "netns", &kvm]);
+    sh(&["ip", "-n", k, "link", "set", "kv0", "master", "br50", "up"]);
+    sh(&["ip", "-n", &kvm, "addr", "add", "10.50.0.3/24", "dev", "eth0"]);
+    sh(&["ip", "-n", &kvm, "link", "set", "eth0", "up"]);
+    sh(&["ip", "-n", &kvm, "link", "set", "lo", "up"]);
+    // Hosts 1 and 2: butterflyd.
+    let start = |i: usize, extra: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = format!("ipc://{}/api.sock", dir.path().display());
+        let ip = format!("198.18.90.{}", i + 1);
+        let mut args = vec!["--underlay", "af-packet:u", "-i", &ip, "--no-state"];
+        args.extend_from_slice(extra);
+        Daemon::start_full(dir, Some(&hosts[i]), endpoint, &args)
+    };
+    let h1 = start(0, &[]);
+    let h2 = start(1, &["--bum-mode", "unicast", "--flood-vteps", "198.18.90.1,198.18.90.3"]);
+    let mut t = Topology { h: [h1, h2], ns, tag };
+    let a = t.vm(0, "na", 50, "10.50.0.1", "52:54:00:50:00:01");
+    let b = t.vm(1, "nb", 50, "10.50.0.2", "52:54:00:50:00:02");
+
+    // Host 1 still floods to VNI 50's multicast group, which the fabric does not carry: its
+    // VM's ARP requests reach no one.
+    let (ok, out) = ping(&a, "10.50.0.2", "2");
+    assert!(!ok, "no multicast on this underlay, yet host 1's VM reached host 2's:\n{out}");
+    t.h[0].ok(&["vni", "set", "50", "--flood", "198.18.90.2,198.18.90.3"]);
+    sh(&["ip", "-n", &a, "neigh", "flush", "all"]);
+    for (from, to) in
+        [(&a, "10.50.0.2"), (&a, "10.50.0.3"), (&b, "10.50.0.3"), (&kvm, "10.50.0.1"), (&kvm, "10.50.0.2")]
+    {
+        let (ok, out) = ping(from, to, "3");
+        assert!(ok, "{from} → {to} with flood lists:\n{out}");
+    }
+    // TCP between our VM and the kernel's, both ways, and between the daemons' VMs.
+    for (server, client, ip, what) in [
+        (&kvm, &a, "10.50.0.3", "kernel's VM → host 1's"),
+        (&a, &kvm, "10.50.0.1", "host 1's VM → kernel's"),
+        (&b, &a, "10.50.0.2", "host 2's VM → host 1's"),
+    ] {
+        let (got, sent) = tcp_transfer(server, client, ip, 2, t.tag);
+        assert_eq!(got, sent, "TCP {what}, byte for byte");
+    }
+    // What the daemons say: modes, lists, and the remote VTEPs they learnt.
+    let d1 = t.h[0].ok(&["vni", "details", "50"]);
+    assert_eq!(
+        d1,
+        "vni: 50\nmode: unicast\nsetting: own\nflood: 198.18.90.2\nflood: 198.18.90.3\n\
+         remote vtep: 198.18.90.2\nremote vtep: 198.18.90.3\nnics: 1\n"
+    );
+    let d2 = t.h[1].ok(&["vni", "details", "50"]);
+    assert!(
+        d2.starts_with("vni: 50\nmode: unicast\nsetting: default\nflood: 198.18.90.1\nflood: 198.18.90.3\n"),
+        "{d2}"
+    );
+    assert!(d2.contains("remote vtep: 198.18.90.1\n") && d2.contains("remote vtep: 198.18.90.3\n"), "{d2}");
+    let json = t.h[1].ok(&["status", "--json"]);
+    assert!(json.contains("\"remote_vtep\"") && json.contains("198.18.90.3"), "{json}");
+    // The kernel learnt host 1's VM behind host 1's VTEP.
+    let fdb = sh(&["ip", "netns", "exec", k, "bridge", "fdb", "show", "dev", "vx50"]);
+    assert!(fdb.contains("52:54:00:50:00:01 dst 198.18.90.1"), "{fdb}");
 }

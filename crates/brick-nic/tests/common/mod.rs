@@ -53,6 +53,14 @@ impl Netns {
 
     /// Runs `f` on a thread that has entered this namespace (sockets it creates stay in it).
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.spawn(f).join().expect("netns thread")
+    }
+
+    /// Starts `f` on a thread that has entered this namespace.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
         let path = format!("/var/run/netns/{}", self.name);
         std::thread::spawn(move || {
             let c = CString::new(path).unwrap();
@@ -65,8 +73,6 @@ impl Netns {
             assert_eq!(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
             f()
         })
-        .join()
-        .expect("netns thread")
     }
 }
 

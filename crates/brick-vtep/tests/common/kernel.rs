@@ -1,18 +1,19 @@
-//! Kernel plumbing for the interop tests: network namespaces (removed on drop), a raw
-//! AF_PACKET socket brick bound to a veth inside a namespace, and a tiny "VM" brick that
-//! answers ARP and ping and can ping a peer. Test-only stand-ins until brick-nic is used.
+//! Kernel plumbing for the interop tests: network namespaces (removed on drop), brick-nic's
+//! AF_PACKET brick bound to a veth inside a namespace, a recorder of what the VTEP sends,
+//! and a tiny "VM" brick that answers ARP and ping and can ping a peer.
 #![allow(dead_code)]
 
 use std::fs::File;
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::process::{Command, Output as ProcOutput};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use brick_core::{Brick, Burst, Output, PacketPool, PortId, Side};
+use brick_core::{Brick, Burst, Output, PacketPool, PoolConfig, PortId, Side};
+use brick_nic::{AfPacketConfig, AfPacketNic};
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
@@ -62,10 +63,9 @@ impl Netns {
         n.in_a(&["ip", "link", "set", &n.veth_a, "address", &mac, "up"]);
         n.in_k(&["ip", "link", "set", "lo", "up"]);
         n.in_k(&["ip", "link", "set", &n.veth_k, "up"]);
-        // veth hands its peer frames with checksums left to "offload" (CHECKSUM_PARTIAL); a
-        // raw socket would see incomplete UDP checksums. Make the kernel complete them, as a
-        // physical NIC would on the wire.
-        n.in_k(&["ethtool", "-K", &n.veth_k, "tx", "off"]);
+        // The kernel keeps its default offloads: over the veth, its frames come with a
+        // checksum left partial (CHECKSUM_PARTIAL: the inner TCP one, or the outer UDP one)
+        // and TCP super-frames whole; the AF_PACKET brick reports both exactly.
         n
     }
 
@@ -100,121 +100,62 @@ impl Drop for Netns {
     }
 }
 
-/// Opens a non-blocking, promiscuous AF_PACKET socket on `ifname` inside namespace `ns`.
-/// The socket stays in that namespace after the helper thread exits.
-pub fn raw_socket_in(ns: &str, ifname: &str) -> OwnedFd {
+/// Runs `f` on a new thread that has entered namespace `ns` (sockets and devices it creates
+/// stay in that namespace after the thread ends).
+pub fn spawn_in<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
     let ns = ns.to_string();
-    let ifname = std::ffi::CString::new(ifname).unwrap();
     std::thread::spawn(move || {
-        let f = File::open(format!("/var/run/netns/{ns}")).expect("netns file");
-        // SAFETY: setns on a valid namespace fd affects only this short-lived thread.
-        let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        let file = File::open(format!("/var/run/netns/{ns}")).expect("netns file");
+        // SAFETY: setns on a valid namespace fd affects only this thread.
+        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain socket(2) call; the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                i32::from(proto),
-            )
-        };
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        // SAFETY: fd is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: if_nametoindex reads a NUL-terminated string we own.
-        let ifindex = unsafe { libc::if_nametoindex(ifname.as_ptr()) } as i32;
-        assert!(ifindex > 0, "no interface {ifname:?}");
-        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid starting value.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = ifindex;
-        // SAFETY: sll is a valid sockaddr_ll and its size is passed.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
-        let mreq = libc::packet_mreq {
-            mr_ifindex: ifindex,
-            mr_type: libc::PACKET_MR_PROMISC as u16,
-            mr_alen: 0,
-            mr_address: [0; 8],
-        };
-        // SAFETY: option value points at a live packet_mreq of the given size.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_ADD_MEMBERSHIP,
-                (&mreq as *const libc::packet_mreq).cast(),
-                std::mem::size_of::<libc::packet_mreq>() as u32,
-            )
-        };
-        let one: i32 = 1;
-        // SAFETY: option value points at a live i32. PACKET_IGNORE_OUTGOING = 23.
-        unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, 23, (&one as *const i32).cast(), 4) };
-        fd
+        f()
+    })
+}
+
+/// brick-nic's AF_PACKET brick on `ifname` inside namespace `ns` (the socket stays there),
+/// with a big pool for the TCP super-frames a local kernel hands over whole.
+pub fn afpacket_in(ns: &str, ifname: &str, pool: PacketPool) -> AfPacketNic {
+    let ifname = ifname.to_string();
+    let big = PacketPool::new(PoolConfig { count: 256, data_room: 65_536 + 512, ..PoolConfig::default() })
+        .expect("big pool");
+    spawn_in(ns, move || {
+        AfPacketNic::open(&ifname, AfPacketConfig { low_latency: true, ..AfPacketConfig::default() }, pool)
+            .expect("AF_PACKET socket")
+            .with_big_pool(big)
     })
     .join()
     .expect("socket thread")
 }
 
-/// A source/sink brick over a raw socket: frames read from the socket leave its east port
-/// 0; frames it receives are written to the socket (and recorded for tshark).
-pub struct RawBrick {
-    fd: OwnedFd,
-    pool: PacketPool,
-    buf: Vec<u8>,
+/// A pass-through brick between the underlay NIC (west) and the VTEP (east) that records
+/// every frame the VTEP sends (for tshark).
+pub struct Recorder {
     pub sent: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
-impl RawBrick {
-    pub fn new(fd: OwnedFd, pool: PacketPool) -> Self {
-        RawBrick { fd, pool, buf: vec![0; 65536], sent: Arc::default() }
+impl Recorder {
+    pub fn new() -> Self {
+        Recorder { sent: Arc::default() }
     }
 }
 
-impl Brick for RawBrick {
+impl Brick for Recorder {
     fn kind(&self) -> &'static str {
-        "test-raw"
+        "test-recorder"
     }
-    fn max_ports(&self, side: Side) -> usize {
-        usize::from(side == Side::East)
+    fn max_ports(&self, _side: Side) -> usize {
+        1
     }
-    fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, _out: &mut Output<'_>) {
-        for p in pkts.drain() {
-            let d = p.data();
-            // SAFETY: writes `d.len()` bytes from a live slice to our socket.
-            unsafe { libc::send(self.fd.as_raw_fd(), d.as_ptr().cast(), d.len(), 0) };
-            self.sent.lock().unwrap().push(d.to_vec());
+    fn process(&mut self, side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        if side == Side::East {
+            let mut sent = self.sent.lock().unwrap();
+            sent.extend(pkts.iter().map(|p| p.data().to_vec()));
         }
-    }
-    fn is_source(&self) -> bool {
-        true
-    }
-    fn poll(&mut self, out: &mut Output<'_>) -> usize {
-        let mut n = 0;
-        while n < 64 {
-            // SAFETY: reads at most buf.len() bytes into our own buffer.
-            let r =
-                unsafe { libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), 0) };
-            if r <= 0 {
-                break;
-            }
-            if let Some(p) = self.pool.alloc_from(&self.buf[..r as usize]) {
-                out.emit(Side::East, 0, p);
-                n += 1;
-            }
-        }
-        n
-    }
-    fn wake_fd(&self) -> Option<RawFd> {
-        Some(self.fd.as_raw_fd())
+        out.emit_all(side.opposite(), 0, pkts);
     }
 }
 

@@ -133,6 +133,29 @@ nov.messages.add().revision = 6
 rep = call(nov.SerializeToString())
 check(rep.messages[0].error.code == m.Error.VERSION_NOT_MANAGED, "VERSION_NOT_MANAGED")
 
+# butterfly-rs extension (fields 100+): a VNI's unicast flood list, set and read back
+def vni_set(r):
+    r.vni_set.vni = 77
+    r.vni_set.mode = m0.MessageV0.VniBum.UNICAST
+    r.vni_set.flood.extend(["10.9.0.2", "10.9.0.3"])
+
+
+rep = call(req(vni_set).SerializeToString())
+check(rep.messages[0].message_0.response.status.status, "vni_set")
+rep = call(req(lambda r: r.vni_details.SetInParent()).SerializeToString())
+vd = rep.messages[0].message_0.response.vni_details
+check(len(vd) == 1 and vd[0].vni == 77 and vd[0].mode == m0.MessageV0.VniBum.UNICAST, "vni_details")
+check(vd[0].own and list(vd[0].flood) == ["10.9.0.2", "10.9.0.3"] and vd[0].nics == 1, "vni state")
+def vni_bad(r):
+    r.vni_set.vni = 77
+    r.vni_set.mode = m0.MessageV0.VniBum.UNICAST
+    r.vni_set.flood.append("239.1.2.3")
+
+
+rep = call(req(vni_bad).SerializeToString())
+st = rep.messages[0].message_0.response.status
+check(not st.status and "is a multicast address" in st.error.description, "multicast flood VTEP refused")
+
 # encrypted server: clear request rejected, encrypted request served
 key = base64.b64decode(key_b64)
 clear = req(lambda r: setattr(r, "sg_list", True), "enc")

@@ -304,7 +304,9 @@ impl Topology {
         let hostns = d.netns.clone().unwrap();
         sh(&["ip", "netns", "add", &vmns]);
         self.ns.0.insert(0, vmns.clone()); // VM namespaces go first on cleanup
-        sh(&["ip", "-n", &hostns, "link", "set", "dev", &nic, "address", mac]);
+                                           // The daemon gave the TAP the NIC's MAC (anti-spoof drops anything else it sends).
+        let have = sh(&["ip", "netns", "exec", &hostns, "cat", &format!("/sys/class/net/{nic}/address")]);
+        assert_eq!(have.trim(), mac.to_lowercase(), "the TAP interface of {nic} has the NIC's MAC");
         sh(&["ip", "-n", &hostns, "link", "set", "dev", &nic, "netns", &vmns]);
         if let Some(ip) = ip {
             let v6 = ip.contains(':');
