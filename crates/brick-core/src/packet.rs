@@ -2,7 +2,7 @@
 
 use std::ptr::NonNull;
 
-use crate::pool::{PoolShared, MIN_HEADROOM};
+use crate::pool::{PoolRef, MIN_HEADROOM};
 
 /// Offload state carried with a packet (virtio-net / DPDK style).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -166,7 +166,7 @@ enum Owner {
     /// A `Box<[u8]>` of our own (tests, control-path packets).
     Heap,
     /// A buffer of a [`PacketPool`](crate::PacketPool), boxed.
-    Pool(&'static PoolShared),
+    Pool(PoolRef),
     /// Someone else's memory, released through its owner.
     Foreign(&'static ForeignOwner, NonNull<()>),
 }
@@ -223,8 +223,9 @@ impl Drop for Packet {
                 drop(unsafe { self.take_box() });
             }
             Owner::Pool(pool) => {
-                // SAFETY: as above: pool buffers are boxes handed to `from_pool_buffer`.
-                pool.give_back(unsafe { self.take_box() });
+                // SAFETY: as above: pool buffers are boxes handed to `from_pool_buffer`, taken
+                // from `pool` and given back once, here.
+                unsafe { pool.give_back(self.take_box()) };
             }
             Owner::Foreign(owner, handle) => {
                 // SAFETY: the handle came with the buffer through `from_foreign`; this is the
@@ -261,7 +262,7 @@ impl Packet {
         unsafe { Box::from_raw(slice) }
     }
 
-    pub(crate) fn from_pool_buffer(buf: Box<[u8]>, headroom: usize, pool: &'static PoolShared) -> Self {
+    pub(crate) fn from_pool_buffer(buf: Box<[u8]>, headroom: usize, pool: PoolRef) -> Self {
         Self::from_box(buf, headroom, 0, Owner::Pool(pool))
     }
 
