@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the workspace's cargo-fuzz targets (crates/*/fuzz) under libFuzzer and reports, per
 # target: outcome, executions, exec/s, coverage (libFuzzer's cov: and ft:), corpus size and
-# RSS (once the corpus is loaded, and at its peak: memory that stays flat keeps them close).
+# RSS (once the corpus is loaded, halfway through the executions, and at its peak: memory
+# that stays flat keeps the last two close).
 # Outcomes: ok; crash (panic, sanitizer report, deadly signal); leak; oom (RSS or malloc
 # limit); timeout (one input ran longer than --timeout); hang (the whole run overran its
 # time by a minute and was killed); error (the binary would not start, or no report).
@@ -68,10 +69,11 @@ wanted() {  # wanted TARGET: whether the -t filters let it through
 
 # --- Building (needs the repository, nightly and cargo-fuzz) ------------------------------
 
-repo_targets() {  # prints "target<TAB>crate-dir" for every target of the repository
+repo_targets() {  # prints "target<TAB>crate directory, from the repository root" for each target
   local f
   for f in "$repo"/crates/*/fuzz/fuzz_targets/*.rs; do
-    printf '%s\t%s\n' "$(basename "$f" .rs)" "$(dirname "$(dirname "$(dirname "$f")")")"
+    f=${f#"$repo"/}
+    printf '%s\t%s\n' "$(basename "$f" .rs)" "${f%/fuzz/fuzz_targets/*}"
   done
 }
 
@@ -86,13 +88,13 @@ build_bundle() {  # build_bundle DIR: release binaries + seeds + this script int
   local crates=()
   while IFS=$'\t' read -r t crate; do
     wanted "$t" || continue
-    printf '%s\t%s\n' "$t" "${crate#"$repo"/}" >> "$dir/targets.tsv"
+    printf '%s\t%s\n' "$t" "$crate" >> "$dir/targets.tsv"
     [[ " ${crates[*]} " == *" $crate "* ]] || crates+=("$crate")
   done < <(repo_targets)
   for crate in "${crates[@]}"; do
-    echo "fuzz: building $(basename "$crate") targets"
+    echo "fuzz: building the targets of $crate"
     # One target dir for all the fuzz crates: they share brick-core and the rest.
-    (cd "$crate" && cargo +nightly fuzz build -O --target-dir "$repo/target/fuzz") || return 3
+    (cd "$repo/$crate" && cargo +nightly fuzz build -O --target-dir "$repo/target/fuzz") || return 3
   done
   while IFS=$'\t' read -r t crate; do
     local built=$repo/target/fuzz/x86_64-unknown-linux-gnu/release/$t
@@ -144,11 +146,10 @@ for name in sorted(f[:-4] for f in os.listdir(logs) if f.endswith(".log") and no
         rc = int(open(os.path.join(logs, name + ".rc")).read())
     except (OSError, ValueError):
         rc = -1
-    first = last = None
-    for line in text.splitlines():
-        m = status_re.match(line)
-        if m:
-            first, last = first or m, m
+    seen = [m for m in map(status_re.match, text.splitlines()) if m]
+    first, last = (seen[0], seen[-1]) if seen else (None, None)
+    # RSS halfway through the executions: with the peak, it shows whether memory grows.
+    mid = min(seen, key=lambda m: abs(2 * int(m.group(1)) - int(last.group(1)))) if seen else None
     stats = dict(re.findall(r"^stat::(\w+):\s+(\d+)", text, re.M))
     if rc == 124 or rc == 137:
         outcome = "hang"
@@ -176,10 +177,11 @@ for name in sorted(f[:-4] for f in os.listdir(logs) if f.endswith(".log") and no
                      eps=int(stats.get("average_exec_per_sec") or (last and last.group(6)) or 0),
                      cov=last.group(2) if last else "-", ft=last.group(3) if last else "-",
                      corpus=last.group(4) if last else "-",
-                     rss=f"{first.group(7) if first else '?'}->{stats.get('peak_rss_mb') or (last and last.group(7)) or '?'}",
+                     rss="/".join([first.group(7) if first else "?", mid.group(7) if mid else "?",
+                                   stats.get("peak_rss_mb") or (last and last.group(7)) or "?"]),
                      artifact=art[-1] if art else "", why=why))
 cols = ["target", "outcome", "execs", "eps", "cov", "ft", "corpus", "rss"]
-heads = ["target", "outcome", "executions", "exec/s", "cov", "ft", "corpus", "RSS MB start->peak"]
+heads = ["target", "outcome", "executions", "exec/s", "cov", "ft", "corpus", "RSS MB start/mid/peak"]
 table = [heads] + [[str(r[c]) for c in cols] for r in rows]
 widths = [max(len(x[i]) for x in table) for i in range(len(heads))]
 lines = [f"fuzz report: {len(rows)} targets, {secs} s each, {jobs} at once, {os.uname().nodename}, "
