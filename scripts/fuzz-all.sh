@@ -237,13 +237,20 @@ run_bundle() {
 }
 
 take_seeds() {  # take_seeds: OUT/seeds-min/<target> → crates/<crate>/fuzz/corpus-seed/<target>
-  local t crate n=0
+  local t crate n=0 f seeds
   [ -d "$out/seeds-min" ] || { echo "fuzz: no $out/seeds-min" >&2; return 3; }
   while IFS=$'\t' read -r t crate; do
     [ -d "$out/seeds-min/$t" ] && wanted "$t" || continue
-    rm -rf "${repo:?}/$crate/fuzz/corpus-seed/$t"; mkdir -p "$repo/$crate/fuzz/corpus-seed/$t"
-    cp -r "$out/seeds-min/$t/." "$repo/$crate/fuzz/corpus-seed/$t/"
-    echo "fuzz: $t: $(ls "$repo/$crate/fuzz/corpus-seed/$t" | wc -l) seeds"
+    seeds=$repo/$crate/fuzz/corpus-seed/$t
+    mkdir -p "$seeds"
+    # Inputs found by libFuzzer are named by their SHA-1 and replaced; hand-written seeds
+    # (any other name) stay, and their copy under a SHA-1 name is not added again.
+    find "$seeds" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}' -delete
+    cp -r "$out/seeds-min/$t/." "$seeds/"
+    for f in "$seeds"/*; do
+      [[ "$(basename "$f")" =~ ^[0-9a-f]{40}$ ]] || rm -f "$seeds/$(sha1sum < "$f" | cut -c1-40)"
+    done
+    echo "fuzz: $t: $(ls "$seeds" | wc -l) seeds"
     n=$((n + 1))
   done < <(repo_targets)
   echo "fuzz: updated the seeds of $n targets (review and commit them)"
