@@ -345,9 +345,14 @@ impl PoolShared {
 
 /// A shareable handle on a bounded set of packet buffers. Cloning the handle is cheap.
 ///
-/// The buffers and bookkeeping are freed once the last handle, the last packet and the last
-/// thread cache of the pool are gone (see the module documentation of `pool`): packets may
-/// outlive every handle, on any thread.
+/// Packets may outlive every handle, on any thread: the pool's memory is freed once the last
+/// handle, the last packet and the last per-thread cache of the pool are gone. When the
+/// last handle goes, the free buffers are released at once, and each buffer coming back
+/// later is freed. A thread that cached buffers of the pool (at most two batches of up to 32)
+/// and never touches it again keeps them, and the pool's bookkeeping, until it first uses
+/// another pool or exits. Nothing is counted per packet: a packet holds a plain pointer to
+/// its pool, and the shared count moves only when a batch of buffers crosses between a
+/// thread's cache and the shared queue.
 pub struct PacketPool {
     shared: PoolRef,
 }
