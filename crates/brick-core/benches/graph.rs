@@ -1,4 +1,5 @@
-//! Graph overhead: cost per hop (chains of nops), hub fan-out, and the cross-thread queue.
+//! Graph overhead: cost per hop (chains of nops), hub fan-out, and the cross-thread queue;
+//! and the packet pool alone (taking and giving back buffers on one thread).
 //!
 //! Per-hop cost is the difference between a chain of 11 nops and a chain of 1, divided by 10
 //! hops: allocation and freeing of the packets cancel out.
@@ -115,5 +116,25 @@ fn queue(c: &mut Criterion) {
     drop(runner);
 }
 
-criterion_group!(benches, chain, hub, queue);
+/// The pool alone: one packet taken and dropped, and a burst of 64 taken then dropped (the
+/// pattern of a source followed by a sink), on one thread.
+fn pool(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pool");
+    let pool = PacketPool::with_count(4 * BURST_SIZE).unwrap();
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("alloc_free/1", |b| {
+        b.iter(|| drop(std::hint::black_box(pool.alloc().expect("pool sized for the bench"))))
+    });
+    let mut burst = Burst::new();
+    group.throughput(Throughput::Elements(BURST_SIZE as u64));
+    group.bench_function("alloc_free/64", |b| {
+        b.iter(|| {
+            fill(&pool, &mut burst);
+            burst.clear();
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, chain, hub, queue, pool);
 criterion_main!(benches);

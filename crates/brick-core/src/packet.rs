@@ -2,7 +2,7 @@
 
 use std::ptr::NonNull;
 
-use crate::pool::{PoolShared, MIN_HEADROOM};
+use crate::pool::{PoolRef, MIN_HEADROOM};
 
 /// Offload state carried with a packet (virtio-net / DPDK style).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -166,7 +166,7 @@ enum Owner {
     /// A `Box<[u8]>` of our own (tests, control-path packets).
     Heap,
     /// A buffer of a [`PacketPool`](crate::PacketPool), boxed.
-    Pool(&'static PoolShared),
+    Pool(PoolRef),
     /// Someone else's memory, released through its owner.
     Foreign(&'static ForeignOwner, NonNull<()>),
 }
@@ -223,8 +223,9 @@ impl Drop for Packet {
                 drop(unsafe { self.take_box() });
             }
             Owner::Pool(pool) => {
-                // SAFETY: as above: pool buffers are boxes handed to `from_pool_buffer`.
-                pool.give_back(unsafe { self.take_box() });
+                // SAFETY: as above: pool buffers are boxes handed to `from_pool_buffer`, taken
+                // from `pool` and given back once, here.
+                unsafe { pool.give_back(self.take_box()) };
             }
             Owner::Foreign(owner, handle) => {
                 // SAFETY: the handle came with the buffer through `from_foreign`; this is the
@@ -261,7 +262,7 @@ impl Packet {
         unsafe { Box::from_raw(slice) }
     }
 
-    pub(crate) fn from_pool_buffer(buf: Box<[u8]>, headroom: usize, pool: &'static PoolShared) -> Self {
+    pub(crate) fn from_pool_buffer(buf: Box<[u8]>, headroom: usize, pool: PoolRef) -> Self {
         Self::from_box(buf, headroom, 0, Owner::Pool(pool))
     }
 
@@ -624,6 +625,16 @@ mod tests {
         b.released.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Leaks `tf`: its buffer and the handle that `release_test` frees. The buffer pointer
+    /// is taken through the handle, writable (taken from a shared `&[u8]`, writes through it
+    /// were undefined behaviour, which Miri reported).
+    fn leak_foreign(tf: Box<TestForeign>) -> (NonNull<u8>, NonNull<()>) {
+        let handle = NonNull::from(Box::leak(tf));
+        // SAFETY: `handle` points at the TestForeign just leaked, alive until `release_test`.
+        let buf = NonNull::new(unsafe { (*handle.as_ptr()).mem.as_mut_ptr() }).unwrap();
+        (buf, handle.cast::<()>())
+    }
+
     static TEST_OWNER: ForeignOwner = ForeignOwner { name: "test", release: release_test };
     static OTHER_OWNER: ForeignOwner = ForeignOwner { name: "other", release: release_test };
 
@@ -633,8 +644,7 @@ mod tests {
         let mut mem = vec![0u8; 256].into_boxed_slice();
         mem[128..128 + data.len()].copy_from_slice(data);
         let tf = Box::new(TestForeign { mem, released: std::sync::Arc::clone(&released) });
-        let buf = NonNull::new(tf.mem.as_ptr() as *mut u8).unwrap();
-        let handle = NonNull::from(Box::leak(tf)).cast::<()>();
+        let (buf, handle) = leak_foreign(tf);
         // SAFETY: the buffer lives in the leaked TestForeign until release_test frees it, and
         // nothing else touches it.
         let p = unsafe { Packet::from_foreign(buf, 256, 128, data.len(), &TEST_OWNER, handle) }.unwrap();
@@ -706,8 +716,7 @@ mod tests {
             let mut mem = vec![0u8; 64].into_boxed_slice();
             mem[16] = i as u8;
             let tf = Box::new(TestForeign { mem, released: std::sync::Arc::clone(&released) });
-            let buf = NonNull::new(tf.mem.as_ptr() as *mut u8).unwrap();
-            let handle = NonNull::from(Box::leak(tf)).cast::<()>();
+            let (buf, handle) = leak_foreign(tf);
             // SAFETY: the buffer lives in the leaked TestForeign until released; refused
             // pushes are released by hand below.
             let bad_bounds = unsafe { burst.push_foreign(buf, 64, 16, 49, &TEST_OWNER, handle) };

@@ -222,13 +222,13 @@ impl Firewall {
     }
 
     /// Imports connections exported by [`export_connections`](Self::export_connections)
-    /// (possibly by another process). Connections the current ruleset does not allow are
-    /// skipped; entries with the same key are replaced; all or nothing if they do not fit.
-    /// Returns how many were imported.
+    /// (possibly by another process, so untrusted: see [`ConnTable::import_bytes`]).
+    /// Connections the current ruleset does not allow are skipped; entries with the same key
+    /// are replaced. All or nothing: on any error (malformed bytes, more connections than
+    /// the table has room for) nothing changes. Returns how many were imported.
     pub fn import_connections(&mut self, bytes: &[u8], now: Timestamp) -> Result<usize, ImportError> {
-        let conns = ConnTable::decode(bytes, now.as_nanos())?;
         let rules = &self.rules;
-        self.conns.import(conns, now.as_nanos(), |c| Self::allows(rules, c))
+        self.conns.import_bytes(bytes, now.as_nanos(), |c| Self::allows(rules, c))
     }
 
     /// Frees expired connections (also done by `tick`).
@@ -681,7 +681,10 @@ mod tests {
             b.filter(&tcp4(PEER, VM, 80, 5000, 1001 + 50_000_000, 0, TCP_RST), Direction::In, 100 * S),
             Err(FwDrop::TcpRstOutOfWindow)
         );
-        assert_eq!(b.import_connections(&bytes[..20], Timestamp(0)), Err(ImportError::Length));
+        assert_eq!(
+            b.import_connections(&bytes[..20], Timestamp(0)),
+            Err(ImportError::Truncated { needed: bytes.len(), got: 20 })
+        );
     }
 
     #[test]

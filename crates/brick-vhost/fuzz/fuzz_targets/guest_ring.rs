@@ -3,8 +3,9 @@
 //! packets. Nothing may panic or touch memory outside the guest map.
 #![no_main]
 
+use std::sync::{Arc, LazyLock};
+
 use brick_core::{Packet, PacketPool, PoolConfig};
-use std::sync::Arc;
 
 use brick_vhost::datapath::{rx_push, tx_pop, NetFeatures, RxScratch, TxPop};
 use brick_vhost::ring::{GuestMap, SplitQueue};
@@ -12,6 +13,10 @@ use brick_vhost::testutil::GuestDriver;
 use brick_vhost::wire::NetHdr;
 use libfuzzer_sys::fuzz_target;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// One pool for the whole run (a pool per input made the run's memory grow with every input).
+static POOL: LazyLock<PacketPool> =
+    LazyLock::new(|| PacketPool::new(PoolConfig { count: 16, headroom: 128, data_room: 2048 }).unwrap());
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 16 {
@@ -42,14 +47,14 @@ fuzz_target!(|data: &[u8]| {
     let _ = mem.write_slice(&tail[..tail.len().min(0x1_0000)], GuestAddress(0x1_0000));
     let heads: Vec<u16> = rest.iter().take(8).map(|b| (*b as u16) % 20).collect();
     g.publish_heads(&heads);
-    let pool = PacketPool::new(PoolConfig { count: 16, headroom: 128, data_room: 2048 }).unwrap();
+    let pool = &*POOL;
     let mut scratch = RxScratch::default();
     let rx = data[0] & 1 == 1;
     for _ in 0..heads.len() {
         if rx {
             let mut p = Packet::from_slice(tail.get(..300).unwrap_or(tail));
             let _ = rx_push(&mut q, &mut p, &feat, &mut scratch);
-        } else if let TxPop::Empty | TxPop::Broken = tx_pop(&mut q, &pool, &feat) {
+        } else if let TxPop::Empty | TxPop::Broken = tx_pop(&mut q, pool, &feat) {
             break;
         }
     }

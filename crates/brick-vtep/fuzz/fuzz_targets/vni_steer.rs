@@ -3,17 +3,22 @@
 //! (local VTEP, another worker, or a counted drop) and every copy returns to its pool.
 #![no_main]
 
+use std::sync::LazyLock;
+
 use brick_core::bricks::RxTx;
 use brick_core::{Burst, Graph, Packet, PacketPool, Side};
 use brick_vtep::steer::{classify, Steering};
 use brick_vtep::VniSteer;
 use libfuzzer_sys::fuzz_target;
 
+/// One pool for the whole run (a pool per input made the run's memory grow with every input).
+static POOL: LazyLock<PacketPool> = LazyLock::new(|| PacketPool::with_count(8).unwrap());
+
 fuzz_target!(|data: &[u8]| {
     if let Steering::Vxlan(vni) = classify(data, 4789) {
         assert!(vni < 1 << 24);
     }
-    let pool = PacketPool::with_count(8).unwrap();
+    let pool = &*POOL;
     let mut g = Graph::new("fuzz");
     let steer = g.add("steer", VniSteer::new(1, 3, 4789, pool.clone()).unwrap()).unwrap();
     let mut ports = Vec::new();
