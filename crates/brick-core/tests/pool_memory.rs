@@ -1,7 +1,9 @@
 //! Proof that packet pools give their memory back: a global allocator counts the bytes in
 //! use while pools are made and dropped the way fuzzers and short-lived users do, with
 //! packets outliving their pool's handles and freed on other threads. One test function,
-//! so that no other test of this binary allocates meanwhile.
+//! so that no other test of this binary allocates meanwhile; the test harness's own threads
+//! still may (a few hundred bytes were seen under load), so "nothing left" allows
+//! [`HARNESS_NOISE`] bytes: a leaking pool leaves tens of kilobytes per pool.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -43,6 +45,16 @@ fn live() -> isize {
     LIVE.load(Ordering::SeqCst)
 }
 
+/// Bytes the test harness may hold at any moment, beside ours.
+const HARNESS_NOISE: isize = 4096;
+
+/// Asserts that the bytes in use are back to `base`, give or take the harness's.
+#[track_caller]
+fn assert_back_to(base: isize, what: &str) {
+    let d = live() - base;
+    assert!(d.abs() <= HARNESS_NOISE, "{what}: {d} bytes left");
+}
+
 const CFG: PoolConfig = PoolConfig { count: 512, headroom: MIN_HEADROOM, data_room: 2048 };
 /// The buffers of one pool alone.
 const POOL_BYTES: isize = 512 * (128 + 2048);
@@ -70,13 +82,13 @@ fn pools_give_their_memory_back() {
     let pool = PacketPool::new(CFG.clone()).unwrap();
     assert!(live() - base >= POOL_BYTES, "the pool's buffers are allocated up front");
     drop(pool);
-    assert_eq!(live(), base, "a dropped pool leaves nothing behind");
+    assert_back_to(base, "a dropped pool leaves nothing behind");
 
     // 2. Many pools, one after the other, as a fuzzer makes them: memory stays flat.
     for i in 0..200 {
         round(i);
     }
-    assert_eq!(live(), base, "200 pools made and dropped leave nothing behind");
+    assert_back_to(base, "200 pools made and dropped leave nothing behind");
 
     // 3. A packet outliving every handle keeps only its own buffer (and the bookkeeping)
     //    once the pool closes, and the rest when it goes.
@@ -87,7 +99,7 @@ fn pools_give_their_memory_back() {
     assert!(held > 0 && held < POOL_BYTES / 4, "a closed pool frees its free buffers ({held} bytes held)");
     assert_eq!(p.data(), b"outlives");
     drop(p);
-    assert_eq!(live(), base, "the last packet frees the rest");
+    assert_back_to(base, "the last packet frees the rest");
 
     // 4. Packets freed on another thread after the pool closed; and a thread that cached
     //    buffers of a pool and exited.
@@ -99,5 +111,5 @@ fn pools_give_their_memory_back() {
         .unwrap();
     drop(pool);
     std::thread::spawn(move || drop(pkts)).join().unwrap();
-    assert_eq!(live(), base, "nothing left after cross-thread frees");
+    assert_back_to(base, "nothing left after cross-thread frees");
 }
