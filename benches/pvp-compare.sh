@@ -14,6 +14,8 @@
 #   ovs-normal  OVS-DPDK, NORMAL
 #   vhost-io    dpdk-testpmd's own vhost PMD forwarding between the two sockets (io): the
 #               ceiling of a vhost-user switch on this core
+#   base-filter, base-bypass  the same as bf-*, with the butterflyd binary BUTTERFLYD_BASE
+#               (an older build, to compare two versions in the same run)
 # The switch runs on SWITCH_CPU (default 0), the guest's forwarding core on GUEST_CPU
 # (default 1). Every setup is built first, then measured in interleaved rounds with the
 # other switches stopped (SIGSTOP: OVS's PMD spins on the switch core even when idle).
@@ -67,11 +69,11 @@ OVS_MEM=(other_config:dpdk-socket-mem=256); OVS_EAL="--no-pci"
 declare -A SOCK1 SOCK2 SWPIDS METRICS
 NBF=0
 
-start_butterflyd() { # name extra-nic-args...
-  local name=$1; shift
+start_butterflyd() { # name binary extra-nic-args...
+  local name=$1 bin=$2; shift 2
   local d=$TMP/$name; mkdir -p "$d/sock"
   NBF=$((NBF + 1)); METRICS[$name]=127.0.0.1:$((19900 + NBF))
-  taskset -c "$SWITCH_CPU,$GUEST_MAIN_CPU" "$BD" --no-state --underlay none -u "$SWITCH_CPU" -e "ipc://$d/api" -s "$d/sock" \
+  taskset -c "$SWITCH_CPU,$GUEST_MAIN_CPU" "$bin" --no-state --underlay none -u "$SWITCH_CPU" -e "ipc://$d/api" -s "$d/sock" \
     --metrics "${METRICS[$name]}" ${BF_ARGS:-} >"$d/log" 2>&1 &
   local pid=$!; PIDS+=("$pid")
   local cli=("$CLI" -e "ipc://$d/api") i
@@ -191,7 +193,7 @@ measure() {
   run_guests "$name"
   local cyc=-
   case $name in
-    bf-*) cyc=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+    bf-* | base-*) cyc=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
       "http://${METRICS[$name]}/metrics" |
       sed -n 's/^butterfly_brick_cycles_per_packet{brick="\([^"]*\)".* \([0-9]*\)[.0-9]*$/\1=\2/p' | paste -sd, -) ;;
     ovs-*) cyc=$(ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-show |
@@ -204,8 +206,10 @@ measure() {
 RUNNING=""
 for s in $SETUPS; do
   case $s in
-    bf-filter) start_butterflyd "$s" --sg sg-all ;;
-    bf-bypass) start_butterflyd "$s" --bypass-filtering ;;
+    bf-filter) start_butterflyd "$s" "$BD" --sg sg-all ;;
+    bf-bypass) start_butterflyd "$s" "$BD" --bypass-filtering ;;
+    base-filter) start_butterflyd "$s" "${BUTTERFLYD_BASE:?base-* setups need BUTTERFLYD_BASE}" --sg sg-all ;;
+    base-bypass) start_butterflyd "$s" "${BUTTERFLYD_BASE:?base-* setups need BUTTERFLYD_BASE}" --bypass-filtering ;;
     ovs-ct | ovs-normal) start_ovs "$s" "${s#ovs-}" || { echo "$s: skipped" >&2; continue; } ;;
     vhost-io) start_vhost_io "$s" ;;
     *) echo "unknown setup $s" >&2; exit 2 ;;
@@ -233,7 +237,7 @@ done
 # testpmd poll by design; butterflyd must sleep.
 IDLE=""
 for s in $SETUPS; do
-  case $s in bf-*) run_guests "$s" idle; IDLE="$IDLE, $s $cpu %" ;; esac
+  case $s in bf-* | base-*) run_guests "$s" idle; IDLE="$IDLE, $s $cpu %" ;; esac
 done
 
 echo
