@@ -34,8 +34,9 @@ pub(crate) struct Armed {
 #[derive(Default)]
 pub(crate) struct DeviceQueue {
     ring: Option<SplitQueue>,
-    /// A layout that could not be set up, reported once until the driver changes it.
-    refused: Option<QueueLayout>,
+    /// A layout that could not be set up in a memory map, reported once until the driver
+    /// moves the ring or the map changes.
+    refused: Option<(QueueLayout, GuestMap)>,
     /// The kick fd in the wake set, and the slot generation it came from.
     kick: Option<Arc<OwnedFd>>,
     kick_gen: u64,
@@ -92,14 +93,17 @@ impl DeviceQueue {
         };
         if stale {
             self.ring = None;
-            if self.refused == Some(layout) {
+            if self.refused.as_ref().is_some_and(|(l, m)| *l == layout && m.same_as(map)) {
                 return None;
             }
             match SplitQueue::new(map.clone(), layout, 0, 0) {
-                Ok(r) => self.ring = Some(r),
+                Ok(r) => {
+                    self.ring = Some(r);
+                    self.refused = None;
+                }
                 Err(e) => {
                     report_refused(&e, &layout);
-                    self.refused = Some(layout);
+                    self.refused = Some((layout, map.clone()));
                     return None;
                 }
             }

@@ -272,7 +272,12 @@ impl SplitQueue {
     #[inline]
     pub fn load_indexes(&mut self, q: &Queue) {
         self.next_avail = q.next_avail();
-        self.next_used = q.next_used();
+        if q.next_used() != self.next_used {
+            // Someone else moved the used index (SET_VRING_BASE/ADDR after a reset or a
+            // reconnection): the last interrupt decision no longer describes this ring.
+            self.next_used = q.next_used();
+            self.signalled = None;
+        }
         self.avail_seen = self.next_avail;
     }
 

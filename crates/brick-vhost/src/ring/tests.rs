@@ -262,3 +262,26 @@ fn prefetch_is_a_hint_that_survives_garbage_and_takes_nothing() {
     assert_eq!(q.next_avail, 0, "prefetching takes no chain");
     assert_eq!(q.pending(), Ok(5));
 }
+
+#[test]
+fn a_used_index_moved_by_the_control_side_resets_the_interrupt_state() {
+    let mem = memory(0x40_0000);
+    let g = GuestDriver::new(&*mem, 16);
+    let mut q = queue(&mem, &g, true);
+    let mut vq = g.queue();
+    vq.set_next_used(29);
+    q.load_indexes(&vq);
+    q.put_used(0, 0);
+    q.publish_used();
+    assert!(q.needs_interrupt(), "first decision, at used index 30");
+    q.store_indexes(&mut vq);
+    // The control side moves the used index (a reconnection set the ring up again), and the
+    // guest's used_event is behind the last decision: only a fresh first decision interrupts.
+    vq.set_next_used(35);
+    g.set_used_event(20);
+    q.load_indexes(&vq);
+    assert_eq!(q.next_used, 35);
+    q.put_used(0, 0);
+    q.publish_used();
+    assert!(q.needs_interrupt(), "the decision state from before the move was dropped");
+}
