@@ -227,12 +227,19 @@ pub struct Graph {
     spares: Vec<Burst>,
     /// The epoll set of the graph's doorbell and the sources' wake fds (`None` until first
     /// needed, or if the kernel refused one: then the graph polls every source and naps).
+    /// Kept up to date as sources come and go (one `epoll_ctl` each): rebuilding it per
+    /// change made removing N sources cost N² registrations.
     wait_set: Option<EpollSet>,
     events: Vec<libc::epoll_event>,
-    wait_set_stale: bool,
-    sources_without_fd: bool,
+    /// Whether the wait set was built yet (it is built the first time it is needed).
+    wait_set_built: bool,
+    /// Sources without a wake fd.
+    no_fd_sources: usize,
     /// Sources whose wake fd is in the wait set.
     fd_sources: usize,
+    /// Node index → position in `sources` (`NOT_SOURCE` for other nodes); the wait set
+    /// reports sources by node index, which stays put when other sources go.
+    pos_of: Vec<u32>,
     /// Per source (same order as `sources`): its wake fd is in the wait set.
     watched: Vec<bool>,
     /// Per source: its wake fd was reported ready by the last wait or scan.
@@ -248,8 +255,10 @@ pub struct Graph {
 /// With at least this many sources that have a wake fd, a busy round asks the kernel which
 /// are ready (one `epoll_wait`) instead of polling each (often one system call per source).
 const SCAN_MIN_FD_SOURCES: usize = 4;
-/// Event data of the graph's own doorbell in the wait set (sources use their position).
+/// Event data of the graph's own doorbell in the wait set (sources use their node index).
 const DOORBELL: u64 = u64::MAX;
+/// `pos_of` entry of a node that is not a source.
+const NOT_SOURCE: u32 = u32::MAX;
 
 impl Graph {
     /// An empty graph.
@@ -270,9 +279,10 @@ impl Graph {
             spares: Vec::new(),
             wait_set: None,
             events: Vec::new(),
-            wait_set_stale: true,
-            sources_without_fd: false,
+            wait_set_built: false,
+            no_fd_sources: 0,
             fd_sources: 0,
+            pos_of: Vec::new(),
             watched: Vec::new(),
             ready: Vec::new(),
             hot: Vec::new(),
@@ -326,10 +336,7 @@ impl Graph {
         };
         let generation = self.generations[index];
         let stats = Arc::new(BrickStats::new(brick.drop_reasons()));
-        if brick.is_source() {
-            self.sources.push(index as u32);
-            self.wait_set_stale = true;
-        }
+        let source = brick.is_source();
         self.nodes[index] = Some(Node {
             name: name.clone(),
             generation,
@@ -342,7 +349,81 @@ impl Graph {
         });
         let id = BrickId { index: index as u32, generation };
         self.by_name.insert(name, id);
+        if source {
+            self.add_source(index as u32);
+        }
         Ok(id)
+    }
+
+    /// Starts polling node `index` as a source: it is polled in the next round (hot), and
+    /// its wake fd joins the wait set if the set is built.
+    fn add_source(&mut self, index: u32) {
+        let pos = self.sources.len();
+        self.sources.push(index);
+        if self.pos_of.len() <= index as usize {
+            self.pos_of.resize(index as usize + 1, NOT_SOURCE);
+        }
+        self.pos_of[index as usize] = pos as u32;
+        self.ready.push(false);
+        self.hot.push(true);
+        self.retry.push(false);
+        self.watched.push(false);
+        let fd = self.nodes[index as usize].as_ref().and_then(|n| n.brick.wake_fd());
+        match fd {
+            None => self.no_fd_sources += 1,
+            Some(fd) => self.watch(pos, fd),
+        }
+        self.readiness_fresh = false;
+    }
+
+    /// Puts source `pos`'s wake fd in the wait set, if there is one. A fd that cannot be
+    /// watched (shared with another source, say) leaves the source polled every round; it
+    /// still counts as having a wake fd for sleeping, since the fd wakes the graph through
+    /// its other watcher.
+    fn watch(&mut self, pos: usize, fd: RawFd) {
+        let Some(set) = &self.wait_set else { return };
+        if set.add(fd, self.sources[pos] as u64).is_ok() {
+            self.watched[pos] = true;
+            self.fd_sources += 1;
+        }
+    }
+
+    /// Stops polling node `index` (still in `nodes`, so its wake fd is still open).
+    fn remove_source(&mut self, index: u32) {
+        let Some(&pos) = self.pos_of.get(index as usize).filter(|&&p| p != NOT_SOURCE) else { return };
+        let pos = pos as usize;
+        let fd = self.nodes[index as usize].as_ref().and_then(|n| n.brick.wake_fd());
+        let was_watched = self.watched[pos];
+        match (fd, &self.wait_set) {
+            (None, _) => self.no_fd_sources -= 1,
+            (Some(fd), Some(set)) if was_watched => {
+                let _ = set.remove(fd);
+                self.fd_sources -= 1;
+            }
+            _ => {}
+        }
+        self.sources.remove(pos);
+        self.ready.remove(pos);
+        self.hot.remove(pos);
+        self.retry.remove(pos);
+        self.watched.remove(pos);
+        self.pos_of[index as usize] = NOT_SOURCE;
+        for (p, &i) in self.sources.iter().enumerate().skip(pos) {
+            self.pos_of[i as usize] = p as u32;
+        }
+        if was_watched {
+            // A source that shared this fd may be watchable now.
+            for p in 0..self.sources.len() {
+                if !self.watched[p] {
+                    if let Some(fd) =
+                        self.nodes[self.sources[p] as usize].as_ref().and_then(|n| n.brick.wake_fd())
+                    {
+                        self.watch(p, fd);
+                    }
+                }
+            }
+        }
+        self.readiness_fresh = false;
     }
 
     /// Removes a brick, unlinking every port first (peers are told through
@@ -358,11 +439,10 @@ impl Graph {
             }
         }
         let index = id.index as usize;
+        self.remove_source(id.index);
         let node = self.nodes[index].take().ok_or(GraphError::UnknownBrick(id))?;
         self.generations[index] = self.generations[index].wrapping_add(1);
         self.by_name.remove(&node.name);
-        self.sources.retain(|&s| s != id.index);
-        self.wait_set_stale = true;
         Ok(node.brick)
     }
 
@@ -783,7 +863,7 @@ impl Graph {
         // A source without a wake fd, or one that left signalled work behind
         // (`Output::retry_soon`), is polled again after at most `busy_cap`.
         let retry = self.retry.iter().any(|&r| r);
-        let timeout = if self.sources_without_fd || retry { max.min(busy_cap) } else { max };
+        let timeout = if self.no_fd_sources > 0 || retry { max.min(busy_cap) } else { max };
         let until_tick = self.tick_interval.saturating_sub(Timestamp::now().saturating_since(self.last_tick));
         let timeout = timeout.min(until_tick);
         if self.wait_set.is_some() {
@@ -799,13 +879,18 @@ impl Graph {
     /// saved on every other wake-up.
     fn wait_on_set(&mut self, timeout: Duration) {
         let Some(set) = &self.wait_set else { return };
+        // Room for every source and the doorbell (grows only when sources were added).
+        let want = self.sources.len() + 1;
+        if self.events.capacity() < want {
+            self.events.reserve(want - self.events.len());
+        }
         set.wait(&mut self.events, timeout);
         for ev in &self.events {
             let data = ev.u64;
             if data == DOORBELL {
                 self.waker.drain();
-            } else if let Some(r) = self.ready.get_mut(data as usize) {
-                *r = true;
+            } else if let Some(&pos) = self.pos_of.get(data as usize).filter(|&&p| p != NOT_SOURCE) {
+                self.ready[pos as usize] = true;
             }
         }
         self.readiness_fresh = true;
@@ -816,49 +901,28 @@ impl Graph {
     /// [`wait_for_work`](Self::wait_for_work) in latency.
     pub fn sources_have_wake_fds(&mut self) -> bool {
         self.refresh_wait_set();
-        !self.sources_without_fd
+        self.no_fd_sources == 0
     }
 
-    /// Rebuilds the wait set after the sources changed (a new epoll instance: the old one,
-    /// and with it any fd of a removed brick, is closed).
+    /// Builds the wait set the first time it is needed: the doorbell and every source's
+    /// wake fd. Afterwards sources join and leave it one at a time.
     fn refresh_wait_set(&mut self) {
-        if !self.wait_set_stale {
+        if self.wait_set_built {
             return;
         }
-        self.wait_set_stale = false;
-        self.sources_without_fd = false;
-        self.fd_sources = 0;
-        self.watched.clear();
+        self.wait_set_built = true;
         self.wait_set = EpollSet::new().ok();
         if let Some(set) = &self.wait_set {
             if set.add(self.waker.fd(), DOORBELL).is_err() {
                 self.wait_set = None;
             }
         }
-        for (pos, &i) in self.sources.iter().enumerate() {
-            let fd = self.nodes[i as usize].as_ref().and_then(|n| n.brick.wake_fd());
-            if fd.is_none() {
-                self.sources_without_fd = true;
+        for pos in 0..self.sources.len() {
+            if let Some(fd) = self.nodes[self.sources[pos] as usize].as_ref().and_then(|n| n.brick.wake_fd())
+            {
+                self.watch(pos, fd);
             }
-            // A source whose fd cannot be watched (shared with another source, say) is
-            // polled every round; it still counts as having a wake fd for sleeping, since
-            // the fd wakes the graph through its other watcher.
-            let watched = match (fd, &self.wait_set) {
-                (Some(fd), Some(set)) => set.add(fd, pos as u64).is_ok(),
-                _ => false,
-            };
-            self.fd_sources += usize::from(watched);
-            self.watched.push(watched);
         }
-        self.events = Vec::with_capacity(self.sources.len() + 1);
-        // Readiness seen before the change is lost: every source counts as busy until
-        // it has been polled once.
-        self.ready.clear();
-        self.ready.resize(self.sources.len(), false);
-        self.hot.clear();
-        self.hot.resize(self.sources.len(), true);
-        self.retry.clear();
-        self.retry.resize(self.sources.len(), false);
         self.readiness_fresh = false;
     }
 

@@ -519,6 +519,58 @@ fn poll_ready_polls_only_the_sources_that_may_have_work() {
     assert_eq!(counts(&polls), vec![2, 2, 4, 2, 4, 2]);
 }
 
+/// The wait set follows sources as they come and go (each joins and leaves it alone): after
+/// sources before and after it are removed, a source's fd still wakes the graph and leads
+/// to that source, and a removed source's fd no longer does.
+#[test]
+fn sources_removed_around_a_source_leave_its_wake_up_working() {
+    use std::os::fd::AsRawFd;
+    let mut g = Graph::new("churn");
+    g.set_tick_interval(Duration::from_secs(3600));
+    let mut ids = Vec::new();
+    let mut fds = Vec::new();
+    let mut polls = Vec::new();
+    for i in 0..8 {
+        let (s, p) = FdSource::new();
+        fds.push(s.fd.as_raw_fd());
+        polls.push(p);
+        ids.push(g.add(format!("s{i}"), s).unwrap());
+    }
+    assert_eq!(g.poll_ready(), 0);
+    assert_eq!(g.poll_ready(), 0);
+    // Remove sources 0, 3 and 7: the others shift position.
+    let removed: Vec<_> = [0, 3, 7].iter().map(|&i| g.remove(ids[i]).unwrap()).collect();
+    // A new source joins, and is polled once (it may have work already).
+    let (late, late_polls) = FdSource::new();
+    let late_fd = late.fd.as_raw_fd();
+    g.add("late", late).unwrap();
+    assert_eq!(g.poll_ready(), 0);
+    assert_eq!(late_polls.load(Ordering::Relaxed), 1);
+    let before: Vec<usize> = polls.iter().map(|p| p.load(Ordering::Relaxed)).collect();
+    // Source 5 (now at another position) rings: the wait reports it and only it is polled.
+    ring(fds[5]);
+    let t = std::time::Instant::now();
+    g.wait_for_work(Duration::from_secs(5), Duration::from_secs(5));
+    assert!(t.elapsed() < Duration::from_secs(2), "source 5's fd woke the graph");
+    assert_eq!(g.poll_ready(), 1);
+    let after: Vec<usize> = polls.iter().map(|p| p.load(Ordering::Relaxed)).collect();
+    for i in [1, 2, 4, 6] {
+        assert_eq!(after[i], before[i], "source {i} was not polled");
+    }
+    assert_eq!(after[5], before[5] + 1, "source 5 was polled");
+    // The late source's fd works too.
+    ring(late_fd);
+    g.wait_for_work(Duration::from_secs(5), Duration::from_secs(5));
+    assert_eq!(g.poll_ready(), 1);
+    assert_eq!(late_polls.load(Ordering::Relaxed), 2);
+    // A removed source's fd (still open: we hold the brick) no longer wakes the graph.
+    ring(fds[3]);
+    let t = std::time::Instant::now();
+    g.wait_for_work(Duration::from_millis(300), Duration::from_millis(300));
+    assert!(t.elapsed() >= Duration::from_millis(250), "a removed source's fd woke the graph");
+    drop(removed);
+}
+
 /// A source whose device keeps work its wake fd already signalled (a vhost-user guest's ring
 /// while the pool is empty): it asks to be polled again soon for its first `starved` polls,
 /// never rings its fd, and finds nothing.
