@@ -87,6 +87,13 @@ enum Cmd {
     },
     /// Print the daemon's configuration as a replayable request file
     Dump,
+    /// Make a CURVE key pair (no daemon needed): writes FILE (public then secret key, Z85,
+    /// one per line, mode 0600; for --curve-client-keys or butterflyd --curve-keys) and
+    /// prints the public key (for --curve-server-key or butterflyd --curve-clients)
+    CurveKeygen {
+        /// File to create (never overwritten)
+        file: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -395,9 +402,12 @@ fn usage(msg: impl Into<String>) -> Failure {
 impl From<TransportError> for Failure {
     fn from(e: TransportError) -> Self {
         let code = match e {
-            TransportError::Envelope(_) | TransportError::Encrypted(_) | TransportError::Crypto(_) => {
-                EXIT_FAILED
-            }
+            TransportError::Envelope(_)
+            | TransportError::Encrypted(_)
+            | TransportError::Crypto(_)
+            | TransportError::CurveRefused { .. }
+            | TransportError::SecurityMismatch { .. }
+            | TransportError::Handshake { .. } => EXIT_FAILED,
             _ => EXIT_TRANSPORT,
         };
         Failure { code, msg: e.to_string() }
@@ -420,9 +430,26 @@ impl Ctx {
 
     fn send(&self, msgs: &proto::Messages) -> Result<proto::Messages, Failure> {
         self.verbose("request", msgs);
-        let reply = self.client.request(msgs)?;
+        let reply = match self.client.request(msgs) {
+            Ok(r) => r,
+            Err(e @ TransportError::Encrypted(_)) => {
+                let mut f = Failure::from(e);
+                f.msg.push_str(" (the daemon could not decrypt the request: is -k the daemon's key?)");
+                return Err(f);
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.verbose("reply", &reply);
         Ok(reply)
+    }
+
+    /// What a REJECTED envelope most likely means, given whether this client encrypts.
+    fn rejected_hint(&self) -> &'static str {
+        if self.global.key.is_some() {
+            " (a daemon without an encryption key rejects encrypted requests: leave out -k?)"
+        } else {
+            " (a daemon started with -k rejects clear requests: give its key with -k FILE)"
+        }
     }
 
     /// Sends requests, checks every reply, prints JSON when asked.
@@ -443,7 +470,8 @@ impl Ctx {
                 let name = proto::error::Code::try_from(c)
                     .map(|c| c.as_str_name().to_string())
                     .unwrap_or(c.to_string());
-                return Err(usage(format!("error in response: {name}")));
+                let hint = if c == proto::error::Code::Rejected as i32 { self.rejected_hint() } else { "" };
+                return Err(usage(format!("error in response: {name}{hint}")));
             }
             let Some(r) = m.message_0.and_then(|m| m.response) else {
                 return Err(Failure { code: EXIT_TRANSPORT, msg: "no response in reply".into() });
@@ -952,6 +980,12 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
                 }
             }
         }
+        Cmd::CurveKeygen { file } => {
+            let (public, secret) = crate::transport::curve_keypair()?;
+            write_new_secret(file, &format!("{public}\n{secret}\n"))
+                .map_err(|e| usage(format!("cannot create {file}: {e}")))?;
+            println!("{public}");
+        }
         Cmd::Dump => {
             let r = ctx.call_many_opt(
                 vec![
@@ -985,6 +1019,15 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Creates `path` (never replacing a file) readable by its owner only, with `text`.
+fn write_new_secret(path: &str, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 fn read_arg_or_file(v: &str) -> String {

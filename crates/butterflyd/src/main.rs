@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use butterfly_api::{crypto, DispatchConfig, MemoryHandler, Server, ServerConfig};
+use butterfly_api::{crypto, CurveServer, DispatchConfig, MemoryHandler, Server, ServerConfig};
 use clap::Parser;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::{reload, EnvFilter};
 
 use crate::config::{Cli, Config};
@@ -104,10 +104,29 @@ fn run(cfg: Config) -> Result<(), String> {
         endpoint: cfg.endpoint.clone(),
         dispatch: DispatchConfig { key, ..DispatchConfig::default() },
         poll_interval: Duration::from_millis(50),
+        curve: cfg
+            .curve
+            .as_ref()
+            .map(|c| CurveServer { secret_key: c.secret_key, authorized_clients: c.clients.clone() }),
         ..ServerConfig::default()
     })
     .map_err(|e| format!("API endpoint {}: {e}", cfg.endpoint))?;
     let endpoint = server.endpoint().to_string();
+    match &cfg.curve {
+        Some(c) => match &c.clients {
+            Some(keys) => {
+                info!("API: CURVE, public key {}, {} authorised client key(s)", c.public_key, keys.len())
+            }
+            None => warn!(
+                "API: CURVE, public key {}, any client that knows it is served (--curve-clients any)",
+                c.public_key
+            ),
+        },
+        None if !endpoint.starts_with("ipc://") && !endpoint.starts_with("tcp://127.") => warn!(
+            "API on {endpoint} without CURVE: anyone who reaches it can change the network (see --curve-keys)"
+        ),
+        None => {}
+    }
 
     // SIGINT / SIGTERM: stop serving, then shut down cleanly.
     let signalled = Arc::new(AtomicBool::new(false));
@@ -134,12 +153,13 @@ fn run(cfg: Config) -> Result<(), String> {
     eprintln!(
         "butterflyd ready: VTEP {} ({:?} underlay), API on {endpoint}{}\n\
          Add a first VM NIC with the CLI (`cargo run -p butterfly-api --bin butterfly --` or an installed `butterfly`):\n  \
-         butterfly nic add -e {endpoint} --id vm1 --mac 52:54:00:00:00:01 --vni 1 --ip 10.0.0.1\n\
+         butterfly nic add -e {endpoint}{security} --id vm1 --mac 52:54:00:00:00:01 --vni 1 --ip 10.0.0.1\n\
          then start QEMU with -chardev socket,id=c0,path={}/qemu-vhost-vm1 -netdev vhost-user,id=n0,chardev=c0 ...",
         cfg.ip,
         cfg.underlay,
         cfg.metrics.map(|m| format!(", metrics on http://{m}/metrics")).unwrap_or_default(),
-        cfg.socket_dir.display()
+        cfg.socket_dir.display(),
+        security = cli_security(&cfg),
     );
     let exit = server.serve(&mut daemon);
     stop.store(true, Ordering::Relaxed);
@@ -149,4 +169,16 @@ fn run(cfg: Config) -> Result<(), String> {
         let _ = m.join();
     }
     exit.map(|_| ()).map_err(|e| format!("API server: {e}"))
+}
+
+/// The CLI options a client of this daemon needs for its security settings.
+fn cli_security(cfg: &Config) -> String {
+    let mut out = String::new();
+    if let Some(k) = &cfg.key {
+        out.push_str(&format!(" -k {}", k.display()));
+    }
+    if let Some(c) = &cfg.curve {
+        out.push_str(&format!(" --curve-server-key {} --curve-client-keys CLIENT_KEYS_FILE", c.public_key));
+    }
+    out
 }

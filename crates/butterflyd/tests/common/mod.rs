@@ -14,18 +14,22 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The `butterfly` CLI, built on demand (it lives in the butterfly-api crate).
+/// The `butterfly` CLI (it lives in the butterfly-api crate), built once per test process
+/// so that `cargo test -p butterflyd` never runs a stale CLI (cargo builds it only for
+/// `cargo test --workspace`; a build with nothing to do takes a fraction of a second).
 pub fn cli_path() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_butterflyd"));
     let cli = exe.with_file_name("butterfly");
-    if !cli.exists() {
+    BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "-q", "-p", "butterfly-api", "--bin", "butterfly"])
-            .status()
-            .unwrap();
+        let mut args = vec!["build", "-q", "-p", "butterfly-api", "--bin", "butterfly"];
+        if exe.parent().and_then(Path::file_name).is_some_and(|d| d == "release") {
+            args.push("--release");
+        }
+        let st = Command::new(cargo).args(&args).status().unwrap();
         assert!(st.success(), "building the butterfly CLI failed");
-    }
+    });
     assert!(cli.exists(), "no CLI at {}", cli.display());
     cli
 }
@@ -35,6 +39,19 @@ pub struct Daemon {
     pub endpoint: String,
     pub dir: tempfile::TempDir,
     pub netns: Option<String>,
+    /// How the tests' clients (ZeroMQ and CLI) talk to this daemon.
+    pub security: Security,
+}
+
+/// The client side of a daemon's API security: Butterfly's key (`-k`) and/or CURVE.
+#[derive(Clone, Default)]
+pub struct Security {
+    /// Global options for the `butterfly` CLI (`-k FILE`, `--curve-server-key …`).
+    pub cli: Vec<String>,
+    /// Butterfly's pre-shared key.
+    pub key: Option<butterfly_api::crypto::Key>,
+    /// CURVE keys.
+    pub curve: Option<butterfly_api::CurveClient>,
 }
 
 impl Daemon {
@@ -55,6 +72,18 @@ impl Daemon {
         netns: Option<&str>,
         endpoint: String,
         extra: &[&str],
+    ) -> Daemon {
+        Self::start_secured(dir, netns, endpoint, extra, Security::default())
+    }
+
+    /// [`Daemon::start_full`] for a daemon whose API needs `security` from its clients (the
+    /// daemon's own options are in `extra`).
+    pub fn start_secured(
+        dir: tempfile::TempDir,
+        netns: Option<&str>,
+        endpoint: String,
+        extra: &[&str],
+        security: Security,
     ) -> Daemon {
         let sockets = dir.path().join("sockets");
         let state = dir.path().join("state");
@@ -91,16 +120,21 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut d = Daemon { child: Some(child), endpoint, dir, netns: netns.map(str::to_string) };
+        let mut d = Daemon { child: Some(child), endpoint, dir, netns: netns.map(str::to_string), security };
         d.wait_ready();
         d
     }
 
     pub fn client(&self) -> Client {
+        self.client_with_timeout(Duration::from_secs(10))
+    }
+
+    fn client_with_timeout(&self, timeout: Duration) -> Client {
         Client::new(ClientConfig {
             endpoint: self.endpoint.clone(),
-            timeout: Some(Duration::from_secs(10)),
-            ..ClientConfig::default()
+            timeout: Some(timeout),
+            key: self.security.key.clone(),
+            curve: self.security.curve.clone(),
         })
         .unwrap()
     }
@@ -115,13 +149,7 @@ impl Daemon {
                 panic!("daemon exited early ({status}): {err}");
             }
             let req = v0::Request { nic_list: Some(true), ..Default::default() };
-            let c = Client::new(ClientConfig {
-                endpoint: self.endpoint.clone(),
-                timeout: Some(Duration::from_millis(500)),
-                ..ClientConfig::default()
-            })
-            .unwrap();
-            if c.call(req).is_ok() {
+            if self.client_with_timeout(Duration::from_millis(500)).call(req).is_ok() {
                 return;
             }
             assert!(Instant::now() < deadline, "daemon did not answer on {}", self.endpoint);
@@ -130,7 +158,12 @@ impl Daemon {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(cli_path()).args(["-e", &self.endpoint, "-t", "10000"]).args(args).output().unwrap()
+        Command::new(cli_path())
+            .args(["-e", &self.endpoint, "-t", "10000"])
+            .args(&self.security.cli)
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
