@@ -94,7 +94,8 @@ pub struct Cli {
     /// Core the dataplane thread is pinned to.
     #[arg(short = 'u', long = "graph-cpu-core")]
     pub graph_cpu_core: Option<usize>,
-    /// Logs go to stderr (always the case; accepted for compatibility).
+    /// Log to stderr only. Default: to journald when it listens, else to syslog (ident
+    /// "butterfly", facility local0), and to stderr unless stderr is the journal already.
     #[arg(long = "no-syslog")]
     pub no_syslog: bool,
     /// Physical side: tap[:NAME] (default tap:bf-underlay), af-packet:IFACE, dpdk[:PORT], none.
@@ -233,6 +234,10 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Trace new NICs by default.
     pub packet_trace: bool,
+    /// Log to stderr only (no journald, no syslog).
+    pub no_syslog: bool,
+    /// Where the lock files of API endpoints live (one daemon per endpoint on the host).
+    pub run_dir: PathBuf,
     /// API key file.
     pub key: Option<PathBuf>,
     /// CURVE on the API endpoint.
@@ -465,6 +470,8 @@ impl Config {
             socket_dir,
             log_level,
             packet_trace: cli.packet_trace,
+            no_syslog: cli.no_syslog,
+            run_dir: default_dir("/run/butterfly", "run"),
             key,
             curve,
             dpdk_args,

@@ -123,6 +123,11 @@ impl Daemon {
         Ok(restored)
     }
 
+    /// How many NICs the configuration holds.
+    pub fn nic_count(&self) -> usize {
+        self.mem.model.nic_ids().len()
+    }
+
     /// Removes every NIC from the graph and stops it (the saved state is kept).
     pub fn shutdown(&mut self) {
         self.dp.shutdown();
