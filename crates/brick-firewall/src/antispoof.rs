@@ -346,18 +346,7 @@ impl Brick for AntiSpoof {
     }
 
     fn describe(&self) -> Vec<String> {
-        let m = self.mac;
-        vec![format!(
-            "mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {} ipv4, {} ipv6",
-            m[0],
-            m[1],
-            m[2],
-            m[3],
-            m[4],
-            m[5],
-            self.v4.len(),
-            self.v6.len()
-        )]
+        vec![format!("mac {}, {} ipv4, {} ipv6", brick_core::MacFmt(self.mac), self.v4.len(), self.v6.len())]
     }
 }
 

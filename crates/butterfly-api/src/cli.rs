@@ -18,6 +18,18 @@ pub const EXIT_FAILED: i32 = 1;
 /// undecodable reply.
 pub const EXIT_TRANSPORT: i32 = 2;
 
+/// The largest VNI (24 bits).
+const MAX_VNI: u32 = (1 << 24) - 1;
+
+/// A VNI on the command line: 0 to 2^24 - 1. Negative numbers are taken as values (not as
+/// options), so that `--vni -1` says what a VNI may be.
+fn parse_vni(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<i64>() {
+        Ok(v) if (0..=i64::from(MAX_VNI)).contains(&v) => Ok(v as u32),
+        _ => Err(format!("a VNI is a number from 0 to {MAX_VNI} (2^24 - 1)")),
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "butterfly", version = concat!(env!("CARGO_PKG_VERSION"), " (proto revision 6)"),
     about = "Control a butterfly daemon. Chain commands with '+': butterfly sg add sg-1 + sg list",
@@ -135,8 +147,8 @@ struct NicAdd {
     /// MAC address
     #[arg(long)]
     mac: String,
-    /// VNI (< 2^24)
-    #[arg(long)]
+    /// VNI (0 to 2^24 - 1)
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_vni)]
     vni: u32,
     /// IP address (repeatable)
     #[arg(long)]
@@ -231,7 +243,7 @@ enum VniCmd {
     /// Forget VNIs' own settings: they follow the daemon's default (--bum-mode) again
     Del {
         /// VNIs
-        #[arg(required = true)]
+        #[arg(required = true, allow_negative_numbers = true, value_parser = parse_vni)]
         vnis: Vec<u32>,
     },
     /// Add or remove remote VTEPs of a VNI's unicast flood list
@@ -242,13 +254,15 @@ enum VniCmd {
     /// Mode in effect, group or flood list, remote VTEPs known, NICs (every VNI without one)
     Details {
         /// VNI
+        #[arg(allow_negative_numbers = true, value_parser = parse_vni)]
         vni: Option<u32>,
     },
 }
 
 #[derive(Args, Debug)]
 struct VniSetArgs {
-    /// VNI (< 2^24)
+    /// VNI (0 to 2^24 - 1)
+    #[arg(allow_negative_numbers = true, value_parser = parse_vni)]
     vni: u32,
     /// Flood to a multicast group (the VNI's default group unless --group)
     #[arg(long)]
@@ -272,6 +286,7 @@ enum VniFloodCmd {
     /// Add remote VTEPs to the VNI's flood list (the VNI must flood by list)
     Add {
         /// VNI
+        #[arg(allow_negative_numbers = true, value_parser = parse_vni)]
         vni: u32,
         /// Remote VTEP addresses
         #[arg(required = true, value_delimiter = ',')]
@@ -280,6 +295,7 @@ enum VniFloodCmd {
     /// Remove remote VTEPs from the VNI's flood list
     Del {
         /// VNI
+        #[arg(allow_negative_numbers = true, value_parser = parse_vni)]
         vni: u32,
         /// Remote VTEP addresses
         #[arg(required = true, value_delimiter = ',')]
@@ -407,7 +423,8 @@ impl From<TransportError> for Failure {
             | TransportError::Crypto(_)
             | TransportError::CurveRefused { .. }
             | TransportError::SecurityMismatch { .. }
-            | TransportError::Handshake { .. } => EXIT_FAILED,
+            | TransportError::Handshake { .. }
+            | TransportError::BadEndpoint(_) => EXIT_FAILED,
             _ => EXIT_TRANSPORT,
         };
         Failure { code, msg: e.to_string() }
@@ -461,18 +478,19 @@ impl Ctx {
         let n = reqs.len();
         let msgs = wrap(reqs);
         let reply = self.send(&msgs)?;
+        // An envelope error first: a request refused whole (REJECTED) gets one message back,
+        // however many it carried.
+        if let Some(c) = reply.messages.iter().find_map(|m| m.error.as_ref().and_then(|e| e.code)) {
+            let name =
+                proto::error::Code::try_from(c).map(|c| c.as_str_name().to_string()).unwrap_or(c.to_string());
+            let hint = if c == proto::error::Code::Rejected as i32 { self.rejected_hint() } else { "" };
+            return Err(usage(format!("error in response: {name}{hint}")));
+        }
         if reply.messages.len() != n {
             return Err(Failure { code: EXIT_TRANSPORT, msg: "no message in response".into() });
         }
         let mut out = Vec::new();
         for m in reply.messages {
-            if let Some(c) = m.error.and_then(|e| e.code) {
-                let name = proto::error::Code::try_from(c)
-                    .map(|c| c.as_str_name().to_string())
-                    .unwrap_or(c.to_string());
-                let hint = if c == proto::error::Code::Rejected as i32 { self.rejected_hint() } else { "" };
-                return Err(usage(format!("error in response: {name}{hint}")));
-            }
             let Some(r) = m.message_0.and_then(|m| m.response) else {
                 return Err(Failure { code: EXIT_TRANSPORT, msg: "no response in reply".into() });
             };
@@ -575,6 +593,12 @@ fn build_rule(a: &RuleArgs) -> Result<v0::Rule, Failure> {
         cidr,
         security_group: a.sg_members.clone(),
     })
+}
+
+/// Seconds since the epoch (the API's dates) as RFC 3339 UTC, e.g. 2026-12-04T18:00:00Z.
+fn date(epoch: u64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(epoch);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn or_empty(o: &Option<String>) -> &str {
@@ -729,9 +753,29 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
                     dmac: a.dmac.clone(),
                     ..Default::default()
                 };
-                let r = ctx.call(v0::Request { nic_add: Some(nic), ..req() })?;
-                if ctx.human() {
-                    println!("{}", r.nic_add.and_then(|n| n.path).unwrap_or_default());
+                // Butterfly's nic_add replaces a NIC with the same id, and its reply does
+                // not say so: ask for the list in the same request (served in order, with
+                // nothing in between) to tell the user.
+                let r = ctx.call_many_opt(
+                    vec![
+                        v0::Request { nic_list: Some(true), ..req() },
+                        v0::Request { nic_add: Some(nic), ..req() },
+                    ],
+                    false,
+                )?;
+                let replaced = r[0].nic_list.contains(&a.id);
+                if ctx.global.json {
+                    if let Ok(v) = text::message_to_json("MessageV0.Response", &r[1]) {
+                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    }
+                } else {
+                    println!("{}", r[1].nic_add.as_ref().and_then(|n| n.path.clone()).unwrap_or_default());
+                }
+                if replaced {
+                    eprintln!(
+                        "NIC {} existed and was replaced: created again, with new counters and no connections",
+                        a.id
+                    );
                 }
             }
             NicCmd::Update(u) => {
@@ -947,8 +991,13 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
             )?;
             if ctx.human() {
                 let s = r.app_status.unwrap_or_default();
-                println!("start date: {}", s.start_date.unwrap_or(0));
-                println!("current date: {}", s.current_date.unwrap_or(0));
+                let (start, now) = (s.start_date.unwrap_or(0), s.current_date.unwrap_or(0));
+                println!(
+                    "start date: {} (up {})",
+                    date(start),
+                    humantime::format_duration(Duration::from_secs(now.saturating_sub(start)))
+                );
+                println!("current date: {}", date(now));
                 println!("request counter: {}", s.request_counter.unwrap_or(0));
                 for v in vnis.iter().flat_map(|r| &r.vni_details) {
                     println!("{}", vni_line(v));

@@ -89,6 +89,12 @@ pub enum TransportError {
     /// The server answered with an `Encrypted` error.
     #[error("Encrypted message error: {0}")]
     Encrypted(String),
+    /// Not a ZeroMQ endpoint (see [`check_endpoint`]).
+    #[error(
+        "{0:?} is not a ZeroMQ endpoint: use tcp://HOST:PORT (e.g. tcp://127.0.0.1:9999), \
+         ipc:///PATH or inproc://NAME"
+    )]
+    BadEndpoint(String),
     /// Spawning the server thread failed.
     #[error("cannot start server thread: {0}")]
     Thread(String),
@@ -102,6 +108,28 @@ fn mismatch_text(endpoint: &str, client_curve: bool) -> String {
             "the daemon at {endpoint} requires CURVE: give its public key with --curve-server-key \
              and this client's key pair with --curve-client-keys"
         )
+    }
+}
+
+/// Checks that `endpoint` is a ZeroMQ endpoint this crate can use: `tcp://HOST:PORT` (the
+/// port a number, or `*` to bind any), `ipc://PATH` or `inproc://NAME`, so that a mistake
+/// such as `127.0.0.1:9999` gets a message saying what a valid endpoint looks like, rather
+/// than libzmq's "Invalid argument".
+pub fn check_endpoint(endpoint: &str) -> Result<(), TransportError> {
+    let ok = match endpoint.split_once("://") {
+        Some(("tcp", address)) => match address.rsplit_once(':') {
+            Some((host, port)) => {
+                !host.is_empty() && (port == "*" || (!port.is_empty() && port.parse::<u16>().is_ok()))
+            }
+            None => false,
+        },
+        Some(("ipc" | "inproc", path)) => !path.is_empty(),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(TransportError::BadEndpoint(endpoint.to_string()))
     }
 }
 
@@ -286,6 +314,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Creates the socket and binds it.
     pub fn bind(config: ServerConfig) -> Result<Server, TransportError> {
+        check_endpoint(&config.endpoint)?;
         let ctx = zmq::Context::new();
         let mut zap = None;
         let socket = ctx.socket(zmq::REP).map_err(zerr("socket"))?;
@@ -552,6 +581,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client (no connection is made until a request).
     pub fn new(config: ClientConfig) -> Result<Client, TransportError> {
+        check_endpoint(&config.endpoint)?;
         if config.curve.is_some() && !curve_available() {
             return Err(TransportError::CurveUnavailable);
         }
@@ -738,6 +768,33 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_are_checked_before_libzmq_sees_them() {
+        for good in [
+            "tcp://127.0.0.1:9999",
+            "tcp://*:9999",
+            "tcp://127.0.0.1:*",
+            "tcp://[::1]:9",
+            "ipc:///run/b.sock",
+            "inproc://x",
+        ] {
+            assert!(check_endpoint(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "127.0.0.1:9999",
+            "tcp://127.0.0.1",
+            "tcp://127.0.0.1:",
+            "tcp://:9999",
+            "tcp://h:99999",
+            "ipc://",
+            "udp://x:1",
+            "",
+        ] {
+            let e = check_endpoint(bad).unwrap_err();
+            assert!(e.to_string().contains("use tcp://HOST:PORT"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn handshake_events_are_decoded_and_garbage_ignored() {

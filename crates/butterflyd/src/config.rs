@@ -325,12 +325,7 @@ impl Config {
             .endpoint
             .or_else(|| get("general", &["endpoint"]))
             .unwrap_or_else(|| butterfly_api::DEFAULT_ENDPOINT.to_string());
-        if !endpoint.contains("://") {
-            return Err(bad(
-                "--endpoint",
-                format!("{endpoint:?} is not a ZeroMQ endpoint (e.g. tcp://127.0.0.1:9999)"),
-            ));
-        }
+        butterfly_api::transport::check_endpoint(&endpoint).map_err(|e| bad("--endpoint", e.to_string()))?;
         let socket_dir = cli
             .socket_dir
             .or_else(|| get("general", &["socket-dir"]).map(PathBuf::from))

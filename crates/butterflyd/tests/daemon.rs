@@ -104,6 +104,53 @@ fn a_mac_already_used_in_the_vni_is_refused() {
     assert!(details.contains("vni: 9"), "m2 is as it was: {details}");
 }
 
+/// The same IP on two NICs of one VNI is refused (nic_add and nic_update) naming the NIC
+/// that has it, and nothing changes; a NIC id added again replaces the NIC, and the CLI and
+/// the log say so; a broadcast or multicast MAC is refused as aa:bb:… text.
+#[test]
+fn duplicate_ips_replaced_nics_and_bad_macs_are_said_clearly() {
+    let d = Daemon::start(&["--no-state", "-l", "info"]);
+    d.ok(&["nic", "add", "--id", "m1", "--mac", "52:54:00:00:00:51", "--vni", "8", "--ip", "10.8.0.1"]);
+    let refused = |args: &[&str], why: &str| {
+        let out = d.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    };
+    let ip_taken = "NIC m2: IP 10.8.0.1 is already used by NIC m1 in VNI 8";
+    let add_m2 = ["nic", "add", "--id", "m2", "--mac", "52:54:00:00:00:52", "--vni", "8", "--ip", "10.8.0.9"];
+    let mut args = add_m2.to_vec();
+    args.extend(["--ip", "10.8.0.1"]);
+    refused(&args, ip_taken);
+    assert_eq!(d.ok(&["nic", "list"]), "m1\n", "nothing added");
+    assert!(!exists(&d.sockets().join("qemu-vhost-m2")));
+    // In another VNI the address is free; in VNI 8, m2 may not take it by an update either.
+    d.ok(&["nic", "add", "--id", "m3", "--mac", "52:54:00:00:00:53", "--vni", "9", "--ip", "10.8.0.1"]);
+    d.ok(&add_m2);
+    refused(&["nic", "update", "--id", "m2", "--ip", "10.8.0.1"], ip_taken);
+    assert!(d.ok(&["nic", "details", "m2"]).contains("ip: 10.8.0.9\n"), "m2 is as it was");
+
+    // m1 added again (the same address is its own): replaced, and said.
+    let out =
+        d.cli(&["nic", "add", "--id", "m1", "--mac", "52:54:00:00:00:51", "--vni", "8", "--ip", "10.8.0.1"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NIC m1 existed and was replaced"), "{err}");
+
+    // Broadcast and multicast MACs: refused, written as MACs.
+    for mac in ["ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01"] {
+        refused(
+            &["nic", "add", "--id", "bad", "--mac", mac, "--vni", "8"],
+            &format!("{mac} is not a unicast MAC address"),
+        );
+    }
+    assert!(!d.ok(&["nic", "list"]).contains("bad"));
+    let (code, log, _) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("nic_add m1 vni 8 mac 52:54:00:00:00:51: replaces the existing NIC m1"), "{log}");
+    assert!(!log.contains("[ff,"), "{log}");
+}
+
 #[test]
 fn configuration_survives_a_restart() {
     let d = Daemon::start(&[]);
@@ -292,7 +339,7 @@ fn vni_bum_modes_are_checked_applied_and_kept() {
             vec!["vni", "set", "42", "--flood", "198.18.9.2,198.18.9.2"],
             "VNI 42: flood VTEP 198.18.9.2 is listed twice",
         ),
-        (vec!["vni", "set", "16777216", "--multicast"], "VNI 16777216 is out of range (0..=16777215)"),
+        (vec!["vni", "set", "16777216", "--multicast"], "a VNI is a number from 0 to 16777215 (2^24 - 1)"),
         (
             vec!["vni", "set", "43", "--group", "ff05::1"],
             "VNI 43: group ff05::1 is an IPv6 address but the underlay is IPv4",
