@@ -180,6 +180,10 @@ struct NicAdd {
     /// pcap path (needs --packet-trace true)
     #[arg(long)]
     trace_path: Option<String>,
+    /// IPv6 link-local address the NIC may use besides the EUI-64 one of its MAC, with
+    /// anti-spoofing (repeatable; butterfly-rs daemons)
+    #[arg(long)]
+    link_local: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -202,6 +206,10 @@ struct NicUpdateArgs {
     /// pcap path
     #[arg(long)]
     trace_path: Option<String>,
+    /// Replacement extra link-local addresses (repeatable; `--link-local -e` clears;
+    /// butterfly-rs daemons)
+    #[arg(long, allow_hyphen_values = true)]
+    link_local: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -639,6 +647,14 @@ fn print_nic(n: &v0::Nic) {
     if let Some(p) = &n.packet_trace_path {
         println!("trace path: {p}");
     }
+    // The link-local addresses anti-spoofing lets the NIC use: its MAC's EUI-64 one, then
+    // those the daemon was given (butterfly-rs).
+    if let Ok(mac) = n.mac.parse::<crate::types::MacAddr>() {
+        println!("link-local: {} (from the mac)", mac.eui64_link_local());
+    }
+    for ll in &n.link_local {
+        println!("link-local: {ll}");
+    }
     let t = v0::nic::Type::try_from(n.r#type.unwrap_or(0)).map(|t| t.as_str_name()).unwrap_or("?");
     println!("type: {t}");
     if let Some(p) = &n.path {
@@ -751,6 +767,7 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
                     btype: a.btype.clone(),
                     dip: a.dip.clone(),
                     dmac: a.dmac.clone(),
+                    link_local: a.link_local.clone(),
                     ..Default::default()
                 };
                 // Butterfly's nic_add replaces a NIC with the same id, and its reply does
@@ -787,6 +804,7 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
                         security_group: clear_marker(&u.sg),
                         packet_trace: u.packet_trace,
                         packet_trace_path: u.trace_path.clone(),
+                        link_local: clear_marker(&u.link_local),
                     }),
                     ..req()
                 })?;

@@ -408,3 +408,41 @@ fn clear_messages_for_common_mistakes() {
     assert!(raw.is_u64() || raw.as_str().is_some_and(|t| t.parse::<u64>().is_ok()), "{v}");
     s.stop().unwrap();
 }
+
+/// butterfly-rs's link-local extension: listed, canonicalised, shown with the MAC's EUI-64
+/// address, replaced and cleared by nic update, refused outside fe80::/10, kept by dump.
+#[test]
+fn link_local_addresses() {
+    let s = common::spawn_default();
+    let e = s.endpoint().to_string();
+    ok(&e, "nic add --id n1 --mac 52:54:00:12:34:01 --vni 4 --link-local FE80::0001 --link-local fe80::1");
+    let d = ok(&e, "nic details n1");
+    assert!(
+        d.contains("link-local: fe80::5054:ff:fe12:3401 (from the mac)\nlink-local: fe80::1\ntype:"),
+        "{d}"
+    );
+    ok(&e, "nic update --id n1 --link-local fe80::2 --link-local fe80::3");
+    assert!(ok(&e, "nic details n1").contains("link-local: fe80::2\nlink-local: fe80::3\n"));
+    let dump = ok(&e, "dump");
+    assert!(dump.contains(r#"link_local: ["fe80::2", "fe80::3"]"#), "{dump}");
+    ok(&e, "nic update --id n1 --link-local -e");
+    let d = ok(&e, "nic details n1");
+    assert_eq!(d.matches("link-local:").count(), 1, "only the MAC's is left: {d}");
+    for (args, why) in [
+        (
+            "nic add --id n2 --mac 52:54:00:12:34:02 --vni 4 --link-local fd00::1",
+            "Bad NIC format: link-local address fd00::1 is not in fe80::/10",
+        ),
+        (
+            "nic update --id n1 --link-local 10.0.0.1",
+            "Bad Nic update format: link-local address 10.0.0.1 is not in fe80::/10",
+        ),
+        ("nic update --id n1 --link-local fe80::zz", "can't convert \"fe80::zz\" to IP"),
+    ] {
+        let o = bf(&e, args);
+        assert_eq!(o.code, 1, "{args}");
+        assert!(o.stderr.contains(why), "{args}: {}", o.stderr);
+    }
+    assert_eq!(ok(&e, "nic list"), "n1\n", "nothing added");
+    s.stop().unwrap();
+}

@@ -598,3 +598,74 @@ fn idle_share_with_twenty_nics(prefix: &str, args: &[&str]) {
     let (code, err, _) = d.stop();
     assert_eq!(code, 0, "{err}");
 }
+
+/// A VM (a TAP in a namespace, anti-spoofing on) may use the EUI-64 link-local address of
+/// its MAC, but not answer for another one: its neighbour advertisements for fe80::1 (a
+/// gateway's usual address) are dropped, and the neighbour never learns its MAC for it.
+/// Listed through the API (`--link-local`), the address is the VM's and works.
+#[test]
+fn link_local_impersonation_is_refused_and_the_eui64_address_works() {
+    let tag = std::process::id() % 100_000;
+    let (a, b) = (format!("bfla{tag}"), format!("bflb{tag}"));
+    let ns = Netns(vec![format!("bflna{tag}"), format!("bflnb{tag}")]);
+    let (mac_a, mac_b) = ("52:54:00:ac:00:01", "52:54:00:ac:00:02");
+    let ll_a = "fe80::5054:ff:feac:1";
+    let d = Daemon::start(&["--no-state"]);
+    d.ok(&["sg", "add", "open"]);
+    d.ok(&["sg", "rule", "add", "open", "--dir", "in", "--ip-proto", "all", "--cidr", "::/0"]);
+    // a: filtered and anti-spoofed; b: a plain neighbour (no filtering) whose cache we read.
+    let base = ["nic", "add", "--type", "TAP", "--vni", "77"];
+    let mut add_a = base.to_vec();
+    add_a.extend(["--id", &a, "--mac", mac_a, "--ip", "fd77::1", "--sg", "open", "--enable-antispoof"]);
+    d.ok(&add_a);
+    let mut add_b = base.to_vec();
+    add_b.extend(["--id", &b, "--mac", mac_b, "--ip", "fd77::2", "--bypass-filtering"]);
+    d.ok(&add_b);
+    let details = d.ok(&["nic", "details", &a]);
+    assert!(details.contains(&format!("link-local: {ll_a} (from the mac)")), "{details}");
+    for (nic, netns, ip) in [(&a, &ns.0[0], "fd77::1/64"), (&b, &ns.0[1], "fd77::2/64")] {
+        sh(&["ip", "netns", "add", netns]);
+        sh(&["ip", "link", "set", "dev", nic, "netns", netns]);
+        // The kernel's default: the link-local address derived from the MAC (EUI-64).
+        sh(&["ip", "-n", netns, "link", "set", "dev", nic, "addrgenmode", "eui64"]);
+        sh(&["ip", "netns", "exec", netns, "sysctl", "-qw", &format!("net.ipv6.conf.{nic}.accept_dad=0")]);
+        sh(&["ip", "-n", netns, "addr", "add", ip, "dev", nic, "nodad"]);
+        sh(&["ip", "-n", netns, "link", "set", "dev", nic, "up"]);
+    }
+    let ping6 = |netns: &str, dev: &str, to: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", netns, "ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", "-I", dev, to])
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (na, nb) = (&ns.0[0], &ns.0[1]);
+    // a's own addresses work: neighbour discovery from its EUI-64 link-local address.
+    let have = sh(&["ip", "-n", na, "-6", "addr", "show", "dev", &a, "scope", "link"]);
+    assert!(have.contains(ll_a), "the VM has its EUI-64 link-local address: {have}");
+    for to in ["fd77::1", ll_a] {
+        let (ok, out) = ping6(nb, &b, to);
+        assert!(ok, "{b} -> {to}:\n{out}");
+    }
+    // a answers for fe80::1 too: refused, and b never learns a's MAC for it.
+    sh(&["ip", "-n", na, "addr", "add", "fe80::1/64", "dev", &a, "nodad"]);
+    let (ok, out) = ping6(nb, &b, "fe80::1");
+    assert!(!ok, "an impersonated link-local address must not answer:\n{out}");
+    let neigh = sh(&["ip", "-n", nb, "-6", "neigh", "show", "fe80::1", "dev", &b]);
+    assert!(!neigh.contains(mac_a), "b's neighbour cache is not poisoned: {neigh}");
+    let status = d.ok(&["status"]);
+    let line = status.lines().find(|l| l.contains(&format!("antispoof-{a}"))).unwrap_or_default();
+    assert!(
+        line.contains("drop ipv6 link-local source:") || line.contains("drop ndp target:"),
+        "counted by a's anti-spoof brick: {line}"
+    );
+    // Listed through the API, fe80::1 is a's: it answers.
+    d.ok(&["nic", "update", "--id", &a, "--link-local", "fe80::1"]);
+    sh(&["ip", "-n", nb, "-6", "neigh", "flush", "dev", &b]);
+    let (ok, out) = ping6(nb, &b, "fe80::1");
+    assert!(ok, "a listed link-local address works:\n{out}");
+    let neigh = sh(&["ip", "-n", nb, "-6", "neigh", "show", "fe80::1", "dev", &b]);
+    assert!(neigh.contains(mac_a), "{neigh}");
+    let (code, err, _) = d.stop();
+    assert_eq!(code, 0, "{err}");
+}
