@@ -9,21 +9,30 @@
 //!    one of the VM's IPv4 addresses (or 0.0.0.0 in a request: an RFC 5227 probe);
 //! 4. IPv4 (when `check_ip`): source one of the VM's IPv4 addresses, or 0.0.0.0 for a DHCP
 //!    client packet (UDP 68 → 67);
-//! 5. IPv6 (when `check_ip`): source one of the VM's IPv6 addresses, or link-local
-//!    (fe80::/10: needed for NDP, DHCPv6 and SLAAC; not tied to the MAC since RFC 7217
-//!    addresses are opaque), or `::` for DAD neighbour solicitations, router solicitations
-//!    and MLDv2 reports;
+//! 5. IPv6 (when `check_ip`): source one of the VM's IPv6 addresses, or one of its allowed
+//!    link-local addresses (see below), or `::` for DAD neighbour solicitations, router
+//!    solicitations and MLDv2 reports;
 //! 6. NDP (when `check_ndp`): router advertisements and redirects are dropped (a VM is not a
 //!    router); a neighbour advertisement's target must be one of the VM's IPv6 addresses or
-//!    link-local, and its target link-layer option, when present, the VM's MAC; a neighbour
-//!    solicitation's source link-layer option, when present, must be the VM's MAC, and a DAD
-//!    solicitation (source `::`) must carry none and target one of the VM's addresses or a
-//!    link-local one;
+//!    allowed link-local addresses, and its target link-layer option, when present, the
+//!    VM's MAC; a neighbour solicitation's source link-layer option, when present, must be
+//!    the VM's MAC, and a DAD solicitation (source `::`) must carry none and target one of
+//!    the VM's addresses or allowed link-local addresses;
+//! 7. other ethertypes are dropped unless `allow_other_ethertypes`.
+//!
+//! **Link-local addresses** (fe80::/10, used by NDP, DHCPv6, MLD and routing protocols) are
+//! tied to the VM like any other: by default it may use only the modified EUI-64 address
+//! derived from its MAC ([`eui64_link_local`], what Linux and most guests configure by
+//! default), plus those given with [`AntiSpoof::set_link_local`] (a guest using RFC 7217
+//! stable-privacy or random link-local addresses, a VRRP/keepalived address). Without this a
+//! VM could answer for another host's link-local address, a gateway's for instance, and
+//! poison its neighbours' caches. [`AntiSpoofOptions::any_link_local`] restores the old
+//! behaviour (any fe80::/10 address).
 //! 7. other ethertypes are dropped unless `allow_other_ethertypes`.
 //!
 //! Each drop is counted under its reason ([`ANTISPOOF_DROP_REASONS`]).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use brick_core::{Brick, Burst, Output, PortId, Side};
 
@@ -67,6 +76,8 @@ pub enum SpoofDrop {
     NdpRouter,
     /// Ethertype not allowed.
     Ethertype,
+    /// IPv6 link-local source that is not one of the VM's allowed link-local addresses.
+    Ipv6LinkLocal,
 }
 
 /// Drop reason names of the anti-spoof brick, in [`SpoofDrop`] order.
@@ -85,6 +96,7 @@ pub const ANTISPOOF_DROP_REASONS: &[&str] = &[
     "ndp link-layer option",
     "ndp router message",
     "ethertype",
+    "ipv6 link-local source",
 ];
 
 /// What the anti-spoof brick checks besides the MAC.
@@ -98,12 +110,29 @@ pub struct AntiSpoofOptions {
     pub check_ndp: bool,
     /// Let ethertypes other than IPv4, IPv6 and ARP through (default false).
     pub allow_other_ethertypes: bool,
+    /// Accept any IPv6 link-local address (fe80::/10) as the VM's, not only the EUI-64 one
+    /// of its MAC and those given with [`AntiSpoof::set_link_local`] (default false).
+    pub any_link_local: bool,
 }
 
 impl Default for AntiSpoofOptions {
     fn default() -> Self {
-        AntiSpoofOptions { check_ip: true, check_arp: true, check_ndp: true, allow_other_ethertypes: false }
+        AntiSpoofOptions {
+            check_ip: true,
+            check_arp: true,
+            check_ndp: true,
+            allow_other_ethertypes: false,
+            any_link_local: false,
+        }
     }
+}
+
+/// The modified EUI-64 IPv6 link-local address of `mac` (RFC 4291 appendix A): fe80:: with
+/// the MAC's universal/local bit flipped and ff:fe in its middle, e.g. 52:54:00:12:34:56 →
+/// fe80::5054:ff:fe12:3456.
+pub fn eui64_link_local(mac: [u8; 6]) -> Ipv6Addr {
+    let m = mac;
+    Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]])
 }
 
 /// Too many addresses for one brick.
@@ -117,6 +146,10 @@ pub struct AntiSpoof {
     mac: [u8; 6],
     v4: Vec<u32>,
     v6: Vec<u128>,
+    /// Link-local addresses given besides the MAC's EUI-64 one.
+    extra_link_local: Vec<u128>,
+    /// Every allowed link-local address: the MAC's EUI-64 one, then the extra ones.
+    link_local: Vec<u128>,
     opts: AntiSpoofOptions,
 }
 
@@ -132,9 +165,54 @@ impl AntiSpoof {
         ips: &[IpAddr],
         options: AntiSpoofOptions,
     ) -> Result<AntiSpoof, TooManyAddresses> {
-        let mut a = AntiSpoof { mac, v4: Vec::new(), v6: Vec::new(), opts: options };
+        let mut a = AntiSpoof {
+            mac,
+            v4: Vec::new(),
+            v6: Vec::new(),
+            extra_link_local: Vec::new(),
+            link_local: Vec::new(),
+            opts: options,
+        };
         a.set_ips(ips)?;
+        a.rebuild_link_local();
         Ok(a)
+    }
+
+    /// Sets the link-local addresses the VM may use besides the EUI-64 one of its MAC
+    /// (live, like [`set_ips`](Self::set_ips)). Addresses outside fe80::/10 are ignored:
+    /// they belong in `set_ips`.
+    pub fn set_link_local(&mut self, addrs: &[Ipv6Addr]) -> Result<(), TooManyAddresses> {
+        if addrs.len() > MAX_ADDRESSES {
+            return Err(TooManyAddresses(addrs.len()));
+        }
+        self.extra_link_local = addrs.iter().map(|a| u128::from(*a)).filter(|&a| is_link_local(a)).collect();
+        self.rebuild_link_local();
+        Ok(())
+    }
+
+    /// The link-local addresses the VM may use: the EUI-64 one of its MAC first.
+    pub fn link_local(&self) -> Vec<Ipv6Addr> {
+        self.link_local.iter().map(|&a| Ipv6Addr::from(a)).collect()
+    }
+
+    fn rebuild_link_local(&mut self) {
+        self.link_local = vec![u128::from(eui64_link_local(self.mac))];
+        for &a in &self.extra_link_local {
+            if !self.link_local.contains(&a) {
+                self.link_local.push(a);
+            }
+        }
+    }
+
+    #[inline]
+    fn link_local_ok(&self, a: u128) -> bool {
+        self.opts.any_link_local || self.link_local.contains(&a)
+    }
+
+    /// One of the VM's addresses, or one of its allowed link-local ones.
+    #[inline]
+    fn own_v6(&self, a: u128) -> bool {
+        self.has_v6(a) || (is_link_local(a) && self.link_local_ok(a))
     }
 
     /// Replaces the VM's addresses (live: through `GraphHandle::exec` + `Graph::brick_mut`).
@@ -163,9 +241,10 @@ impl AntiSpoof {
         Ok(())
     }
 
-    /// Replaces the VM's MAC.
+    /// Replaces the VM's MAC (and with it the EUI-64 link-local address it may use).
     pub fn set_mac(&mut self, mac: [u8; 6]) {
         self.mac = mac;
+        self.rebuild_link_local();
     }
 
     /// Replaces the options.
@@ -263,11 +342,13 @@ impl AntiSpoof {
         let icmp6 = flow.proto == PROTO_ICMP6 && flow.l4_offset != 0;
         let ty = if icmp6 { flow.icmp_type } else { 0 };
         if self.opts.check_ip {
-            let ok = self.has_v6(flow.src)
-                || is_link_local(flow.src)
-                || (flow.src == 0 && icmp6 && matches!(ty, 133 | 135 | 143));
+            let ok = self.own_v6(flow.src) || (flow.src == 0 && icmp6 && matches!(ty, 133 | 135 | 143));
             if !ok {
-                return Err(SpoofDrop::Ipv6Source);
+                return Err(if is_link_local(flow.src) {
+                    SpoofDrop::Ipv6LinkLocal
+                } else {
+                    SpoofDrop::Ipv6Source
+                });
             }
         }
         // Neighbour Discovery is never fragmented (RFC 6980): the options of a fragmented
@@ -281,7 +362,7 @@ impl AntiSpoof {
                 134 | 137 => return Err(SpoofDrop::NdpRouter),
                 135 | 136 => {
                     let target = be128(f, at + 8).ok_or(SpoofDrop::NdpMalformed)?;
-                    let target_ok = self.has_v6(target) || is_link_local(target);
+                    let target_ok = self.own_v6(target);
                     let want_opt = if ty == 135 { 1 } else { 2 };
                     let mut opt_seen = false;
                     let mut o = at + 24;
@@ -346,15 +427,18 @@ impl Brick for AntiSpoof {
     }
 
     fn describe(&self) -> Vec<String> {
-        let m = self.mac;
+        let ll = if self.opts.any_link_local {
+            "any link-local".to_string()
+        } else {
+            let first = Ipv6Addr::from(self.link_local[0]);
+            match self.link_local.len() - 1 {
+                0 => format!("link-local {first}"),
+                n => format!("link-local {first} +{n}"),
+            }
+        };
         vec![format!(
-            "mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {} ipv4, {} ipv6",
-            m[0],
-            m[1],
-            m[2],
-            m[3],
-            m[4],
-            m[5],
+            "mac {}, {} ipv4, {} ipv6, {ll}",
+            brick_core::MacFmt(self.mac),
             self.v4.len(),
             self.v6.len()
         )]
@@ -369,6 +453,8 @@ mod tests {
     const VM: [u8; 6] = [2, 0, 0, 0, 0, 0x42];
     const OTHER: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
     const BCAST: [u8; 6] = [0xff; 6];
+    /// The EUI-64 link-local address of VM.
+    const LL: &str = "fe80::ff:fe00:42";
 
     fn ip6(s: &str) -> [u8; 16] {
         s.parse::<std::net::Ipv6Addr>().unwrap().octets()
@@ -468,19 +554,30 @@ mod tests {
             ("lldp", lldp, Err(Ethertype)),
             ("short", vec![0; 10], Err(Malformed)),
             ("own ipv6", udp6("fd00::1"), Ok(())),
-            ("link-local dhcpv6", udp6("fe80::1234"), Ok(())),
+            ("own eui-64 link-local dhcpv6", udp6(LL), Ok(())),
+            ("another link-local", udp6("fe80::1"), Err(Ipv6LinkLocal)),
             ("foreign ipv6", udp6("fd00::2"), Err(Ipv6Source)),
             ("unspecified udp", udp6("::"), Err(Ipv6Source)),
             ("na ok", ndp(136, "fd00::1", "fd00::1", Some(VM)), Ok(())),
             ("na no tll", ndp(136, "fd00::1", "fd00::1", None), Ok(())),
             ("na foreign target", ndp(136, "fd00::1", "fd00::2", Some(VM)), Err(NdpTarget)),
             ("na foreign tll", ndp(136, "fd00::1", "fd00::1", Some(OTHER)), Err(NdpLinkLayer)),
+            ("na own link-local", ndp(136, LL, LL, Some(VM)), Ok(())),
+            ("na for the gateway's link-local", ndp(136, LL, "fe80::1", Some(VM)), Err(NdpTarget)),
+            (
+                "na from the gateway's link-local",
+                ndp(136, "fe80::1", "fe80::1", Some(VM)),
+                Err(Ipv6LinkLocal),
+            ),
             ("ns ok", ndp(135, "fd00::1", "fd00::77", Some(VM)), Ok(())),
-            ("ns foreign sll", ndp(135, "fe80::1", "fd00::77", Some(OTHER)), Err(NdpLinkLayer)),
+            ("ns from own link-local", ndp(135, LL, "fe80::1", Some(VM)), Ok(())),
+            ("ns foreign sll", ndp(135, LL, "fd00::77", Some(OTHER)), Err(NdpLinkLayer)),
+            ("dad own link-local", ndp(135, "::", LL, None), Ok(())),
+            ("dad another link-local", ndp(135, "::", "fe80::1", None), Err(NdpTarget)),
             ("dad own", ndp(135, "::", "fd00::1", None), Ok(())),
             ("dad foreign", ndp(135, "::", "fd00::5", None), Err(NdpTarget)),
             ("dad with sll", ndp(135, "::", "fd00::1", Some(VM)), Err(NdpLinkLayer)),
-            ("router advert", ndp(134, "fe80::1", "::", None), Err(NdpRouter)),
+            ("router advert", ndp(134, LL, "::", None), Err(NdpRouter)),
             ("na in a fragment", fragmented(ndp(136, "fd00::1", "fd00::1", Some(VM))), Err(NdpMalformed)),
             ("ping6 in a fragment", fragmented(ndp(128, "fd00::1", "fd00::1", None)), Ok(())),
         ];
@@ -504,5 +601,45 @@ mod tests {
         assert_eq!(b.check(&udp4(OTHER, [9, 9, 9, 9], 1, 2)), Err(SpoofDrop::SourceMac));
         let ips: Vec<IpAddr> = (0..300u32).map(|i| IpAddr::from(i.to_be_bytes())).collect();
         assert_eq!(b.set_ips(&ips), Err(TooManyAddresses(300)));
+    }
+
+    #[test]
+    fn link_local_addresses_are_the_macs_and_those_given() {
+        assert_eq!(
+            eui64_link_local([0x52, 0x54, 0, 0x12, 0x34, 0x56]).to_string(),
+            "fe80::5054:ff:fe12:3456"
+        );
+        assert_eq!(eui64_link_local(VM).to_string(), LL);
+        let mut b = brick();
+        assert_eq!(b.link_local(), vec![LL.parse::<Ipv6Addr>().unwrap()]);
+        let gw = "fe80::1";
+        assert_eq!(b.check(&udp6(gw)), Err(SpoofDrop::Ipv6LinkLocal));
+        assert_eq!(b.check(&ndp(136, LL, gw, Some(VM))), Err(SpoofDrop::NdpTarget));
+        // Given through set_link_local (a VRRP address, a stable-privacy guest): allowed.
+        b.set_link_local(&[gw.parse().unwrap(), "fd00::9".parse().unwrap()]).unwrap();
+        assert_eq!(b.link_local().len(), 2, "addresses outside fe80::/10 are ignored");
+        assert_eq!(b.check(&udp6(gw)), Ok(()));
+        assert_eq!(b.check(&ndp(136, gw, gw, Some(VM))), Ok(()));
+        assert_eq!(b.check(&udp6(LL)), Ok(()), "the EUI-64 one stays");
+        assert_eq!(b.check(&udp6("fe80::2")), Err(SpoofDrop::Ipv6LinkLocal));
+        // A new MAC brings its own EUI-64 address and takes the old one away.
+        b.set_mac(OTHER);
+        let mut from_other = udp6("fe80::ff:fe00:99");
+        from_other[6..12].copy_from_slice(&OTHER);
+        assert_eq!(b.check(&from_other), Ok(()));
+        let mut old = udp6(LL);
+        old[6..12].copy_from_slice(&OTHER);
+        assert_eq!(b.check(&old), Err(SpoofDrop::Ipv6LinkLocal));
+        // Any link-local when asked, and none of this without IP checks.
+        b.set_options(AntiSpoofOptions { any_link_local: true, ..AntiSpoofOptions::default() });
+        let mut any = udp6("fe80::2");
+        any[6..12].copy_from_slice(&OTHER);
+        assert_eq!(b.check(&any), Ok(()));
+        b.set_options(AntiSpoofOptions { check_ip: false, check_ndp: false, ..AntiSpoofOptions::default() });
+        assert_eq!(b.check(&any), Ok(()));
+        assert_eq!(
+            b.describe(),
+            vec!["mac 02:00:00:00:00:99, 1 ipv4, 1 ipv6, link-local fe80::ff:fe00:99 +1"]
+        );
     }
 }

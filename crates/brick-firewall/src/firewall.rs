@@ -216,9 +216,18 @@ impl Firewall {
     }
 
     /// Exports the unexpired connections as bytes (see [`ConnTable::export`]), for live
-    /// migration of the VM.
+    /// migration of the VM. A firewall without an unexpired connection exports **no bytes at
+    /// all** (not an empty table's header): Butterfly's `nic_export` answered an empty string,
+    /// and its clients compare replies byte for byte. [`import_connections`] reads empty
+    /// bytes as "no connections".
+    ///
+    /// [`import_connections`]: Self::import_connections
     pub fn export_connections(&self, now: Timestamp) -> Vec<u8> {
-        self.conns.export(now.as_nanos())
+        let now = now.as_nanos();
+        if self.conns.ids().into_iter().all(|id| self.conns.get(id).expires() <= now) {
+            return Vec::new();
+        }
+        self.conns.export(now)
     }
 
     /// Imports connections exported by [`export_connections`](Self::export_connections)
@@ -227,6 +236,10 @@ impl Firewall {
     /// are replaced. All or nothing: on any error (malformed bytes, more connections than
     /// the table has room for) nothing changes. Returns how many were imported.
     pub fn import_connections(&mut self, bytes: &[u8], now: Timestamp) -> Result<usize, ImportError> {
+        // What `export_connections` gives for a table without connections.
+        if bytes.is_empty() {
+            return Ok(0);
+        }
         let rules = &self.rules;
         self.conns.import_bytes(bytes, now.as_nanos(), |c| Self::allows(rules, c))
     }
@@ -685,6 +698,23 @@ mod tests {
             b.import_connections(&bytes[..20], Timestamp(0)),
             Err(ImportError::Truncated { needed: bytes.len(), got: 20 })
         );
+    }
+
+    #[test]
+    fn no_connection_exports_no_bytes_and_imports_as_nothing() {
+        let mut a = fw(OUT_ONLY);
+        assert_eq!(a.export_connections(Timestamp(S)), Vec::<u8>::new(), "an empty table: no bytes");
+        a.filter(&udp4(VM, PEER, 5353, 53, b""), Direction::Out, S).unwrap();
+        let bytes = a.export_connections(Timestamp(2 * S));
+        assert!(bytes.starts_with(crate::conntrack::EXPORT_MAGIC), "a connection: a versioned table");
+        // Expired but not collected yet: nothing to export either.
+        assert_eq!(a.export_connections(Timestamp(3600 * S)), Vec::<u8>::new());
+        let mut b = fw(OUT_ONLY);
+        assert_eq!(b.import_connections(&[], Timestamp(S)), Ok(0));
+        assert!(b.connections().is_empty());
+        assert_eq!(b.import_connections(&bytes, Timestamp(2 * S)), Ok(1));
+        assert_eq!(b.import_connections(&[], Timestamp(2 * S)), Ok(0), "nothing changes");
+        assert_eq!(b.connections().len(), 1);
     }
 
     #[test]

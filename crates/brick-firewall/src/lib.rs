@@ -42,7 +42,9 @@ pub mod wire;
 #[cfg(test)]
 mod proptests;
 
-pub use antispoof::{AntiSpoof, AntiSpoofOptions, SpoofDrop, TooManyAddresses, ANTISPOOF_DROP_REASONS};
+pub use antispoof::{
+    eui64_link_local, AntiSpoof, AntiSpoofOptions, SpoofDrop, TooManyAddresses, ANTISPOOF_DROP_REASONS,
+};
 pub use brick_core::Timestamp;
 pub use compile::{CompileError, CompiledRuleset, Decision};
 pub use conntrack::{ConnState, ConnTable, ImportError, Timeouts};

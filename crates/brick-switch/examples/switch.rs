@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use brick_core::bricks::RxTx;
-use brick_core::{Burst, Graph, Packet, PacketPool, Side, Timestamp};
+use brick_core::{Burst, Graph, MacFmt, Packet, PacketPool, Side, Timestamp};
 use brick_switch::{Switch, SwitchConfig};
 
 fn frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
@@ -30,7 +30,7 @@ fn main() {
             |_: &mut Burst| {},
             move |b: &mut Burst| {
                 for p in b.drain() {
-                    l.lock().unwrap().push(format!("vm{i} got a frame from {:02x?}", &p.data()[6..12]));
+                    l.lock().unwrap().push(format!("vm{i} got a frame from {}", src_mac(p.data())));
                 }
             },
         );
@@ -54,6 +54,13 @@ fn main() {
     }
     let s = g.brick::<Switch>(sw).expect("switch");
     for e in s.mac_entries(Timestamp::now()) {
-        println!("  table: {:02x?} -> {:?} port {}", e.mac, e.value.side, e.value.port);
+        println!("  table: {} -> {:?} port {}", MacFmt(e.mac), e.value.side, e.value.port);
     }
+}
+
+/// The source MAC of an Ethernet frame, as aa:bb:cc:dd:ee:ff.
+fn src_mac(frame: &[u8]) -> MacFmt {
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&frame[6..12]);
+    MacFmt(m)
 }

@@ -63,7 +63,7 @@ pub enum SwitchError {
     #[error("max_ports must be between 1 and 65535, got {0}")]
     BadMaxPorts(usize),
     /// A static entry needs a unicast MAC.
-    #[error("{0:02x?} is not a unicast MAC address")]
+    #[error("{} is not a unicast MAC address", brick_core::MacFmt(*.0))]
     NotUnicast([u8; 6]),
     /// The MAC table is full.
     #[error("MAC table full ({0} entries)")]

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use brick_core::bricks::RxTx;
-use brick_core::{Burst, Graph, Packet, PacketPool, Side, Timestamp};
+use brick_core::{Burst, Graph, MacFmt, Packet, PacketPool, Side, Timestamp};
 use brick_vtep::{Vtep, VtepConfig};
 
 fn frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
@@ -73,9 +73,9 @@ fn main() {
                     move |b: &mut Burst| {
                         for p in b.drain() {
                             l.lock().unwrap().push(format!(
-                                "{name} received {} bytes from {:02x?}",
+                                "{name} received {} bytes from {}",
                                 p.len(),
-                                &p.data()[6..12]
+                                src_mac(p.data())
                             ));
                         }
                     },
@@ -119,6 +119,13 @@ fn main() {
         println!("  {l}");
     }
     for e in g.brick::<Vtep>(vtep_b).unwrap().fdb(42, Timestamp::now()) {
-        println!("  vtep-b FDB: {:02x?} behind {}", e.mac, e.value.ip);
+        println!("  vtep-b FDB: {} behind {}", MacFmt(e.mac), e.value.ip);
     }
+}
+
+/// The source MAC of an Ethernet frame, as aa:bb:cc:dd:ee:ff.
+fn src_mac(frame: &[u8]) -> MacFmt {
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&frame[6..12]);
+    MacFmt(m)
 }

@@ -176,7 +176,7 @@ pub enum VtepError {
     #[error("{0} is not a valid {1} for this VTEP")]
     BadAddress(IpAddr, &'static str),
     /// A MAC that must be unicast is not.
-    #[error("{0:02x?} is not a unicast MAC address")]
+    #[error("{} is not a unicast MAC address", brick_core::MacFmt(*.0))]
     NotUnicast([u8; 6]),
     /// The VNI's MAC table is full.
     #[error("the MAC table of VNI {0} is full")]

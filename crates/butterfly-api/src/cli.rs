@@ -18,6 +18,18 @@ pub const EXIT_FAILED: i32 = 1;
 /// undecodable reply.
 pub const EXIT_TRANSPORT: i32 = 2;
 
+/// The largest VNI (24 bits).
+const MAX_VNI: u32 = (1 << 24) - 1;
+
+/// A VNI on the command line: 0 to 2^24 - 1. Negative numbers are taken as values (not as
+/// options), so that `--vni -1` says what a VNI may be.
+fn parse_vni(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<i64>() {
+        Ok(v) if (0..=i64::from(MAX_VNI)).contains(&v) => Ok(v as u32),
+        _ => Err(format!("a VNI is a number from 0 to {MAX_VNI} (2^24 - 1)")),
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "butterfly", version = concat!(env!("CARGO_PKG_VERSION"), " (proto revision 6)"),
     about = "Control a butterfly daemon. Chain commands with '+': butterfly sg add sg-1 + sg list",
@@ -87,6 +99,13 @@ enum Cmd {
     },
     /// Print the daemon's configuration as a replayable request file
     Dump,
+    /// Make a CURVE key pair (no daemon needed): writes FILE (public then secret key, Z85,
+    /// one per line, mode 0600; for --curve-client-keys or butterflyd --curve-keys) and
+    /// prints the public key (for --curve-server-key or butterflyd --curve-clients)
+    CurveKeygen {
+        /// File to create (never overwritten)
+        file: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,8 +147,8 @@ struct NicAdd {
     /// MAC address
     #[arg(long)]
     mac: String,
-    /// VNI (< 2^24)
-    #[arg(long)]
+    /// VNI (0 to 2^24 - 1)
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_vni)]
     vni: u32,
     /// IP address (repeatable)
     #[arg(long)]
@@ -161,6 +180,10 @@ struct NicAdd {
     /// pcap path (needs --packet-trace true)
     #[arg(long)]
     trace_path: Option<String>,
+    /// IPv6 link-local address the NIC may use besides the EUI-64 one of its MAC, with
+    /// anti-spoofing (repeatable; butterfly-rs daemons)
+    #[arg(long)]
+    link_local: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -183,6 +206,10 @@ struct NicUpdateArgs {
     /// pcap path
     #[arg(long)]
     trace_path: Option<String>,
+    /// Replacement extra link-local addresses (repeatable; `--link-local -e` clears;
+    /// butterfly-rs daemons)
+    #[arg(long, allow_hyphen_values = true)]
+    link_local: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -224,7 +251,7 @@ enum VniCmd {
     /// Forget VNIs' own settings: they follow the daemon's default (--bum-mode) again
     Del {
         /// VNIs
-        #[arg(required = true)]
+        #[arg(required = true, allow_negative_numbers = true, value_parser = parse_vni)]
         vnis: Vec<u32>,
     },
     /// Add or remove remote VTEPs of a VNI's unicast flood list
@@ -235,13 +262,15 @@ enum VniCmd {
     /// Mode in effect, group or flood list, remote VTEPs known, NICs (every VNI without one)
     Details {
         /// VNI
+        #[arg(allow_negative_numbers = true, value_parser = parse_vni)]
         vni: Option<u32>,
     },
 }
 
 #[derive(Args, Debug)]
 struct VniSetArgs {
-    /// VNI (< 2^24)
+    /// VNI (0 to 2^24 - 1)
+    #[arg(allow_negative_numbers = true, value_parser = parse_vni)]
     vni: u32,
     /// Flood to a multicast group (the VNI's default group unless --group)
     #[arg(long)]
@@ -265,6 +294,7 @@ enum VniFloodCmd {
     /// Add remote VTEPs to the VNI's flood list (the VNI must flood by list)
     Add {
         /// VNI
+        #[arg(allow_negative_numbers = true, value_parser = parse_vni)]
         vni: u32,
         /// Remote VTEP addresses
         #[arg(required = true, value_delimiter = ',')]
@@ -273,6 +303,7 @@ enum VniFloodCmd {
     /// Remove remote VTEPs from the VNI's flood list
     Del {
         /// VNI
+        #[arg(allow_negative_numbers = true, value_parser = parse_vni)]
         vni: u32,
         /// Remote VTEP addresses
         #[arg(required = true, value_delimiter = ',')]
@@ -395,9 +426,13 @@ fn usage(msg: impl Into<String>) -> Failure {
 impl From<TransportError> for Failure {
     fn from(e: TransportError) -> Self {
         let code = match e {
-            TransportError::Envelope(_) | TransportError::Encrypted(_) | TransportError::Crypto(_) => {
-                EXIT_FAILED
-            }
+            TransportError::Envelope(_)
+            | TransportError::Encrypted(_)
+            | TransportError::Crypto(_)
+            | TransportError::CurveRefused { .. }
+            | TransportError::SecurityMismatch { .. }
+            | TransportError::Handshake { .. }
+            | TransportError::BadEndpoint(_) => EXIT_FAILED,
             _ => EXIT_TRANSPORT,
         };
         Failure { code, msg: e.to_string() }
@@ -420,9 +455,26 @@ impl Ctx {
 
     fn send(&self, msgs: &proto::Messages) -> Result<proto::Messages, Failure> {
         self.verbose("request", msgs);
-        let reply = self.client.request(msgs)?;
+        let reply = match self.client.request(msgs) {
+            Ok(r) => r,
+            Err(e @ TransportError::Encrypted(_)) => {
+                let mut f = Failure::from(e);
+                f.msg.push_str(" (the daemon could not decrypt the request: is -k the daemon's key?)");
+                return Err(f);
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.verbose("reply", &reply);
         Ok(reply)
+    }
+
+    /// What a REJECTED envelope most likely means, given whether this client encrypts.
+    fn rejected_hint(&self) -> &'static str {
+        if self.global.key.is_some() {
+            " (a daemon without an encryption key rejects encrypted requests: leave out -k?)"
+        } else {
+            " (a daemon started with -k rejects clear requests: give its key with -k FILE)"
+        }
     }
 
     /// Sends requests, checks every reply, prints JSON when asked.
@@ -434,17 +486,19 @@ impl Ctx {
         let n = reqs.len();
         let msgs = wrap(reqs);
         let reply = self.send(&msgs)?;
+        // An envelope error first: a request refused whole (REJECTED) gets one message back,
+        // however many it carried.
+        if let Some(c) = reply.messages.iter().find_map(|m| m.error.as_ref().and_then(|e| e.code)) {
+            let name =
+                proto::error::Code::try_from(c).map(|c| c.as_str_name().to_string()).unwrap_or(c.to_string());
+            let hint = if c == proto::error::Code::Rejected as i32 { self.rejected_hint() } else { "" };
+            return Err(usage(format!("error in response: {name}{hint}")));
+        }
         if reply.messages.len() != n {
             return Err(Failure { code: EXIT_TRANSPORT, msg: "no message in response".into() });
         }
         let mut out = Vec::new();
         for m in reply.messages {
-            if let Some(c) = m.error.and_then(|e| e.code) {
-                let name = proto::error::Code::try_from(c)
-                    .map(|c| c.as_str_name().to_string())
-                    .unwrap_or(c.to_string());
-                return Err(usage(format!("error in response: {name}")));
-            }
             let Some(r) = m.message_0.and_then(|m| m.response) else {
                 return Err(Failure { code: EXIT_TRANSPORT, msg: "no response in reply".into() });
             };
@@ -549,6 +603,12 @@ fn build_rule(a: &RuleArgs) -> Result<v0::Rule, Failure> {
     })
 }
 
+/// Seconds since the epoch (the API's dates) as RFC 3339 UTC, e.g. 2026-12-04T18:00:00Z.
+fn date(epoch: u64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(epoch);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 fn or_empty(o: &Option<String>) -> &str {
     o.as_deref().unwrap_or("Ø")
 }
@@ -586,6 +646,14 @@ fn print_nic(n: &v0::Nic) {
     println!("packet trace: {}", n.packet_trace.unwrap_or(false));
     if let Some(p) = &n.packet_trace_path {
         println!("trace path: {p}");
+    }
+    // The link-local addresses anti-spoofing lets the NIC use: its MAC's EUI-64 one, then
+    // those the daemon was given (butterfly-rs).
+    if let Ok(mac) = n.mac.parse::<crate::types::MacAddr>() {
+        println!("link-local: {} (from the mac)", mac.eui64_link_local());
+    }
+    for ll in &n.link_local {
+        println!("link-local: {ll}");
     }
     let t = v0::nic::Type::try_from(n.r#type.unwrap_or(0)).map(|t| t.as_str_name()).unwrap_or("?");
     println!("type: {t}");
@@ -699,11 +767,32 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
                     btype: a.btype.clone(),
                     dip: a.dip.clone(),
                     dmac: a.dmac.clone(),
+                    link_local: a.link_local.clone(),
                     ..Default::default()
                 };
-                let r = ctx.call(v0::Request { nic_add: Some(nic), ..req() })?;
-                if ctx.human() {
-                    println!("{}", r.nic_add.and_then(|n| n.path).unwrap_or_default());
+                // Butterfly's nic_add replaces a NIC with the same id, and its reply does
+                // not say so: ask for the list in the same request (served in order, with
+                // nothing in between) to tell the user.
+                let r = ctx.call_many_opt(
+                    vec![
+                        v0::Request { nic_list: Some(true), ..req() },
+                        v0::Request { nic_add: Some(nic), ..req() },
+                    ],
+                    false,
+                )?;
+                let replaced = r[0].nic_list.contains(&a.id);
+                if ctx.global.json {
+                    if let Ok(v) = text::message_to_json("MessageV0.Response", &r[1]) {
+                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    }
+                } else {
+                    println!("{}", r[1].nic_add.as_ref().and_then(|n| n.path.clone()).unwrap_or_default());
+                }
+                if replaced {
+                    eprintln!(
+                        "NIC {} existed and was replaced: created again, with new counters and no connections",
+                        a.id
+                    );
                 }
             }
             NicCmd::Update(u) => {
@@ -715,6 +804,7 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
                         security_group: clear_marker(&u.sg),
                         packet_trace: u.packet_trace,
                         packet_trace_path: u.trace_path.clone(),
+                        link_local: clear_marker(&u.link_local),
                     }),
                     ..req()
                 })?;
@@ -919,8 +1009,13 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
             )?;
             if ctx.human() {
                 let s = r.app_status.unwrap_or_default();
-                println!("start date: {}", s.start_date.unwrap_or(0));
-                println!("current date: {}", s.current_date.unwrap_or(0));
+                let (start, now) = (s.start_date.unwrap_or(0), s.current_date.unwrap_or(0));
+                println!(
+                    "start date: {} (up {})",
+                    date(start),
+                    humantime::format_duration(Duration::from_secs(now.saturating_sub(start)))
+                );
+                println!("current date: {}", date(now));
                 println!("request counter: {}", s.request_counter.unwrap_or(0));
                 for v in vnis.iter().flat_map(|r| &r.vni_details) {
                     println!("{}", vni_line(v));
@@ -951,6 +1046,12 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
                     return Err(usage("error in response (status false)"));
                 }
             }
+        }
+        Cmd::CurveKeygen { file } => {
+            let (public, secret) = crate::transport::curve_keypair()?;
+            write_new_secret(file, &format!("{public}\n{secret}\n"))
+                .map_err(|e| usage(format!("cannot create {file}: {e}")))?;
+            println!("{public}");
         }
         Cmd::Dump => {
             let r = ctx.call_many_opt(
@@ -985,6 +1086,15 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Creates `path` (never replacing a file) readable by its owner only, with `text`.
+fn write_new_secret(path: &str, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 fn read_arg_or_file(v: &str) -> String {

@@ -32,6 +32,43 @@ pub enum TransportError {
     /// A CURVE key is not 32 bytes / valid Z85.
     #[error("invalid CURVE key: {0}")]
     BadCurveKey(String),
+    /// The daemon's CURVE authentication (ZAP) refused this client's public key.
+    #[error(
+        "the daemon at {endpoint} refused this client's CURVE key (status {status}): its public key is \
+         not among the daemon's authorised clients (butterflyd --curve-clients)"
+    )]
+    CurveRefused {
+        /// Endpoint.
+        endpoint: String,
+        /// The ZAP status code (400: not authorised).
+        status: u32,
+    },
+    /// One side uses CURVE and the other does not.
+    #[error("{}", mismatch_text(endpoint, *client_curve))]
+    SecurityMismatch {
+        /// Endpoint.
+        endpoint: String,
+        /// Whether this client used CURVE.
+        client_curve: bool,
+    },
+    /// The daemon closed every connection during the security handshake.
+    #[error(
+        "the daemon at {endpoint} closed the connection {failures} times during the security \
+         handshake: {}",
+        if *client_curve {
+            "is --curve-server-key the daemon's public key?"
+        } else {
+            "does it require CURVE (--curve-server-key)?"
+        }
+    )]
+    Handshake {
+        /// Endpoint.
+        endpoint: String,
+        /// Failed handshakes seen.
+        failures: u32,
+        /// Whether this client used CURVE.
+        client_curve: bool,
+    },
     /// No reply within the timeout.
     #[error("no reply from {endpoint} within {ms} ms (is the daemon running and reachable?)")]
     Timeout {
@@ -52,9 +89,48 @@ pub enum TransportError {
     /// The server answered with an `Encrypted` error.
     #[error("Encrypted message error: {0}")]
     Encrypted(String),
+    /// Not a ZeroMQ endpoint (see [`check_endpoint`]).
+    #[error(
+        "{0:?} is not a ZeroMQ endpoint: use tcp://HOST:PORT (e.g. tcp://127.0.0.1:9999), \
+         ipc:///PATH or inproc://NAME"
+    )]
+    BadEndpoint(String),
     /// Spawning the server thread failed.
     #[error("cannot start server thread: {0}")]
     Thread(String),
+}
+
+fn mismatch_text(endpoint: &str, client_curve: bool) -> String {
+    if client_curve {
+        format!("the daemon at {endpoint} does not use CURVE: leave out --curve-server-key")
+    } else {
+        format!(
+            "the daemon at {endpoint} requires CURVE: give its public key with --curve-server-key \
+             and this client's key pair with --curve-client-keys"
+        )
+    }
+}
+
+/// Checks that `endpoint` is a ZeroMQ endpoint this crate can use: `tcp://HOST:PORT` (the
+/// port a number, or `*` to bind any), `ipc://PATH` or `inproc://NAME`, so that a mistake
+/// such as `127.0.0.1:9999` gets a message saying what a valid endpoint looks like, rather
+/// than libzmq's "Invalid argument".
+pub fn check_endpoint(endpoint: &str) -> Result<(), TransportError> {
+    let ok = match endpoint.split_once("://") {
+        Some(("tcp", address)) => match address.rsplit_once(':') {
+            Some((host, port)) => {
+                !host.is_empty() && (port == "*" || (!port.is_empty() && port.parse::<u16>().is_ok()))
+            }
+            None => false,
+        },
+        Some(("ipc" | "inproc", path)) => !path.is_empty(),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(TransportError::BadEndpoint(endpoint.to_string()))
+    }
 }
 
 fn zerr(what: &str) -> impl FnOnce(zmq::Error) -> TransportError + '_ {
@@ -82,6 +158,12 @@ pub fn curve_keypair() -> Result<(String, String), TransportError> {
     let kp = zmq::CurveKeyPair::new().map_err(zerr("curve keypair"))?;
     let enc = |k: &[u8]| zmq::z85_encode(k).map_err(|e| TransportError::BadCurveKey(format!("{e:?}")));
     Ok((enc(&kp.public_key)?, enc(&kp.secret_key)?))
+}
+
+/// The Z85 text of a 32-byte CURVE key.
+pub fn curve_z85(key: &[u8; 32]) -> String {
+    // 32 bytes is a multiple of 4: encoding cannot fail.
+    zmq::z85_encode(key).unwrap_or_default()
 }
 
 /// Server-side CURVE settings.
@@ -190,6 +272,15 @@ fn start_zap(ctx: &zmq::Context, allowed: Vec<[u8; 32]>) -> Result<Zap, Transpor
                 let ok = frames.len() >= 7
                     && frames[5] == b"CURVE"
                     && allowed.iter().any(|k| k.as_slice() == frames[6].as_slice());
+                if !ok {
+                    let address = frames.get(3).map(|a| String::from_utf8_lossy(a).into_owned());
+                    let key = frames.get(6).and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok());
+                    tracing::warn!(
+                        "API: refused a client from {} whose CURVE key {} is not authorised",
+                        address.as_deref().unwrap_or("?"),
+                        key.map(|k| curve_z85(&k)).unwrap_or_else(|| "?".into())
+                    );
+                }
                 let (code, text): (&[u8], &[u8]) =
                     if ok { (b"200", b"OK") } else { (b"400", b"client key not authorized") };
                 let reply: Vec<Vec<u8>> =
@@ -223,6 +314,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Creates the socket and binds it.
     pub fn bind(config: ServerConfig) -> Result<Server, TransportError> {
+        check_endpoint(&config.endpoint)?;
         let ctx = zmq::Context::new();
         let mut zap = None;
         let socket = ctx.socket(zmq::REP).map_err(zerr("socket"))?;
@@ -432,6 +524,47 @@ impl Default for ClientConfig {
     }
 }
 
+/// Failed security handshakes in a row after which a request gives up
+/// ([`TransportError::Handshake`]); libzmq retries every 100 ms.
+pub const HANDSHAKE_ATTEMPTS: u32 = 3;
+
+/// What a socket monitor said about a security handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HandshakeEvent {
+    Succeeded,
+    /// ZAP refused the client (its status code, 400 for "not authorised").
+    Refused(u32),
+    /// One side uses CURVE, the other NULL.
+    MechanismMismatch,
+    /// Any other failure (the peer closed the connection, a decryption error…).
+    Failed,
+}
+
+/// Decodes a monitor event (frame 1: event `u16` and value `u32`, little endian; frame 2:
+/// the endpoint). Unknown or malformed events are ignored.
+fn handshake_event(frames: &[Vec<u8>]) -> Option<HandshakeEvent> {
+    /// libzmq's ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH.
+    const MECHANISM_MISMATCH: u32 = 0x1100_0002;
+    let head = frames.first()?;
+    if head.len() < 6 {
+        return None;
+    }
+    let event = u16::from_le_bytes([head[0], head[1]]) as i32;
+    let value = u32::from_le_bytes([head[2], head[3], head[4], head[5]]);
+    use zmq::SocketEvent as E;
+    Some(match event {
+        e if e == E::HANDSHAKE_SUCCEEDED as i32 => HandshakeEvent::Succeeded,
+        e if e == E::HANDSHAKE_FAILED_AUTH as i32 => HandshakeEvent::Refused(value),
+        e if e == E::HANDSHAKE_FAILED_PROTOCOL as i32 && value == MECHANISM_MISMATCH => {
+            HandshakeEvent::MechanismMismatch
+        }
+        e if e == E::HANDSHAKE_FAILED_PROTOCOL as i32 || e == E::HANDSHAKE_FAILED_NO_DETAIL as i32 => {
+            HandshakeEvent::Failed
+        }
+        _ => return None,
+    })
+}
+
 /// ZeroMQ REQ client. Each request uses a fresh socket with linger 0, so an
 /// unreachable daemon yields [`TransportError::Timeout`], never a hang.
 pub struct Client {
@@ -448,6 +581,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client (no connection is made until a request).
     pub fn new(config: ClientConfig) -> Result<Client, TransportError> {
+        check_endpoint(&config.endpoint)?;
         if config.curve.is_some() && !curve_available() {
             return Err(TransportError::CurveUnavailable);
         }
@@ -460,29 +594,94 @@ impl Client {
     }
 
     /// Sends raw bytes and returns the raw reply.
+    ///
+    /// The socket's security handshake is watched (a ZeroMQ socket monitor), so that a
+    /// daemon refusing this client's CURVE key ([`TransportError::CurveRefused`]), CURVE on
+    /// one side only ([`TransportError::SecurityMismatch`]) or a daemon closing every
+    /// handshake ([`TransportError::Handshake`], after [`HANDSHAKE_ATTEMPTS`]) is reported
+    /// at once, instead of as a timeout.
     pub fn request_raw(&self, bytes: &[u8]) -> Result<Vec<u8>, TransportError> {
         let s = self.ctx.socket(zmq::REQ).map_err(zerr("socket"))?;
         s.set_linger(0).map_err(zerr("linger"))?;
         let ms = self.config.timeout.map(|d| d.as_millis().min(i32::MAX as u128) as i32).unwrap_or(-1);
-        s.set_rcvtimeo(ms).map_err(zerr("rcvtimeo"))?;
         s.set_sndtimeo(ms).map_err(zerr("sndtimeo"))?;
         if let Some(c) = &self.config.curve {
             s.set_curve_serverkey(&c.server_key).map_err(zerr("curve server key"))?;
             s.set_curve_publickey(&c.public_key).map_err(zerr("curve public key"))?;
             s.set_curve_secretkey(&c.secret_key).map_err(zerr("curve secret key"))?;
         }
+        static MONITORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let monitor_ep = format!(
+            "inproc://butterfly-client-monitor-{}-{}",
+            std::process::id(),
+            MONITORS.fetch_add(1, Ordering::Relaxed)
+        );
+        let watched = zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32
+            | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
+            | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
+            | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32;
+        s.monitor(&monitor_ep, watched).map_err(zerr("monitor"))?;
+        let monitor = self.ctx.socket(zmq::PAIR).map_err(zerr("monitor socket"))?;
+        monitor.set_linger(0).map_err(zerr("monitor linger"))?;
+        monitor.connect(&monitor_ep).map_err(zerr("monitor connect"))?;
         s.connect(&self.config.endpoint).map_err(zerr("connect"))?;
-        let timeout =
-            || TransportError::Timeout { endpoint: self.config.endpoint.clone(), ms: ms.max(0) as u64 };
+        let endpoint = || self.config.endpoint.clone();
+        let timeout = || TransportError::Timeout { endpoint: endpoint(), ms: ms.max(0) as u64 };
         match s.send(bytes, 0) {
             Ok(()) => {}
             Err(zmq::Error::EAGAIN) => return Err(timeout()),
             Err(e) => return Err(TransportError::Zmq { what: "send".into(), source: e }),
         }
-        match s.recv_bytes(0) {
-            Ok(b) => Ok(b),
-            Err(zmq::Error::EAGAIN) => Err(timeout()),
-            Err(e) => Err(TransportError::Zmq { what: "recv".into(), source: e }),
+        let deadline = self.config.timeout.map(|t| std::time::Instant::now() + t);
+        let client_curve = self.config.curve.is_some();
+        let mut failures = 0u32;
+        loop {
+            let wait = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(timeout());
+                    }
+                    left.as_millis().clamp(1, i64::MAX as u128) as i64
+                }
+                None => -1,
+            };
+            let mut items = [s.as_poll_item(zmq::POLLIN), monitor.as_poll_item(zmq::POLLIN)];
+            match zmq::poll(&mut items, wait) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(TransportError::Zmq { what: "poll".into(), source: e }),
+            }
+            if items[0].is_readable() {
+                return match s.recv_bytes(zmq::DONTWAIT) {
+                    Ok(b) => Ok(b),
+                    Err(zmq::Error::EAGAIN) => continue,
+                    Err(e) => Err(TransportError::Zmq { what: "recv".into(), source: e }),
+                };
+            }
+            if !items[1].is_readable() {
+                continue;
+            }
+            let Ok(frames) = monitor.recv_multipart(zmq::DONTWAIT) else { continue };
+            match handshake_event(&frames) {
+                Some(HandshakeEvent::Succeeded) => failures = 0,
+                Some(HandshakeEvent::Refused(status)) => {
+                    return Err(TransportError::CurveRefused { endpoint: endpoint(), status })
+                }
+                Some(HandshakeEvent::MechanismMismatch) => {
+                    return Err(TransportError::SecurityMismatch { endpoint: endpoint(), client_curve })
+                }
+                Some(HandshakeEvent::Failed) => {
+                    failures += 1;
+                    if failures >= HANDSHAKE_ATTEMPTS {
+                        return Err(TransportError::Handshake {
+                            endpoint: endpoint(),
+                            failures,
+                            client_curve,
+                        });
+                    }
+                }
+                None => {}
+            }
         }
     }
 
@@ -563,5 +762,67 @@ impl Client {
         self.call_many(vec![request])?
             .pop()
             .ok_or_else(|| TransportError::Decode("no message in response".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_checked_before_libzmq_sees_them() {
+        for good in [
+            "tcp://127.0.0.1:9999",
+            "tcp://*:9999",
+            "tcp://127.0.0.1:*",
+            "tcp://[::1]:9",
+            "ipc:///run/b.sock",
+            "inproc://x",
+        ] {
+            assert!(check_endpoint(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "127.0.0.1:9999",
+            "tcp://127.0.0.1",
+            "tcp://127.0.0.1:",
+            "tcp://:9999",
+            "tcp://h:99999",
+            "ipc://",
+            "udp://x:1",
+            "",
+        ] {
+            let e = check_endpoint(bad).unwrap_err();
+            assert!(e.to_string().contains("use tcp://HOST:PORT"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn handshake_events_are_decoded_and_garbage_ignored() {
+        let ev = |event: i32, value: u32| {
+            let mut head = (event as u16).to_le_bytes().to_vec();
+            head.extend_from_slice(&value.to_le_bytes());
+            vec![head, b"tcp://127.0.0.1:1".to_vec()]
+        };
+        use zmq::SocketEvent as E;
+        assert_eq!(
+            handshake_event(&ev(E::HANDSHAKE_FAILED_AUTH as i32, 400)),
+            Some(HandshakeEvent::Refused(400))
+        );
+        assert_eq!(
+            handshake_event(&ev(E::HANDSHAKE_FAILED_PROTOCOL as i32, 0x1100_0002)),
+            Some(HandshakeEvent::MechanismMismatch)
+        );
+        assert_eq!(
+            handshake_event(&ev(E::HANDSHAKE_FAILED_PROTOCOL as i32, 0x1100_0001)),
+            Some(HandshakeEvent::Failed)
+        );
+        assert_eq!(
+            handshake_event(&ev(E::HANDSHAKE_FAILED_NO_DETAIL as i32, 32)),
+            Some(HandshakeEvent::Failed)
+        );
+        assert_eq!(handshake_event(&ev(E::HANDSHAKE_SUCCEEDED as i32, 0)), Some(HandshakeEvent::Succeeded));
+        assert_eq!(handshake_event(&ev(0x7777, 0)), None, "unknown events are ignored");
+        assert_eq!(handshake_event(&[vec![1, 2, 3]]), None, "short frames are ignored");
+        assert_eq!(handshake_event(&[]), None);
     }
 }

@@ -7,7 +7,7 @@ use crate::pb::message_v0 as v0;
 use crate::stdhash::std_hash;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
 
 /// Largest valid VNI (24 bits).
@@ -97,6 +97,15 @@ impl FromStr for MacAddr {
     }
 }
 
+impl MacAddr {
+    /// The modified EUI-64 IPv6 link-local address of this MAC (RFC 4291 appendix A), the
+    /// one guests configure by default: 52:54:00:12:34:56 → fe80::5054:ff:fe12:3456.
+    pub fn eui64_link_local(&self) -> Ipv6Addr {
+        let m = self.octets;
+        Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]])
+    }
+}
+
 impl TryFrom<String> for MacAddr {
     type Error = MacParseError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
@@ -179,6 +188,11 @@ pub struct NicSpec {
     pub packet_trace_path: Option<String>,
     /// BENCH parameters (Some exactly when `nic_type` is BENCH).
     pub bench: Option<Bench>,
+    /// butterfly-rs extension: IPv6 link-local addresses the NIC may use besides the EUI-64
+    /// one of its MAC ([`MacAddr::eui64_link_local`]), when anti-spoofing is on. All in
+    /// fe80::/10, canonical, without duplicates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_local: Vec<Ipv6Addr>,
 }
 
 /// A NIC as stored by the daemon: the spec plus what the daemon decided.
@@ -209,6 +223,9 @@ pub struct NicUpdate {
     pub packet_trace: Option<bool>,
     /// New pcap path.
     pub packet_trace_path: Option<String>,
+    /// Replacement extra link-local addresses (`Some(vec![])` clears).
+    #[serde(default)]
+    pub link_local: Option<Vec<Ipv6Addr>>,
 }
 
 /// Byte counters of a NIC.
@@ -497,6 +514,22 @@ fn parse_ips<'a>(ips: impl IntoIterator<Item = &'a String>) -> Result<Vec<IpAddr
     Ok(dedup(v))
 }
 
+/// Link-local addresses (fe80::/10) of a NIC, canonical and without duplicates; `bad` makes
+/// the error of the request kind (nic_add or nic_update).
+fn parse_link_local<'a>(
+    addrs: impl IntoIterator<Item = &'a String>,
+    bad: fn(String) -> ValidationError,
+) -> Result<Vec<Ipv6Addr>, ValidationError> {
+    let mut v = Vec::new();
+    for text in addrs {
+        match parse_ip(text)? {
+            IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80 => v.push(a),
+            _ => return Err(bad(format!("link-local address {text} is not in fe80::/10"))),
+        }
+    }
+    Ok(dedup(v))
+}
+
 impl TryFrom<&v0::Nic> for NicSpec {
     type Error = ValidationError;
     fn try_from(n: &v0::Nic) -> Result<Self, ValidationError> {
@@ -556,6 +589,7 @@ impl TryFrom<&v0::Nic> for NicSpec {
             packet_trace: n.packet_trace,
             packet_trace_path: n.packet_trace_path.clone(),
             bench,
+            link_local: parse_link_local(&n.link_local, ValidationError::Nic)?,
         })
     }
 }
@@ -571,6 +605,11 @@ impl TryFrom<&v0::NicUpdateReq> for NicUpdate {
         } else {
             Some(dedup(u.security_group.iter().filter(|s| !s.is_empty()).cloned()))
         };
+        let link_local = if u.link_local.is_empty() {
+            None
+        } else {
+            Some(parse_link_local(u.link_local.iter().filter(|s| !s.is_empty()), ValidationError::NicUpdate)?)
+        };
         Ok(NicUpdate {
             id: u.id.clone(),
             ip_anti_spoof: u.ip_anti_spoof,
@@ -578,6 +617,7 @@ impl TryFrom<&v0::NicUpdateReq> for NicUpdate {
             security_groups,
             packet_trace: u.packet_trace,
             packet_trace_path: u.packet_trace_path.clone(),
+            link_local,
         })
     }
 }
@@ -822,6 +862,7 @@ impl From<&NicSpec> for v0::Nic {
             btype,
             dip,
             dmac,
+            link_local: n.link_local.iter().map(Ipv6Addr::to_string).collect(),
         }
     }
 }
@@ -852,6 +893,9 @@ impl NicInfo {
         }
         if let Some(sgs) = &u.security_groups {
             self.spec.security_groups = sgs.clone();
+        }
+        if let Some(ll) = &u.link_local {
+            self.spec.link_local = ll.clone();
         }
         if let Some(t) = u.packet_trace {
             self.packet_trace = t;

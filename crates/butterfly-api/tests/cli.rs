@@ -220,7 +220,9 @@ fn vni_commands() {
     for (args, why) in [
         ("vni set 42 --flood 239.0.0.1", "flood VTEP 239.0.0.1 is a multicast address"),
         ("vni set 42 --flood 10.0.0.5,10.0.0.5", "flood VTEP 10.0.0.5 is listed twice"),
-        ("vni set 16777216 --multicast", "VNI 16777216 is out of range"),
+        ("vni set 16777216 --multicast", "a VNI is a number from 0 to 16777215 (2^24 - 1)"),
+        ("vni set -1 --multicast", "a VNI is a number from 0 to 16777215 (2^24 - 1)"),
+        ("vni details -5", "a VNI is a number from 0 to 16777215 (2^24 - 1)"),
         ("vni set 42 --group 10.0.0.1", "group 10.0.0.1 is not a multicast address"),
         ("vni flood add 42 10.0.0.x", "flood VTEP \"10.0.0.x\" is not an IP address"),
         ("vni flood add 43 10.0.0.5", "VNI 43 floods to its multicast group 239.1.1.1"),
@@ -347,5 +349,100 @@ fn status_works_with_a_daemon_without_vni_support() {
     let o = bf(&e, "vni details");
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("VNI details are not supported by this daemon"), "{}", o.stderr);
+    s.stop().unwrap();
+}
+
+/// Messages that say what is wrong: a negative VNI, an endpoint without its scheme, a NIC
+/// id that replaces a NIC, dates people read.
+#[test]
+fn clear_messages_for_common_mistakes() {
+    let s = common::spawn_default();
+    let e = s.endpoint().to_string();
+    // A negative VNI is a bad value, not an unknown option.
+    for args in [
+        "nic add --id n1 --mac 52:54:00:00:00:01 --vni -1",
+        "nic add --id n1 --mac 52:54:00:00:00:01 --vni 16777216",
+    ] {
+        let o = bf(&e, args);
+        assert_eq!(o.code, 1, "{args}");
+        assert!(o.stderr.contains("a VNI is a number from 0 to 16777215 (2^24 - 1)"), "{args}: {}", o.stderr);
+        assert!(!o.stderr.contains("unexpected argument"), "{}", o.stderr);
+    }
+    // An endpoint without tcp://: what a valid one looks like, at once.
+    let port = e.rsplit(':').next().unwrap();
+    let o = bf_raw(&["-e".into(), format!("127.0.0.1:{port}"), "nic".into(), "list".into()]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains(&format!("\"127.0.0.1:{port}\" is not a ZeroMQ endpoint: use tcp://HOST:PORT")),
+        "{}",
+        o.stderr
+    );
+    assert!(!o.stderr.contains("Invalid argument"), "{}", o.stderr);
+    // Adding a NIC id again replaces the NIC (Butterfly's semantics), and the CLI says so.
+    let add = |vni: &str| bf(&e, &format!("nic add --id n1 --mac 52:54:00:00:00:01 --vni {vni}"));
+    let first = add("1");
+    assert_eq!((first.code, first.stdout.as_str()), (0, "/tmp/qemu-vhost-n1\n"));
+    assert!(!first.stderr.contains("replaced"), "{}", first.stderr);
+    let again = add("2");
+    assert_eq!((again.code, again.stdout.as_str()), (0, "/tmp/qemu-vhost-n1\n"), "stdout is still the path");
+    assert!(again.stderr.contains("NIC n1 existed and was replaced"), "{}", again.stderr);
+    let json = ok(&e, "nic add --id n1 --mac 52:54:00:00:00:01 --vni 3 --json");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("one JSON reply");
+    assert_eq!(v["nic_add"]["path"], "/tmp/qemu-vhost-n1");
+    // Dates as RFC 3339 (UTC), with the uptime; --json keeps the raw seconds.
+    let st = ok(&e, "status");
+    let line = |name: &str| st.lines().find(|l| l.starts_with(name)).unwrap().to_string();
+    let (start, now) = (line("start date: "), line("current date: "));
+    for l in [&start, &now] {
+        let date = l.split(": ").nth(1).unwrap();
+        let b = date.as_bytes();
+        assert!(
+            b.len() >= 20 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[19] == b'Z',
+            "{l}"
+        );
+    }
+    assert!(start.contains(" (up "), "{start}");
+    let json = ok(&e, "status --json");
+    let v: serde_json::Value = serde_json::Deserializer::from_str(&json).into_iter().next().unwrap().unwrap();
+    let raw = &v["app_status"]["start_date"];
+    assert!(raw.is_u64() || raw.as_str().is_some_and(|t| t.parse::<u64>().is_ok()), "{v}");
+    s.stop().unwrap();
+}
+
+/// butterfly-rs's link-local extension: listed, canonicalised, shown with the MAC's EUI-64
+/// address, replaced and cleared by nic update, refused outside fe80::/10, kept by dump.
+#[test]
+fn link_local_addresses() {
+    let s = common::spawn_default();
+    let e = s.endpoint().to_string();
+    ok(&e, "nic add --id n1 --mac 52:54:00:12:34:01 --vni 4 --link-local FE80::0001 --link-local fe80::1");
+    let d = ok(&e, "nic details n1");
+    assert!(
+        d.contains("link-local: fe80::5054:ff:fe12:3401 (from the mac)\nlink-local: fe80::1\ntype:"),
+        "{d}"
+    );
+    ok(&e, "nic update --id n1 --link-local fe80::2 --link-local fe80::3");
+    assert!(ok(&e, "nic details n1").contains("link-local: fe80::2\nlink-local: fe80::3\n"));
+    let dump = ok(&e, "dump");
+    assert!(dump.contains(r#"link_local: ["fe80::2", "fe80::3"]"#), "{dump}");
+    ok(&e, "nic update --id n1 --link-local -e");
+    let d = ok(&e, "nic details n1");
+    assert_eq!(d.matches("link-local:").count(), 1, "only the MAC's is left: {d}");
+    for (args, why) in [
+        (
+            "nic add --id n2 --mac 52:54:00:12:34:02 --vni 4 --link-local fd00::1",
+            "Bad NIC format: link-local address fd00::1 is not in fe80::/10",
+        ),
+        (
+            "nic update --id n1 --link-local 10.0.0.1",
+            "Bad Nic update format: link-local address 10.0.0.1 is not in fe80::/10",
+        ),
+        ("nic update --id n1 --link-local fe80::zz", "can't convert \"fe80::zz\" to IP"),
+    ] {
+        let o = bf(&e, args);
+        assert_eq!(o.code, 1, "{args}");
+        assert!(o.stderr.contains(why), "{args}: {}", o.stderr);
+    }
+    assert_eq!(ok(&e, "nic list"), "n1\n", "nothing added");
     s.stop().unwrap();
 }

@@ -71,6 +71,14 @@ pub struct Cli {
     /// File holding the base64 API encryption key (Butterfly's AES scheme).
     #[arg(short = 'k', long = "key")]
     pub key: Option<PathBuf>,
+    /// CURVE for the API: file with the daemon's key pair (public then secret key, Z85, one
+    /// per line; `butterfly curve-keygen FILE` makes one). Needs --curve-clients.
+    #[arg(long = "curve-keys")]
+    pub curve_keys: Option<PathBuf>,
+    /// CURVE: file of the client public keys allowed to use the API (Z85, one per line, `#`
+    /// comments), or "any" to serve every client that knows the daemon's public key.
+    #[arg(long = "curve-clients")]
+    pub curve_clients: Option<String>,
     /// DPDK EAL arguments (with the `dpdk` underlay).
     #[arg(long = "dpdk-args", allow_hyphen_values = true)]
     pub dpdk_args: Option<String>,
@@ -86,7 +94,8 @@ pub struct Cli {
     /// Core the dataplane thread is pinned to.
     #[arg(short = 'u', long = "graph-cpu-core")]
     pub graph_cpu_core: Option<usize>,
-    /// Logs go to stderr (always the case; accepted for compatibility).
+    /// Log to stderr only. Default: to journald when it listens, else to syslog (ident
+    /// "butterfly", facility local0), and to stderr unless stderr is the journal already.
     #[arg(long = "no-syslog")]
     pub no_syslog: bool,
     /// Physical side: tap[:NAME] (default tap:bf-underlay), af-packet:IFACE, dpdk[:PORT], none.
@@ -187,6 +196,27 @@ impl LogLevel {
     }
 }
 
+/// CURVE security of the API endpoint.
+#[derive(Clone)]
+pub struct Curve {
+    /// The daemon's public key (Z85), for the operator to hand to clients.
+    pub public_key: String,
+    /// The daemon's secret key.
+    pub secret_key: [u8; 32],
+    /// Client public keys allowed in; `None` serves every client that knows the public key.
+    pub clients: Option<Vec<[u8; 32]>>,
+}
+
+impl std::fmt::Debug for Curve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret key.
+        f.debug_struct("Curve")
+            .field("public_key", &self.public_key)
+            .field("clients", &self.clients.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
+    }
+}
+
 /// The validated configuration the daemon runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -204,8 +234,14 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Trace new NICs by default.
     pub packet_trace: bool,
+    /// Log to stderr only (no journald, no syslog).
+    pub no_syslog: bool,
+    /// Where the lock files of API endpoints live (one daemon per endpoint on the host).
+    pub run_dir: PathBuf,
     /// API key file.
     pub key: Option<PathBuf>,
+    /// CURVE on the API endpoint.
+    pub curve: Option<Curve>,
     /// DPDK EAL arguments.
     pub dpdk_args: String,
     /// Underlay MTU (None = the device's own / "max").
@@ -289,12 +325,7 @@ impl Config {
             .endpoint
             .or_else(|| get("general", &["endpoint"]))
             .unwrap_or_else(|| butterfly_api::DEFAULT_ENDPOINT.to_string());
-        if !endpoint.contains("://") {
-            return Err(bad(
-                "--endpoint",
-                format!("{endpoint:?} is not a ZeroMQ endpoint (e.g. tcp://127.0.0.1:9999)"),
-            ));
-        }
+        butterfly_api::transport::check_endpoint(&endpoint).map_err(|e| bad("--endpoint", e.to_string()))?;
         let socket_dir = cli
             .socket_dir
             .or_else(|| get("general", &["socket-dir"]).map(PathBuf::from))
@@ -310,6 +341,14 @@ impl Config {
                 return Err(bad("--key", format!("{} is not a readable file", k.display())));
             }
         }
+        let curve = curve_config(
+            cli.curve_keys.map(|p| ("--curve-keys", p)).or_else(|| {
+                get("security", &["curve_keys_path"]).map(|p| ("curve_keys_path", PathBuf::from(p)))
+            }),
+            cli.curve_clients
+                .map(|c| ("--curve-clients", c))
+                .or_else(|| get("security", &["curve_clients_path"]).map(|c| ("curve_clients_path", c))),
+        )?;
         let dpdk_args = cli
             .dpdk_args
             .or_else(|| get("general", &["dpdk-args"]))
@@ -426,7 +465,10 @@ impl Config {
             socket_dir,
             log_level,
             packet_trace: cli.packet_trace,
+            no_syslog: cli.no_syslog,
+            run_dir: default_dir("/run/butterfly", "run"),
             key,
+            curve,
             dpdk_args,
             nic_mtu,
             offload: !cli.no_offload,
@@ -480,6 +522,82 @@ fn bum_default(
     let mode = BumMode::Unicast { flood };
     crate::bum::check(&mode, ip).map_err(|e| bad(list_opt, e))?;
     Ok(mode)
+}
+
+/// The API's CURVE settings from the daemon's key pair file and the authorised clients
+/// (a file, or "any"), each with the option or INI key it came from. Both or neither.
+fn curve_config(
+    keys: Option<(&str, PathBuf)>,
+    clients: Option<(&str, String)>,
+) -> Result<Option<Curve>, ConfigError> {
+    let (keys_opt, keys_path) = match (keys, &clients) {
+        (None, None) => return Ok(None),
+        (None, Some((opt, _))) => {
+            return Err(bad(opt, "needs --curve-keys (or curve_keys_path): the daemon's own key pair"))
+        }
+        (Some(k), _) => k,
+    };
+    let Some((clients_opt, clients)) = clients else {
+        return Err(bad(
+            "--curve-clients",
+            format!(
+                "missing: with {keys_opt}, give the file of the client public keys allowed to use the \
+                 API, or \"any\" to serve every client that knows the daemon's public key"
+            ),
+        ));
+    };
+    if !butterfly_api::transport::curve_available() {
+        return Err(bad(keys_opt, "this build's libzmq has no CURVE (see .cargo/config.toml)"));
+    }
+    let lines = key_lines(keys_opt, &keys_path)?;
+    let [(_, public), (n, secret)] = lines.as_slice() else {
+        return Err(bad(
+            keys_opt,
+            format!(
+                "{}: want two keys, public then secret (Z85, one per line; `butterfly curve-keygen FILE` \
+                 makes such a file), found {}",
+                keys_path.display(),
+                lines.len()
+            ),
+        ));
+    };
+    let key = |n: usize, text: &str| {
+        butterfly_api::transport::curve_key(text)
+            .map_err(|e| bad(keys_opt, format!("{} line {n}: {e}", keys_path.display())))
+    };
+    key(lines[0].0, public)?;
+    let secret_key = key(*n, secret)?;
+    let clients = if clients.trim() == "any" {
+        None
+    } else {
+        let path = PathBuf::from(clients.trim());
+        let mut keys = Vec::new();
+        for (n, text) in key_lines(clients_opt, &path)? {
+            let k = butterfly_api::transport::curve_key(&text)
+                .map_err(|e| bad(clients_opt, format!("{} line {n}: {e}", path.display())))?;
+            keys.push(k);
+        }
+        if keys.is_empty() {
+            return Err(bad(
+                clients_opt,
+                format!("{} lists no key: no client could use the API", path.display()),
+            ));
+        }
+        Some(keys)
+    };
+    Ok(Some(Curve { public_key: public.clone(), secret_key, clients }))
+}
+
+/// The non-empty, non-comment lines of a key file, with their line numbers.
+fn key_lines(option: &str, path: &Path) -> Result<Vec<(usize, String)>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| bad(option, format!("{}: {e}", path.display())))?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .map(|(i, l)| (i, l.to_string()))
+        .collect())
 }
 
 fn load_ini(path: &Path) -> Result<ini::Ini, ConfigError> {
@@ -633,6 +751,61 @@ mod tests {
             let e = parse(&a).unwrap_err();
             assert_eq!(e.option, opt, "{args:?}: {e}");
             assert!(e.problem.contains(why), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn curve_keys_and_clients_come_together_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spub, ssec) = butterfly_api::transport::curve_keypair().unwrap();
+        let (cpub, _) = butterfly_api::transport::curve_keypair().unwrap();
+        let keys = dir.path().join("server.keys");
+        std::fs::write(&keys, format!("{spub}\n{ssec}\n")).unwrap();
+        let clients = dir.path().join("clients");
+        std::fs::write(&clients, format!("# ops laptop\n{cpub}\n\n")).unwrap();
+        let (k, c) = (keys.to_str().unwrap(), clients.to_str().unwrap());
+        let cfg = parse(&["--no-state", "--curve-keys", k, "--curve-clients", c]).unwrap();
+        let curve = cfg.curve.expect("CURVE on");
+        assert_eq!(curve.public_key, spub);
+        assert_eq!(curve.secret_key, butterfly_api::transport::curve_key(&ssec).unwrap());
+        assert_eq!(curve.clients, Some(vec![butterfly_api::transport::curve_key(&cpub).unwrap()]));
+        assert!(!format!("{curve:?}").contains(&ssec), "Debug never shows the secret key");
+        let any = parse(&["--no-state", "--curve-keys", k, "--curve-clients", "any"]).unwrap();
+        assert_eq!(any.curve.unwrap().clients, None);
+        // From the INI file.
+        let ini = dir.path().join("b.ini");
+        std::fs::write(&ini, format!("[security]\ncurve_keys_path = {k}\ncurve_clients_path = {c}\n"))
+            .unwrap();
+        assert!(parse(&["--no-state", "-c", ini.to_str().unwrap()]).unwrap().curve.is_some());
+        // Every problem names the option and what is wrong.
+        let bad_key = dir.path().join("bad.keys");
+        std::fs::write(&bad_key, format!("{spub}\nnot-a-key\n")).unwrap();
+        let one_key = dir.path().join("one.keys");
+        std::fs::write(&one_key, format!("{ssec}\n")).unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "# nobody\n").unwrap();
+        let bad_client = dir.path().join("bad-clients");
+        std::fs::write(&bad_client, format!("{cpub}\n{cpub}x\n")).unwrap();
+        let (bk, ok, e, bc) = (
+            bad_key.to_str().unwrap(),
+            one_key.to_str().unwrap(),
+            empty.to_str().unwrap(),
+            bad_client.to_str().unwrap(),
+        );
+        for (args, opt, why) in [
+            (vec!["--curve-keys", k], "--curve-clients", "missing"),
+            (vec!["--curve-clients", c], "--curve-clients", "needs --curve-keys"),
+            (vec!["--curve-keys", bk, "--curve-clients", c], "--curve-keys", "line 2"),
+            (vec!["--curve-keys", ok, "--curve-clients", c], "--curve-keys", "want two keys"),
+            (vec!["--curve-keys", "/nonexistent", "--curve-clients", c], "--curve-keys", "/nonexistent"),
+            (vec!["--curve-keys", k, "--curve-clients", e], "--curve-clients", "lists no key"),
+            (vec!["--curve-keys", k, "--curve-clients", bc], "--curve-clients", "line 2"),
+        ] {
+            let mut a = vec!["--no-state"];
+            a.extend(args.iter());
+            let err = parse(&a).unwrap_err();
+            assert_eq!(err.option, opt, "{args:?}: {err}");
+            assert!(err.problem.contains(why), "{args:?}: {err}");
         }
     }
 

@@ -123,6 +123,11 @@ impl Daemon {
         Ok(restored)
     }
 
+    /// How many NICs the configuration holds.
+    pub fn nic_count(&self) -> usize {
+        self.mem.model.nic_ids().len()
+    }
+
     /// Removes every NIC from the graph and stops it (the saved state is kept).
     pub fn shutdown(&mut self) {
         self.dp.shutdown();
@@ -181,6 +186,20 @@ impl Daemon {
         }
     }
 
+    /// Refuses addresses another NIC of the VNI already has: two VMs answering for one IP
+    /// would take each other's traffic (and each one's anti-spoof lets it send from it).
+    fn check_ips(&self, id: &str, vni: u32, ips: &[IpAddr]) -> HandlerResult<()> {
+        for n in self.mem.model.nics().filter(|n| n.spec.id != id && n.spec.vni == vni) {
+            if let Some(ip) = ips.iter().find(|ip| n.spec.ips.contains(ip)) {
+                return Err(failed(format!(
+                    "NIC {id}: IP {ip} is already used by NIC {} in VNI {vni}",
+                    n.spec.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn sg_affected(sg_id: &str) -> impl FnOnce(&Model, &Model) -> Vec<String> + '_ {
         move |before, after| {
             let mut ids = before.nics_affected_by_sg(sg_id);
@@ -209,12 +228,23 @@ impl Handler for Daemon {
                 nic.mac, other.spec.id, nic.vni
             )));
         }
-        info!("nic_add {id} vni {} mac {}", nic.vni, nic.mac);
+        self.check_ips(&id, nic.vni, &nic.ips)?;
+        match self.mem.model.nic(&id) {
+            // Butterfly's semantics: the NIC is removed and created again, but say so.
+            Some(old) => info!(
+                "nic_add {id} vni {} mac {}: replaces the existing NIC {id} (vni {}, mac {}), recreated",
+                nic.vni, nic.mac, old.spec.vni, old.spec.mac
+            ),
+            None => info!("nic_add {id} vni {} mac {}", nic.vni, nic.mac),
+        }
         self.transact(true, |m| m.nic_add(nic), |_, _| vec![id])
     }
 
     fn nic_update(&mut self, update: NicUpdate) -> HandlerResult<()> {
         let id = update.id.clone();
+        if let (Some(ips), Some(nic)) = (&update.ips, self.mem.model.nic(&id)) {
+            self.check_ips(&id, nic.spec.vni, ips)?;
+        }
         self.transact(false, |m| m.nic_update(update), |_, _| vec![id])
     }
 

@@ -644,14 +644,15 @@ impl Dataplane {
         let antispoof = if bypass {
             None
         } else {
-            Some(
-                AntiSpoof::new(
-                    info.spec.mac.octets(),
-                    &info.spec.ips,
-                    antispoof_options(info.spec.ip_anti_spoof),
-                )
-                .map_err(|e| nic_err(&id, e))?,
+            let mut a = AntiSpoof::new(
+                info.spec.mac.octets(),
+                &info.spec.ips,
+                antispoof_options(info.spec.ip_anti_spoof),
             )
+            .map_err(|e| nic_err(&id, e))?;
+            // The EUI-64 link-local address of its MAC, plus those the API gave.
+            a.set_link_local(&info.spec.link_local).map_err(|e| nic_err(&id, e))?;
+            Some(a)
         };
         let sniffer = if info.packet_trace {
             Some(
@@ -808,6 +809,7 @@ impl Dataplane {
     ) -> Result<(), DataplaneError> {
         let Some(cur) = self.nics.get(id).cloned() else { return Err(nic_err(id, "not in the data plane")) };
         let ips = info.spec.ips.clone();
+        let link_local = info.spec.link_local.clone();
         let opts = antispoof_options(info.spec.ip_anti_spoof);
         let want_trace = info.packet_trace.then(|| info.packet_trace_path.clone());
         let new_sniffer = match &want_trace {
@@ -829,6 +831,7 @@ impl Dataplane {
                 if let Some(a) = c.antispoof {
                     let a = g.brick_mut::<AntiSpoof>(a).map_err(|e| e.to_string())?;
                     a.set_ips(&ips).map_err(|e| e.to_string())?;
+                    a.set_link_local(&link_local).map_err(|e| e.to_string())?;
                     a.set_options(opts);
                 }
                 let mut changed = None;

@@ -46,11 +46,12 @@ fn nics_and_security_groups_through_the_cli() {
     // Before any traffic, the switch knows both VMs' MACs: pinned to their ports, so a frame
     // from the wire with one of them as source cannot move it and draw the VM's traffic.
     assert!(status.contains("macs 2/"), "the VMs' MACs are static entries: {status}");
-    // nic_export returns vm1's connection table (Butterfly returned nothing).
+    // nic_export returns vm1's connection table; without a connection, no bytes at all, as
+    // Butterfly answered (an empty string), not an empty table's header.
     let r = d.client().call(v0::Request { nic_export: Some("vm1".into()), ..Default::default() }).unwrap();
     assert!(r.status.status);
-    let data = r.nic_export.and_then(|e| e.fw_data).and_then(|f| f.data).unwrap_or_default();
-    assert!(!data.is_empty(), "a versioned (empty) connection table");
+    let data = r.nic_export.and_then(|e| e.fw_data).and_then(|f| f.data);
+    assert_eq!(data, Some(Vec::new()), "an empty connection table exports as empty bytes");
     let stats = d.ok(&["nic", "stats", "vm1"]);
     assert!(stats.contains('0'), "{stats}");
 
@@ -101,6 +102,53 @@ fn a_mac_already_used_in_the_vni_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     let details = d.ok(&["nic", "details", "m2"]);
     assert!(details.contains("vni: 9"), "m2 is as it was: {details}");
+}
+
+/// The same IP on two NICs of one VNI is refused (nic_add and nic_update) naming the NIC
+/// that has it, and nothing changes; a NIC id added again replaces the NIC, and the CLI and
+/// the log say so; a broadcast or multicast MAC is refused as aa:bb:… text.
+#[test]
+fn duplicate_ips_replaced_nics_and_bad_macs_are_said_clearly() {
+    let d = Daemon::start(&["--no-state", "-l", "info"]);
+    d.ok(&["nic", "add", "--id", "m1", "--mac", "52:54:00:00:00:51", "--vni", "8", "--ip", "10.8.0.1"]);
+    let refused = |args: &[&str], why: &str| {
+        let out = d.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    };
+    let ip_taken = "NIC m2: IP 10.8.0.1 is already used by NIC m1 in VNI 8";
+    let add_m2 = ["nic", "add", "--id", "m2", "--mac", "52:54:00:00:00:52", "--vni", "8", "--ip", "10.8.0.9"];
+    let mut args = add_m2.to_vec();
+    args.extend(["--ip", "10.8.0.1"]);
+    refused(&args, ip_taken);
+    assert_eq!(d.ok(&["nic", "list"]), "m1\n", "nothing added");
+    assert!(!exists(&d.sockets().join("qemu-vhost-m2")));
+    // In another VNI the address is free; in VNI 8, m2 may not take it by an update either.
+    d.ok(&["nic", "add", "--id", "m3", "--mac", "52:54:00:00:00:53", "--vni", "9", "--ip", "10.8.0.1"]);
+    d.ok(&add_m2);
+    refused(&["nic", "update", "--id", "m2", "--ip", "10.8.0.1"], ip_taken);
+    assert!(d.ok(&["nic", "details", "m2"]).contains("ip: 10.8.0.9\n"), "m2 is as it was");
+
+    // m1 added again (the same address is its own): replaced, and said.
+    let out =
+        d.cli(&["nic", "add", "--id", "m1", "--mac", "52:54:00:00:00:51", "--vni", "8", "--ip", "10.8.0.1"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NIC m1 existed and was replaced"), "{err}");
+
+    // Broadcast and multicast MACs: refused, written as MACs.
+    for mac in ["ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01"] {
+        refused(
+            &["nic", "add", "--id", "bad", "--mac", mac, "--vni", "8"],
+            &format!("{mac} is not a unicast MAC address"),
+        );
+    }
+    assert!(!d.ok(&["nic", "list"]).contains("bad"));
+    let (code, log, _) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("nic_add m1 vni 8 mac 52:54:00:00:00:51: replaces the existing NIC m1"), "{log}");
+    assert!(!log.contains("[ff,"), "{log}");
 }
 
 #[test]
@@ -293,7 +341,7 @@ fn vni_bum_modes_are_checked_applied_and_kept() {
             vec!["vni", "set", "42", "--flood", "198.18.9.2,198.18.9.2"],
             "VNI 42: flood VTEP 198.18.9.2 is listed twice",
         ),
-        (vec!["vni", "set", "16777216", "--multicast"], "VNI 16777216 is out of range (0..=16777215)"),
+        (vec!["vni", "set", "16777216", "--multicast"], "a VNI is a number from 0 to 16777215 (2^24 - 1)"),
         (
             vec!["vni", "set", "43", "--group", "ff05::1"],
             "VNI 43: group ff05::1 is an IPv6 address but the underlay is IPv4",
@@ -549,6 +597,77 @@ fn idle_share_with_twenty_nics(prefix: &str, args: &[&str]) {
         share * 100.0
     );
     assert!(share < 0.10, "an idle daemon {args:?} used {:.1} % of a core", share * 100.0);
+    let (code, err, _) = d.stop();
+    assert_eq!(code, 0, "{err}");
+}
+
+/// A VM (a TAP in a namespace, anti-spoofing on) may use the EUI-64 link-local address of
+/// its MAC, but not answer for another one: its neighbour advertisements for fe80::1 (a
+/// gateway's usual address) are dropped, and the neighbour never learns its MAC for it.
+/// Listed through the API (`--link-local`), the address is the VM's and works.
+#[test]
+fn link_local_impersonation_is_refused_and_the_eui64_address_works() {
+    let tag = std::process::id() % 100_000;
+    let (a, b) = (format!("bfla{tag}"), format!("bflb{tag}"));
+    let ns = Netns(vec![format!("bflna{tag}"), format!("bflnb{tag}")]);
+    let (mac_a, mac_b) = ("52:54:00:ac:00:01", "52:54:00:ac:00:02");
+    let ll_a = "fe80::5054:ff:feac:1";
+    let d = Daemon::start(&["--no-state"]);
+    d.ok(&["sg", "add", "open"]);
+    d.ok(&["sg", "rule", "add", "open", "--dir", "in", "--ip-proto", "all", "--cidr", "::/0"]);
+    // a: filtered and anti-spoofed; b: a plain neighbour (no filtering) whose cache we read.
+    let base = ["nic", "add", "--type", "TAP", "--vni", "77"];
+    let mut add_a = base.to_vec();
+    add_a.extend(["--id", &a, "--mac", mac_a, "--ip", "fd77::1", "--sg", "open", "--enable-antispoof"]);
+    d.ok(&add_a);
+    let mut add_b = base.to_vec();
+    add_b.extend(["--id", &b, "--mac", mac_b, "--ip", "fd77::2", "--bypass-filtering"]);
+    d.ok(&add_b);
+    let details = d.ok(&["nic", "details", &a]);
+    assert!(details.contains(&format!("link-local: {ll_a} (from the mac)")), "{details}");
+    for (nic, netns, ip) in [(&a, &ns.0[0], "fd77::1/64"), (&b, &ns.0[1], "fd77::2/64")] {
+        sh(&["ip", "netns", "add", netns]);
+        sh(&["ip", "link", "set", "dev", nic, "netns", netns]);
+        // The kernel's default: the link-local address derived from the MAC (EUI-64).
+        sh(&["ip", "-n", netns, "link", "set", "dev", nic, "addrgenmode", "eui64"]);
+        sh(&["ip", "netns", "exec", netns, "sysctl", "-qw", &format!("net.ipv6.conf.{nic}.accept_dad=0")]);
+        sh(&["ip", "-n", netns, "addr", "add", ip, "dev", nic, "nodad"]);
+        sh(&["ip", "-n", netns, "link", "set", "dev", nic, "up"]);
+    }
+    let ping6 = |netns: &str, dev: &str, to: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", netns, "ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", "-I", dev, to])
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (na, nb) = (&ns.0[0], &ns.0[1]);
+    // a's own addresses work: neighbour discovery from its EUI-64 link-local address.
+    let have = sh(&["ip", "-n", na, "-6", "addr", "show", "dev", &a, "scope", "link"]);
+    assert!(have.contains(ll_a), "the VM has its EUI-64 link-local address: {have}");
+    for to in ["fd77::1", ll_a] {
+        let (ok, out) = ping6(nb, &b, to);
+        assert!(ok, "{b} -> {to}:\n{out}");
+    }
+    // a answers for fe80::1 too: refused, and b never learns a's MAC for it.
+    sh(&["ip", "-n", na, "addr", "add", "fe80::1/64", "dev", &a, "nodad"]);
+    let (ok, out) = ping6(nb, &b, "fe80::1");
+    assert!(!ok, "an impersonated link-local address must not answer:\n{out}");
+    let neigh = sh(&["ip", "-n", nb, "-6", "neigh", "show", "fe80::1", "dev", &b]);
+    assert!(!neigh.contains(mac_a), "b's neighbour cache is not poisoned: {neigh}");
+    let status = d.ok(&["status"]);
+    let line = status.lines().find(|l| l.contains(&format!("antispoof-{a}"))).unwrap_or_default();
+    assert!(
+        line.contains("drop ipv6 link-local source:") || line.contains("drop ndp target:"),
+        "counted by a's anti-spoof brick: {line}"
+    );
+    // Listed through the API, fe80::1 is a's: it answers.
+    d.ok(&["nic", "update", "--id", &a, "--link-local", "fe80::1"]);
+    sh(&["ip", "-n", nb, "-6", "neigh", "flush", "dev", &b]);
+    let (ok, out) = ping6(nb, &b, "fe80::1");
+    assert!(ok, "a listed link-local address works:\n{out}");
+    let neigh = sh(&["ip", "-n", nb, "-6", "neigh", "show", "fe80::1", "dev", &b]);
+    assert!(neigh.contains(mac_a), "{neigh}");
     let (code, err, _) = d.stop();
     assert_eq!(code, 0, "{err}");
 }

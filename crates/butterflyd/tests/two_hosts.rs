@@ -505,9 +505,15 @@ fn address_swap_and_dhcp_across_the_overlay() {
         status.contains("drop arp sender ip:") || status.contains("drop ipv4 source:"),
         "refused by anti-spoofing: {status}"
     );
-    // The API swaps them too: traffic flows again, each VM under its new address.
-    t.h[1].ok(&["nic", "update", "--id", &nb, "--ip", "10.80.0.3"]);
+    // The API swaps them too: traffic flows again, each VM under its new address. Not in
+    // one step: an address another NIC of the VNI still has is refused, so one is freed first.
+    let out = t.h[1].cli(&["nic", "update", "--id", &nb, "--ip", "10.80.0.3"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("NIC {nb}: IP 10.80.0.3 is already used by NIC {nc} in VNI 80")), "{err}");
+    t.h[1].ok(&["nic", "update", "--id", &nb, "--ip", "-e"]);
     t.h[1].ok(&["nic", "update", "--id", &nc, "--ip", "10.80.0.2"]);
+    t.h[1].ok(&["nic", "update", "--id", &nb, "--ip", "10.80.0.3"]);
     // Forget the failed resolutions of the refused attempt.
     for ns in [&a, &b, &c] {
         sh(&["ip", "-n", ns, "neigh", "flush", "all"]);
