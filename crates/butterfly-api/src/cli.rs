@@ -341,8 +341,8 @@ enum SgCmd {
 
 #[derive(Args, Debug, Clone)]
 struct RuleArgs {
-    /// tcp, udp, icmp, icmp6, all, or a protocol number
-    #[arg(long)]
+    /// tcp, udp, icmp, icmp6, all, or a protocol number (-1 is Butterfly's "all")
+    #[arg(long, allow_hyphen_values = true)]
     ip_proto: Option<String>,
     /// in or out
     #[arg(long, default_value = "in", value_parser = ["in", "out"])]
@@ -1163,6 +1163,19 @@ fn merge(into: &mut Global, g: &Global) {
     into.json |= g.json;
 }
 
+/// A command line ending in the word `help` (`butterfly nic add help`) asks for that
+/// command's help, as Butterfly's CLI did: it becomes `--help`. Alone, `help` stays clap's
+/// own sub-command.
+fn help_word(seg: &[String]) -> Vec<String> {
+    let mut v = seg.to_vec();
+    if v.len() >= 2 && v.last().is_some_and(|a| a == "help") {
+        if let Some(last) = v.last_mut() {
+            *last = "--help".into();
+        }
+    }
+    v
+}
+
 /// Runs the CLI with `args` (including the program name) and returns the
 /// process exit code.
 pub fn run(args: Vec<String>) -> i32 {
@@ -1171,7 +1184,7 @@ pub fn run(args: Vec<String>) -> i32 {
     let mut parsed = Vec::new();
     let mut global = Global::default();
     for seg in &segments {
-        let argv = std::iter::once("butterfly".to_string()).chain(seg.iter().cloned());
+        let argv = std::iter::once("butterfly".to_string()).chain(help_word(seg));
         match Cli::try_parse_from(argv) {
             Ok(cli) => {
                 merge(&mut global, &cli.global);
@@ -1206,4 +1219,28 @@ pub fn run(args: Vec<String>) -> i32 {
         }
     }
     EXIT_OK
+}
+
+#[cfg(test)]
+mod help_word_tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn a_trailing_help_word_asks_for_the_commands_help() {
+        assert_eq!(help_word(&words("nic add help")), words("nic add --help"));
+        assert_eq!(help_word(&words("nic details help")), words("nic details --help"));
+        assert_eq!(help_word(&words("help")), words("help"), "alone, clap's own help sub-command");
+        assert_eq!(help_word(&words("nic add --id help --mac x")), words("nic add --id help --mac x"));
+        for line in ["nic add help", "sg rule add help", "status help", "dump help"] {
+            let argv = std::iter::once("butterfly".to_string()).chain(help_word(&words(line)));
+            let e = Cli::try_parse_from(argv).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{line}");
+        }
+        let argv = ["butterfly", "sg", "rule", "add", "sg-1", "--ip-proto", "-1", "--cidr", "0.0.0.0/0"];
+        assert!(Cli::try_parse_from(argv).is_ok(), "Butterfly's --ip-proto -1");
+    }
 }
