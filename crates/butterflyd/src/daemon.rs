@@ -12,6 +12,7 @@ use butterfly_api::{
 use tracing::{info, warn};
 
 use crate::dataplane::Dataplane;
+use crate::handover::Handover;
 use crate::state::StateStore;
 
 /// Changes the log level at run time (app_config).
@@ -80,8 +81,14 @@ impl Daemon {
     /// the same paths, so QEMU reconnects). The state file is not rewritten here; when a NIC
     /// was left out, a copy of the file as it was is kept beside it (`*.before-restore`),
     /// since the next change saved through the API no longer holds that NIC.
+    ///
+    /// Each NIC's connection table, if the previous process handed it over (a graceful
+    /// stop), is imported right after the NIC is back; a hand-over file that cannot be used
+    /// is reported and left aside (`*.handover.rejected`), and those NICs start with empty
+    /// tables (their TCP sessions are picked up mid-stream, as after a crash).
     pub fn restore(&mut self) -> Result<usize, String> {
         let Some(store) = &self.state else { return Ok(0) };
+        let mut handed = self.take_handover(store.handover_path());
         let Some(model) = store.load().map_err(|e| e.to_string())? else { return Ok(0) };
         let path = store.path().to_path_buf();
         self.mem.model = model;
@@ -100,13 +107,40 @@ impl Daemon {
         }
         let ids = self.mem.model.nic_ids();
         let mut restored = 0;
+        let mut conns = (0, 0);
+        // TAP NICs take back their devices (kept by the previous process) while restoring.
+        self.dp.set_restoring(true);
         for id in &ids {
             match self.sync(id, true) {
-                Ok(()) => restored += 1,
+                Ok(()) => {
+                    restored += 1;
+                    if let Some((table, now)) =
+                        handed.as_mut().and_then(|(h, now)| Some((h.remove(id)?, *now)))
+                    {
+                        let (imported, total) = self.import_handed(id, table, now);
+                        conns.0 += imported;
+                        conns.1 += total;
+                    }
+                }
                 Err(e) => {
                     warn!("restoring NIC {id}: {e}; it is left out");
                     self.mem.model.nic_del(id);
                 }
+            }
+        }
+        self.dp.set_restoring(false);
+        if let Some((h, _)) = handed {
+            if conns.1 > 0 || !h.is_empty() {
+                info!(
+                    "connections handed over by the previous process: {} of {} imported{}",
+                    conns.0,
+                    conns.1,
+                    if h.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", tables of {} unknown NIC(s) ignored", h.len())
+                    }
+                );
             }
         }
         if restored < ids.len() || left_out > 0 {
@@ -123,8 +157,103 @@ impl Daemon {
         Ok(restored)
     }
 
-    /// Removes every NIC from the graph and stops it (the saved state is kept).
+    /// Reads and removes the hand-over file: each NIC's connection table, and the instant
+    /// (on the data plane's clock) their remaining lifetimes count from (the time of the
+    /// save: the time the daemon was down counts). `None` when there is none or it cannot
+    /// be used (reported, and kept aside as `*.handover.rejected`).
+    fn take_handover(
+        &self,
+        path: std::path::PathBuf,
+    ) -> Option<(std::collections::HashMap<String, Vec<u8>>, brick_firewall::Timestamp)> {
+        let loaded = Handover::load(&path);
+        match loaded {
+            Ok(None) => None,
+            Ok(Some(h)) => {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    warn!("cannot remove {} once read: {e}", path.display());
+                }
+                let age = h.age_ms(crate::handover::wall_ms());
+                let now = brick_firewall::Timestamp::now();
+                let then =
+                    brick_firewall::Timestamp(now.as_nanos().saturating_sub(age.saturating_mul(1_000_000)));
+                info!(
+                    "hand-over from the previous process: {} NIC table(s), saved {:.3} s ago",
+                    h.tables.len(),
+                    age as f64 / 1000.0
+                );
+                Some((h.tables.into_iter().collect(), then))
+            }
+            Err(e) => {
+                let aside = path.with_extension("handover.rejected");
+                let kept = match std::fs::rename(&path, &aside) {
+                    Ok(()) => format!("kept as {}", aside.display()),
+                    Err(_) => "not kept".to_string(),
+                };
+                warn!(
+                    "the connection tables handed over in {} cannot be used: {e}; starting without them \
+                     (established TCP sessions are picked up mid-stream), the file {kept}",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Imports NIC `id`'s handed-over table, reporting failures (the NIC then starts with an
+    /// empty table). Returns (imported, connections in the table).
+    fn import_handed(&mut self, id: &str, table: Vec<u8>, now: brick_firewall::Timestamp) -> (usize, usize) {
+        if table.is_empty() {
+            return (0, 0);
+        }
+        let addrs = self.mem.model.nic(id).map(|n| n.spec.ips.clone()).unwrap_or_default();
+        match self.dp.import_connections(id, table, now, addrs) {
+            Ok(Some(Ok(s))) => {
+                if s.skipped > 0 {
+                    info!(
+                        "NIC {id}: {} connection(s) back, {} no longer allowed by its rules",
+                        s.imported, s.skipped
+                    );
+                }
+                (s.imported, s.imported + s.skipped)
+            }
+            Ok(Some(Err(e))) => {
+                warn!("NIC {id}: its handed-over connections cannot be imported: {e}; it starts with none");
+                (0, 0)
+            }
+            Ok(None) => (0, 0),
+            Err(e) => {
+                warn!("NIC {id}: importing its handed-over connections: {e}");
+                (0, 0)
+            }
+        }
+    }
+
+    /// Hands the connection tables over to the next start (with a state directory), then
+    /// removes every NIC from the graph and stops it (the saved state is kept, and so are
+    /// TAP devices).
     pub fn shutdown(&mut self) {
+        if let Some(store) = &self.state {
+            let t = std::time::Instant::now();
+            let path = store.handover_path();
+            let saved = self
+                .dp
+                .export_all()
+                .map_err(|e| e.to_string())
+                .map(|tables| Handover { saved_at_ms: crate::handover::wall_ms(), tables })
+                .and_then(|h| h.save(&path).map(|()| h).map_err(|e| e.to_string()));
+            match saved {
+                Ok(h) => info!(
+                    "connection tables of {} NIC(s) handed over in {} ({} bytes, {:.1} ms)",
+                    h.tables.len(),
+                    path.display(),
+                    h.tables.iter().map(|(_, t)| t.len()).sum::<usize>(),
+                    t.elapsed().as_secs_f64() * 1000.0
+                ),
+                Err(e) => warn!(
+                    "cannot hand the connection tables over: {e}; the next start picks TCP sessions up mid-stream"
+                ),
+            }
+        }
         self.dp.shutdown();
     }
 

@@ -27,7 +27,10 @@ use brick_core::{
     queue_pair, Brick, BrickId, BrickStats, Graph, GraphHandle, PacketPool, PoolConfig, Runner, RunnerConfig,
     Side,
 };
-use brick_firewall::{AntiSpoof, AntiSpoofOptions, CompiledRuleset, Firewall, FirewallConfig};
+use brick_firewall::{
+    AntiSpoof, AntiSpoofOptions, CompiledRuleset, Firewall, FirewallConfig, ImportError, ImportSummary,
+    Timestamp,
+};
 use brick_nic::{AfPacketConfig, AfPacketNic, Fanout, FanoutMode, TapConfig, TapNic, TapOffloads};
 use brick_switch::{Switch, SwitchConfig};
 use brick_vhost::{Offloads, VhostUserConfig, VhostUserNic};
@@ -134,6 +137,11 @@ pub struct Dataplane {
     /// BUM mode of the VNIs without one of their own, and the VNIs' own (API vni_set).
     default_bum: BumMode,
     vni_bum: HashMap<u32, BumMode>,
+    /// TAP NICs outlive the process (the configuration is persisted, so a restart brings
+    /// them back and must find their devices where the VMs are).
+    persistent_taps: bool,
+    /// Restoring the saved configuration: TAP NICs re-attach to their devices.
+    restoring: bool,
 }
 
 /// Counters of one NIC, as the API reports them.
@@ -438,7 +446,95 @@ impl Dataplane {
             ipv6_scope: vcfg.ipv6_scope,
             default_bum: cfg.bum.clone(),
             vni_bum: HashMap::new(),
+            persistent_taps: cfg.state_dir.is_some(),
+            restoring: false,
         })
+    }
+
+    /// While `on`, TAP NICs being created re-attach to their device if it exists (a
+    /// persistent TAP left by the previous process, in this namespace or in the one it was
+    /// moved to) instead of creating it. For restoring the saved configuration.
+    pub fn set_restoring(&mut self, on: bool) {
+        self.restoring = on;
+    }
+
+    /// The connection-table export of every NIC with a firewall, one command per worker
+    /// (so the tables are taken within a few microseconds of each other on each worker).
+    pub fn export_all(&self) -> Result<Vec<(String, Vec<u8>)>, DataplaneError> {
+        let mut out = Vec::with_capacity(self.nics.len());
+        for (w, worker) in self.workers.iter().enumerate() {
+            let fws: Vec<(String, BrickId)> = self
+                .nics
+                .iter()
+                .filter(|(_, n)| n.worker == w)
+                .filter_map(|(id, n)| Some((id.clone(), n.firewall?)))
+                .collect();
+            if fws.is_empty() {
+                continue;
+            }
+            out.extend(worker.handle.exec(move |g| {
+                let now = Timestamp::now();
+                fws.into_iter()
+                    .filter_map(|(id, fw)| Some((id, g.brick::<Firewall>(fw).ok()?.export_connections(now))))
+                    .collect::<Vec<_>>()
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Imports a connection-table export into NIC `id`'s firewall, deadlines counted from
+    /// `now` (see `Firewall::import_connections_of`; `addrs` empty: no address check). `None`
+    /// when the NIC has no firewall. All or nothing.
+    pub fn import_connections(
+        &self,
+        id: &str,
+        bytes: Vec<u8>,
+        now: Timestamp,
+        addrs: Vec<IpAddr>,
+    ) -> Result<Option<Result<ImportSummary, ImportError>>, DataplaneError> {
+        let Some(n) = self.nics.get(id) else { return Err(nic_err(id, "not in the data plane")) };
+        let Some(fw) = n.firewall else { return Ok(None) };
+        let r = self.workers[n.worker].handle.exec(move |g| {
+            let f = g.brick_mut::<Firewall>(fw).map_err(|e| e.to_string())?;
+            Ok::<_, String>(if addrs.is_empty() {
+                f.import_connections(&bytes, now).map(|imported| ImportSummary { imported, skipped: 0 })
+            } else {
+                f.import_connections_of(&bytes, now, &addrs)
+            })
+        })?;
+        r.map(Some).map_err(|e| nic_err(id, e))
+    }
+
+    /// Finds the device of TAP NIC `id` left by the previous process: in this namespace, or
+    /// in the one it was moved to (the same name and MAC), and attaches to it. `None` if
+    /// there is none.
+    fn adopt_tap(
+        &self,
+        id: &str,
+        mac: [u8; 6],
+        cfg: TapConfig,
+        pool: PacketPool,
+    ) -> Result<Option<TapNic>, DataplaneError> {
+        if brick_nic::sys::interface_exists(id) {
+            let tap = TapNic::attach(id, cfg, pool).map_err(|e| nic_err(id, e))?;
+            tap.set_mac(mac).map_err(|e| nic_err(id, e))?;
+            link_up(id).map_err(|e| nic_err(id, e))?;
+            tracing::info!("NIC {id}: attached to its TAP device, kept from the previous run");
+            return Ok(Some(tap));
+        }
+        let Some((path, netns)) = brick_nic::netns::find_interface(id, mac)
+            .map_err(|e| nic_err(id, format!("looking for its TAP device in other namespaces: {e}")))?
+        else {
+            return Ok(None);
+        };
+        let tap = TapNic::attach_in(std::os::fd::AsFd::as_fd(&netns), id, cfg, pool).map_err(|e| {
+            nic_err(id, format!("attaching to its TAP device in the namespace of {}: {e}", path.display()))
+        })?;
+        tracing::info!(
+            "NIC {id}: attached to its TAP device, kept from the previous run in the namespace of {}",
+            path.display()
+        );
+        Ok(Some(tap))
     }
 
     /// Our VTEP address.
@@ -619,11 +715,29 @@ impl Dataplane {
                     ),
                     None => (TapConfig::default(), self.pool.clone()),
                 };
-                let tap = TapNic::create(id, cfg, pool).map_err(|e| nic_err(id, e))?;
-                // The interface is the VM's NIC: it sends with the NIC's MAC, which anti-spoof
-                // and the switch's static entry expect.
-                tap.set_mac(mac).map_err(|e| nic_err(id, e))?;
-                link_up(id).map_err(|e| nic_err(id, e))?;
+                // Restoring: the device the previous process left (persistent, maybe moved
+                // into the VM's namespace, with its addresses) is the VM's NIC: attach to it.
+                let adopted = match self.restoring && self.persistent_taps {
+                    true => self.adopt_tap(id, mac, cfg.clone(), pool.clone())?,
+                    false => None,
+                };
+                let tap = match adopted {
+                    Some(tap) => tap,
+                    None => {
+                        let tap = TapNic::create(id, cfg, pool).map_err(|e| nic_err(id, e))?;
+                        // The interface is the VM's NIC: it sends with the NIC's MAC, which
+                        // anti-spoof and the switch's static entry expect.
+                        tap.set_mac(mac).map_err(|e| nic_err(id, e))?;
+                        link_up(id).map_err(|e| nic_err(id, e))?;
+                        tap
+                    }
+                };
+                // With a state directory the NIC comes back at the next start, and so must
+                // its device, wherever the VM is: it outlives this process (a graceful stop
+                // or a crash); removing the NIC through the API removes it.
+                if self.persistent_taps {
+                    tap.set_persistent(true).map_err(|e| nic_err(id, e))?;
+                }
                 // A TAP brick faces east (a physical NIC); as a VM endpoint it must face west.
                 Ok(Box::new(Flipped::new(tap)))
             }
@@ -638,8 +752,8 @@ impl Dataplane {
         let bypass = info.spec.bypass_filtering;
         let firewall = match (bypass, rules) {
             (true, _) => None,
-            (false, Some(r)) => Some(Firewall::with_ruleset(FirewallConfig::default(), r)),
-            (false, None) => Some(Firewall::new(FirewallConfig::default())),
+            (false, Some(r)) => Some(Firewall::with_ruleset(firewall_config(), r)),
+            (false, None) => Some(Firewall::new(firewall_config())),
         };
         let antispoof = if bypass {
             None
@@ -764,7 +878,8 @@ impl Dataplane {
     }
 
     fn remove_nic(&mut self, id: &str) -> Result<(), DataplaneError> {
-        let removed = self.take_nic(id)?;
+        // Removed for good (or to be rebuilt): a TAP device goes with its brick.
+        let removed = self.take_nic(id, false)?;
         // Bricks are dropped here, on the control thread: tearing down a vhost-user backend
         // or closing a TAP takes milliseconds that the data plane must not wait for.
         drop(removed);
@@ -772,9 +887,12 @@ impl Dataplane {
     }
 
     /// Takes NIC `id`'s bricks out of the graph and returns them (to be dropped off the
-    /// data-plane thread).
-    fn take_nic(&mut self, id: &str) -> Result<Vec<Box<dyn Brick>>, DataplaneError> {
+    /// data-plane thread). A TAP device stays after its brick only with `keep_tap` (and
+    /// persistent TAPs): the daemon is stopping and the next start takes it back.
+    fn take_nic(&mut self, id: &str, keep_tap: bool) -> Result<Vec<Box<dyn Brick>>, DataplaneError> {
         let Some(n) = self.nics.remove(id) else { return Ok(Vec::new()) };
+        let unpersist = n.structure.nic_type == NicType::Tap && self.persistent_taps && !keep_tap;
+        let endpoint = n.endpoint;
         let last = self.vnis.get(&n.vni).is_some_and(|v| v.nics <= 1);
         let switch = self.vnis.get(&n.vni).map(|v| v.switch);
         let vtep = self.workers[n.worker].vtep;
@@ -782,6 +900,11 @@ impl Dataplane {
         let bricks: Vec<BrickId> =
             [Some(n.endpoint), n.sniffer, n.antispoof, n.firewall].into_iter().flatten().collect();
         let removed = self.workers[n.worker].handle.exec(move |g| {
+            if unpersist {
+                if let Ok(tap) = g.brick::<Flipped<TapNic>>(endpoint) {
+                    let _ = tap.inner().set_persistent(false);
+                }
+            }
             let mut removed: Vec<Box<dyn Brick>> =
                 bricks.into_iter().filter_map(|b| g.remove(b).ok()).collect();
             if last {
@@ -868,7 +991,7 @@ impl Dataplane {
         let ids: Vec<String> = self.nics.keys().cloned().collect();
         let mut removed = Vec::new();
         for id in ids {
-            if let Ok(b) = self.take_nic(&id) {
+            if let Ok(b) = self.take_nic(&id, true) {
                 removed.extend(b);
             }
         }
@@ -896,6 +1019,13 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Every NIC's firewall: with mid-stream TCP pickup, so that after a crash (no saved
+/// tables) established sessions recover at their next segment in a direction the NIC's rules
+/// allow.
+fn firewall_config() -> FirewallConfig {
+    FirewallConfig { tcp_pickup: true, ..FirewallConfig::default() }
 }
 
 fn antispoof_options(ip_anti_spoof: bool) -> AntiSpoofOptions {
