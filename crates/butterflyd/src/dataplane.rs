@@ -92,6 +92,7 @@ struct Structure {
     vni: u32,
     nic_type: NicType,
     bypass: bool,
+    vhost_client: bool,
 }
 
 impl Structure {
@@ -101,6 +102,7 @@ impl Structure {
             vni: info.spec.vni,
             nic_type: info.spec.nic_type,
             bypass: info.spec.bypass_filtering,
+            vhost_client: info.spec.vhost_user_client,
         }
     }
 }
@@ -699,8 +701,16 @@ impl Dataplane {
                 let pool = self.big_pool.clone().unwrap_or_else(|| self.pool.clone());
                 let mut vcfg = VhostUserConfig::new(format!("vm-{id}"), mac, pool);
                 vcfg.offloads = Offloads { csum: self.offload, tso: self.big_pool.is_some() };
-                let nic = VhostUserNic::server(&path, vcfg).map_err(|e| nic_err(id, e))?;
-                Ok(Box::new(nic))
+                let nic = if info.spec.vhost_user_client {
+                    // Client mode: QEMU serves the socket at the same path; the brick
+                    // connects (at once, whether or not QEMU is there yet) and reconnects
+                    // whenever the connection is lost, every 250 ms.
+                    vcfg.reconnect_interval = std::time::Duration::from_millis(250);
+                    VhostUserNic::client(&path, vcfg)
+                } else {
+                    VhostUserNic::server(&path, vcfg)
+                };
+                Ok(Box::new(nic.map_err(|e| nic_err(id, e))?))
             }
             NicType::Tap => {
                 // With offloads, the VM's kernel hands over TCP super-frames (TSO) with GSO
