@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use brick_firewall::{ruleset_from_security_groups, CompiledRuleset, SgOptions};
 use butterfly_api::{
-    AppConfig, AppStatus, Handler, HandlerError, HandlerResult, MemoryHandler, Model, NicInfo, NicSpec,
-    NicStats, NicUpdate, Rule, RulePeer, SecurityGroup, VniSet, VniState,
+    AppConfig, AppStatus, Handler, HandlerError, HandlerResult, MemoryHandler, Model, NicImport, NicImported,
+    NicInfo, NicSpec, NicStats, NicUpdate, Rule, RulePeer, SecurityGroup, VniSet, VniState,
 };
 use tracing::{info, warn};
 
@@ -372,6 +372,36 @@ impl Handler for Daemon {
         // Butterfly never implemented this: we return the firewall's connection table, the
         // state a VM needs to keep its connections when it migrates to another host.
         Ok(self.dp.export_connections(id).map_err(failed)?.unwrap_or_default())
+    }
+
+    fn nic_import(&mut self, import: NicImport) -> HandlerResult<NicImported> {
+        let NicImport { id, data } = import;
+        let Some(nic) = self.mem.model.nic(&id) else { return Err(HandlerError::NicNotFound(id)) };
+        // An empty export (a NIC without connections; Butterfly's nic_export): nothing to do.
+        if data.is_empty() {
+            return Ok(NicImported::default());
+        }
+        if nic.spec.bypass_filtering {
+            return Err(failed(format!(
+                "NIC {id} has no firewall (bypass_filtering): no connections to import"
+            )));
+        }
+        let ips = nic.spec.ips.clone();
+        let bytes = data.len();
+        match self.dp.import_connections(&id, data, brick_firewall::Timestamp::now(), ips).map_err(failed)? {
+            Some(Ok(s)) => {
+                info!(
+                    "nic_import {id}: {} connection(s) imported, {} skipped by its rules ({bytes} bytes)",
+                    s.imported, s.skipped
+                );
+                Ok(NicImported {
+                    imported: u32::try_from(s.imported).unwrap_or(u32::MAX),
+                    skipped: u32::try_from(s.skipped).unwrap_or(u32::MAX),
+                })
+            }
+            Some(Err(e)) => Err(failed(format!("NIC {id}: connections refused, nothing imported: {e}"))),
+            None => Err(failed(format!("NIC {id} has no firewall: no connections to import"))),
+        }
     }
 
     fn sg_add(&mut self, sg: SecurityGroup) -> HandlerResult<()> {

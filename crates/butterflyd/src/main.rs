@@ -103,7 +103,8 @@ fn run(cfg: Config) -> Result<(), String> {
 
     let mut server = Server::bind(ServerConfig {
         endpoint: cfg.endpoint.clone(),
-        dispatch: DispatchConfig { key, ..DispatchConfig::default() },
+        // 8 MiB: a nic_import of a full connection table (65,536 × 64 bytes) fits.
+        dispatch: DispatchConfig { key, max_request_bytes: 8 << 20, ..DispatchConfig::default() },
         poll_interval: Duration::from_millis(50),
         ..ServerConfig::default()
     })
