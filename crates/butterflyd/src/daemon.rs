@@ -88,8 +88,11 @@ impl Daemon {
     /// tables (their TCP sessions are picked up mid-stream, as after a crash).
     pub fn restore(&mut self) -> Result<usize, String> {
         let Some(store) = &self.state else { return Ok(0) };
+        // The configuration first: a state file that stops the start leaves the hand-over
+        // in place for the start that follows its repair.
+        let model = store.load().map_err(|e| e.to_string())?;
         let mut handed = self.take_handover(store.handover_path());
-        let Some(model) = store.load().map_err(|e| e.to_string())? else { return Ok(0) };
+        let Some(model) = model else { return Ok(0) };
         let path = store.path().to_path_buf();
         self.mem.model = model;
         // VNIs' own BUM modes first, so that each VNI floods as it should from its first NIC.

@@ -512,4 +512,22 @@ fn an_unusable_hand_over_file_gives_a_clean_start_and_a_clear_message() {
         }
         dir = back;
     }
+    // A state file that stops the start leaves the hand-over for the start after the repair.
+    let state = dir.path().join("state/butterflyd.json");
+    let saved = std::fs::read(&state).unwrap();
+    std::fs::write(&state, b"{not json").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_butterflyd"))
+        .args(["--underlay", "none", "--metrics", "off", "-e", &format!("tcp://127.0.0.1:{}", free_port())])
+        .arg("-s")
+        .arg(dir.path().join("sockets"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(exists(&file), "the hand-over waits for a start that restores the configuration");
+    std::fs::write(&state, saved).unwrap();
+    let d = Daemon::start_in(dir, &[]);
+    assert!(!exists(&file), "consumed by the start that restored the configuration");
+    assert!(d.ok(&["status"]).contains("fw-h1"));
 }
