@@ -114,22 +114,25 @@ impl Daemon {
         // TAP NICs take back their devices (kept by the previous process) while restoring.
         self.dp.set_restoring(true);
         for id in &ids {
+            // The handed-over table goes into the NIC's new firewall before the NIC joins
+            // the graph: its first packets already find their connections.
+            let table = handed.as_mut().and_then(|(h, now)| Some((h.remove(id)?, *now)));
+            if let Some((table, now)) = table.filter(|(t, _)| !t.is_empty()) {
+                self.dp.set_pending_import(id, table, now);
+            }
             match self.sync(id, true) {
                 Ok(()) => {
                     restored += 1;
-                    if let Some((table, now)) =
-                        handed.as_mut().and_then(|(h, now)| Some((h.remove(id)?, *now)))
-                    {
-                        let (imported, total) = self.import_handed(id, table, now);
-                        conns.0 += imported;
-                        conns.1 += total;
-                    }
+                    let (imported, total) = self.report_import(id);
+                    conns.0 += imported;
+                    conns.1 += total;
                 }
                 Err(e) => {
                     warn!("restoring NIC {id}: {e}; it is left out");
                     self.mem.model.nic_del(id);
                 }
             }
+            self.dp.set_pending_import(id, Vec::new(), brick_firewall::Timestamp(0));
         }
         self.dp.set_restoring(false);
         if let Some((h, _)) = handed {
@@ -202,15 +205,12 @@ impl Daemon {
         }
     }
 
-    /// Imports NIC `id`'s handed-over table, reporting failures (the NIC then starts with an
-    /// empty table). Returns (imported, connections in the table).
-    fn import_handed(&mut self, id: &str, table: Vec<u8>, now: brick_firewall::Timestamp) -> (usize, usize) {
-        if table.is_empty() {
-            return (0, 0);
-        }
-        let addrs = self.mem.model.nic(id).map(|n| n.spec.ips.clone()).unwrap_or_default();
-        match self.dp.import_connections(id, table, now, addrs) {
-            Ok(Some(Ok(s))) => {
+    /// Reports the import of NIC `id`'s handed-over table, done as its firewall was built
+    /// (the NIC then starts with an empty table on failure). Returns (imported,
+    /// connections in the table).
+    fn report_import(&mut self, id: &str) -> (usize, usize) {
+        match self.dp.take_import_result(id) {
+            Some(Ok(s)) => {
                 if s.skipped > 0 {
                     info!(
                         "NIC {id}: {} connection(s) back, {} no longer allowed by its rules",
@@ -219,15 +219,11 @@ impl Daemon {
                 }
                 (s.imported, s.imported + s.skipped)
             }
-            Ok(Some(Err(e))) => {
+            Some(Err(e)) => {
                 warn!("NIC {id}: its handed-over connections cannot be imported: {e}; it starts with none");
                 (0, 0)
             }
-            Ok(None) => (0, 0),
-            Err(e) => {
-                warn!("NIC {id}: importing its handed-over connections: {e}");
-                (0, 0)
-            }
+            None => (0, 0),
         }
     }
 

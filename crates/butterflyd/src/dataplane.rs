@@ -144,6 +144,10 @@ pub struct Dataplane {
     persistent_taps: bool,
     /// Restoring the saved configuration: TAP NICs re-attach to their devices.
     restoring: bool,
+    /// A connection table for the firewall of the NIC being built (the hand-over of the
+    /// previous process), and what importing it gave.
+    pending_import: Option<(String, Vec<u8>, Timestamp)>,
+    import_result: Option<(String, Result<ImportSummary, ImportError>)>,
 }
 
 /// Counters of one NIC, as the API reports them.
@@ -450,7 +454,24 @@ impl Dataplane {
             vni_bum: HashMap::new(),
             persistent_taps: cfg.state_dir.is_some(),
             restoring: false,
+            pending_import: None,
+            import_result: None,
         })
+    }
+
+    /// Sets the connection table that NIC `id`'s firewall imports when it is next built,
+    /// before it joins the graph (deadlines counted from `now`); an empty table clears it.
+    /// The outcome is kept for [`take_import_result`](Self::take_import_result).
+    pub fn set_pending_import(&mut self, id: &str, table: Vec<u8>, now: Timestamp) {
+        self.pending_import = (!table.is_empty()).then(|| (id.to_string(), table, now));
+    }
+
+    /// What importing NIC `id`'s pending table gave, if it was imported.
+    pub fn take_import_result(&mut self, id: &str) -> Option<Result<ImportSummary, ImportError>> {
+        match self.import_result.take() {
+            Some((nic, r)) if nic == id => Some(r),
+            _ => None,
+        }
     }
 
     /// While `on`, TAP NICs being created re-attach to their device if it exists (a
@@ -760,11 +781,21 @@ impl Dataplane {
         let vni = info.spec.vni;
         let endpoint = self.endpoint(info)?;
         let bypass = info.spec.bypass_filtering;
-        let firewall = match (bypass, rules) {
+        let mut firewall = match (bypass, rules) {
             (true, _) => None,
             (false, Some(r)) => Some(Firewall::with_ruleset(firewall_config(), r)),
             (false, None) => Some(Firewall::new(firewall_config())),
         };
+        if let (Some(fw), Some((_, table, now))) =
+            (firewall.as_mut(), self.pending_import.take_if(|(nic, _, _)| *nic == id))
+        {
+            let r = if info.spec.ips.is_empty() {
+                fw.import_connections(&table, now).map(|imported| ImportSummary { imported, skipped: 0 })
+            } else {
+                fw.import_connections_of(&table, now, &info.spec.ips)
+            };
+            self.import_result = Some((id.clone(), r));
+        }
         let antispoof = if bypass {
             None
         } else {

@@ -30,6 +30,13 @@ const UDP_PORT: u16 = 5002;
 /// Another TCP port of vm2's.
 const TCP_PORT2: u16 = 5003;
 
+/// The tests of this file run one at a time: each times restarts, which the others' restarts
+/// would slow down on a small machine.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Two TAP VMs in namespaces on one daemon: vm1 (no security group: it may open anything,
 /// nothing may open to it) and vm2 (group `srv`: vm1's subnet may ping it, open TCP 5001
 /// and 5003 and send UDP 5002 to it).
@@ -209,6 +216,7 @@ fn restart(d: Daemon) -> (Daemon, Instant, Instant) {
 /// each restart is printed: the UDP probes' longest silence and the download's stall.
 #[test]
 fn a_long_tcp_download_survives_three_restarts() {
+    let _serial = serial();
     let d = Daemon::start(&[]);
     let vms = two_vms(&d);
     let probes = Probes::start(&vms);
@@ -277,6 +285,7 @@ fn a_long_tcp_download_survives_three_restarts() {
 ///   vm1 speaks on the session; then vm2's bytes flow again.
 #[test]
 fn after_a_crash_allowed_sessions_recover_and_forbidden_ones_stay_refused() {
+    let _serial = serial();
     let d = Daemon::start(&[]);
     let vms = two_vms(&d);
     let (fw1, fw2) = (format!("fw-{}", vms.nics[0]), format!("fw-{}", vms.nics[1]));
@@ -378,6 +387,7 @@ fn after_a_crash_allowed_sessions_recover_and_forbidden_ones_stay_refused() {
 /// (printed per round).
 #[test]
 fn restart_torture() {
+    let _serial = serial();
     let env = |k: &str, default: f64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let (secs, interval) = (env("BF_TORTURE_SECS", 10.0), env("BF_TORTURE_INTERVAL", 2.5));
     let d = Daemon::start(&[]);
@@ -461,6 +471,7 @@ fn restart_torture() {
 /// the NICs start with empty tables. A good file is consumed by the start that reads it.
 #[test]
 fn an_unusable_hand_over_file_gives_a_clean_start_and_a_clear_message() {
+    let _serial = serial();
     let d = Daemon::start(&[]);
     d.ok(&["nic", "add", "--id", "h1", "--mac", "52:54:00:61:01:01", "--vni", "9", "--ip", "10.9.0.1"]);
     let (code, err, dir) = d.stop();
