@@ -83,9 +83,9 @@ impl Daemon {
     /// since the next change saved through the API no longer holds that NIC.
     ///
     /// Each NIC's connection table, if the previous process handed it over (a graceful
-    /// stop), is imported right after the NIC is back; a hand-over file that cannot be used
-    /// is reported and left aside (`*.handover.rejected`), and those NICs start with empty
-    /// tables (their TCP sessions are picked up mid-stream, as after a crash).
+    /// stop), goes into its new firewall before the NIC joins the graph; a hand-over file
+    /// that cannot be used is reported and left aside (`*.handover.rejected`), and those NICs
+    /// start with empty tables (their TCP sessions are picked up mid-stream, as after a crash).
     pub fn restore(&mut self) -> Result<usize, String> {
         let Some(store) = &self.state else { return Ok(0) };
         // The configuration first: a state file that stops the start leaves the hand-over

@@ -3,9 +3,9 @@
 //!
 //! On SIGTERM (or `app_quit`) the daemon exports the connection table of every NIC's firewall
 //! (brick-firewall's versioned `BFCT` bytes) and writes them here, beside the state file;
-//! the next start imports each NIC's table right after restoring the NIC, then removes the
-//! file. The file is untrusted input for the next process (it may be from another version,
-//! truncated by a full disk, or damaged): [`Handover::decode`] checks everything and fails
+//! the next start imports each NIC's table into its new firewall before the NIC joins the
+//! data plane, then removes the file. The file is untrusted input for the next process (it
+//! may be from another version, truncated by a full disk, or damaged): [`Handover::decode`] checks everything and fails
 //! with a typed [`HandoverError`], and the daemon then starts clean, with a log line.
 //!
 //! Format, version 1, little-endian:
