@@ -16,7 +16,9 @@
 //!   due: O(expired + rescheduled), never a scan of the table. Lookups treat an entry whose
 //!   deadline has passed as absent even before `gc` frees it.
 
+use std::fmt;
 use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::rule::Direction;
@@ -54,6 +56,9 @@ pub struct Timeouts {
     pub other_first: Duration,
     /// Other protocols: both directions seen.
     pub other_multiple: Duration,
+    /// TCP picked up mid-stream (see `FirewallConfig::tcp_pickup`), until the other side
+    /// has been seen: then the connection is established like any other.
+    pub tcp_pickup: Duration,
 }
 
 impl Default for Timeouts {
@@ -72,6 +77,7 @@ impl Default for Timeouts {
             icmp_reply: s(20),
             other_first: s(60),
             other_multiple: s(120),
+            tcp_pickup: s(30),
         }
     }
 }
@@ -187,6 +193,24 @@ impl FlowKey {
         (FlowKey { lo, hi, lo_port, hi_port, proto: f.proto, v6: f.v6 }, src_lo)
     }
 
+    /// The two addresses, `lo` then `hi`.
+    pub fn addrs(&self) -> (IpAddr, IpAddr) {
+        let ip = |v: u128| {
+            if self.v6 {
+                IpAddr::V6(Ipv6Addr::from(v))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(v as u32))
+            }
+        };
+        (ip(self.lo), ip(self.hi))
+    }
+
+    /// Whether `addr` is one of the two endpoints' addresses.
+    pub fn involves(&self, addr: IpAddr) -> bool {
+        let (lo, hi) = self.addrs();
+        lo == addr || hi == addr
+    }
+
     #[inline]
     fn hash(&self, seed: u64) -> u64 {
         // Two independent multiply chains (latency ~ one multiply each), then a fold.
@@ -200,6 +224,18 @@ impl FlowKey {
             | self.v6 as u64;
         let x = (a ^ p.rotate_left(7)).wrapping_mul(K1) ^ (b ^ p).wrapping_mul(K2).rotate_left(29);
         x ^ (x >> 32)
+    }
+}
+
+impl fmt::Display for FlowKey {
+    /// `proto 6 10.0.0.1:5000 <-> 10.0.0.2:80` (IPv6 addresses in brackets).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (lo, hi) = self.addrs();
+        let end = |a: IpAddr, p: u16| match a {
+            IpAddr::V4(_) => format!("{a}:{p}"),
+            IpAddr::V6(_) => format!("[{a}]:{p}"),
+        };
+        write!(f, "proto {} {} <-> {}", self.proto, end(lo, self.lo_port), end(hi, self.hi_port))
     }
 }
 
@@ -263,6 +299,43 @@ impl Conn {
         }
         c.expires = now.saturating_add(state.timeout(t).as_nanos() as u64);
         c
+    }
+
+    /// A TCP connection picked up mid-stream: the segment `f` (ACK set, neither SYN nor
+    /// RST) travelling in `dir` belongs to no tracked connection, and the rules let its
+    /// sender open one in that direction. The sender is taken as the initiator; the
+    /// connection is established (closing if `f` carries a FIN), with a conservative window:
+    /// the window scales are unknown, so windows count unscaled (a RST must fall within that
+    /// smaller window), and until a packet of the other side is seen the connection lives
+    /// [`Timeouts::tcp_pickup`], not the established timeout.
+    pub fn picked_up(f: &Flow, dir: Direction, now: u64, t: &Timeouts) -> Conn {
+        let mut c = Conn::new(f, dir, now, t);
+        let s = if c.origin_lo { 0 } else { 1 };
+        c.state = if f.tcp_flags & TCP_FIN != 0 {
+            c.fin[s] = true;
+            ConnState::TcpFinWait
+        } else {
+            ConnState::TcpEstablished
+        };
+        c.expires = now.saturating_add(c.timeout(t).as_nanos() as u64);
+        c
+    }
+
+    /// Whether this is a TCP connection picked up mid-stream whose other side has not been
+    /// seen yet.
+    pub fn unconfirmed(&self) -> bool {
+        self.key.proto == PROTO_TCP
+            && self.state == ConnState::TcpEstablished
+            && !(self.seen[0] && self.seen[1])
+    }
+
+    /// The idle timeout that applies now.
+    fn timeout(&self, t: &Timeouts) -> Duration {
+        if self.unconfirmed() {
+            t.tcp_pickup
+        } else {
+            self.state.timeout(t)
+        }
     }
 
     /// The key.
@@ -394,7 +467,7 @@ impl Conn {
                 };
             }
         }
-        self.expires = now.saturating_add(self.state.timeout(t).as_nanos() as u64);
+        self.expires = now.saturating_add(self.timeout(t).as_nanos() as u64);
         Ok(())
     }
 }
@@ -431,6 +504,18 @@ pub enum ImportError {
     /// A record is invalid.
     #[error("record {0} is invalid")]
     Record(usize),
+    /// A record's connection has none of the addresses the import was meant for as an
+    /// endpoint: most likely the export of another VM's NIC.
+    #[error(
+        "record {record} ({endpoints}) has none of the expected addresses as an endpoint \
+         (an export of another NIC?)"
+    )]
+    Foreign {
+        /// The record's index.
+        record: usize,
+        /// Its two endpoints, for the message.
+        endpoints: String,
+    },
     /// The records do not fit in the table.
     #[error("import needs {needed} free entries, {free} available")]
     Full {
@@ -887,11 +972,26 @@ impl ConnTable {
         now: u64,
         mut keep: impl FnMut(&Conn) -> bool,
     ) -> Result<usize, ImportError> {
+        self.import_bytes_checked(bytes, now, |_, c| Ok(keep(c))).map(|(imported, _)| imported)
+    }
+
+    /// [`import_bytes`](Self::import_bytes) with a check that may refuse the whole import:
+    /// `check(n, conn)` says whether record `n` is to be imported (`Ok(true)`), skipped
+    /// (`Ok(false)`), or makes the import fail (`Err`, nothing changes). It sees each record
+    /// twice and must answer alike. Returns how many records were imported and how many
+    /// there were.
+    pub fn import_bytes_checked(
+        &mut self,
+        bytes: &[u8],
+        now: u64,
+        mut check: impl FnMut(usize, &Conn) -> Result<bool, ImportError>,
+    ) -> Result<(usize, usize), ImportError> {
         let records = Self::records(bytes)?;
+        let total = records.len();
         let (mut needed, mut replaced) = (0, 0);
         for (n, r) in records.clone().enumerate() {
             let c = Self::decode_record(r, n, now)?;
-            if keep(&c) {
+            if check(n, &c)? {
                 needed += 1;
                 replaced += usize::from(self.find(&c.key).is_some());
             }
@@ -899,14 +999,14 @@ impl ConnTable {
         self.check_room(needed, replaced)?;
         let mut imported = 0;
         for (n, r) in records.enumerate() {
-            // Checked above: every record decodes.
+            // Checked above: every record decodes and passes.
             if let Ok(c) = Self::decode_record(r, n, now) {
-                if keep(&c) && self.replace(c, now) {
+                if matches!(check(n, &c), Ok(true)) && self.replace(c, now) {
                     imported += 1;
                 }
             }
         }
-        Ok(imported)
+        Ok((imported, total))
     }
 
     /// Whether `needed` connections, `replaced` of which have a key already here, fit.

@@ -14,6 +14,7 @@ use crate::frag::{FragKey, FragTable};
 use crate::rule::{Action, Direction};
 use crate::wire::{self, Flow, Frag, Malformed, Parsed, PROTO_ICMP, PROTO_ICMP6, PROTO_TCP};
 use crate::wire::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use std::net::IpAddr;
 
 /// Why the firewall dropped a packet; `as usize` indexes [`FIREWALL_DROP_REASONS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +97,17 @@ pub struct FirewallConfig {
     /// Most connection entries visited by one `tick`'s garbage collection (default 65,536);
     /// the rest is left for the next tick.
     pub gc_budget: usize,
+    /// Mid-stream TCP pickup (default off: only a SYN opens a TCP connection, as pf's
+    /// `flags S/SA`). On, a TCP segment of no tracked connection that has ACK set and
+    /// neither SYN nor RST, and that a `keep state` pass rule allows in its direction,
+    /// re-creates its connection as established (see [`Conn::picked_up`]) instead of being
+    /// dropped as "tcp without state". Meant for a firewall that lost its table (a crashed
+    /// process): established sessions recover by themselves at their next segment in an
+    /// allowed direction, and nothing the rules forbid is opened, since the rules judge the
+    /// segment exactly as they would judge a SYN in its place. The cost: a peer the rules
+    /// let open connections can open one with a bare ACK, and a picked-up connection's
+    /// windows are unscaled (conservative for RSTs).
+    pub tcp_pickup: bool,
 }
 
 impl Default for FirewallConfig {
@@ -106,6 +118,7 @@ impl Default for FirewallConfig {
             fragment_timeout: Duration::from_secs(10),
             timeouts: Timeouts::default(),
             gc_budget: 65_536,
+            tcp_pickup: false,
         }
     }
 }
@@ -123,6 +136,17 @@ pub struct FirewallCounters {
     pub passed_non_ip: u64,
     /// Later fragments passed after their first fragment.
     pub passed_fragments: u64,
+    /// TCP connections picked up mid-stream (`FirewallConfig::tcp_pickup`).
+    pub picked_up: u64,
+}
+
+/// What an import did ([`Firewall::import_connections_of`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Connections imported.
+    pub imported: usize,
+    /// Connections the current ruleset does not allow, left out.
+    pub skipped: usize,
 }
 
 /// What [`Firewall::replace_ruleset`] did.
@@ -244,6 +268,28 @@ impl Firewall {
         self.conns.import_bytes(bytes, now.as_nanos(), |c| Self::allows(rules, c))
     }
 
+    /// Imports connections exported by [`export_connections`](Self::export_connections) for
+    /// a NIC whose addresses are `addrs` (the live migration of a VM, or a restart): like
+    /// [`import_connections`](Self::import_connections), and besides, every connection must
+    /// have one of `addrs` as an endpoint, else the import fails with
+    /// [`ImportError::Foreign`] and nothing changes (the export of another NIC is refused,
+    /// not half-imported). Connections the ruleset does not allow are skipped and counted.
+    pub fn import_connections_of(
+        &mut self,
+        bytes: &[u8],
+        now: Timestamp,
+        addrs: &[IpAddr],
+    ) -> Result<ImportSummary, ImportError> {
+        let rules = &self.rules;
+        let (imported, total) = self.conns.import_bytes_checked(bytes, now.as_nanos(), |n, c| {
+            if !addrs.iter().any(|&a| c.key().involves(a)) {
+                return Err(ImportError::Foreign { record: n, endpoints: c.key().to_string() });
+            }
+            Ok(Self::allows(rules, c))
+        })?;
+        Ok(ImportSummary { imported, skipped: total - imported })
+    }
+
     /// Frees expired connections (also done by `tick`).
     pub fn gc(&mut self, now: Timestamp) -> usize {
         self.conns.gc(now.as_nanos(), self.cfg.gc_budget)
@@ -344,7 +390,19 @@ impl Firewall {
         }
         if d.keep_state && track {
             if tcp && f.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
-                return Err(FwDrop::TcpWithoutState);
+                // Mid-stream: picked up when allowed (the rules passed it in this direction
+                // as they would pass a SYN), never a RST or a SYN-ACK, never over an entry of
+                // the same addresses seen from the other side.
+                let pickable = self.cfg.tcp_pickup && f.tcp_flags & (TCP_SYN | TCP_RST) == 0 && !conflict;
+                if !pickable {
+                    return Err(FwDrop::TcpWithoutState);
+                }
+                if self.conns.insert(Conn::picked_up(f, dir, now, &self.cfg.timeouts), now).is_err() {
+                    return Err(FwDrop::ConntrackFull);
+                }
+                self.counters.picked_up += 1;
+                self.counters.passed_by_rule += 1;
+                return Ok(());
             }
             if !conflict && self.conns.insert(Conn::new(f, dir, now, &self.cfg.timeouts), now).is_err() {
                 return Err(FwDrop::ConntrackFull);
@@ -409,7 +467,10 @@ impl Brick for Firewall {
         vec![
             format!("rules: {}", self.rules.ruleset().rules.len()),
             format!("connections: {}/{}", self.conns.len(), self.conns.max()),
-            format!("created {} expired {} refused {}", s.created, s.expired, s.refused_full),
+            format!(
+                "created {} expired {} refused {} picked up {}",
+                s.created, s.expired, s.refused_full, self.counters.picked_up
+            ),
         ]
     }
 }
@@ -698,6 +759,150 @@ mod tests {
             b.import_connections(&bytes[..20], Timestamp(0)),
             Err(ImportError::Truncated { needed: bytes.len(), got: 20 })
         );
+    }
+
+    fn pickup(text: &str) -> Firewall {
+        let cfg = FirewallConfig { tcp_pickup: true, ..FirewallConfig::default() };
+        Firewall::with_ruleset(cfg, CompiledRuleset::parse(text).unwrap())
+    }
+
+    /// After a crash the table is empty: the next segment of an established session, in a
+    /// direction the rules allow, re-creates it; its replies then pass.
+    #[test]
+    fn pickup_recreates_an_allowed_connection_mid_stream() {
+        let mut f = pickup(OUT_ONLY);
+        let t = 10 * S;
+        assert_eq!(f.filter(&tcp4(VM, PEER, 5000, 80, 5000, 7000, TCP_ACK), Direction::Out, t), Ok(()));
+        let id = f.conns.ids()[0];
+        let c = f.conns.get(id);
+        assert_eq!((c.state(), c.origin()), (ConnState::TcpEstablished, Direction::Out));
+        assert!(c.unconfirmed());
+        assert_eq!(c.expires(), t + 30 * S, "an unconfirmed pickup lives tcp_pickup, not 24 h");
+        assert_eq!(f.counters().picked_up, 1);
+        // The peer's data and ACKs now pass as part of the connection, and confirm it.
+        assert_eq!(f.filter(&tcp4(PEER, VM, 80, 5000, 7000, 5000, TCP_ACK), Direction::In, t + S), Ok(()));
+        let c = f.conns.get(id);
+        assert!(!c.unconfirmed());
+        assert_eq!(c.expires(), t + S + 86_400 * S, "confirmed: the established timeout");
+        assert_eq!(f.counters().passed_by_state, 1);
+        // Without pickup (the default), the same segment is dropped.
+        let mut strict = fw(OUT_ONLY);
+        assert_eq!(
+            strict.filter(&tcp4(VM, PEER, 5000, 80, 5000, 7000, TCP_ACK), Direction::Out, t),
+            Err(FwDrop::TcpWithoutState)
+        );
+    }
+
+    /// Pickup opens nothing the rules forbid: a segment from the peer, in the direction the
+    /// rules block, is refused (and creates nothing) even when the VM's side of the same
+    /// session would be allowed; once the VM speaks, the peer's segments pass.
+    #[test]
+    fn pickup_never_opens_what_the_rules_forbid() {
+        let mut f = pickup("pass out all keep state\npass in proto tcp to any port 22 keep state\n");
+        let t = 10 * S;
+        // Inbound to a port the rules do not open: blocked, nothing tracked.
+        assert_eq!(
+            f.filter(&tcp4(PEER, VM, 40000, 8080, 1, 1, TCP_ACK), Direction::In, t),
+            Err(FwDrop::BlockedByDefault)
+        );
+        // The reply half of a session the VM opened (PEER:80 -> VM): the rules judge it
+        // inbound, as a new flow to port 5000: refused.
+        assert_eq!(
+            f.filter(&tcp4(PEER, VM, 80, 5000, 7000, 5000, TCP_ACK), Direction::In, t),
+            Err(FwDrop::BlockedByDefault)
+        );
+        assert!(f.conns.is_empty());
+        // The VM's next segment is allowed outbound: picked up, and the peer's pass.
+        assert_eq!(f.filter(&tcp4(VM, PEER, 5000, 80, 5000, 7000, TCP_ACK), Direction::Out, t), Ok(()));
+        assert_eq!(f.filter(&tcp4(PEER, VM, 80, 5000, 7000, 5000, TCP_ACK), Direction::In, t), Ok(()));
+        // An inbound session to port 22 is picked up from the peer's side.
+        assert_eq!(f.filter(&tcp4(PEER, VM, 40001, 22, 9, 9, TCP_ACK), Direction::In, t), Ok(()));
+        // A block rule wins over pickup like over a SYN.
+        let mut b = pickup("pass out all keep state\nblock out quick proto tcp to any port 25\n");
+        assert_eq!(
+            b.filter(&tcp4(VM, PEER, 5000, 25, 1, 1, TCP_ACK), Direction::Out, t),
+            Err(FwDrop::BlockedByRule)
+        );
+        // `no state` rules pass without tracking, as before.
+        let mut n = pickup("pass out proto tcp all no state\n");
+        assert_eq!(n.filter(&tcp4(VM, PEER, 5000, 80, 1, 1, TCP_ACK), Direction::Out, t), Ok(()));
+        assert!(n.conns.is_empty());
+        assert_eq!(n.counters().picked_up, 0);
+        assert_eq!(f.counters().picked_up, 2);
+    }
+
+    /// Only plain mid-stream segments are picked up: not a RST, not a SYN-ACK; a FIN is
+    /// picked up closing; an entry of the same addresses seen from the other side blocks
+    /// it; the table's bound holds; a pickup's window is conservative.
+    #[test]
+    fn pickup_is_bounded() {
+        let t = 10 * S;
+        let mut f = pickup(OUT_ONLY);
+        assert_eq!(
+            f.filter(&tcp4(VM, PEER, 5000, 80, 1, 1, TCP_RST | TCP_ACK), Direction::Out, t),
+            Err(FwDrop::TcpWithoutState)
+        );
+        assert_eq!(
+            f.filter(&tcp4(VM, PEER, 5000, 80, 1, 1, TCP_SYN | TCP_ACK), Direction::Out, t),
+            Err(FwDrop::TcpWithoutState)
+        );
+        assert!(f.conns.is_empty());
+        assert_eq!(f.filter(&tcp4(VM, PEER, 5001, 80, 1, 1, TCP_FIN | TCP_ACK), Direction::Out, t), Ok(()));
+        let id = f.conns.ids()[0];
+        assert_eq!(f.conns.get(id).state(), ConnState::TcpFinWait);
+        // The same addresses as an inbound entry (from the other side): no pickup over it.
+        let mut g = pickup("pass in all keep state\npass out all keep state\n");
+        g.filter(&tcp4(PEER, VM, 80, 5000, 1, 0, TCP_SYN), Direction::In, t).unwrap();
+        assert_eq!(
+            g.filter(&tcp4(PEER, VM, 80, 5000, 2, 1, TCP_ACK), Direction::Out, t),
+            Err(FwDrop::TcpWithoutState)
+        );
+        // Full table: refused and counted like a SYN.
+        let cfg = FirewallConfig { tcp_pickup: true, max_connections: 1, ..FirewallConfig::default() };
+        let mut h = Firewall::with_ruleset(cfg, CompiledRuleset::parse(OUT_ONLY).unwrap());
+        assert_eq!(h.filter(&tcp4(VM, PEER, 1, 80, 1, 1, TCP_ACK), Direction::Out, t), Ok(()));
+        assert_eq!(
+            h.filter(&tcp4(VM, PEER, 2, 80, 1, 1, TCP_ACK), Direction::Out, t),
+            Err(FwDrop::ConntrackFull)
+        );
+        // Conservative window: the picked-up sender advertised 65535 unscaled; a RST from it
+        // 100 000 bytes ahead is outside, one within is accepted.
+        let mut w = pickup(OUT_ONLY);
+        w.filter(&tcp4(VM, PEER, 5000, 80, 1000, 1, TCP_ACK), Direction::Out, t).unwrap();
+        w.filter(&tcp4(PEER, VM, 80, 5000, 1, 1000, TCP_ACK), Direction::In, t).unwrap();
+        assert_eq!(
+            w.filter(&tcp4(VM, PEER, 5000, 80, 101_000, 0, TCP_RST), Direction::Out, t),
+            Err(FwDrop::TcpRstOutOfWindow)
+        );
+        assert_eq!(w.filter(&tcp4(VM, PEER, 5000, 80, 1000, 0, TCP_RST), Direction::Out, t), Ok(()));
+        // An unconfirmed pickup expires after tcp_pickup.
+        let mut e = pickup(OUT_ONLY);
+        e.filter(&tcp4(VM, PEER, 5000, 80, 1, 1, TCP_ACK), Direction::Out, t).unwrap();
+        assert_eq!(e.gc(Timestamp(t + 31 * S)), 1);
+    }
+
+    /// An import meant for a NIC refuses the export of another (no connection has one of
+    /// its addresses), changing nothing, and counts what its rules skip.
+    #[test]
+    fn import_for_a_nic_refuses_another_nics_export() {
+        let mut a = fw(OUT_ONLY);
+        a.filter(&tcp4(VM, PEER, 5000, 80, 100, 0, TCP_SYN), Direction::Out, S).unwrap();
+        a.filter(&udp4(VM, PEER, 5353, 53, b""), Direction::Out, S).unwrap();
+        let bytes = a.export_connections(Timestamp(S));
+        let vm: IpAddr = IpAddr::from(VM);
+        let other: IpAddr = "42.0.0.9".parse().unwrap();
+        let mut b = fw("pass out proto tcp all\n");
+        b.filter(&tcp4(VM, PEER, 6000, 80, 1, 0, TCP_SYN), Direction::Out, S).unwrap();
+        let before = b.export_connections(Timestamp(S));
+        let e = b.import_connections_of(&bytes, Timestamp(S), &[other]).unwrap_err();
+        assert!(matches!(e, ImportError::Foreign { record: 0, .. }), "{e:?}");
+        assert!(e.to_string().contains("42.0.0.1") && e.to_string().contains("another NIC"), "{e}");
+        assert_eq!(b.export_connections(Timestamp(S)), before, "nothing changed");
+        assert_eq!(
+            b.import_connections_of(&bytes, Timestamp(S), &[other, vm]),
+            Ok(ImportSummary { imported: 1, skipped: 1 })
+        );
+        assert_eq!(b.connections().len(), 2);
     }
 
     #[test]

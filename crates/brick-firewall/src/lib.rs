@@ -48,7 +48,9 @@ pub use antispoof::{
 pub use brick_core::Timestamp;
 pub use compile::{CompileError, CompiledRuleset, Decision};
 pub use conntrack::{ConnState, ConnTable, ImportError, Timeouts};
-pub use firewall::{Firewall, FirewallConfig, FirewallCounters, FwDrop, Replaced, FIREWALL_DROP_REASONS};
+pub use firewall::{
+    Firewall, FirewallConfig, FirewallCounters, FwDrop, ImportSummary, Replaced, FIREWALL_DROP_REASONS,
+};
 pub use parse::ParseError;
 pub use rule::{
     Action, AddrSpec, Cidr, Direction, Endpoint, Family, IcmpMatch, PortRange, Proto, Rule, Ruleset, Table,

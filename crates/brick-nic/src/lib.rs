@@ -25,6 +25,7 @@ pub mod bpf;
 pub mod counters;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod netns;
 pub mod offload;
 mod patch;
 mod pcap;

@@ -143,6 +143,35 @@ impl TapNic {
         Self::open(name, cfg, pool, false)
     }
 
+    /// Attaches to the existing TAP device `name` of the network namespace `netns` (an open
+    /// `/run/netns/NAME` or `/proc/PID/ns/net`, see [`crate::netns::find_interface`]): a
+    /// persistent device that was moved into a VM's or a container's namespace. The opening
+    /// happens on a short-lived thread inside `netns`; the brick's descriptors then work from
+    /// any thread. Needs CAP_SYS_ADMIN and CAP_NET_ADMIN.
+    pub fn attach_in(
+        netns: std::os::fd::BorrowedFd<'_>,
+        name: &str,
+        cfg: TapConfig,
+        pool: PacketPool,
+    ) -> Result<TapNic, NicError> {
+        crate::netns::in_netns(netns, move || Self::attach(name, cfg, pool))
+            .map_err(|e| NicError::sys("setns", name, e))?
+    }
+
+    /// Makes the device outlive the brick (TUNSETPERSIST), or not: with `true`, dropping the
+    /// brick leaves the interface in place, with its addresses and routes, in whatever
+    /// namespace it was moved to, for [`attach`](Self::attach) or
+    /// [`attach_in`](Self::attach_in) later (its carrier is down meanwhile); with `false` the
+    /// device goes when its last descriptor closes.
+    pub fn set_persistent(&self, on: bool) -> Result<(), NicError> {
+        let q = self.queues.first().ok_or_else(|| NicError::Config("no queue".into()))?;
+        // SAFETY: TUNSETPERSIST takes its flag by value.
+        if unsafe { libc::ioctl(q.fd.as_raw_fd(), libc::TUNSETPERSIST, libc::c_ulong::from(on)) } < 0 {
+            return Err(NicError::sys("TUNSETPERSIST", &self.name, io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
     fn open(name: &str, cfg: TapConfig, pool: PacketPool, exclusive: bool) -> Result<TapNic, NicError> {
         if cfg.queues == 0 || cfg.queues > 256 {
             return Err(NicError::Config(format!("queues {} not in 1..=256", cfg.queues)));

@@ -134,6 +134,57 @@ fn attach_to_a_persistent_tap() {
     ));
 }
 
+/// A persistent TAP moved into another namespace outlives its brick there, with its address;
+/// `find_interface` finds that namespace by name and MAC (not one holding an interface of
+/// the same name with another MAC), and a brick attached from inside it carries frames both
+/// ways. Made non-persistent, the device goes with its last brick.
+#[test]
+fn a_persistent_tap_moved_away_is_found_and_attached_again() {
+    use std::os::fd::AsFd;
+    let (ns, decoy) = (Netns::new(), Netns::new());
+    let name = unique("bnmtap");
+    let mac = [0x52, 0x54, 0x00, 0x17, 0x0b, 0x01];
+    let tap = TapNic::create(&name, TapConfig::default(), pool(64, 2048)).unwrap();
+    tap.set_mac(mac).unwrap();
+    tap.set_persistent(true).unwrap();
+    into_ns(&name, &ns, Some("10.77.0.1/24"));
+    // The same name with another MAC elsewhere must not be taken for it.
+    let peer = format!("{name}p");
+    ip(&["-n", &decoy.name, "link", "add", &name, "type", "veth", "peer", "name", &peer]);
+    drop(tap);
+    let listed = |n: &Netns| {
+        let out =
+            std::process::Command::new("ip").args(["-n", &n.name, "addr", "show", &name]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(listed(&ns).contains("10.77.0.1/24"), "the device and its address stay: {}", listed(&ns));
+    assert!(!brick_nic::sys::interface_exists(&name), "it is not in this namespace");
+
+    let (path, fd) = brick_nic::netns::find_interface(&name, mac).unwrap().expect("found");
+    assert!(path.ends_with(&ns.name) || path.starts_with("/proc"), "{}", path.display());
+    assert!(brick_nic::netns::find_interface(&name, [0x52, 0, 0, 0, 0, 9]).unwrap().is_none());
+    let tap = TapNic::attach_in(fd.as_fd(), &name, TapConfig::default(), pool(1024, 2048)).unwrap();
+    let counters = tap.counters();
+    let raw = RawSock::open_in(&ns, &name, TEST_ETHERTYPE);
+    let mut g = Graph::new("tap");
+    let id = g.add("tap", tap).unwrap();
+    let got = collect_east_of(&mut g, id, "collect");
+    assert!(raw.send(&test_frame(1, 100)));
+    assert!(poll_until(&mut g, Duration::from_secs(5), || !got.lock().unwrap().is_empty()));
+    let mut b = Burst::new();
+    b.push(Packet::from_slice(&test_frame(2, 100))).unwrap();
+    g.inject(id, Side::East, 0, &mut b).unwrap();
+    assert_eq!(
+        raw.recv(Duration::from_secs(2)).expect("a frame from the attached brick"),
+        test_frame(2, 100)
+    );
+    assert_eq!(counters.rx_packets.get(), 1);
+
+    g.brick::<TapNic>(id).unwrap().set_persistent(false).unwrap();
+    drop(g);
+    assert!(!listed(&ns).contains(&name), "gone with its last brick: {}", listed(&ns));
+}
+
 /// Joins two bricks whose only port is east: packets entering west port 0 leave west port 1
 /// and back. Counts the super-frames that cross.
 struct Cross {

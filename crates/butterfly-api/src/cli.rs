@@ -132,6 +132,21 @@ enum NicCmd {
         /// NIC id
         id: String,
     },
+    /// Write a NIC's connection table (nic_export: versioned bytes) to FILE ("-": stdout)
+    Export {
+        /// NIC id
+        id: String,
+        /// Output file
+        file: String,
+    },
+    /// Import a connection table that `nic export` wrote (here or on another host: a VM's
+    /// migration) into a NIC's firewall, from FILE ("-": stdin); prints imported and skipped
+    Import {
+        /// NIC id
+        id: String,
+        /// Input file
+        file: String,
+    },
     /// Security groups of a NIC
     Sg {
         #[command(subcommand)]
@@ -184,6 +199,10 @@ struct NicAdd {
     /// anti-spoofing (repeatable; butterfly-rs daemons)
     #[arg(long)]
     link_local: Vec<String>,
+    /// vhost-user client mode (butterfly-rs): the VM (QEMU, server=on) serves the socket, the
+    /// daemon connects to it and reconnects by itself
+    #[arg(long)]
+    vhost_client: bool,
 }
 
 #[derive(Args, Debug)]
@@ -657,6 +676,9 @@ fn print_nic(n: &v0::Nic) {
     }
     let t = v0::nic::Type::try_from(n.r#type.unwrap_or(0)).map(|t| t.as_str_name()).unwrap_or("?");
     println!("type: {t}");
+    if n.vhost_user_client == Some(true) {
+        println!("vhost-user: client");
+    }
     if let Some(p) = &n.path {
         println!("path: {p}");
     }
@@ -768,6 +790,7 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
                     dip: a.dip.clone(),
                     dmac: a.dmac.clone(),
                     link_local: a.link_local.clone(),
+                    vhost_user_client: a.vhost_client.then_some(true),
                     ..Default::default()
                 };
                 // Butterfly's nic_add replaces a NIC with the same id, and its reply does
@@ -837,6 +860,31 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
                 if ctx.human() {
                     let s = r.nic_stats.unwrap_or_default();
                     println!("in: {}\nout: {}", s.r#in, s.out);
+                }
+            }
+            NicCmd::Export { id, file } => {
+                let r = ctx.call(v0::Request { nic_export: Some(id.clone()), ..req() })?;
+                let data = r.nic_export.and_then(|e| e.fw_data).and_then(|f| f.data).unwrap_or_default();
+                let written = if file == "-" {
+                    std::io::Write::write_all(&mut std::io::stdout().lock(), &data)
+                } else {
+                    std::fs::write(file, &data)
+                };
+                written.map_err(|e| usage(format!("cannot write {file}: {e}")))?;
+            }
+            NicCmd::Import { id, file } => {
+                let data = if file == "-" {
+                    let mut v = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut v).map(|_| v)
+                } else {
+                    std::fs::read(file)
+                }
+                .map_err(|e| usage(format!("cannot read {file}: {e}")))?;
+                let import = v0::NicImportReq { id: Some(id.clone()), data: Some(data) };
+                let r = ctx.call(v0::Request { nic_import: Some(import), ..req() })?;
+                if ctx.human() {
+                    let done = r.nic_import.unwrap_or_default();
+                    println!("imported: {}\nskipped: {}", done.imported(), done.skipped());
                 }
             }
             NicCmd::Sg { cmd } => match cmd {

@@ -164,6 +164,7 @@ enum Kind {
     SgDetails,
     VniSet,
     VniDetails,
+    NicImport,
 }
 
 fn kind(r: &v0::Request) -> Option<Kind> {
@@ -211,6 +212,8 @@ fn kind(r: &v0::Request) -> Option<Kind> {
         Kind::VniSet
     } else if r.vni_details.is_some() {
         Kind::VniDetails
+    } else if r.nic_import.is_some() {
+        Kind::NicImport
     } else {
         return None;
     })
@@ -513,6 +516,12 @@ impl Dispatcher {
                     );
                 }
                 resp.vni_details = h.vni_details(vni).map_err(d)?.iter().map(v0::VniState::from).collect();
+            }
+            Kind::NicImport => {
+                let imp = NicImport::try_from(r.nic_import.as_ref().ok_or("")?).map_err(v)?;
+                let done = h.nic_import(imp).map_err(d)?;
+                resp.nic_import =
+                    Some(v0::NicImportRes { imported: Some(done.imported), skipped: Some(done.skipped) });
             }
         }
         Ok(resp)

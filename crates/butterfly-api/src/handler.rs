@@ -88,6 +88,15 @@ pub trait Handler {
     fn vni_set(&mut self, set: VniSet) -> HandlerResult<()> {
         Err(HandlerError::Failed(format!("VNI {}: BUM settings are not supported by this daemon", set.vni)))
     }
+    /// butterfly-rs extension: imports connections (what `nic_export` returned, here or on
+    /// another daemon) into a NIC's firewall: all or nothing, bad input refused with the
+    /// reason and no change. Default: not supported.
+    fn nic_import(&mut self, import: NicImport) -> HandlerResult<NicImported> {
+        Err(HandlerError::Failed(format!(
+            "NIC {}: connection import is not supported by this daemon",
+            import.id
+        )))
+    }
     /// butterfly-rs extension: the BUM mode in effect and state of one VNI (`Some`), or of
     /// every VNI with a setting of its own or a NIC, sorted (`None`). Default: not supported.
     fn vni_details(&mut self, vni: Option<u32>) -> HandlerResult<Vec<VniState>> {

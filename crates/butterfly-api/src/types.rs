@@ -193,6 +193,28 @@ pub struct NicSpec {
     /// fe80::/10, canonical, without duplicates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub link_local: Vec<Ipv6Addr>,
+    /// butterfly-rs: the daemon is the vhost-user client of the socket (QEMU serves it),
+    /// and reconnects by itself; only for [`NicType::VhostUserServer`] NICs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vhost_user_client: bool,
+}
+
+/// A validated nic_import (butterfly-rs extension): connections for a NIC's firewall.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicImport {
+    /// The NIC.
+    pub id: String,
+    /// What nic_export returned (empty: no connections).
+    pub data: Vec<u8>,
+}
+
+/// What a nic_import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NicImported {
+    /// Connections imported.
+    pub imported: u32,
+    /// Connections the NIC's rules do not allow, left out.
+    pub skipped: u32,
 }
 
 /// A NIC as stored by the daemon: the spec plus what the daemon decided.
@@ -576,6 +598,12 @@ impl TryFrom<&v0::Nic> for NicSpec {
         } else {
             None
         };
+        let vhost_user_client = n.vhost_user_client.unwrap_or(false);
+        if vhost_user_client && nic_type != NicType::VhostUserServer {
+            return Err(ValidationError::Nic(
+                "vhost_user_client is for vhost-user NICs (type VHOST_USER_SERVER) only".into(),
+            ));
+        }
         Ok(NicSpec {
             id: n.id.clone(),
             mac,
@@ -590,7 +618,19 @@ impl TryFrom<&v0::Nic> for NicSpec {
             packet_trace_path: n.packet_trace_path.clone(),
             bench,
             link_local: parse_link_local(&n.link_local, ValidationError::Nic)?,
+            vhost_user_client,
         })
+    }
+}
+
+impl TryFrom<&v0::NicImportReq> for NicImport {
+    type Error = ValidationError;
+    fn try_from(r: &v0::NicImportReq) -> Result<Self, ValidationError> {
+        let id = r.id.clone().unwrap_or_default();
+        if id.is_empty() {
+            return Err(ValidationError::Nic("nic_import needs the id of a NIC".into()));
+        }
+        Ok(NicImport { id, data: r.data.clone().unwrap_or_default() })
     }
 }
 
@@ -863,6 +903,8 @@ impl From<&NicSpec> for v0::Nic {
             dip,
             dmac,
             link_local: n.link_local.iter().map(Ipv6Addr::to_string).collect(),
+            // Absent unless set: Butterfly's replies stay the same bytes.
+            vhost_user_client: n.vhost_user_client.then_some(true),
         }
     }
 }
@@ -1008,6 +1050,35 @@ mod tests {
             let e = VniSet::try_from(req).unwrap_err().to_string();
             assert!(e.starts_with("Bad VNI format: ") && e.contains(want), "{req:?}: {e}");
         }
+    }
+
+    /// vhost_user_client (butterfly-rs, field 110) only on vhost-user NICs, absent from
+    /// replies unless set (Butterfly's bytes unchanged); nic_import needs an id.
+    #[test]
+    fn vhost_user_client_and_nic_import_are_validated() {
+        let nic = |t: Option<v0::nic::Type>, client: Option<bool>| v0::Nic {
+            id: "n".into(),
+            mac: "52:54:00:00:00:01".into(),
+            vni: 1,
+            r#type: t.map(|t| t as i32),
+            vhost_user_client: client,
+            ..Default::default()
+        };
+        let spec = NicSpec::try_from(&nic(None, Some(true))).unwrap();
+        assert!(spec.vhost_user_client);
+        assert_eq!(v0::Nic::from(&spec).vhost_user_client, Some(true));
+        let plain = NicSpec::try_from(&nic(None, Some(false))).unwrap();
+        assert_eq!(v0::Nic::from(&plain).vhost_user_client, None, "absent unless set");
+        let e = NicSpec::try_from(&nic(Some(v0::nic::Type::Tap), Some(true))).unwrap_err().to_string();
+        assert!(e.starts_with("Bad NIC format: vhost_user_client is for vhost-user NICs"), "{e}");
+        // Old state files (no field) read as server mode.
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("vhost_user_client"));
+        assert_eq!(serde_json::from_str::<NicSpec>(&json).unwrap(), plain);
+        let ok = NicImport::try_from(&v0::NicImportReq { id: Some("n".into()), data: None }).unwrap();
+        assert_eq!(ok, NicImport { id: "n".into(), data: Vec::new() });
+        let e = NicImport::try_from(&v0::NicImportReq { id: None, data: Some(vec![1]) }).unwrap_err();
+        assert_eq!(e.to_string(), "Bad NIC format: nic_import needs the id of a NIC");
     }
 
     #[test]

@@ -6,12 +6,13 @@ use std::net::IpAddr;
 
 use brick_firewall::{ruleset_from_security_groups, CompiledRuleset, SgOptions};
 use butterfly_api::{
-    AppConfig, AppStatus, Handler, HandlerError, HandlerResult, MemoryHandler, Model, NicInfo, NicSpec,
-    NicStats, NicUpdate, Rule, RulePeer, SecurityGroup, VniSet, VniState,
+    AppConfig, AppStatus, Handler, HandlerError, HandlerResult, MemoryHandler, Model, NicImport, NicImported,
+    NicInfo, NicSpec, NicStats, NicUpdate, Rule, RulePeer, SecurityGroup, VniSet, VniState,
 };
 use tracing::{info, warn};
 
 use crate::dataplane::Dataplane;
+use crate::handover::Handover;
 use crate::state::StateStore;
 
 /// Changes the log level at run time (app_config).
@@ -80,9 +81,18 @@ impl Daemon {
     /// the same paths, so QEMU reconnects). The state file is not rewritten here; when a NIC
     /// was left out, a copy of the file as it was is kept beside it (`*.before-restore`),
     /// since the next change saved through the API no longer holds that NIC.
+    ///
+    /// Each NIC's connection table, if the previous process handed it over (a graceful
+    /// stop), goes into its new firewall before the NIC joins the graph; a hand-over file
+    /// that cannot be used is reported and left aside (`*.handover.rejected`), and those NICs
+    /// start with empty tables (their TCP sessions are picked up mid-stream, as after a crash).
     pub fn restore(&mut self) -> Result<usize, String> {
         let Some(store) = &self.state else { return Ok(0) };
-        let Some(model) = store.load().map_err(|e| e.to_string())? else { return Ok(0) };
+        // The configuration first: a state file that stops the start leaves the hand-over
+        // in place for the start that follows its repair.
+        let model = store.load().map_err(|e| e.to_string())?;
+        let mut handed = self.take_handover(store.handover_path());
+        let Some(model) = model else { return Ok(0) };
         let path = store.path().to_path_buf();
         self.mem.model = model;
         // VNIs' own BUM modes first, so that each VNI floods as it should from its first NIC.
@@ -100,13 +110,43 @@ impl Daemon {
         }
         let ids = self.mem.model.nic_ids();
         let mut restored = 0;
+        let mut conns = (0, 0);
+        // TAP NICs take back their devices (kept by the previous process) while restoring.
+        self.dp.set_restoring(true);
         for id in &ids {
+            // The handed-over table goes into the NIC's new firewall before the NIC joins
+            // the graph: its first packets already find their connections.
+            let table = handed.as_mut().and_then(|(h, now)| Some((h.remove(id)?, *now)));
+            if let Some((table, now)) = table.filter(|(t, _)| !t.is_empty()) {
+                self.dp.set_pending_import(id, table, now);
+            }
             match self.sync(id, true) {
-                Ok(()) => restored += 1,
+                Ok(()) => {
+                    restored += 1;
+                    let (imported, total) = self.report_import(id);
+                    conns.0 += imported;
+                    conns.1 += total;
+                }
                 Err(e) => {
                     warn!("restoring NIC {id}: {e}; it is left out");
                     self.mem.model.nic_del(id);
                 }
+            }
+            self.dp.set_pending_import(id, Vec::new(), brick_firewall::Timestamp(0));
+        }
+        self.dp.set_restoring(false);
+        if let Some((h, _)) = handed {
+            if conns.1 > 0 || !h.is_empty() {
+                info!(
+                    "connections handed over by the previous process: {} of {} imported{}",
+                    conns.0,
+                    conns.1,
+                    if h.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", tables of {} unknown NIC(s) ignored", h.len())
+                    }
+                );
             }
         }
         if restored < ids.len() || left_out > 0 {
@@ -128,8 +168,96 @@ impl Daemon {
         self.mem.model.nic_ids().len()
     }
 
-    /// Removes every NIC from the graph and stops it (the saved state is kept).
+    /// Reads and removes the hand-over file: each NIC's connection table, and the instant
+    /// (on the data plane's clock) their remaining lifetimes count from (the time of the
+    /// save: the time the daemon was down counts). `None` when there is none or it cannot
+    /// be used (reported, and kept aside as `*.handover.rejected`).
+    fn take_handover(
+        &self,
+        path: std::path::PathBuf,
+    ) -> Option<(std::collections::HashMap<String, Vec<u8>>, brick_firewall::Timestamp)> {
+        let loaded = Handover::load(&path);
+        match loaded {
+            Ok(None) => None,
+            Ok(Some(h)) => {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    warn!("cannot remove {} once read: {e}", path.display());
+                }
+                let age = h.age_ms(crate::handover::wall_ms());
+                let now = brick_firewall::Timestamp::now();
+                let then =
+                    brick_firewall::Timestamp(now.as_nanos().saturating_sub(age.saturating_mul(1_000_000)));
+                info!(
+                    "hand-over from the previous process: {} NIC table(s), saved {:.3} s ago",
+                    h.tables.len(),
+                    age as f64 / 1000.0
+                );
+                Some((h.tables.into_iter().collect(), then))
+            }
+            Err(e) => {
+                let aside = path.with_extension("handover.rejected");
+                let kept = match std::fs::rename(&path, &aside) {
+                    Ok(()) => format!("kept as {}", aside.display()),
+                    Err(_) => "not kept".to_string(),
+                };
+                warn!(
+                    "the connection tables handed over in {} cannot be used: {e}; starting without them \
+                     (established TCP sessions are picked up mid-stream), the file {kept}",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Reports the import of NIC `id`'s handed-over table, done as its firewall was built
+    /// (the NIC then starts with an empty table on failure). Returns (imported,
+    /// connections in the table).
+    fn report_import(&mut self, id: &str) -> (usize, usize) {
+        match self.dp.take_import_result(id) {
+            Some(Ok(s)) => {
+                if s.skipped > 0 {
+                    info!(
+                        "NIC {id}: {} connection(s) back, {} no longer allowed by its rules",
+                        s.imported, s.skipped
+                    );
+                }
+                (s.imported, s.imported + s.skipped)
+            }
+            Some(Err(e)) => {
+                warn!("NIC {id}: its handed-over connections cannot be imported: {e}; it starts with none");
+                (0, 0)
+            }
+            None => (0, 0),
+        }
+    }
+
+    /// Hands the connection tables over to the next start (with a state directory), then
+    /// removes every NIC from the graph and stops it (the saved state is kept, and so are
+    /// TAP devices).
     pub fn shutdown(&mut self) {
+        if let Some(store) = &self.state {
+            let t = std::time::Instant::now();
+            let path = store.handover_path();
+            let saved = self
+                .dp
+                .export_all()
+                .map_err(|e| e.to_string())
+                .map(|tables| Handover { saved_at_ms: crate::handover::wall_ms(), tables })
+                .and_then(|h| h.save(&path).map(|()| h).map_err(|e| e.to_string()));
+            match saved {
+                Ok(h) => info!(
+                    "connection tables of {} NIC(s) handed over in {} ({} bytes, {:.1} ms)",
+                    h.tables.len(),
+                    path.display(),
+                    h.tables.iter().map(|(_, t)| t.len()).sum::<usize>(),
+                    t.elapsed().as_secs_f64() * 1000.0
+                ),
+                Err(e) => warn!(
+                    "cannot hand the connection tables over: {e}; the next start picks TCP sessions up mid-stream"
+                ),
+            }
+        }
         self.dp.shutdown();
     }
 
@@ -273,6 +401,36 @@ impl Handler for Daemon {
         // Butterfly never implemented this: we return the firewall's connection table, the
         // state a VM needs to keep its connections when it migrates to another host.
         Ok(self.dp.export_connections(id).map_err(failed)?.unwrap_or_default())
+    }
+
+    fn nic_import(&mut self, import: NicImport) -> HandlerResult<NicImported> {
+        let NicImport { id, data } = import;
+        let Some(nic) = self.mem.model.nic(&id) else { return Err(HandlerError::NicNotFound(id)) };
+        // An empty export (a NIC without connections; Butterfly's nic_export): nothing to do.
+        if data.is_empty() {
+            return Ok(NicImported::default());
+        }
+        if nic.spec.bypass_filtering {
+            return Err(failed(format!(
+                "NIC {id} has no firewall (bypass_filtering): no connections to import"
+            )));
+        }
+        let ips = nic.spec.ips.clone();
+        let bytes = data.len();
+        match self.dp.import_connections(&id, data, brick_firewall::Timestamp::now(), ips).map_err(failed)? {
+            Some(Ok(s)) => {
+                info!(
+                    "nic_import {id}: {} connection(s) imported, {} skipped by its rules ({bytes} bytes)",
+                    s.imported, s.skipped
+                );
+                Ok(NicImported {
+                    imported: u32::try_from(s.imported).unwrap_or(u32::MAX),
+                    skipped: u32::try_from(s.skipped).unwrap_or(u32::MAX),
+                })
+            }
+            Some(Err(e)) => Err(failed(format!("NIC {id}: connections refused, nothing imported: {e}"))),
+            None => Err(failed(format!("NIC {id} has no firewall: no connections to import"))),
+        }
     }
 
     fn sg_add(&mut self, sg: SecurityGroup) -> HandlerResult<()> {

@@ -27,7 +27,10 @@ use brick_core::{
     queue_pair, Brick, BrickId, BrickStats, Graph, GraphHandle, PacketPool, PoolConfig, Runner, RunnerConfig,
     Side,
 };
-use brick_firewall::{AntiSpoof, AntiSpoofOptions, CompiledRuleset, Firewall, FirewallConfig};
+use brick_firewall::{
+    AntiSpoof, AntiSpoofOptions, CompiledRuleset, Firewall, FirewallConfig, ImportError, ImportSummary,
+    Timestamp,
+};
 use brick_nic::{AfPacketConfig, AfPacketNic, Fanout, FanoutMode, TapConfig, TapNic, TapOffloads};
 use brick_switch::{Switch, SwitchConfig};
 use brick_vhost::{Offloads, VhostUserConfig, VhostUserNic};
@@ -89,6 +92,7 @@ struct Structure {
     vni: u32,
     nic_type: NicType,
     bypass: bool,
+    vhost_client: bool,
 }
 
 impl Structure {
@@ -98,6 +102,7 @@ impl Structure {
             vni: info.spec.vni,
             nic_type: info.spec.nic_type,
             bypass: info.spec.bypass_filtering,
+            vhost_client: info.spec.vhost_user_client,
         }
     }
 }
@@ -134,6 +139,15 @@ pub struct Dataplane {
     /// BUM mode of the VNIs without one of their own, and the VNIs' own (API vni_set).
     default_bum: BumMode,
     vni_bum: HashMap<u32, BumMode>,
+    /// TAP NICs outlive the process (the configuration is persisted, so a restart brings
+    /// them back and must find their devices where the VMs are).
+    persistent_taps: bool,
+    /// Restoring the saved configuration: TAP NICs re-attach to their devices.
+    restoring: bool,
+    /// A connection table for the firewall of the NIC being built (the hand-over of the
+    /// previous process), and what importing it gave.
+    pending_import: Option<(String, Vec<u8>, Timestamp)>,
+    import_result: Option<(String, Result<ImportSummary, ImportError>)>,
 }
 
 /// Counters of one NIC, as the API reports them.
@@ -438,7 +452,112 @@ impl Dataplane {
             ipv6_scope: vcfg.ipv6_scope,
             default_bum: cfg.bum.clone(),
             vni_bum: HashMap::new(),
+            persistent_taps: cfg.state_dir.is_some(),
+            restoring: false,
+            pending_import: None,
+            import_result: None,
         })
+    }
+
+    /// Sets the connection table that NIC `id`'s firewall imports when it is next built,
+    /// before it joins the graph (deadlines counted from `now`); an empty table clears it.
+    /// The outcome is kept for [`take_import_result`](Self::take_import_result).
+    pub fn set_pending_import(&mut self, id: &str, table: Vec<u8>, now: Timestamp) {
+        self.pending_import = (!table.is_empty()).then(|| (id.to_string(), table, now));
+    }
+
+    /// What importing NIC `id`'s pending table gave, if it was imported.
+    pub fn take_import_result(&mut self, id: &str) -> Option<Result<ImportSummary, ImportError>> {
+        match self.import_result.take() {
+            Some((nic, r)) if nic == id => Some(r),
+            _ => None,
+        }
+    }
+
+    /// While `on`, TAP NICs being created re-attach to their device if it exists (a
+    /// persistent TAP left by the previous process, in this namespace or in the one it was
+    /// moved to) instead of creating it. For restoring the saved configuration.
+    pub fn set_restoring(&mut self, on: bool) {
+        self.restoring = on;
+    }
+
+    /// The connection-table export of every NIC with a firewall, one command per worker
+    /// (so the tables are taken within a few microseconds of each other on each worker).
+    pub fn export_all(&self) -> Result<Vec<(String, Vec<u8>)>, DataplaneError> {
+        let mut out = Vec::with_capacity(self.nics.len());
+        for (w, worker) in self.workers.iter().enumerate() {
+            let fws: Vec<(String, BrickId)> = self
+                .nics
+                .iter()
+                .filter(|(_, n)| n.worker == w)
+                .filter_map(|(id, n)| Some((id.clone(), n.firewall?)))
+                .collect();
+            if fws.is_empty() {
+                continue;
+            }
+            out.extend(worker.handle.exec(move |g| {
+                let now = Timestamp::now();
+                fws.into_iter()
+                    .filter_map(|(id, fw)| Some((id, g.brick::<Firewall>(fw).ok()?.export_connections(now))))
+                    .collect::<Vec<_>>()
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Imports a connection-table export into NIC `id`'s firewall, deadlines counted from
+    /// `now` (see `Firewall::import_connections_of`; `addrs` empty: no address check). `None`
+    /// when the NIC has no firewall. All or nothing.
+    pub fn import_connections(
+        &self,
+        id: &str,
+        bytes: Vec<u8>,
+        now: Timestamp,
+        addrs: Vec<IpAddr>,
+    ) -> Result<Option<Result<ImportSummary, ImportError>>, DataplaneError> {
+        let Some(n) = self.nics.get(id) else { return Err(nic_err(id, "not in the data plane")) };
+        let Some(fw) = n.firewall else { return Ok(None) };
+        let r = self.workers[n.worker].handle.exec(move |g| {
+            let f = g.brick_mut::<Firewall>(fw).map_err(|e| e.to_string())?;
+            Ok::<_, String>(if addrs.is_empty() {
+                f.import_connections(&bytes, now).map(|imported| ImportSummary { imported, skipped: 0 })
+            } else {
+                f.import_connections_of(&bytes, now, &addrs)
+            })
+        })?;
+        r.map(Some).map_err(|e| nic_err(id, e))
+    }
+
+    /// Finds the device of TAP NIC `id` left by the previous process: in this namespace, or
+    /// in the one it was moved to (the same name and MAC), and attaches to it. `None` if
+    /// there is none.
+    fn adopt_tap(
+        &self,
+        id: &str,
+        mac: [u8; 6],
+        cfg: TapConfig,
+        pool: PacketPool,
+    ) -> Result<Option<TapNic>, DataplaneError> {
+        if brick_nic::sys::interface_exists(id) {
+            let tap = TapNic::attach(id, cfg, pool).map_err(|e| nic_err(id, e))?;
+            tap.set_mac(mac).map_err(|e| nic_err(id, e))?;
+            link_up(id).map_err(|e| nic_err(id, e))?;
+            tracing::info!("NIC {id}: attached to its TAP device, kept from the previous run");
+            return Ok(Some(tap));
+        }
+        let Some((path, netns)) = brick_nic::netns::find_interface(id, mac)
+            .map_err(|e| nic_err(id, format!("looking for its TAP device in other namespaces: {e}")))?
+        else {
+            return Ok(None);
+        };
+        let tap = TapNic::attach_in(std::os::fd::AsFd::as_fd(&netns), id, cfg, pool).map_err(|e| {
+            nic_err(id, format!("attaching to its TAP device in the namespace of {}: {e}", path.display()))
+        })?;
+        tracing::info!(
+            "NIC {id}: attached to its TAP device, kept from the previous run in the namespace of {}",
+            path.display()
+        );
+        Ok(Some(tap))
     }
 
     /// Our VTEP address.
@@ -603,8 +722,16 @@ impl Dataplane {
                 let pool = self.big_pool.clone().unwrap_or_else(|| self.pool.clone());
                 let mut vcfg = VhostUserConfig::new(format!("vm-{id}"), mac, pool);
                 vcfg.offloads = Offloads { csum: self.offload, tso: self.big_pool.is_some() };
-                let nic = VhostUserNic::server(&path, vcfg).map_err(|e| nic_err(id, e))?;
-                Ok(Box::new(nic))
+                let nic = if info.spec.vhost_user_client {
+                    // Client mode: QEMU serves the socket at the same path; the brick
+                    // connects (at once, whether or not QEMU is there yet) and reconnects
+                    // whenever the connection is lost, every 250 ms.
+                    vcfg.reconnect_interval = std::time::Duration::from_millis(250);
+                    VhostUserNic::client(&path, vcfg)
+                } else {
+                    VhostUserNic::server(&path, vcfg)
+                };
+                Ok(Box::new(nic.map_err(|e| nic_err(id, e))?))
             }
             NicType::Tap => {
                 // With offloads, the VM's kernel hands over TCP super-frames (TSO) with GSO
@@ -619,11 +746,29 @@ impl Dataplane {
                     ),
                     None => (TapConfig::default(), self.pool.clone()),
                 };
-                let tap = TapNic::create(id, cfg, pool).map_err(|e| nic_err(id, e))?;
-                // The interface is the VM's NIC: it sends with the NIC's MAC, which anti-spoof
-                // and the switch's static entry expect.
-                tap.set_mac(mac).map_err(|e| nic_err(id, e))?;
-                link_up(id).map_err(|e| nic_err(id, e))?;
+                // Restoring: the device the previous process left (persistent, maybe moved
+                // into the VM's namespace, with its addresses) is the VM's NIC: attach to it.
+                let adopted = match self.restoring && self.persistent_taps {
+                    true => self.adopt_tap(id, mac, cfg.clone(), pool.clone())?,
+                    false => None,
+                };
+                let tap = match adopted {
+                    Some(tap) => tap,
+                    None => {
+                        let tap = TapNic::create(id, cfg, pool).map_err(|e| nic_err(id, e))?;
+                        // The interface is the VM's NIC: it sends with the NIC's MAC, which
+                        // anti-spoof and the switch's static entry expect.
+                        tap.set_mac(mac).map_err(|e| nic_err(id, e))?;
+                        link_up(id).map_err(|e| nic_err(id, e))?;
+                        tap
+                    }
+                };
+                // With a state directory the NIC comes back at the next start, and so must
+                // its device, wherever the VM is: it outlives this process (a graceful stop
+                // or a crash); removing the NIC through the API removes it.
+                if self.persistent_taps {
+                    tap.set_persistent(true).map_err(|e| nic_err(id, e))?;
+                }
                 // A TAP brick faces east (a physical NIC); as a VM endpoint it must face west.
                 Ok(Box::new(Flipped::new(tap)))
             }
@@ -636,11 +781,21 @@ impl Dataplane {
         let vni = info.spec.vni;
         let endpoint = self.endpoint(info)?;
         let bypass = info.spec.bypass_filtering;
-        let firewall = match (bypass, rules) {
+        let mut firewall = match (bypass, rules) {
             (true, _) => None,
-            (false, Some(r)) => Some(Firewall::with_ruleset(FirewallConfig::default(), r)),
-            (false, None) => Some(Firewall::new(FirewallConfig::default())),
+            (false, Some(r)) => Some(Firewall::with_ruleset(firewall_config(), r)),
+            (false, None) => Some(Firewall::new(firewall_config())),
         };
+        if let (Some(fw), Some((_, table, now))) =
+            (firewall.as_mut(), self.pending_import.take_if(|(nic, _, _)| *nic == id))
+        {
+            let r = if info.spec.ips.is_empty() {
+                fw.import_connections(&table, now).map(|imported| ImportSummary { imported, skipped: 0 })
+            } else {
+                fw.import_connections_of(&table, now, &info.spec.ips)
+            };
+            self.import_result = Some((id.clone(), r));
+        }
         let antispoof = if bypass {
             None
         } else {
@@ -765,7 +920,8 @@ impl Dataplane {
     }
 
     fn remove_nic(&mut self, id: &str) -> Result<(), DataplaneError> {
-        let removed = self.take_nic(id)?;
+        // Removed for good (or to be rebuilt): a TAP device goes with its brick.
+        let removed = self.take_nic(id, false)?;
         // Bricks are dropped here, on the control thread: tearing down a vhost-user backend
         // or closing a TAP takes milliseconds that the data plane must not wait for.
         drop(removed);
@@ -773,9 +929,12 @@ impl Dataplane {
     }
 
     /// Takes NIC `id`'s bricks out of the graph and returns them (to be dropped off the
-    /// data-plane thread).
-    fn take_nic(&mut self, id: &str) -> Result<Vec<Box<dyn Brick>>, DataplaneError> {
+    /// data-plane thread). A TAP device stays after its brick only with `keep_tap` (and
+    /// persistent TAPs): the daemon is stopping and the next start takes it back.
+    fn take_nic(&mut self, id: &str, keep_tap: bool) -> Result<Vec<Box<dyn Brick>>, DataplaneError> {
         let Some(n) = self.nics.remove(id) else { return Ok(Vec::new()) };
+        let unpersist = n.structure.nic_type == NicType::Tap && self.persistent_taps && !keep_tap;
+        let endpoint = n.endpoint;
         let last = self.vnis.get(&n.vni).is_some_and(|v| v.nics <= 1);
         let switch = self.vnis.get(&n.vni).map(|v| v.switch);
         let vtep = self.workers[n.worker].vtep;
@@ -783,6 +942,11 @@ impl Dataplane {
         let bricks: Vec<BrickId> =
             [Some(n.endpoint), n.sniffer, n.antispoof, n.firewall].into_iter().flatten().collect();
         let removed = self.workers[n.worker].handle.exec(move |g| {
+            if unpersist {
+                if let Ok(tap) = g.brick::<Flipped<TapNic>>(endpoint) {
+                    let _ = tap.inner().set_persistent(false);
+                }
+            }
             let mut removed: Vec<Box<dyn Brick>> =
                 bricks.into_iter().filter_map(|b| g.remove(b).ok()).collect();
             if last {
@@ -871,7 +1035,7 @@ impl Dataplane {
         let ids: Vec<String> = self.nics.keys().cloned().collect();
         let mut removed = Vec::new();
         for id in ids {
-            if let Ok(b) = self.take_nic(&id) {
+            if let Ok(b) = self.take_nic(&id, true) {
                 removed.extend(b);
             }
         }
@@ -899,6 +1063,13 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Every NIC's firewall: with mid-stream TCP pickup, so that after a crash (no saved
+/// tables) established sessions recover at their next segment in a direction the NIC's rules
+/// allow.
+fn firewall_config() -> FirewallConfig {
+    FirewallConfig { tcp_pickup: true, ..FirewallConfig::default() }
 }
 
 fn antispoof_options(ip_anti_spoof: bool) -> AntiSpoofOptions {

@@ -7,6 +7,7 @@ mod bum;
 mod config;
 mod daemon;
 mod dataplane;
+mod handover;
 mod lock;
 mod logging;
 mod metrics;
@@ -119,7 +120,8 @@ fn run(cfg: Config) -> Result<(), String> {
     // in ZeroMQ's queue until the state is restored and serving begins.
     let mut server = Server::bind(ServerConfig {
         endpoint: cfg.endpoint.clone(),
-        dispatch: DispatchConfig { key, ..DispatchConfig::default() },
+        // 8 MiB: a nic_import of a full connection table (65,536 × 64 bytes) fits.
+        dispatch: DispatchConfig { key, max_request_bytes: 8 << 20, ..DispatchConfig::default() },
         poll_interval: Duration::from_millis(50),
         curve: cfg
             .curve

@@ -24,6 +24,12 @@ impl StateStore {
         &self.file
     }
 
+    /// The hand-over file beside it: the connection tables a stopping daemon leaves to the
+    /// next start (see `handover`).
+    pub fn handover_path(&self) -> PathBuf {
+        self.file.with_extension("handover")
+    }
+
     /// The saved model, if any. A corrupt file is an error naming it (never silently lost).
     pub fn load(&self) -> io::Result<Option<Model>> {
         match std::fs::read_to_string(&self.file) {

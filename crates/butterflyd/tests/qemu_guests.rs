@@ -1,8 +1,10 @@
 //! Two real QEMU guests (TCG) on vhost-user NICs of the real butterflyd, in one VNI with a
-//! security group: ping, ping6 and HTTP transfers checked by md5 both ways (the guests use
-//! the TSO the daemon offers, so their super-frames cross whole), then the daemon
-//! restarts (configuration restored from its state) while both guests keep running: QEMU
-//! reconnects to the same sockets and traffic resumes without a guest reboot. The guest
+//! security group, one NIC in each vhost-user mode (g1: the daemon serves the socket, g2:
+//! QEMU serves it and the daemon connects, `--vhost-client`): ping, ping6 and HTTP
+//! transfers checked by md5 both ways (the guests use the TSO the daemon offers, so their
+//! super-frames cross whole), then the daemon restarts (configuration restored from its
+//! state) while both guests keep running: QEMU reconnects to g1's socket, the daemon to
+//! g2's, and traffic resumes without a guest reboot. The guest
 //! harness (kernel + busybox initramfs from Debian packages) is brick-vhost's.
 
 mod common;
@@ -60,22 +62,16 @@ fn two_qemu_guests_through_the_daemon() {
     d.ok(&["sg", "rule", "add", "open", "--dir", "in", "--ip-proto", "all", "--cidr", "::/0"]);
     for i in 1..=2 {
         let (mac, ip, ip6) = (format!("52:54:00:00:00:0{i}"), format!("10.0.0.{i}"), format!("fd00::{i}"));
-        d.ok(&[
-            "nic",
-            "add",
-            "--id",
-            &format!("g{i}"),
-            "--mac",
-            &mac,
-            "--vni",
-            "1",
-            "--ip",
-            &ip,
-            "--ip",
-            &ip6,
-            "--sg",
-            "open",
-        ]);
+        let id = format!("g{i}");
+        let mut args =
+            vec!["nic", "add", "--id", &id, "--mac", &mac, "--vni", "1", "--ip", &ip, "--ip", &ip6];
+        args.extend(["--sg", "open"]);
+        // g2 in vhost-user client mode: its QEMU serves the socket (server=on) and the
+        // daemon connects to it, and again after its restart below.
+        if i == 2 {
+            args.push("--vhost-client");
+        }
+        d.ok(&args);
     }
     let work = tempfile::tempdir().unwrap();
     let (s1, s2) = (d.sockets().join("qemu-vhost-g1"), d.sockets().join("qemu-vhost-g2"));
@@ -87,7 +83,7 @@ fn two_qemu_guests_through_the_daemon() {
         extra_cmdline: extra,
         netdev_extra: "",
     };
-    let mut vm2 = Guest::boot(&image, work.path(), &spec("vm2", 2, 1, "server", ""), Chardev::Client(&s2));
+    let mut vm2 = Guest::boot(&image, work.path(), &spec("vm2", 2, 1, "server", ""), Chardev::Server(&s2));
     // BF_GUEST_IPERF_SECS=N: the client guest also runs iperf3 TCP then UDP for N s each
     // through the daemon, and the figures are printed (a measurement, not checked here).
     let iperf = std::env::var("BF_GUEST_IPERF_SECS").ok().and_then(|s| s.parse::<u32>().ok());
@@ -155,7 +151,8 @@ fn two_qemu_guests_through_the_daemon() {
     }
 
     // VM reconnection: the daemon stops (its sockets go) and starts again from its state;
-    // QEMU (chardev reconnect=1) connects again and the guests' once-a-second pings resume.
+    // vm1's QEMU (chardev reconnect=1) connects again, the daemon connects to vm2's QEMU
+    // again (client mode), and the guests' once-a-second pings resume.
     wait(&mut vms, "both guests idle-pinging", Duration::from_secs(60), |a, b| {
         !vmtest(a, "ALIVE_OK").is_empty() && !vmtest(b, "ALIVE_OK").is_empty()
     });
