@@ -7,6 +7,7 @@ mod bum;
 mod config;
 mod daemon;
 mod dataplane;
+mod evpn;
 mod metrics;
 mod state;
 
