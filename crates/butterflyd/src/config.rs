@@ -455,7 +455,9 @@ impl Config {
         let grace = match cli.evpn_grace {
             Some(g) => g,
             None => match get("general", &["evpn-grace"]) {
-                Some(g) => g.parse().map_err(|_| bad("--evpn-grace", format!("{g:?} is not a number of seconds")))?,
+                Some(g) => {
+                    g.parse().map_err(|_| bad("--evpn-grace", format!("{g:?} is not a number of seconds")))?
+                }
                 None => 30,
             },
         };
@@ -648,7 +650,8 @@ mod tests {
         assert_eq!(c.bum, BumMode::Unicast { flood: vec![ip("198.18.0.7"), ip("198.18.0.8")] });
         let c = parse(&["--no-state", "-c", fs, "--flood-vteps", "198.18.0.9"]).unwrap();
         assert_eq!(c.bum, BumMode::Unicast { flood: vec![ip("198.18.0.9")] }, "the command line wins");
-        let c = parse(&["--no-state", "--bum-mode", "evpn", "--evpn-netns", "h1e", "--evpn-grace", "5"]).unwrap();
+        let c =
+            parse(&["--no-state", "--bum-mode", "evpn", "--evpn-netns", "h1e", "--evpn-grace", "5"]).unwrap();
         assert_eq!(c.bum, BumMode::Evpn { flood: vec![] });
         assert_eq!((c.evpn.netns.as_str(), c.evpn.grace.as_secs()), ("h1e", 5));
         assert_eq!(parse(&["--no-state"]).unwrap().evpn.netns, "butterfly-evpn");

@@ -151,10 +151,19 @@ fn frr_pids(dir: &Path) -> Option<(u32, u32)> {
     let pid = |daemon: &str| -> Option<u32> {
         let text = std::fs::read_to_string(dir.join(format!("{daemon}.pid"))).ok()?;
         let pid: u32 = text.trim().parse().ok()?;
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (comm.trim() == daemon).then_some(pid)
+        proc_alive(pid, daemon).then_some(pid)
     };
     Some((pid("zebra")?, pid("bgpd")?))
+}
+
+/// Whether process `pid` is named `name` and alive (a zombie, killed but not reaped, is not).
+fn proc_alive(pid: u32, name: &str) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // "pid (comm) state ...": comm may hold spaces or parentheses, the state follows the last ')'.
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { return false };
+    let comm = &stat[open + 1..close];
+    let state = stat[close + 1..].trim_start().chars().next();
+    comm == name && !matches!(state, Some('Z' | 'X' | 'x'))
 }
 
 /// The running agent.
@@ -193,7 +202,11 @@ impl Agent {
             .name("evpn".into())
             .spawn(move || st.run(&rx, &stop2))
             .map_err(|e| format!("EVPN thread: {e}"))?;
-        info!("EVPN: mirroring VNIs in namespace {} (FRR's run directory {})", cfg.netns, cfg.frr_dir.display());
+        info!(
+            "EVPN: mirroring VNIs in namespace {} (FRR's run directory {})",
+            cfg.netns,
+            cfg.frr_dir.display()
+        );
         Ok(Agent { tx, stop, thread: Some(thread) })
     }
 
@@ -412,14 +425,19 @@ impl State {
                 self.written.insert(vni, Written::default());
                 info!("EVPN: VNI {vni} mirrored (advertised as a type-3 route)");
             }
-            let (Some(port), Some(bridge)) = (self.index(vni, Role::Port), self.index(vni, Role::Bridge)) else {
+            let (Some(port), Some(bridge)) = (self.index(vni, Role::Port), self.index(vni, Role::Bridge))
+            else {
                 // Devices missing (deleted behind our back): rebuild them next time.
                 self.written.remove(&vni);
                 return Err(format!("VNI {vni}: mirror devices missing"));
             };
             let Some(w) = self.written.get_mut(&vni) else { continue };
-            let old: Vec<(Mac, BTreeSet<IpAddr>)> =
-                w.macs.iter().filter(|(m, _)| !d.macs.contains_key(*m)).map(|(m, i)| (*m, i.clone())).collect();
+            let old: Vec<(Mac, BTreeSet<IpAddr>)> = w
+                .macs
+                .iter()
+                .filter(|(m, _)| !d.macs.contains_key(*m))
+                .map(|(m, i)| (*m, i.clone()))
+                .collect();
             for (mac, ips) in old {
                 for ip in ips {
                     self.mirror.del_ip(bridge, ip).map_err(|e| e.to_string())?;
@@ -480,5 +498,13 @@ mod tests {
         assert_eq!(frr_pids(dir.path()), None);
         std::fs::write(dir.path().join("zebra.pid"), "not a pid").unwrap();
         assert_eq!(frr_pids(dir.path()), None);
+        // A zombie is dead: a child killed and not yet reaped.
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        assert!(proc_alive(child.id(), "sleep"));
+        child.kill().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!proc_alive(child.id(), "sleep"), "a zombie");
+        child.wait().unwrap();
+        assert!(!proc_alive(child.id(), "sleep"));
     }
 }
