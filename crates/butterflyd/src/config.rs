@@ -663,7 +663,7 @@ mod tests {
         assert_eq!(e.option, "flood-vteps", "the INI's list with the multicast mode: {e}");
         // Bad input names the option and the address.
         for (args, opt, why) in [
-            (vec!["--bum-mode", "broadcast"], "--bum-mode", "use multicast or unicast"),
+            (vec!["--bum-mode", "broadcast"], "--bum-mode", "use multicast, unicast or evpn"),
             (vec!["--flood-vteps", "198.18.0.2"], "--flood-vteps", "needs --bum-mode unicast"),
             (
                 vec!["--bum-mode", "unicast", "--flood-vteps", "239.0.0.1"],
