@@ -81,6 +81,8 @@ pub struct VniCounters {
     pub encap_bytes: u64,
     /// Frames decapsulated and delivered.
     pub decap_pkts: u64,
+    /// Of those, broadcast/multicast inner frames (BUM received from remote VTEPs).
+    pub bum_rx: u64,
     /// Inner bytes delivered.
     pub decap_bytes: u64,
     /// BUM frames flooded (group and/or flood list).
@@ -1354,6 +1356,7 @@ impl Vtep {
         };
         st.counters.decap_pkts += 1;
         st.counters.decap_bytes += pkt.len() as u64;
+        st.counters.bum_rx += u64::from(pkt.data().first().is_some_and(|b| b & 1 == 1));
         let remote = Remote { ip: src, mac: Some(smac) };
         if !is_group(isrc) && isrc != 0 && self.memo_learnt != Some((isrc, port, remote)) {
             match st.fdb.learn(isrc, remote, now) {
@@ -1439,6 +1442,7 @@ impl Vtep {
         m.offload = OffloadFlags::NONE;
         st.counters.decap_pkts += 1;
         st.counters.decap_bytes += pkt.len() as u64;
+        st.counters.bum_rx += u64::from(pkt.data().first().is_some_and(|b| b & 1 == 1));
         let remote = Remote { ip: src, mac: Some(smac) };
         if !is_group(isrc) && isrc != 0 && self.memo_learnt != Some((isrc, port, remote)) {
             match st.fdb.learn(isrc, remote, now) {
@@ -1723,7 +1727,7 @@ impl Brick for Vtep {
 
     fn describe(&self) -> Vec<String> {
         let c = &self.counters;
-        vec![
+        let mut lines = vec![
             format!("local {} port {} vnis {}", self.cfg.local_ip, self.cfg.udp_port, self.vni_ports.len()),
             format!("neighbours {} groups {}", self.neigh.len(), self.joined.len()),
             format!("tx {} replicas {} too-big {}", c.tx_outer, c.replicas, c.icmp_too_big),
@@ -1731,7 +1735,21 @@ impl Brick for Vtep {
                 "gso whole-tx {} segmented {} ({} segments) whole-rx {}",
                 c.gso_tx, c.gso_segmented, c.gso_segments, c.gso_rx
             ),
-        ]
+        ];
+        // Per VNI (the first 64, by VNI): frames in and out, BUM received and flooded.
+        let mut vnis: Vec<&VniState> = self.vnis.iter().flatten().collect();
+        vnis.sort_by_key(|st| st.vni);
+        for st in vnis.iter().take(64) {
+            let c = &st.counters;
+            lines.push(format!(
+                "vni {} decap {} bum-rx {} encap {} flooded {}",
+                st.vni, c.decap_pkts, c.bum_rx, c.encap_pkts, c.flooded
+            ));
+        }
+        if vnis.len() > 64 {
+            lines.push(format!("… {} more vnis", vnis.len() - 64));
+        }
+        lines
     }
 }
 

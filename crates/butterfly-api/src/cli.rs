@@ -265,7 +265,7 @@ enum NicSgCmd {
 
 #[derive(Subcommand, Debug)]
 enum VniCmd {
-    /// Set a VNI's BUM mode: --multicast [--group ADDR], --flood IP… (or --unicast), or --default
+    /// Set a VNI's BUM mode: --multicast [--group ADDR], --flood IP… (or --unicast), --evpn, or --default
     Set(VniSetArgs),
     /// Forget VNIs' own settings: they follow the daemon's default (--bum-mode) again
     Del {
@@ -303,6 +303,10 @@ struct VniSetArgs {
     /// A remote VTEP of the flood list (repeatable, or comma-separated; implies --unicast)
     #[arg(long, value_delimiter = ',')]
     flood: Vec<String>,
+    /// BGP EVPN through FRR: advertise the VNI's MACs and IPs, flood to the VTEPs of its
+    /// type-3 routes
+    #[arg(long)]
+    evpn: bool,
     /// Follow the daemon's default again (same as `vni del`)
     #[arg(long = "default")]
     default_mode: bool,
@@ -723,6 +727,10 @@ fn vni_line(v: &v0::VniState) -> String {
     let how = match (&v.group, v.flood.as_slice()) {
         (Some(g), _) => format!("group {g}"),
         (None, []) if v.mode == Some(v0::vni_bum::Mode::Unicast as i32) => "flood list empty".to_string(),
+        (None, []) if v.mode == Some(v0::vni_bum::Mode::Evpn as i32) => "no type-3 route yet".to_string(),
+        (None, f) if v.mode == Some(v0::vni_bum::Mode::Evpn as i32) => {
+            format!("flood list {} (type-3 routes)", f.join(" "))
+        }
         (None, []) => "default group".to_string(),
         (None, f) => format!("flood list {}", f.join(" ")),
     };
@@ -750,6 +758,11 @@ fn vni_flood(ctx: &Ctx, vni: u32) -> Result<Vec<String>, Failure> {
         false,
     )?;
     let st = r.first().and_then(|r| r.vni_details.first()).cloned().unwrap_or_default();
+    if st.mode == Some(v0::vni_bum::Mode::Evpn as i32) {
+        return Err(usage(format!(
+            "VNI {vni} is in EVPN mode: its flood list comes from type-3 routes; `butterfly vni set {vni} --flood IP…` switches it to a list of its own"
+        )));
+    }
     if st.mode != Some(v0::vni_bum::Mode::Unicast as i32) {
         let group = st.group.map(|g| format!(" {g}")).unwrap_or_default();
         return Err(usage(format!(
@@ -995,13 +1008,16 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
                 use v0::vni_bum::Mode;
                 let multicast = a.multicast || a.group.is_some();
                 let unicast = a.unicast || !a.flood.is_empty();
-                let r = match (multicast, unicast, a.default_mode) {
-                    (true, false, false) => vni_set_req(a.vni, Mode::Multicast, a.group.clone(), Vec::new()),
-                    (false, true, false) => vni_set_req(a.vni, Mode::Unicast, None, a.flood.clone()),
-                    (false, false, true) => vni_set_req(a.vni, Mode::Default, None, Vec::new()),
+                let r = match (multicast, unicast, a.evpn, a.default_mode) {
+                    (true, false, false, false) => {
+                        vni_set_req(a.vni, Mode::Multicast, a.group.clone(), Vec::new())
+                    }
+                    (false, true, false, false) => vni_set_req(a.vni, Mode::Unicast, None, a.flood.clone()),
+                    (false, false, true, false) => vni_set_req(a.vni, Mode::Evpn, None, Vec::new()),
+                    (false, false, false, true) => vni_set_req(a.vni, Mode::Default, None, Vec::new()),
                     _ => {
                         return Err(usage(
-                            "vni set needs exactly one mode: --multicast [--group ADDR], --flood IP… (or --unicast), or --default",
+                            "vni set needs exactly one mode: --multicast [--group ADDR], --flood IP… (or --unicast), --evpn, or --default",
                         ))
                     }
                 };

@@ -477,6 +477,15 @@ pub enum BumMode {
         /// Remote VTEP addresses: unicast, one family, each once (checked).
         flood: Vec<IpAddr>,
     },
+    /// BGP EVPN (through FRR): the VNI's local MACs and IPs are advertised as type-2 routes,
+    /// the VNI as a type-3 route, and the flood list is the remote VTEPs that advertise the
+    /// VNI. `flood` is empty in a setting (`vni_set`); `vni_details` fills it with the
+    /// remote VTEPs of the type-3 routes known.
+    Evpn {
+        /// Remote VTEPs of the VNI's type-3 routes (reported, never set).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        flood: Vec<IpAddr>,
+    },
 }
 
 impl fmt::Display for BumMode {
@@ -488,6 +497,11 @@ impl fmt::Display for BumMode {
             BumMode::Unicast { flood } => {
                 let list: Vec<String> = flood.iter().map(IpAddr::to_string).collect();
                 write!(f, "unicast flood list {}", list.join(", "))
+            }
+            BumMode::Evpn { flood } if flood.is_empty() => f.write_str("evpn"),
+            BumMode::Evpn { flood } => {
+                let list: Vec<String> = flood.iter().map(IpAddr::to_string).collect();
+                write!(f, "evpn, flood list {} (type-3 routes)", list.join(", "))
             }
         }
     }
@@ -802,6 +816,14 @@ impl TryFrom<&v0::VniBum> for VniSet {
                 }
                 Some(BumMode::Unicast { flood })
             }
+            Mode::Evpn => {
+                if b.group.is_some() || !b.flood.is_empty() {
+                    return Err(bad(format!(
+                        "VNI {vni}: EVPN takes neither a group nor a flood list (its flood list comes from type-3 routes)"
+                    )));
+                }
+                Some(BumMode::Evpn { flood: Vec::new() })
+            }
         };
         Ok(VniSet { vni, mode })
     }
@@ -819,6 +841,7 @@ impl From<&VniSet> for v0::VniBum {
             Some(BumMode::Unicast { flood }) => {
                 (Mode::Unicast, None, flood.iter().map(IpAddr::to_string).collect())
             }
+            Some(BumMode::Evpn { .. }) => (Mode::Evpn, None, Vec::new()),
         };
         v0::VniBum { vni: Some(s.vni), mode: Some(mode as i32), group, flood }
     }
@@ -832,6 +855,7 @@ impl From<&VniState> for v0::VniState {
             BumMode::Unicast { flood } => {
                 (Mode::Unicast, None, flood.iter().map(IpAddr::to_string).collect())
             }
+            BumMode::Evpn { flood } => (Mode::Evpn, None, flood.iter().map(IpAddr::to_string).collect()),
         };
         v0::VniState {
             vni: Some(s.vni),
@@ -1014,6 +1038,10 @@ mod tests {
         let m = VniSet::try_from(&vni_bum(7, Mode::Multicast, Some("239.1.1.1"), &[])).unwrap();
         assert_eq!(m.mode, Some(BumMode::Multicast { group: Some("239.1.1.1".parse().unwrap()) }));
         assert_eq!(VniSet::try_from(&vni_bum(7, Mode::Default, None, &[])).unwrap().mode, None);
+        let e = VniSet::try_from(&vni_bum(8, Mode::Evpn, None, &[])).unwrap();
+        assert_eq!(e.mode, Some(BumMode::Evpn { flood: Vec::new() }));
+        assert_eq!(v0::VniBum::from(&e), vni_bum(8, Mode::Evpn, None, &[]));
+        assert_eq!(BumMode::Evpn { flood: Vec::new() }.to_string(), "evpn");
         let cases: &[(v0::VniBum, &str)] = &[
             (v0::VniBum { vni: None, ..Default::default() }, "Bad VNI format: vni is missing"),
             (
@@ -1032,6 +1060,8 @@ mod tests {
             (vni_bum(5, Mode::Multicast, Some("10.0.0.2"), &[]), "group 10.0.0.2 is not a multicast address"),
             (vni_bum(5, Mode::Multicast, Some("nope"), &[]), "group \"nope\" is not an IP address"),
             (vni_bum(5, Mode::Unicast, Some("239.0.0.1"), &[]), "UNICAST takes no group"),
+            (vni_bum(5, Mode::Evpn, None, &["10.0.0.2"]), "EVPN takes neither a group nor a flood list"),
+            (vni_bum(5, Mode::Evpn, Some("239.0.0.1"), &[]), "EVPN takes neither a group nor a flood list"),
             (vni_bum(5, Mode::Unicast, None, &["239.0.0.1"]), "flood VTEP 239.0.0.1 is a multicast address"),
             (vni_bum(5, Mode::Unicast, None, &["ff02::1"]), "flood VTEP ff02::1 is a multicast address"),
             (

@@ -54,6 +54,11 @@ pub fn check(mode: &BumMode, local: IpAddr) -> Result<(), String> {
             })?;
         }
         BumMode::Multicast { group: None } => {}
+        BumMode::Evpn { flood } => {
+            if !flood.is_empty() {
+                return Err("EVPN takes no flood list (it comes from type-3 routes)".into());
+            }
+        }
     }
     Ok(())
 }

@@ -132,14 +132,26 @@ pub struct Cli {
     pub metrics: Option<String>,
     /// How VNIs without a setting of their own (API vni_set) flood broadcast, unknown-unicast
     /// and multicast frames: "multicast" (default: to the VNI's group, 230.x.y.z or
-    /// ff05::<vni>) or "unicast" (a copy to each VTEP of --flood-vteps; for underlays
-    /// without multicast).
+    /// ff05::<vni>), "unicast" (a copy to each VTEP of --flood-vteps; for underlays
+    /// without multicast) or "evpn" (BGP EVPN through FRR: see --evpn-netns).
     #[arg(long = "bum-mode")]
     pub bum_mode: Option<String>,
     /// The flood list of --bum-mode unicast: remote VTEP addresses (comma-separated or
     /// repeated), of the underlay's family, not our own --ip.
     #[arg(long = "flood-vteps", value_delimiter = ',')]
     pub flood_vteps: Vec<String>,
+    /// EVPN: the network namespace where the VNIs are mirrored for FRR (created if missing;
+    /// FRR's zebra and bgpd run in it). Default butterfly-evpn.
+    #[arg(long = "evpn-netns")]
+    pub evpn_netns: Option<String>,
+    /// EVPN: FRR's run directory, where zebra.pid and bgpd.pid tell whether FRR runs.
+    /// Default /run/frr.
+    #[arg(long = "evpn-frr-dir")]
+    pub evpn_frr_dir: Option<PathBuf>,
+    /// EVPN: seconds FRR must run after a (re)start before routes it no longer has are
+    /// removed from the data plane (1 to 3600). Default 30.
+    #[arg(long = "evpn-grace")]
+    pub evpn_grace: Option<u64>,
 }
 
 /// A configuration problem: names the option and what is wrong.
@@ -264,6 +276,19 @@ pub struct Config {
     pub workers: usize,
     /// BUM mode of the VNIs without a setting of their own.
     pub bum: BumMode,
+    /// EVPN settings (used by VNIs in EVPN mode).
+    pub evpn: EvpnConfig,
+}
+
+/// Where and how EVPN meets FRR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvpnConfig {
+    /// The mirror's network namespace (FRR runs in it).
+    pub netns: String,
+    /// FRR's run directory (zebra.pid, bgpd.pid).
+    pub frr_dir: PathBuf,
+    /// Grace time after FRR (re)starts before withdrawals reach the data plane.
+    pub grace: std::time::Duration,
 }
 
 /// How long a pinned data-plane thread polls after its last packet before sleeping.
@@ -457,6 +482,28 @@ impl Config {
             None => Some(SocketAddr::from(([127, 0, 0, 1], 9991))),
         };
         let bum = bum_default(&cli.bum_mode, &cli.flood_vteps, &get, ip)?;
+        let netns = match cli.evpn_netns {
+            Some(n) => n,
+            None => get("general", &["evpn-netns"]).unwrap_or_else(|| "butterfly-evpn".into()),
+        };
+        butterfly_evpn::netns::check_name(&netns).map_err(|e| bad("--evpn-netns", e))?;
+        let frr_dir = cli
+            .evpn_frr_dir
+            .or_else(|| get("general", &["evpn-frr-dir"]).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/run/frr"));
+        let grace = match cli.evpn_grace {
+            Some(g) => g,
+            None => match get("general", &["evpn-grace"]) {
+                Some(g) => {
+                    g.parse().map_err(|_| bad("--evpn-grace", format!("{g:?} is not a number of seconds")))?
+                }
+                None => 30,
+            },
+        };
+        if !(1..=3600).contains(&grace) {
+            return Err(bad("--evpn-grace", format!("{grace} is not in 1..=3600 seconds")));
+        }
+        let evpn = EvpnConfig { netns, frr_dir, grace: std::time::Duration::from_secs(grace) };
         Ok(Config {
             ip,
             underlay_prefix,
@@ -480,6 +527,7 @@ impl Config {
             poll_spin,
             workers,
             bum,
+            evpn,
         })
     }
 }
@@ -507,7 +555,13 @@ fn bum_default(
     let unicast = match mode_text.trim().to_ascii_lowercase().as_str() {
         "multicast" => false,
         "unicast" => true,
-        other => return Err(bad(mode_opt, format!("{other:?}: use multicast or unicast"))),
+        "evpn" => {
+            if !list.is_empty() {
+                return Err(bad(list_opt, "a flood list needs --bum-mode unicast (the mode is evpn)"));
+            }
+            return Ok(BumMode::Evpn { flood: Vec::new() });
+        }
+        other => return Err(bad(mode_opt, format!("{other:?}: use multicast, unicast or evpn"))),
     };
     if !unicast {
         if !list.is_empty() {
@@ -714,11 +768,20 @@ mod tests {
         assert_eq!(c.bum, BumMode::Unicast { flood: vec![ip("198.18.0.7"), ip("198.18.0.8")] });
         let c = parse(&["--no-state", "-c", fs, "--flood-vteps", "198.18.0.9"]).unwrap();
         assert_eq!(c.bum, BumMode::Unicast { flood: vec![ip("198.18.0.9")] }, "the command line wins");
+        let c =
+            parse(&["--no-state", "--bum-mode", "evpn", "--evpn-netns", "h1e", "--evpn-grace", "5"]).unwrap();
+        assert_eq!(c.bum, BumMode::Evpn { flood: vec![] });
+        assert_eq!((c.evpn.netns.as_str(), c.evpn.grace.as_secs()), ("h1e", 5));
+        assert_eq!(parse(&["--no-state"]).unwrap().evpn.netns, "butterfly-evpn");
+        assert_eq!(parse(&["--no-state", "--evpn-netns", "../x"]).unwrap_err().option, "--evpn-netns");
+        assert_eq!(parse(&["--no-state", "--evpn-grace", "0"]).unwrap_err().option, "--evpn-grace");
+        let e = parse(&["--no-state", "--bum-mode", "evpn", "--flood-vteps", "198.18.0.2"]).unwrap_err();
+        assert_eq!(e.option, "--flood-vteps");
         let e = parse(&["--no-state", "-c", fs, "--bum-mode", "multicast"]).unwrap_err();
         assert_eq!(e.option, "flood-vteps", "the INI's list with the multicast mode: {e}");
         // Bad input names the option and the address.
         for (args, opt, why) in [
-            (vec!["--bum-mode", "broadcast"], "--bum-mode", "use multicast or unicast"),
+            (vec!["--bum-mode", "broadcast"], "--bum-mode", "use multicast, unicast or evpn"),
             (vec!["--flood-vteps", "198.18.0.2"], "--flood-vteps", "needs --bum-mode unicast"),
             (
                 vec!["--bum-mode", "unicast", "--flood-vteps", "239.0.0.1"],

@@ -24,6 +24,8 @@ pub struct Daemon {
     dp: Dataplane,
     state: Option<StateStore>,
     log: LogControl,
+    /// The EVPN agent, once a VNI is in EVPN mode.
+    evpn: Option<crate::evpn::Agent>,
 }
 
 fn failed(e: impl std::fmt::Display) -> HandlerError {
@@ -73,7 +75,7 @@ pub fn nic_ruleset(model: &Model, nic: &NicInfo) -> Result<CompiledRuleset, Stri
 impl Daemon {
     /// A handler over `dp`, persisting to `state` when given.
     pub fn new(mem: MemoryHandler, dp: Dataplane, state: Option<StateStore>, log: LogControl) -> Daemon {
-        Daemon { mem, dp, state, log }
+        Daemon { mem, dp, state, log, evpn: None }
     }
 
     /// Restores the saved configuration: security groups, then every NIC. NICs that cannot
@@ -149,6 +151,7 @@ impl Daemon {
                 );
             }
         }
+        self.evpn_sync();
         if restored < ids.len() || left_out > 0 {
             let kept = path.with_extension("json.before-restore");
             match std::fs::copy(&path, &kept) {
@@ -258,6 +261,8 @@ impl Daemon {
                 ),
             }
         }
+        // The mirror stays as it is: routes stay advertised across a restart.
+        self.evpn = None;
         self.dp.shutdown();
     }
 
@@ -299,7 +304,37 @@ impl Daemon {
                 return Err(failed(e));
             }
         }
+        self.evpn_sync();
         Ok(out)
+    }
+
+    /// Hands the EVPN VNIs with NICs, their MACs and IPs, to the EVPN agent (started on
+    /// first need: a VNI in EVPN mode).
+    fn evpn_sync(&mut self) {
+        if self.evpn.is_none() {
+            if !self.dp.evpn_wanted() {
+                return;
+            }
+            match crate::evpn::Agent::start(self.dp.evpn_config(), self.dp.local_ip(), self.dp.evpn_plane()) {
+                Ok(a) => self.evpn = Some(a),
+                Err(e) => {
+                    warn!("EVPN: cannot start: {e}");
+                    return;
+                }
+            }
+        }
+        let mut desired = crate::evpn::Desired::new();
+        for (vni, generation) in self.dp.evpn_vnis() {
+            desired.insert(vni, crate::evpn::DesiredVni { generation, ..Default::default() });
+        }
+        for n in self.mem.model.nics() {
+            if let Some(d) = desired.get_mut(&n.spec.vni) {
+                d.macs.entry(n.spec.mac.octets()).or_default().extend(n.spec.ips.iter().copied());
+            }
+        }
+        if let Some(a) = &self.evpn {
+            a.update(desired);
+        }
     }
 
     /// Puts the model back to `before` and brings `ids` back to it in the data plane. In
@@ -510,6 +545,7 @@ impl Handler for Daemon {
             Some(m) => info!("vni_set {vni}: {m}"),
             None => info!("vni_set {vni}: back to the default"),
         }
+        self.evpn_sync();
         Ok(())
     }
 
@@ -520,7 +556,10 @@ impl Handler for Daemon {
         };
         let mut out = Vec::with_capacity(vnis.len());
         for v in vnis {
-            let (mode, own) = self.dp.bum_of(v);
+            let (mut mode, own) = self.dp.bum_of(v);
+            if let butterfly_api::BumMode::Evpn { flood } = &mut mode {
+                *flood = self.dp.flood_of(v).map_err(failed)?;
+            }
             out.push(VniState {
                 vni: v,
                 mode,

@@ -110,6 +110,8 @@ impl Structure {
 struct VniState {
     switch: BrickId,
     nics: usize,
+    /// When its VTEP VNI was created (EVPN replays its remote state into a new one).
+    generation: u64,
 }
 
 /// Ids of a NIC's bricks once added: switch, [firewall, anti-spoof, sniffer], endpoint and
@@ -148,6 +150,12 @@ pub struct Dataplane {
     /// previous process), and what importing it gave.
     pending_import: Option<(String, Vec<u8>, Timestamp)>,
     import_result: Option<(String, Result<ImportSummary, ImportError>)>,
+    /// Which VNIs are in EVPN mode, shared with the EVPN agent's graph commands.
+    evpn_modes: Arc<crate::evpn::Modes>,
+    /// EVPN settings from the configuration.
+    evpn_cfg: crate::config::EvpnConfig,
+    /// VTEP VNIs created so far.
+    generations: u64,
 }
 
 /// Counters of one NIC, as the API reports them.
@@ -456,6 +464,9 @@ impl Dataplane {
             restoring: false,
             pending_import: None,
             import_result: None,
+            evpn_modes: Arc::new(crate::evpn::Modes::new(matches!(cfg.bum, BumMode::Evpn { .. }))),
+            evpn_cfg: cfg.evpn.clone(),
+            generations: 0,
         })
     }
 
@@ -586,6 +597,8 @@ impl Dataplane {
         match self.bum_of(vni).0 {
             BumMode::Multicast { group } => VniOptions { group, flood: Vec::new() },
             BumMode::Unicast { flood } => VniOptions { group: None, flood },
+            // The EVPN agent sets the list from type-3 routes once the VNI exists.
+            BumMode::Evpn { .. } => VniOptions { group: None, flood: Vec::new() },
         }
     }
 
@@ -598,6 +611,9 @@ impl Dataplane {
             Some(m) => self.vni_bum.insert(vni, m.clone()),
             None => self.vni_bum.remove(&vni),
         };
+        // Before any graph command: the agent's flood lists apply to EVPN VNIs only.
+        let evpn_before = self.evpn_modes.is_evpn(vni);
+        self.evpn_modes.set(vni, mode.as_ref().map(|m| matches!(m, BumMode::Evpn { .. })));
         if !self.vnis.contains_key(&vni) {
             return Ok(());
         }
@@ -620,12 +636,56 @@ impl Dataplane {
             Err(e) => Err(e.into()),
         };
         if result.is_err() {
+            let own = before.as_ref().map(|m| matches!(m, BumMode::Evpn { .. }));
             match before {
                 Some(m) => self.vni_bum.insert(vni, m),
                 None => self.vni_bum.remove(&vni),
             };
+            self.evpn_modes.set(vni, own);
+            debug_assert_eq!(self.evpn_modes.is_evpn(vni), evpn_before);
         }
         result
+    }
+
+    /// The VNIs in EVPN mode that have NICs here, with the generation of their VTEP VNI.
+    pub fn evpn_vnis(&self) -> Vec<(u32, u64)> {
+        let mut v: Vec<(u32, u64)> = self
+            .vnis
+            .iter()
+            .filter(|(&vni, _)| self.evpn_modes.is_evpn(vni))
+            .map(|(&vni, st)| (vni, st.generation))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Whether some VNI is (or all VNIs without a setting are) in EVPN mode.
+    pub fn evpn_wanted(&self) -> bool {
+        self.evpn_modes.any()
+    }
+
+    /// What the EVPN agent needs: the workers' graphs and VTEPs, and the VNIs' modes.
+    pub fn evpn_plane(&self) -> crate::evpn::Plane {
+        crate::evpn::Plane::new(
+            self.workers.iter().map(|w| (w.handle.clone(), w.vtep)).collect(),
+            Arc::clone(&self.evpn_modes),
+        )
+    }
+
+    /// EVPN settings.
+    pub fn evpn_config(&self) -> &crate::config::EvpnConfig {
+        &self.evpn_cfg
+    }
+
+    /// The flood list `vni`'s VTEP uses now (empty when the VNI has no NIC here).
+    pub fn flood_of(&self, vni: u32) -> Result<Vec<IpAddr>, DataplaneError> {
+        if !self.vnis.contains_key(&vni) {
+            return Ok(Vec::new());
+        }
+        let vtep = self.workers[self.owner(vni)].vtep;
+        Ok(self.workers[self.owner(vni)].handle.exec(move |g| {
+            g.brick::<Vtep>(vtep).ok().and_then(|v| v.vni_info(vni)).map(|i| i.flood).unwrap_or_default()
+        })?)
     }
 
     /// The remote VTEPs `vni` knows (behind its learnt MAC entries); empty when the VNI has
@@ -901,7 +961,11 @@ impl Dataplane {
             result
         })?;
         let (switch, [fw, asp, sn], ep, stats) = ids.map_err(|e| nic_err(&id, e))?;
-        self.vnis.entry(vni).or_insert(VniState { switch, nics: 0 }).nics += 1;
+        if !self.vnis.contains_key(&vni) {
+            self.generations += 1;
+        }
+        let generation = self.generations;
+        self.vnis.entry(vni).or_insert(VniState { switch, nics: 0, generation }).nics += 1;
         self.nics.insert(
             id,
             NicBricks {

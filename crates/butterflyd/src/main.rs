@@ -7,6 +7,7 @@ mod bum;
 mod config;
 mod daemon;
 mod dataplane;
+mod evpn;
 mod handover;
 mod lock;
 mod logging;
