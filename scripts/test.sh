@@ -28,7 +28,7 @@ if [ -z "${QUICK:-}" ]; then
   step fmt cargo fmt --all -- --check
   step clippy cargo clippy --workspace --all-targets -- -D warnings
 fi
-step test cargo test --workspace
+step test cargo test --workspace --no-fail-fast
 # Extra suites registered by crates (feature-gated builds such as DPDK).
 for s in scripts/test-*.sh; do
   [ -e "$s" ] || continue
