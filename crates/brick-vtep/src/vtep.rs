@@ -15,43 +15,48 @@ use brick_switch::{is_group, mac_to_u64, Learned, MacEntry, MacHasher, MacTable}
 use crate::config::{IgmpVersion, VniOptions, VtepConfig, VtepError, MAX_VNI};
 use crate::wire::*;
 
+brick_core::drop_reasons! {
+    /// Why the VTEP drops a packet; `NAMES` is its [`Brick::drop_reasons`].
+    pub enum VtepDrop {
+        /// Shorter than its headers say.
+        Trunc => "truncated",
+        /// Outer dst MAC / IP is neither ours nor a joined group.
+        NotUs => "not for us",
+        /// Other ethertype, protocol or UDP port.
+        NotVxlan => "not vxlan",
+        /// Malformed IP / UDP / ARP header.
+        BadHdr => "bad header",
+        /// IPv4 header, UDP or ICMPv6 checksum wrong.
+        BadCsum => "bad checksum",
+        /// VXLAN I flag missing.
+        BadVxlan => "bad vxlan header",
+        /// No port for the VNI.
+        UnknownVni => "unknown vni",
+        /// Outer IPv4 fragment (VXLAN is never fragmented by us).
+        Frag => "fragment",
+        /// ARP/NDP/IGMP/MLD consumed by the VTEP itself.
+        Control => "control",
+        /// Frame from an east port with no VNI.
+        NoVni => "port without vni",
+        /// BUM with neither group nor flood list.
+        NoTarget => "no flood target",
+        /// Inner frame + overhead above the underlay MTU.
+        TooBig => "too big",
+        /// Next hop not resolved (hold queue full or resolution failed).
+        Unresolved => "unresolved",
+        /// No room to resolve a new next hop.
+        NeighFull => "neighbour table full",
+        /// No buffer for a replica or a control packet.
+        Pool => "pool empty",
+        /// Cannot prepend the outer headers.
+        Headroom => "no headroom",
+        /// Super-frame with malformed GSO metadata or headers.
+        BadGso => "bad gso",
+    }
+}
+
 /// Drop reasons of the VTEP, in [`Brick::drop_reasons`] order.
-pub const DROP_REASONS: &[&str] = &[
-    "truncated",            // 0: shorter than its headers say
-    "not for us",           // 1: outer dst MAC / IP is neither ours nor a joined group
-    "not vxlan",            // 2: other ethertype, protocol or UDP port
-    "bad header",           // 3: malformed IP / UDP / ARP header
-    "bad checksum",         // 4: IPv4 header, UDP or ICMPv6 checksum wrong
-    "bad vxlan header",     // 5: I flag missing
-    "unknown vni",          // 6: no port for the VNI
-    "fragment",             // 7: outer IPv4 fragment (VXLAN is never fragmented by us)
-    "control",              // 8: ARP/NDP/IGMP/MLD consumed by the VTEP itself
-    "port without vni",     // 9: frame from an east port with no VNI
-    "no flood target",      // 10: BUM with neither group nor flood list
-    "too big",              // 11: inner frame + overhead above the underlay MTU
-    "unresolved",           // 12: next hop not resolved (hold queue full or resolution failed)
-    "neighbour table full", // 13: no room to resolve a new next hop
-    "pool empty",           // 14: no buffer for a replica or a control packet
-    "no headroom",          // 15: cannot prepend the outer headers
-    "bad gso",              // 16: super-frame with malformed GSO metadata or headers
-];
-const D_TRUNC: usize = 0;
-const D_NOT_US: usize = 1;
-const D_NOT_VXLAN: usize = 2;
-const D_BAD_HDR: usize = 3;
-const D_BAD_CSUM: usize = 4;
-const D_BAD_VXLAN: usize = 5;
-const D_UNKNOWN_VNI: usize = 6;
-const D_FRAG: usize = 7;
-const D_CONTROL: usize = 8;
-const D_NO_VNI: usize = 9;
-const D_NO_TARGET: usize = 10;
-const D_TOO_BIG: usize = 11;
-const D_UNRESOLVED: usize = 12;
-const D_NEIGH_FULL: usize = 13;
-const D_POOL: usize = 14;
-const D_HEADROOM: usize = 15;
-const D_BAD_GSO: usize = 16;
+pub const DROP_REASONS: &[&str] = VtepDrop::NAMES;
 
 /// Control packets waiting for the next poll (joins, probes from `tick`).
 const PENDING_MAX: usize = 512;
@@ -699,7 +704,7 @@ impl Vtep {
     fn emit_scratch(&mut self, side: Side, port: PortId, out: &mut Output<'_>) {
         match self.scratch_packet() {
             Some(p) => out.emit(side, port, p),
-            None => out.count_drop(D_POOL, 1),
+            None => out.count_drop(VtepDrop::Pool.index(), 1),
         }
     }
 
@@ -779,12 +784,12 @@ impl Vtep {
                 n.held.push(pkt);
                 self.counters.held += 1;
             } else {
-                out.drop(pkt, D_UNRESOLVED);
+                out.drop(pkt, VtepDrop::Unresolved.index());
             }
             return;
         }
         if self.neigh.len() >= self.cfg.neigh_capacity {
-            out.drop(pkt, D_NEIGH_FULL);
+            out.drop(pkt, VtepDrop::NeighFull.index());
             return;
         }
         let mut held = Vec::with_capacity(self.cfg.hold_per_neigh);
@@ -792,7 +797,7 @@ impl Vtep {
             held.push(pkt);
             self.counters.held += 1;
         } else {
-            out.drop(pkt, D_UNRESOLVED);
+            out.drop(pkt, VtepDrop::Unresolved.index());
         }
         self.neigh.insert(
             nh,
@@ -932,7 +937,7 @@ impl Vtep {
             (None, _) => None,
         };
         if !self.encap(&mut pkt, vni, dst_ip, dmac.unwrap_or([0; 6]), hash) {
-            out.drop(pkt, D_HEADROOM);
+            out.drop(pkt, VtepDrop::Headroom.index());
             return;
         }
         if dmac.is_some() {
@@ -956,7 +961,7 @@ impl Vtep {
             ETH_IPV6 => build_packet_too_big(&mut self.scratch, d, inner_mtu as u32),
             _ => None,
         };
-        out.drop(pkt, D_TOO_BIG);
+        out.drop(pkt, VtepDrop::TooBig.index());
         if built.is_some() {
             self.counters.icmp_too_big += 1;
             self.emit_scratch(Side::East, port, out);
@@ -1005,7 +1010,7 @@ impl Vtep {
     fn encap_burst(&mut self, port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
         let Some(mut st) = self.vnis.get_mut(port as usize).and_then(Option::take) else {
             for p in pkts.drain() {
-                out.drop(p, D_NO_VNI);
+                out.drop(p, VtepDrop::NoVni.index());
             }
             return;
         };
@@ -1060,7 +1065,7 @@ impl Vtep {
     ) {
         let plan = match brick_core::gso::TcpSegmenter::new(pkt.data(), pkt.meta()) {
             Ok(p) => p,
-            Err(_) => return out.drop(pkt, D_BAD_GSO),
+            Err(_) => return out.drop(pkt, VtepDrop::BadGso.index()),
         };
         if plan.max_segment_len() > max_inner {
             return self.too_big(port, pkt, out);
@@ -1094,8 +1099,8 @@ impl Vtep {
                 self.counters.gso_segmented += 1;
                 self.counters.gso_segments += n as u64;
             }
-            Err(brick_core::gso::GsoError::PoolEmpty) => out.count_drop(D_POOL, 1),
-            Err(_) => out.count_drop(D_BAD_GSO, 1),
+            Err(brick_core::gso::GsoError::PoolEmpty) => out.count_drop(VtepDrop::Pool.index(), 1),
+            Err(_) => out.count_drop(VtepDrop::BadGso.index(), 1),
         }
         drop(pkt);
         for seg in segs.drain(..) {
@@ -1119,7 +1124,7 @@ impl Vtep {
     ) {
         let vni = st.vni;
         if pkt.len() < ETH_LEN {
-            return out.drop(pkt, D_TRUNC);
+            return out.drop(pkt, VtepDrop::Trunc.index());
         }
         if pkt.len() > max_inner {
             return self.too_big(port, pkt, out);
@@ -1146,7 +1151,7 @@ impl Vtep {
         // Broadcast, unknown unicast, multicast: the group and the flood list.
         let n = usize::from(st.group.is_some()) + st.flood.len();
         if n == 0 {
-            return out.drop(pkt, D_NO_TARGET);
+            return out.drop(pkt, VtepDrop::NoTarget.index());
         }
         st.counters.flooded += 1;
         for i in 0..n - 1 {
@@ -1164,7 +1169,7 @@ impl Vtep {
                     self.counters.replicas += 1;
                     self.send(copy, vni, target, None, hash, now, out);
                 }
-                None => out.count_drop(D_POOL, 1),
+                None => out.count_drop(VtepDrop::Pool.index(), 1),
             }
         }
         let last = if st.flood.is_empty() {
@@ -1186,7 +1191,7 @@ impl Vtep {
     fn rx_underlay(&mut self, pkt: Packet, now: Timestamp, out: &mut Output<'_>) {
         let d = pkt.data();
         if d.len() < ETH_LEN {
-            out.drop(pkt, D_TRUNC);
+            out.drop(pkt, VtepDrop::Trunc.index());
             return;
         }
         let et = be16(d, 12);
@@ -1194,7 +1199,7 @@ impl Vtep {
             (ETH_IPV4, false) => self.rx_ipv4(pkt, now, out),
             (ETH_IPV6, true) => self.rx_ipv6(pkt, now, out),
             (ETH_ARP, false) => self.rx_arp(pkt, now, out),
-            _ => out.drop(pkt, D_NOT_VXLAN),
+            _ => out.drop(pkt, VtepDrop::NotVxlan.index()),
         }
     }
 
@@ -1213,9 +1218,9 @@ impl Vtep {
         let d = pkt.data();
         let ip = match parse_ipv4(&d[ETH_LEN..]) {
             Ok(ip) => ip,
-            Err(IpError::Truncated) => return out.drop(pkt, D_TRUNC),
-            Err(IpError::BadHeader) => return out.drop(pkt, D_BAD_HDR),
-            Err(IpError::BadChecksum) => return out.drop(pkt, D_BAD_CSUM),
+            Err(IpError::Truncated) => return out.drop(pkt, VtepDrop::Trunc.index()),
+            Err(IpError::BadHeader) => return out.drop(pkt, VtepDrop::BadHdr.index()),
+            Err(IpError::BadChecksum) => return out.drop(pkt, VtepDrop::BadCsum.index()),
         };
         let dst = ip.dst;
         let ok = if dst == self.local4 {
@@ -1226,10 +1231,10 @@ impl Vtep {
             false
         };
         if !ok {
-            return out.drop(pkt, D_NOT_US);
+            return out.drop(pkt, VtepDrop::NotUs.index());
         }
         if ip.fragment {
-            return out.drop(pkt, D_FRAG);
+            return out.drop(pkt, VtepDrop::Frag.index());
         }
         let l4 = ETH_LEN + ip.ihl;
         let end = ETH_LEN + ip.total_len;
@@ -1239,7 +1244,7 @@ impl Vtep {
                 self.rx_vxlan(pkt, l4, end, IpAddr::V4(ip.src), smac, false, now, out)
             }
             PROTO_IGMP => self.rx_igmp(pkt, l4, end, out),
-            _ => out.drop(pkt, D_NOT_VXLAN),
+            _ => out.drop(pkt, VtepDrop::NotVxlan.index()),
         }
     }
 
@@ -1247,8 +1252,8 @@ impl Vtep {
         let d = pkt.data();
         let ip = match parse_ipv6(&d[ETH_LEN..]) {
             Ok(ip) => ip,
-            Err(IpError::Truncated) => return out.drop(pkt, D_TRUNC),
-            Err(_) => return out.drop(pkt, D_BAD_HDR),
+            Err(IpError::Truncated) => return out.drop(pkt, VtepDrop::Trunc.index()),
+            Err(_) => return out.drop(pkt, VtepDrop::BadHdr.index()),
         };
         let dst = ip.dst;
         let ok = if dst == self.local6 {
@@ -1261,7 +1266,7 @@ impl Vtep {
             false
         };
         if !ok {
-            return out.drop(pkt, D_NOT_US);
+            return out.drop(pkt, VtepDrop::NotUs.index());
         }
         let l4 = ETH_LEN + IPV6_LEN;
         let end = l4 + ip.payload_len;
@@ -1273,10 +1278,10 @@ impl Vtep {
             PROTO_ICMPV6 => self.rx_icmpv6(pkt, ip, l4, end, now, out),
             PROTO_HOPOPT => match skip_hbh(&d[l4..end]) {
                 Some((PROTO_ICMPV6, len)) => self.rx_icmpv6(pkt, ip, l4 + len, end, now, out),
-                Some(_) => out.drop(pkt, D_NOT_VXLAN),
-                None => out.drop(pkt, D_BAD_HDR),
+                Some(_) => out.drop(pkt, VtepDrop::NotVxlan.index()),
+                None => out.drop(pkt, VtepDrop::BadHdr.index()),
             },
-            _ => out.drop(pkt, D_NOT_VXLAN),
+            _ => out.drop(pkt, VtepDrop::NotVxlan.index()),
         }
     }
 
@@ -1295,17 +1300,17 @@ impl Vtep {
     ) {
         let d = pkt.data();
         if end < l4 + UDP_LEN {
-            return out.drop(pkt, D_TRUNC);
+            return out.drop(pkt, VtepDrop::Trunc.index());
         }
         if be16(d, l4 + 2) != self.cfg.udp_port {
-            return out.drop(pkt, D_NOT_VXLAN);
+            return out.drop(pkt, VtepDrop::NotVxlan.index());
         }
         let udp_len = usize::from(be16(d, l4 + 4));
         if udp_len < UDP_LEN || l4 + udp_len > end {
-            return out.drop(pkt, D_BAD_HDR);
+            return out.drop(pkt, VtepDrop::BadHdr.index());
         }
         if udp_len < UDP_LEN + VXLAN_LEN + ETH_LEN {
-            return out.drop(pkt, D_TRUNC);
+            return out.drop(pkt, VtepDrop::Trunc.index());
         }
         // A zero UDP checksum means "none", accepted over IPv6 too (RFC 6935/6936). A frame
         // the NIC verified, or one the local kernel sent with a partial checksum (a veth or
@@ -1315,17 +1320,17 @@ impl Vtep {
             let addrs = if v6 { &d[ETH_LEN + 8..ETH_LEN + 40] } else { &d[ETH_LEN + 12..ETH_LEN + 20] };
             let acc = csum_add_value(csum_add(0, addrs), u64::from(PROTO_UDP) + udp_len as u64);
             if csum_fold(csum_add(acc, &d[l4..l4 + udp_len])) != 0 {
-                return out.drop(pkt, D_BAD_CSUM);
+                return out.drop(pkt, VtepDrop::BadCsum.index());
             }
         }
         let Some(vni) = read_vxlan(&d[l4 + UDP_LEN..]) else {
-            return out.drop(pkt, D_BAD_VXLAN);
+            return out.drop(pkt, VtepDrop::BadVxlan.index());
         };
         let port = match self.memo_vni {
             Some((v, p)) if v == vni => p,
             _ => {
                 let Some(&p) = self.vni_ports.get(&vni) else {
-                    return out.drop(pkt, D_UNKNOWN_VNI);
+                    return out.drop(pkt, VtepDrop::UnknownVni.index());
                 };
                 self.memo_vni = Some((vni, p));
                 p
@@ -1334,7 +1339,7 @@ impl Vtep {
         let inner = l4 + UDP_LEN + VXLAN_LEN;
         let isrc = mac_to_u64(&d[inner + 6..inner + 12]);
         if self.vnis.get(port as usize).is_none_or(Option::is_none) {
-            return out.drop(pkt, D_UNKNOWN_VNI);
+            return out.drop(pkt, VtepDrop::UnknownVni.index());
         }
         // Strip and set the metadata before learning: the packet struct is moved at the end,
         // and narrow stores just before that move would stall it (store-forwarding).
@@ -1346,13 +1351,13 @@ impl Vtep {
         m.l4_offset = 0;
         m.vni = Some(vni);
         if !inner_offload(m) {
-            return out.drop(pkt, D_BAD_GSO);
+            return out.drop(pkt, VtepDrop::BadGso.index());
         }
         if m.gso_type != GsoType::None {
             self.counters.gso_rx += 1;
         }
         let Some(st) = self.vnis.get_mut(port as usize).and_then(Option::as_mut) else {
-            return out.drop(pkt, D_UNKNOWN_VNI);
+            return out.drop(pkt, VtepDrop::UnknownVni.index());
         };
         st.counters.decap_pkts += 1;
         st.counters.decap_bytes += pkt.len() as u64;
@@ -1460,10 +1465,11 @@ impl Vtep {
         let d = pkt.data();
         let dmac = &d[0..6];
         if dmac != BROADCAST && dmac != self.cfg.local_mac {
-            return out.drop(pkt, D_NOT_US);
+            return out.drop(pkt, VtepDrop::NotUs.index());
         }
         let Some(arp) = parse_arp(&d[ETH_LEN..]) else {
-            let reason = if d.len() < ETH_LEN + 28 { D_TRUNC } else { D_BAD_HDR };
+            let reason =
+                if d.len() < ETH_LEN + 28 { VtepDrop::Trunc.index() } else { VtepDrop::BadHdr.index() };
             return out.drop(pkt, reason);
         };
         let for_us = arp.tpa == self.local4;
@@ -1487,21 +1493,21 @@ impl Vtep {
             out.emit(Side::West, 0, pkt);
             return;
         }
-        out.drop(pkt, if for_us { D_CONTROL } else { D_NOT_US });
+        out.drop(pkt, if for_us { VtepDrop::Control.index() } else { VtepDrop::NotUs.index() });
     }
 
     fn rx_igmp(&mut self, pkt: Packet, at: usize, end: usize, out: &mut Output<'_>) {
         let d = pkt.data();
         let igmp = &d[at..end];
         if igmp.len() < 8 {
-            return out.drop(pkt, D_TRUNC);
+            return out.drop(pkt, VtepDrop::Trunc.index());
         }
         if checksum(igmp) != 0 {
-            return out.drop(pkt, D_BAD_CSUM);
+            return out.drop(pkt, VtepDrop::BadCsum.index());
         }
         if igmp[0] != 0x11 {
             // Other hosts' reports and leaves: nothing to do for a host.
-            return out.drop(pkt, D_CONTROL);
+            return out.drop(pkt, VtepDrop::Control.index());
         }
         let group = Ipv4Addr::new(igmp[4], igmp[5], igmp[6], igmp[7]);
         let v2 = igmp.len() < 12;
@@ -1512,7 +1518,7 @@ impl Vtep {
         } else {
             Vec::new()
         };
-        out.drop(pkt, D_CONTROL);
+        out.drop(pkt, VtepDrop::Control.index());
         if !groups.is_empty() {
             self.counters.queries += 1;
             self.build_reports(&groups, true, true, v2, |s| s.emit_scratch(Side::West, 0, out));
@@ -1531,11 +1537,11 @@ impl Vtep {
         let d = pkt.data();
         let icmp = &d[at..end];
         if icmp.len() < 8 {
-            return out.drop(pkt, D_TRUNC);
+            return out.drop(pkt, VtepDrop::Trunc.index());
         }
         let acc = pseudo_v6(&ip.src.octets(), &ip.dst.octets(), icmp.len() as u32, PROTO_ICMPV6);
         if csum_fold(csum_add(acc, icmp)) != 0 {
-            return out.drop(pkt, D_BAD_CSUM);
+            return out.drop(pkt, VtepDrop::BadCsum.index());
         }
         match icmp[0] {
             135 | 136 if icmp.len() >= 24 && ip.hop_limit == 255 && icmp[1] == 0 => {
@@ -1557,7 +1563,7 @@ impl Vtep {
                         };
                         build_na(&mut self.scratch, self.cfg.local_mac, self.local6, dmac, dst);
                         self.counters.neigh_answers += 1;
-                        out.drop(pkt, D_CONTROL);
+                        out.drop(pkt, VtepDrop::Control.index());
                         self.emit_scratch(Side::West, 0, out);
                         return;
                     }
@@ -1565,7 +1571,7 @@ impl Vtep {
                     let mac = ndp_lladdr(opts, 2).unwrap_or_else(|| mac6(&d[6..12]));
                     self.neigh_learn(IpAddr::V6(target), mac, false, now, out);
                 }
-                out.drop(pkt, D_CONTROL);
+                out.drop(pkt, VtepDrop::Control.index());
             }
             130 if icmp.len() >= 24 => {
                 let mut g = [0u8; 16];
@@ -1578,13 +1584,13 @@ impl Vtep {
                 } else {
                     Vec::new()
                 };
-                out.drop(pkt, D_CONTROL);
+                out.drop(pkt, VtepDrop::Control.index());
                 if !groups.is_empty() {
                     self.counters.queries += 1;
                     self.build_reports(&groups, true, true, false, |s| s.emit_scratch(Side::West, 0, out));
                 }
             }
-            _ => out.drop(pkt, D_CONTROL),
+            _ => out.drop(pkt, VtepDrop::Control.index()),
         }
     }
 }
@@ -1647,7 +1653,7 @@ impl Brick for Vtep {
             self.waker.drain();
         }
         if self.pending_drops > 0 {
-            out.count_drop(D_UNRESOLVED, self.pending_drops);
+            out.count_drop(VtepDrop::Unresolved.index(), self.pending_drops);
             self.pending_drops = 0;
         }
         if self.pending.is_empty() {
