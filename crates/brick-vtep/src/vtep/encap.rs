@@ -58,6 +58,34 @@ pub(super) fn complete_inner_csum(pkt: &mut Packet) {
     pkt.meta_mut().offload.remove(OffloadFlags::CSUM_NEEDED);
 }
 
+/// What the encapsulation of one east burst shares: its VNI, port, clock and MTU limit,
+/// and the last known-unicast lookup (same time, same table) to skip repeated ones.
+pub(super) struct EncapCtx<'a> {
+    /// State of the burst's VNI, taken out of the VTEP for the burst.
+    pub(super) st: &'a mut VniState,
+    /// East port the burst came from (ICMP too-big goes back there).
+    pub(super) port: PortId,
+    /// Time of the burst.
+    pub(super) now: Timestamp,
+    /// Largest inner frame that fits the underlay MTU.
+    pub(super) max_inner: usize,
+    /// Last destination MAC looked up and where it lives.
+    pub(super) memo: Option<(u64, Remote)>,
+}
+
+impl EncapCtx<'_> {
+    /// Where `dst` (a unicast MAC) lives, through the memo.
+    #[inline(always)]
+    fn lookup(&mut self, dst: u64) -> Option<Remote> {
+        let r = match self.memo {
+            Some((m, r)) if m == dst => r,
+            _ => self.st.fdb.lookup(dst, self.now)?,
+        };
+        self.memo = Some((dst, r));
+        Some(r)
+    }
+}
+
 impl Vtep {
     /// Prepends the outer headers (dst MAC `dmac`) to `pkt` for `dst_ip`.
     #[inline(always)]
@@ -168,17 +196,16 @@ impl Vtep {
 
     /// Encapsulates `pkt` towards `dst_ip` and sends it (resolving the next hop if needed).
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn send(
         &mut self,
+        cx: &EncapCtx<'_>,
         mut pkt: Packet,
-        vni: u32,
         dst_ip: IpAddr,
         mac: Option<[u8; 6]>,
         hash: u64,
-        now: Timestamp,
         out: &mut Output<'_>,
     ) {
+        let vni = cx.st.vni;
         let dmac = match (mac, dst_ip) {
             (Some(m), _) => Some(m),
             (None, IpAddr::V4(g)) if g.is_multicast() => Some(mcast_mac_v4(g)),
@@ -193,7 +220,7 @@ impl Vtep {
             self.counters.tx_outer += 1;
             out.emit(Side::West, 0, pkt);
         } else {
-            self.send_resolving(pkt, dst_ip, now, out);
+            self.send_resolving(pkt, dst_ip, cx.now, out);
         }
     }
 
@@ -221,16 +248,10 @@ impl Vtep {
     /// fits the MTU and needs no checksum completion; otherwise leaves it untouched and
     /// returns false.
     #[inline(always)]
-    pub(super) fn encap_fast(
-        &mut self,
-        st: &mut VniState,
-        pkt: &mut Packet,
-        now: Timestamp,
-        max_inner: usize,
-        memo: &mut Option<(u64, Remote)>,
-    ) -> bool {
+    pub(super) fn encap_fast(&mut self, cx: &mut EncapCtx<'_>, pkt: &mut Packet) -> bool {
         let len = pkt.len();
-        if !(ETH_LEN..=max_inner).contains(&len) || pkt.meta().offload.contains(OffloadFlags::CSUM_NEEDED) {
+        if !(ETH_LEN..=cx.max_inner).contains(&len) || pkt.meta().offload.contains(OffloadFlags::CSUM_NEEDED)
+        {
             return false;
         }
         let d = pkt.data();
@@ -238,21 +259,14 @@ impl Vtep {
         if is_group(dst) {
             return false;
         }
-        let r = match *memo {
-            Some((m, r)) if m == dst => r,
-            _ => match st.fdb.lookup(dst, now) {
-                Some(r) => r,
-                None => return false,
-            },
-        };
-        *memo = Some((dst, r));
+        let Some(r) = cx.lookup(dst) else { return false };
         let Some(mac) = r.mac else { return false };
         let hash = flow_hash(d);
-        if !self.encap(pkt, st.vni, r.ip, mac, hash) {
+        if !self.encap(pkt, cx.st.vni, r.ip, mac, hash) {
             return false;
         }
-        st.counters.encap_pkts += 1;
-        st.counters.encap_bytes += len as u64;
+        cx.st.counters.encap_pkts += 1;
+        cx.st.counters.encap_bytes += len as u64;
         true
     }
 
@@ -264,15 +278,13 @@ impl Vtep {
             }
             return;
         };
-        let now = out.now();
         let max_inner = usize::from(self.cfg.mtu) + ETH_LEN - if self.v6 { OVERHEAD_V6 } else { OVERHEAD_V4 };
-        // Last known-unicast lookup of this burst (same time, same table).
-        let mut memo: Option<(u64, Remote)> = None;
+        let mut cx = EncapCtx { st: &mut st, port, now: out.now(), max_inner, memo: None };
         // Fast path: leading frames that are known unicast behind a VTEP whose MAC was learnt
         // are encapsulated in place; when the whole burst is like that it moves on at once.
         let mut fast = 0;
         for pkt in pkts.iter_mut() {
-            if !self.encap_fast(&mut st, pkt, now, max_inner, &mut memo) {
+            if !self.encap_fast(&mut cx, pkt) {
                 break;
             }
             fast += 1;
@@ -289,9 +301,9 @@ impl Vtep {
                 continue;
             }
             if pkt.meta().gso_type != GsoType::None {
-                self.encap_gso(&mut st, port, pkt, now, max_inner, &mut memo, out);
+                self.encap_gso(&mut cx, pkt, out);
             } else {
-                self.encap_slow(&mut st, port, pkt, now, max_inner, &mut memo, out);
+                self.encap_slow(&mut cx, pkt, out);
             }
         }
         self.vnis[port as usize] = Some(st);
@@ -302,23 +314,13 @@ impl Vtep {
     /// is encapsulated whole, partial checksum and GSO metadata kept, for the underlay NIC
     /// (or the kernel behind it) to segment at the very end; otherwise it is cut here into
     /// segments from the pool, each encapsulated as an ordinary frame.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn encap_gso(
-        &mut self,
-        st: &mut VniState,
-        port: PortId,
-        pkt: Packet,
-        now: Timestamp,
-        max_inner: usize,
-        memo: &mut Option<(u64, Remote)>,
-        out: &mut Output<'_>,
-    ) {
+    pub(super) fn encap_gso(&mut self, cx: &mut EncapCtx<'_>, pkt: Packet, out: &mut Output<'_>) {
         let plan = match brick_core::gso::TcpSegmenter::new(pkt.data(), pkt.meta()) {
             Ok(p) => p,
             Err(_) => return out.drop(pkt, VtepDrop::BadGso.index()),
         };
-        if plan.max_segment_len() > max_inner {
-            return self.too_big(port, pkt, out);
+        if plan.max_segment_len() > cx.max_inner {
+            return self.too_big(cx.port, pkt, out);
         }
         let d = pkt.data();
         let dst = mac_to_u64(&d[0..6]);
@@ -328,17 +330,12 @@ impl Vtep {
             && pkt.len() - ETH_LEN + OVERHEAD_V4 <= usize::from(u16::MAX)
             && !is_group(dst);
         if whole {
-            let r = match *memo {
-                Some((m, r)) if m == dst => Some(r),
-                _ => st.fdb.lookup(dst, now),
-            };
-            if let Some(r) = r {
-                *memo = Some((dst, r));
+            if let Some(r) = cx.lookup(dst) {
                 let hash = flow_hash(d);
-                st.counters.encap_pkts += 1;
-                st.counters.encap_bytes += pkt.len() as u64;
+                cx.st.counters.encap_pkts += 1;
+                cx.st.counters.encap_bytes += pkt.len() as u64;
                 self.counters.gso_tx += 1;
-                self.send(pkt, st.vni, r.ip, r.mac, hash, now, out);
+                self.send(cx, pkt, r.ip, r.mac, hash, out);
                 return;
             }
         }
@@ -354,79 +351,55 @@ impl Vtep {
         }
         drop(pkt);
         for seg in segs.drain(..) {
-            self.encap_slow(st, port, seg, now, max_inner, memo, out);
+            self.encap_slow(cx, seg, out);
         }
         self.gso_segs = segs;
     }
 
     /// The full encapsulation path for one ordinary frame: MTU, checksum completion, known
     /// unicast or flooding.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn encap_slow(
-        &mut self,
-        st: &mut VniState,
-        port: PortId,
-        mut pkt: Packet,
-        now: Timestamp,
-        max_inner: usize,
-        memo: &mut Option<(u64, Remote)>,
-        out: &mut Output<'_>,
-    ) {
-        let vni = st.vni;
+    pub(super) fn encap_slow(&mut self, cx: &mut EncapCtx<'_>, mut pkt: Packet, out: &mut Output<'_>) {
         if pkt.len() < ETH_LEN {
             return out.drop(pkt, VtepDrop::Trunc.index());
         }
-        if pkt.len() > max_inner {
-            return self.too_big(port, pkt, out);
+        if pkt.len() > cx.max_inner {
+            return self.too_big(cx.port, pkt, out);
         }
         if pkt.meta().offload.contains(OffloadFlags::CSUM_NEEDED) {
             complete_inner_csum(&mut pkt);
         }
-        st.counters.encap_pkts += 1;
-        st.counters.encap_bytes += pkt.len() as u64;
+        cx.st.counters.encap_pkts += 1;
+        cx.st.counters.encap_bytes += pkt.len() as u64;
         let d = pkt.data();
         let dst = mac_to_u64(&d[0..6]);
         let hash = flow_hash(d);
         if !is_group(dst) {
-            let r = match *memo {
-                Some((m, r)) if m == dst => Some(r),
-                _ => st.fdb.lookup(dst, now),
-            };
-            if let Some(r) = r {
-                *memo = Some((dst, r));
-                self.send(pkt, vni, r.ip, r.mac, hash, now, out);
+            if let Some(r) = cx.lookup(dst) {
+                self.send(cx, pkt, r.ip, r.mac, hash, out);
                 return;
             }
         }
         // Broadcast, unknown unicast, multicast: the group and the flood list.
-        let n = usize::from(st.group.is_some()) + st.flood.len();
+        let (group, n) = (cx.st.group, usize::from(cx.st.group.is_some()) + cx.st.flood.len());
         if n == 0 {
             return out.drop(pkt, VtepDrop::NoTarget.index());
         }
-        st.counters.flooded += 1;
+        cx.st.counters.flooded += 1;
         for i in 0..n - 1 {
-            let target = if let Some(g) = st.group {
-                if i == 0 {
-                    g
-                } else {
-                    st.flood[i - 1]
-                }
-            } else {
-                st.flood[i]
+            let target = match group {
+                Some(g) if i == 0 => g,
+                Some(_) => cx.st.flood[i - 1],
+                None => cx.st.flood[i],
             };
             match pkt.copy_into(&self.pool) {
                 Some(copy) => {
                     self.counters.replicas += 1;
-                    self.send(copy, vni, target, None, hash, now, out);
+                    self.send(cx, copy, target, None, hash, out);
                 }
                 None => out.count_drop(VtepDrop::Pool.index(), 1),
             }
         }
-        let last = if st.flood.is_empty() {
-            st.group.unwrap_or(self.cfg.local_ip)
-        } else {
-            st.flood[st.flood.len() - 1]
-        };
-        self.send(pkt, vni, last, None, hash, now, out);
+        let last = cx.st.flood.last().copied().or(group).unwrap_or(self.cfg.local_ip);
+        self.send(cx, pkt, last, None, hash, out);
     }
 }
