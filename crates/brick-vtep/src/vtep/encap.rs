@@ -86,6 +86,33 @@ impl EncapCtx<'_> {
     }
 }
 
+/// Prepends room for the outer headers (an IP header of `ip_len`), points the metadata at
+/// them and writes the Ethernet header (`macs`: destination, source); returns the outer
+/// headers for the caller to fill from byte 14. None without headroom.
+#[inline(always)]
+fn prepend_outer(
+    pkt: &mut Packet,
+    ip_len: usize,
+    vni: u32,
+    macs: [[u8; 6]; 2],
+    ethertype: u16,
+) -> Option<&mut [u8]> {
+    let overhead = ETH_LEN + ip_len + UDP_LEN + VXLAN_LEN;
+    pkt.prepend(overhead).ok()?;
+    // Metadata first, header bytes after: the packet struct is moved right after the
+    // encapsulation, and late narrow stores into it would stall that move (store-forwarding).
+    let m = pkt.meta_mut();
+    m.l2_offset = 0;
+    m.l3_offset = ETH_LEN as u16;
+    m.l4_offset = (ETH_LEN + ip_len) as u16;
+    m.vni = Some(vni);
+    let h = &mut pkt.data_mut()[..overhead];
+    h[0..6].copy_from_slice(&macs[0]);
+    h[6..12].copy_from_slice(&macs[1]);
+    h[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    Some(h)
+}
+
 impl Vtep {
     /// Prepends the outer headers (dst MAC `dmac`) to `pkt` for `dst_ip`.
     #[inline(always)]
@@ -114,21 +141,9 @@ impl Vtep {
                     + u64::from(u16::from_be_bytes([d[2], d[3]]));
                 let csum = csum_fold(acc);
                 let src = self.local4.octets();
-                if pkt.prepend(OVERHEAD_V4).is_err() {
+                let Some(h) = prepend_outer(pkt, IPV4_LEN, vni, [dmac, smac], ETH_IPV4) else {
                     return false;
-                }
-                // Metadata first, header bytes after: the packet struct is moved right after
-                // this function, and late narrow stores into it would stall that move
-                // (store-forwarding).
-                let m = pkt.meta_mut();
-                m.l2_offset = 0;
-                m.l3_offset = ETH_LEN as u16;
-                m.l4_offset = (ETH_LEN + IPV4_LEN) as u16;
-                m.vni = Some(vni);
-                let h = &mut pkt.data_mut()[..OVERHEAD_V4];
-                h[0..6].copy_from_slice(&dmac);
-                h[6..12].copy_from_slice(&smac);
-                h[12..14].copy_from_slice(&ETH_IPV4.to_be_bytes());
+                };
                 let ip = &mut h[14..34];
                 ip[0] = 0x45;
                 ip[1] = 0;
@@ -154,21 +169,9 @@ impl Vtep {
                 let src = self.local6.octets();
                 let d = dst.octets();
                 let flow = (hash as u32) & 0x000f_ffff;
-                if pkt.prepend(OVERHEAD_V6).is_err() {
+                let Some(h) = prepend_outer(pkt, IPV6_LEN, vni, [dmac, smac], ETH_IPV6) else {
                     return false;
-                }
-                // Metadata first, header bytes after: the packet struct is moved right after
-                // this function, and late narrow stores into it would stall that move
-                // (store-forwarding).
-                let m = pkt.meta_mut();
-                m.l2_offset = 0;
-                m.l3_offset = ETH_LEN as u16;
-                m.l4_offset = (ETH_LEN + IPV6_LEN) as u16;
-                m.vni = Some(vni);
-                let h = &mut pkt.data_mut()[..OVERHEAD_V6];
-                h[0..6].copy_from_slice(&dmac);
-                h[6..12].copy_from_slice(&smac);
-                h[12..14].copy_from_slice(&ETH_IPV6.to_be_bytes());
+                };
                 h[14..18].copy_from_slice(&(0x6000_0000 | flow).to_be_bytes());
                 h[18..20].copy_from_slice(&plen.to_be_bytes());
                 h[20] = PROTO_UDP;
