@@ -1,6 +1,12 @@
 //! Control frames the VTEP sends and consumes: IGMP/MLD reports, ARP/ND requests and
 //! answers, and ICMP too-big feedback.
+
 use super::*;
+
+/// Control packets waiting for the next poll (joins, probes from `tick`).
+const PENDING_MAX: usize = 512;
+/// Groups per IGMPv3 / MLDv2 report.
+const GROUPS_PER_REPORT: usize = 64;
 
 impl Vtep {
     /// Copies `self.scratch` into a pool packet.

@@ -1,4 +1,5 @@
 //! Decapsulation: underlay frames to the east port of their VNI, learning on the way.
+
 use super::*;
 
 impl Vtep {

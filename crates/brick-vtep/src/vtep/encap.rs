@@ -1,4 +1,5 @@
 //! Encapsulation: east frames to VXLAN over the underlay (fast path, GSO, slow path).
+
 use super::*;
 
 #[inline(always)]

@@ -23,15 +23,8 @@ mod neighbours;
 
 pub use drops::{VtepDrop, DROP_REASONS};
 pub use encap::{flow_hash, source_port};
-
-/// Control packets waiting for the next poll (joins, probes from `tick`).
-const PENDING_MAX: usize = 512;
-/// Groups per IGMPv3 / MLDv2 report.
-const GROUPS_PER_REPORT: usize = 64;
-/// Resolution attempts before giving up on a neighbour.
-const MAX_PROBES: u8 = 3;
-/// Interval between resolution attempts.
-const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+use neighbours::Neigh;
+pub use neighbours::{NeighInfo, NeighState};
 
 /// Where a learnt or static inner MAC lives: a remote VTEP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,37 +107,6 @@ pub struct VtepCounters {
     pub gso_segments: u64,
     /// Super-frames decapsulated whole (GSO metadata kept for the VM).
     pub gso_rx: u64,
-}
-
-/// Resolution state of one underlay neighbour.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NeighState {
-    /// Being resolved; packets are held.
-    Incomplete,
-    /// Resolved.
-    Reachable,
-}
-
-/// A snapshot of one underlay neighbour.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NeighInfo {
-    /// Its address.
-    pub ip: IpAddr,
-    /// Its MAC (zero while incomplete).
-    pub mac: [u8; 6],
-    /// State.
-    pub state: NeighState,
-    /// Packets held for it.
-    pub held: usize,
-}
-
-struct Neigh {
-    mac: [u8; 6],
-    state: NeighState,
-    confirmed: Timestamp,
-    last_probe: Timestamp,
-    probes: u8,
-    held: Vec<Packet>,
 }
 
 struct VniState {
@@ -607,44 +569,7 @@ impl Brick for Vtep {
             let groups = self.joined_groups();
             self.build_reports(&groups, true, false, false, |s| s.queue_scratch());
         }
-        // Neighbours: retry resolutions, re-probe old entries, give up after MAX_PROBES.
-        let reachable = self.cfg.neigh_reachable;
-        let mut probe = Vec::new();
-        let mut lost = 0u64;
-        self.neigh.retain(|&ip, n| {
-            let due = now.saturating_since(n.last_probe) >= PROBE_INTERVAL;
-            match n.state {
-                NeighState::Incomplete if due => {
-                    if n.probes >= MAX_PROBES {
-                        lost += n.held.len() as u64;
-                        return false;
-                    }
-                    n.probes += 1;
-                    n.last_probe = now;
-                    probe.push(ip);
-                }
-                NeighState::Reachable
-                    if now.saturating_since(n.confirmed) >= reachable && (n.probes == 0 || due) =>
-                {
-                    if n.probes >= MAX_PROBES {
-                        return false;
-                    }
-                    n.probes += 1;
-                    n.last_probe = now;
-                    probe.push(ip);
-                }
-                _ => {}
-            }
-            true
-        });
-        self.pending_drops += lost;
-        for ip in probe {
-            self.build_request(ip);
-            self.queue_scratch();
-        }
-        if self.pending_drops > 0 {
-            self.ring();
-        }
+        self.neigh_tick(now);
     }
 
     fn on_unlink(&mut self, side: Side, port: PortId) {

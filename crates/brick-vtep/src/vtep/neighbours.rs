@@ -1,5 +1,43 @@
 //! Underlay next hops: on-link test, ARP/ND learning and holding packets while resolving.
+
 use super::*;
+
+/// Resolution attempts before giving up on a neighbour.
+const MAX_PROBES: u8 = 3;
+/// Interval between resolution attempts.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Resolution state of one underlay neighbour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NeighState {
+    /// Being resolved; packets are held.
+    Incomplete,
+    /// Resolved.
+    Reachable,
+}
+
+/// A snapshot of one underlay neighbour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeighInfo {
+    /// Its address.
+    pub ip: IpAddr,
+    /// Its MAC (zero while incomplete).
+    pub mac: [u8; 6],
+    /// State.
+    pub state: NeighState,
+    /// Packets held for it.
+    pub held: usize,
+}
+
+/// One underlay neighbour: its MAC once resolved, and packets held until then.
+pub(super) struct Neigh {
+    pub(super) mac: [u8; 6],
+    pub(super) state: NeighState,
+    pub(super) confirmed: Timestamp,
+    pub(super) last_probe: Timestamp,
+    pub(super) probes: u8,
+    pub(super) held: Vec<Packet>,
+}
 
 impl Vtep {
     pub(super) fn on_link(&self, ip: IpAddr) -> bool {
@@ -116,5 +154,47 @@ impl Vtep {
         );
         self.build_request(nh);
         self.emit_scratch(Side::West, 0, out);
+    }
+
+    /// Retries resolutions, re-probes entries older than `neigh_reachable`, and gives up
+    /// on a neighbour after `MAX_PROBES` (its held packets count as unresolved drops).
+    pub(super) fn neigh_tick(&mut self, now: Timestamp) {
+        let reachable = self.cfg.neigh_reachable;
+        let mut probe = Vec::new();
+        let mut lost = 0u64;
+        self.neigh.retain(|&ip, n| {
+            let due = now.saturating_since(n.last_probe) >= PROBE_INTERVAL;
+            match n.state {
+                NeighState::Incomplete if due => {
+                    if n.probes >= MAX_PROBES {
+                        lost += n.held.len() as u64;
+                        return false;
+                    }
+                    n.probes += 1;
+                    n.last_probe = now;
+                    probe.push(ip);
+                }
+                NeighState::Reachable
+                    if now.saturating_since(n.confirmed) >= reachable && (n.probes == 0 || due) =>
+                {
+                    if n.probes >= MAX_PROBES {
+                        return false;
+                    }
+                    n.probes += 1;
+                    n.last_probe = now;
+                    probe.push(ip);
+                }
+                _ => {}
+            }
+            true
+        });
+        self.pending_drops += lost;
+        for ip in probe {
+            self.build_request(ip);
+            self.queue_scratch();
+        }
+        if self.pending_drops > 0 {
+            self.ring();
+        }
     }
 }
