@@ -4,7 +4,7 @@ use super::*;
 
 impl Vtep {
     pub(super) fn is_our_group(&self, ip: IpAddr) -> bool {
-        self.joined.contains_key(&ip)
+        self.groups.contains(ip)
     }
 
     #[inline(always)]

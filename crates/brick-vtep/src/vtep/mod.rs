@@ -19,10 +19,12 @@ mod control;
 mod decap;
 mod drops;
 mod encap;
+mod membership;
 mod neighbours;
 
 pub use drops::{VtepDrop, DROP_REASONS};
 pub use encap::{flow_hash, source_port};
+use membership::Membership;
 use neighbours::Neigh;
 pub use neighbours::{NeighInfo, NeighState};
 
@@ -144,7 +146,8 @@ pub struct Vtep {
     ip_id: u16,
     vni_ports: FastMap<u32, PortId>,
     vnis: Vec<Option<VniState>>,
-    joined: HashMap<IpAddr, u32>,
+    /// Underlay multicast groups joined for the VNIs.
+    groups: Membership,
     neigh: HashMap<IpAddr, Neigh>,
     pending: VecDeque<Packet>,
     pending_drops: u64,
@@ -155,7 +158,6 @@ pub struct Vtep {
     scratch: Vec<u8>,
     counters: VtepCounters,
     last_sweep: Timestamp,
-    report_again: Option<Timestamp>,
     /// Per-burst memo of the decapsulation path: last VNI → port, last inner source learnt
     /// (a burst usually carries few flows; the time is the same for the whole burst).
     memo_vni: Option<(u32, PortId)>,
@@ -229,7 +231,7 @@ impl Vtep {
             ip_id: 0,
             vni_ports: FastMap::default(),
             vnis: Vec::new(),
-            joined: HashMap::new(),
+            groups: Membership::default(),
             neigh: HashMap::with_capacity(cfg.neigh_capacity.min(4096)),
             pending: VecDeque::with_capacity(64),
             pending_drops: 0,
@@ -238,7 +240,6 @@ impl Vtep {
             scratch: Vec::with_capacity(2048),
             counters: VtepCounters::default(),
             last_sweep: Timestamp(0),
-            report_again: None,
             memo_vni: None,
             memo_learnt: None,
             gso_segs: Vec::with_capacity(64),
@@ -349,23 +350,11 @@ impl Vtep {
         if old == group {
             return;
         }
-        if let Some(o) = old {
-            if let Some(n) = self.joined.get_mut(&o) {
-                *n -= 1;
-                if *n == 0 {
-                    self.joined.remove(&o);
-                    self.queue_reports(&[o], false);
-                }
-            }
+        if let Some(o) = old.filter(|&o| self.groups.leave(o)) {
+            self.queue_reports(&[o], false);
         }
-        if let Some(g) = group {
-            let n = self.joined.entry(g).or_insert(0);
-            *n += 1;
-            if *n == 1 {
-                self.queue_reports(&[g], true);
-                // Unsolicited reports are repeated once (RFC 3376 §5.1 robustness).
-                self.report_again = Some(Timestamp::now().saturating_add(Duration::from_secs(1)));
-            }
+        if let Some(g) = group.filter(|&g| self.groups.join(g, Timestamp::now())) {
+            self.queue_reports(&[g], true);
         }
     }
 
@@ -475,9 +464,7 @@ impl Vtep {
 
     /// The multicast groups currently joined.
     pub fn joined_groups(&self) -> Vec<IpAddr> {
-        let mut v: Vec<IpAddr> = self.joined.keys().copied().collect();
-        v.sort();
-        v
+        self.groups.groups()
     }
 }
 
@@ -564,8 +551,7 @@ impl Brick for Vtep {
                 st.counters.aged += st.fdb.age(now) as u64;
             }
         }
-        if self.report_again.is_some_and(|t| now >= t) {
-            self.report_again = None;
+        if self.groups.report_due(now) {
             let groups = self.joined_groups();
             self.build_reports(&groups, true, false, false, |s| s.queue_scratch());
         }
@@ -584,7 +570,7 @@ impl Brick for Vtep {
         let c = &self.counters;
         let mut lines = vec![
             format!("local {} port {} vnis {}", self.cfg.local_ip, self.cfg.udp_port, self.vni_ports.len()),
-            format!("neighbours {} groups {}", self.neigh.len(), self.joined.len()),
+            format!("neighbours {} groups {}", self.neigh.len(), self.groups.len()),
             format!("tx {} replicas {} too-big {}", c.tx_outer, c.replicas, c.icmp_too_big),
             format!(
                 "gso whole-tx {} segmented {} ({} segments) whole-rx {}",
