@@ -33,6 +33,7 @@ mod brick;
 pub mod bricks;
 mod burst;
 pub mod checksum;
+mod drops;
 mod graph;
 pub mod gso;
 mod mac;

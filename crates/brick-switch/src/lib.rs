@@ -19,4 +19,6 @@ pub mod mac_table;
 mod switch;
 
 pub use mac_table::{is_group, mac_to_u64, u64_to_mac, Learned, MacEntry, MacHasher, MacTable, TableFull};
-pub use switch::{PortCounters, PortRef, Switch, SwitchConfig, SwitchCounters, SwitchError, DROP_REASONS};
+pub use switch::{
+    PortCounters, PortRef, Switch, SwitchConfig, SwitchCounters, SwitchDrop, SwitchError, DROP_REASONS,
+};

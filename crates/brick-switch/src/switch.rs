@@ -6,21 +6,26 @@ use brick_core::{Brick, Burst, Output, Packet, PacketPool, PortId, Side, Timesta
 
 use crate::mac_table::{is_group, mac_to_u64, Learned, MacEntry, MacTable};
 
+brick_core::drop_reasons! {
+    /// Why the switch drops a frame; `NAMES` is its [`Brick::drop_reasons`].
+    pub enum SwitchDrop {
+        /// Shorter than an Ethernet header.
+        Runt => "runt",
+        /// Group or all-zero source address.
+        BadSrc => "bad source mac",
+        /// 01:80:c2:00:00:0x (STP, LACP, 802.1X...): never forwarded.
+        LinkLocal => "link-local dst",
+        /// Destination learnt on the ingress port.
+        Hairpin => "hairpin",
+        /// Flooding with no other linked port.
+        NoPort => "no other port",
+        /// A flood copy could not be made.
+        Pool => "pool empty",
+    }
+}
+
 /// Drop reasons of the switch, in [`Brick::drop_reasons`] order.
-pub const DROP_REASONS: &[&str] = &[
-    "runt",           // shorter than an Ethernet header
-    "bad source mac", // group or all-zero source address
-    "link-local dst", // 01:80:c2:00:00:0x (STP, LACP, 802.1X...): never forwarded
-    "hairpin",        // destination learnt on the ingress port
-    "no other port",  // flooding with no other linked port
-    "pool empty",     // a flood copy could not be made
-];
-const DROP_RUNT: usize = 0;
-const DROP_BAD_SRC: usize = 1;
-const DROP_LINK_LOCAL: usize = 2;
-const DROP_HAIRPIN: usize = 3;
-const DROP_NO_PORT: usize = 4;
-const DROP_POOL: usize = 5;
+pub const DROP_REASONS: &[&str] = SwitchDrop::NAMES;
 
 /// A port of the switch: a side and a port number on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -236,7 +241,7 @@ impl Switch {
     fn flood(&mut self, ingress: PortRef, pkt: Packet, out: &mut Output<'_>) {
         if self.targets.is_empty() {
             self.port_mut(ingress).rx_dropped += 1;
-            out.drop(pkt, DROP_NO_PORT);
+            out.drop(pkt, SwitchDrop::NoPort.index());
             return;
         }
         self.counters.flooded += 1;
@@ -255,7 +260,7 @@ impl Switch {
                     c.tx_flooded += 1;
                     out.emit(t.side, t.port, copy);
                 }
-                None => out.count_drop(DROP_POOL, 1),
+                None => out.count_drop(SwitchDrop::Pool.index(), 1),
             }
         }
         let t = self.targets[n - 1];
@@ -301,7 +306,7 @@ impl Brick for Switch {
             rx_bytes += d.len() as u64;
             if d.len() < 14 {
                 dropped += 1;
-                out.drop(pkt, DROP_RUNT);
+                out.drop(pkt, SwitchDrop::Runt.index());
                 continue;
             }
             let dst = mac_to_u64(&d[0..6]);
@@ -309,7 +314,7 @@ impl Brick for Switch {
             if src != last_src {
                 if is_group(src) || src == 0 {
                     dropped += 1;
-                    out.drop(pkt, DROP_BAD_SRC);
+                    out.drop(pkt, SwitchDrop::BadSrc.index());
                     continue;
                 }
                 match self.table.learn(src, ingress, now) {
@@ -325,7 +330,7 @@ impl Brick for Switch {
             if is_group(dst) {
                 if is_link_local(dst) {
                     dropped += 1;
-                    out.drop(pkt, DROP_LINK_LOCAL);
+                    out.drop(pkt, SwitchDrop::LinkLocal.index());
                     continue;
                 }
             } else {
@@ -334,7 +339,7 @@ impl Brick for Switch {
                     last_dst = (dst, to);
                     if to == ingress {
                         dropped += 1;
-                        out.drop(pkt, DROP_HAIRPIN);
+                        out.drop(pkt, SwitchDrop::Hairpin.index());
                     } else {
                         self.counters.forwarded += 1;
                         if let Some(c) = self.ports[to.side as usize].get_mut(to.port as usize) {

@@ -29,8 +29,8 @@ pub mod wire;
 pub use config::{
     check_group, check_remote, default_group, IgmpVersion, VniOptions, VtepConfig, VtepError, MAX_VNI,
 };
-pub use steer::{VniSteer, MAX_WORKERS};
+pub use steer::{SteerDrop, VniSteer, MAX_WORKERS};
 pub use vtep::{
     flow_hash, source_port, NeighInfo, NeighState, Remote, VniCounters, VniInfo, Vtep, VtepCounters,
-    DROP_REASONS,
+    VtepDrop, DROP_REASONS,
 };

@@ -24,9 +24,17 @@ use crate::wire::{ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_LEN, PROTO_HOPOPT, PROTO_ICMP
 pub const MAX_WORKERS: usize = 64;
 
 /// Drop reasons of [`VniSteer`], in order.
-pub const STEER_DROP_REASONS: &[&str] = &["no queue to the owner", "no buffer for a copy"];
-const DROP_NO_QUEUE: usize = 0;
-const DROP_NO_COPY: usize = 1;
+pub const STEER_DROP_REASONS: &[&str] = SteerDrop::NAMES;
+
+brick_core::drop_reasons! {
+    /// Why the steering brick drops a frame; `NAMES` is its `Brick::drop_reasons`.
+    pub enum SteerDrop {
+        /// The owning worker's port is not linked yet.
+        NoQueue => "no queue to the owner",
+        /// No buffer for a flood copy to another worker.
+        NoCopy => "no buffer for a copy",
+    }
+}
 
 /// What a frame from the underlay is, for steering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,7 +192,7 @@ impl Brick for VniSteer {
                                 self.steered_out += 1;
                                 out.emit(Side::East, p, pkt);
                             } else {
-                                out.drop(pkt, DROP_NO_QUEUE);
+                                out.drop(pkt, SteerDrop::NoQueue.index());
                             }
                         }
                         Steering::Control => {
@@ -195,7 +203,7 @@ impl Brick for VniSteer {
                                         self.copies += 1;
                                         out.emit(Side::East, p, copy);
                                     }
-                                    None => out.count_drop(DROP_NO_COPY, 1),
+                                    None => out.count_drop(SteerDrop::NoCopy.index(), 1),
                                 }
                             }
                             out.emit(Side::East, 0, pkt);

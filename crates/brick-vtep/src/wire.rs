@@ -296,18 +296,20 @@ fn put_eth(buf: &mut Vec<u8>, dst: [u8; 6], src: [u8; 6], ethertype: u16) {
     buf.extend_from_slice(&ethertype.to_be_bytes());
 }
 
-/// Writes an IPv4 header (with `opts`, a multiple of 4 bytes) and fixes its checksum.
-#[allow(clippy::too_many_arguments)]
-fn put_ipv4(
-    buf: &mut Vec<u8>,
+/// The fields of an IPv4 header the control frames choose.
+struct Ipv4Fields<'a> {
     tos: u8,
-    payload: usize,
     ttl: u8,
     proto: u8,
     src: Ipv4Addr,
     dst: Ipv4Addr,
-    opts: &[u8],
-) {
+    /// Options, a multiple of 4 bytes.
+    opts: &'a [u8],
+}
+
+/// Writes an IPv4 header for `payload` bytes and fixes its checksum.
+fn put_ipv4(buf: &mut Vec<u8>, h: Ipv4Fields<'_>, payload: usize) {
+    let Ipv4Fields { tos, ttl, proto, src, dst, opts } = h;
     let start = buf.len();
     let hlen = IPV4_LEN + opts.len();
     let total = (hlen + payload) as u16;
@@ -410,7 +412,8 @@ pub fn build_igmpv3(buf: &mut Vec<u8>, mac: [u8; 6], src: Ipv4Addr, kind: u8, gr
     buf.clear();
     let igmp_len = 8 + 8 * groups.len();
     put_eth(buf, mcast_mac_v4(IGMPV3_REPORTS), mac, ETH_IPV4);
-    put_ipv4(buf, 0xc0, igmp_len, 1, PROTO_IGMP, src, IGMPV3_REPORTS, &IPV4_RA);
+    let ip = Ipv4Fields { tos: 0xc0, ttl: 1, proto: PROTO_IGMP, src, dst: IGMPV3_REPORTS, opts: &IPV4_RA };
+    put_ipv4(buf, ip, igmp_len);
     let at = buf.len();
     buf.extend_from_slice(&[0x22, 0, 0, 0, 0, 0]);
     buf.extend_from_slice(&(groups.len() as u16).to_be_bytes());
@@ -428,7 +431,7 @@ pub fn build_igmpv2(buf: &mut Vec<u8>, mac: [u8; 6], src: Ipv4Addr, group: Ipv4A
     buf.clear();
     let dst = if leave { ALL_ROUTERS } else { group };
     put_eth(buf, mcast_mac_v4(dst), mac, ETH_IPV4);
-    put_ipv4(buf, 0xc0, 8, 1, PROTO_IGMP, src, dst, &IPV4_RA);
+    put_ipv4(buf, Ipv4Fields { tos: 0xc0, ttl: 1, proto: PROTO_IGMP, src, dst, opts: &IPV4_RA }, 8);
     let at = buf.len();
     buf.extend_from_slice(&[if leave { 0x17 } else { 0x16 }, 0, 0, 0]);
     buf.extend_from_slice(&group.octets());
@@ -478,7 +481,12 @@ pub fn build_frag_needed(buf: &mut Vec<u8>, orig: &[u8], mtu: u16) -> Option<()>
     let mut s = [0u8; 6];
     s.copy_from_slice(omac_dst);
     put_eth(buf, d, s, ETH_IPV4);
-    put_ipv4(buf, 0, 8 + quote.len(), 64, PROTO_ICMP, dst, src, &[]);
+    // The answer goes back: the offender's destination is our source.
+    put_ipv4(
+        buf,
+        Ipv4Fields { tos: 0, ttl: 64, proto: PROTO_ICMP, src: dst, dst: src, opts: &[] },
+        8 + quote.len(),
+    );
     let at = buf.len();
     buf.extend_from_slice(&[3, 4, 0, 0, 0, 0]);
     buf.extend_from_slice(&mtu.to_be_bytes());
