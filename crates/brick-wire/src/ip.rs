@@ -87,6 +87,18 @@ impl<T: AsRef<[u8]>> Ipv4<T> {
         Ok(p)
     }
 
+    /// Checks the version and that the IHL-long header is present, not the total length:
+    /// for GSO super-frames, whose total length is stale or zero (BIG TCP).
+    pub fn new_header(buf: T) -> Result<Ipv4<T>, WireError> {
+        check_len(buf.as_ref(), v4_field::LEN)?;
+        let p = Ipv4 { buf };
+        if p.version() != 4 || p.header_len() < v4_field::LEN {
+            return Err(WireError::Malformed);
+        }
+        check_len(p.buf.as_ref(), p.header_len())?;
+        Ok(p)
+    }
+
     fn check(&self, quoted: bool) -> Result<(), WireError> {
         let b = self.buf.as_ref();
         check_len(b, v4_field::LEN)?;
@@ -348,13 +360,15 @@ pub struct Ipv6Walk {
     pub frag: Option<(u32, u16, bool)>,
     /// Extension headers walked.
     pub count: usize,
+    /// An authentication header was walked (rewriting the packet would break it).
+    pub auth: bool,
 }
 
 impl Ipv6Walk {
     /// Walks from `at` in `b`, starting with next header `next`, over at most
     /// [`MAX_IPV6_EXT`] extension headers. Truncated headers are [`WireError::Truncated`].
     pub fn walk(b: &[u8], mut at: usize, next: IpProto) -> Result<Ipv6Walk, WireError> {
-        let mut w = Ipv6Walk { proto: next.0, offset: at, frag: None, count: 0 };
+        let mut w = Ipv6Walk { proto: next.0, offset: at, frag: None, count: 0, auth: false };
         while let Some(kind) = Ipv6Ext::of(IpProto(w.proto)) {
             if w.count == MAX_IPV6_EXT {
                 return Err(WireError::TooManyExtensions);
@@ -368,6 +382,7 @@ impl Ipv6Walk {
             let h = b.get(at..at + len).ok_or(WireError::Truncated)?;
             w.proto = h[0];
             w.count += 1;
+            w.auth |= kind == Ipv6Ext::Auth;
             at += len;
             w.offset = at;
             if kind == Ipv6Ext::Fragment {
@@ -408,6 +423,9 @@ mod tests {
         assert!(!h.is_fragment());
         assert_eq!(Ipv4::new_checked(&p[..27]).err(), Some(WireError::Truncated));
         assert!(Ipv4::new_quoted(&p[..27]).is_ok());
+        let mut big = v4();
+        big[2..4].copy_from_slice(&[0, 0]); // BIG TCP: total length zero
+        assert!(Ipv4::new_header(&big[..]).is_ok() && Ipv4::new_quoted(&big[..]).is_err());
         let mut bad = v4();
         bad[0] = 0x44;
         assert_eq!(Ipv4::new_checked(&bad[..]).err(), Some(WireError::Malformed));

@@ -23,6 +23,10 @@ pub struct Layers {
     /// Fragment state: (identification, offset in 8-byte units, more fragments), for an IPv4
     /// fragment or an IPv6 packet with a fragment header.
     pub frag: Option<(u32, u16, bool)>,
+    /// IPv6 extension headers walked before the transport header.
+    pub ext_count: u8,
+    /// An IPv6 authentication header was walked.
+    pub ipv6_auth: bool,
 }
 
 impl Layers {
@@ -70,14 +74,14 @@ pub fn locate_l2(frame: &[u8]) -> Result<Layers, WireError> {
 /// header, and for IPv4 and IPv6 the transport header. IPv6 extension headers are walked
 /// with [`Ipv6Walk`] (bounded). Only the headers themselves must be present: IP length fields
 /// are not checked against the frame (GSO super-frames and truncated captures carry stale
-/// ones), so a caller that needs them valid builds an [`Ipv4`]/[`Ipv6`] view at `l3`.
+/// ones, even zero), so a caller that needs them valid builds an [`Ipv4`]/[`Ipv6`] view at `l3`.
 #[inline]
 pub fn locate(frame: &[u8]) -> Result<Layers, WireError> {
     let mut l = locate_l2(frame)?;
     let l3 = frame.get(l.l3..).unwrap_or(&[]);
     match EtherType(l.ethertype) {
         EtherType::IPV4 => {
-            let ip = Ipv4::new_quoted(l3)?;
+            let ip = Ipv4::new_header(l3)?;
             l.proto = ip.proto().0;
             if ip.is_fragment() {
                 l.frag = Some((u32::from(ip.ident()), ip.frag_offset(), ip.more_frags()));
@@ -91,6 +95,8 @@ pub fn locate(frame: &[u8]) -> Result<Layers, WireError> {
             let w = Ipv6Walk::walk(l3, 40, ip.next_header())?;
             l.proto = w.proto;
             l.frag = w.frag;
+            l.ext_count = w.count as u8;
+            l.ipv6_auth = w.auth;
             if !matches!(w.frag, Some((_, off, _)) if off != 0) {
                 l.l4 = Some(l.l3 + w.offset);
             }
@@ -156,7 +162,7 @@ mod tests {
         p[6] = 60;
         p[40] = 6;
         let l = locate(&frame(&[], 0x86dd, &p)).unwrap();
-        assert_eq!((l.proto, l.l4), (6, Some(14 + 48)));
+        assert_eq!((l.proto, l.l4, l.ext_count), (6, Some(14 + 48), 1));
         p[41] = 9; // destination options longer than the frame
         assert_eq!(locate(&frame(&[], 0x86dd, &p)), Err(WireError::Truncated));
     }
