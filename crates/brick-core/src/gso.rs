@@ -19,14 +19,15 @@
 
 use crate::checksum::{csum_add, csum_add_value, csum_fold};
 use crate::{GsoType, Meta, OffloadFlags, Packet, PacketPool};
+use brick_wire::{be16, locate_l2, EtherType, IpProto, Ipv4, Ipv6, Tcp};
 
 /// Most segments one super-frame may be cut into (64 KiB at Linux's smallest MSS, 88 bytes,
 /// is 745 segments). Anything above is refused as malformed.
 pub const MAX_SEGMENTS: usize = 1024;
 
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const IPPROTO_TCP: u8 = 6;
+const ETH_P_IPV4: u16 = EtherType::IPV4.0;
+const ETH_P_IPV6: u16 = EtherType::IPV6.0;
+const IPPROTO_TCP: u8 = IpProto::TCP.0;
 const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
 const TCP_CWR: u8 = 0x80;
@@ -71,10 +72,6 @@ pub struct TcpSegmenter {
     pseudo: u64,
 }
 
-fn be16(d: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*d.get(at)?, *d.get(at + 1)?]))
-}
-
 impl TcpSegmenter {
     /// Checks `frame` (an Ethernet frame, up to two VLAN tags) against its `meta` and plans
     /// its segmentation. `meta.gso_type` must be `TcpV4` or `TcpV6` and match the IP version,
@@ -89,37 +86,27 @@ impl TcpSegmenter {
         if meta.gso_size == 0 {
             return Err(GsoError::BadSegmentSize(0));
         }
-        let mut l3 = 14;
-        let mut et = be16(frame, 12).ok_or(GsoError::Malformed)?;
-        for _ in 0..2 {
-            if et == 0x8100 || et == 0x88a8 {
-                et = be16(frame, l3 + 2).ok_or(GsoError::Malformed)?;
-                l3 += 4;
-            }
-        }
-        let (v4, l4, pseudo) = match et {
+        // brick-wire's VLAN policy (two tags at most) was already this segmenter's.
+        let l2 = locate_l2(frame).map_err(|_| GsoError::Malformed)?;
+        let (l3, ip) = (l2.l3, &frame[l2.l3..]);
+        let (v4, l4, pseudo) = match l2.ethertype {
             ETH_P_IPV4 => {
-                let vihl = *frame.get(l3).ok_or(GsoError::Malformed)?;
-                let ihl = usize::from(vihl & 0x0f) * 4;
-                if vihl >> 4 != 4 || ihl < 20 || frame.len() < l3 + ihl {
+                // The total length of a super-frame may be stale or zero: check the header only.
+                let h = Ipv4::new_header(ip).map_err(|_| GsoError::Malformed)?;
+                if h.proto() != IpProto::TCP {
                     return Err(GsoError::Malformed);
                 }
-                if frame[l3 + 9] != IPPROTO_TCP {
-                    return Err(GsoError::Malformed);
-                }
-                if be16(frame, l3 + 6).ok_or(GsoError::Malformed)? & 0x3fff != 0 {
+                if h.is_fragment() {
                     return Err(GsoError::Unsupported);
                 }
-                (true, l3 + ihl, csum_add(u64::from(IPPROTO_TCP), &frame[l3 + 12..l3 + 20]))
+                (true, l3 + h.header_len(), csum_add(u64::from(IPPROTO_TCP), h.addrs()))
             }
             ETH_P_IPV6 => {
-                if frame.len() < l3 + 40 || frame[l3] >> 4 != 6 {
-                    return Err(GsoError::Malformed);
-                }
-                if frame[l3 + 6] != IPPROTO_TCP {
+                let h = Ipv6::new_quoted(ip).map_err(|_| GsoError::Malformed)?;
+                if h.next_header() != IpProto::TCP {
                     return Err(GsoError::Unsupported);
                 }
-                (false, l3 + 40, csum_add(u64::from(IPPROTO_TCP), &frame[l3 + 8..l3 + 40]))
+                (false, l3 + 40, csum_add(u64::from(IPPROTO_TCP), h.addrs()))
             }
             _ => return Err(GsoError::Malformed),
         };
@@ -129,19 +116,17 @@ impl TcpSegmenter {
         if meta.offload.contains(OffloadFlags::CSUM_NEEDED) && usize::from(meta.csum_start) != l4 {
             return Err(GsoError::Malformed);
         }
-        let doff = usize::from(*frame.get(l4 + 12).ok_or(GsoError::Malformed)? >> 4) * 4;
-        if doff < 20 || frame.len() < l4 + doff {
-            return Err(GsoError::Malformed);
-        }
+        let tcp = Tcp::new_checked(&frame[l4..]).map_err(|_| GsoError::Malformed)?;
+        let doff = tcp.header_len();
         let hdr_len = l4 + doff;
         let payload = frame.len() - hdr_len;
         let mss = usize::from(meta.gso_size);
         if payload.div_ceil(mss) > MAX_SEGMENTS {
             return Err(GsoError::BadSegmentSize(meta.gso_size));
         }
-        let seq = u32::from_be_bytes([frame[l4 + 4], frame[l4 + 5], frame[l4 + 6], frame[l4 + 7]]);
+        let seq = tcp.seq();
         let ip_id = if v4 { be16(frame, l3 + 4).unwrap_or(0) } else { 0 };
-        Ok(TcpSegmenter { l3, l4, hdr_len, mss, payload, v4, seq, ip_id, flags: frame[l4 + 13], pseudo })
+        Ok(TcpSegmenter { l3, l4, hdr_len, mss, payload, v4, seq, ip_id, flags: tcp.flags(), pseudo })
     }
 
     /// Number of segments (at least 1: a super-frame without payload gives one frame).

@@ -5,45 +5,50 @@
 //! [`Flow`], a small `Copy` struct. Every read is bounds-checked: malformed input yields a
 //! [`Malformed`] reason, never a panic.
 
+use brick_wire::ip::Ipv6Walk;
+use brick_wire::transport::tcp_field;
+use brick_wire::{locate_l2, EtherType, IpProto, Ipv4, Ipv6, Tcp, WireError};
+
+// The protocol numbers come from brick-wire; the names stay for this crate's callers.
 /// Ethertype of IPv4.
-pub const ETH_IPV4: u16 = 0x0800;
+pub const ETH_IPV4: u16 = EtherType::IPV4.0;
 /// Ethertype of IPv6.
-pub const ETH_IPV6: u16 = 0x86dd;
+pub const ETH_IPV6: u16 = EtherType::IPV6.0;
 /// Ethertype of ARP.
-pub const ETH_ARP: u16 = 0x0806;
+pub const ETH_ARP: u16 = EtherType::ARP.0;
 /// Ethertype of RARP.
-pub const ETH_RARP: u16 = 0x8035;
+pub const ETH_RARP: u16 = EtherType::RARP.0;
 /// Ethertype of an 802.1Q VLAN tag.
-pub const ETH_VLAN: u16 = 0x8100;
+pub const ETH_VLAN: u16 = EtherType::VLAN.0;
 /// Ethertype of an 802.1ad (QinQ) service tag.
-pub const ETH_QINQ: u16 = 0x88a8;
+pub const ETH_QINQ: u16 = EtherType::QINQ.0;
 
 /// IP protocol number of ICMP.
-pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_ICMP: u8 = IpProto::ICMP.0;
 /// IP protocol number of TCP.
-pub const PROTO_TCP: u8 = 6;
+pub const PROTO_TCP: u8 = IpProto::TCP.0;
 /// IP protocol number of UDP.
-pub const PROTO_UDP: u8 = 17;
+pub const PROTO_UDP: u8 = IpProto::UDP.0;
 /// IP protocol number of ICMPv6.
-pub const PROTO_ICMP6: u8 = 58;
+pub const PROTO_ICMP6: u8 = IpProto::ICMPV6.0;
 /// IP protocol number of SCTP.
-pub const PROTO_SCTP: u8 = 132;
+pub const PROTO_SCTP: u8 = IpProto::SCTP.0;
 /// IP protocol number of DCCP.
-pub const PROTO_DCCP: u8 = 33;
+pub const PROTO_DCCP: u8 = IpProto::DCCP.0;
 /// IP protocol number of UDP-Lite.
-pub const PROTO_UDPLITE: u8 = 136;
+pub const PROTO_UDPLITE: u8 = IpProto::UDPLITE.0;
 
 /// TCP FIN flag.
-pub const TCP_FIN: u8 = 0x01;
+pub const TCP_FIN: u8 = tcp_field::FIN;
 /// TCP SYN flag.
-pub const TCP_SYN: u8 = 0x02;
+pub const TCP_SYN: u8 = tcp_field::SYN;
 /// TCP RST flag.
-pub const TCP_RST: u8 = 0x04;
+pub const TCP_RST: u8 = tcp_field::RST;
 /// TCP ACK flag.
-pub const TCP_ACK: u8 = 0x10;
+pub const TCP_ACK: u8 = tcp_field::ACK_FLAG;
 
 /// Most IPv6 extension headers walked before a packet is declared malformed.
-pub const MAX_IPV6_EXT: usize = 8;
+pub const MAX_IPV6_EXT: usize = brick_wire::MAX_IPV6_EXT;
 
 /// Why a frame could not be parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -162,37 +167,25 @@ pub enum Parsed {
     Ip(Flow),
 }
 
-#[inline]
-pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
-    let s = b.get(at..at + 2)?;
-    Some(u16::from_be_bytes([s[0], s[1]]))
-}
-
-#[inline]
-pub(crate) fn be32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at + 4)?;
-    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-#[inline]
-pub(crate) fn be128(b: &[u8], at: usize) -> Option<u128> {
-    let s: [u8; 16] = b.get(at..at + 16)?.try_into().ok()?;
-    Some(u128::from_be_bytes(s))
-}
+pub(crate) use brick_wire::{be128, be16, be32};
 
 /// Reads the ethertype and the L3 offset, skipping one 802.1Q / 802.1ad tag; a second tag
 /// is [`Malformed::StackedVlan`].
 #[inline]
 pub fn ethertype(frame: &[u8]) -> Result<(u16, usize), Malformed> {
-    let et = be16(frame, 12).ok_or(Malformed::Ethernet)?;
-    if et == ETH_VLAN || et == ETH_QINQ {
-        let inner = be16(frame, 16).ok_or(Malformed::Ethernet)?;
-        if inner == ETH_VLAN || inner == ETH_QINQ {
-            return Err(Malformed::StackedVlan);
+    match locate_l2(frame) {
+        Ok(l) if l.vlan_count <= 1 => Ok((l.ethertype, l.l3)),
+        Ok(_) | Err(WireError::TooManyVlanTags) => Err(Malformed::StackedVlan),
+        // A second TPID is refused as stacked even when the frame ends inside that tag.
+        Err(_) if frame.len() >= 18 && is_vlan(frame, 12) && is_vlan(frame, 16) => {
+            Err(Malformed::StackedVlan)
         }
-        return Ok((inner, 18));
+        Err(_) => Err(Malformed::Ethernet),
     }
-    Ok((et, 14))
+}
+
+fn is_vlan(frame: &[u8], at: usize) -> bool {
+    be16(frame, at).is_some_and(|e| EtherType(e).is_vlan())
 }
 
 /// Parses an Ethernet frame.
@@ -219,58 +212,37 @@ pub fn parse_quoted(buf: &[u8], at: usize, v6: bool) -> Result<Flow, Malformed> 
 
 #[inline(always)]
 fn parse_ipv4(b: &[u8], l3: usize, quoted: bool) -> Result<Flow, Malformed> {
-    let h = b.get(l3..l3 + 20).ok_or(Malformed::Ipv4)?;
-    if h[0] >> 4 != 4 {
-        return Err(Malformed::Ipv4);
-    }
-    let ihl = ((h[0] & 0x0f) as usize) * 4;
-    let total = u16::from_be_bytes([h[2], h[3]]) as usize;
-    if ihl < 20 || total < ihl {
-        return Err(Malformed::Ipv4);
-    }
-    let end = if quoted {
-        b.len()
-    } else {
-        if l3 + total > b.len() {
-            return Err(Malformed::Ipv4);
-        }
-        l3 + total
-    };
-    if l3 + ihl > end {
-        return Err(Malformed::Ipv4);
-    }
-    let id = u16::from_be_bytes([h[4], h[5]]) as u32;
-    let ff = u16::from_be_bytes([h[6], h[7]]);
-    let more = ff & 0x2000 != 0;
-    let offset = ff & 0x1fff;
+    let at = b.get(l3..).ok_or(Malformed::Ipv4)?;
+    let ip = if quoted { Ipv4::new_quoted(at) } else { Ipv4::new_checked(at) };
+    let ip = ip.map_err(|_| Malformed::Ipv4)?;
+    // A quote is truncated by design: its transport header ends where the buffer does.
+    let end = if quoted { b.len() } else { l3 + ip.total_len() };
+    let id = u32::from(ip.ident());
     let mut f = Flow {
         v6: false,
-        proto: h[9],
-        src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]) as u128,
-        dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]) as u128,
+        proto: ip.proto().0,
+        src: ip.src() as u128,
+        dst: ip.dst() as u128,
         ..Flow::default()
     };
-    f.frag = if offset != 0 {
+    f.frag = if ip.frag_offset() != 0 {
         Frag::Later(id)
-    } else if more {
+    } else if ip.more_frags() {
         Frag::First(id)
     } else {
         Frag::None
     };
-    if offset != 0 {
+    if ip.frag_offset() != 0 {
         return Ok(f);
     }
-    parse_l4(&b[..end], l3 + ihl, &mut f, quoted)?;
+    parse_l4(&b[..end], l3 + ip.header_len(), &mut f, quoted)?;
     Ok(f)
 }
 
 #[inline]
 fn parse_ipv6(b: &[u8], l3: usize, quoted: bool) -> Result<Flow, Malformed> {
-    let h = b.get(l3..l3 + 40).ok_or(Malformed::Ipv6)?;
-    if h[0] >> 4 != 6 {
-        return Err(Malformed::Ipv6);
-    }
-    let plen = u16::from_be_bytes([h[4], h[5]]) as usize;
+    let ip = Ipv6::new_quoted(b.get(l3..).ok_or(Malformed::Ipv6)?).map_err(|_| Malformed::Ipv6)?;
+    let plen = ip.payload_len();
     let end = if quoted {
         b.len()
     } else {
@@ -281,54 +253,18 @@ fn parse_ipv6(b: &[u8], l3: usize, quoted: bool) -> Result<Flow, Malformed> {
         l3 + 40 + plen
     };
     let b = &b[..end];
-    let mut f = Flow {
-        v6: true,
-        src: be128(h, 8).ok_or(Malformed::Ipv6)?,
-        dst: be128(h, 24).ok_or(Malformed::Ipv6)?,
-        ..Flow::default()
-    };
-    let mut next = h[6];
-    let mut at = l3 + 40;
-    let mut walked = 0;
-    loop {
-        match next {
-            // Hop-by-hop, routing, destination options, mobility, HIP, shim6.
-            0 | 43 | 60 | 135 | 139 | 140 => {
-                let e = b.get(at..at + 2).ok_or(Malformed::Ipv6Ext)?;
-                next = e[0];
-                at += (e[1] as usize + 1) * 8;
-            }
-            // Authentication header: length in 4-byte units, minus 2.
-            51 => {
-                let e = b.get(at..at + 2).ok_or(Malformed::Ipv6Ext)?;
-                next = e[0];
-                at += (e[1] as usize + 2) * 4;
-            }
-            // Fragment header.
-            44 => {
-                let e = b.get(at..at + 8).ok_or(Malformed::Ipv6Ext)?;
-                next = e[0];
-                let off = u16::from_be_bytes([e[2], e[3]]) >> 3;
-                let more = e[3] & 1 != 0;
-                let id = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
-                at += 8;
-                if off != 0 {
-                    f.proto = next;
-                    f.frag = Frag::Later(id);
-                    return Ok(f);
-                }
-                // An atomic fragment (offset 0, no more) is a whole datagram.
-                f.frag = if more { Frag::First(id) } else { Frag::None };
-            }
-            _ => break,
+    let mut f = Flow { v6: true, src: ip.src(), dst: ip.dst(), ..Flow::default() };
+    let w = Ipv6Walk::walk(b, l3 + 40, ip.next_header()).map_err(|_| Malformed::Ipv6Ext)?;
+    f.proto = w.proto;
+    if let Some((id, off, more)) = w.frag {
+        if off != 0 {
+            f.frag = Frag::Later(id);
+            return Ok(f);
         }
-        walked += 1;
-        if walked > MAX_IPV6_EXT || at > b.len() {
-            return Err(Malformed::Ipv6Ext);
-        }
+        // An atomic fragment (offset 0, no more) is a whole datagram.
+        f.frag = if more { Frag::First(id) } else { Frag::None };
     }
-    f.proto = next;
-    parse_l4(b, at, &mut f, quoted)?;
+    parse_l4(b, w.offset, &mut f, quoted)?;
     Ok(f)
 }
 
@@ -343,22 +279,19 @@ fn parse_l4(b: &[u8], at: usize, f: &mut Flow, quoted: bool) -> Result<(), Malfo
                 f.seq = be32(b, at + 4).ok_or(Malformed::L4)?;
                 return Ok(());
             }
-            let t = b.get(at..at + 20).ok_or(Malformed::L4)?;
-            let doff = ((t[12] >> 4) as usize) * 4;
-            if doff < 20 || at + doff > b.len() {
-                return Err(Malformed::L4);
-            }
-            f.sport = u16::from_be_bytes([t[0], t[1]]);
-            f.dport = u16::from_be_bytes([t[2], t[3]]);
-            f.seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
-            f.ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
-            f.tcp_flags = t[13];
-            f.win = u16::from_be_bytes([t[14], t[15]]);
-            let payload = (b.len() - at - doff) as u32;
+            let t = Tcp::new_checked(b.get(at..).ok_or(Malformed::L4)?).map_err(|_| Malformed::L4)?;
+            f.sport = t.src_port();
+            f.dport = t.dst_port();
+            f.seq = t.seq();
+            f.ack = t.ack();
+            f.tcp_flags = t.flags();
+            f.win = t.window();
+            let payload = t.payload().len() as u32;
             f.seg_len =
                 payload + u32::from(f.tcp_flags & TCP_SYN != 0) + u32::from(f.tcp_flags & TCP_FIN != 0);
-            if f.tcp_flags & TCP_SYN != 0 && doff > 20 {
-                f.wscale = tcp_wscale(&b[at + 20..at + doff]);
+            // Shifts above 14 are read as 14 (RFC 7323).
+            if f.tcp_flags & TCP_SYN != 0 {
+                f.wscale = t.wscale().map(|s| s.min(14));
             }
         }
         PROTO_UDP => {
@@ -392,28 +325,6 @@ fn parse_l4(b: &[u8], at: usize, f: &mut Flow, quoted: bool) -> Result<(), Malfo
         _ => {}
     }
     Ok(())
-}
-
-/// Finds the window-scale option (kind 3) in TCP options.
-fn tcp_wscale(opts: &[u8]) -> Option<u8> {
-    let mut i = 0;
-    while i < opts.len() {
-        match opts[i] {
-            0 => return None,
-            1 => i += 1,
-            kind => {
-                let len = *opts.get(i + 1)? as usize;
-                if len < 2 {
-                    return None;
-                }
-                if kind == 3 && len == 3 {
-                    return opts.get(i + 2).map(|s| (*s).min(14));
-                }
-                i += len;
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]

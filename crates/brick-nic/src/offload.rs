@@ -6,6 +6,7 @@
 //! never panics: malformed input gives `None` or an [`OffloadError`].
 
 use brick_core::{GsoType, Meta, OffloadFlags};
+use brick_wire::{EtherType, IpProto};
 
 /// The virtio-net header's wire format is brick-core's, shared with brick-vhost; this module
 /// adds TAP's mapping onto [`Meta`] ([`VnetMeta`]) and the UDP-tunnel extension.
@@ -248,15 +249,10 @@ fn header_len(data: &[u8], l4: usize, gso: GsoType) -> u16 {
     (l4 + l4_len).min(data.len()).min(u16::MAX as usize) as u16
 }
 
-/// EtherType of IPv4.
-const ETH_P_IPV4: u16 = 0x0800;
-/// EtherType of IPv6.
-const ETH_P_IPV6: u16 = 0x86dd;
-/// EtherTypes of VLAN tags (802.1Q, 802.1ad).
-const ETH_P_VLAN: [u16; 2] = [0x8100, 0x88a8];
-/// IP protocol numbers.
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
+const ETH_P_IPV4: u16 = EtherType::IPV4.0;
+const ETH_P_IPV6: u16 = EtherType::IPV6.0;
+const IPPROTO_TCP: u8 = IpProto::TCP.0;
+const IPPROTO_UDP: u8 = IpProto::UDP.0;
 
 /// Where the network layer and the transport layer of an Ethernet frame start, and which
 /// transport it is.
@@ -281,62 +277,28 @@ impl L4Location {
     }
 }
 
-/// Offset of the network header of an Ethernet frame (after up to two VLAN tags), with its
-/// EtherType; `None` when the frame is too short.
+/// Offset of the network header of an Ethernet frame (after up to two VLAN tags, brick-wire's
+/// policy), with its EtherType; `None` when the frame is too short or has more tags.
 pub fn l3_offset(frame: &[u8]) -> Option<(usize, u16)> {
-    let mut off = 12;
-    for _ in 0..3 {
-        let et = u16::from_be_bytes([*frame.get(off)?, *frame.get(off + 1)?]);
-        if ETH_P_VLAN.contains(&et) {
-            off += 4;
-            continue;
-        }
-        return Some((off + 2, et));
-    }
-    None
+    let l = brick_wire::locate_l2(frame).ok()?;
+    Some((l.l3, l.ethertype))
 }
+
+/// Most IPv6 extension headers this locator looks past: the kernel's checksum offload never
+/// needs more, and the bound is older than brick-wire's.
+const MAX_V6_EXT: u8 = 4;
 
 /// Finds the TCP or UDP header of an Ethernet/IPv4 or Ethernet/IPv6 frame (IPv6 extension
 /// headers hop-by-hop, routing and destination options are skipped). `None` for anything else,
-/// for IP fragments other than the first and for truncated headers.
+/// for IP fragments other than the first, IPv6 fragments, and truncated headers.
 pub fn locate_l4(frame: &[u8]) -> Option<L4Location> {
-    let (l3, et) = l3_offset(frame)?;
-    let (l4, proto) = match et {
-        ETH_P_IPV4 => {
-            let vihl = *frame.get(l3)?;
-            if vihl >> 4 != 4 {
-                return None;
-            }
-            let ihl = (vihl & 0x0f) as usize * 4;
-            if ihl < 20 || frame.len() < l3 + ihl {
-                return None;
-            }
-            let frag = u16::from_be_bytes([frame[l3 + 6], frame[l3 + 7]]);
-            if frag & 0x1fff != 0 {
-                return None;
-            }
-            (l3 + ihl, frame[l3 + 9])
-        }
-        ETH_P_IPV6 => {
-            if frame.len() < l3 + 40 || frame[l3] >> 4 != 6 {
-                return None;
-            }
-            let mut next = frame[l3 + 6];
-            let mut off = l3 + 40;
-            // Hop-by-hop (0), routing (43), destination options (60): bounded walk.
-            for _ in 0..4 {
-                if !matches!(next, 0 | 43 | 60) {
-                    break;
-                }
-                let nh = *frame.get(off)?;
-                let len = (*frame.get(off + 1)? as usize + 1) * 8;
-                next = nh;
-                off += len;
-            }
-            (off, next)
-        }
-        _ => return None,
-    };
+    let l = brick_wire::locate(frame).ok()?;
+    let l4 = l.l4?;
+    // brick-wire also walks AH and fragment headers; this locator never did for IPv6.
+    if l.is_ipv6() && (l.frag.is_some() || l.ipv6_auth || l.ext_count > MAX_V6_EXT) {
+        return None;
+    }
+    let proto = l.proto;
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return None;
     }
@@ -344,7 +306,7 @@ pub fn locate_l4(frame: &[u8]) -> Option<L4Location> {
     if frame.len() < l4 + min || l4 > u16::MAX as usize {
         return None;
     }
-    Some(L4Location { l3_offset: l3 as u16, l4_offset: l4 as u16, protocol: proto })
+    Some(L4Location { l3_offset: l.l3 as u16, l4_offset: l4 as u16, protocol: proto })
 }
 
 /// Completes a partial checksum the way a NIC would for `CSUM_NEEDED` (see

@@ -1,0 +1,460 @@
+//! IPv4, IPv6 and IPv6 extension headers.
+
+use crate::{be128, byte, check_len, get16, get32, put16, put32, WireError};
+
+/// An IP protocol number (IPv4 protocol, IPv6 next header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IpProto(pub u8);
+
+impl IpProto {
+    /// IPv6 hop-by-hop options.
+    pub const HOPOPT: IpProto = IpProto(0);
+    /// ICMP.
+    pub const ICMP: IpProto = IpProto(1);
+    /// IGMP.
+    pub const IGMP: IpProto = IpProto(2);
+    /// TCP.
+    pub const TCP: IpProto = IpProto(6);
+    /// UDP.
+    pub const UDP: IpProto = IpProto(17);
+    /// DCCP.
+    pub const DCCP: IpProto = IpProto(33);
+    /// IPv6 routing header.
+    pub const ROUTING: IpProto = IpProto(43);
+    /// IPv6 fragment header.
+    pub const FRAGMENT: IpProto = IpProto(44);
+    /// Authentication header.
+    pub const AH: IpProto = IpProto(51);
+    /// ICMPv6.
+    pub const ICMPV6: IpProto = IpProto(58);
+    /// IPv6 no next header.
+    pub const NONE: IpProto = IpProto(59);
+    /// IPv6 destination options.
+    pub const DSTOPTS: IpProto = IpProto(60);
+    /// SCTP.
+    pub const SCTP: IpProto = IpProto(132);
+    /// UDP-Lite.
+    pub const UDPLITE: IpProto = IpProto(136);
+}
+
+/// A view of an IPv4 header. `new_checked` verifies version 4, an IHL of at least 20 bytes
+/// within the buffer, and a total length between IHL and the buffer's length.
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv4<T> {
+    buf: T,
+}
+
+/// IPv4 field ranges.
+pub mod v4_field {
+    use core::ops::Range;
+    /// Version (high nibble) and IHL (low nibble).
+    pub const VER_IHL: usize = 0;
+    /// DSCP and ECN.
+    pub const TOS: usize = 1;
+    /// Total length.
+    pub const LENGTH: Range<usize> = 2..4;
+    /// Identification.
+    pub const IDENT: Range<usize> = 4..6;
+    /// Flags and fragment offset.
+    pub const FLAGS_FRAG: Range<usize> = 6..8;
+    /// Time to live.
+    pub const TTL: usize = 8;
+    /// Protocol.
+    pub const PROTO: usize = 9;
+    /// Header checksum.
+    pub const CHECKSUM: Range<usize> = 10..12;
+    /// Source address.
+    pub const SRC: Range<usize> = 12..16;
+    /// Destination address.
+    pub const DST: Range<usize> = 16..20;
+    /// Length without options.
+    pub const LEN: usize = 20;
+}
+
+impl<T: AsRef<[u8]>> Ipv4<T> {
+    /// Wraps `buf`, checked as described on the type.
+    pub fn new_checked(buf: T) -> Result<Ipv4<T>, WireError> {
+        let p = Ipv4 { buf };
+        p.check(false)?;
+        Ok(p)
+    }
+
+    /// Like [`new_checked`](Self::new_checked) but lets the total length exceed the buffer:
+    /// for the truncated packet an ICMP error quotes.
+    pub fn new_quoted(buf: T) -> Result<Ipv4<T>, WireError> {
+        let p = Ipv4 { buf };
+        p.check(true)?;
+        Ok(p)
+    }
+
+    /// Checks the version and that the IHL-long header is present, not the total length:
+    /// for GSO super-frames, whose total length is stale or zero (BIG TCP).
+    pub fn new_header(buf: T) -> Result<Ipv4<T>, WireError> {
+        check_len(buf.as_ref(), v4_field::LEN)?;
+        let p = Ipv4 { buf };
+        if p.version() != 4 || p.header_len() < v4_field::LEN {
+            return Err(WireError::Malformed);
+        }
+        check_len(p.buf.as_ref(), p.header_len())?;
+        Ok(p)
+    }
+
+    fn check(&self, quoted: bool) -> Result<(), WireError> {
+        let b = self.buf.as_ref();
+        check_len(b, v4_field::LEN)?;
+        if self.version() != 4 || self.header_len() < v4_field::LEN {
+            return Err(WireError::Malformed);
+        }
+        check_len(b, self.header_len())?;
+        if self.total_len() < self.header_len() {
+            return Err(WireError::Malformed);
+        }
+        if !quoted {
+            check_len(b, self.total_len())?;
+        }
+        Ok(())
+    }
+
+    /// Version nibble.
+    pub fn version(&self) -> u8 {
+        byte(self.buf.as_ref(), v4_field::VER_IHL) >> 4
+    }
+    /// Header length in bytes (IHL × 4).
+    pub fn header_len(&self) -> usize {
+        usize::from(byte(self.buf.as_ref(), v4_field::VER_IHL) & 0x0f) * 4
+    }
+    /// Type of service byte.
+    pub fn tos(&self) -> u8 {
+        byte(self.buf.as_ref(), v4_field::TOS)
+    }
+    /// Total length field.
+    pub fn total_len(&self) -> usize {
+        usize::from(get16(self.buf.as_ref(), v4_field::LENGTH))
+    }
+    /// Identification.
+    pub fn ident(&self) -> u16 {
+        get16(self.buf.as_ref(), v4_field::IDENT)
+    }
+    /// More-fragments flag.
+    pub fn more_frags(&self) -> bool {
+        get16(self.buf.as_ref(), v4_field::FLAGS_FRAG) & 0x2000 != 0
+    }
+    /// Don't-fragment flag.
+    pub fn dont_frag(&self) -> bool {
+        get16(self.buf.as_ref(), v4_field::FLAGS_FRAG) & 0x4000 != 0
+    }
+    /// Fragment offset in 8-byte units.
+    pub fn frag_offset(&self) -> u16 {
+        get16(self.buf.as_ref(), v4_field::FLAGS_FRAG) & 0x1fff
+    }
+    /// Whether this is a fragment (first or later).
+    pub fn is_fragment(&self) -> bool {
+        get16(self.buf.as_ref(), v4_field::FLAGS_FRAG) & 0x3fff != 0
+    }
+    /// Time to live.
+    pub fn ttl(&self) -> u8 {
+        byte(self.buf.as_ref(), v4_field::TTL)
+    }
+    /// Protocol.
+    pub fn proto(&self) -> IpProto {
+        IpProto(byte(self.buf.as_ref(), v4_field::PROTO))
+    }
+    /// Header checksum field.
+    pub fn checksum(&self) -> u16 {
+        get16(self.buf.as_ref(), v4_field::CHECKSUM)
+    }
+    /// Source address.
+    pub fn src(&self) -> u32 {
+        get32(self.buf.as_ref(), v4_field::SRC)
+    }
+    /// Destination address.
+    pub fn dst(&self) -> u32 {
+        get32(self.buf.as_ref(), v4_field::DST)
+    }
+    /// Source and destination addresses as bytes (the pseudo-header's address part).
+    pub fn addrs(&self) -> &[u8] {
+        self.buf.as_ref().get(v4_field::SRC.start..v4_field::DST.end).unwrap_or(&[])
+    }
+    /// Bytes after the header, up to the total length (or the buffer's end when quoted).
+    pub fn payload(&self) -> &[u8] {
+        let b = self.buf.as_ref();
+        b.get(self.header_len()..self.total_len().min(b.len())).unwrap_or(&[])
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4<T> {
+    /// Sets the total length.
+    pub fn set_total_len(&mut self, v: u16) {
+        put16(self.buf.as_mut(), v4_field::LENGTH, v);
+    }
+    /// Sets the identification.
+    pub fn set_ident(&mut self, v: u16) {
+        put16(self.buf.as_mut(), v4_field::IDENT, v);
+    }
+    /// Sets the TTL.
+    pub fn set_ttl(&mut self, v: u8) {
+        self.buf.as_mut()[v4_field::TTL] = v;
+    }
+    /// Sets the header checksum field.
+    pub fn set_checksum(&mut self, v: u16) {
+        put16(self.buf.as_mut(), v4_field::CHECKSUM, v);
+    }
+    /// Sets the source address.
+    pub fn set_src(&mut self, v: u32) {
+        put32(self.buf.as_mut(), v4_field::SRC, v);
+    }
+    /// Sets the destination address.
+    pub fn set_dst(&mut self, v: u32) {
+        put32(self.buf.as_mut(), v4_field::DST, v);
+    }
+}
+
+/// A view of an IPv6 fixed header. `new_checked` verifies version 6 and that the payload
+/// length fits in the buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv6<T> {
+    buf: T,
+}
+
+/// IPv6 field ranges.
+pub mod v6_field {
+    use core::ops::Range;
+    /// Version, traffic class, flow label.
+    pub const VER_TC_FLOW: Range<usize> = 0..4;
+    /// Payload length.
+    pub const PAYLOAD_LEN: Range<usize> = 4..6;
+    /// Next header.
+    pub const NEXT_HEADER: usize = 6;
+    /// Hop limit.
+    pub const HOP_LIMIT: usize = 7;
+    /// Source address.
+    pub const SRC: Range<usize> = 8..24;
+    /// Destination address.
+    pub const DST: Range<usize> = 24..40;
+    /// Fixed header length.
+    pub const LEN: usize = 40;
+}
+
+impl<T: AsRef<[u8]>> Ipv6<T> {
+    /// Wraps `buf`, checked as described on the type.
+    pub fn new_checked(buf: T) -> Result<Ipv6<T>, WireError> {
+        let p = Ipv6::new_quoted(buf)?;
+        check_len(p.buf.as_ref(), v6_field::LEN + p.payload_len())?;
+        Ok(p)
+    }
+
+    /// Checks the version and the fixed header only: for quoted packets.
+    pub fn new_quoted(buf: T) -> Result<Ipv6<T>, WireError> {
+        check_len(buf.as_ref(), v6_field::LEN)?;
+        let p = Ipv6 { buf };
+        if p.version() != 6 {
+            return Err(WireError::Malformed);
+        }
+        Ok(p)
+    }
+
+    /// Version nibble.
+    pub fn version(&self) -> u8 {
+        byte(self.buf.as_ref(), 0) >> 4
+    }
+    /// Traffic class.
+    pub fn traffic_class(&self) -> u8 {
+        (get16(self.buf.as_ref(), 0..2) >> 4) as u8
+    }
+    /// Flow label (20 bits).
+    pub fn flow_label(&self) -> u32 {
+        get32(self.buf.as_ref(), v6_field::VER_TC_FLOW) & 0x000f_ffff
+    }
+    /// Payload length field.
+    pub fn payload_len(&self) -> usize {
+        usize::from(get16(self.buf.as_ref(), v6_field::PAYLOAD_LEN))
+    }
+    /// Next header of the fixed header.
+    pub fn next_header(&self) -> IpProto {
+        IpProto(byte(self.buf.as_ref(), v6_field::NEXT_HEADER))
+    }
+    /// Hop limit.
+    pub fn hop_limit(&self) -> u8 {
+        byte(self.buf.as_ref(), v6_field::HOP_LIMIT)
+    }
+    /// Source address.
+    pub fn src(&self) -> u128 {
+        be128(self.buf.as_ref(), v6_field::SRC.start).unwrap_or(0)
+    }
+    /// Destination address.
+    pub fn dst(&self) -> u128 {
+        be128(self.buf.as_ref(), v6_field::DST.start).unwrap_or(0)
+    }
+    /// Source and destination addresses as bytes (the pseudo-header's address part).
+    pub fn addrs(&self) -> &[u8] {
+        self.buf.as_ref().get(v6_field::SRC.start..v6_field::DST.end).unwrap_or(&[])
+    }
+    /// Walks the extension headers after the fixed header; see [`Ipv6Walk`].
+    pub fn walk(&self) -> Result<Ipv6Walk, WireError> {
+        let b = self.buf.as_ref();
+        let end = (v6_field::LEN + self.payload_len()).min(b.len());
+        Ipv6Walk::walk(b.get(..end).unwrap_or(&[]), v6_field::LEN, self.next_header())
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6<T> {
+    /// Sets the payload length.
+    pub fn set_payload_len(&mut self, v: u16) {
+        put16(self.buf.as_mut(), v6_field::PAYLOAD_LEN, v);
+    }
+    /// Sets the next header.
+    pub fn set_next_header(&mut self, p: IpProto) {
+        self.buf.as_mut()[v6_field::NEXT_HEADER] = p.0;
+    }
+    /// Sets the hop limit.
+    pub fn set_hop_limit(&mut self, v: u8) {
+        self.buf.as_mut()[v6_field::HOP_LIMIT] = v;
+    }
+    /// Sets the source address.
+    pub fn set_src(&mut self, v: u128) {
+        self.buf.as_mut()[v6_field::SRC].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Sets the destination address.
+    pub fn set_dst(&mut self, v: u128) {
+        self.buf.as_mut()[v6_field::DST].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// Most IPv6 extension headers walked: a chain longer than this is refused, which bounds the
+/// work an attacker can cause.
+pub const MAX_IPV6_EXT: usize = 8;
+
+/// Which IPv6 extension headers [`Ipv6Walk::walk`] skips.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ipv6Ext {
+    /// Hop-by-hop, routing, destination options, mobility, HIP, shim6: length in 8-byte units
+    /// past the first eight.
+    Generic,
+    /// Authentication header: length in 4-byte units minus 2.
+    Auth,
+    /// Fragment header: 8 bytes.
+    Fragment,
+}
+
+impl Ipv6Ext {
+    /// The kind of extension header `p` is, `None` for an upper layer (or unknown) header.
+    pub const fn of(p: IpProto) -> Option<Ipv6Ext> {
+        match p.0 {
+            0 | 43 | 60 | 135 | 139 | 140 => Some(Ipv6Ext::Generic),
+            51 => Some(Ipv6Ext::Auth),
+            44 => Some(Ipv6Ext::Fragment),
+            _ => None,
+        }
+    }
+}
+
+/// Outcome of walking an IPv6 extension-header chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Ipv6Walk {
+    /// The upper-layer protocol (the next header after the last extension header).
+    pub proto: u8,
+    /// Offset of the upper-layer header in the buffer walked.
+    pub offset: usize,
+    /// Fragment header met: (identification, offset in 8-byte units, more fragments). The
+    /// walk stops after a fragment header with a nonzero offset: what follows is not a header.
+    pub frag: Option<(u32, u16, bool)>,
+    /// Extension headers walked.
+    pub count: usize,
+    /// An authentication header was walked (rewriting the packet would break it).
+    pub auth: bool,
+}
+
+impl Ipv6Walk {
+    /// Walks from `at` in `b`, starting with next header `next`, over at most
+    /// [`MAX_IPV6_EXT`] extension headers. Truncated headers are [`WireError::Truncated`].
+    pub fn walk(b: &[u8], mut at: usize, next: IpProto) -> Result<Ipv6Walk, WireError> {
+        let mut w = Ipv6Walk { proto: next.0, offset: at, frag: None, count: 0, auth: false };
+        while let Some(kind) = Ipv6Ext::of(IpProto(w.proto)) {
+            if w.count == MAX_IPV6_EXT {
+                return Err(WireError::TooManyExtensions);
+            }
+            let e = b.get(at..at.saturating_add(2)).ok_or(WireError::Truncated)?;
+            let len = match kind {
+                Ipv6Ext::Generic => (usize::from(e[1]) + 1) * 8,
+                Ipv6Ext::Auth => (usize::from(e[1]) + 2) * 4,
+                Ipv6Ext::Fragment => 8,
+            };
+            let h = b.get(at..at + len).ok_or(WireError::Truncated)?;
+            w.proto = h[0];
+            w.count += 1;
+            w.auth |= kind == Ipv6Ext::Auth;
+            at += len;
+            w.offset = at;
+            if kind == Ipv6Ext::Fragment {
+                let off = u16::from_be_bytes([h[2], h[3]]) >> 3;
+                let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+                w.frag = Some((id, off, h[3] & 1 != 0));
+                if off != 0 {
+                    break;
+                }
+            }
+        }
+        Ok(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4() -> [u8; 28] {
+        let mut p = [0u8; 28];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&28u16.to_be_bytes());
+        p[9] = 17;
+        p
+    }
+
+    #[test]
+    fn ipv4_checks_and_fields() {
+        let mut p = v4();
+        let mut h = Ipv4::new_checked(&mut p[..]).unwrap();
+        h.set_src(0x0a00_0001);
+        h.set_dst(0x0a00_0002);
+        h.set_ttl(64);
+        h.set_ident(7);
+        assert_eq!((h.src(), h.dst(), h.ttl(), h.ident()), (0x0a00_0001, 0x0a00_0002, 64, 7));
+        assert_eq!((h.header_len(), h.proto(), h.payload().len()), (20, IpProto::UDP, 8));
+        assert!(!h.is_fragment());
+        assert_eq!(Ipv4::new_checked(&p[..27]).err(), Some(WireError::Truncated));
+        assert!(Ipv4::new_quoted(&p[..27]).is_ok());
+        let mut big = v4();
+        big[2..4].copy_from_slice(&[0, 0]); // BIG TCP: total length zero
+        assert!(Ipv4::new_header(&big[..]).is_ok() && Ipv4::new_quoted(&big[..]).is_err());
+        let mut bad = v4();
+        bad[0] = 0x44;
+        assert_eq!(Ipv4::new_checked(&bad[..]).err(), Some(WireError::Malformed));
+        bad[0] = 0x65;
+        assert_eq!(Ipv4::new_checked(&bad[..]).err(), Some(WireError::Malformed));
+    }
+
+    #[test]
+    fn ipv6_walks_extensions() {
+        let mut p = [0u8; 40 + 8 + 8 + 8];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&24u16.to_be_bytes());
+        p[6] = 0; // hop-by-hop
+        p[40] = 44; // -> fragment
+        p[48] = 6; // -> tcp
+        p[50..52].copy_from_slice(&1u16.to_be_bytes()); // offset 0, more
+        p[52..56].copy_from_slice(&9u32.to_be_bytes());
+        let h = Ipv6::new_checked(&p[..]).unwrap();
+        let w = h.walk().unwrap();
+        assert_eq!((w.proto, w.offset, w.frag, w.count), (6, 56, Some((9, 0, true)), 2));
+        assert_eq!(Ipv6::new_checked(&p[..63]).err(), Some(WireError::Truncated));
+        let mut chain = [0u8; 40 + 8 * 10];
+        chain[0] = 0x60;
+        chain[4..6].copy_from_slice(&80u16.to_be_bytes());
+        chain[6] = 60; // ten destination-options headers
+        for i in 0..10 {
+            chain[40 + 8 * i] = 60;
+        }
+        let e = Ipv6::new_checked(&chain[..]).unwrap().walk();
+        assert_eq!(e, Err(WireError::TooManyExtensions));
+    }
+}
