@@ -1,11 +1,11 @@
 //! The `butterfly` command line client (see the crate README for usage and
 //! exit codes). [`run`] is the whole program; the binary only calls it.
 
-use crate::crypto::Key;
-use crate::pb::{message_v0 as v0, proto, MessageV0};
-use crate::text;
-use crate::transport::{curve_key, Client, ClientConfig, CurveClient, TransportError};
-use crate::types::Rule;
+use butterfly_api::crypto::Key;
+use butterfly_api::pb::{message_v0 as v0, proto, MessageV0};
+use butterfly_api::text;
+use butterfly_api::transport::{curve_key, Client, ClientConfig, CurveClient, TransportError};
+use butterfly_api::types::Rule;
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
@@ -571,7 +571,7 @@ fn wrap(reqs: Vec<v0::Request>) -> proto::Messages {
         messages: reqs
             .into_iter()
             .map(|r| proto::Message {
-                revision: crate::PROTO_REVISION,
+                revision: butterfly_api::PROTO_REVISION,
                 error: None,
                 message_0: Some(MessageV0 { request: Some(r), response: None, message_id: None }),
             })
@@ -672,7 +672,7 @@ fn print_nic(n: &v0::Nic) {
     }
     // The link-local addresses anti-spoofing lets the NIC use: its MAC's EUI-64 one, then
     // those the daemon was given (butterfly-rs).
-    if let Ok(mac) = n.mac.parse::<crate::types::MacAddr>() {
+    if let Ok(mac) = n.mac.parse::<butterfly_api::types::MacAddr>() {
         println!("link-local: {} (from the mac)", mac.eui64_link_local());
     }
     for ll in &n.link_local {
@@ -1112,7 +1112,7 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
             }
         }
         Cmd::CurveKeygen { file } => {
-            let (public, secret) = crate::transport::curve_keypair()?;
+            let (public, secret) = butterfly_api::transport::curve_keypair()?;
             write_new_secret(file, &format!("{public}\n{secret}\n"))
                 .map_err(|e| usage(format!("cannot create {file}: {e}")))?;
             println!("{public}");
@@ -1185,7 +1185,7 @@ fn make_client(g: &Global) -> Result<Client, Failure> {
                         _ => return Err(usage(format!("{f}: want two lines, public then secret key"))),
                     }
                 }
-                None => crate::transport::curve_keypair()?,
+                None => butterfly_api::transport::curve_keypair()?,
             };
             Some(CurveClient {
                 server_key,
@@ -1200,7 +1200,7 @@ fn make_client(g: &Global) -> Result<Client, Failure> {
         ms => Some(Duration::from_millis(ms)),
     };
     Ok(Client::new(ClientConfig {
-        endpoint: g.endpoint.clone().unwrap_or_else(|| crate::DEFAULT_ENDPOINT.to_string()),
+        endpoint: g.endpoint.clone().unwrap_or_else(|| butterfly_api::DEFAULT_ENDPOINT.to_string()),
         timeout,
         key,
         curve,
