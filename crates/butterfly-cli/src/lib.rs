@@ -38,6 +38,7 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
     }
 }
 
+/// Global options given in a later segment override earlier ones (as in Butterfly).
 fn merge(into: &mut Global, g: &Global) {
     if g.endpoint.is_some() {
         into.endpoint.clone_from(&g.endpoint);

@@ -6,6 +6,7 @@ use crate::print::*;
 use butterfly_api::pb::message_v0 as v0;
 use butterfly_api::text;
 
+/// Runs one `nic` command.
 pub(crate) fn exec(ctx: &Ctx, cmd: &NicCmd) -> Result<(), Failure> {
     match cmd {
         NicCmd::Add(a) => add(ctx, a)?,

@@ -6,6 +6,7 @@ use crate::print::*;
 use butterfly_api::pb::message_v0 as v0;
 use butterfly_api::types::Rule;
 
+/// Runs one `sg` command.
 pub(crate) fn exec(ctx: &Ctx, cmd: &SgCmd) -> Result<(), Failure> {
     match cmd {
         SgCmd::Add { ids } => {

@@ -5,6 +5,7 @@ use crate::ctx::*;
 use crate::print::*;
 use butterfly_api::pb::message_v0 as v0;
 
+/// Runs one `vni` command.
 pub(crate) fn exec(ctx: &Ctx, cmd: &VniCmd) -> Result<(), Failure> {
     match cmd {
         VniCmd::Set(a) => set(ctx, a)?,
