@@ -10,7 +10,7 @@ if [ -z "${BENCH_NO_INSTALL:-}" ]; then
     dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p"; }
   done
 fi
-[ -n "${BUTTERFLYD:-}" ] || cargo build -q --release -p butterflyd -p butterfly-api
+[ -n "${BUTTERFLYD:-}" ] || cargo build -q --release -p butterflyd -p butterfly-cli
 BD=${BUTTERFLYD:-${CARGO_TARGET_DIR:-target}/release/butterflyd}
 CLI=${BUTTERFLY_CLI:-${CARGO_TARGET_DIR:-target}/release/butterfly}
 T=$$

@@ -2,7 +2,8 @@
 //! with Butterfly's protocol revision 6), validation, a [`Handler`] trait for
 //! the daemon with an in-memory reference implementation ([`MemoryHandler`]
 //! over [`Model`]), the ZeroMQ [`Server`] and [`Client`], Butterfly's
-//! pre-shared-key encryption ([`crypto`]) and the `butterfly` CLI ([`cli`]).
+//! pre-shared-key encryption ([`crypto`]). The `butterfly` CLI is in the
+//! butterfly-cli crate.
 //!
 //! See the crate README for the semantics and every deliberate difference
 //! from Butterfly.
@@ -10,7 +11,6 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod cli;
 pub mod crypto;
 pub mod dispatch;
 pub mod handler;

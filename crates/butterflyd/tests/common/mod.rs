@@ -14,7 +14,7 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The `butterfly` CLI (it lives in the butterfly-api crate), built once per test process
+/// The `butterfly` CLI (it lives in the butterfly-cli crate), built once per test process
 /// so that `cargo test -p butterflyd` never runs a stale CLI (cargo builds it only for
 /// `cargo test --workspace`; a build with nothing to do takes a fraction of a second).
 pub fn cli_path() -> PathBuf {
@@ -23,7 +23,7 @@ pub fn cli_path() -> PathBuf {
     let cli = exe.with_file_name("butterfly");
     BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut args = vec!["build", "-q", "-p", "butterfly-api", "--bin", "butterfly"];
+        let mut args = vec!["build", "-q", "-p", "butterfly-cli", "--bin", "butterfly"];
         if exe.parent().and_then(Path::file_name).is_some_and(|d| d == "release") {
             args.push("--release");
         }
