@@ -80,9 +80,27 @@ pub enum DataplaneError {
     /// The graph thread is gone.
     #[error("data plane: {0}")]
     Graph(#[from] brick_core::GraphError),
-    /// Any other set-up failure.
-    #[error("{0}")]
-    Other(String),
+    /// A packet pool could not be allocated.
+    #[error(transparent)]
+    Pool(#[from] brick_core::PoolError),
+    /// A worker's VTEP could not be created.
+    #[error("vtep: {0}")]
+    Vtep(#[source] brick_vtep::VtepError),
+    /// A worker's steer brick could not be created.
+    #[error("steer: {0}")]
+    Steer(#[source] brick_vtep::steer::SteerError),
+    /// The queue between two workers' steer bricks could not be created.
+    #[error("queue between workers: {0}")]
+    WorkerQueue(#[source] std::io::Error),
+    /// A worker thread could not be started.
+    #[error("cannot start data-plane thread {index}: {source}")]
+    SpawnWorker {
+        /// Which worker.
+        index: usize,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn nic_err(id: &str, why: impl std::fmt::Display) -> DataplaneError {
@@ -378,17 +396,13 @@ impl Dataplane {
     pub fn start(cfg: &Config) -> Result<Dataplane, DataplaneError> {
         let n = cfg.workers.max(1);
         // Each extra worker holds a few more bursts in flight and in its pool caches.
-        let pool = PacketPool::new(PoolConfig { count: 16384 + 4096 * (n - 1), ..PoolConfig::default() })
-            .map_err(|e| DataplaneError::Other(e.to_string()))?;
+        let pool = PacketPool::new(PoolConfig { count: 16384 + 4096 * (n - 1), ..PoolConfig::default() })?;
         let big_pool = if cfg.offload {
-            Some(
-                PacketPool::new(PoolConfig {
-                    count: BIG_POOL_COUNT + BIG_POOL_COUNT / 4 * (n - 1),
-                    data_room: BIG_DATA_ROOM,
-                    ..PoolConfig::default()
-                })
-                .map_err(|e| DataplaneError::Other(e.to_string()))?,
-            )
+            Some(PacketPool::new(PoolConfig {
+                count: BIG_POOL_COUNT + BIG_POOL_COUNT / 4 * (n - 1),
+                data_room: BIG_DATA_ROOM,
+                ..PoolConfig::default()
+            })?)
         } else {
             None
         };
@@ -420,8 +434,7 @@ impl Dataplane {
                         count: UNDERLAY_BIG_POOL_COUNT * n,
                         data_room: BIG_DATA_ROOM,
                         ..PoolConfig::default()
-                    })
-                    .map_err(|e| DataplaneError::Other(e.to_string()))?,
+                    })?,
                 };
                 let nics = open_underlay_afpacket(iface, n, vcfg.udp_port, &pool, &big)?;
                 (nics.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), mac)
@@ -439,16 +452,15 @@ impl Dataplane {
         for i in 0..n {
             let mut graph =
                 Graph::new(if n == 1 { "butterflyd".to_string() } else { format!("butterflyd-w{i}") });
-            let vtep = Vtep::new(vcfg.clone(), pool.clone())
-                .map_err(|e| DataplaneError::Other(format!("vtep: {e}")))?;
+            let vtep = Vtep::new(vcfg.clone(), pool.clone()).map_err(DataplaneError::Vtep)?;
             let vtep = graph.add("vtep", vtep)?;
             let steer = if phys.is_empty() {
                 None
             } else {
                 let nic = graph.add_boxed("underlay", phys.remove(0))?;
                 if n > 1 {
-                    let steer = VniSteer::new(i, n, vcfg.udp_port, pool.clone())
-                        .map_err(|e| DataplaneError::Other(format!("steer: {e}")))?;
+                    let steer =
+                        VniSteer::new(i, n, vcfg.udp_port, pool.clone()).map_err(DataplaneError::Steer)?;
                     let steer = graph.add("steer", steer)?;
                     graph.chain(&[nic, steer, vtep])?;
                     Some(steer)
@@ -468,8 +480,7 @@ impl Dataplane {
                 if from == to {
                     continue;
                 }
-                let (tx, rx) = queue_pair(64)
-                    .map_err(|e| DataplaneError::Other(format!("queue between workers: {e}")))?;
+                let (tx, rx) = queue_pair(64).map_err(DataplaneError::WorkerQueue)?;
                 let g = &mut graphs[from].0;
                 let tx = g.add(format!("to-w{to}"), tx)?;
                 let (port, _) = g.link(s_from, tx)?;
@@ -494,7 +505,7 @@ impl Dataplane {
                     ..RunnerConfig::default()
                 },
             )
-            .map_err(|e| DataplaneError::Other(format!("cannot start data-plane thread {i}: {e}")))?;
+            .map_err(|source| DataplaneError::SpawnWorker { index: i, source })?;
             workers.push(Worker { handle: runner.handle(), runner: Some(runner), vtep });
         }
         Ok(Dataplane {
