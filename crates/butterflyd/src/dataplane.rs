@@ -59,16 +59,76 @@ pub enum DataplaneError {
         /// Why.
         why: String,
     },
+    /// A NIC's bricks could not be added to, changed in or linked into its graph.
+    #[error("NIC {id}: {source}")]
+    NicGraph {
+        /// NIC id.
+        id: String,
+        /// The step of the change that failed.
+        #[source]
+        source: GraphChangeError,
+    },
+    /// A VNI's flooding (BUM mode) could not be changed in its VTEP.
+    #[error("VNI {vni}: {source}")]
+    VniBum {
+        /// The VNI.
+        vni: u32,
+        /// What the VTEP said.
+        #[source]
+        source: GraphChangeError,
+    },
     /// The graph thread is gone.
     #[error("data plane: {0}")]
     Graph(#[from] brick_core::GraphError),
-    /// Any other set-up failure.
-    #[error("{0}")]
-    Other(String),
+    /// A packet pool could not be allocated.
+    #[error(transparent)]
+    Pool(#[from] brick_core::PoolError),
+    /// A worker's VTEP could not be created.
+    #[error("vtep: {0}")]
+    Vtep(#[source] brick_vtep::VtepError),
+    /// A worker's steer brick could not be created.
+    #[error("steer: {0}")]
+    Steer(#[source] brick_vtep::steer::SteerError),
+    /// The queue between two workers' steer bricks could not be created.
+    #[error("queue between workers: {0}")]
+    WorkerQueue(#[source] std::io::Error),
+    /// A worker thread could not be started.
+    #[error("cannot start data-plane thread {index}: {source}")]
+    SpawnWorker {
+        /// Which worker.
+        index: usize,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn nic_err(id: &str, why: impl std::fmt::Display) -> DataplaneError {
     DataplaneError::Nic { id: id.to_string(), why: why.to_string() }
+}
+
+/// Why a change run inside a worker's graph (a closure on its thread) failed. Its text is
+/// the underlying error's own, as the API has always answered it.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphChangeError {
+    /// Adding, removing, linking or finding a brick.
+    #[error(transparent)]
+    Graph(#[from] brick_core::GraphError),
+    /// The VTEP refused a VNI or its flooding.
+    #[error(transparent)]
+    Vtep(#[from] brick_vtep::VtepError),
+    /// The switch refused the VM's static MAC.
+    #[error(transparent)]
+    Switch(#[from] brick_switch::SwitchError),
+    /// Anti-spoofing was given too many addresses.
+    #[error(transparent)]
+    AntiSpoof(#[from] brick_firewall::TooManyAddresses),
+    /// The VNI the change is about has no VTEP port.
+    #[error("VNI {0} is not in the VTEP")]
+    NoVni(u32),
+    /// A new VNI came without its switch: a bug in the caller.
+    #[error("internal: no switch")]
+    NoSwitch,
 }
 
 /// What the daemon keeps about the bricks of one NIC.
@@ -114,9 +174,15 @@ struct VniState {
     generation: u64,
 }
 
-/// Ids of a NIC's bricks once added: switch, [firewall, anti-spoof, sniffer], endpoint and
-/// the endpoint's counters.
-type AddedNic = (BrickId, [Option<BrickId>; 3], BrickId, Arc<BrickStats>);
+/// Ids of a NIC's bricks once added to its worker's graph.
+struct AddedNic {
+    switch: BrickId,
+    firewall: Option<BrickId>,
+    antispoof: Option<BrickId>,
+    sniffer: Option<BrickId>,
+    endpoint: BrickId,
+    endpoint_stats: Arc<BrickStats>,
+}
 
 /// One worker thread: its graph's runner, and the VTEP in it.
 struct Worker {
@@ -330,17 +396,13 @@ impl Dataplane {
     pub fn start(cfg: &Config) -> Result<Dataplane, DataplaneError> {
         let n = cfg.workers.max(1);
         // Each extra worker holds a few more bursts in flight and in its pool caches.
-        let pool = PacketPool::new(PoolConfig { count: 16384 + 4096 * (n - 1), ..PoolConfig::default() })
-            .map_err(|e| DataplaneError::Other(e.to_string()))?;
+        let pool = PacketPool::new(PoolConfig { count: 16384 + 4096 * (n - 1), ..PoolConfig::default() })?;
         let big_pool = if cfg.offload {
-            Some(
-                PacketPool::new(PoolConfig {
-                    count: BIG_POOL_COUNT + BIG_POOL_COUNT / 4 * (n - 1),
-                    data_room: BIG_DATA_ROOM,
-                    ..PoolConfig::default()
-                })
-                .map_err(|e| DataplaneError::Other(e.to_string()))?,
-            )
+            Some(PacketPool::new(PoolConfig {
+                count: BIG_POOL_COUNT + BIG_POOL_COUNT / 4 * (n - 1),
+                data_room: BIG_DATA_ROOM,
+                ..PoolConfig::default()
+            })?)
         } else {
             None
         };
@@ -372,8 +434,7 @@ impl Dataplane {
                         count: UNDERLAY_BIG_POOL_COUNT * n,
                         data_room: BIG_DATA_ROOM,
                         ..PoolConfig::default()
-                    })
-                    .map_err(|e| DataplaneError::Other(e.to_string()))?,
+                    })?,
                 };
                 let nics = open_underlay_afpacket(iface, n, vcfg.udp_port, &pool, &big)?;
                 (nics.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), mac)
@@ -391,16 +452,15 @@ impl Dataplane {
         for i in 0..n {
             let mut graph =
                 Graph::new(if n == 1 { "butterflyd".to_string() } else { format!("butterflyd-w{i}") });
-            let vtep = Vtep::new(vcfg.clone(), pool.clone())
-                .map_err(|e| DataplaneError::Other(format!("vtep: {e}")))?;
+            let vtep = Vtep::new(vcfg.clone(), pool.clone()).map_err(DataplaneError::Vtep)?;
             let vtep = graph.add("vtep", vtep)?;
             let steer = if phys.is_empty() {
                 None
             } else {
                 let nic = graph.add_boxed("underlay", phys.remove(0))?;
                 if n > 1 {
-                    let steer = VniSteer::new(i, n, vcfg.udp_port, pool.clone())
-                        .map_err(|e| DataplaneError::Other(format!("steer: {e}")))?;
+                    let steer =
+                        VniSteer::new(i, n, vcfg.udp_port, pool.clone()).map_err(DataplaneError::Steer)?;
                     let steer = graph.add("steer", steer)?;
                     graph.chain(&[nic, steer, vtep])?;
                     Some(steer)
@@ -420,8 +480,7 @@ impl Dataplane {
                 if from == to {
                     continue;
                 }
-                let (tx, rx) = queue_pair(64)
-                    .map_err(|e| DataplaneError::Other(format!("queue between workers: {e}")))?;
+                let (tx, rx) = queue_pair(64).map_err(DataplaneError::WorkerQueue)?;
                 let g = &mut graphs[from].0;
                 let tx = g.add(format!("to-w{to}"), tx)?;
                 let (port, _) = g.link(s_from, tx)?;
@@ -446,7 +505,7 @@ impl Dataplane {
                     ..RunnerConfig::default()
                 },
             )
-            .map_err(|e| DataplaneError::Other(format!("cannot start data-plane thread {i}: {e}")))?;
+            .map_err(|source| DataplaneError::SpawnWorker { index: i, source })?;
             workers.push(Worker { handle: runner.handle(), runner: Some(runner), vtep });
         }
         Ok(Dataplane {
@@ -529,14 +588,14 @@ impl Dataplane {
         let Some(n) = self.nics.get(id) else { return Err(nic_err(id, "not in the data plane")) };
         let Some(fw) = n.firewall else { return Ok(None) };
         let r = self.workers[n.worker].handle.exec(move |g| {
-            let f = g.brick_mut::<Firewall>(fw).map_err(|e| e.to_string())?;
-            Ok::<_, String>(if addrs.is_empty() {
+            let f = g.brick_mut::<Firewall>(fw)?;
+            Ok::<_, brick_core::GraphError>(if addrs.is_empty() {
                 f.import_connections(&bytes, now).map(|imported| ImportSummary { imported, skipped: 0 })
             } else {
                 f.import_connections_of(&bytes, now, &addrs)
             })
         })?;
-        r.map(Some).map_err(|e| nic_err(id, e))
+        r.map(Some).map_err(|e| DataplaneError::NicGraph { id: id.to_string(), source: e.into() })
     }
 
     /// Finds the device of TAP NIC `id` left by the previous process: in this namespace, or
@@ -619,20 +678,20 @@ impl Dataplane {
         }
         let opts = self.vni_options(vni);
         let vtep = self.workers[self.owner(vni)].vtep;
-        let applied = self.workers[self.owner(vni)].handle.exec(move |g| -> Result<(), String> {
-            let v = g.brick_mut::<Vtep>(vtep).map_err(|e| e.to_string())?;
-            let old = v.vni_info(vni).ok_or_else(|| format!("VNI {vni} is not in the VTEP"))?;
+        let applied = self.workers[self.owner(vni)].handle.exec(move |g| -> Result<(), GraphChangeError> {
+            let v = g.brick_mut::<Vtep>(vtep)?;
+            let old = v.vni_info(vni).ok_or(GraphChangeError::NoVni(vni))?;
             // The list first: it is checked whole before anything changes.
-            v.set_flood(vni, &opts.flood).map_err(|e| e.to_string())?;
+            v.set_flood(vni, &opts.flood)?;
             if let Err(e) = v.set_group(vni, opts.group) {
                 let _ = v.set_flood(vni, &old.flood);
-                return Err(e.to_string());
+                return Err(e.into());
             }
             Ok(())
         });
         let result = match applied {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(why)) => Err(DataplaneError::Other(format!("VNI {vni}: {why}"))),
+            Ok(Err(source)) => Err(DataplaneError::VniBum { vni, source }),
             Err(e) => Err(e.into()),
         };
         if result.is_err() {
@@ -896,58 +955,58 @@ impl Dataplane {
         let nid = id.clone();
         let sniffer_path = sniffer.as_ref().map(|_| info.packet_trace_path.clone());
         let vm_mac = info.spec.mac.octets();
-        let ids = self.workers[worker].handle.exec(move |g| -> Result<AddedNic, String> {
+        let ids = self.workers[worker].handle.exec(move |g| -> Result<AddedNic, GraphChangeError> {
             let mut added: Vec<BrickId> = Vec::new();
-            let result = (|| -> Result<_, String> {
+            let result = (|| -> Result<_, GraphChangeError> {
                 let switch = match (existing_switch, new_switch) {
                     (Some(s), _) => s,
                     (None, Some(sw)) => {
-                        let s = g.add(format!("switch-{vni}"), sw).map_err(|e| e.to_string())?;
+                        let s = g.add(format!("switch-{vni}"), sw)?;
                         added.push(s);
-                        let (port, _) = g.link(vtep, s).map_err(|e| e.to_string())?;
+                        let (port, _) = g.link(vtep, s)?;
                         // Flooding as the VNI's BUM mode says (group or flood list).
-                        g.brick_mut::<Vtep>(vtep)
-                            .map_err(|e| e.to_string())?
-                            .add_vni_with(vni, port, bum)
-                            .map_err(|e| e.to_string())?;
+                        g.brick_mut::<Vtep>(vtep)?.add_vni_with(vni, port, bum)?;
                         s
                     }
-                    (None, None) => return Err("internal: no switch".into()),
+                    (None, None) => return Err(GraphChangeError::NoSwitch),
                 };
                 let mut chain = vec![switch];
-                let mut opt = [None, None, None];
+                let (mut fw_id, mut asp_id, mut sn_id) = (None, None, None);
                 if let Some(fw) = firewall {
-                    let b = g.add(format!("fw-{nid}"), fw).map_err(|e| e.to_string())?;
+                    let b = g.add(format!("fw-{nid}"), fw)?;
                     added.push(b);
                     chain.push(b);
-                    opt[0] = Some(b);
+                    fw_id = Some(b);
                 }
                 if let Some(a) = antispoof {
-                    let b = g.add(format!("antispoof-{nid}"), a).map_err(|e| e.to_string())?;
+                    let b = g.add(format!("antispoof-{nid}"), a)?;
                     added.push(b);
                     chain.push(b);
-                    opt[1] = Some(b);
+                    asp_id = Some(b);
                 }
                 if let Some(s) = sniffer {
-                    let b = g.add(format!("sniff-{nid}"), s).map_err(|e| e.to_string())?;
+                    let b = g.add(format!("sniff-{nid}"), s)?;
                     added.push(b);
                     chain.push(b);
-                    opt[2] = Some(b);
+                    sn_id = Some(b);
                 }
-                let ep = g.add_boxed(format!("vm-{nid}"), endpoint).map_err(|e| e.to_string())?;
+                let ep = g.add_boxed(format!("vm-{nid}"), endpoint)?;
                 added.push(ep);
                 chain.push(ep);
-                let (switch_port, _) = g.link(chain[0], chain[1]).map_err(|e| e.to_string())?;
-                g.chain(&chain[1..]).map_err(|e| e.to_string())?;
+                let (switch_port, _) = g.link(chain[0], chain[1])?;
+                g.chain(&chain[1..])?;
                 // The VM's MAC is pinned to its port: a frame from the wire (or another VM)
                 // with that source cannot move it and draw the VM's traffic away. Unlinking
                 // the port forgets it.
-                g.brick_mut::<Switch>(chain[0])
-                    .map_err(|e| e.to_string())?
-                    .add_static(vm_mac, Side::East, switch_port)
-                    .map_err(|e| e.to_string())?;
-                let stats = g.stats(ep).map_err(|e| e.to_string())?;
-                Ok((switch, opt, ep, stats))
+                g.brick_mut::<Switch>(chain[0])?.add_static(vm_mac, Side::East, switch_port)?;
+                Ok(AddedNic {
+                    switch,
+                    firewall: fw_id,
+                    antispoof: asp_id,
+                    sniffer: sn_id,
+                    endpoint: ep,
+                    endpoint_stats: g.stats(ep)?,
+                })
             })();
             if result.is_err() {
                 // Roll back: the graph is as it was before this NIC.
@@ -960,24 +1019,24 @@ impl Dataplane {
             }
             result
         })?;
-        let (switch, [fw, asp, sn], ep, stats) = ids.map_err(|e| nic_err(&id, e))?;
+        let added = ids.map_err(|source| DataplaneError::NicGraph { id: id.clone(), source })?;
         if !self.vnis.contains_key(&vni) {
             self.generations += 1;
         }
         let generation = self.generations;
-        self.vnis.entry(vni).or_insert(VniState { switch, nics: 0, generation }).nics += 1;
+        self.vnis.entry(vni).or_insert(VniState { switch: added.switch, nics: 0, generation }).nics += 1;
         self.nics.insert(
             id,
             NicBricks {
                 vni,
                 worker,
                 structure: Structure::of(info),
-                firewall: fw,
-                antispoof: asp,
-                sniffer: sn,
+                firewall: added.firewall,
+                antispoof: added.antispoof,
+                sniffer: added.sniffer,
                 sniffer_path,
-                endpoint: ep,
-                endpoint_stats: stats,
+                endpoint: added.endpoint,
+                endpoint_stats: added.endpoint_stats,
             },
         );
         Ok(())
@@ -1051,40 +1110,42 @@ impl Dataplane {
         let prev = cur.antispoof.or(cur.firewall).unwrap_or_else(|| self.vnis[&cur.vni].switch);
         let nid = id.to_string();
         let c = cur.clone();
-        let new_sniffer_id =
-            self.workers[cur.worker].handle.exec(move |g| -> Result<Option<Option<BrickId>>, String> {
+        let new_sniffer_id = self.workers[cur.worker].handle.exec(
+            move |g| -> Result<Option<Option<BrickId>>, GraphChangeError> {
                 if let (Some(fw), Some(r)) = (c.firewall, rules) {
-                    g.brick_mut::<Firewall>(fw).map_err(|e| e.to_string())?.replace_ruleset(r);
+                    g.brick_mut::<Firewall>(fw)?.replace_ruleset(r);
                 }
                 if let Some(a) = c.antispoof {
-                    let a = g.brick_mut::<AntiSpoof>(a).map_err(|e| e.to_string())?;
-                    a.set_ips(&ips).map_err(|e| e.to_string())?;
-                    a.set_link_local(&link_local).map_err(|e| e.to_string())?;
+                    let a = g.brick_mut::<AntiSpoof>(a)?;
+                    a.set_ips(&ips)?;
+                    a.set_link_local(&link_local)?;
                     a.set_options(opts);
                 }
                 let mut changed = None;
                 if stop_trace || new_sniffer.is_some() {
                     if let Some(old) = c.sniffer {
                         // Dropping a sniffer only flushes a buffered file: cheap enough here.
-                        g.remove(old).map_err(|e| e.to_string())?;
+                        g.remove(old)?;
                     } else {
-                        g.unlink_between(prev, c.endpoint).map_err(|e| e.to_string())?;
+                        g.unlink_between(prev, c.endpoint)?;
                     }
                     match new_sniffer {
                         Some(s) => {
-                            let b = g.add(format!("sniff-{nid}"), s).map_err(|e| e.to_string())?;
-                            g.chain(&[prev, b, c.endpoint]).map_err(|e| e.to_string())?;
+                            let b = g.add(format!("sniff-{nid}"), s)?;
+                            g.chain(&[prev, b, c.endpoint])?;
                             changed = Some(Some(b));
                         }
                         None => {
-                            g.link(prev, c.endpoint).map_err(|e| e.to_string())?;
+                            g.link(prev, c.endpoint)?;
                             changed = Some(None);
                         }
                     }
                 }
                 Ok(changed)
-            })?;
-        let changed = new_sniffer_id.map_err(|e| nic_err(id, e))?;
+            },
+        )?;
+        let changed =
+            new_sniffer_id.map_err(|source| DataplaneError::NicGraph { id: id.to_string(), source })?;
         if let Some(n) = self.nics.get_mut(id) {
             if let Some(s) = changed {
                 n.sniffer = s;
