@@ -207,6 +207,11 @@ impl Agent {
             cfg.netns,
             cfg.frr_dir.display()
         );
+        if local.is_ipv6() {
+            // FRR 8.4's zebra reads the mirror's IPv6 `local` as VTEP 0.0.0.0 and bgpd then
+            // advertises its router-id as the next hop: IPv6 VTEPs need FRR 10.6 or later.
+            warn!("EVPN: VTEP address {local} is IPv6: FRR supports IPv6 VTEPs from version 10.6 only");
+        }
         Ok(Agent { tx, stop, thread: Some(thread) })
     }
 
