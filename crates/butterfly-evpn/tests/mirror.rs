@@ -52,6 +52,12 @@ fn a_vni_mirror_with_local_entries_read_back() {
     assert_eq!(vnis.get(&42), Some(&Some(local)));
     assert_eq!(vnis.len(), 2);
     let links = m.links().unwrap();
+    // The one VNI's devices, looked up by name, are those of the full list.
+    let of42: butterfly_evpn::kernel::Links =
+        links.iter().filter(|(_, (v, _))| *v == 42).map(|(&i, &vr)| (i, vr)).collect();
+    assert_eq!(of42.len(), 4);
+    assert_eq!(m.vni_links(42).unwrap(), of42);
+    assert!(m.vni_links(44).unwrap().is_empty());
     let idx = |role| links.iter().find(|(_, &(v, r))| v == 42 && r == role).map(|(&i, _)| i).unwrap();
     let mac = [0x52, 0x54, 0, 0, 0, 1];
     let ip: IpAddr = "10.0.0.1".parse().unwrap();
