@@ -15,6 +15,8 @@
 #     advertises each as a type-2 route); timed until butterflyd's data plane has every
 #     VNI's flood list and every MAC: `butterfly status` shows the kernel host as a remote
 #     VTEP of all V VNIs, and the agent's debug log has set M remote MACs.
+#  3. The kernel host deletes the M entries (type-2 routes withdrawn); timed until
+#     butterflyd's data plane has no MAC behind it in those VNIs.
 #  Throughout, `ping -i 0.01` from the TAP VM to the kernel VM; the loss is printed.
 #  butterflyd's RSS (VmRSS) is read before 1, after 1 and after 2.
 #
@@ -176,11 +178,23 @@ wait_until "phase 2 MACs" macs_in
 tm=$(since "$t2")
 RSS2=$(rss)
 cpu2=$(cpu_busy)
-kill -INT $PING; wait $PING 2>/dev/null || true
-loss=$(grep -o '[0-9]* packets transmitted, [0-9]* received, [0-9.]*% packet loss' $TMP/ping.log || true)
 fmacs=$(vty f "show evpn mac vni all" | grep -c ' remote ' || true)
 printf 'phase 2: kernel host: %d VNIs created in %.1f s, %d FDB entries written by %.1f s; in the mirror (zebra) by %.1f s; butterflyd data plane: all %d VNIs by %.1f s, all %d MACs by %.1f s (FRR on its side: %d remote MACs); RSS %d -> %d KiB\n' \
   "$V" "$tlinks" "$M" "$tfdb" "$ti" "$V" "$tv" "$M" "$tm" "$fmacs" "$RSS1" "$RSS2"
+
+# 3. The kernel host deletes its M FDB entries (withdrawn): until no VNI but 10 has a MAC
+# behind it in butterflyd's data plane (its VNIs and so the flood lists stay).
+sed 's/^fdb add/fdb del/' $TMP/fdb >$TMP/fdb-del
+t3=$(date +%s.%N)
+bridge -n $K -batch $TMP/fdb-del
+tdel=$(since "$t3")
+gone() { [ "$($A status | grep -c 'remote vteps: 198.19.3.2')" -le 1 ]; }
+wait_until "phase 3" gone
+tg=$(since "$t3")
+printf 'phase 3: %d FDB entries deleted on the kernel host in %.1f s; gone from butterflyd'"'"'s data plane by %.1f s; RSS %d KiB\n' \
+  "$M" "$tdel" "$tg" "$(rss)"
+kill -INT $PING; wait $PING 2>/dev/null || true
+loss=$(grep -o '[0-9]* packets transmitted, [0-9]* received, [0-9.]*% packet loss' $TMP/ping.log || true)
 echo "ping -i 0.01 10.10.0.1 -> 10.10.0.2 throughout: $loss"
 printf 'CPU busy (all cores) during phases 1+2: %.1f s\n' "$(echo "($cpu2 - $cpu0) / $(getconf CLK_TCK)" | bc -l)"
 echo "butterflyd warnings/errors: $(grep -c 'WARN\|ERROR' $TMP/bd.log || true)"
