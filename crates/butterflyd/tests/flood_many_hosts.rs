@@ -173,8 +173,11 @@ fn flood_lists_three_daemons_and_a_kernel_vtep_on_a_routed_underlay() {
         for (i, (from, _)) in group.iter().enumerate() {
             for (j, (_, to)) in group.iter().enumerate() {
                 if i != j {
-                    let ok = (0..3).any(|_| ping1(from, to));
-                    assert!(ok, "{from} -> {to} with flood lists");
+                    let tries = (1..=3).find(|_| ping1(from, to));
+                    assert!(tries.is_some(), "{from} -> {to} with flood lists");
+                    if tries > Some(1) {
+                        eprintln!("{from} -> {to}: {tries:?} pings");
+                    }
                 }
             }
         }
