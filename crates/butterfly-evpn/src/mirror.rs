@@ -241,6 +241,24 @@ impl Mirror {
         Ok(self.all_links()?.into_iter().filter_map(|(i, n)| Some((i, parse_device_name(&n)?))).collect())
     }
 
+    /// The devices of `vni` present, found by name: one request per device, where
+    /// [`links`](Self::links) dumps every device of the namespace (with many VNIs mirrored,
+    /// much more).
+    pub fn vni_links(&mut self, vni: u32) -> Result<Links, MirrorError> {
+        let mut out = Links::new();
+        let roles = [Role::Bridge, Role::Vxlan, Role::Port, Role::Peer];
+        for (role, name) in roles.into_iter().zip(device_names(vni)) {
+            match self.index_of(&name) {
+                Ok(index) => {
+                    out.insert(index, (vni, role));
+                }
+                Err(MirrorError::Request { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     /// The VNIs mirrored with all their devices, and each one's VXLAN `local` address.
     pub fn vnis(&mut self) -> Result<HashMap<u32, Option<IpAddr>>, MirrorError> {
         let mut out: HashMap<u32, (u8, Option<IpAddr>)> = HashMap::new();

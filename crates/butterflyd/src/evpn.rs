@@ -25,7 +25,7 @@ use butterfly_evpn::kernel::{Links, Role, Seen};
 use butterfly_evpn::mirror::{Events, Mirror, Read};
 use butterfly_evpn::reconcile::{Op, Policy, Reconciler};
 use butterfly_evpn::Mac;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::EvpnConfig;
 
@@ -207,6 +207,11 @@ impl Agent {
             cfg.netns,
             cfg.frr_dir.display()
         );
+        if local.is_ipv6() {
+            // FRR 8.4's zebra reads the mirror's IPv6 `local` as VTEP 0.0.0.0 and bgpd then
+            // advertises its router-id as the next hop: IPv6 VTEPs need FRR 10.6 or later.
+            warn!("EVPN: VTEP address {local} is IPv6: FRR supports IPv6 VTEPs from version 10.6 only");
+        }
         Ok(Agent { tx, stop, thread: Some(thread) })
     }
 
@@ -250,10 +255,6 @@ struct State {
 }
 
 impl State {
-    fn index(&self, vni: u32, role: Role) -> Option<u32> {
-        self.links.iter().find(|(_, &(v, r))| v == vni && r == role).map(|(&i, _)| i)
-    }
-
     /// Reads what the mirror holds (after a restart of butterflyd, or lost events): our own
     /// entries, and what zebra installed.
     fn startup(&mut self) {
@@ -361,7 +362,11 @@ impl State {
             }
             let ops = self.rec.plan(Instant::now());
             if !ops.is_empty() {
+                let (n, macs) = (ops.len(), ops.iter().filter(|o| matches!(o, Op::SetMac { .. })).count());
                 let refused = self.plane.apply(ops);
+                debug!(
+                    "EVPN: {n} changes applied to the data plane ({macs} remote MACs set, {refused} refused)"
+                );
                 if refused > 0 {
                     warn!("EVPN: the VTEP refused {refused} remote entries (table full?)");
                 }
@@ -418,14 +423,22 @@ impl State {
     }
 
     fn sync_vnis(&mut self, desired: &Desired) -> Result<(), String> {
+        // (VNI, role) → index, built once: a scan of `links` per VNI costs O(VNIs²) a pass.
+        let mut index: HashMap<(u32, Role), u32> = self.links.iter().map(|(&i, &vr)| (vr, i)).collect();
         for (&vni, d) in desired {
             if !self.written.contains_key(&vni) {
                 self.mirror.add_vni(vni, self.local).map_err(|e| e.to_string())?;
-                self.links = self.mirror.links().map_err(|e| e.to_string())?;
+                // Only this VNI's devices changed: look them up, not every link again.
+                let new = self.mirror.vni_links(vni).map_err(|e| e.to_string())?;
+                self.links.retain(|_, (v, _)| *v != vni);
+                index.retain(|(v, _), _| *v != vni);
+                index.extend(new.iter().map(|(&i, &vr)| (vr, i)));
+                self.links.extend(new);
                 self.written.insert(vni, Written::default());
                 info!("EVPN: VNI {vni} mirrored (advertised as a type-3 route)");
             }
-            let (Some(port), Some(bridge)) = (self.index(vni, Role::Port), self.index(vni, Role::Bridge))
+            let (Some(&port), Some(&bridge)) =
+                (index.get(&(vni, Role::Port)), index.get(&(vni, Role::Bridge)))
             else {
                 // Devices missing (deleted behind our back): rebuild them next time.
                 self.written.remove(&vni);

@@ -1,4 +1,4 @@
-//! BGP EVPN with real FRR (bgpd + zebra): two butterflyd hosts and a Linux kernel VTEP host,
+//! BGP EVPN with real FRR (bgpd + zebra): three butterflyd hosts and a Linux kernel VTEP host,
 //! each in its own subnet behind a router namespace (no multicast anywhere), each with FRR
 //! peering iBGP with a route reflector namespace. butterflyd's FRR runs in a namespace of its
 //! own, where butterflyd mirrors its EVPN VNIs. Needs root and Debian's `frr`
@@ -206,9 +206,9 @@ impl World {
     }
 }
 
-/// Router `bfer`, route reflector `bferr` (198.19.9.2), butterflyd hosts `bfeh1`/`bfeh2`
-/// (VTEPs 198.19.1.2 and 198.19.2.2, AF_PACKET underlays, no kernel address) with their FRR
-/// namespaces `bfef1`/`bfef2` (198.19.11.2, 198.19.12.2), and the kernel VTEP host `bfek`
+/// Router `bfer`, route reflector `bferr` (198.19.9.2), butterflyd hosts `bfeh1`/`bfeh2`/`bfeh3`
+/// (VTEPs 198.19.1.2, 198.19.2.2 and 198.19.4.2, AF_PACKET underlays, no kernel address) with
+/// their FRR namespaces `bfef1`/`bfef2`/`bfef3` (198.19.11.2, .12.2, .13.2), and the kernel VTEP host `bfek`
 /// (198.19.3.2, VNIs 10 and 20 as kernel vxlan + bridge devices, FRR in the same namespace).
 fn world(grace: &str) -> World {
     let tag = unique_tag();
@@ -217,9 +217,9 @@ fn world(grace: &str) -> World {
     sh(&["chmod", "0755", &dir.path().display().to_string()]);
     let n = |s: &str| format!("{s}x{tag}");
     let (r, rr, k) = (n("bfer"), n("bferr"), n("bfek"));
-    let (h, f) = ([n("bfeh1"), n("bfeh2")], [n("bfef1"), n("bfef2")]);
+    let (h, f) = ([n("bfeh1"), n("bfeh2"), n("bfeh3")], [n("bfef1"), n("bfef2"), n("bfef3")]);
     let mut ns = Netns(Vec::new());
-    for name in [&h[0], &h[1], &f[0], &f[1], &k, &rr, &r] {
+    for name in [&h[0], &h[1], &h[2], &f[0], &f[1], &f[2], &k, &rr, &r] {
         sh(&["ip", "netns", "add", name]);
         ns.0.push(name.clone());
         sh(&["ip", "-n", name, "link", "set", "lo", "up"]);
@@ -245,16 +245,18 @@ fn world(grace: &str) -> World {
     };
     attach(&h[0], 1, false);
     attach(&h[1], 2, false);
+    attach(&h[2], 4, false);
     attach(&k, 3, true);
     attach(&rr, 9, true);
     attach(&f[0], 11, true);
     attach(&f[1], 12, true);
+    attach(&f[2], 13, true);
     let d = dir.path();
     let mut frr = Vec::new();
     let client = "bgp graceful-restart\n neighbor 198.19.9.2 remote-as 65000\n neighbor 198.19.9.2 timers connect 1\n \
                   address-family l2vpn evpn\n  neighbor 198.19.9.2 activate\n  advertise-all-vni\n exit-address-family\n";
     let mut rr_conf = String::from(" neighbor hosts peer-group\n neighbor hosts remote-as 65000\n");
-    for peer in ["198.19.11.2", "198.19.12.2", "198.19.3.2"] {
+    for peer in ["198.19.11.2", "198.19.12.2", "198.19.13.2", "198.19.3.2"] {
         rr_conf.push_str(&format!(" neighbor {peer} peer-group hosts\n"));
     }
     rr_conf.push_str(
@@ -287,12 +289,13 @@ fn world(grace: &str) -> World {
     }
     frr.push(Frr::start(&k, &d.join("k"), "198.19.3.2", client));
     let mut daemons = Vec::new();
-    for i in 0..2 {
+    for i in 0..3 {
         let fd = d.join(format!("f{i}"));
         frr.push(Frr::start(&f[i], &fd, &format!("198.19.{}.2", 11 + i), client));
         let sdir = tempfile::tempdir().unwrap();
         let endpoint = format!("ipc://{}/api.sock", sdir.path().display());
-        let (ip, gw) = (format!("198.19.{}.2", i + 1), format!("198.19.{}.1", i + 1));
+        let net = [1, 2, 4][i];
+        let (ip, gw) = (format!("198.19.{net}.2"), format!("198.19.{net}.1"));
         let fds = fd.display().to_string();
         let args = [
             "--underlay",
@@ -323,27 +326,30 @@ fn world(grace: &str) -> World {
 /// and restarted on a butterflyd host, a NIC removed (withdrawn everywhere within 3 s) and a
 /// VM moved to another host (reachable again within 3 s).
 #[test]
-fn evpn_with_frr_two_daemons_and_a_kernel_vtep() {
+fn evpn_with_frr_three_daemons_and_a_kernel_vtep() {
     if !can_run() {
         return;
     }
     let t0 = Instant::now();
     let mut w = world("3");
-    // VNI 10 on all three hosts; VNI 20 on host 1 and the kernel host only, with addresses
-    // of VNI 10's subnet: it must never answer VNI 10.
+    // VNI 10 on hosts 1, 2 and the kernel host; VNI 20 on hosts 1, 3 and the kernel host,
+    // with addresses of VNI 10's subnet: it must never answer VNI 10.
     let a10 = w.vm(0, "ea", 10, "10.10.0.1", "52:54:00:e0:00:01");
     let _a11 = w.vm(0, "eb", 10, "10.10.0.7", "52:54:00:e0:00:07");
     let a20 = w.vm(0, "ec", 20, "10.10.0.4", "52:54:00:e0:00:04");
     let b10 = w.vm(1, "ed", 10, "10.10.0.2", "52:54:00:e0:00:02");
     let k10 = w.kernel_vm("k", 10, "10.10.0.3");
     let k20 = w.kernel_vm("l", 20, "10.10.0.5");
-    // BGP sessions come up, routes flow: every VM of VNI 10 reaches every other.
+    let c20 = w.vm(2, "ef", 20, "10.10.0.6", "52:54:00:e0:00:06");
+    // BGP sessions come up, routes flow: the VMs of each VNI reach each other.
     let pairs = [
         (&a10, "10.10.0.2"),
         (&a10, "10.10.0.3"),
         (&b10, "10.10.0.3"),
         (&k10, "10.10.0.1"),
         (&a20, "10.10.0.5"),
+        (&c20, "10.10.0.4"),
+        (&c20, "10.10.0.5"),
     ];
     for (from, to) in pairs {
         let ok = wait_for(Duration::from_secs(40), || ping1(from, to).then_some(()));
@@ -354,7 +360,13 @@ fn evpn_with_frr_two_daemons_and_a_kernel_vtep() {
         let (ok, out) = ping(from, to, "3");
         assert!(ok && out.contains(" 0% packet loss"), "{from} -> {to}:\n{out}");
     }
-    for (from, to) in [(&a10, "10.10.0.4"), (&a10, "10.10.0.5"), (&k10, "10.10.0.4"), (&a20, "10.10.0.1")] {
+    for (from, to) in [
+        (&a10, "10.10.0.4"),
+        (&a10, "10.10.0.5"),
+        (&k10, "10.10.0.4"),
+        (&a20, "10.10.0.1"),
+        (&c20, "10.10.0.2"),
+    ] {
         let (ok, out) = ping(from, to, "2");
         assert!(!ok, "{from} reached {to} in another VNI:\n{out}");
     }
@@ -376,6 +388,11 @@ fn evpn_with_frr_two_daemons_and_a_kernel_vtep() {
         assert!(d1.contains(&format!("flood: {vtep}\n")), "type-3 of {vtep}: {d1}");
         assert!(d1.contains(&format!("remote vtep: {vtep}\n")), "type-2 behind {vtep}: {d1}");
     }
+    let d20 = w.daemons[0].ok(&["vni", "details", "20"]);
+    for vtep in ["198.19.4.2", "198.19.3.2"] {
+        assert!(d20.contains(&format!("flood: {vtep}\n")), "VNI 20's type-3 of {vtep}: {d20}");
+    }
+    assert!(!d20.contains("198.19.2.2"), "host 2 does not serve VNI 20: {d20}");
     let macs = w.frr[2].vtysh("show evpn mac vni 10");
     assert!(macs.contains("52:54:00:e0:00:02") && macs.contains("198.19.2.2"), "host 1's FRR:\n{macs}");
     // BUM: host 2 serves only VNI 10; VNI 20's broadcasts (ARP between a20 and k20) never
