@@ -194,7 +194,7 @@ fn run(cfg: Config) -> Result<(), String> {
     );
     eprintln!(
         "butterflyd ready: VTEP {} ({:?} underlay), API on {endpoint}{}\n\
-         Add a first VM NIC with the CLI (`cargo run -p butterfly-api --bin butterfly --` or an installed `butterfly`):\n  \
+         Add a first VM NIC with the CLI (`cargo run -p butterfly-cli --` or an installed `butterfly`):\n  \
          butterfly nic add -e {endpoint}{security} --id vm1 --mac 52:54:00:00:00:01 --vni 1 --ip 10.0.0.1\n\
          then start QEMU with -chardev socket,id=c0,path={}/qemu-vhost-vm1 -netdev vhost-user,id=n0,chardev=c0 ...",
         cfg.ip,
