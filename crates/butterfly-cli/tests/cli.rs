@@ -1,5 +1,7 @@
 //! Runs the real `butterfly` binary against an in-process server.
 
+// The API crate's test helpers (a daemon on a temporary endpoint), shared rather than copied.
+#[path = "../../butterfly-api/tests/common/mod.rs"]
 mod common;
 use butterfly_api::crypto::Key;
 use butterfly_api::{DispatchConfig, ServerConfig};
