@@ -26,44 +26,34 @@ use crate::proxy::{relay, EnableFilter, RelayEnd};
 use crate::queue::{DeviceQueue, DOORBELL};
 use crate::ring::GuestMap;
 
-/// Names of the brick's drop reasons (indexes of [`NicStats::drops`] and of the graph's
-/// per-brick drop counters).
-pub const DROP_REASONS: &[&str] = &[
-    "ring full",
-    "bad descriptor",
-    "not ready",
-    "oversized chain",
-    "bad virtio-net header",
-    "needs segmentation",
-    "rx buffer too small",
-    "queue broken",
-    "runt frame",
-];
-
-/// A drop reason of the vhost brick.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(usize)]
-pub enum DropReason {
-    /// Guest RX: no (or not enough) guest buffers.
-    RingFull = 0,
-    /// Guest TX or RX: malformed descriptor or chain (loop, out-of-range address, wrong
-    /// direction, broken indirect table).
-    BadDescriptor = 1,
-    /// Guest RX: no frontend connected, or the queue is not started/enabled.
-    NotReady = 2,
-    /// Guest TX: frame larger than a pool buffer.
-    Oversized = 3,
-    /// Guest TX: malformed virtio-net header or offload not negotiated.
-    BadHeader = 4,
-    /// Guest RX: super-frame (GSO) for a guest that did not ack GUEST_TSO4/6.
-    NeedsSegmentation = 5,
-    /// Guest RX without MRG_RXBUF: buffer smaller than the frame.
-    BufferTooSmall = 6,
-    /// The used ring cannot be written (guest gave an invalid ring address).
-    QueueBroken = 7,
-    /// Guest TX: a frame shorter than an Ethernet header.
-    Runt = 8,
+brick_core::drop_reasons! {
+    /// A drop reason of the vhost brick; `NAMES` is its `Brick::drop_reasons`.
+    pub enum DropReason {
+        /// Guest RX: no (or not enough) guest buffers.
+        RingFull => "ring full",
+        /// Guest TX or RX: malformed descriptor or chain (loop, out-of-range address, wrong
+        /// direction, broken indirect table).
+        BadDescriptor => "bad descriptor",
+        /// Guest RX: no frontend connected, or the queue is not started/enabled.
+        NotReady => "not ready",
+        /// Guest TX: frame larger than a pool buffer.
+        Oversized => "oversized chain",
+        /// Guest TX: malformed virtio-net header or offload not negotiated.
+        BadHeader => "bad virtio-net header",
+        /// Guest RX: super-frame (GSO) for a guest that did not ack GUEST_TSO4/6.
+        NeedsSegmentation => "needs segmentation",
+        /// Guest RX without MRG_RXBUF: buffer smaller than the frame.
+        BufferTooSmall => "rx buffer too small",
+        /// The used ring cannot be written (guest gave an invalid ring address).
+        QueueBroken => "queue broken",
+        /// Guest TX: a frame shorter than an Ethernet header.
+        Runt => "runt frame",
+    }
 }
+
+/// Drop reasons of the vhost brick, in `Brick::drop_reasons` order (per-brick drop
+/// counters).
+pub const DROP_REASONS: &[&str] = DropReason::NAMES;
 
 impl From<TxDrop> for DropReason {
     fn from(d: TxDrop) -> Self {
