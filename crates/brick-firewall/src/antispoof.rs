@@ -43,61 +43,45 @@ use crate::wire::{
 /// Most addresses (IPv4 plus IPv6) an anti-spoof brick accepts.
 pub const MAX_ADDRESSES: usize = 256;
 
-/// Why the anti-spoof brick dropped a frame; `as usize` indexes [`ANTISPOOF_DROP_REASONS`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(usize)]
-pub enum SpoofDrop {
-    /// Too short or invalid headers.
-    Malformed = 0,
-    /// Ethernet source is not the VM's MAC.
-    SourceMac,
-    /// 802.1Q / 802.1ad tagged frame.
-    VlanTagged,
-    /// RARP.
-    Rarp,
-    /// ARP that is not Ethernet/IPv4, or truncated.
-    ArpMalformed,
-    /// ARP sender hardware address is not the VM's MAC.
-    ArpSenderMac,
-    /// ARP sender IP is not one of the VM's.
-    ArpSenderIp,
-    /// IPv4 source is not one of the VM's.
-    Ipv4Source,
-    /// IPv6 source is not one of the VM's.
-    Ipv6Source,
-    /// Truncated neighbour discovery message.
-    NdpMalformed,
-    /// Neighbour advertisement / DAD solicitation for an address that is not the VM's.
-    NdpTarget,
-    /// Link-layer address option that is not the VM's MAC (or present in a DAD
-    /// solicitation).
-    NdpLinkLayer,
-    /// Router advertisement or redirect from a VM.
-    NdpRouter,
-    /// Ethertype not allowed.
-    Ethertype,
-    /// IPv6 link-local source that is not one of the VM's allowed link-local addresses.
-    Ipv6LinkLocal,
+brick_core::drop_reasons! {
+    /// Why the anti-spoof brick dropped a frame; `as usize` indexes [`ANTISPOOF_DROP_REASONS`].
+    pub enum SpoofDrop {
+        /// Too short or invalid headers.
+        Malformed => "malformed",
+        /// Ethernet source is not the VM's MAC.
+        SourceMac => "source mac",
+        /// 802.1Q / 802.1ad tagged frame.
+        VlanTagged => "vlan tagged",
+        /// RARP.
+        Rarp => "rarp",
+        /// ARP that is not Ethernet/IPv4, or truncated.
+        ArpMalformed => "arp malformed",
+        /// ARP sender hardware address is not the VM's MAC.
+        ArpSenderMac => "arp sender mac",
+        /// ARP sender IP is not one of the VM's.
+        ArpSenderIp => "arp sender ip",
+        /// IPv4 source is not one of the VM's.
+        Ipv4Source => "ipv4 source",
+        /// IPv6 source is not one of the VM's.
+        Ipv6Source => "ipv6 source",
+        /// Truncated neighbour discovery message.
+        NdpMalformed => "ndp malformed",
+        /// Neighbour advertisement / DAD solicitation for an address that is not the VM's.
+        NdpTarget => "ndp target",
+        /// Link-layer address option that is not the VM's MAC (or present in a DAD
+        /// solicitation).
+        NdpLinkLayer => "ndp link-layer option",
+        /// Router advertisement or redirect from a VM.
+        NdpRouter => "ndp router message",
+        /// Ethertype not allowed.
+        Ethertype => "ethertype",
+        /// IPv6 link-local source that is not one of the VM's allowed link-local addresses.
+        Ipv6LinkLocal => "ipv6 link-local source",
+    }
 }
 
 /// Drop reason names of the anti-spoof brick, in [`SpoofDrop`] order.
-pub const ANTISPOOF_DROP_REASONS: &[&str] = &[
-    "malformed",
-    "source mac",
-    "vlan tagged",
-    "rarp",
-    "arp malformed",
-    "arp sender mac",
-    "arp sender ip",
-    "ipv4 source",
-    "ipv6 source",
-    "ndp malformed",
-    "ndp target",
-    "ndp link-layer option",
-    "ndp router message",
-    "ethertype",
-    "ipv6 link-local source",
-];
+pub const ANTISPOOF_DROP_REASONS: &[&str] = SpoofDrop::NAMES;
 
 /// What the anti-spoof brick checks besides the MAC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,58 +16,43 @@ use crate::wire::{self, Flow, Frag, Malformed, Parsed, PROTO_ICMP, PROTO_ICMP6, 
 use crate::wire::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use std::net::IpAddr;
 
-/// Why the firewall dropped a packet; `as usize` indexes [`FIREWALL_DROP_REASONS`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(usize)]
-pub enum FwDrop {
-    /// Truncated Ethernet header.
-    MalformedEthernet = 0,
-    /// Invalid IPv4 header.
-    MalformedIpv4,
-    /// Invalid IPv6 header.
-    MalformedIpv6,
-    /// Invalid or too many IPv6 extension headers.
-    MalformedIpv6Ext,
-    /// Truncated transport header (including tiny first fragments).
-    MalformedL4,
-    /// A `block` rule decided.
-    BlockedByRule,
-    /// No rule matched and the direction's default is block.
-    BlockedByDefault,
-    /// A TCP packet that is neither part of a tracked connection nor a SYN, decided by a
-    /// `keep state` pass rule.
-    TcpWithoutState,
-    /// Impossible TCP flag combinations (SYN+FIN, SYN+RST, none of SYN/ACK/RST).
-    TcpBadFlags,
-    /// A RST outside the receiver's window.
-    TcpRstOutOfWindow,
-    /// A new connection found the connection table full.
-    ConntrackFull,
-    /// A later fragment whose first fragment was not seen (or was forgotten).
-    FragmentWithoutFirst,
-    /// A later fragment of a datagram whose first fragment was blocked.
-    FragmentOfBlocked,
-    /// Two VLAN tags in a row: the firewall cannot see what they carry.
-    StackedVlan,
+brick_core::drop_reasons! {
+    /// Why the firewall dropped a packet; `as usize` indexes [`FIREWALL_DROP_REASONS`].
+    pub enum FwDrop {
+        /// Truncated Ethernet header.
+        MalformedEthernet => "malformed ethernet",
+        /// Invalid IPv4 header.
+        MalformedIpv4 => "malformed ipv4",
+        /// Invalid IPv6 header.
+        MalformedIpv6 => "malformed ipv6",
+        /// Invalid or too many IPv6 extension headers.
+        MalformedIpv6Ext => "malformed ipv6 extension headers",
+        /// Truncated transport header (including tiny first fragments).
+        MalformedL4 => "truncated transport header",
+        /// A `block` rule decided.
+        BlockedByRule => "blocked by rule",
+        /// No rule matched and the direction's default is block.
+        BlockedByDefault => "blocked by default policy",
+        /// A TCP packet that is neither part of a tracked connection nor a SYN, decided by a
+        /// `keep state` pass rule.
+        TcpWithoutState => "tcp without state",
+        /// Impossible TCP flag combinations (SYN+FIN, SYN+RST, none of SYN/ACK/RST).
+        TcpBadFlags => "tcp bad flags",
+        /// A RST outside the receiver's window.
+        TcpRstOutOfWindow => "tcp rst out of window",
+        /// A new connection found the connection table full.
+        ConntrackFull => "conntrack full",
+        /// A later fragment whose first fragment was not seen (or was forgotten).
+        FragmentWithoutFirst => "fragment without first",
+        /// A later fragment of a datagram whose first fragment was blocked.
+        FragmentOfBlocked => "fragment of blocked datagram",
+        /// Two VLAN tags in a row: the firewall cannot see what they carry.
+        StackedVlan => "stacked vlan tags",
+    }
 }
 
 /// Drop reason names of the firewall brick, in [`FwDrop`] order.
-pub const FIREWALL_DROP_REASONS: &[&str] = &[
-    "malformed ethernet",
-    "malformed ipv4",
-    "malformed ipv6",
-    "malformed ipv6 extension headers",
-    "truncated transport header",
-    "blocked by rule",
-    "blocked by default policy",
-    "tcp without state",
-    "tcp bad flags",
-    "tcp rst out of window",
-    "conntrack full",
-    "fragment without first",
-    "fragment of blocked datagram",
-    "stacked vlan tags",
-];
+pub const FIREWALL_DROP_REASONS: &[&str] = FwDrop::NAMES;
 
 impl From<Malformed> for FwDrop {
     fn from(m: Malformed) -> FwDrop {
