@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -204,6 +204,34 @@ pub(crate) struct Conn {
     pub(crate) mem: Mem,
     pub(crate) vrings: OnceLock<Vec<Vring>>,
     pub(crate) acked: AtomicU64,
+    /// The exit-event consumers handed to the library (see [`Conn::close_exit_events`]).
+    pub(crate) exit_consumers: Mutex<Vec<RawFd>>,
+}
+
+impl Conn {
+    /// A new connection over guest memory `mem`, vrings not built yet.
+    pub(crate) fn new(mem: Mem) -> Conn {
+        Conn {
+            mem,
+            vrings: OnceLock::new(),
+            acked: AtomicU64::new(0),
+            exit_consumers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Closes the exit-event consumers of this connection's worker threads. vhost-user-backend
+    /// (0.24) turns each consumer into a raw fd for its epoll set and never closes it: one
+    /// eventfd per connection would stay open for the life of the process (a VM rebooted a
+    /// thousand times would cost a thousand fds). Call only once the library's daemon is
+    /// dropped, its worker threads joined: nothing uses those fds any more.
+    pub(crate) fn close_exit_events(&self) {
+        for fd in std::mem::take(&mut *self.exit_consumers.lock().unwrap_or_else(|e| e.into_inner())) {
+            // SAFETY: `fd` is the consumer eventfd created by `exit_event` and released by the
+            // library with `into_raw_fd` (it owns nothing any more); its worker thread is
+            // joined and its epoll set dropped, so no one else uses or closes this number.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
 }
 
 /// Counters and state of one NIC, readable from any thread. Packet counters are written by
@@ -354,7 +382,11 @@ impl VhostUserBackend for NetBackend {
     }
 
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC).ok()
+        let (consumer, notifier) =
+            new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC).ok()?;
+        // Closed by `Conn::close_exit_events` when the connection is over (the library leaks it).
+        self.conn.exit_consumers.lock().unwrap_or_else(|e| e.into_inner()).push(consumer.as_raw_fd());
+        Some((consumer, notifier))
     }
 
     fn handle_event(

@@ -8,7 +8,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -636,9 +636,16 @@ impl ControlCtx {
     fn serve(&self, front: UnixStream) {
         let _ = front.set_nonblocking(false);
         let mem: crate::backend::Mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
-        let conn = Arc::new(Conn { mem: mem.clone(), vrings: OnceLock::new(), acked: AtomicU64::new(0) });
+        let conn = Arc::new(Conn::new(mem.clone()));
+        self.session(front, &conn, mem);
+        // The library's daemon is dropped, its threads joined (on every path out of `session`).
+        conn.close_exit_events();
+    }
+
+    /// The body of [`serve`](Self::serve): builds, runs and drops the library's daemon.
+    fn session(&self, front: UnixStream, conn: &Arc<Conn>, mem: crate::backend::Mem) {
         let backend =
-            NetBackend { spec: self.spec.clone(), conn: Arc::clone(&conn), shared: Arc::clone(&self.shared) };
+            NetBackend { spec: self.spec.clone(), conn: Arc::clone(conn), shared: Arc::clone(&self.shared) };
         let (daemon, vrings) = collect_vrings(&self.shared, || {
             VhostUserDaemon::new(format!("vhost-{}", self.name), backend, mem)
         });
@@ -679,7 +686,7 @@ impl ControlCtx {
         let stats = &self.shared.stats;
         stats.connections.fetch_add(1, Ordering::Relaxed);
         stats.connected.store(true, Ordering::Relaxed);
-        self.shared.publish(Some(Arc::clone(&conn)));
+        self.shared.publish(Some(Arc::clone(conn)));
         let mut filter = EnableFilter::default();
         let end =
             relay(&front, &back, &self.stop, Some(self.wake.fd()), &mut filter, &stats.early_enables_held);

@@ -84,7 +84,9 @@ impl TestPmd {
             if server { ",server=1" } else { "" }
         );
         let out = std::fs::File::create(log).expect("log file");
-        let child = Command::new("dpdk-testpmd")
+        // Line-buffered (stdbuf execs testpmd, same pid): tests time events by its log lines.
+        let child = Command::new("stdbuf")
+            .args(["-oL", "dpdk-testpmd"])
             .args([
                 "-l",
                 "0,1",
