@@ -6,57 +6,94 @@ use std::net::IpAddr;
 
 use butterfly_api::BumMode;
 
+/// Why a BUM mode cannot be used on this host's underlay.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BumError {
+    /// A flood VTEP of the other address family than the underlay.
+    #[error("flood VTEP {ip} is an {} address but the underlay is {} (VTEP {local})", family(*.ip), family(*.local))]
+    FloodFamily {
+        /// The listed address.
+        ip: IpAddr,
+        /// This host's VTEP address.
+        local: IpAddr,
+    },
+    /// This host's own VTEP address in its flood list.
+    #[error("flood VTEP {0} is this host's own VTEP address")]
+    FloodSelf(IpAddr),
+    /// A multicast address in a flood list.
+    #[error("flood VTEP {0} is a multicast address (a flood list holds unicast VTEP addresses)")]
+    FloodMulticast(IpAddr),
+    /// An address listed twice.
+    #[error("flood VTEP {0} is listed twice")]
+    FloodDuplicate(IpAddr),
+    /// A broadcast, unspecified or otherwise unusable address.
+    #[error("flood VTEP {0} is not a unicast address")]
+    FloodNotUnicast(IpAddr),
+    /// A group of the other address family than the underlay.
+    #[error("group {group} is an {} address but the underlay is {} (VTEP {local})", family(*.group), family(*.local))]
+    GroupFamily {
+        /// The group.
+        group: IpAddr,
+        /// This host's VTEP address.
+        local: IpAddr,
+    },
+    /// A group that is a unicast address.
+    #[error("group {0} is not a multicast address")]
+    GroupNotMulticast(IpAddr),
+    /// A group whose scope never leaves the host.
+    #[error("group {0} has a scope that does not leave the host (interface-local or reserved)")]
+    GroupScope(IpAddr),
+    /// A flood list given for EVPN.
+    #[error("EVPN takes no flood list (it comes from type-3 routes)")]
+    EvpnFloodList,
+}
+
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
 /// Checks a BUM mode for a daemon whose VTEP address is `local`: a flood list of unicast
 /// addresses of the underlay's family, never `local`, each once; a group that is multicast,
-/// of the underlay's family and (IPv6) of a scope that leaves the host. The message names the
+/// of the underlay's family and (IPv6) of a scope that leaves the host. The error names the
 /// first problem.
-pub fn check(mode: &BumMode, local: IpAddr) -> Result<(), String> {
-    let family = |ip: IpAddr| if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+pub fn check(mode: &BumMode, local: IpAddr) -> Result<(), BumError> {
     match mode {
         BumMode::Unicast { flood } => {
             for (i, &ip) in flood.iter().enumerate() {
                 if ip.is_ipv4() != local.is_ipv4() {
-                    return Err(format!(
-                        "flood VTEP {ip} is an {} address but the underlay is {} (VTEP {local})",
-                        family(ip),
-                        family(local)
-                    ));
+                    return Err(BumError::FloodFamily { ip, local });
                 }
                 if ip == local {
-                    return Err(format!("flood VTEP {ip} is this host's own VTEP address"));
+                    return Err(BumError::FloodSelf(ip));
                 }
                 if ip.is_multicast() {
-                    return Err(format!(
-                        "flood VTEP {ip} is a multicast address (a flood list holds unicast VTEP addresses)"
-                    ));
+                    return Err(BumError::FloodMulticast(ip));
                 }
                 if flood[..i].contains(&ip) {
-                    return Err(format!("flood VTEP {ip} is listed twice"));
+                    return Err(BumError::FloodDuplicate(ip));
                 }
                 brick_vtep::check_remote(ip, local, "flood VTEP")
-                    .map_err(|_| format!("flood VTEP {ip} is not a unicast address"))?;
+                    .map_err(|_| BumError::FloodNotUnicast(ip))?;
             }
         }
         BumMode::Multicast { group: Some(g) } => {
-            let g = *g;
-            if g.is_ipv4() != local.is_ipv4() {
-                return Err(format!(
-                    "group {g} is an {} address but the underlay is {} (VTEP {local})",
-                    family(g),
-                    family(local)
-                ));
+            let group = *g;
+            if group.is_ipv4() != local.is_ipv4() {
+                return Err(BumError::GroupFamily { group, local });
             }
-            if !g.is_multicast() {
-                return Err(format!("group {g} is not a multicast address"));
+            if !group.is_multicast() {
+                return Err(BumError::GroupNotMulticast(group));
             }
-            brick_vtep::check_group(g, local.is_ipv6()).map_err(|_| {
-                format!("group {g} has a scope that does not leave the host (interface-local or reserved)")
-            })?;
+            brick_vtep::check_group(group, local.is_ipv6()).map_err(|_| BumError::GroupScope(group))?;
         }
         BumMode::Multicast { group: None } => {}
         BumMode::Evpn { flood } => {
             if !flood.is_empty() {
-                return Err("EVPN takes no flood list (it comes from type-3 routes)".into());
+                return Err(BumError::EvpnFloodList);
             }
         }
     }
@@ -111,7 +148,7 @@ mod tests {
             ),
         ];
         for (mode, local, want) in cases {
-            let e = check(&mode, local).unwrap_err();
+            let e = check(&mode, local).unwrap_err().to_string();
             assert!(e.contains(want), "{mode:?}: {e}");
         }
     }

@@ -574,7 +574,7 @@ fn bum_default(
         flood.push(t.parse::<IpAddr>().map_err(|_| bad(list_opt, format!("{t:?} is not an IP address")))?);
     }
     let mode = BumMode::Unicast { flood };
-    crate::bum::check(&mode, ip).map_err(|e| bad(list_opt, e))?;
+    crate::bum::check(&mode, ip).map_err(|e| bad(list_opt, e.to_string()))?;
     Ok(mode)
 }
 

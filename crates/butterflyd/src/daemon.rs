@@ -102,8 +102,9 @@ impl Daemon {
         let mut left_out = 0;
         let settings: Vec<_> = self.mem.model.vni_settings().map(|(v, m)| (v, m.clone())).collect();
         for (vni, mode) in settings {
-            let ok = crate::bum::check(&mode, self.dp.local_ip())
-                .and_then(|()| self.dp.set_vni_bum(vni, Some(mode)).map_err(|e| e.to_string()));
+            let ok: Result<(), Box<dyn std::error::Error>> = crate::bum::check(&mode, self.dp.local_ip())
+                .map_err(Into::into)
+                .and_then(|()| self.dp.set_vni_bum(vni, Some(mode)).map_err(Into::into));
             if let Err(e) = ok {
                 warn!("restoring the BUM mode of VNI {vni}: {e}; it is left out (the default applies)");
                 self.mem.model.vni_set(vni, None);
