@@ -88,11 +88,11 @@ impl Daemon {
     /// stop), goes into its new firewall before the NIC joins the graph; a hand-over file
     /// that cannot be used is reported and left aside (`*.handover.rejected`), and those NICs
     /// start with empty tables (their TCP sessions are picked up mid-stream, as after a crash).
-    pub fn restore(&mut self) -> Result<usize, String> {
+    pub fn restore(&mut self) -> std::io::Result<usize> {
         let Some(store) = &self.state else { return Ok(0) };
         // The configuration first: a state file that stops the start leaves the hand-over
         // in place for the start that follows its repair.
-        let model = store.load().map_err(|e| e.to_string())?;
+        let model = store.load()?;
         let mut handed = self.take_handover(store.handover_path());
         let Some(model) = model else { return Ok(0) };
         let path = store.path().to_path_buf();
