@@ -22,7 +22,7 @@ use brick_core::{BrickId, GraphHandle};
 use brick_vtep::steer::owner_of;
 use brick_vtep::{Vtep, VtepError};
 use butterfly_evpn::kernel::{Links, Role, Seen};
-use butterfly_evpn::mirror::{Events, Mirror, Read};
+use butterfly_evpn::mirror::{Events, Mirror, MirrorError, Read};
 use butterfly_evpn::reconcile::{Op, Policy, Reconciler};
 use butterfly_evpn::Mac;
 use tracing::{debug, info, warn};
@@ -166,6 +166,20 @@ fn proc_alive(pid: u32, name: &str) -> bool {
     comm == name && !matches!(state, Some('Z' | 'X' | 'x'))
 }
 
+/// Why the EVPN agent could not start or keep the mirror in step.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A netlink operation on the mirror namespace failed.
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
+    /// The agent's thread could not be started.
+    #[error("EVPN thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The devices of a VNI just created in the mirror are not there.
+    #[error("VNI {0}: mirror devices missing")]
+    DevicesMissing(u32),
+}
+
 /// The running agent.
 pub struct Agent {
     tx: Sender<Desired>,
@@ -176,9 +190,9 @@ pub struct Agent {
 impl Agent {
     /// Opens the mirror in the configured namespace (created if missing) and starts the
     /// agent thread. `local` is this host's VTEP address (the mirror's VXLAN `local`).
-    pub fn start(cfg: &EvpnConfig, local: IpAddr, plane: Plane) -> Result<Agent, String> {
-        let mirror = Mirror::open(&cfg.netns).map_err(|e| e.to_string())?;
-        let events = Events::open(&cfg.netns).map_err(|e| e.to_string())?;
+    pub fn start(cfg: &EvpnConfig, local: IpAddr, plane: Plane) -> Result<Agent, AgentError> {
+        let mirror = Mirror::open(&cfg.netns)?;
+        let events = Events::open(&cfg.netns)?;
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let policy = Policy { grace: cfg.grace, ..Policy::default() };
@@ -201,7 +215,7 @@ impl Agent {
         let thread = std::thread::Builder::new()
             .name("evpn".into())
             .spawn(move || st.run(&rx, &stop2))
-            .map_err(|e| format!("EVPN thread: {e}"))?;
+            .map_err(AgentError::Thread)?;
         info!(
             "EVPN: mirroring VNIs in namespace {} (FRR's run directory {})",
             cfg.netns,
@@ -276,18 +290,18 @@ impl State {
     }
 
     /// Dumps the mirror: devices, our entries (`ours`: at start only) and zebra's.
-    fn resync(&mut self, ours: bool) -> Result<(), String> {
-        let vnis = self.mirror.vnis().map_err(|e| e.to_string())?;
+    fn resync(&mut self, ours: bool) -> Result<(), AgentError> {
+        let vnis = self.mirror.vnis()?;
         for (vni, local) in &vnis {
             if *local != Some(self.local) {
                 // Left by a butterflyd with another VTEP address: rebuilt when needed.
-                self.mirror.remove_vni(*vni).map_err(|e| e.to_string())?;
+                self.mirror.remove_vni(*vni)?;
             } else if ours {
                 self.written.entry(*vni).or_default();
             }
         }
-        self.links = self.mirror.links().map_err(|e| e.to_string())?;
-        let seen = self.mirror.dump(&self.links).map_err(|e| e.to_string())?;
+        self.links = self.mirror.links()?;
+        let seen = self.mirror.dump(&self.links)?;
         let mut remote = Vec::new();
         for s in seen {
             match s {
@@ -404,10 +418,10 @@ impl State {
     }
 
     /// Brings the mirror's devices and local entries to `desired`.
-    fn sync_mirror(&mut self) -> Result<(), String> {
+    fn sync_mirror(&mut self) -> Result<(), AgentError> {
         let gone: Vec<u32> = self.written.keys().filter(|v| !self.desired.contains_key(v)).copied().collect();
         for vni in gone {
-            self.mirror.remove_vni(vni).map_err(|e| e.to_string())?;
+            self.mirror.remove_vni(vni)?;
             self.written.remove(&vni);
             self.links.retain(|_, (v, _)| *v != vni);
             let ops = self.rec.forget(vni);
@@ -422,14 +436,14 @@ impl State {
         Ok(())
     }
 
-    fn sync_vnis(&mut self, desired: &Desired) -> Result<(), String> {
+    fn sync_vnis(&mut self, desired: &Desired) -> Result<(), AgentError> {
         // (VNI, role) → index, built once: a scan of `links` per VNI costs O(VNIs²) a pass.
         let mut index: HashMap<(u32, Role), u32> = self.links.iter().map(|(&i, &vr)| (vr, i)).collect();
         for (&vni, d) in desired {
             if !self.written.contains_key(&vni) {
-                self.mirror.add_vni(vni, self.local).map_err(|e| e.to_string())?;
+                self.mirror.add_vni(vni, self.local)?;
                 // Only this VNI's devices changed: look them up, not every link again.
-                let new = self.mirror.vni_links(vni).map_err(|e| e.to_string())?;
+                let new = self.mirror.vni_links(vni)?;
                 self.links.retain(|_, (v, _)| *v != vni);
                 index.retain(|(v, _), _| *v != vni);
                 index.extend(new.iter().map(|(&i, &vr)| (vr, i)));
@@ -442,7 +456,7 @@ impl State {
             else {
                 // Devices missing (deleted behind our back): rebuild them next time.
                 self.written.remove(&vni);
-                return Err(format!("VNI {vni}: mirror devices missing"));
+                return Err(AgentError::DevicesMissing(vni));
             };
             let Some(w) = self.written.get_mut(&vni) else { continue };
             let old: Vec<(Mac, BTreeSet<IpAddr>)> = w
@@ -453,23 +467,23 @@ impl State {
                 .collect();
             for (mac, ips) in old {
                 for ip in ips {
-                    self.mirror.del_ip(bridge, ip).map_err(|e| e.to_string())?;
+                    self.mirror.del_ip(bridge, ip)?;
                 }
-                self.mirror.del_mac(port, mac).map_err(|e| e.to_string())?;
+                self.mirror.del_mac(port, mac)?;
                 w.macs.remove(&mac);
             }
             for (mac, ips) in &d.macs {
                 if !w.macs.contains_key(mac) {
-                    self.mirror.add_mac(port, *mac).map_err(|e| e.to_string())?;
+                    self.mirror.add_mac(port, *mac)?;
                     w.macs.insert(*mac, BTreeSet::new());
                 }
                 let have = w.macs.entry(*mac).or_default();
                 for ip in have.difference(ips).copied().collect::<Vec<_>>() {
-                    self.mirror.del_ip(bridge, ip).map_err(|e| e.to_string())?;
+                    self.mirror.del_ip(bridge, ip)?;
                     have.remove(&ip);
                 }
                 for ip in ips.difference(&have.clone()) {
-                    self.mirror.add_ip(bridge, *ip, *mac).map_err(|e| e.to_string())?;
+                    self.mirror.add_ip(bridge, *ip, *mac)?;
                     have.insert(*ip);
                 }
             }
