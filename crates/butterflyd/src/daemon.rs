@@ -16,7 +16,8 @@ use crate::handover::Handover;
 use crate::state::StateStore;
 
 /// Changes the log level at run time (app_config).
-pub type LogControl = Box<dyn Fn(crate::config::LogLevel) -> Result<(), String> + Send>;
+pub type LogControl =
+    Box<dyn Fn(crate::config::LogLevel) -> Result<(), tracing_subscriber::reload::Error> + Send>;
 
 /// butterflyd's [`Handler`].
 pub struct Daemon {
@@ -63,13 +64,23 @@ fn fw_rule(r: &Rule) -> Option<brick_firewall::SgRule> {
 }
 
 /// Compiles the ruleset of one NIC from its IPs and security groups.
-pub fn nic_ruleset(model: &Model, nic: &NicInfo) -> Result<CompiledRuleset, String> {
+pub fn nic_ruleset(model: &Model, nic: &NicInfo) -> Result<CompiledRuleset, brick_firewall::Error> {
     let groups = fw_groups(model);
     let names: Vec<&str> = nic.spec.security_groups.iter().map(String::as_str).collect();
     let ips: Vec<IpAddr> = nic.spec.ips.clone();
-    let rs = ruleset_from_security_groups(&ips, &names, &groups, &SgOptions::default())
-        .map_err(|e| e.to_string())?;
-    CompiledRuleset::new(rs).map_err(|e| e.to_string())
+    let rs = ruleset_from_security_groups(&ips, &names, &groups, &SgOptions::default())?;
+    Ok(CompiledRuleset::new(rs)?)
+}
+
+/// Why a NIC of the model could not be brought into the data plane.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Its security groups do not make a ruleset.
+    #[error(transparent)]
+    Rules(#[from] brick_firewall::Error),
+    /// The data plane refused the change.
+    #[error(transparent)]
+    Dataplane(#[from] crate::dataplane::DataplaneError),
 }
 
 impl Daemon {
@@ -268,13 +279,13 @@ impl Daemon {
     }
 
     /// Brings NIC `id` of the model into the data plane.
-    fn sync(&mut self, id: &str, recreate: bool) -> Result<(), String> {
+    fn sync(&mut self, id: &str, recreate: bool) -> Result<(), SyncError> {
         let desired = self.mem.model.nic(id).cloned();
         let rules = match &desired {
             Some(n) if !n.spec.bypass_filtering => Some(nic_ruleset(&self.mem.model, n)?),
             _ => None,
         };
-        self.dp.apply(id, desired.as_ref(), rules, recreate).map_err(|e| e.to_string())
+        Ok(self.dp.apply(id, desired.as_ref(), rules, recreate)?)
     }
 
     /// Runs `change` on the model, then brings `affected(model)` NICs into the data plane;

@@ -74,9 +74,8 @@ pub fn init(level: LogLevel, no_syslog: bool) -> (Sinks, crate::daemon::LogContr
         tracing_subscriber::fmt::layer().with_writer(w).with_ansi(false).without_time().with_level(false)
     });
     tracing_subscriber::registry().with(filter).with(journald).with(syslog_layer).with(stderr_layer).init();
-    let control: crate::daemon::LogControl = Box::new(move |level: LogLevel| {
-        reload.modify(|f| *f = EnvFilter::new(level.directive())).map_err(|e| e.to_string())
-    });
+    let control: crate::daemon::LogControl =
+        Box::new(move |level: LogLevel| reload.modify(|f| *f = EnvFilter::new(level.directive())));
     (Sinks { system, stderr }, control)
 }
 
