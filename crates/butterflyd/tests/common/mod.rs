@@ -298,10 +298,12 @@ impl Drop for Netns {
 // Two hosts joined by a veth underlay, each running butterflyd, with TAP "VMs" in their own
 // namespaces (used by two_hosts.rs and sctp.rs).
 
-/// A number unique to this test run and call, for interface and namespace names.
+/// A number unique to this test process and call (100 calls per process), for interface
+/// and namespace names: at most 5 digits, so that names stay within IFNAMSIZ. (Test
+/// binaries run one at a time; only their own calls must not collide.)
 pub fn unique_tag() -> u32 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    (std::process::id() % 10_000) * 10 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10
+    (std::process::id() % 1_000) * 100 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 100
 }
 
 // Fields drop in order: daemons stop before their namespaces go.
