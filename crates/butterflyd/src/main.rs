@@ -110,6 +110,13 @@ fn run(cfg: Config) -> Result<(), RunError> {
     // in ZeroMQ's queue until the state is restored and serving begins.
     let mut server = bind_api(&cfg, key)?;
     let endpoint = server.endpoint().to_string();
+    // The metrics port too: a port in use stops the start before the underlay is touched.
+    let metrics_listener = match cfg.metrics {
+        Some(addr) => {
+            Some(std::net::TcpListener::bind(addr).map_err(|source| RunError::Metrics { addr, source })?)
+        }
+        None => None,
+    };
 
     let dp = Dataplane::start(&cfg)?;
     let graphs = dp.handles();
@@ -123,12 +130,12 @@ fn run(cfg: Config) -> Result<(), RunError> {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let metrics = match cfg.metrics {
-        Some(addr) => Some(
-            metrics::serve(addr, graphs.clone(), Arc::clone(&stop))
+    let metrics = match (metrics_listener, cfg.metrics) {
+        (Some(listener), Some(addr)) => Some(
+            metrics::serve_on(listener, graphs.clone(), Arc::clone(&stop))
                 .map_err(|source| RunError::Metrics { addr, source })?,
         ),
-        None => None,
+        _ => None,
     };
     stop_on_signals(&server, &stop)?;
     announce_ready(&cfg, &endpoint, daemon.nic_count());

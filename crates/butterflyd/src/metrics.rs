@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,17 +86,8 @@ const MAX_REQUEST: usize = 8 * 1024;
 /// Longest a client may take to send its request, all reads together.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Serves `GET /metrics` on `addr` until `stop` is set. One connection at a time: scrapes
-/// are rare and small.
-pub fn serve(
-    addr: SocketAddr,
-    handles: Vec<GraphHandle>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    serve_on(TcpListener::bind(addr)?, handles, stop)
-}
-
-/// [`serve`] on a listener already bound.
+/// Serves `GET /metrics` on `listener` (bound by the caller, before anything else starts)
+/// until `stop` is set. One connection at a time: scrapes are rare and small.
 pub fn serve_on(
     listener: TcpListener,
     handles: Vec<GraphHandle>,
@@ -165,6 +156,7 @@ fn header_end(buf: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn server() -> (SocketAddr, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

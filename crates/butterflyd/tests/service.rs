@@ -242,6 +242,21 @@ fn a_second_daemon_on_the_same_endpoint_or_state_is_refused_naming_the_first() {
     let (code, err) = second(&format!("tcp://0.0.0.0:{port}"), other_state.to_str().unwrap());
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("API endpoint tcp://0.0.0.0") && err.contains("Address already in use"), "{err}");
+    // A metrics port in use is reported as such, before the underlay is touched too.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics = held.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_butterflyd"))
+        .args(["--no-syslog", "--metrics", &metrics, "--underlay", &tap, "--no-state"])
+        .args(["-e", &format!("tcp://127.0.0.1:{}", free_port())])
+        .arg("-s")
+        .arg(other.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("metrics endpoint {metrics}")), "{err}");
+    assert!(!err.contains("busy") && !err.contains("TAP"), "the underlay was not touched: {err}");
     // The first daemon is untouched, and once it is gone the second one starts.
     assert_eq!(a.ok(&["nic", "list"]), "");
     let endpoint = a.endpoint.clone();
