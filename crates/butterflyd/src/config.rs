@@ -312,8 +312,12 @@ fn default_dir(root: &str, leaf: &str) -> PathBuf {
     }
 }
 
+/// Reads a key of the INI file: the first of `keys` present in `section`.
+type IniGet<'a> = dyn Fn(&str, &[&str]) -> Option<String> + 'a;
+
 impl Config {
-    /// Builds the configuration from the command line and, if given, the INI file.
+    /// Builds the configuration from the command line and, if given, the INI file (the
+    /// command line wins, option by option). The error names the first bad option.
     pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
         let ini = match &cli.config {
             Some(path) => Some(load_ini(path)?),
@@ -323,156 +327,14 @@ impl Config {
             let ini = ini.as_ref()?;
             keys.iter().find_map(|k| ini.get_from(Some(section), k).map(str::to_string))
         };
-
-        let ip_text = cli.ip.or_else(|| get("general", &["ip"])).unwrap_or_else(|| DEFAULT_IP.into());
-        let ip: IpAddr =
-            ip_text.trim().parse().map_err(|_| bad("--ip", format!("{ip_text:?} is not an IP address")))?;
-        if ip.is_unspecified() || ip.is_multicast() {
-            return Err(bad("--ip", format!("{ip} cannot be a VTEP address")));
-        }
-        let max_prefix = if ip.is_ipv4() { 32 } else { 128 };
-        let underlay_prefix = cli.underlay_prefix.unwrap_or(if ip.is_ipv4() { 24 } else { 64 });
-        if underlay_prefix > max_prefix {
-            return Err(bad("--underlay-prefix", format!("{underlay_prefix} is longer than {max_prefix}")));
-        }
-        let gateway = match cli.gateway {
-            Some(g) => {
-                let gw: IpAddr =
-                    g.parse().map_err(|_| bad("--gateway", format!("{g:?} is not an IP address")))?;
-                if gw.is_ipv4() != ip.is_ipv4() {
-                    return Err(bad("--gateway", "must be of the same family as --ip"));
-                }
-                Some(gw)
-            }
-            None => None,
-        };
-        let endpoint = cli
-            .endpoint
-            .or_else(|| get("general", &["endpoint"]))
-            .unwrap_or_else(|| butterfly_api::DEFAULT_ENDPOINT.to_string());
-        butterfly_api::transport::check_endpoint(&endpoint).map_err(|e| bad("--endpoint", e.to_string()))?;
-        let socket_dir = cli
-            .socket_dir
-            .or_else(|| get("general", &["socket-dir"]).map(PathBuf::from))
-            .unwrap_or_else(|| default_dir("/run/butterfly", "sockets"));
-        let level_text =
-            cli.log_level.or_else(|| get("general", &["log-level"])).unwrap_or_else(|| "info".into());
-        let log_level = LogLevel::parse(&level_text).ok_or_else(|| {
-            bad("--log-level", format!("{level_text:?}: use none, error, warning, info or debug"))
-        })?;
-        let key = cli.key.or_else(|| get("security", &["encryption_key_path"]).map(PathBuf::from));
-        if let Some(k) = &key {
-            if !k.is_file() {
-                return Err(bad("--key", format!("{} is not a readable file", k.display())));
-            }
-        }
-        let curve = curve_config(
-            cli.curve_keys.map(|p| ("--curve-keys", p)).or_else(|| {
-                get("security", &["curve_keys_path"]).map(|p| ("curve_keys_path", PathBuf::from(p)))
-            }),
-            cli.curve_clients
-                .map(|c| ("--curve-clients", c))
-                .or_else(|| get("security", &["curve_clients_path"]).map(|c| ("curve_clients_path", c))),
-        )?;
-        let dpdk_args = cli
-            .dpdk_args
-            .or_else(|| get("general", &["dpdk-args"]))
-            .unwrap_or_else(|| "-c1 -n1 --no-huge --no-pci -m 256".into());
-        let nic_mtu = match cli.nic_mtu.or_else(|| get("general", &["nic-mtu"])) {
-            None => None,
-            Some(m) if m == "max" => None,
-            Some(m) => {
-                let v: u16 =
-                    m.parse().map_err(|_| bad("--nic-mtu", format!("{m:?}: a number or \"max\"")))?;
-                let min = if ip.is_ipv4() { 576 } else { 1280 };
-                if v < min {
-                    return Err(bad(
-                        "--nic-mtu",
-                        format!("{v} is below the minimum of {min} for this underlay"),
-                    ));
-                }
-                Some(v)
-            }
-        };
-        let graph_cpu_core = match cli.graph_cpu_core {
-            Some(c) => Some(c),
-            None => match get("general", &["graph-core-id", "graph-cpu-core"]) {
-                Some(c) => {
-                    Some(c.parse().map_err(|_| bad("graph-core-id", format!("{c:?} is not a core number")))?)
-                }
-                None => None,
-            },
-        };
-        if let Some(c) = graph_cpu_core {
-            // The CPUs this process may use (a cpuset or `taskset` may allow fewer, or others,
-            // than 0..count).
-            let allowed = brick_core::allowed_cpus().map_err(|e| bad("--graph-cpu-core", e.to_string()))?;
-            if !allowed.contains(&c) {
-                return Err(bad(
-                    "--graph-cpu-core",
-                    format!("core {c} is not among the CPUs this process may use ({})", cpu_list(&allowed)),
-                ));
-            }
-        }
-        let poll_spin = match cli.poll_spin {
-            Some(us) if us > 1_000_000 => {
-                return Err(bad("--poll-spin", format!("{us} µs is more than a second (0 to 1000000)")))
-            }
-            Some(us) => std::time::Duration::from_micros(us),
-            None if graph_cpu_core.is_some() => DEFAULT_PINNED_SPIN,
-            None => std::time::Duration::ZERO,
-        };
-        let dpdk_port = match cli.dpdk_port {
-            Some(p) => Some(p),
-            None => match get("general", &["dpdk-port"]) {
-                Some(p) => {
-                    Some(p.parse().map_err(|_| bad("dpdk-port", format!("{p:?} is not a port number")))?)
-                }
-                None => None,
-            },
-        };
-        let underlay = match (cli.underlay.as_deref(), dpdk_port) {
-            // `dpdk` names no port: --dpdk-port (or the INI's dpdk-port) does, else port 0;
-            // a DPDK port alone chooses the DPDK underlay.
-            (Some("dpdk"), p) | (None, p @ Some(_)) => Underlay::Dpdk(p.unwrap_or(0)),
-            (Some(u), _) => u.parse::<Underlay>().map_err(|e| bad("--underlay", e))?,
-            (None, None) => Underlay::Tap("bf-underlay".into()),
-        };
-        // A port given twice must agree, and a port for another underlay is a mistake, not
-        // something to ignore silently.
-        match (&underlay, dpdk_port) {
-            (Underlay::Dpdk(u), Some(p)) if *u != p => {
-                return Err(bad("--dpdk-port", format!("port {p} conflicts with --underlay dpdk:{u}")));
-            }
-            (Underlay::Dpdk(_), _) | (_, None) => {}
-            (_, Some(p)) => {
-                return Err(bad("--dpdk-port", format!("port {p} given, but the underlay is not DPDK")));
-            }
-        }
-        if let Underlay::Dpdk(_) = underlay {
-            if !cfg!(feature = "dpdk") {
-                return Err(bad(
-                    "--underlay",
-                    "this butterflyd was built without DPDK (cargo feature `dpdk`)",
-                ));
-            }
-        }
-        let workers = match cli.workers {
-            Some(w) => w,
-            None => match get("general", &["workers"]) {
-                Some(w) => {
-                    w.parse().map_err(|_| bad("--workers", format!("{w:?} is not a number of workers")))?
-                }
-                None => 1,
-            },
-        };
-        if workers == 0 || workers > brick_vtep::MAX_WORKERS {
-            return Err(bad("--workers", format!("{workers} is not in 1..={}", brick_vtep::MAX_WORKERS)));
-        }
+        let (ip, underlay_prefix, gateway) = vtep_address(&cli, &get)?;
+        let api = api_config(&cli, &get)?;
+        let (graph_cpu_core, poll_spin) = cpu_config(&cli, &get)?;
+        let underside = underlay_config(&cli, &get, ip)?;
         let state_dir = if cli.no_state {
             None
         } else {
-            Some(cli.state_dir.unwrap_or_else(|| default_dir("/var/lib/butterfly", "state")))
+            Some(cli.state_dir.clone().unwrap_or_else(|| default_dir("/var/lib/butterfly", "state")))
         };
         let metrics = match cli.metrics.as_deref() {
             Some("off") => None,
@@ -482,54 +344,249 @@ impl Config {
             None => Some(SocketAddr::from(([127, 0, 0, 1], 9991))),
         };
         let bum = bum_default(&cli.bum_mode, &cli.flood_vteps, &get, ip)?;
-        let netns = match cli.evpn_netns {
-            Some(n) => n,
-            None => get("general", &["evpn-netns"]).unwrap_or_else(|| "butterfly-evpn".into()),
-        };
-        butterfly_evpn::netns::check_name(&netns).map_err(|e| bad("--evpn-netns", e))?;
-        let frr_dir = cli
-            .evpn_frr_dir
-            .or_else(|| get("general", &["evpn-frr-dir"]).map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/run/frr"));
-        let grace = match cli.evpn_grace {
-            Some(g) => g,
-            None => match get("general", &["evpn-grace"]) {
-                Some(g) => {
-                    g.parse().map_err(|_| bad("--evpn-grace", format!("{g:?} is not a number of seconds")))?
-                }
-                None => 30,
-            },
-        };
-        if !(1..=3600).contains(&grace) {
-            return Err(bad("--evpn-grace", format!("{grace} is not in 1..=3600 seconds")));
-        }
-        let evpn = EvpnConfig { netns, frr_dir, grace: std::time::Duration::from_secs(grace) };
+        let evpn = evpn_config(&cli, &get)?;
         Ok(Config {
             ip,
             underlay_prefix,
             gateway,
-            endpoint,
-            socket_dir,
-            log_level,
+            endpoint: api.endpoint,
+            socket_dir: api.socket_dir,
+            log_level: api.log_level,
             packet_trace: cli.packet_trace,
             no_syslog: cli.no_syslog,
             run_dir: default_dir("/run/butterfly", "run"),
-            key,
-            curve,
-            dpdk_args,
-            nic_mtu,
+            key: api.key,
+            curve: api.curve,
+            dpdk_args: underside.dpdk_args,
+            nic_mtu: underside.nic_mtu,
             offload: !cli.no_offload,
             graph_cpu_core,
-            underlay,
+            underlay: underside.underlay,
             state_dir,
             metrics,
             busy_poll: cli.busy_poll,
             poll_spin,
-            workers,
+            workers: underside.workers,
             bum,
             evpn,
         })
     }
+}
+
+/// The VTEP's address (`--ip`), its underlay prefix length and gateway.
+fn vtep_address(cli: &Cli, get: &IniGet) -> Result<(IpAddr, u8, Option<IpAddr>), ConfigError> {
+    let ip_text = cli.ip.clone().or_else(|| get("general", &["ip"])).unwrap_or_else(|| DEFAULT_IP.into());
+    let ip: IpAddr =
+        ip_text.trim().parse().map_err(|_| bad("--ip", format!("{ip_text:?} is not an IP address")))?;
+    if ip.is_unspecified() || ip.is_multicast() {
+        return Err(bad("--ip", format!("{ip} cannot be a VTEP address")));
+    }
+    let max_prefix = if ip.is_ipv4() { 32 } else { 128 };
+    let underlay_prefix = cli.underlay_prefix.unwrap_or(if ip.is_ipv4() { 24 } else { 64 });
+    if underlay_prefix > max_prefix {
+        return Err(bad("--underlay-prefix", format!("{underlay_prefix} is longer than {max_prefix}")));
+    }
+    let gateway = match &cli.gateway {
+        Some(g) => {
+            let gw: IpAddr =
+                g.parse().map_err(|_| bad("--gateway", format!("{g:?} is not an IP address")))?;
+            if gw.is_ipv4() != ip.is_ipv4() {
+                return Err(bad("--gateway", "must be of the same family as --ip"));
+            }
+            Some(gw)
+        }
+        None => None,
+    };
+    Ok((ip, underlay_prefix, gateway))
+}
+
+/// The API's endpoint and security, the vhost-user socket directory and the log level.
+struct ApiConfig {
+    endpoint: String,
+    socket_dir: PathBuf,
+    log_level: LogLevel,
+    key: Option<PathBuf>,
+    curve: Option<Curve>,
+}
+
+fn api_config(cli: &Cli, get: &IniGet) -> Result<ApiConfig, ConfigError> {
+    let endpoint = cli
+        .endpoint
+        .clone()
+        .or_else(|| get("general", &["endpoint"]))
+        .unwrap_or_else(|| butterfly_api::DEFAULT_ENDPOINT.to_string());
+    butterfly_api::transport::check_endpoint(&endpoint).map_err(|e| bad("--endpoint", e.to_string()))?;
+    let socket_dir = cli
+        .socket_dir
+        .clone()
+        .or_else(|| get("general", &["socket-dir"]).map(PathBuf::from))
+        .unwrap_or_else(|| default_dir("/run/butterfly", "sockets"));
+    let level_text =
+        cli.log_level.clone().or_else(|| get("general", &["log-level"])).unwrap_or_else(|| "info".into());
+    let log_level = LogLevel::parse(&level_text).ok_or_else(|| {
+        bad("--log-level", format!("{level_text:?}: use none, error, warning, info or debug"))
+    })?;
+    let key = cli.key.clone().or_else(|| get("security", &["encryption_key_path"]).map(PathBuf::from));
+    if let Some(k) = &key {
+        if !k.is_file() {
+            return Err(bad("--key", format!("{} is not a readable file", k.display())));
+        }
+    }
+    let curve = curve_config(
+        cli.curve_keys
+            .clone()
+            .map(|p| ("--curve-keys", p))
+            .or_else(|| get("security", &["curve_keys_path"]).map(|p| ("curve_keys_path", PathBuf::from(p)))),
+        cli.curve_clients
+            .clone()
+            .map(|c| ("--curve-clients", c))
+            .or_else(|| get("security", &["curve_clients_path"]).map(|c| ("curve_clients_path", c))),
+    )?;
+    Ok(ApiConfig { endpoint, socket_dir, log_level, key, curve })
+}
+
+/// The data-plane core (`--graph-cpu-core`, checked against the CPUs this process may use)
+/// and how long an idle worker spins before it sleeps.
+fn cpu_config(cli: &Cli, get: &IniGet) -> Result<(Option<usize>, std::time::Duration), ConfigError> {
+    let graph_cpu_core = match cli.graph_cpu_core {
+        Some(c) => Some(c),
+        None => match get("general", &["graph-core-id", "graph-cpu-core"]) {
+            Some(c) => {
+                Some(c.parse().map_err(|_| bad("graph-core-id", format!("{c:?} is not a core number")))?)
+            }
+            None => None,
+        },
+    };
+    if let Some(c) = graph_cpu_core {
+        // The CPUs this process may use (a cpuset or `taskset` may allow fewer, or others,
+        // than 0..count).
+        let allowed = brick_core::allowed_cpus().map_err(|e| bad("--graph-cpu-core", e.to_string()))?;
+        if !allowed.contains(&c) {
+            return Err(bad(
+                "--graph-cpu-core",
+                format!("core {c} is not among the CPUs this process may use ({})", cpu_list(&allowed)),
+            ));
+        }
+    }
+    let poll_spin = match cli.poll_spin {
+        Some(us) if us > 1_000_000 => {
+            return Err(bad("--poll-spin", format!("{us} µs is more than a second (0 to 1000000)")))
+        }
+        Some(us) => std::time::Duration::from_micros(us),
+        None if graph_cpu_core.is_some() => DEFAULT_PINNED_SPIN,
+        None => std::time::Duration::ZERO,
+    };
+    Ok((graph_cpu_core, poll_spin))
+}
+
+/// The underlay device, its MTU, DPDK's arguments and the number of workers.
+struct UnderlayConfig {
+    underlay: Underlay,
+    dpdk_args: String,
+    nic_mtu: Option<u16>,
+    workers: usize,
+}
+
+fn underlay_config(cli: &Cli, get: &IniGet, ip: IpAddr) -> Result<UnderlayConfig, ConfigError> {
+    let dpdk_args = cli
+        .dpdk_args
+        .clone()
+        .or_else(|| get("general", &["dpdk-args"]))
+        .unwrap_or_else(|| "-c1 -n1 --no-huge --no-pci -m 256".into());
+    let nic_mtu = nic_mtu_config(cli.nic_mtu.clone().or_else(|| get("general", &["nic-mtu"])), ip)?;
+    let dpdk_port = match cli.dpdk_port {
+        Some(p) => Some(p),
+        None => match get("general", &["dpdk-port"]) {
+            Some(p) => Some(p.parse().map_err(|_| bad("dpdk-port", format!("{p:?} is not a port number")))?),
+            None => None,
+        },
+    };
+    let underlay = underlay_device(cli.underlay.as_deref(), dpdk_port)?;
+    let workers = match cli.workers {
+        Some(w) => w,
+        None => match get("general", &["workers"]) {
+            Some(w) => {
+                w.parse().map_err(|_| bad("--workers", format!("{w:?} is not a number of workers")))?
+            }
+            None => 1,
+        },
+    };
+    if workers == 0 || workers > brick_vtep::MAX_WORKERS {
+        return Err(bad("--workers", format!("{workers} is not in 1..={}", brick_vtep::MAX_WORKERS)));
+    }
+    Ok(UnderlayConfig { underlay, dpdk_args, nic_mtu, workers })
+}
+
+/// `--nic-mtu N|max` (or the INI's `nic-mtu`): at least the minimum IP MTU of the VTEP's
+/// family.
+fn nic_mtu_config(text: Option<String>, ip: IpAddr) -> Result<Option<u16>, ConfigError> {
+    match text {
+        None => Ok(None),
+        Some(m) if m == "max" => Ok(None),
+        Some(m) => {
+            let v: u16 = m.parse().map_err(|_| bad("--nic-mtu", format!("{m:?}: a number or \"max\"")))?;
+            let min = if ip.is_ipv4() { 576 } else { 1280 };
+            if v < min {
+                return Err(bad("--nic-mtu", format!("{v} is below the minimum of {min} for this underlay")));
+            }
+            Ok(Some(v))
+        }
+    }
+}
+
+/// The underlay from `--underlay` and `--dpdk-port` (or the INI's `dpdk-port`).
+fn underlay_device(named: Option<&str>, dpdk_port: Option<u16>) -> Result<Underlay, ConfigError> {
+    let underlay = match (named, dpdk_port) {
+        // `dpdk` names no port: --dpdk-port (or the INI's dpdk-port) does, else port 0;
+        // a DPDK port alone chooses the DPDK underlay.
+        (Some("dpdk"), p) | (None, p @ Some(_)) => Underlay::Dpdk(p.unwrap_or(0)),
+        (Some(u), _) => u.parse::<Underlay>().map_err(|e| bad("--underlay", e))?,
+        (None, None) => Underlay::Tap("bf-underlay".into()),
+    };
+    // A port given twice must agree, and a port for another underlay is a mistake, not
+    // something to ignore silently.
+    match (&underlay, dpdk_port) {
+        (Underlay::Dpdk(u), Some(p)) if *u != p => {
+            return Err(bad("--dpdk-port", format!("port {p} conflicts with --underlay dpdk:{u}")));
+        }
+        (Underlay::Dpdk(_), _) | (_, None) => {}
+        (_, Some(p)) => {
+            return Err(bad("--dpdk-port", format!("port {p} given, but the underlay is not DPDK")));
+        }
+    }
+    if let Underlay::Dpdk(_) = underlay {
+        if !cfg!(feature = "dpdk") {
+            return Err(bad("--underlay", "this butterflyd was built without DPDK (cargo feature `dpdk`)"));
+        }
+    }
+    Ok(underlay)
+}
+
+/// Where EVPN meets FRR: the mirror namespace, FRR's run directory and the grace period.
+fn evpn_config(cli: &Cli, get: &IniGet) -> Result<EvpnConfig, ConfigError> {
+    let netns = match &cli.evpn_netns {
+        Some(n) => n.clone(),
+        None => get("general", &["evpn-netns"]).unwrap_or_else(|| "butterfly-evpn".into()),
+    };
+    butterfly_evpn::netns::check_name(&netns).map_err(|e| bad("--evpn-netns", e))?;
+    let frr_dir = cli
+        .evpn_frr_dir
+        .clone()
+        .or_else(|| get("general", &["evpn-frr-dir"]).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/run/frr"));
+    let grace = match cli.evpn_grace {
+        Some(g) => g,
+        None => match get("general", &["evpn-grace"]) {
+            Some(g) => {
+                g.parse().map_err(|_| bad("--evpn-grace", format!("{g:?} is not a number of seconds")))?
+            }
+            None => 30,
+        },
+    };
+    if !(1..=3600).contains(&grace) {
+        return Err(bad("--evpn-grace", format!("{grace} is not in 1..=3600 seconds")));
+    }
+    Ok(EvpnConfig { netns, frr_dir, grace: std::time::Duration::from_secs(grace) })
 }
 
 /// The daemon's default BUM mode from `--bum-mode` / `--flood-vteps` or the INI's
