@@ -30,6 +30,8 @@ pub mod field {
     pub const TPA: Range<usize> = 24..28;
     /// Packet length.
     pub const LEN: usize = 28;
+    /// Hardware type of Ethernet.
+    pub const HTYPE_ETHERNET: u16 = 1;
     /// Request.
     pub const REQUEST: u16 = 1;
     /// Reply.
@@ -44,6 +46,15 @@ impl<T: AsRef<[u8]>> Arp<T> {
             return Err(WireError::Malformed);
         }
         Ok(Arp { buf })
+    }
+    /// Hardware type (1 for Ethernet).
+    pub fn htype(&self) -> u16 {
+        get16(self.buf.as_ref(), field::HTYPE)
+    }
+    /// Whether this is the Ethernet/IPv4 form: hardware type Ethernet, protocol IPv4 (the
+    /// sizes were checked by `new_checked`).
+    pub fn is_ethernet_ipv4(&self) -> bool {
+        self.htype() == field::HTYPE_ETHERNET && self.ptype() == crate::EtherType::IPV4.0
     }
     /// Operation (1 request, 2 reply).
     pub fn oper(&self) -> u16 {
@@ -103,6 +114,10 @@ mod tests {
         a.set_target(MacAddr::BROADCAST, 0x0a00_0002);
         assert_eq!((a.oper(), a.spa(), a.tpa()), (2, 0x0a00_0001, 0x0a00_0002));
         assert_eq!((a.sha(), a.tha()), (MacAddr([2, 0, 0, 0, 0, 1]), MacAddr::BROADCAST));
+        assert!(!a.is_ethernet_ipv4());
+        b[0..4].copy_from_slice(&[0, 1, 8, 0]);
+        let a = Arp::new_checked(&b[..]).unwrap();
+        assert!(a.is_ethernet_ipv4() && a.htype() == field::HTYPE_ETHERNET);
         b[5] = 16;
         assert_eq!(Arp::new_checked(&b[..]).err(), Some(WireError::Malformed));
         assert_eq!(Arp::new_checked(&b[..27]).err(), Some(WireError::Truncated));

@@ -148,6 +148,13 @@ pub struct NdOptions<'a> {
     b: &'a [u8],
 }
 
+impl<'a> NdOptions<'a> {
+    /// The options in `b` (the bytes after an NDP message's fixed part).
+    pub fn new(b: &'a [u8]) -> NdOptions<'a> {
+        NdOptions { b }
+    }
+}
+
 impl<'a> Iterator for NdOptions<'a> {
     type Item = Result<NdOption<'a>, WireError>;
 
@@ -278,6 +285,16 @@ mod tests {
         assert_eq!(n.lladdr(), None);
         b[0] = 128;
         assert!(Ndp::new_checked(&b[..]).is_err());
+    }
+
+    #[test]
+    fn nd_options_from_bytes() {
+        let opts = [1, 1, 1, 2, 3, 4, 5, 6, 2, 1, 9, 9, 9, 9, 9, 9, 1, 0];
+        let got: std::vec::Vec<_> = NdOptions::new(&opts).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[1], Ok(NdOption { kind: 2, data: &[9; 6] }));
+        assert_eq!(got[2], Err(WireError::Malformed), "a zero length ends the walk");
+        assert_eq!(NdOptions::new(&[]).next(), None);
     }
 
     #[test]

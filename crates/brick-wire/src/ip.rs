@@ -175,6 +175,10 @@ impl<T: AsRef<[u8]>> Ipv4<T> {
     pub fn addrs(&self) -> &[u8] {
         self.buf.as_ref().get(v4_field::SRC.start..v4_field::DST.end).unwrap_or(&[])
     }
+    /// The header bytes, options included (what the header checksum covers).
+    pub fn header(&self) -> &[u8] {
+        self.buf.as_ref().get(..self.header_len()).unwrap_or(&[])
+    }
     /// Bytes after the header, up to the total length (or the buffer's end when quoted).
     pub fn payload(&self) -> &[u8] {
         let b = self.buf.as_ref();
@@ -346,6 +350,27 @@ impl Ipv6Ext {
             _ => None,
         }
     }
+
+    /// Length of an extension header of this kind whose length byte (the second) is `len`.
+    #[inline]
+    pub const fn header_len(self, len: u8) -> usize {
+        match self {
+            Ipv6Ext::Generic => (len as usize + 1) * 8,
+            Ipv6Ext::Auth => (len as usize + 2) * 4,
+            Ipv6Ext::Fragment => 8,
+        }
+    }
+
+    /// Skips the one extension header `next` at the start of `b`: its own next header and
+    /// its length, `None` when `next` is not an extension header. For callers that accept
+    /// one given extension header and nothing else (the hop-by-hop header in front of MLD).
+    pub fn skip(b: &[u8], next: IpProto) -> Result<Option<(IpProto, usize)>, WireError> {
+        let Some(kind) = Ipv6Ext::of(next) else { return Ok(None) };
+        let e = b.get(..2).ok_or(WireError::Truncated)?;
+        let len = kind.header_len(e[1]);
+        check_len(b, len)?;
+        Ok(Some((IpProto(e[0]), len)))
+    }
 }
 
 /// Outcome of walking an IPv6 extension-header chain.
@@ -374,11 +399,7 @@ impl Ipv6Walk {
                 return Err(WireError::TooManyExtensions);
             }
             let e = b.get(at..at.saturating_add(2)).ok_or(WireError::Truncated)?;
-            let len = match kind {
-                Ipv6Ext::Generic => (usize::from(e[1]) + 1) * 8,
-                Ipv6Ext::Auth => (usize::from(e[1]) + 2) * 4,
-                Ipv6Ext::Fragment => 8,
-            };
+            let len = kind.header_len(e[1]);
             let h = b.get(at..at + len).ok_or(WireError::Truncated)?;
             w.proto = h[0];
             w.count += 1;
@@ -421,6 +442,7 @@ mod tests {
         assert_eq!((h.src(), h.dst(), h.ttl(), h.ident()), (0x0a00_0001, 0x0a00_0002, 64, 7));
         assert_eq!((h.header_len(), h.proto(), h.payload().len()), (20, IpProto::UDP, 8));
         assert!(!h.is_fragment());
+        assert_eq!(h.header().len(), 20);
         assert_eq!(Ipv4::new_checked(&p[..27]).err(), Some(WireError::Truncated));
         assert!(Ipv4::new_quoted(&p[..27]).is_ok());
         let mut big = v4();
@@ -456,5 +478,21 @@ mod tests {
         }
         let e = Ipv6::new_checked(&chain[..]).unwrap().walk();
         assert_eq!(e, Err(WireError::TooManyExtensions));
+    }
+
+    #[test]
+    fn skips_one_extension_header() {
+        let mut hbh = [0u8; 16];
+        hbh[0] = 58;
+        assert_eq!(Ipv6Ext::skip(&hbh, IpProto::HOPOPT), Ok(Some((IpProto::ICMPV6, 8))));
+        hbh[1] = 1;
+        assert_eq!(Ipv6Ext::skip(&hbh, IpProto::HOPOPT), Ok(Some((IpProto::ICMPV6, 16))));
+        assert_eq!(Ipv6Ext::skip(&hbh[..15], IpProto::HOPOPT), Err(WireError::Truncated));
+        assert_eq!(Ipv6Ext::skip(&hbh[..1], IpProto::HOPOPT), Err(WireError::Truncated));
+        assert_eq!(Ipv6Ext::skip(&hbh, IpProto::UDP), Ok(None));
+        assert_eq!(
+            Ipv6Ext::skip(&[6, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], IpProto::AH),
+            Ok(Some((IpProto::TCP, 12)))
+        );
     }
 }

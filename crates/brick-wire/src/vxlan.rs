@@ -44,6 +44,17 @@ impl<T: AsRef<[u8]>> Vxlan<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Vxlan<T> {
+    /// Writes a fresh header into the first 8 bytes of `buf` (I flag, `vni`, every reserved
+    /// bit zero) and wraps it.
+    #[inline]
+    pub fn init(mut buf: T, vni: u32) -> Result<Vxlan<T>, WireError> {
+        let h = buf.as_mut().get_mut(..field::LEN).ok_or(WireError::Truncated)?;
+        h.copy_from_slice(&[field::FLAG_I, 0, 0, 0, 0, 0, 0, 0]);
+        let mut v = Vxlan { buf };
+        v.set_vni(vni);
+        Ok(v)
+    }
+
     /// Sets the VNI (low 24 bits of `vni`), keeping the reserved byte zero.
     pub fn set_vni(&mut self, vni: u32) {
         put32(self.buf.as_mut(), field::VNI, (vni & 0x00ff_ffff) << 8);
@@ -62,5 +73,14 @@ mod tests {
         assert_eq!((v.vni(), v.payload()), (0x12_3456, &[0xaa][..]));
         b[0] = 0;
         assert!(Vxlan::new_checked(&b[..]).is_err());
+    }
+
+    #[test]
+    fn init_writes_a_clean_header() {
+        let mut b = [0xffu8; 9];
+        let v = Vxlan::init(&mut b[..], 0xabcdef).unwrap();
+        assert_eq!(v.vni(), 0xabcdef);
+        assert_eq!(b, [0x08, 0, 0, 0, 0xab, 0xcd, 0xef, 0, 0xff]);
+        assert_eq!(Vxlan::init(&mut b[..7], 1).err(), Some(WireError::Truncated));
     }
 }
