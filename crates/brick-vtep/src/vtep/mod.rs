@@ -12,6 +12,10 @@ use brick_core::{
 };
 use brick_switch::{is_group, mac_to_u64, Learned, MacEntry, MacHasher, MacTable};
 
+use brick_wire::arp::field as arp_field;
+use brick_wire::ip::{v4_field, v6_field};
+use brick_wire::{Arp, Ethernet, Igmp, Ipv4, MacAddr, Mld, Ndp, Udp};
+
 use crate::config::{IgmpVersion, VniOptions, VtepConfig, VtepError, MAX_VNI};
 use crate::wire::*;
 
@@ -170,10 +174,6 @@ impl std::fmt::Debug for Vtep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vtep").field("cfg", &self.cfg).field("vnis", &self.vni_ports.len()).finish()
     }
-}
-
-fn be16(d: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([d[at], d[at + 1]])
 }
 
 fn mac6(d: &[u8]) -> [u8; 6] {
