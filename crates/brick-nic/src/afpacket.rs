@@ -12,6 +12,8 @@ use brick_core::{
     BURST_SIZE,
 };
 
+use brick_wire::EtherType;
+
 use crate::bpf::BpfInsn;
 use crate::counters::*;
 use crate::offload::{
@@ -501,7 +503,7 @@ impl AfPacketNic {
                 let tpid = if h.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
                     h.hv1.tp_vlan_tpid
                 } else {
-                    0x8100
+                    EtherType::VLAN.0
                 };
                 (tpid, h.hv1.tp_vlan_tci as u16)
             });
@@ -665,7 +667,11 @@ impl AfPacketNic {
             let (start, len) = (h.tp_mac as usize, h.tp_snaplen as usize);
             n += 1;
             let vlan = (st & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
-                let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 { h.tp_vlan_tpid } else { 0x8100 };
+                let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                    h.tp_vlan_tpid
+                } else {
+                    EtherType::VLAN.0
+                };
                 (tpid, h.tp_vlan_tci)
             });
             if st & libc::TP_STATUS_COPY != 0 {
