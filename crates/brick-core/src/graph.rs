@@ -10,7 +10,7 @@ use crossbeam::channel::{self, Receiver, Sender};
 
 use crate::brick::{as_any, as_any_mut, Brick, Output, PortId, Side};
 use crate::burst::{Burst, BURST_SIZE};
-use crate::stats::{BrickStats, DROP_LOOP, DROP_UNCONSUMED, DROP_UNLINKED};
+use crate::stats::{BrickStats, GraphDrop};
 use crate::time::{cycles, Timestamp};
 use crate::waker::{EpollSet, Waker};
 
@@ -757,7 +757,7 @@ impl Graph {
         let Node { brick, linked, slots, dirty, stats, .. } = node;
         let n = pkts.len() as u64;
         if depth >= MAX_DEPTH {
-            stats.graph_drop(DROP_LOOP, n);
+            stats.graph_drop(GraphDrop::Loop, n);
             pkts.clear();
             return;
         }
@@ -778,7 +778,7 @@ impl Graph {
             brick.process(side, port, pkts, &mut out);
         }
         if !pkts.is_empty() {
-            stats.graph_drop(DROP_UNCONSUMED, pkts.len() as u64);
+            stats.graph_drop(GraphDrop::Unconsumed, pkts.len() as u64);
             pkts.clear();
         }
         self.flush(index, depth);
@@ -797,7 +797,7 @@ impl Graph {
                 let (s, p) = (side as usize, port as usize);
                 let mut slot = std::mem::take(&mut node.slots[s][p]);
                 let Some(link) = node.links[s][p] else {
-                    node.stats.graph_drop(DROP_UNLINKED, slot.len() as u64);
+                    node.stats.graph_drop(GraphDrop::Unlinked, slot.len() as u64);
                     slot.clear();
                     node.slots[s][p] = slot;
                     continue;

@@ -484,7 +484,7 @@ impl AfPacketNic {
             if start + len > block_size
                 || (h.tp_mac as usize) < size_of::<libc::tpacket3_hdr>() + VNET_HDR_LEN
             {
-                count_drop(&self.counters, out, DROP_RX_ERROR, 1);
+                count_drop(&self.counters, out, NicDrop::RxError, 1);
                 continue;
             }
             // SAFETY: [start - VNET_HDR_LEN, start + len) is inside the block (checked just
@@ -496,7 +496,7 @@ impl AfPacketNic {
                 )
             };
             if (h.tp_len as usize) > len {
-                count_drop(&self.counters, out, DROP_RX_TRUNCATED, 1);
+                count_drop(&self.counters, out, NicDrop::RxTruncated, 1);
                 continue;
             }
             let vlan = (h.tp_status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
@@ -534,16 +534,16 @@ impl AfPacketNic {
         let len = frame.len();
         let total = len + if vlan.is_some() { 4 } else { 0 };
         if len < ETH_HLEN {
-            return count_drop(&self.counters, out, DROP_RX_ERROR, 1);
+            return count_drop(&self.counters, out, NicDrop::RxError, 1);
         }
         let Some(pool) = self.pool_for(total) else {
-            return count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+            return count_drop(&self.counters, out, NicDrop::TooBig, 1);
         };
         let Some(mut pkt) = pool.alloc() else {
-            return count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1);
+            return count_drop(&self.counters, out, NicDrop::RxPoolEmpty, 1);
         };
         let Ok(buf) = pkt.append(total) else {
-            return count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+            return count_drop(&self.counters, out, NicDrop::TooBig, 1);
         };
         match vlan {
             // The kernel strips the outermost VLAN tag into the header: put it back so
@@ -568,7 +568,7 @@ impl AfPacketNic {
         let Some(mut pkt) = pool.alloc() else {
             // The frame must still leave the queue, or the next copied slot would read it.
             self.discard_copied();
-            return count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1);
+            return count_drop(&self.counters, out, NicDrop::RxPoolEmpty, 1);
         };
         let room = pkt.tailroom();
         let mut vnet = [0u8; VNET_HDR_LEN];
@@ -583,15 +583,15 @@ impl AfPacketNic {
             }
             _ => {
                 self.discard_copied();
-                return count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+                return count_drop(&self.counters, out, NicDrop::TooBig, 1);
             }
         };
         let len = match received {
             // The kernel had queued nothing: the slot and the queue disagree.
-            None => return count_drop(&self.counters, out, DROP_RX_ERROR, 1),
-            Some((len, _)) if len < ETH_HLEN => return count_drop(&self.counters, out, DROP_RX_ERROR, 1),
+            None => return count_drop(&self.counters, out, NicDrop::RxError, 1),
+            Some((len, _)) if len < ETH_HLEN => return count_drop(&self.counters, out, NicDrop::RxError, 1),
             Some((len, truncated)) if truncated || len + tag > room => {
-                return count_drop(&self.counters, out, DROP_TOO_BIG, 1)
+                return count_drop(&self.counters, out, NicDrop::TooBig, 1)
             }
             Some((len, _)) => len,
         };
@@ -632,7 +632,7 @@ impl AfPacketNic {
     fn deliver(&mut self, mut pkt: Packet, vnet: &[u8], tp_status: u32, tagged: bool, out: &mut Output<'_>) {
         let mut meta = *pkt.meta();
         if rx_offload(vnet, tagged, tp_status, pkt.len(), &mut meta).is_err() {
-            return drop_pkt(&self.counters, out, pkt, DROP_BAD_OFFLOAD);
+            return drop_pkt(&self.counters, out, pkt, NicDrop::BadOffload);
         }
         guess_l2_l3(pkt.data(), &mut meta);
         if meta.offload.contains(OffloadFlags::CSUM_NEEDED) || meta.gso_type != GsoType::None {
@@ -680,10 +680,10 @@ impl AfPacketNic {
             } else if start + len > V2_FRAME_SIZE as usize
                 || start < size_of::<libc::tpacket2_hdr>() + VNET_HDR_LEN
             {
-                count_drop(&self.counters, out, DROP_RX_ERROR, 1);
+                count_drop(&self.counters, out, NicDrop::RxError, 1);
             } else if (h.tp_len as usize) > len {
                 // Too big, and the socket buffer had no room for a copy.
-                count_drop(&self.counters, out, DROP_RX_TRUNCATED, 1);
+                count_drop(&self.counters, out, NicDrop::RxTruncated, 1);
             } else {
                 // SAFETY: [start - VNET_HDR_LEN, start + len) is inside the slot (checked
                 // above), which we own until we give it back below; the packet copy is made
@@ -703,20 +703,20 @@ impl AfPacketNic {
     }
 
     /// Checks and prepares one outgoing frame; `Err(reason)` when it must be dropped.
-    fn prepare_tx(max_frame: usize, pkt: &mut brick_core::Packet) -> Result<(), usize> {
+    fn prepare_tx(max_frame: usize, pkt: &mut brick_core::Packet) -> Result<(), NicDrop> {
         let tagged = pkt.data().get(12..14).is_some_and(|t| t == [0x81, 0x00] || t == [0x88, 0xa8]);
         let limit = max_frame + if tagged { 4 } else { 0 };
         if pkt.len() > limit {
-            return Err(DROP_TOO_BIG);
+            return Err(NicDrop::TooBig);
         }
         if pkt.len() < ETH_HLEN {
-            return Err(DROP_TX_ERROR);
+            return Err(NicDrop::TxError);
         }
         let m = *pkt.meta();
         if m.offload.contains(OffloadFlags::CSUM_NEEDED)
             && !complete_checksum(pkt.data_mut(), m.csum_start, m.csum_offset)
         {
-            return Err(DROP_BAD_OFFLOAD);
+            return Err(NicDrop::BadOffload);
         }
         Ok(())
     }
@@ -730,16 +730,16 @@ impl AfPacketNic {
             }
             // max_frame is capped to a ring slot, but a tagged frame may exceed it by 4 bytes.
             if pkt.len() > TX_SLOT_DATA {
-                drop_pkt(&self.counters, out, pkt, DROP_TOO_BIG);
+                drop_pkt(&self.counters, out, pkt, NicDrop::TooBig);
                 continue;
             }
             let status = self.tx_frame_status(self.tx_head).load(Ordering::Acquire);
             if status == libc::TP_STATUS_WRONG_FORMAT {
                 // The kernel refused the frame that used this slot last time.
                 self.counters.tx_errors.add(1);
-                out.count_drop(DROP_TX_ERROR, 1);
+                out.count_drop(NicDrop::TxError.index(), 1);
             } else if status != libc::TP_STATUS_AVAILABLE {
-                drop_pkt(&self.counters, out, pkt, DROP_TX_RING_FULL);
+                drop_pkt(&self.counters, out, pkt, NicDrop::TxRingFull);
                 continue;
             }
             let frame = self.tx_frame_ptr(self.tx_head);
@@ -834,16 +834,16 @@ impl AfPacketNic {
             let err = io::Error::last_os_error();
             match sys::errno(&err) {
                 libc::EAGAIN | libc::ENOBUFS => {
-                    count_drop(&self.counters, out, DROP_TX_RING_FULL, (n - sent) as u64);
+                    count_drop(&self.counters, out, NicDrop::TxRingFull, (n - sent) as u64);
                     break;
                 }
                 libc::EINTR => continue,
                 libc::EMSGSIZE => {
-                    count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+                    count_drop(&self.counters, out, NicDrop::TooBig, 1);
                     sent += 1;
                 }
                 _ => {
-                    count_drop(&self.counters, out, DROP_TX_ERROR, 1);
+                    count_drop(&self.counters, out, NicDrop::TxError, 1);
                     sent += 1;
                 }
             }
@@ -1038,9 +1038,9 @@ mod tests {
     #[test]
     fn prepare_tx_checks_size_and_completes_checksums() {
         let mut small = brick_core::Packet::from_slice(&[0u8; 10]);
-        assert_eq!(AfPacketNic::prepare_tx(1514, &mut small), Err(DROP_TX_ERROR));
+        assert_eq!(AfPacketNic::prepare_tx(1514, &mut small), Err(NicDrop::TxError));
         let mut big = brick_core::Packet::from_slice(&[0u8; 1515]);
-        assert_eq!(AfPacketNic::prepare_tx(1514, &mut big), Err(DROP_TOO_BIG));
+        assert_eq!(AfPacketNic::prepare_tx(1514, &mut big), Err(NicDrop::TooBig));
         let mut tagged = vec![0u8; 1518];
         tagged[12] = 0x81;
         let mut tagged = brick_core::Packet::from_slice(&tagged);
@@ -1049,6 +1049,6 @@ mod tests {
         bad.meta_mut().offload = OffloadFlags::CSUM_NEEDED;
         bad.meta_mut().csum_start = 58;
         bad.meta_mut().csum_offset = 6;
-        assert_eq!(AfPacketNic::prepare_tx(1514, &mut bad), Err(DROP_BAD_OFFLOAD));
+        assert_eq!(AfPacketNic::prepare_tx(1514, &mut bad), Err(NicDrop::BadOffload));
     }
 }

@@ -821,15 +821,15 @@ impl DpdkNic {
             s.mbufs[to_free] = s.mbufs[i];
             to_free += 1;
             if total > self.pool.data_room() {
-                count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+                count_drop(&self.counters, out, NicDrop::TooBig, 1);
                 continue;
             }
             let Some(mut pkt) = self.pool.alloc() else {
-                count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1);
+                count_drop(&self.counters, out, NicDrop::RxPoolEmpty, 1);
                 continue;
             };
             let Ok(buf) = pkt.append(total) else {
-                count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+                count_drop(&self.counters, out, NicDrop::TooBig, 1);
                 continue;
             };
             let first = (v.data_len as usize).min(total);
@@ -857,7 +857,7 @@ impl DpdkNic {
                 ok = false;
             }
             if !ok {
-                drop_pkt(&self.counters, out, pkt, DROP_RX_ERROR);
+                drop_pkt(&self.counters, out, pkt, NicDrop::RxError);
                 continue;
             }
             bytes += total as u64;
@@ -985,9 +985,9 @@ impl DpdkNic {
         match brick_core::gso::segment_into_pool(pkt, &self.pool, |seg| segs.push(seg)) {
             Ok(n) => self.counters.tx_segmented.add(n as u64),
             Err(brick_core::gso::GsoError::PoolEmpty) => {
-                count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1)
+                count_drop(&self.counters, out, NicDrop::RxPoolEmpty, 1)
             }
-            Err(_) => count_drop(&self.counters, out, DROP_BAD_OFFLOAD, 1),
+            Err(_) => count_drop(&self.counters, out, NicDrop::BadOffload, 1),
         }
     }
 
@@ -1020,11 +1020,11 @@ impl DpdkNic {
                 true
             }
             0 if refused > 0 => {
-                count_drop(&self.counters, out, DROP_BAD_OFFLOAD, 1);
+                count_drop(&self.counters, out, NicDrop::BadOffload, 1);
                 true
             }
             0 => {
-                count_drop(&self.counters, out, DROP_TX_RING_FULL, 1);
+                count_drop(&self.counters, out, NicDrop::TxRingFull, 1);
                 true
             }
             _ => false,
@@ -1088,7 +1088,7 @@ impl DpdkNic {
             let tagged = pkt.data().get(12..14).is_some_and(|t| t == [0x81, 0x00] || t == [0x88, 0xa8]);
             let limit = (self.max_frame + if tagged { 4 } else { 0 }).min(self.port.data_room);
             if pkt.len() > limit || (gso && pkt.len() > self.max_frame) {
-                count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+                count_drop(&self.counters, out, NicDrop::TooBig, 1);
                 continue;
             }
             let mut offload = None;
@@ -1100,7 +1100,7 @@ impl DpdkNic {
                     .then(|| l4_csum_offload(pkt.data(), m.l3_offset, csum_start, csum_offset))
                     .flatten();
                 if offload.is_none() && !complete_checksum(pkt.data_mut(), csum_start, csum_offset) {
-                    count_drop(&self.counters, out, DROP_BAD_OFFLOAD, 1);
+                    count_drop(&self.counters, out, NicDrop::BadOffload, 1);
                     continue;
                 }
             }
@@ -1150,7 +1150,7 @@ impl DpdkNic {
         };
         if sent < 0 {
             // No mbuf for the copies: the port is backed up (the shim freed the owned mbufs).
-            count_drop(&self.counters, out, DROP_TX_RING_FULL, n as u64);
+            count_drop(&self.counters, out, NicDrop::TxRingFull, n as u64);
         } else {
             let sent = sent as usize;
             let sent_bytes: u64 =
@@ -1165,10 +1165,10 @@ impl DpdkNic {
             let refused = refused as usize;
             if refused > 0 {
                 // rte_eth_tx_prepare refused an offload request (a driver limit).
-                count_drop(&self.counters, out, DROP_BAD_OFFLOAD, refused as u64);
+                count_drop(&self.counters, out, NicDrop::BadOffload, refused as u64);
             }
             if sent + refused < n {
-                count_drop(&self.counters, out, DROP_TX_RING_FULL, (n - sent - refused) as u64);
+                count_drop(&self.counters, out, NicDrop::TxRingFull, (n - sent - refused) as u64);
             }
         }
         pkts.clear();
