@@ -26,6 +26,7 @@ pub mod field {
 
 impl<T: AsRef<[u8]>> Vxlan<T> {
     /// Wraps `buf`, checked as described on the type.
+    #[inline]
     pub fn new_checked(buf: T) -> Result<Vxlan<T>, WireError> {
         check_len(buf.as_ref(), field::LEN)?;
         if byte(buf.as_ref(), field::FLAGS) & field::FLAG_I == 0 {
@@ -34,10 +35,12 @@ impl<T: AsRef<[u8]>> Vxlan<T> {
         Ok(Vxlan { buf })
     }
     /// VXLAN network identifier (24 bits).
+    #[inline]
     pub fn vni(&self) -> u32 {
         get32(self.buf.as_ref(), field::VNI) >> 8
     }
     /// The inner Ethernet frame.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         self.buf.as_ref().get(field::LEN..).unwrap_or(&[])
     }
@@ -56,6 +59,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Vxlan<T> {
     }
 
     /// Sets the VNI (low 24 bits of `vni`), keeping the reserved byte zero.
+    #[inline]
     pub fn set_vni(&mut self, vni: u32) {
         put32(self.buf.as_mut(), field::VNI, (vni & 0x00ff_ffff) << 8);
     }
