@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 
 use crate::burst::Burst;
 use crate::packet::Packet;
-use crate::stats::{BrickStats, DROP_UNLINKED};
+use crate::stats::{BrickStats, GraphDrop};
 use crate::time::Timestamp;
 
 /// One of the two sides of a brick. By convention west faces the physical network and east
@@ -151,7 +151,7 @@ impl<'a> Output<'a> {
         let s = side as usize;
         let p = port as usize;
         if !self.linked[s].get(p).copied().unwrap_or(false) {
-            self.stats.graph_drop(DROP_UNLINKED, 1);
+            self.stats.graph_drop(GraphDrop::Unlinked, 1);
             return;
         }
         let slot = &mut self.slots[s][p];
@@ -173,7 +173,7 @@ impl<'a> Output<'a> {
             return;
         }
         if !self.linked[s].get(p).copied().unwrap_or(false) {
-            self.stats.graph_drop(DROP_UNLINKED, pkts.len() as u64);
+            self.stats.graph_drop(GraphDrop::Unlinked, pkts.len() as u64);
             pkts.clear();
             return;
         }

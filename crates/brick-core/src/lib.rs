@@ -52,8 +52,8 @@ pub use graph::{BrickId, Command, Graph, GraphError, GraphHandle, CYCLE_SAMPLING
 pub use mac::MacFmt;
 pub use packet::{ForeignOwner, ForeignParts, GsoType, Meta, OffloadFlags, Packet, PacketError};
 pub use pool::{PacketPool, PoolConfig, PoolError, MIN_HEADROOM};
-pub use queue::{queue_pair, QueueRx, QueueTx};
+pub use queue::{queue_pair, QueueRx, QueueRxDrop, QueueTx, QueueTxDrop};
 pub use runner::{allowed_cpus, pin_to_cpu, Runner, RunnerConfig, RunnerStats};
-pub use stats::{BrickStats, Counter, SideCounters, GRAPH_DROP_REASONS};
+pub use stats::{BrickStats, Counter, GraphDrop, SideCounters, GRAPH_DROP_REASONS};
 pub use time::{cycles, Timestamp};
 pub use waker::{EpollSet, Waker};

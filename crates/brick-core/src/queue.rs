@@ -74,7 +74,21 @@ pub fn queue_pair(bursts: usize) -> io::Result<(QueueTx, QueueRx)> {
     ))
 }
 
-const QUEUE_FULL: usize = 0;
+crate::drop_reasons! {
+    /// Why a [`QueueTx`] drops packets; `NAMES` is its `Brick::drop_reasons`.
+    pub enum QueueTxDrop {
+        /// No empty burst came back from the receiver: the ring is full.
+        Full => "queue full",
+    }
+}
+
+crate::drop_reasons! {
+    /// Why a [`QueueRx`] drops packets; `NAMES` is its `Brick::drop_reasons`.
+    pub enum QueueRxDrop {
+        /// Something was sent into the receiving end: nothing goes backwards.
+        OneWay => "queue is one-way",
+    }
+}
 
 impl QueueTx {
     /// Shared counters.
@@ -89,7 +103,7 @@ impl Brick for QueueTx {
     }
 
     fn drop_reasons(&self) -> &'static [&'static str] {
-        &["queue full"]
+        QueueTxDrop::NAMES
     }
 
     fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
@@ -120,7 +134,7 @@ impl Brick for QueueTx {
             None => {
                 self.stats.dropped_full.fetch_add(pkts.len() as u64, Ordering::Relaxed);
                 for p in pkts.drain() {
-                    out.drop(p, QUEUE_FULL);
+                    out.drop(p, QueueTxDrop::Full.index());
                 }
             }
         }
@@ -152,12 +166,12 @@ impl Brick for QueueRx {
     fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
         // Nothing goes backwards through a queue.
         for p in pkts.drain() {
-            out.drop(p, 0);
+            out.drop(p, QueueRxDrop::OneWay.index());
         }
     }
 
     fn drop_reasons(&self) -> &'static [&'static str] {
-        &["queue is one-way"]
+        QueueRxDrop::NAMES
     }
 
     fn is_source(&self) -> bool {
@@ -184,5 +198,38 @@ impl Brick for QueueRx {
             let _ = self.rings.empty.push(b);
         }
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Graph, Packet};
+
+    fn burst(n: usize) -> Burst {
+        let mut b = Burst::new();
+        for _ in 0..n {
+            b.push(Packet::from_slice(&[0u8; 60])).unwrap();
+        }
+        b
+    }
+
+    /// Each drop counts under its enum's name, in the queue's own counters too.
+    #[test]
+    fn drops_count_under_their_reasons() {
+        let (tx, rx) = queue_pair(1).unwrap();
+        let stats = tx.stats();
+        let mut g = Graph::new("q");
+        let t = g.add("tx", tx).unwrap();
+        let r = g.add("rx", rx).unwrap();
+        assert_eq!(g.brick::<QueueTx>(t).unwrap().drop_reasons(), QueueTxDrop::NAMES);
+        g.inject(t, Side::West, 0, &mut burst(2)).unwrap();
+        // The only burst is in flight and nobody drains it: the ring is full.
+        g.inject(t, Side::West, 0, &mut burst(3)).unwrap();
+        assert_eq!(g.stats(t).unwrap().drops_of(QueueTxDrop::Full.text()), Some(3));
+        assert_eq!(stats.dropped_full.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.carried.load(Ordering::Relaxed), 2);
+        g.inject(r, Side::East, 0, &mut burst(1)).unwrap();
+        assert_eq!(g.stats(r).unwrap().drops_of(QueueRxDrop::OneWay.text()), Some(1));
     }
 }

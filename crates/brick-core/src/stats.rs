@@ -38,11 +38,21 @@ pub struct SideCounters {
     pub bytes_out: Counter,
 }
 
+crate::drop_reasons! {
+    /// Drops the graph itself makes, counted after the brick's own reasons; `NAMES` is
+    /// [`GRAPH_DROP_REASONS`].
+    pub enum GraphDrop {
+        /// Emitted to a port that is not linked.
+        Unlinked => "unlinked port",
+        /// Too many hops in one run (a loop in the graph).
+        Loop => "graph loop",
+        /// Left in the burst by a brick that should have consumed it.
+        Unconsumed => "not consumed",
+    }
+}
+
 /// Drops the graph itself makes, counted after the brick's own reasons.
-pub const GRAPH_DROP_REASONS: &[&str] = &["unlinked port", "graph loop", "not consumed"];
-pub(crate) const DROP_UNLINKED: usize = 0;
-pub(crate) const DROP_LOOP: usize = 1;
-pub(crate) const DROP_UNCONSUMED: usize = 2;
+pub const GRAPH_DROP_REASONS: &[&str] = GraphDrop::NAMES;
 
 /// Every counter of one brick.
 #[derive(Debug)]
@@ -82,12 +92,12 @@ impl BrickStats {
     #[inline]
     pub(crate) fn drop_counter(&self, reason: usize) -> &Counter {
         // An out-of-range reason from a buggy brick is counted as "not consumed", not a panic.
-        self.drops.get(reason).unwrap_or(&self.drops[self.brick_reasons + DROP_UNCONSUMED])
+        self.drops.get(reason).unwrap_or(&self.drops[self.brick_reasons + GraphDrop::Unconsumed.index()])
     }
 
     #[inline]
-    pub(crate) fn graph_drop(&self, reason: usize, n: u64) {
-        self.drops[self.brick_reasons + reason].add(n)
+    pub(crate) fn graph_drop(&self, reason: GraphDrop, n: u64) {
+        self.drops[self.brick_reasons + reason.index()].add(n)
     }
 
     /// Drops by reason name, brick reasons first, then the graph's.
@@ -121,7 +131,7 @@ mod tests {
         let s = BrickStats::new(&["bad header", "too short"]);
         s.drop_counter(1).add(3);
         s.drop_counter(99).add(1); // out of range: counted, never a panic
-        s.graph_drop(DROP_UNLINKED, 2);
+        s.graph_drop(GraphDrop::Unlinked, 2);
         assert_eq!(s.drops_of("too short"), Some(3));
         assert_eq!(s.drops_of("not consumed"), Some(1));
         assert_eq!(s.drops_of("unlinked port"), Some(2));

@@ -36,8 +36,13 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use brick_core::{Brick, Burst, Output, PortId, Side};
 
+use brick_wire::icmp::nd_field;
+use brick_wire::ip::v4_field;
+use brick_wire::transport::udp_field;
+use brick_wire::{arp, ethernet, Arp, Ethernet, Ndp};
+
 use crate::wire::{
-    self, be128, be16, Frag, Parsed, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_QINQ, ETH_RARP, ETH_VLAN, PROTO_ICMP6,
+    self, be16, be32, Frag, Parsed, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_QINQ, ETH_RARP, ETH_VLAN, PROTO_ICMP6,
 };
 
 /// Most addresses (IPv4 plus IPv6) an anti-spoof brick accepts.
@@ -259,32 +264,12 @@ impl AntiSpoof {
     /// Checks one frame sent by the VM; `Ok` to forward it.
     #[inline]
     pub fn check(&self, f: &[u8]) -> Result<(), SpoofDrop> {
-        let Some(hdr) = f.get(..14) else { return Err(SpoofDrop::Malformed) };
-        if hdr[6..12] != self.mac {
+        let eth = Ethernet::new_checked(f).map_err(|_| SpoofDrop::Malformed)?;
+        if eth.src().0 != self.mac {
             return Err(SpoofDrop::SourceMac);
         }
-        let et = u16::from_be_bytes([hdr[12], hdr[13]]);
-        match et {
-            ETH_IPV4 => {
-                if !self.opts.check_ip {
-                    return Ok(());
-                }
-                let ip = f.get(14..34).ok_or(SpoofDrop::Malformed)?;
-                if ip[0] >> 4 != 4 {
-                    return Err(SpoofDrop::Malformed);
-                }
-                let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
-                if self.has_v4(src) {
-                    return Ok(());
-                }
-                if src == 0 && ip[9] == wire::PROTO_UDP {
-                    let l4 = 14 + ((ip[0] & 0xf) as usize) * 4;
-                    if be16(f, l4) == Some(68) && be16(f, l4 + 2) == Some(67) {
-                        return Ok(());
-                    }
-                }
-                Err(SpoofDrop::Ipv4Source)
-            }
+        match eth.ethertype().0 {
+            ETH_IPV4 => self.check_ipv4(eth.payload()),
             ETH_ARP => self.check_arp(f),
             ETH_IPV6 => self.check_ipv6(f),
             ETH_RARP => Err(SpoofDrop::Rarp),
@@ -294,21 +279,46 @@ impl AntiSpoof {
         }
     }
 
+    /// The IPv4 source of `ip` (the bytes after the Ethernet header): only the fixed
+    /// header's first 20 bytes must be there; a DHCP client (source 0.0.0.0, UDP 68 → 67)
+    /// passes.
+    fn check_ipv4(&self, ip: &[u8]) -> Result<(), SpoofDrop> {
+        if !self.opts.check_ip {
+            return Ok(());
+        }
+        let h = ip.get(..v4_field::LEN).ok_or(SpoofDrop::Malformed)?;
+        if h[v4_field::VER_IHL] >> 4 != 4 {
+            return Err(SpoofDrop::Malformed);
+        }
+        let src = be32(h, v4_field::SRC.start).unwrap_or(0);
+        if self.has_v4(src) {
+            return Ok(());
+        }
+        if src == 0 && h[v4_field::PROTO] == wire::PROTO_UDP {
+            let l4 = usize::from(h[v4_field::VER_IHL] & 0xf) * 4;
+            let port = |r: std::ops::Range<usize>| be16(ip, l4 + r.start);
+            if port(udp_field::SRC_PORT) == Some(68) && port(udp_field::DST_PORT) == Some(67) {
+                return Ok(());
+            }
+        }
+        Err(SpoofDrop::Ipv4Source)
+    }
+
     fn check_arp(&self, f: &[u8]) -> Result<(), SpoofDrop> {
         if !self.opts.check_arp {
             return Ok(());
         }
-        let a = f.get(14..42).ok_or(SpoofDrop::ArpMalformed)?;
-        // htype 1, ptype IPv4, hlen 6, plen 4.
-        if a[0..6] != [0, 1, 8, 0, 6, 4] {
-            return Err(SpoofDrop::ArpMalformed);
-        }
-        let op = u16::from_be_bytes([a[6], a[7]]);
-        if a[8..14] != self.mac {
+        // Ethernet/IPv4 only: hardware type 1, protocol IPv4, sizes 6 and 4.
+        let a = f
+            .get(ethernet::field::LEN..)
+            .and_then(|a| Arp::new_checked(a).ok())
+            .filter(Arp::is_ethernet_ipv4)
+            .ok_or(SpoofDrop::ArpMalformed)?;
+        if a.sha().0 != self.mac {
             return Err(SpoofDrop::ArpSenderMac);
         }
-        let spa = u32::from_be_bytes([a[14], a[15], a[16], a[17]]);
-        if self.has_v4(spa) || (spa == 0 && op == 1) {
+        let spa = a.spa();
+        if self.has_v4(spa) || (spa == 0 && a.oper() == arp::field::REQUEST) {
             Ok(())
         } else {
             Err(SpoofDrop::ArpSenderIp)
@@ -344,25 +354,22 @@ impl AntiSpoof {
             let at = flow.l4_offset as usize;
             match ty {
                 134 | 137 => return Err(SpoofDrop::NdpRouter),
-                135 | 136 => {
-                    let target = be128(f, at + 8).ok_or(SpoofDrop::NdpMalformed)?;
-                    let target_ok = self.own_v6(target);
-                    let want_opt = if ty == 135 { 1 } else { 2 };
+                nd_field::NS | nd_field::NA => {
+                    let nd =
+                        f.get(at..).and_then(|m| Ndp::new_checked(m).ok()).ok_or(SpoofDrop::NdpMalformed)?;
+                    let target_ok = self.own_v6(nd.target());
+                    let want_opt = if nd.is_advert() { nd_field::OPT_TLLA } else { nd_field::OPT_SLLA };
                     let mut opt_seen = false;
-                    let mut o = at + 24;
-                    while o < f.len() {
-                        let kind = f[o];
-                        let len = *f.get(o + 1).ok_or(SpoofDrop::NdpMalformed)? as usize * 8;
-                        if len == 0 || o + len > f.len() {
-                            return Err(SpoofDrop::NdpMalformed);
-                        }
-                        if kind == want_opt {
-                            if len < 8 || f[o + 2..o + 8] != self.mac {
+                    // Every option is checked (not just the first of its kind): a second
+                    // link-layer address option could otherwise smuggle another MAC.
+                    for o in nd.options() {
+                        let o = o.map_err(|_| SpoofDrop::NdpMalformed)?;
+                        if o.kind == want_opt {
+                            if o.data.get(..6) != Some(&self.mac[..]) {
                                 return Err(SpoofDrop::NdpLinkLayer);
                             }
                             opt_seen = true;
                         }
-                        o += len;
                     }
                     if ty == 136 && !target_ok {
                         return Err(SpoofDrop::NdpTarget);

@@ -167,7 +167,7 @@ pub enum Parsed {
     Ip(Flow),
 }
 
-pub(crate) use brick_wire::{be128, be16, be32};
+pub(crate) use brick_wire::{be16, be32};
 
 /// Reads the ethertype and the L3 offset, skipping one 802.1Q / 802.1ad tag; a second tag
 /// is [`Malformed::StackedVlan`].

@@ -2,6 +2,10 @@
 //! received frame and delivers the frame to socket `result % members`, in the order the
 //! sockets joined. Worker graphs use this to receive exactly the traffic they own.
 
+use brick_wire::ip::{v4_field, v6_field};
+use brick_wire::transport::udp_field;
+use brick_wire::{vxlan, EtherType, IpProto};
+
 /// One classic BPF instruction (the kernel's `struct sock_filter`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BpfInsn {
@@ -56,24 +60,31 @@ pub fn vxlan_vni_fanout(udp_port: u16) -> Vec<BpfInsn> {
     // received frames whose data already starts there, and a socket filter would see the
     // Ethernet header first; network-relative loads work for both.
     let net = |off: u32| NET_OFF.wrapping_add(off);
+    // Protocol numbers and field offsets from brick-wire, as the kernel's `k` operands.
+    let (ipv4, ipv6) = (u32::from(EtherType::IPV4.0), u32::from(EtherType::IPV6.0));
+    let udp = u32::from(IpProto::UDP.0);
+    let f = |off: usize| off as u32;
+    let (v4_proto, v4_frag) = (f(v4_field::PROTO), f(v4_field::FLAGS_FRAG.start));
+    let (dport, vni) = (f(udp_field::DST_PORT.start), f(udp_field::LEN + vxlan::field::VNI.start));
+    let (v6_next, v6_len) = (f(v6_field::NEXT_HEADER), f(v6_field::LEN));
     vec![
         /* 0 */ i(LD_H_ABS, 0, 0, AD_PROTOCOL), // EtherType (skb->protocol)
-        /* 1 */ i(JEQ_K, 0, 9, 0x0800), // IPv4? else → 11
-        /* 2 */ i(LD_B_ABS, 0, 0, net(9)), // protocol
-        /* 3 */ i(JEQ_K, 0, 15, 17), // UDP? else → 19 (ret 0)
-        /* 4 */ i(LD_H_ABS, 0, 0, net(6)), // flags + fragment offset
+        /* 1 */ i(JEQ_K, 0, 9, ipv4), // IPv4? else → 11
+        /* 2 */ i(LD_B_ABS, 0, 0, net(v4_proto)), // protocol
+        /* 3 */ i(JEQ_K, 0, 15, udp), // UDP? else → 19 (ret 0)
+        /* 4 */ i(LD_H_ABS, 0, 0, net(v4_frag)), // flags + fragment offset
         /* 5 */ i(JSET_K, 13, 0, 0x1fff), // a later fragment has no UDP header → 19
         /* 6 */ i(LDX_B_MSH, 0, 0, net(0)), // X = IPv4 header length
-        /* 7 */ i(LD_H_IND, 0, 0, net(2)), // UDP destination port
+        /* 7 */ i(LD_H_IND, 0, 0, net(dport)), // UDP destination port
         /* 8 */ i(JEQ_K, 0, 10, port), // VXLAN? else → 19
-        /* 9 */ i(LD_W_IND, 0, 0, net(8 + 4)), // VNI (24 bits) + reserved byte
+        /* 9 */ i(LD_W_IND, 0, 0, net(vni)), // VNI (24 bits) + reserved byte
         /* 10 */ i(JA, 0, 0, 6), // → 17
-        /* 11 */ i(JEQ_K, 0, 7, 0x86dd), // IPv6? else → 19
-        /* 12 */ i(LD_B_ABS, 0, 0, net(6)), // next header
-        /* 13 */ i(JEQ_K, 0, 5, 17), // UDP? else → 19
-        /* 14 */ i(LD_H_ABS, 0, 0, net(40 + 2)), // UDP destination port
+        /* 11 */ i(JEQ_K, 0, 7, ipv6), // IPv6? else → 19
+        /* 12 */ i(LD_B_ABS, 0, 0, net(v6_next)), // next header
+        /* 13 */ i(JEQ_K, 0, 5, udp), // UDP? else → 19
+        /* 14 */ i(LD_H_ABS, 0, 0, net(v6_len + dport)), // UDP destination port
         /* 15 */ i(JEQ_K, 0, 3, port), // VXLAN? else → 19
-        /* 16 */ i(LD_W_ABS, 0, 0, net(40 + 8 + 4)), // VNI + reserved
+        /* 16 */ i(LD_W_ABS, 0, 0, net(v6_len + vni)), // VNI + reserved
         /* 17 */ i(RSH_K, 0, 0, 8),
         /* 18 */ i(RET_A, 0, 0, 0),
         /* 19 */ i(RET_K, 0, 0, 0),

@@ -10,24 +10,32 @@ use std::sync::Arc;
 
 use brick_core::Counter;
 
-/// Drop reasons of every NIC brick, in this order (indices are the `DROP_*` constants).
-pub const DROP_REASONS: &[&str] =
-    &["rx pool empty", "rx truncated", "rx error", "too big", "tx ring full", "tx error", "bad offload"];
+brick_core::drop_reasons! {
+    /// Why a NIC brick dropped a frame. `NAMES` ([`DROP_REASONS`]) is every NIC brick's
+    /// `Brick::drop_reasons`; each reason is mirrored in one [`NicCounters`] field
+    /// ([`NicCounters::counter`]).
+    pub enum NicDrop {
+        /// A received frame was lost because the packet pool had no free buffer.
+        RxPoolEmpty => "rx pool empty",
+        /// A received frame was cut short (bigger than the ring frame or the capture's snap
+        /// length).
+        RxTruncated => "rx truncated",
+        /// A read from the device failed, or a capture file is corrupt.
+        RxError => "rx error",
+        /// A frame is larger than the device (MTU, ring frame) or the pool's buffers accept.
+        TooBig => "too big",
+        /// The transmit ring, queue or socket buffer was full.
+        TxRingFull => "tx ring full",
+        /// The device refused the frame or the write failed.
+        TxError => "tx error",
+        /// Offload metadata (virtio-net header, checksum or GSO fields) is inconsistent with
+        /// the frame.
+        BadOffload => "bad offload",
+    }
+}
 
-/// A received frame was lost because the packet pool had no free buffer.
-pub const DROP_RX_POOL_EMPTY: usize = 0;
-/// A received frame was cut short (bigger than the ring frame or the capture's snap length).
-pub const DROP_RX_TRUNCATED: usize = 1;
-/// A read from the device failed, or a capture file is corrupt.
-pub const DROP_RX_ERROR: usize = 2;
-/// A frame is larger than the device (MTU, ring frame) or the pool's buffers accept.
-pub const DROP_TOO_BIG: usize = 3;
-/// The transmit ring, queue or socket buffer was full.
-pub const DROP_TX_RING_FULL: usize = 4;
-/// The device refused the frame or the write failed.
-pub const DROP_TX_ERROR: usize = 5;
-/// Offload metadata (virtio-net header, checksum or GSO fields) is inconsistent with the frame.
-pub const DROP_BAD_OFFLOAD: usize = 6;
+/// Drop reasons of every NIC brick, in [`NicDrop`] order.
+pub const DROP_REASONS: &[&str] = NicDrop::NAMES;
 
 /// Counters of one NIC brick. Written by the thread that runs the brick's graph, readable
 /// from any thread through the `Arc` returned by each brick's `counters()` method.
@@ -123,18 +131,22 @@ impl NicCounters {
         Arc::new(NicCounters::default())
     }
 
-    /// The counter matching a drop reason index of [`DROP_REASONS`].
+    /// The counter that mirrors drops for `reason`.
+    pub fn counter(&self, reason: NicDrop) -> &Counter {
+        match reason {
+            NicDrop::RxPoolEmpty => &self.rx_pool_empty,
+            NicDrop::RxTruncated => &self.rx_truncated,
+            NicDrop::RxError => &self.rx_errors,
+            NicDrop::TooBig => &self.too_big,
+            NicDrop::TxRingFull => &self.tx_ring_full,
+            NicDrop::TxError => &self.tx_errors,
+            NicDrop::BadOffload => &self.bad_offload,
+        }
+    }
+
+    /// The counter matching a drop reason index of [`DROP_REASONS`], `None` past the end.
     pub fn for_drop(&self, reason: usize) -> Option<&Counter> {
-        Some(match reason {
-            DROP_RX_POOL_EMPTY => &self.rx_pool_empty,
-            DROP_RX_TRUNCATED => &self.rx_truncated,
-            DROP_RX_ERROR => &self.rx_errors,
-            DROP_TOO_BIG => &self.too_big,
-            DROP_TX_RING_FULL => &self.tx_ring_full,
-            DROP_TX_ERROR => &self.tx_errors,
-            DROP_BAD_OFFLOAD => &self.bad_offload,
-            _ => return None,
-        })
+        NicDrop::ALL.get(reason).map(|&r| self.counter(r))
     }
 
     /// Current values.
@@ -182,22 +194,18 @@ pub(crate) fn drop_pkt(
     counters: &NicCounters,
     out: &mut brick_core::Output<'_>,
     pkt: brick_core::Packet,
-    reason: usize,
+    reason: NicDrop,
 ) {
-    if let Some(c) = counters.for_drop(reason) {
-        c.add(1);
-    }
-    out.drop(pkt, reason);
+    counters.counter(reason).add(1);
+    out.drop(pkt, reason.index());
 }
 
 /// Counts `n` drops of packets the brick does not hold (for example frames skipped in a ring
 /// because the pool was empty).
 #[inline]
-pub(crate) fn count_drop(counters: &NicCounters, out: &mut brick_core::Output<'_>, reason: usize, n: u64) {
-    if let Some(c) = counters.for_drop(reason) {
-        c.add(n);
-    }
-    out.count_drop(reason, n);
+pub(crate) fn count_drop(counters: &NicCounters, out: &mut brick_core::Output<'_>, reason: NicDrop, n: u64) {
+    counters.counter(reason).add(n);
+    out.count_drop(reason.index(), n);
 }
 
 #[cfg(test)]
@@ -214,5 +222,31 @@ mod tests {
         let s = c.snapshot();
         assert_eq!(s.brick_drops(), DROP_REASONS.len() as u64);
         assert_eq!(s.rx_packets, 0);
+    }
+
+    /// The counter table matches the enum: each reason has its own counter, named alike.
+    #[test]
+    fn each_reason_counts_in_its_own_field() {
+        assert_eq!(NicDrop::NAMES, DROP_REASONS);
+        let field = |s: &NicStats| -> [u64; 7] {
+            [
+                s.rx_pool_empty,
+                s.rx_truncated,
+                s.rx_errors,
+                s.too_big,
+                s.tx_ring_full,
+                s.tx_errors,
+                s.bad_offload,
+            ]
+        };
+        for (i, &r) in NicDrop::ALL.iter().enumerate() {
+            let c = NicCounters::default();
+            c.counter(r).add(1);
+            let s = c.snapshot();
+            assert_eq!(s.brick_drops(), 1, "{}", r.text());
+            let mut want = [0; 7];
+            want[i] = 1;
+            assert_eq!(field(&s), want, "{} counts in its own field", r.text());
+        }
     }
 }

@@ -36,7 +36,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use afpacket::{AfPacketConfig, AfPacketNic, Fanout, FanoutMode, TxMode};
-pub use counters::{NicCounters, NicStats, DROP_REASONS};
+pub use counters::{NicCounters, NicDrop, NicStats, DROP_REASONS};
 #[cfg(feature = "dpdk")]
 pub use dpdk::{
     current_lcore, retired_mempools, DpdkConfig, DpdkError, DpdkNic, Eal, LinkStatus, OffloadCaps, PortSpec,

@@ -250,7 +250,7 @@ impl Brick for PcapSource {
         for pkt in pkts.drain() {
             if let Some(rec) = self.tx.as_mut() {
                 if !rec.write(ts, pkt.data()) {
-                    drop_pkt(&self.counters, out, pkt, DROP_TX_ERROR);
+                    drop_pkt(&self.counters, out, pkt, NicDrop::TxError);
                     continue;
                 }
             }
@@ -286,7 +286,7 @@ impl Brick for PcapSource {
                 Ok((rest, raw)) => (rest.len(), raw.incl_len as usize, raw.orig_len as usize),
                 Err(_) => {
                     // Corrupt or cut record: the rest of the file is unusable for this pass.
-                    count_drop(&self.counters, out, DROP_RX_ERROR, 1);
+                    count_drop(&self.counters, out, NicDrop::RxError, 1);
                     if self.pos == self.records_start {
                         self.done = true;
                         break;
@@ -300,16 +300,16 @@ impl Brick for PcapSource {
             empty_pass = false;
             n += 1;
             if incl_len < orig_len {
-                count_drop(&self.counters, out, DROP_RX_TRUNCATED, 1);
+                count_drop(&self.counters, out, NicDrop::RxTruncated, 1);
                 continue;
             }
             let frame = &self.data[start..start + incl_len];
             if frame.len() > self.pool.data_room() {
-                count_drop(&self.counters, out, DROP_TOO_BIG, 1);
+                count_drop(&self.counters, out, NicDrop::TooBig, 1);
                 continue;
             }
             let Some(mut pkt) = self.pool.alloc_from(frame) else {
-                count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1);
+                count_drop(&self.counters, out, NicDrop::RxPoolEmpty, 1);
                 continue;
             };
             let mut meta = *pkt.meta();
@@ -411,7 +411,7 @@ impl Brick for PcapSink {
                 self.counters.tx_packets.add(1);
                 self.counters.tx_bytes.add(pkt.len() as u64);
             } else {
-                drop_pkt(&self.counters, out, pkt, DROP_TX_ERROR);
+                drop_pkt(&self.counters, out, pkt, NicDrop::TxError);
             }
         }
     }

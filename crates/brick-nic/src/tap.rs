@@ -341,7 +341,7 @@ impl TapNic {
                 // Leave frames in the kernel queue (it drops when full, counted by the
                 // kernel as tx_dropped of the tap); count the stall once.
                 self.counters.rx_pool_empty.add(1);
-                out.count_drop(DROP_RX_POOL_EMPTY, 1);
+                out.count_drop(NicDrop::RxPoolEmpty.index(), 1);
                 break;
             };
             let mut hdr = [0u8; VNET_HDR_TNL_LEN];
@@ -365,9 +365,9 @@ impl TapNic {
                 match sys::errno(&err) {
                     libc::EAGAIN => break,
                     libc::EINTR => continue,
-                    libc::EFAULT | libc::EMSGSIZE => drop_pkt(&self.counters, out, pkt, DROP_TOO_BIG),
+                    libc::EFAULT | libc::EMSGSIZE => drop_pkt(&self.counters, out, pkt, NicDrop::TooBig),
                     _ => {
-                        drop_pkt(&self.counters, out, pkt, DROP_RX_ERROR);
+                        drop_pkt(&self.counters, out, pkt, NicDrop::RxError);
                         break;
                     }
                 }
@@ -377,12 +377,12 @@ impl TapNic {
             n += 1;
             let r = r as usize;
             if r < hlen + 14 {
-                drop_pkt(&self.counters, out, pkt, DROP_RX_ERROR);
+                drop_pkt(&self.counters, out, pkt, NicDrop::RxError);
                 continue;
             }
             let len = r - hlen;
             if len > room {
-                drop_pkt(&self.counters, out, pkt, DROP_TOO_BIG);
+                drop_pkt(&self.counters, out, pkt, NicDrop::TooBig);
                 continue;
             }
             pkt.truncate(len);
@@ -403,7 +403,7 @@ impl TapNic {
                     parse_vnet(&hdr).and_then(|h| h.apply_to(&mut meta, len))
                 };
                 if applied.is_err() {
-                    drop_pkt(&self.counters, out, pkt, DROP_BAD_OFFLOAD);
+                    drop_pkt(&self.counters, out, pkt, NicDrop::BadOffload);
                     continue;
                 }
                 if meta.offload != OffloadFlags::NONE || meta.gso_type != GsoType::None {
@@ -490,7 +490,7 @@ impl TapNic {
             Ok(h) => h.write(&mut hdr[..VNET_HDR_LEN]),
             Err(_) => {
                 for p in run.drain(..) {
-                    drop_pkt(&self.counters, out, p, DROP_BAD_OFFLOAD);
+                    drop_pkt(&self.counters, out, p, NicDrop::BadOffload);
                 }
                 return;
             }
@@ -531,7 +531,7 @@ impl TapNic {
         if self.cfg.vnet_hdr {
             match VnetHdr::from_meta(pkt.meta(), pkt.data()) {
                 Ok(h) => h.write(&mut hdr[..VNET_HDR_LEN]),
-                Err(_) => return drop_pkt(&self.counters, out, pkt, DROP_BAD_OFFLOAD),
+                Err(_) => return drop_pkt(&self.counters, out, pkt, NicDrop::BadOffload),
             }
             if pkt.meta().gso_type != GsoType::None {
                 match VnetTunnel::for_frame(pkt.meta(), pkt.data()) {
@@ -539,19 +539,19 @@ impl TapNic {
                         t.write(&mut hdr);
                     }
                     // An encapsulated super-frame the device cannot take whole.
-                    Some(_) => return drop_pkt(&self.counters, out, pkt, DROP_TOO_BIG),
+                    Some(_) => return drop_pkt(&self.counters, out, pkt, NicDrop::TooBig),
                     None => {}
                 }
             }
         } else {
             let m = *pkt.meta();
             if m.gso_type != GsoType::None && m.gso_size > 0 {
-                return drop_pkt(&self.counters, out, pkt, DROP_TOO_BIG);
+                return drop_pkt(&self.counters, out, pkt, NicDrop::TooBig);
             }
             if m.offload.contains(OffloadFlags::CSUM_NEEDED)
                 && !complete_checksum(pkt.data_mut(), m.csum_start, m.csum_offset)
             {
-                return drop_pkt(&self.counters, out, pkt, DROP_BAD_OFFLOAD);
+                return drop_pkt(&self.counters, out, pkt, NicDrop::BadOffload);
             }
         }
         let q = self.tx_queue_for(pkt.data());
@@ -645,13 +645,13 @@ impl Brick for TapNic {
 
 /// Why a write to the TAP failed, as a drop reason; `None` when it was interrupted (retry).
 /// EINVAL means a virtio-net header the kernel refused when there is one.
-fn tx_drop_reason(err: &io::Error, vnet_hdr: bool) -> Option<usize> {
+fn tx_drop_reason(err: &io::Error, vnet_hdr: bool) -> Option<NicDrop> {
     Some(match sys::errno(err) {
         libc::EINTR => return None,
-        libc::EAGAIN | libc::ENOBUFS => DROP_TX_RING_FULL,
-        libc::EMSGSIZE => DROP_TOO_BIG,
-        libc::EINVAL if vnet_hdr => DROP_BAD_OFFLOAD,
-        _ => DROP_TX_ERROR,
+        libc::EAGAIN | libc::ENOBUFS => NicDrop::TxRingFull,
+        libc::EMSGSIZE => NicDrop::TooBig,
+        libc::EINVAL if vnet_hdr => NicDrop::BadOffload,
+        _ => NicDrop::TxError,
     })
 }
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use brick_core::{Brick, Burst, Output, Packet, PacketPool, PortId, Side, Timestamp};
+use brick_wire::ethernet::field as eth;
 
 use crate::mac_table::{is_group, mac_to_u64, Learned, MacEntry, MacTable};
 
@@ -304,13 +305,15 @@ impl Brick for Switch {
             rx += 1;
             let d = pkt.data();
             rx_bytes += d.len() as u64;
-            if d.len() < 14 {
+            // The switch reads the two MACs only: brick-wire's Ethernet field ranges, no view
+            // (a view per frame costs cycles the switch's budget does not have).
+            if d.len() < eth::LEN {
                 dropped += 1;
                 out.drop(pkt, SwitchDrop::Runt.index());
                 continue;
             }
-            let dst = mac_to_u64(&d[0..6]);
-            let src = mac_to_u64(&d[6..12]);
+            let dst = mac_to_u64(&d[eth::DST]);
+            let src = mac_to_u64(&d[eth::SRC]);
             if src != last_src {
                 if is_group(src) || src == 0 {
                     dropped += 1;

@@ -155,7 +155,7 @@ pub struct VniOptions {
 }
 
 /// What went wrong configuring a VTEP. The VTEP is left unchanged.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum VtepError {
     /// VNIs are 24-bit.
     #[error("VNI {0} is out of range (0..=16777215)")]
@@ -186,5 +186,5 @@ pub enum VtepError {
     BadConfig(&'static str),
     /// The wake-up eventfd could not be created.
     #[error("cannot create the wake-up eventfd: {0}")]
-    Io(String),
+    WakeFd(#[source] std::io::Error),
 }

@@ -18,7 +18,7 @@
 
 use brick_core::{Brick, Burst, Output, PacketPool, PortId, Side};
 
-use crate::wire::{ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_LEN, PROTO_HOPOPT, PROTO_ICMPV6, PROTO_IGMP, PROTO_UDP};
+use brick_wire::{EtherType, IpProto, Udp, Vxlan};
 
 /// Most worker graphs one steer brick can spread over.
 pub const MAX_WORKERS: usize = 64;
@@ -47,44 +47,28 @@ pub enum Steering {
     Other,
 }
 
-/// Classifies an underlay frame. Never panics: a frame too short for what it claims to be
-/// is `Other`, and the VTEP judges it.
+/// Classifies an underlay frame, located with [`brick_wire::locate`] (so up to two VLAN
+/// tags, 802.1Q or 802.1ad, and IPv6 extension headers are looked past). Never panics: a
+/// frame too short for what it claims to be is `Other`, and the VTEP judges it.
 pub fn classify(frame: &[u8], udp_port: u16) -> Steering {
-    let be16 = |o: usize| frame.get(o..o + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-    let Some(mut ethertype) = be16(12) else { return Steering::Other };
-    let mut l3 = ETH_LEN;
-    if ethertype == 0x8100 {
-        let Some(inner) = be16(16) else { return Steering::Other };
-        ethertype = inner;
-        l3 += 4;
-    }
-    let (proto, l4) = match ethertype {
-        ETH_ARP => return Steering::Control,
-        ETH_IPV4 => {
-            let Some(&vihl) = frame.get(l3) else { return Steering::Other };
-            let Some(frag) = be16(l3 + 6) else { return Steering::Other };
-            if frag & 0x1fff != 0 {
-                // A later fragment: no UDP header to read. The VTEP reassembles nothing;
-                // let the local one count it.
-                return Steering::Other;
-            }
-            (frame.get(l3 + 9).copied(), l3 + usize::from(vihl & 0xf) * 4)
-        }
-        ETH_IPV6 => (frame.get(l3 + 6).copied(), l3 + 40),
+    let Ok(l) = brick_wire::locate(frame) else { return Steering::Other };
+    match (l.ether_type(), l.ip_proto()) {
+        (EtherType::ARP, _) => return Steering::Control,
+        (EtherType::IPV4, IpProto::IGMP) | (EtherType::IPV6, IpProto::ICMPV6) => return Steering::Control,
+        (EtherType::IPV4 | EtherType::IPV6, IpProto::UDP) => {}
         _ => return Steering::Other,
+    }
+    // No transport header in a later fragment: the VTEP reassembles nothing; let the local
+    // one count it.
+    let Some(udp) = l.l4.and_then(|at| Udp::new_checked(frame.get(at..)?).ok()) else {
+        return Steering::Other;
     };
-    match proto {
-        Some(PROTO_UDP) => {}
-        Some(PROTO_IGMP) if ethertype == ETH_IPV4 => return Steering::Control,
-        Some(PROTO_ICMPV6 | PROTO_HOPOPT) if ethertype == ETH_IPV6 => return Steering::Control,
-        _ => return Steering::Other,
-    }
-    if be16(l4 + 2) != Some(udp_port) {
+    if udp.dst_port() != udp_port {
         return Steering::Other;
     }
-    match frame.get(l4 + 12..l4 + 15) {
-        Some(v) => Steering::Vxlan(u32::from_be_bytes([0, v[0], v[1], v[2]])),
-        None => Steering::Other,
+    match Vxlan::new_checked(udp.payload()) {
+        Ok(v) => Steering::Vxlan(v.vni()),
+        Err(_) => Steering::Other,
     }
 }
 
@@ -226,6 +210,7 @@ impl Brick for VniSteer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{ETH_ARP, PROTO_ICMPV6, PROTO_IGMP, PROTO_UDP};
     use brick_core::bricks::RxTx;
     use brick_core::{Graph, Packet};
     use proptest::prelude::*;

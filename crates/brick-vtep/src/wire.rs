@@ -1,44 +1,51 @@
-//! Wire formats: field offsets, checked readers, checksums and builders for the frames the
-//! VTEP parses or emits (Ethernet, ARP, IPv4, IPv6, UDP, VXLAN, ICMP, ICMPv6/NDP, IGMP,
-//! MLDv2). Nothing here panics on short or malformed input: readers return `None`.
+//! Wire formats of the frames the VTEP parses or emits (Ethernet, ARP, IPv4, IPv6, UDP,
+//! VXLAN, ICMP, ICMPv6/NDP, IGMP, MLDv2): the VTEP's parsed forms of the IP headers on top of
+//! brick-wire's checked views, checksums, and builders. Nothing here panics on short or
+//! malformed input: readers return `None` or an error.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use brick_wire::ip::{v4_field, v6_field};
+use brick_wire::transport::udp_field;
+use brick_wire::{
+    ethernet, vxlan, Arp, EtherType, IpProto, Ipv4, Ipv6, Ipv6Ext, NdOptions, Vxlan, WireError,
+};
+
 /// Ethernet header length.
-pub const ETH_LEN: usize = 14;
+pub const ETH_LEN: usize = ethernet::field::LEN;
 /// IPv4 header length without options.
-pub const IPV4_LEN: usize = 20;
+pub const IPV4_LEN: usize = v4_field::LEN;
 /// IPv6 header length.
-pub const IPV6_LEN: usize = 40;
+pub const IPV6_LEN: usize = v6_field::LEN;
 /// UDP header length.
-pub const UDP_LEN: usize = 8;
+pub const UDP_LEN: usize = udp_field::LEN;
 /// VXLAN header length.
-pub const VXLAN_LEN: usize = 8;
+pub const VXLAN_LEN: usize = vxlan::field::LEN;
 /// Bytes prepended to an inner frame over an IPv4 underlay.
 pub const OVERHEAD_V4: usize = ETH_LEN + IPV4_LEN + UDP_LEN + VXLAN_LEN;
 /// Bytes prepended to an inner frame over an IPv6 underlay.
 pub const OVERHEAD_V6: usize = ETH_LEN + IPV6_LEN + UDP_LEN + VXLAN_LEN;
 
 /// EtherType of IPv4.
-pub const ETH_IPV4: u16 = 0x0800;
+pub const ETH_IPV4: u16 = EtherType::IPV4.0;
 /// EtherType of ARP.
-pub const ETH_ARP: u16 = 0x0806;
+pub const ETH_ARP: u16 = EtherType::ARP.0;
 /// EtherType of IPv6.
-pub const ETH_IPV6: u16 = 0x86dd;
+pub const ETH_IPV6: u16 = EtherType::IPV6.0;
 /// IP protocol numbers.
-pub const PROTO_HOPOPT: u8 = 0;
+pub const PROTO_HOPOPT: u8 = IpProto::HOPOPT.0;
 /// ICMP.
-pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_ICMP: u8 = IpProto::ICMP.0;
 /// IGMP.
-pub const PROTO_IGMP: u8 = 2;
+pub const PROTO_IGMP: u8 = IpProto::IGMP.0;
 /// TCP.
-pub const PROTO_TCP: u8 = 6;
+pub const PROTO_TCP: u8 = IpProto::TCP.0;
 /// UDP.
-pub const PROTO_UDP: u8 = 17;
+pub const PROTO_UDP: u8 = IpProto::UDP.0;
 /// ICMPv6.
-pub const PROTO_ICMPV6: u8 = 58;
+pub const PROTO_ICMPV6: u8 = IpProto::ICMPV6.0;
 /// The VXLAN "I" flag (valid VNI), first byte of the VXLAN header.
-pub const VXLAN_FLAG_I: u8 = 0x08;
+pub const VXLAN_FLAG_I: u8 = vxlan::field::FLAG_I;
 
 /// Broadcast MAC.
 pub const BROADCAST: [u8; 6] = [0xff; 6];
@@ -53,15 +60,10 @@ pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 /// ff02::16, MLDv2-capable routers.
 pub const MLDV2_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x16);
 
-#[inline]
-fn be16(d: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([d[at], d[at + 1]])
-}
-
 /// The EtherType of a frame, if it has a full Ethernet header.
 #[inline]
 pub fn ethertype(frame: &[u8]) -> Option<u16> {
-    (frame.len() >= ETH_LEN).then(|| be16(frame, 12))
+    ethernet::Ethernet::new_checked(frame).ok().map(|e| e.ethertype().0)
 }
 
 /// Multicast MAC for an IPv4 group (01:00:5e + low 23 bits).
@@ -157,43 +159,39 @@ pub enum IpError {
     BadChecksum,
 }
 
-/// Parses the IPv4 header at the start of `d`, verifying its checksum.
+impl From<WireError> for IpError {
+    fn from(e: WireError) -> IpError {
+        match e {
+            WireError::Truncated => IpError::Truncated,
+            _ => IpError::BadHeader,
+        }
+    }
+}
+
+/// Parses the IPv4 header at the start of `d` (brick-wire's checks: version, IHL, total
+/// length within `d`), verifying its checksum.
 #[inline]
 pub fn parse_ipv4(d: &[u8]) -> Result<Ipv4View, IpError> {
-    if d.len() < IPV4_LEN {
-        return Err(IpError::Truncated);
-    }
-    if d[0] >> 4 != 4 {
-        return Err(IpError::BadHeader);
-    }
-    let ihl = usize::from(d[0] & 0xf) * 4;
-    let total_len = usize::from(be16(d, 2));
-    if ihl < IPV4_LEN || total_len < ihl {
-        return Err(IpError::BadHeader);
-    }
-    if d.len() < total_len {
-        return Err(IpError::Truncated);
-    }
-    let ok = if ihl == IPV4_LEN {
-        // The common case, unrolled: five 32-bit words.
-        let h: &[u8; 20] = d[..20].try_into().unwrap_or(&[0; 20]);
-        let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-        csum_fold(w(0) + w(4) + w(8) + w(12) + w(16)) == 0
-    } else {
-        checksum(&d[..ihl]) == 0
+    let ip = Ipv4::new_checked(d)?;
+    let ok = match ip.header().first_chunk::<20>() {
+        Some(h) if ip.header_len() == IPV4_LEN => {
+            // The common case, unrolled: five 32-bit words.
+            let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+            csum_fold(w(0) + w(4) + w(8) + w(12) + w(16)) == 0
+        }
+        _ => checksum(ip.header()) == 0,
     };
     if !ok {
         return Err(IpError::BadChecksum);
     }
-    let frag = be16(d, 6);
     Ok(Ipv4View {
-        ihl,
-        total_len,
-        proto: d[9],
-        src: Ipv4Addr::new(d[12], d[13], d[14], d[15]),
-        dst: Ipv4Addr::new(d[16], d[17], d[18], d[19]),
-        fragment: frag & 0x3fff != 0,
-        df: frag & 0x4000 != 0,
+        ihl: ip.header_len(),
+        total_len: ip.total_len(),
+        proto: ip.proto().0,
+        src: Ipv4Addr::from(ip.src()),
+        dst: Ipv4Addr::from(ip.dst()),
+        fragment: ip.is_fragment(),
+        df: ip.dont_frag(),
     })
 }
 
@@ -212,34 +210,26 @@ pub struct Ipv6View {
     pub dst: Ipv6Addr,
 }
 
-fn ip6(d: &[u8], at: usize) -> Ipv6Addr {
-    let mut o = [0u8; 16];
-    o.copy_from_slice(&d[at..at + 16]);
-    Ipv6Addr::from(o)
-}
-
-/// Parses the IPv6 header at the start of `d`.
+/// Parses the IPv6 header at the start of `d` (brick-wire's checks: version, payload
+/// length within `d`).
+#[inline]
 pub fn parse_ipv6(d: &[u8]) -> Result<Ipv6View, IpError> {
-    if d.len() < IPV6_LEN {
-        return Err(IpError::Truncated);
-    }
-    if d[0] >> 4 != 6 {
-        return Err(IpError::BadHeader);
-    }
-    let payload_len = usize::from(be16(d, 4));
-    if d.len() < IPV6_LEN + payload_len {
-        return Err(IpError::Truncated);
-    }
-    Ok(Ipv6View { payload_len, next: d[6], hop_limit: d[7], src: ip6(d, 8), dst: ip6(d, 24) })
+    let ip = Ipv6::new_checked(d)?;
+    Ok(Ipv6View {
+        payload_len: ip.payload_len(),
+        next: ip.next_header().0,
+        hop_limit: ip.hop_limit(),
+        src: Ipv6Addr::from(ip.src()),
+        dst: Ipv6Addr::from(ip.dst()),
+    })
 }
 
 /// Skips a hop-by-hop options header at the start of `d`; returns (next header, its length).
 pub fn skip_hbh(d: &[u8]) -> Option<(u8, usize)> {
-    if d.len() < 8 {
-        return None;
+    match Ipv6Ext::skip(d, IpProto::HOPOPT) {
+        Ok(Some((next, len))) => Some((next.0, len)),
+        _ => None,
     }
-    let len = (usize::from(d[1]) + 1) * 8;
-    (d.len() >= len).then_some((d[0], len))
 }
 
 /// An ARP packet for IPv4 over Ethernet.
@@ -259,32 +249,21 @@ pub struct ArpView {
 
 /// Parses an ARP payload (after the Ethernet header); `None` unless Ethernet/IPv4 ARP.
 pub fn parse_arp(d: &[u8]) -> Option<ArpView> {
-    if d.len() < 28 || be16(d, 0) != 1 || be16(d, 2) != ETH_IPV4 || d[4] != 6 || d[5] != 4 {
-        return None;
-    }
-    let mac = |at: usize| [d[at], d[at + 1], d[at + 2], d[at + 3], d[at + 4], d[at + 5]];
+    let a = Arp::new_checked(d).ok().filter(Arp::is_ethernet_ipv4)?;
     Some(ArpView {
-        op: be16(d, 6),
-        sha: mac(8),
-        spa: Ipv4Addr::new(d[14], d[15], d[16], d[17]),
-        tha: mac(18),
-        tpa: Ipv4Addr::new(d[24], d[25], d[26], d[27]),
+        op: a.oper(),
+        sha: a.sha().0,
+        spa: Ipv4Addr::from(a.spa()),
+        tha: a.tha().0,
+        tpa: Ipv4Addr::from(a.tpa()),
     })
 }
 
-/// Finds a source (1) or target (2) link-layer address option in NDP options.
-pub fn ndp_lladdr(mut opts: &[u8], kind: u8) -> Option<[u8; 6]> {
-    while opts.len() >= 8 {
-        let len = usize::from(opts[1]) * 8;
-        if len == 0 || len > opts.len() {
-            return None;
-        }
-        if opts[0] == kind && len >= 8 {
-            return Some([opts[2], opts[3], opts[4], opts[5], opts[6], opts[7]]);
-        }
-        opts = &opts[len..];
-    }
-    None
+/// Finds a source (1) or target (2) link-layer address option in NDP options (those before
+/// the first malformed one).
+pub fn ndp_lladdr(opts: &[u8], kind: u8) -> Option<[u8; 6]> {
+    let o = NdOptions::new(opts).map_while(Result::ok).find(|o| o.kind == kind)?;
+    o.data.first_chunk::<6>().copied()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -467,20 +446,13 @@ pub fn build_mldv2(buf: &mut Vec<u8>, mac: [u8; 6], kind: u8, groups: &[Ipv6Addr
 /// frame carrying IPv4), claiming to come from its destination, quoting up to 548 bytes.
 /// `None` if `orig` is not a parseable IPv4 frame.
 pub fn build_frag_needed(buf: &mut Vec<u8>, orig: &[u8], mtu: u16) -> Option<()> {
-    let ip = orig.get(ETH_LEN..)?;
-    if ip.len() < IPV4_LEN || ip[0] >> 4 != 4 {
-        return None;
-    }
-    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let eth = ethernet::Ethernet::new_checked(orig).ok()?;
+    let ip = eth.payload();
+    let hdr = Ipv4::new_header(ip).ok()?;
+    let (src, dst) = (Ipv4Addr::from(hdr.src()), Ipv4Addr::from(hdr.dst()));
     let quote = &ip[..ip.len().min(548)];
     buf.clear();
-    let (omac_dst, omac_src) = (&orig[0..6], &orig[6..12]);
-    let mut d = [0u8; 6];
-    d.copy_from_slice(omac_src);
-    let mut s = [0u8; 6];
-    s.copy_from_slice(omac_dst);
-    put_eth(buf, d, s, ETH_IPV4);
+    put_eth(buf, eth.src().0, eth.dst().0, ETH_IPV4);
     // The answer goes back: the offender's destination is our source.
     put_ipv4(
         buf,
@@ -499,19 +471,13 @@ pub fn build_frag_needed(buf: &mut Vec<u8>, orig: &[u8], mtu: u16) -> Option<()>
 /// ICMPv6 "packet too big" back to the sender of `orig` (an Ethernet frame carrying IPv6),
 /// claiming to come from its destination, quoting as much as fits in 1280 bytes.
 pub fn build_packet_too_big(buf: &mut Vec<u8>, orig: &[u8], mtu: u32) -> Option<()> {
-    let ip = orig.get(ETH_LEN..)?;
-    if ip.len() < IPV6_LEN || ip[0] >> 4 != 6 {
-        return None;
-    }
-    let src = ip6(ip, 8);
-    let dst = ip6(ip, 24);
+    let eth = ethernet::Ethernet::new_checked(orig).ok()?;
+    let ip = eth.payload();
+    let hdr = Ipv6::new_quoted(ip).ok()?;
+    let (src, dst) = (Ipv6Addr::from(hdr.src()), Ipv6Addr::from(hdr.dst()));
     let quote = &ip[..ip.len().min(1280 - IPV6_LEN - 8)];
     buf.clear();
-    let mut d = [0u8; 6];
-    d.copy_from_slice(&orig[6..12]);
-    let mut s = [0u8; 6];
-    s.copy_from_slice(&orig[0..6]);
-    put_eth(buf, d, s, ETH_IPV6);
+    put_eth(buf, eth.src().0, eth.dst().0, ETH_IPV6);
     put_ipv6(buf, 8 + quote.len(), PROTO_ICMPV6, 64, dst, src);
     let at = buf.len();
     buf.extend_from_slice(&[2, 0, 0, 0]);
@@ -521,26 +487,17 @@ pub fn build_packet_too_big(buf: &mut Vec<u8>, orig: &[u8], mtu: u32) -> Option<
     Some(())
 }
 
-/// Writes the 8-byte VXLAN header for `vni` (I flag set, reserved bits zero).
+/// Writes the 8-byte VXLAN header for `vni` (I flag set, reserved bits zero) at the start
+/// of `h` (nothing when `h` is shorter).
 #[inline]
 pub fn write_vxlan(h: &mut [u8], vni: u32) {
-    h[0] = VXLAN_FLAG_I;
-    h[1] = 0;
-    h[2] = 0;
-    h[3] = 0;
-    h[4] = (vni >> 16) as u8;
-    h[5] = (vni >> 8) as u8;
-    h[6] = vni as u8;
-    h[7] = 0;
+    let _ = Vxlan::init(h, vni);
 }
 
 /// Reads the VNI of a VXLAN header; `None` without the I flag.
 #[inline]
 pub fn read_vxlan(h: &[u8]) -> Option<u32> {
-    if h.len() < VXLAN_LEN || h[0] & VXLAN_FLAG_I == 0 {
-        return None;
-    }
-    Some(u32::from(h[4]) << 16 | u32::from(h[5]) << 8 | u32::from(h[6]))
+    Vxlan::new_checked(h).ok().map(|v| v.vni())
 }
 
 #[cfg(test)]

@@ -353,7 +353,7 @@ fn bum_mode_changes_live_and_bad_flood_lists_change_nothing() {
         assert!(matches!(b.vtep_mut().set_flood(42, &bad), Err(VtepError::BadAddress(..))), "{bad:?}");
         assert_eq!(b.vtep().vni_info(42).unwrap().flood, vec![ip("10.0.0.2"), ip("10.0.0.3")]);
     }
-    assert_eq!(b.vtep_mut().set_flood(7, &[]), Err(VtepError::UnknownVni(7)));
+    assert!(matches!(b.vtep_mut().set_flood(7, &[]), Err(VtepError::UnknownVni(7))));
     // Back to multicast: joined again, and the list emptied.
     b.vtep_mut().set_flood(42, &[]).unwrap();
     b.vtep_mut().set_group(42, Some(ip("239.1.2.3"))).unwrap();
@@ -523,16 +523,16 @@ fn vni_configuration_is_validated() {
     let mut b = bed4(2);
     let (p0, p1) = (b.vms[0].0, b.vms[1].0);
     let v = b.vtep_mut();
-    assert_eq!(v.add_vni(1 << 24, 9), Err(VtepError::InvalidVni(1 << 24)));
-    assert_eq!(v.add_vni(42, 9), Err(VtepError::VniInUse(42, p0)));
-    assert_eq!(v.add_vni(44, p1), Err(VtepError::PortInUse(p1, 43)));
+    assert!(matches!(v.add_vni(1 << 24, 9), Err(VtepError::InvalidVni(n)) if n == 1 << 24));
+    assert!(matches!(v.add_vni(42, 9), Err(VtepError::VniInUse(42, p)) if p == p0));
+    assert!(matches!(v.add_vni(44, p1), Err(VtepError::PortInUse(p, 43)) if p == p1));
     assert!(v.add_vni_with(45, 9, VniOptions { group: Some(ip("10.0.0.9")), flood: vec![] }).is_err());
     assert!(v.add_vni_with(45, 9, VniOptions { group: None, flood: vec![ip("fd00::2")] }).is_err());
     assert!(
         v.add_vni_with(45, 9, VniOptions { group: None, flood: vec![ip("10.0.0.1")] }).is_err(),
         "ourselves"
     );
-    assert_eq!(v.set_group(99, None), Err(VtepError::UnknownVni(99)));
+    assert!(matches!(v.set_group(99, None), Err(VtepError::UnknownVni(99))));
     v.add_vni(0xffffff, 9).unwrap();
     assert_eq!(v.joined_groups().last(), Some(&ip("230.255.255.255")));
     let pool = brick_core::PacketPool::with_count(1).unwrap();

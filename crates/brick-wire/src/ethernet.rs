@@ -30,12 +30,14 @@ impl EtherType {
 }
 
 impl From<u16> for EtherType {
+    #[inline]
     fn from(v: u16) -> EtherType {
         EtherType(v)
     }
 }
 
 impl From<EtherType> for u16 {
+    #[inline]
     fn from(v: EtherType) -> u16 {
         v.0
     }
@@ -62,32 +64,38 @@ pub mod field {
 
 impl<T: AsRef<[u8]>> Ethernet<T> {
     /// Wraps `buf` after checking it holds a whole header.
+    #[inline]
     pub fn new_checked(buf: T) -> Result<Ethernet<T>, WireError> {
         check_len(buf.as_ref(), field::LEN)?;
         Ok(Ethernet { buf })
     }
 
     /// The wrapped buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buf
     }
 
     /// Destination address.
+    #[inline]
     pub fn dst(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buf.as_ref()[field::DST]).unwrap_or_default()
     }
 
     /// Source address.
+    #[inline]
     pub fn src(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buf.as_ref()[field::SRC]).unwrap_or_default()
     }
 
     /// Ethertype field (a TPID when the frame is tagged).
+    #[inline]
     pub fn ethertype(&self) -> EtherType {
         EtherType(get16(self.buf.as_ref(), field::ETHERTYPE))
     }
 
     /// Bytes after the 14-byte header.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         self.buf.as_ref().get(field::LEN..).unwrap_or(&[])
     }
@@ -95,16 +103,19 @@ impl<T: AsRef<[u8]>> Ethernet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ethernet<T> {
     /// Sets the destination address.
+    #[inline]
     pub fn set_dst(&mut self, m: MacAddr) {
         self.buf.as_mut()[field::DST].copy_from_slice(&m.0);
     }
 
     /// Sets the source address.
+    #[inline]
     pub fn set_src(&mut self, m: MacAddr) {
         self.buf.as_mut()[field::SRC].copy_from_slice(&m.0);
     }
 
     /// Sets the ethertype.
+    #[inline]
     pub fn set_ethertype(&mut self, e: EtherType) {
         put16(self.buf.as_mut(), field::ETHERTYPE, e.0);
     }
@@ -130,27 +141,32 @@ pub mod vlan_field {
 
 impl<T: AsRef<[u8]>> Vlan<T> {
     /// Wraps `buf` (starting at the TCI) after checking it holds four bytes.
+    #[inline]
     pub fn new_checked(buf: T) -> Result<Vlan<T>, WireError> {
         check_len(buf.as_ref(), vlan_field::LEN)?;
         Ok(Vlan { buf })
     }
 
     /// Tag control information.
+    #[inline]
     pub fn tci(&self) -> u16 {
         get16(self.buf.as_ref(), vlan_field::TCI)
     }
 
     /// VLAN identifier (12 bits).
+    #[inline]
     pub fn vid(&self) -> u16 {
         self.tci() & 0x0fff
     }
 
     /// Priority code point.
+    #[inline]
     pub fn pcp(&self) -> u8 {
         (self.tci() >> 13) as u8
     }
 
     /// Ethertype of the payload (or of the next tag).
+    #[inline]
     pub fn ethertype(&self) -> EtherType {
         EtherType(get16(self.buf.as_ref(), vlan_field::ETHERTYPE))
     }
@@ -158,11 +174,13 @@ impl<T: AsRef<[u8]>> Vlan<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Vlan<T> {
     /// Sets the TCI.
+    #[inline]
     pub fn set_tci(&mut self, tci: u16) {
         put16(self.buf.as_mut(), vlan_field::TCI, tci);
     }
 
     /// Sets the inner ethertype.
+    #[inline]
     pub fn set_ethertype(&mut self, e: EtherType) {
         put16(self.buf.as_mut(), vlan_field::ETHERTYPE, e.0);
     }

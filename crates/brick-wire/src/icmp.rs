@@ -28,31 +28,38 @@ pub mod icmp_field {
 
 impl<T: AsRef<[u8]>> Icmp<T> {
     /// Wraps `buf` after checking it holds the 8-byte header.
+    #[inline]
     pub fn new_checked(buf: T) -> Result<Icmp<T>, WireError> {
         check_len(buf.as_ref(), icmp_field::LEN)?;
         Ok(Icmp { buf })
     }
     /// Message type.
+    #[inline]
     pub fn msg_type(&self) -> u8 {
         byte(self.buf.as_ref(), icmp_field::TYPE)
     }
     /// Code.
+    #[inline]
     pub fn code(&self) -> u8 {
         byte(self.buf.as_ref(), icmp_field::CODE)
     }
     /// Checksum field.
+    #[inline]
     pub fn checksum(&self) -> u16 {
         get16(self.buf.as_ref(), icmp_field::CHECKSUM)
     }
     /// Echo identifier (meaningful for echo messages).
+    #[inline]
     pub fn echo_id(&self) -> u16 {
         get16(self.buf.as_ref(), icmp_field::ECHO_ID)
     }
     /// Echo sequence number.
+    #[inline]
     pub fn echo_seq(&self) -> u16 {
         get16(self.buf.as_ref(), icmp_field::ECHO_SEQ)
     }
     /// Bytes after the 8-byte header (the quoted packet of an error message).
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         self.buf.as_ref().get(icmp_field::LEN..).unwrap_or(&[])
     }
@@ -60,16 +67,19 @@ impl<T: AsRef<[u8]>> Icmp<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmp<T> {
     /// Sets type and code.
+    #[inline]
     pub fn set_type_code(&mut self, t: u8, c: u8) {
         let b = self.buf.as_mut();
         b[icmp_field::TYPE] = t;
         b[icmp_field::CODE] = c;
     }
     /// Sets the checksum.
+    #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         put16(self.buf.as_mut(), icmp_field::CHECKSUM, v);
     }
     /// Sets the echo identifier.
+    #[inline]
     pub fn set_echo_id(&mut self, v: u16) {
         put16(self.buf.as_mut(), icmp_field::ECHO_ID, v);
     }
@@ -103,6 +113,7 @@ pub mod nd_field {
 
 impl<T: AsRef<[u8]>> Ndp<T> {
     /// Wraps an ICMPv6 message after checking it is an NS or NA holding its fixed part.
+    #[inline]
     pub fn new_checked(buf: T) -> Result<Ndp<T>, WireError> {
         check_len(buf.as_ref(), nd_field::LEN)?;
         if !matches!(byte(buf.as_ref(), 0), nd_field::NS | nd_field::NA) {
@@ -111,22 +122,27 @@ impl<T: AsRef<[u8]>> Ndp<T> {
         Ok(Ndp { buf })
     }
     /// Whether this is an advertisement (else a solicitation).
+    #[inline]
     pub fn is_advert(&self) -> bool {
         byte(self.buf.as_ref(), 0) == nd_field::NA
     }
     /// NA flags byte (R = 0x80, S = 0x40, O = 0x20).
+    #[inline]
     pub fn flags(&self) -> u8 {
         byte(self.buf.as_ref(), nd_field::FLAGS)
     }
     /// Target address.
+    #[inline]
     pub fn target(&self) -> u128 {
         crate::be128(self.buf.as_ref(), nd_field::TARGET.start).unwrap_or(0)
     }
     /// The options.
+    #[inline]
     pub fn options(&self) -> NdOptions<'_> {
         NdOptions { b: self.buf.as_ref().get(nd_field::LEN..).unwrap_or(&[]) }
     }
     /// The link-layer address option (source for NS, target for NA), if any is well formed.
+    #[inline]
     pub fn lladdr(&self) -> Option<MacAddr> {
         let want = if self.is_advert() { nd_field::OPT_TLLA } else { nd_field::OPT_SLLA };
         self.options().flatten().find(|o| o.kind == want).and_then(|o| MacAddr::from_bytes(o.data))
@@ -148,9 +164,18 @@ pub struct NdOptions<'a> {
     b: &'a [u8],
 }
 
+impl<'a> NdOptions<'a> {
+    /// The options in `b` (the bytes after an NDP message's fixed part).
+    #[inline]
+    pub fn new(b: &'a [u8]) -> NdOptions<'a> {
+        NdOptions { b }
+    }
+}
+
 impl<'a> Iterator for NdOptions<'a> {
     type Item = Result<NdOption<'a>, WireError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.b.is_empty() {
             return None;
@@ -188,19 +213,23 @@ pub mod igmp_field {
 
 impl<T: AsRef<[u8]>> Igmp<T> {
     /// Wraps `buf` after checking it holds 8 bytes.
+    #[inline]
     pub fn new_checked(buf: T) -> Result<Igmp<T>, WireError> {
         check_len(buf.as_ref(), igmp_field::LEN)?;
         Ok(Igmp { buf })
     }
     /// Message type (0x11 query, 0x16 v2 report, 0x17 leave, 0x22 v3 report).
+    #[inline]
     pub fn msg_type(&self) -> u8 {
         byte(self.buf.as_ref(), igmp_field::TYPE)
     }
     /// Max response time.
+    #[inline]
     pub fn max_resp(&self) -> u8 {
         byte(self.buf.as_ref(), igmp_field::MAX_RESP)
     }
     /// Group address (zero in general queries and v3 reports).
+    #[inline]
     pub fn group(&self) -> u32 {
         get32(self.buf.as_ref(), igmp_field::GROUP)
     }
@@ -225,6 +254,7 @@ pub mod mld_field {
 
 impl<T: AsRef<[u8]>> Mld<T> {
     /// Wraps an ICMPv6 message after checking its type is an MLD one and it holds 24 bytes.
+    #[inline]
     pub fn new_checked(buf: T) -> Result<Mld<T>, WireError> {
         check_len(buf.as_ref(), mld_field::LEN)?;
         if !matches!(byte(buf.as_ref(), 0), 130..=132 | 143) {
@@ -233,14 +263,17 @@ impl<T: AsRef<[u8]>> Mld<T> {
         Ok(Mld { buf })
     }
     /// Message type.
+    #[inline]
     pub fn msg_type(&self) -> u8 {
         byte(self.buf.as_ref(), 0)
     }
     /// Maximum response delay.
+    #[inline]
     pub fn max_delay(&self) -> u16 {
         get16(self.buf.as_ref(), mld_field::MAX_DELAY)
     }
     /// Multicast address (MLDv1).
+    #[inline]
     pub fn group(&self) -> u128 {
         let r: Range<usize> = mld_field::GROUP;
         crate::be128(self.buf.as_ref(), r.start).unwrap_or(0)
@@ -278,6 +311,16 @@ mod tests {
         assert_eq!(n.lladdr(), None);
         b[0] = 128;
         assert!(Ndp::new_checked(&b[..]).is_err());
+    }
+
+    #[test]
+    fn nd_options_from_bytes() {
+        let opts = [1, 1, 1, 2, 3, 4, 5, 6, 2, 1, 9, 9, 9, 9, 9, 9, 1, 0];
+        let got: std::vec::Vec<_> = NdOptions::new(&opts).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[1], Ok(NdOption { kind: 2, data: &[9; 6] }));
+        assert_eq!(got[2], Err(WireError::Malformed), "a zero length ends the walk");
+        assert_eq!(NdOptions::new(&[]).next(), None);
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub mod v4_field {
 
 impl<T: AsRef<[u8]>> Ipv4<T> {
     /// Wraps `buf`, checked as described on the type.
+    #[inline]
     pub fn new_checked(buf: T) -> Result<Ipv4<T>, WireError> {
         let p = Ipv4 { buf };
         p.check(false)?;
@@ -81,6 +82,7 @@ impl<T: AsRef<[u8]>> Ipv4<T> {
 
     /// Like [`new_checked`](Self::new_checked) but lets the total length exceed the buffer:
     /// for the truncated packet an ICMP error quotes.
+    #[inline]
     pub fn new_quoted(buf: T) -> Result<Ipv4<T>, WireError> {
         let p = Ipv4 { buf };
         p.check(true)?;
@@ -89,6 +91,7 @@ impl<T: AsRef<[u8]>> Ipv4<T> {
 
     /// Checks the version and that the IHL-long header is present, not the total length:
     /// for GSO super-frames, whose total length is stale or zero (BIG TCP).
+    #[inline]
     pub fn new_header(buf: T) -> Result<Ipv4<T>, WireError> {
         check_len(buf.as_ref(), v4_field::LEN)?;
         let p = Ipv4 { buf };
@@ -99,6 +102,7 @@ impl<T: AsRef<[u8]>> Ipv4<T> {
         Ok(p)
     }
 
+    #[inline]
     fn check(&self, quoted: bool) -> Result<(), WireError> {
         let b = self.buf.as_ref();
         check_len(b, v4_field::LEN)?;
@@ -116,66 +120,87 @@ impl<T: AsRef<[u8]>> Ipv4<T> {
     }
 
     /// Version nibble.
+    #[inline]
     pub fn version(&self) -> u8 {
         byte(self.buf.as_ref(), v4_field::VER_IHL) >> 4
     }
     /// Header length in bytes (IHL × 4).
+    #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(byte(self.buf.as_ref(), v4_field::VER_IHL) & 0x0f) * 4
     }
     /// Type of service byte.
+    #[inline]
     pub fn tos(&self) -> u8 {
         byte(self.buf.as_ref(), v4_field::TOS)
     }
     /// Total length field.
+    #[inline]
     pub fn total_len(&self) -> usize {
         usize::from(get16(self.buf.as_ref(), v4_field::LENGTH))
     }
     /// Identification.
+    #[inline]
     pub fn ident(&self) -> u16 {
         get16(self.buf.as_ref(), v4_field::IDENT)
     }
     /// More-fragments flag.
+    #[inline]
     pub fn more_frags(&self) -> bool {
         get16(self.buf.as_ref(), v4_field::FLAGS_FRAG) & 0x2000 != 0
     }
     /// Don't-fragment flag.
+    #[inline]
     pub fn dont_frag(&self) -> bool {
         get16(self.buf.as_ref(), v4_field::FLAGS_FRAG) & 0x4000 != 0
     }
     /// Fragment offset in 8-byte units.
+    #[inline]
     pub fn frag_offset(&self) -> u16 {
         get16(self.buf.as_ref(), v4_field::FLAGS_FRAG) & 0x1fff
     }
     /// Whether this is a fragment (first or later).
+    #[inline]
     pub fn is_fragment(&self) -> bool {
         get16(self.buf.as_ref(), v4_field::FLAGS_FRAG) & 0x3fff != 0
     }
     /// Time to live.
+    #[inline]
     pub fn ttl(&self) -> u8 {
         byte(self.buf.as_ref(), v4_field::TTL)
     }
     /// Protocol.
+    #[inline]
     pub fn proto(&self) -> IpProto {
         IpProto(byte(self.buf.as_ref(), v4_field::PROTO))
     }
     /// Header checksum field.
+    #[inline]
     pub fn checksum(&self) -> u16 {
         get16(self.buf.as_ref(), v4_field::CHECKSUM)
     }
     /// Source address.
+    #[inline]
     pub fn src(&self) -> u32 {
         get32(self.buf.as_ref(), v4_field::SRC)
     }
     /// Destination address.
+    #[inline]
     pub fn dst(&self) -> u32 {
         get32(self.buf.as_ref(), v4_field::DST)
     }
     /// Source and destination addresses as bytes (the pseudo-header's address part).
+    #[inline]
     pub fn addrs(&self) -> &[u8] {
         self.buf.as_ref().get(v4_field::SRC.start..v4_field::DST.end).unwrap_or(&[])
     }
+    /// The header bytes, options included (what the header checksum covers).
+    #[inline]
+    pub fn header(&self) -> &[u8] {
+        self.buf.as_ref().get(..self.header_len()).unwrap_or(&[])
+    }
     /// Bytes after the header, up to the total length (or the buffer's end when quoted).
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         let b = self.buf.as_ref();
         b.get(self.header_len()..self.total_len().min(b.len())).unwrap_or(&[])
@@ -184,26 +209,32 @@ impl<T: AsRef<[u8]>> Ipv4<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4<T> {
     /// Sets the total length.
+    #[inline]
     pub fn set_total_len(&mut self, v: u16) {
         put16(self.buf.as_mut(), v4_field::LENGTH, v);
     }
     /// Sets the identification.
+    #[inline]
     pub fn set_ident(&mut self, v: u16) {
         put16(self.buf.as_mut(), v4_field::IDENT, v);
     }
     /// Sets the TTL.
+    #[inline]
     pub fn set_ttl(&mut self, v: u8) {
         self.buf.as_mut()[v4_field::TTL] = v;
     }
     /// Sets the header checksum field.
+    #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         put16(self.buf.as_mut(), v4_field::CHECKSUM, v);
     }
     /// Sets the source address.
+    #[inline]
     pub fn set_src(&mut self, v: u32) {
         put32(self.buf.as_mut(), v4_field::SRC, v);
     }
     /// Sets the destination address.
+    #[inline]
     pub fn set_dst(&mut self, v: u32) {
         put32(self.buf.as_mut(), v4_field::DST, v);
     }
@@ -237,6 +268,7 @@ pub mod v6_field {
 
 impl<T: AsRef<[u8]>> Ipv6<T> {
     /// Wraps `buf`, checked as described on the type.
+    #[inline]
     pub fn new_checked(buf: T) -> Result<Ipv6<T>, WireError> {
         let p = Ipv6::new_quoted(buf)?;
         check_len(p.buf.as_ref(), v6_field::LEN + p.payload_len())?;
@@ -244,6 +276,7 @@ impl<T: AsRef<[u8]>> Ipv6<T> {
     }
 
     /// Checks the version and the fixed header only: for quoted packets.
+    #[inline]
     pub fn new_quoted(buf: T) -> Result<Ipv6<T>, WireError> {
         check_len(buf.as_ref(), v6_field::LEN)?;
         let p = Ipv6 { buf };
@@ -254,42 +287,52 @@ impl<T: AsRef<[u8]>> Ipv6<T> {
     }
 
     /// Version nibble.
+    #[inline]
     pub fn version(&self) -> u8 {
         byte(self.buf.as_ref(), 0) >> 4
     }
     /// Traffic class.
+    #[inline]
     pub fn traffic_class(&self) -> u8 {
         (get16(self.buf.as_ref(), 0..2) >> 4) as u8
     }
     /// Flow label (20 bits).
+    #[inline]
     pub fn flow_label(&self) -> u32 {
         get32(self.buf.as_ref(), v6_field::VER_TC_FLOW) & 0x000f_ffff
     }
     /// Payload length field.
+    #[inline]
     pub fn payload_len(&self) -> usize {
         usize::from(get16(self.buf.as_ref(), v6_field::PAYLOAD_LEN))
     }
     /// Next header of the fixed header.
+    #[inline]
     pub fn next_header(&self) -> IpProto {
         IpProto(byte(self.buf.as_ref(), v6_field::NEXT_HEADER))
     }
     /// Hop limit.
+    #[inline]
     pub fn hop_limit(&self) -> u8 {
         byte(self.buf.as_ref(), v6_field::HOP_LIMIT)
     }
     /// Source address.
+    #[inline]
     pub fn src(&self) -> u128 {
         be128(self.buf.as_ref(), v6_field::SRC.start).unwrap_or(0)
     }
     /// Destination address.
+    #[inline]
     pub fn dst(&self) -> u128 {
         be128(self.buf.as_ref(), v6_field::DST.start).unwrap_or(0)
     }
     /// Source and destination addresses as bytes (the pseudo-header's address part).
+    #[inline]
     pub fn addrs(&self) -> &[u8] {
         self.buf.as_ref().get(v6_field::SRC.start..v6_field::DST.end).unwrap_or(&[])
     }
     /// Walks the extension headers after the fixed header; see [`Ipv6Walk`].
+    #[inline]
     pub fn walk(&self) -> Result<Ipv6Walk, WireError> {
         let b = self.buf.as_ref();
         let end = (v6_field::LEN + self.payload_len()).min(b.len());
@@ -299,22 +342,27 @@ impl<T: AsRef<[u8]>> Ipv6<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6<T> {
     /// Sets the payload length.
+    #[inline]
     pub fn set_payload_len(&mut self, v: u16) {
         put16(self.buf.as_mut(), v6_field::PAYLOAD_LEN, v);
     }
     /// Sets the next header.
+    #[inline]
     pub fn set_next_header(&mut self, p: IpProto) {
         self.buf.as_mut()[v6_field::NEXT_HEADER] = p.0;
     }
     /// Sets the hop limit.
+    #[inline]
     pub fn set_hop_limit(&mut self, v: u8) {
         self.buf.as_mut()[v6_field::HOP_LIMIT] = v;
     }
     /// Sets the source address.
+    #[inline]
     pub fn set_src(&mut self, v: u128) {
         self.buf.as_mut()[v6_field::SRC].copy_from_slice(&v.to_be_bytes());
     }
     /// Sets the destination address.
+    #[inline]
     pub fn set_dst(&mut self, v: u128) {
         self.buf.as_mut()[v6_field::DST].copy_from_slice(&v.to_be_bytes());
     }
@@ -338,6 +386,7 @@ pub enum Ipv6Ext {
 
 impl Ipv6Ext {
     /// The kind of extension header `p` is, `None` for an upper layer (or unknown) header.
+    #[inline]
     pub const fn of(p: IpProto) -> Option<Ipv6Ext> {
         match p.0 {
             0 | 43 | 60 | 135 | 139 | 140 => Some(Ipv6Ext::Generic),
@@ -345,6 +394,28 @@ impl Ipv6Ext {
             44 => Some(Ipv6Ext::Fragment),
             _ => None,
         }
+    }
+
+    /// Length of an extension header of this kind whose length byte (the second) is `len`.
+    #[inline]
+    pub const fn header_len(self, len: u8) -> usize {
+        match self {
+            Ipv6Ext::Generic => (len as usize + 1) * 8,
+            Ipv6Ext::Auth => (len as usize + 2) * 4,
+            Ipv6Ext::Fragment => 8,
+        }
+    }
+
+    /// Skips the one extension header `next` at the start of `b`: its own next header and
+    /// its length, `None` when `next` is not an extension header. For callers that accept
+    /// one given extension header and nothing else (the hop-by-hop header in front of MLD).
+    #[inline]
+    pub fn skip(b: &[u8], next: IpProto) -> Result<Option<(IpProto, usize)>, WireError> {
+        let Some(kind) = Ipv6Ext::of(next) else { return Ok(None) };
+        let e = b.get(..2).ok_or(WireError::Truncated)?;
+        let len = kind.header_len(e[1]);
+        check_len(b, len)?;
+        Ok(Some((IpProto(e[0]), len)))
     }
 }
 
@@ -367,6 +438,7 @@ pub struct Ipv6Walk {
 impl Ipv6Walk {
     /// Walks from `at` in `b`, starting with next header `next`, over at most
     /// [`MAX_IPV6_EXT`] extension headers. Truncated headers are [`WireError::Truncated`].
+    #[inline]
     pub fn walk(b: &[u8], mut at: usize, next: IpProto) -> Result<Ipv6Walk, WireError> {
         let mut w = Ipv6Walk { proto: next.0, offset: at, frag: None, count: 0, auth: false };
         while let Some(kind) = Ipv6Ext::of(IpProto(w.proto)) {
@@ -374,11 +446,7 @@ impl Ipv6Walk {
                 return Err(WireError::TooManyExtensions);
             }
             let e = b.get(at..at.saturating_add(2)).ok_or(WireError::Truncated)?;
-            let len = match kind {
-                Ipv6Ext::Generic => (usize::from(e[1]) + 1) * 8,
-                Ipv6Ext::Auth => (usize::from(e[1]) + 2) * 4,
-                Ipv6Ext::Fragment => 8,
-            };
+            let len = kind.header_len(e[1]);
             let h = b.get(at..at + len).ok_or(WireError::Truncated)?;
             w.proto = h[0];
             w.count += 1;
@@ -421,6 +489,7 @@ mod tests {
         assert_eq!((h.src(), h.dst(), h.ttl(), h.ident()), (0x0a00_0001, 0x0a00_0002, 64, 7));
         assert_eq!((h.header_len(), h.proto(), h.payload().len()), (20, IpProto::UDP, 8));
         assert!(!h.is_fragment());
+        assert_eq!(h.header().len(), 20);
         assert_eq!(Ipv4::new_checked(&p[..27]).err(), Some(WireError::Truncated));
         assert!(Ipv4::new_quoted(&p[..27]).is_ok());
         let mut big = v4();
@@ -456,5 +525,21 @@ mod tests {
         }
         let e = Ipv6::new_checked(&chain[..]).unwrap().walk();
         assert_eq!(e, Err(WireError::TooManyExtensions));
+    }
+
+    #[test]
+    fn skips_one_extension_header() {
+        let mut hbh = [0u8; 16];
+        hbh[0] = 58;
+        assert_eq!(Ipv6Ext::skip(&hbh, IpProto::HOPOPT), Ok(Some((IpProto::ICMPV6, 8))));
+        hbh[1] = 1;
+        assert_eq!(Ipv6Ext::skip(&hbh, IpProto::HOPOPT), Ok(Some((IpProto::ICMPV6, 16))));
+        assert_eq!(Ipv6Ext::skip(&hbh[..15], IpProto::HOPOPT), Err(WireError::Truncated));
+        assert_eq!(Ipv6Ext::skip(&hbh[..1], IpProto::HOPOPT), Err(WireError::Truncated));
+        assert_eq!(Ipv6Ext::skip(&hbh, IpProto::UDP), Ok(None));
+        assert_eq!(
+            Ipv6Ext::skip(&[6, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], IpProto::AH),
+            Ok(Some((IpProto::TCP, 12)))
+        );
     }
 }

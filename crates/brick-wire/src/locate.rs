@@ -31,18 +31,22 @@ pub struct Layers {
 
 impl Layers {
     /// Whether the payload is IPv4.
+    #[inline]
     pub fn is_ipv4(&self) -> bool {
         self.ethertype == EtherType::IPV4.0
     }
     /// Whether the payload is IPv6.
+    #[inline]
     pub fn is_ipv6(&self) -> bool {
         self.ethertype == EtherType::IPV6.0
     }
     /// The payload ethertype as an [`EtherType`].
+    #[inline]
     pub fn ether_type(&self) -> EtherType {
         EtherType(self.ethertype)
     }
     /// The transport protocol as an [`IpProto`].
+    #[inline]
     pub fn ip_proto(&self) -> IpProto {
         IpProto(self.proto)
     }

@@ -14,50 +14,59 @@ impl MacAddr {
     pub const ZERO: MacAddr = MacAddr([0; 6]);
 
     /// The address from the first six bytes of `b`, `None` if shorter.
+    #[inline]
     pub fn from_bytes(b: &[u8]) -> Option<MacAddr> {
         Some(MacAddr(b.get(..6)?.try_into().ok()?))
     }
 
     /// The address's bytes.
+    #[inline]
     pub const fn octets(&self) -> [u8; 6] {
         self.0
     }
 
     /// The address in the low 48 bits of a `u64` (the form the switch's tables key on).
+    #[inline]
     pub const fn to_u64(&self) -> u64 {
         let b = self.0;
         u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
     }
 
     /// The address from the low 48 bits of `v`.
+    #[inline]
     pub const fn from_u64(v: u64) -> MacAddr {
         let b = v.to_be_bytes();
         MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
     }
 
     /// Group bit set (broadcast included).
+    #[inline]
     pub const fn is_multicast(&self) -> bool {
         self.0[0] & 1 != 0
     }
 
     /// All ones.
+    #[inline]
     pub const fn is_broadcast(&self) -> bool {
         self.to_u64() == 0xffff_ffff_ffff
     }
 
     /// Neither multicast nor all zeros: usable as a source.
+    #[inline]
     pub const fn is_unicast(&self) -> bool {
         !self.is_multicast() && self.to_u64() != 0
     }
 }
 
 impl From<[u8; 6]> for MacAddr {
+    #[inline]
     fn from(b: [u8; 6]) -> MacAddr {
         MacAddr(b)
     }
 }
 
 impl From<MacAddr> for [u8; 6] {
+    #[inline]
     fn from(m: MacAddr) -> [u8; 6] {
         m.0
     }

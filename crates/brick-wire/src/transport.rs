@@ -26,31 +26,38 @@ pub mod udp_field {
 
 impl<T: AsRef<[u8]>> Udp<T> {
     /// Wraps `buf` after checking it holds the header.
+    #[inline]
     pub fn new_checked(buf: T) -> Result<Udp<T>, WireError> {
         check_len(buf.as_ref(), udp_field::LEN)?;
         Ok(Udp { buf })
     }
     /// Source port.
+    #[inline]
     pub fn src_port(&self) -> u16 {
         get16(self.buf.as_ref(), udp_field::SRC_PORT)
     }
     /// Destination port.
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         get16(self.buf.as_ref(), udp_field::DST_PORT)
     }
     /// Length field.
+    #[inline]
     pub fn len(&self) -> u16 {
         get16(self.buf.as_ref(), udp_field::LENGTH)
     }
     /// Whether the length field is zero.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
     /// Checksum field.
+    #[inline]
     pub fn checksum(&self) -> u16 {
         get16(self.buf.as_ref(), udp_field::CHECKSUM)
     }
     /// Bytes after the header.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         self.buf.as_ref().get(udp_field::LEN..).unwrap_or(&[])
     }
@@ -58,18 +65,22 @@ impl<T: AsRef<[u8]>> Udp<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Udp<T> {
     /// Sets the source port.
+    #[inline]
     pub fn set_src_port(&mut self, v: u16) {
         put16(self.buf.as_mut(), udp_field::SRC_PORT, v);
     }
     /// Sets the destination port.
+    #[inline]
     pub fn set_dst_port(&mut self, v: u16) {
         put16(self.buf.as_mut(), udp_field::DST_PORT, v);
     }
     /// Sets the length.
+    #[inline]
     pub fn set_len(&mut self, v: u16) {
         put16(self.buf.as_mut(), udp_field::LENGTH, v);
     }
     /// Sets the checksum.
+    #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         put16(self.buf.as_mut(), udp_field::CHECKSUM, v);
     }
@@ -123,6 +134,7 @@ pub mod tcp_field {
 
 impl<T: AsRef<[u8]>> Tcp<T> {
     /// Wraps `buf`, checked as described on the type.
+    #[inline]
     pub fn new_checked(buf: T) -> Result<Tcp<T>, WireError> {
         check_len(buf.as_ref(), tcp_field::LEN)?;
         let t = Tcp { buf };
@@ -133,42 +145,52 @@ impl<T: AsRef<[u8]>> Tcp<T> {
         Ok(t)
     }
     /// Source port.
+    #[inline]
     pub fn src_port(&self) -> u16 {
         get16(self.buf.as_ref(), tcp_field::SRC_PORT)
     }
     /// Destination port.
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         get16(self.buf.as_ref(), tcp_field::DST_PORT)
     }
     /// Sequence number.
+    #[inline]
     pub fn seq(&self) -> u32 {
         get32(self.buf.as_ref(), tcp_field::SEQ)
     }
     /// Acknowledgement number.
+    #[inline]
     pub fn ack(&self) -> u32 {
         get32(self.buf.as_ref(), tcp_field::ACK)
     }
     /// Header length in bytes (data offset × 4).
+    #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(byte(self.buf.as_ref(), tcp_field::DATA_OFF) >> 4) * 4
     }
     /// Flags byte.
+    #[inline]
     pub fn flags(&self) -> u8 {
         byte(self.buf.as_ref(), tcp_field::FLAGS)
     }
     /// Window (unscaled).
+    #[inline]
     pub fn window(&self) -> u16 {
         get16(self.buf.as_ref(), tcp_field::WINDOW)
     }
     /// Checksum field.
+    #[inline]
     pub fn checksum(&self) -> u16 {
         get16(self.buf.as_ref(), tcp_field::CHECKSUM)
     }
     /// Option bytes.
+    #[inline]
     pub fn options(&self) -> &[u8] {
         self.buf.as_ref().get(tcp_field::LEN..self.header_len()).unwrap_or(&[])
     }
     /// The window-scale option's shift, if present.
+    #[inline]
     pub fn wscale(&self) -> Option<u8> {
         let o = self.options();
         let mut i = 0;
@@ -191,6 +213,7 @@ impl<T: AsRef<[u8]>> Tcp<T> {
         None
     }
     /// Bytes after the header.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         self.buf.as_ref().get(self.header_len()..).unwrap_or(&[])
     }
@@ -198,30 +221,37 @@ impl<T: AsRef<[u8]>> Tcp<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Tcp<T> {
     /// Sets the source port.
+    #[inline]
     pub fn set_src_port(&mut self, v: u16) {
         put16(self.buf.as_mut(), tcp_field::SRC_PORT, v);
     }
     /// Sets the destination port.
+    #[inline]
     pub fn set_dst_port(&mut self, v: u16) {
         put16(self.buf.as_mut(), tcp_field::DST_PORT, v);
     }
     /// Sets the sequence number.
+    #[inline]
     pub fn set_seq(&mut self, v: u32) {
         put32(self.buf.as_mut(), tcp_field::SEQ, v);
     }
     /// Sets the acknowledgement number.
+    #[inline]
     pub fn set_ack(&mut self, v: u32) {
         put32(self.buf.as_mut(), tcp_field::ACK, v);
     }
     /// Sets the flags byte.
+    #[inline]
     pub fn set_flags(&mut self, v: u8) {
         self.buf.as_mut()[tcp_field::FLAGS] = v;
     }
     /// Sets the window.
+    #[inline]
     pub fn set_window(&mut self, v: u16) {
         put16(self.buf.as_mut(), tcp_field::WINDOW, v);
     }
     /// Sets the checksum.
+    #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         put16(self.buf.as_mut(), tcp_field::CHECKSUM, v);
     }

@@ -7,6 +7,10 @@ use super::*;
 const PENDING_MAX: usize = 512;
 /// Groups per IGMPv3 / MLDv2 report.
 const GROUPS_PER_REPORT: usize = 64;
+/// IGMP membership query type.
+const IGMP_QUERY: u8 = 0x11;
+/// MLD multicast listener query type.
+const MLD_QUERY: u8 = 130;
 
 impl Vtep {
     /// Copies `self.scratch` into a pool packet.
@@ -120,19 +124,18 @@ impl Vtep {
         if !arp.spa.is_unspecified() {
             self.neigh_learn(IpAddr::V4(arp.spa), arp.sha, for_us, now, out);
         }
-        if for_us && arp.op == 1 {
-            // Answer in place: the request becomes the reply.
-            let mac = self.cfg.local_mac;
-            let ip = self.local4.octets();
-            let data = pkt.data_mut();
-            data[0..6].copy_from_slice(&arp.sha);
-            data[6..12].copy_from_slice(&mac);
-            let a = &mut data[ETH_LEN..];
-            a[6..8].copy_from_slice(&2u16.to_be_bytes());
-            a[8..14].copy_from_slice(&mac);
-            a[14..18].copy_from_slice(&ip);
-            a[18..24].copy_from_slice(&arp.sha);
-            a[24..28].copy_from_slice(&arp.spa.octets());
+        if for_us && arp.op == arp_field::REQUEST {
+            // Answer in place: the request becomes the reply (both views were checked above).
+            let mac = MacAddr(self.cfg.local_mac);
+            if let Ok(mut eth) = Ethernet::new_checked(pkt.data_mut()) {
+                eth.set_dst(MacAddr(arp.sha));
+                eth.set_src(mac);
+            }
+            if let Ok(mut a) = Arp::new_checked(&mut pkt.data_mut()[ETH_LEN..]) {
+                a.set_oper(arp_field::REPLY);
+                a.set_sender(mac, u32::from(self.local4));
+                a.set_target(MacAddr(arp.sha), u32::from(arp.spa));
+            }
             self.counters.neigh_answers += 1;
             out.emit(Side::West, 0, pkt);
             return;
@@ -141,20 +144,20 @@ impl Vtep {
     }
 
     pub(super) fn rx_igmp(&mut self, pkt: Packet, at: usize, end: usize, out: &mut Output<'_>) {
-        let d = pkt.data();
-        let igmp = &d[at..end];
-        if igmp.len() < 8 {
+        let bytes = &pkt.data()[at..end];
+        let Ok(igmp) = Igmp::new_checked(bytes) else {
             return out.drop(pkt, VtepDrop::Trunc.index());
-        }
-        if checksum(igmp) != 0 {
+        };
+        if checksum(bytes) != 0 {
             return out.drop(pkt, VtepDrop::BadCsum.index());
         }
-        if igmp[0] != 0x11 {
+        if igmp.msg_type() != IGMP_QUERY {
             // Other hosts' reports and leaves: nothing to do for a host.
             return out.drop(pkt, VtepDrop::Control.index());
         }
-        let group = Ipv4Addr::new(igmp[4], igmp[5], igmp[6], igmp[7]);
-        let v2 = igmp.len() < 12;
+        let group = Ipv4Addr::from(igmp.group());
+        // An IGMPv3 query is at least 12 bytes long.
+        let v2 = bytes.len() < 12;
         let groups: Vec<IpAddr> = if group.is_unspecified() {
             self.joined_groups()
         } else if self.is_our_group(IpAddr::V4(group)) {
@@ -187,15 +190,15 @@ impl Vtep {
         if csum_fold(csum_add(acc, icmp)) != 0 {
             return out.drop(pkt, VtepDrop::BadCsum.index());
         }
-        match icmp[0] {
-            135 | 136 if icmp.len() >= 24 && ip.hop_limit == 255 && icmp[1] == 0 => {
-                let mut t = [0u8; 16];
-                t.copy_from_slice(&icmp[8..24]);
-                let target = Ipv6Addr::from(t);
-                let opts = &icmp[24..];
-                if icmp[0] == 135 {
+        let nd = Ndp::new_checked(icmp).ok().filter(|_| ip.hop_limit == 255 && icmp[1] == 0);
+        let mld = Mld::new_checked(icmp).ok().filter(|m| m.msg_type() == MLD_QUERY);
+        match (nd, mld) {
+            (Some(nd), _) => {
+                let target = Ipv6Addr::from(nd.target());
+                let lladdr = nd.lladdr().map(|m| m.0);
+                if !nd.is_advert() {
                     let for_us = target == self.local6;
-                    let slla = ndp_lladdr(opts, 1);
+                    let slla = lladdr; // a solicitation's source link-layer address
                     if let (false, Some(mac)) = (ip.src.is_unspecified(), slla) {
                         self.neigh_learn(IpAddr::V6(ip.src), mac, for_us, now, out);
                     }
@@ -212,15 +215,13 @@ impl Vtep {
                         return;
                     }
                 } else {
-                    let mac = ndp_lladdr(opts, 2).unwrap_or_else(|| mac6(&d[6..12]));
+                    let mac = lladdr.unwrap_or_else(|| mac6(&d[6..12]));
                     self.neigh_learn(IpAddr::V6(target), mac, false, now, out);
                 }
                 out.drop(pkt, VtepDrop::Control.index());
             }
-            130 if icmp.len() >= 24 => {
-                let mut g = [0u8; 16];
-                g.copy_from_slice(&icmp[8..24]);
-                let group = Ipv6Addr::from(g);
+            (None, Some(mld)) => {
+                let group = Ipv6Addr::from(mld.group());
                 let groups: Vec<IpAddr> = if group.is_unspecified() {
                     self.joined_groups()
                 } else if self.is_our_group(IpAddr::V6(group)) {

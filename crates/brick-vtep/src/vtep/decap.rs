@@ -9,12 +9,10 @@ impl Vtep {
 
     #[inline(always)]
     pub(super) fn rx_underlay(&mut self, pkt: Packet, now: Timestamp, out: &mut Output<'_>) {
-        let d = pkt.data();
-        if d.len() < ETH_LEN {
+        let Some(et) = ethertype(pkt.data()) else {
             out.drop(pkt, VtepDrop::Trunc.index());
             return;
-        }
-        let et = be16(d, 12);
+        };
         match (et, self.v6) {
             (ETH_IPV4, false) => self.rx_ipv4(pkt, now, out),
             (ETH_IPV6, true) => self.rx_ipv6(pkt, now, out),
@@ -105,13 +103,13 @@ impl Vtep {
     #[inline(always)]
     fn check_vxlan(&mut self, pkt: &Packet, l4: usize, end: usize, v6: bool) -> Result<Outer, VtepDrop> {
         let d = pkt.data();
-        if end < l4 + UDP_LEN {
+        let Ok(udp) = Udp::new_checked(d.get(l4..end).unwrap_or_default()) else {
             return Err(VtepDrop::Trunc);
-        }
-        if be16(d, l4 + 2) != self.cfg.udp_port {
+        };
+        if udp.dst_port() != self.cfg.udp_port {
             return Err(VtepDrop::NotVxlan);
         }
-        let udp_len = usize::from(be16(d, l4 + 4));
+        let udp_len = usize::from(udp.len());
         if udp_len < UDP_LEN || l4 + udp_len > end {
             return Err(VtepDrop::BadHdr);
         }
@@ -121,9 +119,9 @@ impl Vtep {
         // A zero UDP checksum means "none", accepted over IPv6 too (RFC 6935/6936). A frame
         // the NIC verified, or one the local kernel sent with a partial checksum (a veth or
         // TAP peer: offload still pending), is not checked again.
-        if be16(d, l4 + 6) != 0 && !csum_trusted(pkt) {
+        if udp.checksum() != 0 && !csum_trusted(pkt) {
             // Pseudo-header: the addresses straight from the outer IP header, protocol, length.
-            let addrs = if v6 { &d[ETH_LEN + 8..ETH_LEN + 40] } else { &d[ETH_LEN + 12..ETH_LEN + 20] };
+            let addrs = if v6 { &d[OUTER_V6_ADDRS] } else { &d[OUTER_V4_ADDRS] };
             let acc = csum_add_value(csum_add(0, addrs), u64::from(PROTO_UDP) + udp_len as u64);
             if csum_fold(csum_add(acc, &d[l4..l4 + udp_len])) != 0 {
                 return Err(VtepDrop::BadCsum);
@@ -184,7 +182,7 @@ impl Vtep {
     #[inline(always)]
     fn fast_outer_ip(&self, d: &[u8]) -> Option<(usize, usize, IpAddr)> {
         if !self.v6 {
-            if be16(d, 12) != ETH_IPV4 {
+            if ethertype(d) != Some(ETH_IPV4) {
                 return None;
             }
             let ip = parse_ipv4(&d[ETH_LEN..]).ok()?;
@@ -193,7 +191,7 @@ impl Vtep {
             }
             Some((ETH_LEN + ip.ihl, ETH_LEN + ip.total_len, IpAddr::V4(ip.src)))
         } else {
-            if be16(d, 12) != ETH_IPV6 {
+            if ethertype(d) != Some(ETH_IPV6) {
                 return None;
             }
             let ip = parse_ipv6(&d[ETH_LEN..]).ok()?;
@@ -235,6 +233,10 @@ impl Vtep {
         Some(o.port)
     }
 }
+
+/// Where the outer IPv4 / IPv6 addresses (the UDP pseudo-header's) lie in an outer frame.
+const OUTER_V4_ADDRS: std::ops::Range<usize> = ETH_LEN + v4_field::SRC.start..ETH_LEN + v4_field::DST.end;
+const OUTER_V6_ADDRS: std::ops::Range<usize> = ETH_LEN + v6_field::SRC.start..ETH_LEN + v6_field::DST.end;
 
 /// A checked VXLAN outer header.
 struct Outer {

@@ -15,31 +15,50 @@ pub(super) fn mix(h: u64, v: u64) -> u64 {
     (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(23)
 }
 
+/// Offsets in an untagged inner frame that [`flow_hash`] reads, from brick-wire's field
+/// ranges: it hashes fixed 8-byte words rather than building views, one frame at a time on
+/// the encapsulation fast path.
+mod hashed {
+    use super::{v4_field, v6_field, ETH_LEN};
+    /// IPv4: version/IHL byte, protocol, the two addresses (8 bytes), the header's end.
+    pub const V4_VER_IHL: usize = ETH_LEN + v4_field::VER_IHL;
+    pub const V4_PROTO: usize = ETH_LEN + v4_field::PROTO;
+    pub const V4_ADDRS: usize = ETH_LEN + v4_field::SRC.start;
+    pub const V4_END: usize = ETH_LEN + v4_field::LEN;
+    /// IPv6: next header, the two addresses (32 bytes), the fixed header's end (ports).
+    pub const V6_NEXT: usize = ETH_LEN + v6_field::NEXT_HEADER;
+    pub const V6_ADDRS: usize = ETH_LEN + v6_field::SRC.start;
+    pub const V6_L4: usize = ETH_LEN + v6_field::LEN;
+}
+
+/// The 4 bytes of ports at `at`, with the protocol above them.
+#[inline(always)]
+fn ports_and_proto(d: &[u8], at: usize, proto: u8) -> Option<u64> {
+    let p = d.get(at..at + 4)?;
+    Some(u64::from(u32::from_le_bytes([p[0], p[1], p[2], p[3]])) | u64::from(proto) << 32)
+}
+
 /// A hash of the inner flow (MACs, addresses, protocol, ports) for the outer UDP source port
 /// and IPv6 flow label (RFC 7348 §5: entropy for ECMP). Frames of one flow always hash alike.
 #[inline]
 pub fn flow_hash(d: &[u8]) -> u64 {
-    if d.len() < 14 {
-        return 0;
-    }
+    use hashed::*;
+    let Some(et) = ethertype(d) else { return 0 };
     let mut h = mix(rd64(d, 0), rd64(d, 6));
-    let et = be16(d, 12);
-    if et == ETH_IPV4 && d.len() >= 34 {
-        h = mix(h, rd64(d, 26));
-        let proto = d[23];
-        let l4 = 14 + usize::from(d[14] & 0xf) * 4;
-        if (proto == PROTO_TCP || proto == PROTO_UDP) && d.len() >= l4 + 4 {
-            h = mix(
-                h,
-                u64::from(u32::from_le_bytes([d[l4], d[l4 + 1], d[l4 + 2], d[l4 + 3]]))
-                    | u64::from(proto) << 32,
-            );
+    let is_l4 = |proto| proto == PROTO_TCP || proto == PROTO_UDP;
+    if et == ETH_IPV4 && d.len() >= V4_END {
+        h = mix(h, rd64(d, V4_ADDRS));
+        let proto = d[V4_PROTO];
+        let l4 = ETH_LEN + usize::from(d[V4_VER_IHL] & 0xf) * 4;
+        if let Some(p) = ports_and_proto(d, l4, proto).filter(|_| is_l4(proto)) {
+            h = mix(h, p);
         }
-    } else if et == ETH_IPV6 && d.len() >= 54 {
-        h = mix(mix(mix(mix(h, rd64(d, 22)), rd64(d, 30)), rd64(d, 38)), rd64(d, 46));
-        let proto = d[20];
-        if (proto == PROTO_TCP || proto == PROTO_UDP) && d.len() >= 58 {
-            h = mix(h, u64::from(u32::from_le_bytes([d[54], d[55], d[56], d[57]])) | u64::from(proto) << 32);
+    } else if et == ETH_IPV6 && d.len() >= V6_L4 {
+        let a = V6_ADDRS;
+        h = mix(mix(mix(mix(h, rd64(d, a)), rd64(d, a + 8)), rd64(d, a + 16)), rd64(d, a + 24));
+        let proto = d[V6_NEXT];
+        if let Some(p) = ports_and_proto(d, V6_L4, proto).filter(|_| is_l4(proto)) {
+            h = mix(h, p);
         }
     }
     h ^ (h >> 31)
@@ -234,11 +253,13 @@ impl Vtep {
         let d = pkt.data();
         // A super-frame reaches here only when its segments (gso_size + headers) are too
         // big: the sender's MSS is the problem, so it gets the same answer as a plain frame.
-        let built = match be16(d, 12) {
-            ETH_IPV4 if d.len() >= 34 && be16(d, 20) & 0x4000 != 0 => {
+        let dont_frag =
+            || d.get(ETH_LEN..).and_then(|ip| Ipv4::new_header(ip).ok()).is_some_and(|ip| ip.dont_frag());
+        let built = match ethertype(d) {
+            Some(ETH_IPV4) if dont_frag() => {
                 build_frag_needed(&mut self.scratch, d, inner_mtu.min(65535) as u16)
             }
-            ETH_IPV6 => build_packet_too_big(&mut self.scratch, d, inner_mtu as u32),
+            Some(ETH_IPV6) => build_packet_too_big(&mut self.scratch, d, inner_mtu as u32),
             _ => None,
         };
         out.drop(pkt, VtepDrop::TooBig.index());

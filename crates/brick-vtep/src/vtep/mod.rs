@@ -12,6 +12,10 @@ use brick_core::{
 };
 use brick_switch::{is_group, mac_to_u64, Learned, MacEntry, MacHasher, MacTable};
 
+use brick_wire::arp::field as arp_field;
+use brick_wire::ip::{v4_field, v6_field};
+use brick_wire::{Arp, Ethernet, Igmp, Ipv4, MacAddr, Mld, Ndp, Udp};
+
 use crate::config::{IgmpVersion, VniOptions, VtepConfig, VtepError, MAX_VNI};
 use crate::wire::*;
 
@@ -25,7 +29,7 @@ mod neighbours;
 pub use drops::{VtepDrop, DROP_REASONS};
 pub use encap::{flow_hash, source_port};
 use membership::Membership;
-use neighbours::Neigh;
+use neighbours::NeighTable;
 pub use neighbours::{NeighInfo, NeighState};
 
 /// Where a learnt or static inner MAC lives: a remote VTEP.
@@ -148,7 +152,7 @@ pub struct Vtep {
     vnis: Vec<Option<VniState>>,
     /// Underlay multicast groups joined for the VNIs.
     groups: Membership,
-    neigh: HashMap<IpAddr, Neigh>,
+    neigh: NeighTable,
     pending: VecDeque<Packet>,
     pending_drops: u64,
     waker: Waker,
@@ -170,10 +174,6 @@ impl std::fmt::Debug for Vtep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vtep").field("cfg", &self.cfg).field("vnis", &self.vni_ports.len()).finish()
     }
-}
-
-fn be16(d: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([d[at], d[at + 1]])
 }
 
 fn mac6(d: &[u8]) -> [u8; 6] {
@@ -210,7 +210,7 @@ impl Vtep {
         if cfg.prefix_len > if cfg.is_ipv6() { 128 } else { 32 } {
             return Err(VtepError::BadConfig("prefix_len too long"));
         }
-        let waker = Waker::new().map_err(|e| VtepError::Io(e.to_string()))?;
+        let waker = Waker::new().map_err(VtepError::WakeFd)?;
         let (v6, local4, local6) = match cfg.local_ip {
             IpAddr::V4(a) => (false, a, Ipv6Addr::UNSPECIFIED),
             IpAddr::V6(a) => (true, Ipv4Addr::UNSPECIFIED, a),
@@ -232,7 +232,7 @@ impl Vtep {
             vni_ports: FastMap::default(),
             vnis: Vec::new(),
             groups: Membership::default(),
-            neigh: HashMap::with_capacity(cfg.neigh_capacity.min(4096)),
+            neigh: NeighTable::new(cfg.neigh_capacity, cfg.hold_per_neigh, cfg.neigh_reachable),
             pending: VecDeque::with_capacity(64),
             pending_drops: 0,
             waker,
@@ -453,13 +453,7 @@ impl Vtep {
 
     /// The underlay neighbour cache, sorted by address.
     pub fn neighbours(&self) -> Vec<NeighInfo> {
-        let mut v: Vec<NeighInfo> = self
-            .neigh
-            .iter()
-            .map(|(&ip, n)| NeighInfo { ip, mac: n.mac, state: n.state, held: n.held.len() })
-            .collect();
-        v.sort_by_key(|n| n.ip);
-        v
+        self.neigh.infos()
     }
 
     /// The multicast groups currently joined.

@@ -12,6 +12,8 @@ use brick_core::{
     BURST_SIZE,
 };
 
+use brick_wire::EtherType;
+
 use crate::bpf::BpfInsn;
 use crate::counters::*;
 use crate::offload::{
@@ -20,6 +22,12 @@ use crate::offload::{
 };
 use crate::sys::{self, Mmap};
 use crate::NicError;
+
+mod rx;
+mod tx;
+
+#[cfg(test)]
+use rx::rx_offload;
 
 /// How packets from several sockets of one fanout group are spread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +143,7 @@ const BLOCK_STATUS_OFFSET: usize = offset_of!(libc::tpacket_block_desc, hdr);
 /// Offset of `tp_status` in a frame header.
 const FRAME_STATUS_OFFSET: usize = offset_of!(libc::tpacket3_hdr, tp_status);
 /// Ethernet header length.
-const ETH_HLEN: usize = 14;
+const ETH_HLEN: usize = brick_wire::ethernet::field::LEN;
 /// Largest frame data a transmit ring slot holds: the slot less its header and the
 /// virtio-net header written in front of every frame (PACKET_VNET_HDR).
 const TX_SLOT_DATA: usize = TX_FRAME_SIZE as usize - TX_DATA_OFFSET - VNET_HDR_LEN;
@@ -434,446 +442,6 @@ impl AfPacketNic {
         // SAFETY: tp_status is an aligned u32 in a frame of the mapping (see tx_frame_ptr).
         unsafe { AtomicU32::from_ptr(self.tx_frame_ptr(frame).add(FRAME_STATUS_OFFSET).cast::<u32>()) }
     }
-
-    /// Receives up to one burst from the ring.
-    fn rx(&mut self, out: &mut Output<'_>) -> usize {
-        let block_size = self.cfg.block_size as usize;
-        let mut n = 0;
-        while n < BURST_SIZE {
-            let cur = match self.cursor {
-                Some(c) => c,
-                None => {
-                    if self.block_status(self.rx_block).load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
-                        break;
-                    }
-                    // SAFETY: the kernel handed the block to us (TP_STATUS_USER, acquired);
-                    // the descriptor is at the block start, inside the mapping.
-                    let bd = unsafe {
-                        self.block_ptr(self.rx_block).cast::<libc::tpacket_block_desc>().read_volatile()
-                    };
-                    // SAFETY: bh1 is the only member of the union, and V3 fills it.
-                    let h1 = unsafe { bd.hdr.bh1 };
-                    BlockCursor { remaining: h1.num_pkts, offset: h1.offset_to_first_pkt as usize }
-                }
-            };
-            if cur.remaining == 0 || cur.offset + size_of::<libc::tpacket3_hdr>() > block_size {
-                // Block done (or a corrupt offset): give it back to the kernel.
-                self.block_status(self.rx_block).store(libc::TP_STATUS_KERNEL, Ordering::Release);
-                self.rx_block = (self.rx_block + 1) % self.cfg.block_count;
-                self.cursor = None;
-                continue;
-            }
-            let base = self.block_ptr(self.rx_block);
-            // SAFETY: the header lies within the block (checked above) which we own until we
-            // release it.
-            let h = unsafe { base.add(cur.offset).cast::<libc::tpacket3_hdr>().read_unaligned() };
-            self.cursor = Some(BlockCursor {
-                remaining: cur.remaining - 1,
-                offset: if h.tp_next_offset == 0 {
-                    block_size
-                } else {
-                    cur.offset + h.tp_next_offset as usize
-                },
-            });
-            let start = cur.offset + h.tp_mac as usize;
-            let len = h.tp_snaplen as usize;
-            n += 1;
-            // The virtio-net header sits just before the frame, after the frame header.
-            if start + len > block_size
-                || (h.tp_mac as usize) < size_of::<libc::tpacket3_hdr>() + VNET_HDR_LEN
-            {
-                count_drop(&self.counters, out, DROP_RX_ERROR, 1);
-                continue;
-            }
-            // SAFETY: [start - VNET_HDR_LEN, start + len) is inside the block (checked just
-            // above) and the header is after the frame header.
-            let (vnet, frame) = unsafe {
-                (
-                    std::slice::from_raw_parts(base.add(start - VNET_HDR_LEN), VNET_HDR_LEN),
-                    std::slice::from_raw_parts(base.add(start), len),
-                )
-            };
-            if (h.tp_len as usize) > len {
-                count_drop(&self.counters, out, DROP_RX_TRUNCATED, 1);
-                continue;
-            }
-            let vlan = (h.tp_status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
-                let tpid = if h.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
-                    h.hv1.tp_vlan_tpid
-                } else {
-                    0x8100
-                };
-                (tpid, h.hv1.tp_vlan_tci as u16)
-            });
-            self.take_frame(frame, vnet, h.tp_status, vlan, out);
-        }
-        n
-    }
-
-    /// The pool for a received frame of `len` bytes: the brick's pool, or the big pool when
-    /// the frame exceeds its data room; `None` when no pool can hold it.
-    fn pool_for(&self, len: usize) -> Option<&PacketPool> {
-        if len <= self.pool.data_room() {
-            return Some(&self.pool);
-        }
-        self.big_pool.as_ref().filter(|p| len <= p.data_room())
-    }
-
-    /// Copies one received frame into a pool packet (restoring a stripped VLAN tag) and
-    /// hands it on with the offload state of its virtio-net header `vnet`.
-    fn take_frame(
-        &mut self,
-        frame: &[u8],
-        vnet: &[u8],
-        tp_status: u32,
-        vlan: Option<(u16, u16)>,
-        out: &mut Output<'_>,
-    ) {
-        let len = frame.len();
-        let total = len + if vlan.is_some() { 4 } else { 0 };
-        if len < ETH_HLEN {
-            return count_drop(&self.counters, out, DROP_RX_ERROR, 1);
-        }
-        let Some(pool) = self.pool_for(total) else {
-            return count_drop(&self.counters, out, DROP_TOO_BIG, 1);
-        };
-        let Some(mut pkt) = pool.alloc() else {
-            return count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1);
-        };
-        let Ok(buf) = pkt.append(total) else {
-            return count_drop(&self.counters, out, DROP_TOO_BIG, 1);
-        };
-        match vlan {
-            // The kernel strips the outermost VLAN tag into the header: put it back so
-            // the graph sees the frame as it was on the wire.
-            Some((tpid, tci)) => {
-                buf[..12].copy_from_slice(&frame[..12]);
-                buf[12..14].copy_from_slice(&tpid.to_be_bytes());
-                buf[14..16].copy_from_slice(&tci.to_be_bytes());
-                buf[16..].copy_from_slice(&frame[12..]);
-            }
-            None => buf.copy_from_slice(frame),
-        }
-        self.deliver(pkt, vnet, tp_status, vlan.is_some(), out);
-    }
-
-    /// Reads the frame of a TPACKET_V2 slot marked `TP_STATUS_COPY` (too big for the slot)
-    /// whole from the socket's receive queue, where the kernel queued it in ring order, into
-    /// a packet of the big pool (or the normal one), and hands it on.
-    fn take_copied(&mut self, tp_status: u32, vlan: Option<(u16, u16)>, out: &mut Output<'_>) {
-        let tag = if vlan.is_some() { 4 } else { 0 };
-        let pool = self.big_pool.as_ref().unwrap_or(&self.pool);
-        let Some(mut pkt) = pool.alloc() else {
-            // The frame must still leave the queue, or the next copied slot would read it.
-            self.discard_copied();
-            return count_drop(&self.counters, out, DROP_RX_POOL_EMPTY, 1);
-        };
-        let room = pkt.tailroom();
-        let mut vnet = [0u8; VNET_HDR_LEN];
-        let received = match pkt.append(room) {
-            Ok(buf) if room > tag => {
-                let data = &mut buf[tag..];
-                let mut iov = [
-                    libc::iovec { iov_base: vnet.as_mut_ptr().cast(), iov_len: VNET_HDR_LEN },
-                    libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() },
-                ];
-                self.recv_copied(&mut iov)
-            }
-            _ => {
-                self.discard_copied();
-                return count_drop(&self.counters, out, DROP_TOO_BIG, 1);
-            }
-        };
-        let len = match received {
-            // The kernel had queued nothing: the slot and the queue disagree.
-            None => return count_drop(&self.counters, out, DROP_RX_ERROR, 1),
-            Some((len, _)) if len < ETH_HLEN => return count_drop(&self.counters, out, DROP_RX_ERROR, 1),
-            Some((len, truncated)) if truncated || len + tag > room => {
-                return count_drop(&self.counters, out, DROP_TOO_BIG, 1)
-            }
-            Some((len, _)) => len,
-        };
-        pkt.truncate(len + tag);
-        if let Some((tpid, tci)) = vlan {
-            let d = pkt.data_mut();
-            d.copy_within(4..16, 0);
-            d[12..14].copy_from_slice(&tpid.to_be_bytes());
-            d[14..16].copy_from_slice(&tci.to_be_bytes());
-        }
-        self.deliver(pkt, &vnet, tp_status, vlan.is_some(), out);
-    }
-
-    /// One `recvmsg` of the next queued frame into `iov` (virtio-net header, then data):
-    /// the frame's full length and whether it was cut short, or `None` when nothing waits.
-    fn recv_copied(&self, iov: &mut [libc::iovec]) -> Option<(usize, bool)> {
-        // SAFETY: msghdr is plain data; zero is valid.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = iov.len();
-        // SAFETY: every iovec points to a live, writable buffer of its length, borrowed for
-        // the duration of the call.
-        let r = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC) };
-        let r = usize::try_from(r).ok()?;
-        // With MSG_TRUNC the result is the virtio-net header plus the frame's real length.
-        let len = r.checked_sub(VNET_HDR_LEN)?;
-        Some((len, msg.msg_flags & libc::MSG_TRUNC != 0))
-    }
-
-    /// Takes the next queued frame off the socket and drops it.
-    fn discard_copied(&self) {
-        let mut vnet = [0u8; VNET_HDR_LEN];
-        let mut iov = [libc::iovec { iov_base: vnet.as_mut_ptr().cast(), iov_len: VNET_HDR_LEN }];
-        let _ = self.recv_copied(&mut iov);
-    }
-
-    /// Sets a received packet's metadata from its virtio-net header and emits it.
-    fn deliver(&mut self, mut pkt: Packet, vnet: &[u8], tp_status: u32, tagged: bool, out: &mut Output<'_>) {
-        let mut meta = *pkt.meta();
-        if rx_offload(vnet, tagged, tp_status, pkt.len(), &mut meta).is_err() {
-            return drop_pkt(&self.counters, out, pkt, DROP_BAD_OFFLOAD);
-        }
-        guess_l2_l3(pkt.data(), &mut meta);
-        if meta.offload.contains(OffloadFlags::CSUM_NEEDED) || meta.gso_type != GsoType::None {
-            self.counters.rx_offloaded.add(1);
-            if meta.gso_type != GsoType::None {
-                self.counters.rx_gso.add(1);
-            }
-        }
-        *pkt.meta_mut() = meta;
-        self.counters.rx_packets.add(1);
-        self.counters.rx_bytes.add(pkt.len() as u64);
-        out.emit(Side::East, 0, pkt);
-    }
-
-    /// Receives up to one burst from the TPACKET_V2 ring (low-latency mode).
-    fn rx_v2(&mut self, out: &mut Output<'_>) -> usize {
-        let slots = self.cfg.block_size / V2_FRAME_SIZE * self.cfg.block_count;
-        let mut n = 0;
-        while n < BURST_SIZE {
-            // SAFETY: rx_block < slots, so the slot lies inside the rx part of the mapping.
-            let slot = unsafe { self.ring.ptr().add(self.rx_block as usize * V2_FRAME_SIZE as usize) };
-            // SAFETY: tp_status is the first, aligned u32 of the slot, shared with the kernel;
-            // every access to it is atomic.
-            let status = unsafe { AtomicU32::from_ptr(slot.cast::<u32>()) };
-            let st = status.load(Ordering::Acquire);
-            if st & libc::TP_STATUS_USER == 0 {
-                break;
-            }
-            // SAFETY: the kernel handed the slot to us (TP_STATUS_USER, acquired); the header
-            // is at its start.
-            let h = unsafe { slot.cast::<libc::tpacket2_hdr>().read_unaligned() };
-            let (start, len) = (h.tp_mac as usize, h.tp_snaplen as usize);
-            n += 1;
-            let vlan = (st & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
-                let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 { h.tp_vlan_tpid } else { 0x8100 };
-                (tpid, h.tp_vlan_tci)
-            });
-            if st & libc::TP_STATUS_COPY != 0 {
-                // Too big for the slot: the whole frame waits on the socket.
-                self.take_copied(st, vlan, out);
-            } else if start + len > V2_FRAME_SIZE as usize
-                || start < size_of::<libc::tpacket2_hdr>() + VNET_HDR_LEN
-            {
-                count_drop(&self.counters, out, DROP_RX_ERROR, 1);
-            } else if (h.tp_len as usize) > len {
-                // Too big, and the socket buffer had no room for a copy.
-                count_drop(&self.counters, out, DROP_RX_TRUNCATED, 1);
-            } else {
-                // SAFETY: [start - VNET_HDR_LEN, start + len) is inside the slot (checked
-                // above), which we own until we give it back below; the packet copy is made
-                // before that.
-                let (vnet, frame) = unsafe {
-                    (
-                        std::slice::from_raw_parts(slot.add(start - VNET_HDR_LEN), VNET_HDR_LEN),
-                        std::slice::from_raw_parts(slot.add(start), len),
-                    )
-                };
-                self.take_frame(frame, vnet, st, vlan, out);
-            }
-            status.store(libc::TP_STATUS_KERNEL, Ordering::Release);
-            self.rx_block = (self.rx_block + 1) % slots;
-        }
-        n
-    }
-
-    /// Checks and prepares one outgoing frame; `Err(reason)` when it must be dropped.
-    fn prepare_tx(max_frame: usize, pkt: &mut brick_core::Packet) -> Result<(), usize> {
-        let tagged = pkt.data().get(12..14).is_some_and(|t| t == [0x81, 0x00] || t == [0x88, 0xa8]);
-        let limit = max_frame + if tagged { 4 } else { 0 };
-        if pkt.len() > limit {
-            return Err(DROP_TOO_BIG);
-        }
-        if pkt.len() < ETH_HLEN {
-            return Err(DROP_TX_ERROR);
-        }
-        let m = *pkt.meta();
-        if m.offload.contains(OffloadFlags::CSUM_NEEDED)
-            && !complete_checksum(pkt.data_mut(), m.csum_start, m.csum_offset)
-        {
-            return Err(DROP_BAD_OFFLOAD);
-        }
-        Ok(())
-    }
-
-    fn tx_ring(&mut self, pkts: &mut Burst, out: &mut Output<'_>) {
-        let mut queued = 0;
-        for mut pkt in pkts.drain() {
-            if let Err(reason) = Self::prepare_tx(self.max_frame, &mut pkt) {
-                drop_pkt(&self.counters, out, pkt, reason);
-                continue;
-            }
-            // max_frame is capped to a ring slot, but a tagged frame may exceed it by 4 bytes.
-            if pkt.len() > TX_SLOT_DATA {
-                drop_pkt(&self.counters, out, pkt, DROP_TOO_BIG);
-                continue;
-            }
-            let status = self.tx_frame_status(self.tx_head).load(Ordering::Acquire);
-            if status == libc::TP_STATUS_WRONG_FORMAT {
-                // The kernel refused the frame that used this slot last time.
-                self.counters.tx_errors.add(1);
-                out.count_drop(DROP_TX_ERROR, 1);
-            } else if status != libc::TP_STATUS_AVAILABLE {
-                drop_pkt(&self.counters, out, pkt, DROP_TX_RING_FULL);
-                continue;
-            }
-            let frame = self.tx_frame_ptr(self.tx_head);
-            let len = pkt.len();
-            // SAFETY: the slot is ours (status AVAILABLE or WRONG_FORMAT, acquired); the
-            // virtio-net header and the data fit in the frame (len <= TX_SLOT_DATA, checked
-            // above).
-            unsafe {
-                // A zero virtio-net header: the frame is complete (checksums done above).
-                std::ptr::write_bytes(frame.add(TX_DATA_OFFSET), 0, VNET_HDR_LEN);
-                std::ptr::copy_nonoverlapping(
-                    pkt.data().as_ptr(),
-                    frame.add(TX_DATA_OFFSET + VNET_HDR_LEN),
-                    len,
-                );
-                let h = frame.cast::<libc::tpacket3_hdr>();
-                let tp_len = (len + VNET_HDR_LEN) as u32;
-                std::ptr::addr_of_mut!((*h).tp_len).write_volatile(tp_len);
-                std::ptr::addr_of_mut!((*h).tp_snaplen).write_volatile(tp_len);
-                std::ptr::addr_of_mut!((*h).tp_next_offset).write_volatile(0);
-            }
-            self.tx_frame_status(self.tx_head).store(libc::TP_STATUS_SEND_REQUEST, Ordering::Release);
-            self.tx_head = (self.tx_head + 1) % self.tx_frames;
-            self.counters.tx_packets.add(1);
-            self.counters.tx_bytes.add(len as u64);
-            queued += 1;
-        }
-        if queued > 0 {
-            self.kick();
-        }
-    }
-
-    /// Asks the kernel to send the queued ring frames.
-    fn kick(&mut self) {
-        // SAFETY: send(2) with no buffer on a socket we own: the kernel walks the tx ring.
-        let rc = unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
-        if rc < 0 {
-            // EAGAIN/ENOBUFS: the frames stay queued and go with the next kick. Refused
-            // frames are marked WRONG_FORMAT and counted when their slot is reused.
-            let _ = io::Error::last_os_error();
-        }
-    }
-
-    fn tx_sendmmsg(&mut self, pkts: &mut Burst, out: &mut Output<'_>) {
-        for mut pkt in pkts.drain() {
-            match Self::prepare_tx(self.max_frame, &mut pkt) {
-                Ok(()) => {
-                    let _ = self.stash.push(pkt);
-                }
-                Err(reason) => drop_pkt(&self.counters, out, pkt, reason),
-            }
-        }
-        let n = self.stash.len();
-        if n == 0 {
-            return;
-        }
-        // A zero virtio-net header in front of every frame: nothing left to offload.
-        let mut vnet = [0u8; VNET_HDR_LEN];
-        // SAFETY: iovec and mmsghdr are plain data; zero is valid.
-        let mut iov: [[libc::iovec; 2]; BURST_SIZE] = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        let mut msgs: [libc::mmsghdr; BURST_SIZE] = unsafe { std::mem::zeroed() };
-        for (i, p) in self.stash.iter().enumerate() {
-            iov[i][0].iov_base = vnet.as_mut_ptr().cast();
-            iov[i][0].iov_len = VNET_HDR_LEN;
-            iov[i][1].iov_base = p.data().as_ptr() as *mut libc::c_void;
-            iov[i][1].iov_len = p.len();
-            msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
-            msgs[i].msg_hdr.msg_iovlen = 2;
-        }
-        let mut sent = 0usize;
-        while sent < n {
-            // SAFETY: msgs[sent..n] point to iovecs, the header and packet data that stay
-            // alive (the packets are in self.stash) until this call returns; the kernel only
-            // reads them.
-            let rc = unsafe {
-                libc::sendmmsg(
-                    self.fd.as_raw_fd(),
-                    msgs[sent..].as_mut_ptr(),
-                    (n - sent) as u32,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if rc > 0 {
-                for p in self.stash.iter().skip(sent).take(rc as usize) {
-                    self.counters.tx_bytes.add(p.len() as u64);
-                }
-                self.counters.tx_packets.add(rc as u64);
-                sent += rc as usize;
-                continue;
-            }
-            let err = io::Error::last_os_error();
-            match sys::errno(&err) {
-                libc::EAGAIN | libc::ENOBUFS => {
-                    count_drop(&self.counters, out, DROP_TX_RING_FULL, (n - sent) as u64);
-                    break;
-                }
-                libc::EINTR => continue,
-                libc::EMSGSIZE => {
-                    count_drop(&self.counters, out, DROP_TOO_BIG, 1);
-                    sent += 1;
-                }
-                _ => {
-                    count_drop(&self.counters, out, DROP_TX_ERROR, 1);
-                    sent += 1;
-                }
-            }
-        }
-        self.stash.clear();
-    }
-}
-
-/// The offload state of a received frame of `len` bytes from the virtio-net header the
-/// kernel wrote in front of it (PACKET_VNET_HDR), into `meta`: a partial checksum at the
-/// kernel's exact `csum_start`/`csum_offset` (for a VXLAN frame from a local kernel, the
-/// inner TCP/UDP header), TCP super-frame metadata, a checksum the kernel verified.
-/// `tagged`: a VLAN tag the kernel had stripped was put back in front of the checksummed
-/// part, moving it by 4 bytes. `meta` is untouched on error (an inconsistent header).
-fn rx_offload(
-    vnet: &[u8],
-    tagged: bool,
-    tp_status: u32,
-    len: usize,
-    meta: &mut Meta,
-) -> Result<(), OffloadError> {
-    let mut h: VnetHdr = parse_vnet(vnet)?;
-    if tagged && h.flags & VNET_F_NEEDS_CSUM != 0 {
-        h.csum_start = h.csum_start.checked_add(4).ok_or(OffloadError::ChecksumOutOfFrame {
-            start: h.csum_start,
-            offset: h.csum_offset,
-            len,
-        })?;
-    }
-    let mut m = *meta;
-    h.apply_to(&mut m, len)?;
-    if tp_status & libc::TP_STATUS_CSUM_VALID != 0 && !m.offload.contains(OffloadFlags::CSUM_NEEDED) {
-        m.offload.insert(OffloadFlags::CSUM_VERIFIED);
-    }
-    *meta = m;
-    Ok(())
 }
 
 impl Brick for AfPacketNic {
@@ -1032,9 +600,9 @@ mod tests {
     #[test]
     fn prepare_tx_checks_size_and_completes_checksums() {
         let mut small = brick_core::Packet::from_slice(&[0u8; 10]);
-        assert_eq!(AfPacketNic::prepare_tx(1514, &mut small), Err(DROP_TX_ERROR));
+        assert_eq!(AfPacketNic::prepare_tx(1514, &mut small), Err(NicDrop::TxError));
         let mut big = brick_core::Packet::from_slice(&[0u8; 1515]);
-        assert_eq!(AfPacketNic::prepare_tx(1514, &mut big), Err(DROP_TOO_BIG));
+        assert_eq!(AfPacketNic::prepare_tx(1514, &mut big), Err(NicDrop::TooBig));
         let mut tagged = vec![0u8; 1518];
         tagged[12] = 0x81;
         let mut tagged = brick_core::Packet::from_slice(&tagged);
@@ -1043,6 +611,6 @@ mod tests {
         bad.meta_mut().offload = OffloadFlags::CSUM_NEEDED;
         bad.meta_mut().csum_start = 58;
         bad.meta_mut().csum_offset = 6;
-        assert_eq!(AfPacketNic::prepare_tx(1514, &mut bad), Err(DROP_BAD_OFFLOAD));
+        assert_eq!(AfPacketNic::prepare_tx(1514, &mut bad), Err(NicDrop::BadOffload));
     }
 }
