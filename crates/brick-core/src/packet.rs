@@ -244,6 +244,7 @@ pub(crate) fn foreign_fits(capacity: usize, head: usize, len: usize) -> bool {
 }
 
 impl Packet {
+    #[inline]
     fn from_box(buf: Box<[u8]>, head: usize, len: usize, owner: Owner) -> Self {
         // `take_box` rebuilds the box from `cap`: a truncated length would free it with the
         // wrong layout.
@@ -262,6 +263,7 @@ impl Packet {
         unsafe { Box::from_raw(slice) }
     }
 
+    #[inline]
     pub(crate) fn from_pool_buffer(buf: Box<[u8]>, headroom: usize, pool: PoolRef) -> Self {
         Self::from_box(buf, headroom, 0, Owner::Pool(pool))
     }
@@ -502,6 +504,7 @@ impl Packet {
     }
 
     /// Grows the data by `n` bytes at the end and returns them for the caller to fill.
+    #[inline]
     pub fn append(&mut self, n: usize) -> Result<&mut [u8], PacketError> {
         let available = self.tailroom();
         if n > available {

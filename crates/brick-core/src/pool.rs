@@ -255,9 +255,11 @@ struct LocalCaches {
 }
 
 impl LocalCaches {
+    #[inline(always)]
     fn entry(&mut self, pool: PoolRef) -> &mut LocalCache {
         // Few pools per thread: a linear scan beats hashing. Each cache holds a reference,
-        // so a pool's address cannot be reused while its cache is here.
+        // so a pool's address cannot be reused while its cache is here. Inlined: it runs for
+        // every packet taken or given back.
         let i = match self.entries.iter().position(|e| e.pool == pool) {
             Some(i) => i,
             None => self.add(pool),

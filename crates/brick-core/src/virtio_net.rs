@@ -49,6 +49,7 @@ pub struct VirtioNetHdr {
 impl VirtioNetHdr {
     /// Reads a header from the start of `b`: [`LEN`] bytes at least; `num_buffers` comes
     /// from bytes 10–11 when `b` has [`LEN_MRG`] or more. `None` when `b` is too short.
+    #[inline]
     pub fn parse(b: &[u8]) -> Option<VirtioNetHdr> {
         if b.len() < LEN {
             return None;
@@ -67,6 +68,7 @@ impl VirtioNetHdr {
 
     /// Writes the header into the start of `out`: [`LEN_MRG`] bytes, or as many as `out`
     /// holds (pass `&mut buf[..LEN]` for a header without `num_buffers`).
+    #[inline]
     pub fn write(&self, out: &mut [u8]) {
         let mut b = [0u8; LEN_MRG];
         b[0] = self.flags;

@@ -364,13 +364,14 @@ impl VhostUserNic {
         let Some(ring) = self.queues[q].ring(map, st.get_queue()) else { return 0 };
         let stats = &self.shared.stats;
         let mut consumed = 0usize;
+        let (mut packets, mut bytes) = (0u64, 0u64);
         let mut drops = [0u64; DROP_REASONS.len()];
         ring.prefetch(budget.min(u16::MAX as usize) as u16, false);
         while consumed < budget {
             match tx_pop(ring, &self.cfg.pool, &self.feat) {
                 TxPop::Packet(p) => {
-                    stats.tx_packets.add(1);
-                    stats.tx_bytes.add(p.len() as u64);
+                    packets += 1;
+                    bytes += p.len() as u64;
                     out.emit(Side::West, 0, p);
                     consumed += 1;
                 }
@@ -393,6 +394,9 @@ impl VhostUserNic {
             }
         }
         if consumed > 0 {
+            // Counted once per burst: the counters are shared with readers on other threads.
+            stats.tx_packets.add(packets);
+            stats.tx_bytes.add(bytes);
             ring.publish_used();
             ring.store_indexes(st.get_queue_mut());
             let interrupt = ring.needs_interrupt();
