@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use brick_core::{GraphHandle, Side};
+use brick_vtep::Vtep;
 
 /// Renders every brick's counters, of every worker graph, in the Prometheus text format.
 pub fn render(handles: &[GraphHandle]) -> Result<String, brick_core::GraphError> {
@@ -74,7 +75,36 @@ pub fn render(handles: &[GraphHandle]) -> Result<String, brick_core::GraphError>
             }
         }
     }
+    render_suppression(handles, &mut s)?;
     Ok(s)
+}
+
+/// ARP/ND suppression per VNI (EVPN): requests answered from the VTEP's MAC+IP bindings, of
+/// the VNIs that have bindings or answered some.
+fn render_suppression(handles: &[GraphHandle], s: &mut String) -> Result<(), brick_core::GraphError> {
+    let name = "butterfly_vni_neigh_suppressed_total";
+    let _ = writeln!(s, "# HELP {name} ARP requests and neighbour solicitations answered by the VTEP (not flooded).");
+    let _ = writeln!(s, "# TYPE {name} counter");
+    for (worker, handle) in handles.iter().enumerate() {
+        let rows = handle.exec_timeout(Duration::from_secs(5), |g| {
+            let mut rows = Vec::new();
+            for id in g.ids() {
+                let Ok(v) = g.brick::<Vtep>(id) else { continue };
+                for vni in v.vnis() {
+                    let Some(c) = v.vni_info(vni).map(|i| i.counters) else { continue };
+                    if c.arp_suppressed + c.nd_suppressed > 0 || v.neigh_proxy_len(vni) > 0 {
+                        rows.push((vni, c.arp_suppressed, c.nd_suppressed));
+                    }
+                }
+            }
+            rows
+        })?;
+        for (vni, arp, nd) in rows {
+            let _ = writeln!(s, "{name}{{vni=\"{vni}\",proto=\"arp\",worker=\"{worker}\"}} {arp}");
+            let _ = writeln!(s, "{name}{{vni=\"{vni}\",proto=\"nd\",worker=\"{worker}\"}} {nd}");
+        }
+    }
+    Ok(())
 }
 
 fn escape(s: &str) -> String {

@@ -30,6 +30,14 @@ impl Vtep {
             .unwrap_or_default()
     }
 
+    /// How many addresses are answered for on `vni` (0 for an unknown VNI).
+    pub fn neigh_proxy_len(&self, vni: u32) -> usize {
+        self.vni_ports
+            .get(&vni)
+            .and_then(|&p| self.vnis.get(p as usize)?.as_ref())
+            .map_or(0, |st| st.proxy.len())
+    }
+
     /// A frame about to be flooded: the reply goes back to the VNI's port and `None` is
     /// returned when the table answers it; otherwise the frame comes back, unchanged, to be
     /// flooded.
