@@ -117,7 +117,10 @@ fn a_request_for_a_bound_address_is_answered_and_never_reaches_the_underlay() {
     let c = h.vtep().vni_info(42).unwrap().counters;
     assert_eq!((c.arp_suppressed, c.nd_suppressed, c.flooded, c.encap_pkts), (1, 2, 0, 0));
     let lines = brick_core::Brick::describe(h.vtep());
-    assert!(lines.contains(&"vni 42 suppression bindings 2 arp 1 nd 2 unknown 0 malformed 0".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"vni 42 suppression bindings 2 arp 1 nd 2 unknown 0 malformed 0".to_string()),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -139,5 +142,6 @@ fn other_requests_are_flooded_and_counted() {
     assert_eq!((c.arp_suppressed, c.nd_suppressed), (0, 0));
     assert_eq!((c.suppress_unknown, c.suppress_malformed, c.flooded), (2, 1, 3));
     assert_eq!(h.vtep().neigh_proxy(42), vec![(ip("fd01::2"), REMOTE)]);
+    assert_eq!((h.vtep().neigh_proxy_len(42), h.vtep().neigh_proxy_len(7)), (1, 0));
     assert!(matches!(h.vtep().set_neigh_proxy(7, ip("10.1.0.3"), REMOTE), Err(VtepError::UnknownVni(7))));
 }

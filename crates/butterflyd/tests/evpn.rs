@@ -174,14 +174,23 @@ impl World {
     }
 
     /// A VM on butterflyd host `host`, with an IPv6 address (`ip6`, in a /64) too if given.
-    fn vm_dual(&mut self, host: usize, name: &str, vni: u32, ip: &str, ip6: Option<&str>, mac: &str) -> String {
+    fn vm_dual(
+        &mut self,
+        host: usize,
+        name: &str,
+        vni: u32,
+        ip: &str,
+        ip6: Option<&str>,
+        mac: &str,
+    ) -> String {
         let d = &self.daemons[host];
         d.ok(&["sg", "add", "open"]);
         d.ok(&["sg", "rule", "add", "open", "--dir", "in", "--ip-proto", "all", "--cidr", "0.0.0.0/0"]);
         d.ok(&["sg", "rule", "add", "open", "--dir", "in", "--ip-proto", "all", "--cidr", "::/0"]);
         let nic = format!("{name}{}", self.tag % 10_000);
         let v = vni.to_string();
-        let mut args = vec!["nic", "add", "--id", &nic, "--type", "TAP", "--mac", mac, "--vni", &v, "--ip", ip];
+        let mut args =
+            vec!["nic", "add", "--id", &nic, "--type", "TAP", "--mac", mac, "--vni", &v, "--ip", ip];
         if let Some(ip6) = ip6 {
             args.extend(["--ip", ip6]);
         }
@@ -256,6 +265,7 @@ for k, v in n.items():
 /// shows that the capture sees them).
 fn suppression(w: &World, a10: &str) {
     use std::io::{BufRead, BufReader};
+    let t = Instant::now();
     let bound = wait_for(Duration::from_secs(20), || {
         let s = w.daemons[0].ok(&["status"]);
         (number_after(&s, "vni 10 suppression bindings") >= 2).then_some(())
@@ -305,6 +315,7 @@ fn suppression(w: &World, a10: &str) {
     let s = w.daemons[0].ok(&["status"]);
     let at = s.find("vni 10 suppression").unwrap();
     assert!(number_after(&s[at..], " arp") >= 1 && number_after(&s[at..], " nd") >= 1, "{}", &s[at..]);
+    eprintln!("ARP/ND suppression checked in {:?}", t.elapsed());
 }
 
 /// Router `bfer`, route reflector `bferr` (198.19.9.2), butterflyd hosts `bfeh1`/`bfeh2`/`bfeh3`

@@ -160,9 +160,10 @@ fn solicitations_left_to_the_network() {
 fn a_solicitation_without_source_option_is_answered_to_the_frame_source() {
     let target = remote6();
     let group = solicited_node(target).octets();
-    let b = etherparse::PacketBuilder::ethernet2(VM, [0x33, 0x33, group[12], group[13], group[14], group[15]])
-        .ipv6(vm6().octets(), group, 255)
-        .icmpv6(Icmpv6Type::Unknown { type_u8: 135, code_u8: 0, bytes5to8: [0; 4] });
+    let b =
+        etherparse::PacketBuilder::ethernet2(VM, [0x33, 0x33, group[12], group[13], group[14], group[15]])
+            .ipv6(vm6().octets(), group, 255)
+            .icmpv6(Icmpv6Type::Unknown { type_u8: 135, code_u8: 0, bytes5to8: [0; 4] });
     let mut f = Vec::new();
     b.write(&mut f, &target.octets()).unwrap();
     let (v, r) = run(&f);

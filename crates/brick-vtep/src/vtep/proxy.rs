@@ -41,7 +41,12 @@ impl Vtep {
     /// A frame about to be flooded: the reply goes back to the VNI's port and `None` is
     /// returned when the table answers it; otherwise the frame comes back, unchanged, to be
     /// flooded.
-    pub(super) fn suppress(&mut self, cx: &mut EncapCtx<'_>, mut pkt: Packet, out: &mut Output<'_>) -> Option<Packet> {
+    pub(super) fn suppress(
+        &mut self,
+        cx: &mut EncapCtx<'_>,
+        mut pkt: Packet,
+        out: &mut Output<'_>,
+    ) -> Option<Packet> {
         let mut reply = [0u8; MAX_REPLY];
         let st = &mut *cx.st;
         let proxy = &st.proxy;
