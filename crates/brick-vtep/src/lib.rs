@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod config;
+pub mod neigh_proxy;
 pub mod steer;
 mod vtep;
 pub mod wire;

@@ -6,7 +6,8 @@
 //! ```text
 //!  API ─ Daemon ──Desired──▶ agent ──rtnetlink──▶ mirror (bfbrN, bfvxN, bfapN) ◀── zebra ◀── bgpd ◀── BGP
 //!                              │  ◀── FDB / neighbour events (remote MACs, flood VTEPs) ──┘
-//!                              └──Ops──▶ each worker's VTEP (static MACs, flood list), between poll rounds
+//!                              └──Ops──▶ each worker's VTEP (static MACs, flood list, MAC+IP
+//!                                        bindings for ARP/ND suppression), between poll rounds
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -114,8 +115,10 @@ impl Plane {
                         Op::SetMac { vni, mac, vtep } => v.add_static_mac(vni, mac, vtep),
                         Op::DelMac { vni, mac } => v.remove_mac(vni, mac).map(|_| ()),
                         Op::SetFlood { vni, flood } if modes.is_evpn(vni) => v.set_flood(vni, &flood),
-                        // ARP/ND suppression is not done yet: remote IPs are only kept.
-                        Op::SetFlood { .. } | Op::SetIp { .. } | Op::DelIp { .. } => Ok(()),
+                        // Remote MAC+IP bindings: the VTEP answers local VMs' ARP/ND for them.
+                        Op::SetIp { vni, ip, mac } if modes.is_evpn(vni) => v.set_neigh_proxy(vni, ip, mac),
+                        Op::DelIp { vni, ip } => v.remove_neigh_proxy(vni, ip).map(|_| ()),
+                        Op::SetFlood { .. } | Op::SetIp { .. } => Ok(()),
                     };
                     match r {
                         Ok(()) | Err(VtepError::UnknownVni(_)) => {}

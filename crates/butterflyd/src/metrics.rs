@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use brick_core::{GraphHandle, Side};
+use brick_vtep::Vtep;
 
 /// Renders every brick's counters, of every worker graph, in the Prometheus text format.
 pub fn render(handles: &[GraphHandle]) -> Result<String, brick_core::GraphError> {
@@ -74,7 +75,39 @@ pub fn render(handles: &[GraphHandle]) -> Result<String, brick_core::GraphError>
             }
         }
     }
+    render_suppression(handles, &mut s)?;
     Ok(s)
+}
+
+/// ARP/ND suppression per VNI (EVPN): requests answered from the VTEP's MAC+IP bindings, of
+/// the VNIs that have bindings or answered some.
+fn render_suppression(handles: &[GraphHandle], s: &mut String) -> Result<(), brick_core::GraphError> {
+    let name = "butterfly_vni_neigh_suppressed_total";
+    let _ = writeln!(
+        s,
+        "# HELP {name} ARP requests and neighbour solicitations answered by the VTEP (not flooded)."
+    );
+    let _ = writeln!(s, "# TYPE {name} counter");
+    for (worker, handle) in handles.iter().enumerate() {
+        let rows = handle.exec_timeout(Duration::from_secs(5), |g| {
+            let mut rows = Vec::new();
+            for id in g.ids() {
+                let Ok(v) = g.brick::<Vtep>(id) else { continue };
+                for vni in v.vnis() {
+                    let Some(c) = v.vni_info(vni).map(|i| i.counters) else { continue };
+                    if c.arp_suppressed + c.nd_suppressed > 0 || v.neigh_proxy_len(vni) > 0 {
+                        rows.push((vni, c.arp_suppressed, c.nd_suppressed));
+                    }
+                }
+            }
+            rows
+        })?;
+        for (vni, arp, nd) in rows {
+            let _ = writeln!(s, "{name}{{vni=\"{vni}\",proto=\"arp\",worker=\"{worker}\"}} {arp}");
+            let _ = writeln!(s, "{name}{{vni=\"{vni}\",proto=\"nd\",worker=\"{worker}\"}} {nd}");
+        }
+    }
+    Ok(())
 }
 
 fn escape(s: &str) -> String {
@@ -173,6 +206,30 @@ mod tests {
         let mut s = String::new();
         c.read_to_string(&mut s).unwrap();
         s
+    }
+
+    /// The VTEP's per-VNI suppression counters are exported for VNIs with bindings only.
+    #[test]
+    fn suppression_counters_of_vnis_with_bindings() {
+        use brick_core::{Graph, PacketPool, Runner, RunnerConfig};
+        use brick_vtep::VtepConfig;
+        let mut g = Graph::new("t");
+        let cfg = VtepConfig::new("10.0.0.1".parse().unwrap(), [2, 0, 0, 0, 0, 1]);
+        let vtep = g.add("vtep", Vtep::new(cfg, PacketPool::with_count(64).unwrap()).unwrap()).unwrap();
+        let v = g.brick_mut::<Vtep>(vtep).unwrap();
+        v.add_vni(42, 1).unwrap();
+        v.add_vni(43, 2).unwrap();
+        v.set_neigh_proxy(42, "10.1.0.2".parse().unwrap(), [0x52, 0x54, 0, 0, 0, 2]).unwrap();
+        let runner = Runner::spawn(g, RunnerConfig::default()).unwrap();
+        let text = render(&[runner.handle()]).unwrap();
+        runner.stop().unwrap();
+        for proto in ["arp", "nd"] {
+            let line = format!(
+                "butterfly_vni_neigh_suppressed_total{{vni=\"42\",proto=\"{proto}\",worker=\"0\"}} 0"
+            );
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+        assert!(!text.contains("vni=\"43\""), "no bindings, no series:\n{text}");
     }
 
     #[test]

@@ -170,21 +170,41 @@ struct World {
 impl World {
     /// A VM on butterflyd host `host` (a TAP NIC moved into its own namespace).
     fn vm(&mut self, host: usize, name: &str, vni: u32, ip: &str, mac: &str) -> String {
+        self.vm_dual(host, name, vni, ip, None, mac)
+    }
+
+    /// A VM on butterflyd host `host`, with an IPv6 address (`ip6`, in a /64) too if given.
+    fn vm_dual(
+        &mut self,
+        host: usize,
+        name: &str,
+        vni: u32,
+        ip: &str,
+        ip6: Option<&str>,
+        mac: &str,
+    ) -> String {
         let d = &self.daemons[host];
         d.ok(&["sg", "add", "open"]);
         d.ok(&["sg", "rule", "add", "open", "--dir", "in", "--ip-proto", "all", "--cidr", "0.0.0.0/0"]);
+        d.ok(&["sg", "rule", "add", "open", "--dir", "in", "--ip-proto", "all", "--cidr", "::/0"]);
         let nic = format!("{name}{}", self.tag % 10_000);
         let v = vni.to_string();
-        d.ok(&[
-            "nic", "add", "--id", &nic, "--type", "TAP", "--mac", mac, "--vni", &v, "--ip", ip, "--sg",
-            "open",
-        ]);
+        let mut args =
+            vec!["nic", "add", "--id", &nic, "--type", "TAP", "--mac", mac, "--vni", &v, "--ip", ip];
+        if let Some(ip6) = ip6 {
+            args.extend(["--ip", ip6]);
+        }
+        args.extend(["--sg", "open"]);
+        d.ok(&args);
         let vmns = format!("bfev{nic}");
         sh(&["ip", "netns", "add", &vmns]);
         self.ns.0.insert(0, vmns.clone());
         let hostns = d.netns.clone().unwrap();
         sh(&["ip", "-n", &hostns, "link", "set", "dev", &nic, "netns", &vmns]);
         sh(&["ip", "-n", &vmns, "addr", "add", &format!("{ip}/24"), "dev", &nic]);
+        if let Some(ip6) = ip6 {
+            sh(&["ip", "-n", &vmns, "addr", "add", &format!("{ip6}/64"), "dev", &nic, "nodad"]);
+        }
         sh(&["ip", "-n", &vmns, "link", "set", "dev", &nic, "mtu", "1400", "up"]);
         sh(&["ip", "-n", &vmns, "link", "set", "dev", "lo", "up"]);
         vmns
@@ -206,6 +226,98 @@ impl World {
     }
 }
 
+/// Counts, on `iface` of namespace `ns`, the VXLAN frames carrying an ARP request or a
+/// neighbour solicitation, by target ("arp 10.0.0.1", "ns fd00::1"), from when it prints
+/// "ready" until its stdin is closed.
+const SNIFF_REQUESTS: &str = r#"
+import select, socket, struct, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((sys.argv[1], 0))
+print("ready", flush=True)
+n = {}
+while True:
+    r, _, _ = select.select([s, sys.stdin], [], [], 1)
+    if sys.stdin in r:
+        break
+    if s not in r:
+        continue
+    f = s.recv(65535)
+    if f[12:14] != b"\x08\x00" or f[23] != 17:
+        continue
+    u = 14 + (f[14] & 15) * 4
+    if struct.unpack("!H", f[u + 2:u + 4])[0] != 4789:
+        continue
+    i = f[u + 16:]
+    if i[12:14] == b"\x08\x06" and i[20:22] == b"\x00\x01":
+        k = "arp " + socket.inet_ntoa(i[38:42])
+    elif i[12:14] == b"\x86\xdd" and i[20] == 58 and i[54] == 135:
+        k = "ns " + socket.inet_ntop(socket.AF_INET6, i[62:78])
+    else:
+        continue
+    n[k] = n.get(k, 0) + 1
+for k, v in n.items():
+    print(k, v)
+"#;
+
+/// ARP/ND suppression: host 2's FRR advertised b10's MAC+IP routes (IPv4 and IPv6), so host
+/// 1 answers a10's ARP request and neighbour solicitation for them itself, with b10's MAC,
+/// and neither crosses the underlay; requests for unknown addresses still do (which also
+/// shows that the capture sees them).
+fn suppression(w: &World, a10: &str) {
+    use std::io::{BufRead, BufReader};
+    let t = Instant::now();
+    let bound = wait_for(Duration::from_secs(20), || {
+        let s = w.daemons[0].ok(&["status"]);
+        (number_after(&s, "vni 10 suppression bindings") >= 2).then_some(())
+    });
+    assert!(
+        bound.is_some(),
+        "host 1 has b10's MAC+IP bindings:\n{}\n{}",
+        w.frr[2].vtysh("show evpn arp-cache vni 10"),
+        w.daemons[0].ok(&["status"])
+    );
+    let router = w.ns.0.iter().find(|n| n.starts_with("bferx")).unwrap();
+    let mut sniffer = Command::new("ip")
+        .args(["netns", "exec", router, "python3", "-c", SNIFF_REQUESTS, "p1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(sniffer.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    sh(&["ip", "-n", a10, "neigh", "flush", "all"]);
+    let ping6 = |to: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", a10, "ping", "-6", "-c", "1", "-W", "1", to])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(ping1(a10, "10.10.0.2"), "a10 -> b10 over IPv4");
+    assert!(ping6("fd10::2"), "a10 -> b10 over IPv6");
+    assert!(!ping1(a10, "10.10.0.99") && !ping6("fd10::99"));
+    drop(sniffer.stdin.take());
+    let mut seen = String::new();
+    std::io::Read::read_to_string(&mut out, &mut seen).unwrap();
+    let _ = sniffer.wait();
+    for k in ["arp 10.10.0.99", "ns fd10::99"] {
+        assert!(number_after(&seen, k) > 0, "{k} flooded, and seen by the capture:\n{seen}");
+    }
+    for k in ["arp 10.10.0.2 ", "ns fd10::2 "] {
+        assert!(!seen.contains(k), "{k}crossed the underlay:\n{seen}");
+    }
+    let neigh = sh(&["ip", "-n", a10, "neigh", "show"]);
+    for ip in ["10.10.0.2 ", "fd10::2 "] {
+        let entry = neigh.lines().find(|l| l.starts_with(ip)).unwrap_or_default();
+        assert!(entry.contains("lladdr 52:54:00:e0:00:02"), "a10's neighbour {ip}: {neigh}");
+    }
+    let s = w.daemons[0].ok(&["status"]);
+    let at = s.find("vni 10 suppression").unwrap();
+    assert!(number_after(&s[at..], " arp") >= 1 && number_after(&s[at..], " nd") >= 1, "{}", &s[at..]);
+    eprintln!("ARP/ND suppression checked in {:?}", t.elapsed());
+}
+
 /// Router `bfer`, route reflector `bferr` (198.19.9.2), butterflyd hosts `bfeh1`/`bfeh2`/`bfeh3`
 /// (VTEPs 198.19.1.2, 198.19.2.2 and 198.19.4.2, AF_PACKET underlays, no kernel address) with
 /// their FRR namespaces `bfef1`/`bfef2`/`bfef3` (198.19.11.2, .12.2, .13.2), and the kernel VTEP host `bfek`
@@ -223,6 +335,11 @@ fn world(grace: &str) -> World {
         sh(&["ip", "netns", "add", name]);
         ns.0.push(name.clone());
         sh(&["ip", "-n", name, "link", "set", "lo", "up"]);
+        if f.contains(name) {
+            // FRR's namespaces keep IPv6: their mirror bridges hold the VMs' IPv6 bindings
+            // (the mirror devices have no IPv6 address, so they send nothing).
+            continue;
+        }
         let _ = Command::new("ip")
             .args(["netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
             .status();
@@ -334,10 +451,10 @@ fn evpn_with_frr_three_daemons_and_a_kernel_vtep() {
     let mut w = world("3");
     // VNI 10 on hosts 1, 2 and the kernel host; VNI 20 on hosts 1, 3 and the kernel host,
     // with addresses of VNI 10's subnet: it must never answer VNI 10.
-    let a10 = w.vm(0, "ea", 10, "10.10.0.1", "52:54:00:e0:00:01");
+    let a10 = w.vm_dual(0, "ea", 10, "10.10.0.1", Some("fd10::1"), "52:54:00:e0:00:01");
     let _a11 = w.vm(0, "eb", 10, "10.10.0.7", "52:54:00:e0:00:07");
     let a20 = w.vm(0, "ec", 20, "10.10.0.4", "52:54:00:e0:00:04");
-    let b10 = w.vm(1, "ed", 10, "10.10.0.2", "52:54:00:e0:00:02");
+    let b10 = w.vm_dual(1, "ed", 10, "10.10.0.2", Some("fd10::2"), "52:54:00:e0:00:02");
     let k10 = w.kernel_vm("k", 10, "10.10.0.3");
     let k20 = w.kernel_vm("l", 20, "10.10.0.5");
     let c20 = w.vm(2, "ef", 20, "10.10.0.6", "52:54:00:e0:00:06");
@@ -370,6 +487,7 @@ fn evpn_with_frr_three_daemons_and_a_kernel_vtep() {
         let (ok, out) = ping(from, to, "2");
         assert!(!ok, "{from} reached {to} in another VNI:\n{out}");
     }
+    suppression(&w, &a10);
     // TCP byte for byte, both ways between the daemons and with the kernel's VM (default
     // offloads).
     for (server, client, ip, what) in [

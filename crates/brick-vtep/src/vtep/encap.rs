@@ -413,6 +413,13 @@ impl Vtep {
         if pkt.meta().offload.contains(OffloadFlags::CSUM_NEEDED) {
             complete_inner_csum(&mut pkt);
         }
+        // ARP/ND suppression: only frames bound to be flooded, only while there are bindings.
+        if !cx.st.proxy.is_empty() && pkt.data()[0] & 1 != 0 {
+            pkt = match self.suppress(cx, pkt, out) {
+                Some(p) => p,
+                None => return,
+            };
+        }
         cx.st.counters.encap_pkts += 1;
         cx.st.counters.encap_bytes += pkt.len() as u64;
         let d = pkt.data();

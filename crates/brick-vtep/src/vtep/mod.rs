@@ -25,6 +25,7 @@ mod drops;
 mod encap;
 mod membership;
 mod neighbours;
+mod proxy;
 
 pub use drops::{VtepDrop, DROP_REASONS};
 pub use encap::{flow_hash, source_port};
@@ -65,6 +66,15 @@ pub struct VniCounters {
     pub learn_refused: u64,
     /// Entries removed by aging.
     pub aged: u64,
+    /// ARP requests from local VMs answered from the suppression table (not flooded).
+    pub arp_suppressed: u64,
+    /// Neighbour solicitations from local VMs answered from the table (not flooded).
+    pub nd_suppressed: u64,
+    /// ARP requests and solicitations flooded: target not in the table (the table is
+    /// consulted only while it holds bindings).
+    pub suppress_unknown: u64,
+    /// ARP requests and solicitations flooded unanswered because malformed or forged.
+    pub suppress_malformed: u64,
 }
 
 /// A snapshot of one VNI's configuration and counters.
@@ -121,6 +131,8 @@ struct VniState {
     flood: Vec<IpAddr>,
     fdb: MacTable<Remote>,
     counters: VniCounters,
+    /// Addresses answered for on the VNI's behalf (ARP/ND suppression).
+    proxy: crate::neigh_proxy::ProxyTable,
 }
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<MacHasher>>;
@@ -311,6 +323,7 @@ impl Vtep {
             flood,
             fdb: MacTable::with_reserve(self.cfg.mac_capacity, self.cfg.mac_aging, 64),
             counters: VniCounters::default(),
+            proxy: crate::neigh_proxy::ProxyTable::default(),
         });
         self.vni_ports.insert(vni, port);
         if let Some(g) = opts.group {
@@ -580,6 +593,9 @@ impl Brick for Vtep {
                 "vni {} decap {} bum-rx {} encap {} flooded {}",
                 st.vni, c.decap_pkts, c.bum_rx, c.encap_pkts, c.flooded
             ));
+            if let Some(line) = proxy::describe(st) {
+                lines.push(line);
+            }
         }
         if vnis.len() > 64 {
             lines.push(format!("… {} more vnis", vnis.len() - 64));
