@@ -1160,7 +1160,10 @@ mod tests {
         assert!(err(nic(&["42.0.0.1"], snd, None, dmac)).contains("needs dip and dmac"));
         assert!(err(nic(&["42.0.0.1"], snd, dip, None)).contains("needs dip and dmac"));
         assert!(err(nic(&["42.0.0.1"], snd, dip, Some("52:54:00"))).contains("MAC"));
-        assert!(matches!(NicSpec::try_from(&nic(&["42.0.0.1"], snd, Some("42.0.0"), dmac)), Err(_)));
+        assert!(matches!(
+            NicSpec::try_from(&nic(&["42.0.0.1"], snd, Some("42.0.0"), dmac)),
+            Err(ValidationError::Ip(_))
+        ));
         assert!(err(nic(&["fd00::1"], snd, dip, dmac)).contains("needs an IPv4 address"));
         let ok = NicSpec::try_from(&nic(&["fd00::1", "42.0.0.1"], snd, dip, dmac)).unwrap();
         assert_eq!(

@@ -104,7 +104,8 @@ fn render_bench(s: &mut String, benches: &[(String, &'static str, PingSnapshot, 
         return;
     }
     let secs = |d: Duration| d.as_secs_f64();
-    let counters: [(&str, &str, fn(&PingSnapshot) -> u64); 4] = [
+    type Counter = (&'static str, &'static str, fn(&PingSnapshot) -> u64);
+    let counters: [Counter; 4] = [
         (
             "butterfly_bench_sent_total",
             "BENCH NIC: echo requests (sender) or replies (responder) sent.",
