@@ -299,3 +299,20 @@ fn bench_nics_refuse_bad_parameters_and_speak_ipv6() {
     let lost = n(&bench(&d, "snd6"), "lost");
     wait_bench(&d, "snd6", Duration::from_secs(10), |b| n(b, "lost") >= lost + 2);
 }
+
+/// BENCH NICs are kept in the state like any NIC: after a restart they are back, measuring
+/// again from zero.
+#[test]
+fn bench_nics_come_back_after_a_restart() {
+    let d = Daemon::start(&[]);
+    icmp_group(&d, "sg-1");
+    add_rcv(&d, "rcv", "42.0.0.2", "sg-1");
+    add_snd(&d, "snd", "42.0.0.1", "42.0.0.2", "sg-1");
+    wait_bench(&d, "snd", Duration::from_secs(10), |b| n(b, "received") >= 10);
+    let (code, err, dir) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    let d = Daemon::start_in(dir, &[]);
+    assert_eq!(d.ok(&["nic", "list"]).split_whitespace().collect::<Vec<_>>(), ["rcv", "snd"]);
+    assert!(d.ok(&["nic", "details", "snd"]).contains("btype: ICMP_SND_LIKE"));
+    wait_bench(&d, "snd", Duration::from_secs(10), |b| n(b, "received") >= 10);
+}
