@@ -431,7 +431,11 @@ impl Dispatcher {
             }
             Kind::NicStats => {
                 let st = h.nic_stats(&s(&r.nic_stats)).map_err(d)?;
-                resp.nic_stats = Some(v0::NicStats { r#in: st.rx_bytes, out: st.tx_bytes });
+                resp.nic_stats = Some(v0::NicStats {
+                    r#in: st.rx_bytes,
+                    out: st.tx_bytes,
+                    bench: st.bench.as_ref().map(v0::BenchStats::from),
+                });
             }
             Kind::SgAdd => {
                 let sg = SecurityGroup::try_from(r.sg_add.as_ref().ok_or("")?).map_err(v)?;

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod crypto;
 pub mod dispatch;
 pub mod handler;
@@ -21,6 +22,7 @@ pub mod text;
 pub mod transport;
 pub mod types;
 
+pub use bench::BenchStats;
 pub use dispatch::{DispatchConfig, Dispatcher, Reply};
 pub use handler::{Handler, HandlerError, HandlerResult};
 pub use model::{MemoryHandler, Model, ModelError, SgChange};

@@ -251,12 +251,15 @@ pub struct NicUpdate {
 }
 
 /// Byte counters of a NIC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NicStats {
     /// Bytes received.
     pub rx_bytes: u64,
     /// Bytes sent.
     pub tx_bytes: u64,
+    /// butterfly-rs: a BENCH NIC's figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bench: Option<crate::BenchStats>,
 }
 
 /// Rule direction.
@@ -600,6 +603,13 @@ impl TryFrom<&v0::Nic> for NicSpec {
                     let dip = parse_ip(dip)?;
                     let dmac =
                         dmac.parse().map_err(|e: MacParseError| ValidationError::Nic(e.to_string()))?;
+                    // The requests leave from the NIC's first IP of dip's family.
+                    if !ips.iter().any(|ip| ip.is_ipv4() == dip.is_ipv4()) {
+                        let family = if dip.is_ipv4() { "IPv4" } else { "IPv6" };
+                        return Err(ValidationError::Nic(format!(
+                            "ICMP_SND_LIKE to {dip} needs an {family} address on the NIC to send from"
+                        )));
+                    }
                     Some(Bench::IcmpSndLike { dip, dmac })
                 }
                 Some("ICMP_RCV_LIKE") => Some(Bench::IcmpRcvLike),
@@ -1123,5 +1133,47 @@ mod tests {
         req.rule.push(pb_rule(1, "10.0.0.1"));
         req.rule.push(v0::Rule { protocol: 256, ..pb_rule(1, "10.0.0.1") });
         assert!(matches!(SecurityGroup::try_from(&req), Err(ValidationError::Sg(_))));
+    }
+
+    #[test]
+    fn bench_nics_are_validated_with_clear_errors() {
+        let nic = |ip: &[&str], btype: Option<&str>, dip: Option<&str>, dmac: Option<&str>| v0::Nic {
+            id: "b".into(),
+            mac: "52:54:00:12:34:01".into(),
+            vni: 42,
+            ip: ip.iter().map(|s| s.to_string()).collect(),
+            r#type: Some(v0::nic::Type::Bench as i32),
+            btype: btype.map(str::to_string),
+            dip: dip.map(str::to_string),
+            dmac: dmac.map(str::to_string),
+            ..Default::default()
+        };
+        let err = |n: v0::Nic| match NicSpec::try_from(&n) {
+            Err(ValidationError::Nic(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        let snd = Some("ICMP_SND_LIKE");
+        let (dip, dmac) = (Some("42.0.0.2"), Some("52:54:00:12:34:02"));
+        assert!(err(nic(&[], Some("ICMP_RCV_LIKE"), None, None)).contains("needs an IP"));
+        assert!(err(nic(&["42.0.0.1"], None, None, None)).contains("ICMP_SND_LIKE or ICMP_RCV_LIKE"));
+        assert!(err(nic(&["42.0.0.1"], Some("PING"), None, None)).contains("\"PING\""));
+        assert!(err(nic(&["42.0.0.1"], snd, None, dmac)).contains("needs dip and dmac"));
+        assert!(err(nic(&["42.0.0.1"], snd, dip, None)).contains("needs dip and dmac"));
+        assert!(err(nic(&["42.0.0.1"], snd, dip, Some("52:54:00"))).contains("MAC"));
+        assert!(matches!(
+            NicSpec::try_from(&nic(&["42.0.0.1"], snd, Some("42.0.0"), dmac)),
+            Err(ValidationError::Ip(_))
+        ));
+        assert!(err(nic(&["fd00::1"], snd, dip, dmac)).contains("needs an IPv4 address"));
+        let ok = NicSpec::try_from(&nic(&["fd00::1", "42.0.0.1"], snd, dip, dmac)).unwrap();
+        assert_eq!(
+            ok.bench,
+            Some(Bench::IcmpSndLike {
+                dip: "42.0.0.2".parse().unwrap(),
+                dmac: "52:54:00:12:34:02".parse().unwrap()
+            })
+        );
+        let back = v0::Nic::from(&ok);
+        assert_eq!((back.btype.as_deref(), back.dip.as_deref()), (snd, dip));
     }
 }

@@ -49,6 +49,9 @@ pub(crate) fn exec(ctx: &Ctx, cmd: &NicCmd) -> Result<(), Failure> {
             if ctx.human() {
                 let s = r.nic_stats.unwrap_or_default();
                 println!("in: {}\nout: {}", s.r#in, s.out);
+                if let Some(b) = &s.bench {
+                    print_bench(b);
+                }
             }
         }
         NicCmd::Export { id, file } => export(ctx, id, file)?,

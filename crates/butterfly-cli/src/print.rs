@@ -58,6 +58,12 @@ pub(crate) fn print_nic(n: &v0::Nic) {
     }
     let t = v0::nic::Type::try_from(n.r#type.unwrap_or(0)).map(|t| t.as_str_name()).unwrap_or("?");
     println!("type: {t}");
+    if let Some(b) = &n.btype {
+        println!("btype: {b}");
+    }
+    if let (Some(ip), Some(mac)) = (&n.dip, &n.dmac) {
+        println!("dip: {ip}\ndmac: {mac}");
+    }
     if n.vhost_user_client == Some(true) {
         println!("vhost-user: client");
     }
@@ -106,4 +112,38 @@ pub(crate) fn vni_line(v: &v0::VniState) -> String {
         if v.own.unwrap_or(false) { "own setting" } else { "daemon default" },
         v.nics.unwrap_or(0)
     )
+}
+
+/// Nanoseconds as microseconds with one decimal, as Butterfly printed its ping times.
+fn us(ns: u64) -> String {
+    format!("{:.1} us", ns as f64 / 1000.0)
+}
+
+/// A BENCH NIC's figures (`nic stats`), under its byte counters.
+pub(crate) fn print_bench(b: &v0::BenchStats) {
+    println!("bench: {}", b.btype());
+    println!("sent: {}\nreceived: {}", b.sent(), b.received());
+    if b.btype() != "ICMP_SND_LIKE" {
+        return;
+    }
+    println!("lost: {}", b.lost());
+    if let (Some(min), Some(mean), Some(max)) = (b.rtt_min_ns, b.rtt_mean_ns, b.rtt_max_ns) {
+        println!("rtt min/mean/max: {} / {} / {}", us(min), us(mean), us(max));
+    }
+    println!("windows: {} (of {} replies)", b.windows(), b.window_size());
+    if let (Some(mean), Some(best), Some(worst)) = (b.window_mean_ns, b.window_best_ns, b.window_worst_ns) {
+        println!("window means: mean {}, best {}, worst {}", us(mean), us(best), us(worst));
+    }
+    if let (Some(min), Some(mean), Some(max)) =
+        (b.last_window_min_ns, b.last_window_mean_ns, b.last_window_max_ns)
+    {
+        println!("last window min/mean/max: {} / {} / {}", us(min), us(mean), us(max));
+    }
+    if !b.recent_window_mean_ns.is_empty() {
+        let v: Vec<String> = b.recent_window_mean_ns.iter().map(|&n| us(n)).collect();
+        println!("recent window means: {}", v.join(", "));
+    }
+    if b.no_buffer() > 0 {
+        println!("not sent (no buffer): {}", b.no_buffer());
+    }
 }

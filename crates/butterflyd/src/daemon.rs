@@ -440,7 +440,7 @@ impl Handler for Daemon {
     fn nic_stats(&mut self, id: &str) -> HandlerResult<NicStats> {
         self.mem.nic_stats(id)?;
         let c = self.dp.counters(id).unwrap_or_default();
-        Ok(NicStats { rx_bytes: c.from_vm_bytes, tx_bytes: c.to_vm_bytes })
+        Ok(NicStats { rx_bytes: c.from_vm_bytes, tx_bytes: c.to_vm_bytes, bench: self.dp.bench_stats(id) })
     }
 
     fn nic_export(&mut self, id: &str) -> HandlerResult<Vec<u8>> {

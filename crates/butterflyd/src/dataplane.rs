@@ -143,6 +143,8 @@ struct NicBricks {
     sniffer_path: Option<String>,
     endpoint: BrickId,
     endpoint_stats: Arc<BrickStats>,
+    /// A BENCH NIC's role and figures.
+    bench: Option<crate::bench::BenchHandle>,
 }
 
 /// The parts of a NIC that need its bricks rebuilt when they change.
@@ -153,6 +155,8 @@ struct Structure {
     nic_type: NicType,
     bypass: bool,
     vhost_client: bool,
+    /// A BENCH NIC's addresses (its endpoint sends from / answers on them).
+    bench_ips: Vec<IpAddr>,
 }
 
 impl Structure {
@@ -163,6 +167,10 @@ impl Structure {
             nic_type: info.spec.nic_type,
             bypass: info.spec.bypass_filtering,
             vhost_client: info.spec.vhost_user_client,
+            bench_ips: match info.spec.nic_type {
+                NicType::Bench => info.spec.ips.clone(),
+                _ => Vec::new(),
+            },
         }
     }
 }
@@ -792,6 +800,11 @@ impl Dataplane {
         Some(NicCounters { from_vm_bytes: west.bytes_out.get(), to_vm_bytes: west.bytes_in.get() })
     }
 
+    /// A BENCH NIC's figures; `None` for other NICs.
+    pub fn bench_stats(&self, id: &str) -> Option<butterfly_api::BenchStats> {
+        self.nics.get(id)?.bench.as_ref().map(|b| b.report())
+    }
+
     /// The firewall's connection table of NIC `id`, as bytes (for live migration); `None`
     /// when the NIC has no firewall (bypass_filtering) or does not exist.
     pub fn export_connections(&self, id: &str) -> Result<Option<Vec<u8>>, DataplaneError> {
@@ -828,7 +841,20 @@ impl Dataplane {
         }
     }
 
-    fn endpoint(&self, info: &NicInfo) -> Result<Box<dyn Brick>, DataplaneError> {
+    /// The brick standing for the VM of NIC `info`, and a BENCH NIC's handle.
+    fn endpoint(
+        &self,
+        info: &NicInfo,
+    ) -> Result<(Box<dyn Brick>, Option<crate::bench::BenchHandle>), DataplaneError> {
+        let id = &info.spec.id;
+        if info.spec.nic_type == NicType::Bench {
+            let (brick, handle) = crate::bench::endpoint(info, &self.pool).map_err(|e| nic_err(id, e))?;
+            return Ok((brick, Some(handle)));
+        }
+        self.vm_endpoint(info).map(|b| (b, None))
+    }
+
+    fn vm_endpoint(&self, info: &NicInfo) -> Result<Box<dyn Brick>, DataplaneError> {
         let id = &info.spec.id;
         let mac = info.spec.mac.octets();
         match info.spec.nic_type {
@@ -891,14 +917,14 @@ impl Dataplane {
                 // A TAP brick faces east (a physical NIC); as a VM endpoint it must face west.
                 Ok(Box::new(Flipped::new(tap)))
             }
-            NicType::Bench => Err(nic_err(id, "BENCH NICs are not supported by butterflyd")),
+            NicType::Bench => Err(nic_err(id, "internal: a BENCH NIC is no VM endpoint")),
         }
     }
 
     fn add_nic(&mut self, info: &NicInfo, rules: Option<CompiledRuleset>) -> Result<(), DataplaneError> {
         let id = info.spec.id.clone();
         let vni = info.spec.vni;
-        let endpoint = self.endpoint(info)?;
+        let (endpoint, bench) = self.endpoint(info)?;
         let bypass = info.spec.bypass_filtering;
         let mut firewall = match (bypass, rules) {
             (true, _) => None,
@@ -1037,6 +1063,7 @@ impl Dataplane {
                 sniffer_path,
                 endpoint: added.endpoint,
                 endpoint_stats: added.endpoint_stats,
+                bench,
             },
         );
         Ok(())

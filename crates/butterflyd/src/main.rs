@@ -3,6 +3,7 @@
 //! serves Butterfly's protobuf API over ZeroMQ, persists its configuration, and exports
 //! Prometheus metrics. See docs/operator-guide.md.
 
+mod bench;
 mod bum;
 mod config;
 mod daemon;

@@ -9,22 +9,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use brick_core::bricks::ping::{PingResponder, PingSender, PingSnapshot};
 use brick_core::{GraphHandle, Side};
 use brick_vtep::Vtep;
 
 /// Renders every brick's counters, of every worker graph, in the Prometheus text format.
 pub fn render(handles: &[GraphHandle]) -> Result<String, brick_core::GraphError> {
     let mut bricks = Vec::new();
+    let mut benches = Vec::new();
     for (worker, handle) in handles.iter().enumerate() {
-        let of_worker = handle.exec_timeout(Duration::from_secs(5), |g| {
-            g.ids()
+        let (of_worker, bench) = handle.exec_timeout(Duration::from_secs(5), |g| {
+            let bricks = g
+                .ids()
                 .into_iter()
                 .filter_map(|id| {
                     Some((g.name_of(id).ok()?.to_string(), g.brick_dyn(id).ok()?.kind(), g.stats(id).ok()?))
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            (bricks, bench_snapshots(g))
         })?;
         bricks.extend(of_worker.into_iter().map(|(name, kind, st)| (name, kind, st, worker)));
+        benches.extend(bench.into_iter().map(|(name, role, snap)| (name, role, snap, worker)));
     }
     let mut s = String::new();
     let families = [
@@ -76,7 +81,85 @@ pub fn render(handles: &[GraphHandle]) -> Result<String, brick_core::GraphError>
         }
     }
     render_suppression(handles, &mut s)?;
+    render_bench(&mut s, &benches);
     Ok(s)
+}
+
+/// The BENCH NICs' endpoints of a graph: brick name, role and figures.
+fn bench_snapshots(g: &brick_core::Graph) -> Vec<(String, &'static str, PingSnapshot)> {
+    g.ids()
+        .into_iter()
+        .filter_map(|id| {
+            let (role, stats) = match (g.brick::<PingSender>(id), g.brick::<PingResponder>(id)) {
+                (Ok(s), _) => (crate::bench::SND, s.stats()),
+                (_, Ok(r)) => (crate::bench::RCV, r.stats()),
+                _ => return None,
+            };
+            Some((g.name_of(id).ok()?.to_string(), role, stats.snapshot()))
+        })
+        .collect()
+}
+
+/// BENCH NIC families: packets sent, received and lost, and round trips in seconds.
+fn render_bench(s: &mut String, benches: &[(String, &'static str, PingSnapshot, usize)]) {
+    if benches.is_empty() {
+        return;
+    }
+    let secs = |d: Duration| d.as_secs_f64();
+    type Counter = (&'static str, &'static str, fn(&PingSnapshot) -> u64);
+    let counters: [Counter; 4] = [
+        (
+            "butterfly_bench_sent_total",
+            "BENCH NIC: echo requests (sender) or replies (responder) sent.",
+            |p| p.sent,
+        ),
+        (
+            "butterfly_bench_received_total",
+            "BENCH NIC: replies matched (sender) or requests received (responder).",
+            |p| p.received,
+        ),
+        (
+            "butterfly_bench_lost_total",
+            "BENCH NIC sender: requests without a reply within the timeout.",
+            |p| p.lost,
+        ),
+        ("butterfly_bench_windows_total", "BENCH NIC sender: complete windows of replies.", |p| p.windows),
+    ];
+    for (name, help, get) in counters {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (brick, role, p, worker) in benches {
+            let _ = writeln!(
+                s,
+                "{name}{{brick=\"{}\",btype=\"{role}\",worker=\"{worker}\"}} {}",
+                escape(brick),
+                get(p)
+            );
+        }
+    }
+    let name = "butterfly_bench_rtt_seconds";
+    let _ = writeln!(s, "# HELP {name} BENCH NIC sender: round trips: min, mean, max of every reply; mean of the window means, best and worst window mean, mean of the last window.\n# TYPE {name} gauge");
+    for (brick, role, p, worker) in benches {
+        let mut figures = Vec::new();
+        if let Some(r) = p.rtt {
+            figures.extend([("min", r.min), ("mean", r.mean), ("max", r.max)]);
+        }
+        for (stat, d) in [
+            ("window_mean", p.mean_of_window_means),
+            ("window_best", p.best_window_mean),
+            ("window_worst", p.worst_window_mean),
+            ("window_last", p.last_window.map(|w| w.mean)),
+        ] {
+            figures.extend(d.map(|d| (stat, d)));
+        }
+        for (stat, d) in figures {
+            let _ = writeln!(
+                s,
+                "{name}{{brick=\"{}\",btype=\"{role}\",stat=\"{stat}\",worker=\"{worker}\"}} {:.9}",
+                escape(brick),
+                secs(d)
+            );
+        }
+    }
 }
 
 /// ARP/ND suppression per VNI (EVPN): requests answered from the VTEP's MAC+IP bindings, of

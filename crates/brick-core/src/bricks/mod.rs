@@ -5,6 +5,7 @@ mod dipole;
 mod flipped;
 mod hub;
 mod nop;
+pub mod ping;
 mod rxtx;
 mod sniffer;
 
@@ -13,5 +14,6 @@ pub use dipole::UserDipole;
 pub use flipped::Flipped;
 pub use hub::Hub;
 pub use nop::Nop;
+pub use ping::{PingConfig, PingResponder, PingSender, PingSnapshot, PingStats};
 pub use rxtx::RxTx;
 pub use sniffer::{Sniffer, SnifferDirection};
