@@ -39,7 +39,7 @@ pub use afpacket::{AfPacketConfig, AfPacketNic, Fanout, FanoutMode, TxMode};
 pub use counters::{NicCounters, NicStats, DROP_REASONS};
 #[cfg(feature = "dpdk")]
 pub use dpdk::{
-    current_lcore, retired_mempools, DpdkConfig, DpdkError, DpdkNic, Eal, LinkStatus, OffloadCaps, PortSpec,
+    current_lcore, retired_mempools, DpdkConfig, DpdkError, DpdkNic, Eal, LinkStatus, MtuLimits, OffloadCaps, PortSpec,
     MBUF_OWNER,
 };
 pub use patch::Patch;

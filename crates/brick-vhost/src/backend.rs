@@ -293,6 +293,8 @@ pub(crate) struct DeviceSpec {
     pub(crate) queue_pairs: u16,
     pub(crate) features: u64,
     pub(crate) mac: [u8; 6],
+    /// The MTU in the config space (with VIRTIO_NET_F_MTU); 0 without.
+    pub(crate) mtu: u16,
 }
 
 /// The `VhostUserBackend` of one connection.
@@ -340,6 +342,7 @@ impl VhostUserBackend for NetBackend {
         cfg[0..6].copy_from_slice(&self.spec.mac);
         cfg[6..8].copy_from_slice(&1u16.to_le_bytes()); // VIRTIO_NET_S_LINK_UP
         cfg[8..10].copy_from_slice(&self.spec.queue_pairs.to_le_bytes());
+        cfg[10..12].copy_from_slice(&self.spec.mtu.to_le_bytes());
         let start = (offset as usize).min(cfg.len());
         let end = start.saturating_add(size as usize).min(cfg.len());
         let mut out = cfg[start..end].to_vec();

@@ -12,7 +12,9 @@ mod handover;
 mod lock;
 mod logging;
 mod metrics;
+mod mtu;
 mod state;
+mod underlay_trace;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
