@@ -805,13 +805,24 @@ mod tests {
         assert_eq!(parse(&["-i", "fd00::1", "-m", "1279"]).unwrap_err().option, "--nic-mtu");
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("b.ini");
-        std::fs::write(&f, "[general]\nnic-mtu = max\nunderlay-trace = true\nunderlay-trace-path = /tmp/u.pcap\n")
-            .unwrap();
+        std::fs::write(
+            &f,
+            "[general]\nnic-mtu = max\nunderlay-trace = true\nunderlay-trace-path = /tmp/u.pcap\n",
+        )
+        .unwrap();
         let c = parse(&["-c", f.to_str().unwrap(), "--no-state"]).unwrap();
         assert_eq!(c.nic_mtu, Some(NicMtu::Max));
         assert_eq!(c.underlay_trace, UnderlayTrace { on: true, path: PathBuf::from("/tmp/u.pcap") });
-        let c = parse(&["-c", f.to_str().unwrap(), "--no-state", "-m", "1600", "--underlay-trace-path", "/tmp/v"])
-            .unwrap();
+        let c = parse(&[
+            "-c",
+            f.to_str().unwrap(),
+            "--no-state",
+            "-m",
+            "1600",
+            "--underlay-trace-path",
+            "/tmp/v",
+        ])
+        .unwrap();
         assert_eq!(c.nic_mtu, Some(NicMtu::Value(1600)), "the command line wins");
         assert_eq!(c.underlay_trace.path, PathBuf::from("/tmp/v"));
         std::fs::write(&f, "[general]\nunderlay-trace = maybe\n").unwrap();

@@ -486,7 +486,10 @@ impl Dataplane {
         let vm_mtu = underlay_mtu.map(|m| {
             vcfg.mtu = m;
             let vm = mtu::vm_mtu(m, cfg.ip);
-            tracing::info!("underlay MTU {m} (--nic-mtu {}); VMs get MTU {vm}", cfg.nic_mtu.unwrap_or(NicMtu::Max));
+            tracing::info!(
+                "underlay MTU {m} (--nic-mtu {}); VMs get MTU {vm}",
+                cfg.nic_mtu.unwrap_or(NicMtu::Max)
+            );
             vm
         });
         let mut underlay_links = Vec::with_capacity(n);
@@ -557,7 +560,7 @@ impl Dataplane {
             .into_iter()
             .map(|(i, nic, next)| UnderlayLink { handle: workers[i].handle.clone(), nic, next })
             .collect();
-        let mut underlay_trace = UnderlayTracer::new(underlay_links);
+        let mut underlay_trace = UnderlayTracer::new(underlay_links, cfg.underlay_trace.path.clone());
         if cfg.underlay_trace.on {
             underlay_trace.start(&cfg.underlay_trace.path)?;
             tracing::info!("underlay trace: on, into {}", cfg.underlay_trace.path.display());
@@ -691,12 +694,18 @@ impl Dataplane {
         self.underlay_trace.path()
     }
 
-    /// Switches the underlay trace: on into `path` (`Some`), or off. On failure nothing
-    /// changes.
-    pub fn set_underlay_trace(&mut self, path: Option<&std::path::Path>) -> Result<(), DataplaneError> {
-        match path {
-            Some(p) => self.underlay_trace.start(p)?,
-            None => self.underlay_trace.stop()?,
+    /// Switches the underlay trace on (into `path`, or `--underlay-trace-path`) or off. On
+    /// failure nothing changes.
+    pub fn set_underlay_trace(
+        &mut self,
+        on: bool,
+        path: Option<&std::path::Path>,
+    ) -> Result<(), DataplaneError> {
+        if on {
+            let p = path.unwrap_or(self.underlay_trace.default_path()).to_path_buf();
+            self.underlay_trace.start(&p)?;
+        } else {
+            self.underlay_trace.stop()?;
         }
         Ok(())
     }

@@ -46,6 +46,8 @@ pub struct UnderlayLink {
 /// The underlay trace of every worker.
 pub struct UnderlayTracer {
     links: Vec<UnderlayLink>,
+    /// The file when none is named (`--underlay-trace-path`).
+    default_path: PathBuf,
     /// While on: the file asked, and each worker's sniffer.
     on: Option<(PathBuf, Vec<BrickId>)>,
 }
@@ -62,9 +64,15 @@ pub fn worker_path(path: &Path, i: usize) -> PathBuf {
 }
 
 impl UnderlayTracer {
-    /// A tracer, off, for the workers' underlays (none with `--underlay none`).
-    pub fn new(links: Vec<UnderlayLink>) -> UnderlayTracer {
-        UnderlayTracer { links, on: None }
+    /// A tracer, off, for the workers' underlays (none with `--underlay none`), writing
+    /// into `default_path` unless told otherwise.
+    pub fn new(links: Vec<UnderlayLink>, default_path: PathBuf) -> UnderlayTracer {
+        UnderlayTracer { links, default_path, on: None }
+    }
+
+    /// The file when none is named.
+    pub fn default_path(&self) -> &Path {
+        &self.default_path
     }
 
     /// The file being written, while on.
