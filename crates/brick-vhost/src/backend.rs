@@ -396,3 +396,33 @@ pub(crate) fn device_features(csum: bool, tso: bool, mrg_rxbuf: bool, event_idx:
     }
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(mtu: u16, features: u64) -> NetBackend {
+        let conn = Conn {
+            mem: GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+            vrings: OnceLock::new(),
+            acked: AtomicU64::new(0),
+        };
+        NetBackend {
+            spec: DeviceSpec { queue_pairs: 1, features, mac: [2, 0, 0, 0, 0, 1], mtu },
+            conn: Arc::new(conn),
+            shared: Arc::new(Shared::new().unwrap()),
+        }
+    }
+
+    #[test]
+    fn the_config_space_holds_the_mtu_after_mac_status_and_queue_pairs() {
+        let b = backend(8950, feature::MTU);
+        assert_ne!(b.features() & feature::MTU, 0);
+        let cfg = b.get_config(0, 12);
+        assert_eq!(&cfg[0..6], &[2, 0, 0, 0, 0, 1]);
+        assert_eq!(u16::from_le_bytes([cfg[10], cfg[11]]), 8950);
+        // The driver reads the field alone (virtio_cread16 at offset 10).
+        assert_eq!(b.get_config(10, 2), 8950u16.to_le_bytes());
+        assert_eq!(backend(0, 0).get_config(10, 2), [0, 0], "no MTU without the feature");
+    }
+}

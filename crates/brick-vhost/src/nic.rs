@@ -713,3 +713,17 @@ impl ControlCtx {
         drop(daemon);
     }
 }
+
+#[cfg(test)]
+mod mtu_tests {
+    use super::*;
+
+    #[test]
+    fn an_mtu_is_offered_with_virtio_net_f_mtu_only_when_set() {
+        let pool = PacketPool::new(brick_core::PoolConfig { count: 8, ..Default::default() }).unwrap();
+        let mut cfg = VhostUserConfig::new("t", [2, 0, 0, 0, 0, 1], pool);
+        assert_eq!(cfg.features() & crate::wire::feature::MTU, 0);
+        cfg.mtu = Some(1450);
+        assert_ne!(cfg.features() & crate::wire::feature::MTU, 0);
+    }
+}

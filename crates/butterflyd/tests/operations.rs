@@ -249,3 +249,54 @@ fn the_underlay_trace_can_be_on_from_the_start() {
     let arp = sh(&["tshark", "-r", &pcap_arg, "-Y", "arp.dst.proto_ipv4 == 198.18.7.9"]);
     assert!(!arp.trim().is_empty(), "tshark reads the ARP requests");
 }
+
+/// The DPDK port's MTU, on a `net_tap` port (its kernel interface shows what the PMD set;
+/// the PMD receives frames of up to 1522 bytes).
+#[cfg(feature = "dpdk")]
+#[test]
+fn nic_mtu_sets_the_dpdk_port() {
+    let (ns, _guard) = veth_namespace();
+    let tag = unique_tag();
+    let iface = format!("bfdt{tag}");
+    let eal = |prefix: &str| {
+        format!("--no-huge --no-pci -m 256 --file-prefix {prefix} --vdev net_tap0,iface={iface} -l 0")
+    };
+    let mut set = Vec::new();
+    for asked in ["1400", "max"] {
+        let prefix = format!("bfm{tag}{asked}");
+        let eal = eal(&prefix);
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = format!("ipc://{}/api.sock", dir.path().display());
+        let args = [
+            "--underlay",
+            "dpdk:0",
+            "--dpdk-args",
+            &eal,
+            "-i",
+            "198.18.8.1",
+            "--no-state",
+            "-m",
+            asked,
+            "-l",
+            "info",
+        ];
+        let d = Daemon::start_full(dir, Some(&ns), endpoint, &args);
+        let (mtu, _) = mtu_of(&ns, &iface);
+        let (code, err, _) = d.stop();
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains(&format!("underlay MTU {mtu} (--nic-mtu {asked})")), "{err}");
+        set.push(mtu);
+    }
+    assert_eq!(set[0], 1400, "the port's MTU, set through rte_eth_dev_set_mtu");
+    // net_tap: no max_mtu of its own, frames up to 1522 bytes: 1522 less header and CRC.
+    assert_eq!(set[1], 1504, "max: the highest the port accepts");
+    let prefix = format!("bfm{tag}refused");
+    let (code, err) = refused_start(
+        &ns,
+        &["--underlay", "dpdk:0", "--dpdk-args", &eal(&prefix), "--no-state", "-m", "1600"],
+    );
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
+    assert_ne!(code, 0);
+    assert!(err.contains("dpdk port 0: refused MTU 1600 (--nic-mtu 1600)"), "{err}");
+}
