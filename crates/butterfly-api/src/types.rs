@@ -1126,6 +1126,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn underlay_trace_requests_are_validated() {
+        let req = |enabled: Option<bool>, path: Option<&str>| {
+            UnderlayTrace::request(&v0::UnderlayTrace { enabled, path: path.map(str::to_string) })
+        };
+        assert_eq!(req(None, None).unwrap(), None, "enabled absent: only asking");
+        assert_eq!(req(Some(false), None).unwrap(), Some(UnderlayTrace { enabled: false, path: None }));
+        assert_eq!(
+            req(Some(true), Some("/tmp/u.pcap")).unwrap(),
+            Some(UnderlayTrace { enabled: true, path: Some("/tmp/u.pcap".into()) })
+        );
+        for (e, p) in [
+            (None, Some("/tmp/u")),
+            (Some(false), Some("/tmp/u")),
+            (Some(true), Some("")),
+            (Some(true), Some("a\0b")),
+        ] {
+            assert!(matches!(req(e, p), Err(ValidationError::UnderlayTrace(_))), "{e:?} {p:?}");
+        }
+        let t = UnderlayTrace { enabled: true, path: Some("/x".into()) };
+        assert_eq!(
+            v0::UnderlayTrace::from(&t),
+            v0::UnderlayTrace { enabled: Some(true), path: Some("/x".into()) }
+        );
+    }
+
     /// vhost_user_client (butterfly-rs, field 110) only on vhost-user NICs, absent from
     /// replies unless set (Butterfly's bytes unchanged); nic_import needs an id.
     #[test]
