@@ -5,3 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash crates/brick-nic/scripts/test-dpdk.sh
 cargo test -p butterflyd --features dpdk --test dpdk
+# --nic-mtu on a DPDK port (net_tap in a namespace: needs root).
+cargo test -p butterflyd --features dpdk --test operations nic_mtu_sets_the_dpdk_port

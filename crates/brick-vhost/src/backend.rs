@@ -321,6 +321,8 @@ pub(crate) struct DeviceSpec {
     pub(crate) queue_pairs: u16,
     pub(crate) features: u64,
     pub(crate) mac: [u8; 6],
+    /// The MTU in the config space (with VIRTIO_NET_F_MTU); 0 without.
+    pub(crate) mtu: u16,
 }
 
 /// The `VhostUserBackend` of one connection.
@@ -368,6 +370,7 @@ impl VhostUserBackend for NetBackend {
         cfg[0..6].copy_from_slice(&self.spec.mac);
         cfg[6..8].copy_from_slice(&1u16.to_le_bytes()); // VIRTIO_NET_S_LINK_UP
         cfg[8..10].copy_from_slice(&self.spec.queue_pairs.to_le_bytes());
+        cfg[10..12].copy_from_slice(&self.spec.mtu.to_le_bytes());
         let start = (offset as usize).min(cfg.len());
         let end = start.saturating_add(size as usize).min(cfg.len());
         let mut out = cfg[start..end].to_vec();
@@ -424,4 +427,34 @@ pub(crate) fn device_features(csum: bool, tso: bool, mrg_rxbuf: bool, event_idx:
         f |= feature::MQ;
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(mtu: u16, features: u64) -> NetBackend {
+        let conn = Conn {
+            mem: GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+            vrings: OnceLock::new(),
+            acked: AtomicU64::new(0),
+        };
+        NetBackend {
+            spec: DeviceSpec { queue_pairs: 1, features, mac: [2, 0, 0, 0, 0, 1], mtu },
+            conn: Arc::new(conn),
+            shared: Arc::new(Shared::new().unwrap()),
+        }
+    }
+
+    #[test]
+    fn the_config_space_holds_the_mtu_after_mac_status_and_queue_pairs() {
+        let b = backend(8950, feature::MTU);
+        assert_ne!(b.features() & feature::MTU, 0);
+        let cfg = b.get_config(0, 12);
+        assert_eq!(&cfg[0..6], &[2, 0, 0, 0, 0, 1]);
+        assert_eq!(u16::from_le_bytes([cfg[10], cfg[11]]), 8950);
+        // The driver reads the field alone (virtio_cread16 at offset 10).
+        assert_eq!(b.get_config(10, 2), 8950u16.to_le_bytes());
+        assert_eq!(backend(0, 0).get_config(10, 2), [0, 0], "no MTU without the feature");
+    }
 }

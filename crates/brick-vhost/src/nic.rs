@@ -119,6 +119,8 @@ pub struct VhostUserConfig {
     pub pool: PacketPool,
     /// Client mode: delay between reconnection attempts.
     pub reconnect_interval: Duration,
+    /// The MTU the guest should use, offered with VIRTIO_NET_F_MTU (`None`: not offered).
+    pub mtu: Option<u16>,
 }
 
 impl VhostUserConfig {
@@ -133,17 +135,23 @@ impl VhostUserConfig {
             event_idx: true,
             pool,
             reconnect_interval: Duration::from_secs(1),
+            mtu: None,
         }
     }
 
     fn features(&self) -> u64 {
-        device_features(
+        let f = device_features(
             self.offloads.csum,
             self.offloads.tso,
             self.mrg_rxbuf,
             self.event_idx,
             self.queue_pairs > 1,
-        )
+        );
+        if self.mtu.is_some() {
+            f | crate::wire::feature::MTU
+        } else {
+            f
+        }
     }
 }
 
@@ -258,7 +266,12 @@ impl VhostUserNic {
         let ctx = ControlCtx {
             wake: Arc::clone(&wake),
             shared: Arc::clone(&shared),
-            spec: DeviceSpec { queue_pairs: cfg.queue_pairs, features: cfg.features(), mac: cfg.mac },
+            spec: DeviceSpec {
+                queue_pairs: cfg.queue_pairs,
+                features: cfg.features(),
+                mac: cfg.mac,
+                mtu: cfg.mtu.unwrap_or(0),
+            },
             name: cfg.name.clone(),
             path: path.clone(),
             stop: Arc::clone(&stop),
@@ -709,5 +722,19 @@ impl ControlCtx {
         stats.disconnections.fetch_add(1, Ordering::Relaxed);
         // Dropping the daemon stops and joins its vring worker (exit_event is implemented).
         drop(daemon);
+    }
+}
+
+#[cfg(test)]
+mod mtu_tests {
+    use super::*;
+
+    #[test]
+    fn an_mtu_is_offered_with_virtio_net_f_mtu_only_when_set() {
+        let pool = PacketPool::new(brick_core::PoolConfig { count: 8, ..Default::default() }).unwrap();
+        let mut cfg = VhostUserConfig::new("t", [2, 0, 0, 0, 0, 1], pool);
+        assert_eq!(cfg.features() & crate::wire::feature::MTU, 0);
+        cfg.mtu = Some(1450);
+        assert_ne!(cfg.features() & crate::wire::feature::MTU, 0);
     }
 }

@@ -9,6 +9,8 @@ pub mod feature {
     pub const CSUM: u64 = 1 << 0;
     /// Driver handles packets with partial checksum (guest RX checksum offload).
     pub const GUEST_CSUM: u64 = 1 << 1;
+    /// Device reports the MTU it wants the driver to use in its config space.
+    pub const MTU: u64 = 1 << 3;
     /// Device has a MAC address in its config space.
     pub const MAC: u64 = 1 << 5;
     /// Driver can receive TSOv4 super-frames.

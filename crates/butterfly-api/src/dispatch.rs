@@ -165,6 +165,7 @@ enum Kind {
     VniSet,
     VniDetails,
     NicImport,
+    UnderlayTrace,
 }
 
 fn kind(r: &v0::Request) -> Option<Kind> {
@@ -214,6 +215,8 @@ fn kind(r: &v0::Request) -> Option<Kind> {
         Kind::VniDetails
     } else if r.nic_import.is_some() {
         Kind::NicImport
+    } else if r.underlay_trace.is_some() {
+        Kind::UnderlayTrace
     } else {
         return None;
     })
@@ -526,6 +529,11 @@ impl Dispatcher {
                 let done = h.nic_import(imp).map_err(d)?;
                 resp.nic_import =
                     Some(v0::NicImportRes { imported: Some(done.imported), skipped: Some(done.skipped) });
+            }
+            Kind::UnderlayTrace => {
+                let set = UnderlayTrace::request(r.underlay_trace.as_ref().ok_or("")?).map_err(v)?;
+                let now = h.underlay_trace(set).map_err(d)?;
+                resp.underlay_trace = Some(v0::UnderlayTrace::from(&now));
             }
         }
         Ok(resp)

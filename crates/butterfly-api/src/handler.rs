@@ -97,6 +97,13 @@ pub trait Handler {
             import.id
         )))
     }
+    /// butterfly-rs extension: switches the underlay trace on (into `set.path`, or the
+    /// daemon's default file) or off, live (`Some`; on failure nothing changes), and
+    /// returns how it is now. Default: not supported.
+    fn underlay_trace(&mut self, set: Option<UnderlayTrace>) -> HandlerResult<UnderlayTrace> {
+        let _ = set;
+        Err(HandlerError::Failed("the underlay trace is not supported by this daemon".into()))
+    }
     /// butterfly-rs extension: the BUM mode in effect and state of one VNI (`Some`), or of
     /// every VNI with a setting of its own or a NIC, sorted (`None`). Default: not supported.
     fn vni_details(&mut self, vni: Option<u32>) -> HandlerResult<Vec<VniState>> {

@@ -37,6 +37,9 @@ pub enum ValidationError {
     /// An app_config request is invalid.
     #[error("Application configuration failed: {0}")]
     AppConfig(String),
+    /// An underlay_trace request is malformed (butterfly-rs extension).
+    #[error("Bad underlay trace request: {0}")]
+    UnderlayTrace(String),
     /// A vni_set or vni_details request is malformed (butterfly-rs extension).
     #[error("Bad VNI format: {0}")]
     Vni(String),
@@ -462,6 +465,47 @@ pub struct AppStatus {
     pub request_counter: u64,
     /// DOT graph of the data plane.
     pub graph_dot: String,
+}
+
+/// The underlay trace (butterfly-rs extension): as asked by `underlay_trace` (on into
+/// `path`, or the daemon's default file when `None`; or off), or as it is (`path` only
+/// while on).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UnderlayTrace {
+    /// Recording.
+    pub enabled: bool,
+    /// The pcap file.
+    pub path: Option<String>,
+}
+
+impl UnderlayTrace {
+    /// A validated underlay_trace request: the change asked, or `None` (`enabled` absent)
+    /// to only ask how the trace is. A path goes only with `enabled: true`, not empty,
+    /// without NUL.
+    pub fn request(t: &v0::UnderlayTrace) -> Result<Option<Self>, ValidationError> {
+        let bad = |m: &str| ValidationError::UnderlayTrace(m.to_string());
+        let Some(enabled) = t.enabled else {
+            return match t.path {
+                Some(_) => Err(bad("a path needs enabled: true")),
+                None => Ok(None),
+            };
+        };
+        if let Some(p) = &t.path {
+            if !enabled {
+                return Err(bad("a path is for switching the trace on"));
+            }
+            if p.is_empty() || p.contains('\0') {
+                return Err(bad("the path is empty or has a NUL byte"));
+            }
+        }
+        Ok(Some(UnderlayTrace { enabled, path: t.path.clone() }))
+    }
+}
+
+impl From<&UnderlayTrace> for v0::UnderlayTrace {
+    fn from(t: &UnderlayTrace) -> Self {
+        v0::UnderlayTrace { enabled: Some(t.enabled), path: t.path.clone() }
+    }
 }
 
 /// How a VNI floods broadcast, unknown-unicast and multicast (BUM) frames (a butterfly-rs
@@ -1090,6 +1134,32 @@ mod tests {
             let e = VniSet::try_from(req).unwrap_err().to_string();
             assert!(e.starts_with("Bad VNI format: ") && e.contains(want), "{req:?}: {e}");
         }
+    }
+
+    #[test]
+    fn underlay_trace_requests_are_validated() {
+        let req = |enabled: Option<bool>, path: Option<&str>| {
+            UnderlayTrace::request(&v0::UnderlayTrace { enabled, path: path.map(str::to_string) })
+        };
+        assert_eq!(req(None, None).unwrap(), None, "enabled absent: only asking");
+        assert_eq!(req(Some(false), None).unwrap(), Some(UnderlayTrace { enabled: false, path: None }));
+        assert_eq!(
+            req(Some(true), Some("/tmp/u.pcap")).unwrap(),
+            Some(UnderlayTrace { enabled: true, path: Some("/tmp/u.pcap".into()) })
+        );
+        for (e, p) in [
+            (None, Some("/tmp/u")),
+            (Some(false), Some("/tmp/u")),
+            (Some(true), Some("")),
+            (Some(true), Some("a\0b")),
+        ] {
+            assert!(matches!(req(e, p), Err(ValidationError::UnderlayTrace(_))), "{e:?} {p:?}");
+        }
+        let t = UnderlayTrace { enabled: true, path: Some("/x".into()) };
+        assert_eq!(
+            v0::UnderlayTrace::from(&t),
+            v0::UnderlayTrace { enabled: Some(true), path: Some("/x".into()) }
+        );
     }
 
     /// vhost_user_client (butterfly-rs, field 110) only on vhost-user NICs, absent from

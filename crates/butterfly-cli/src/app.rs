@@ -15,6 +15,7 @@ pub(crate) fn status(ctx: &Ctx) -> Result<(), Failure> {
         v0::Request { vni_details: Some(v0::VniDetailsReq { vni: None }), ..req() },
         ctx.global.json,
     )?;
+    let trace = ctx.try_call(crate::trace::underlay_req(None, None), ctx.global.json)?;
     if ctx.human() {
         let s = r.app_status.unwrap_or_default();
         let (start, now) = (s.start_date.unwrap_or(0), s.current_date.unwrap_or(0));
@@ -27,6 +28,9 @@ pub(crate) fn status(ctx: &Ctx) -> Result<(), Failure> {
         println!("request counter: {}", s.request_counter.unwrap_or(0));
         for v in vnis.iter().flat_map(|r| &r.vni_details) {
             println!("{}", vni_line(v));
+        }
+        if let Some(t) = &trace {
+            println!("{}", crate::trace::underlay_line(t.underlay_trace.as_ref()));
         }
         println!("dot graph: \n{}", s.graph_dot.unwrap_or_default());
     }

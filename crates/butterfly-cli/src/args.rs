@@ -69,6 +69,11 @@ pub(crate) enum Cmd {
         #[command(subcommand)]
         cmd: VniCmd,
     },
+    /// Packet traces (butterfly-rs): the underlay's, into a pcap file
+    Trace {
+        #[command(subcommand)]
+        cmd: TraceCmd,
+    },
     /// Daemon status
     Status,
     /// Ask the daemon to exit
@@ -245,6 +250,28 @@ pub(crate) enum NicSgCmd {
         /// Security groups
         sgs: Vec<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum TraceCmd {
+    /// Record every frame of the underlay NIC, both ways, into a pcap file (on), or stop (off)
+    Underlay {
+        /// on or off
+        #[arg(value_enum)]
+        state: OnOff,
+        /// The pcap file (created or truncated; default: the daemon's --underlay-trace-path)
+        #[arg(long)]
+        path: Option<String>,
+    },
+}
+
+/// A switch's position.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnOff {
+    /// Switched on
+    On,
+    /// Switched off
+    Off,
 }
 
 #[derive(Subcommand, Debug)]

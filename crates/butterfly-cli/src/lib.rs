@@ -9,6 +9,7 @@ mod nic;
 mod print;
 mod request;
 mod sg;
+mod trace;
 mod vni;
 
 use args::{Cli, Cmd, Global};
@@ -30,6 +31,7 @@ fn exec(ctx: &Ctx, cmd: &Cmd) -> Result<(), Failure> {
         Cmd::Nic { cmd } => nic::exec(ctx, cmd),
         Cmd::Sg { cmd } => sg::exec(ctx, cmd),
         Cmd::Vni { cmd } => vni::exec(ctx, cmd),
+        Cmd::Trace { cmd } => trace::exec(ctx, cmd),
         Cmd::Status => app::status(ctx),
         Cmd::Shutdown => app::shutdown(ctx),
         Cmd::Request { file, stdout } => request::request(ctx, file, *stdout),

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use butterfly_api::BumMode;
 use clap::Parser;
 
+pub use crate::mtu::NicMtu;
+
 /// Which device carries the underlay (the "physical" side).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Underlay {
@@ -85,9 +87,21 @@ pub struct Cli {
     /// DPDK port (with the `dpdk` underlay).
     #[arg(long = "dpdk-port")]
     pub dpdk_port: Option<u16>,
-    /// Underlay MTU: a number, or "max".
+    /// MTU set on the underlay device at start (the AF_PACKET interface, the underlay TAP
+    /// or the DPDK port): a number (576 or more, 1280 or more with an IPv6 VTEP), or "max"
+    /// for the highest the device accepts. A value the device refuses stops the start.
+    /// VMs get this MTU less the VXLAN overhead (50, or 70 with IPv6). Default: the
+    /// device's MTU is left as it is.
     #[arg(short = 'm', long = "nic-mtu")]
     pub nic_mtu: Option<String>,
+    /// Record the underlay's traffic (VXLAN frames, both ways) into a pcap file from the
+    /// start; `butterfly trace underlay on|off` switches it live.
+    #[arg(long = "underlay-trace")]
+    pub underlay_trace: bool,
+    /// The pcap file of the underlay trace (with --workers N > 1, worker i > 0 writes
+    /// PATH.w<i>). Default /tmp/butterfly-underlay.pcap.
+    #[arg(long = "underlay-trace-path")]
+    pub underlay_trace_path: Option<PathBuf>,
     /// Do not offer checksum/TSO offloads to VMs.
     #[arg(long = "no-offload")]
     pub no_offload: bool,
@@ -256,8 +270,10 @@ pub struct Config {
     pub curve: Option<Curve>,
     /// DPDK EAL arguments.
     pub dpdk_args: String,
-    /// Underlay MTU (None = the device's own / "max").
-    pub nic_mtu: Option<u16>,
+    /// MTU to set on the underlay device (None: left as it is).
+    pub nic_mtu: Option<NicMtu>,
+    /// Underlay trace: on at start, and where it writes.
+    pub underlay_trace: UnderlayTrace,
     /// Offloads towards VMs.
     pub offload: bool,
     /// Core to pin the dataplane to.
@@ -278,6 +294,43 @@ pub struct Config {
     pub bum: BumMode,
     /// EVPN settings (used by VNIs in EVPN mode).
     pub evpn: EvpnConfig,
+}
+
+/// The underlay trace's start state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnderlayTrace {
+    /// Recording from the start.
+    pub on: bool,
+    /// The pcap file.
+    pub path: PathBuf,
+}
+
+/// Where the underlay trace writes unless told otherwise.
+pub const DEFAULT_UNDERLAY_TRACE_PATH: &str = "/tmp/butterfly-underlay.pcap";
+
+/// The underlay trace from `--underlay-trace[-path]` or the INI's `underlay-trace` (a
+/// boolean) and `underlay-trace-path`.
+fn underlay_trace_config(
+    cli_on: bool,
+    cli_path: Option<PathBuf>,
+    get: &dyn Fn(&str, &[&str]) -> Option<String>,
+) -> Result<UnderlayTrace, ConfigError> {
+    let on = cli_on
+        || match get("general", &["underlay-trace"]) {
+            None => false,
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => true,
+                "false" | "no" | "off" | "0" => false,
+                _ => return Err(bad("underlay-trace", format!("{v:?}: use true or false"))),
+            },
+        };
+    let path = cli_path
+        .or_else(|| get("general", &["underlay-trace-path"]).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_UNDERLAY_TRACE_PATH));
+    if path.as_os_str().is_empty() {
+        return Err(bad("--underlay-trace-path", "empty path"));
+    }
+    Ok(UnderlayTrace { on, path })
 }
 
 /// Where and how EVPN meets FRR.
@@ -359,6 +412,7 @@ impl Config {
             curve: api.curve,
             dpdk_args: underside.dpdk_args,
             nic_mtu: underside.nic_mtu,
+            underlay_trace: underlay_trace_config(cli.underlay_trace, cli.underlay_trace_path, &get)?,
             offload: !cli.no_offload,
             graph_cpu_core,
             underlay: underside.underlay,
@@ -483,7 +537,7 @@ fn cpu_config(cli: &Cli, get: &IniGet) -> Result<(Option<usize>, std::time::Dura
 struct UnderlayConfig {
     underlay: Underlay,
     dpdk_args: String,
-    nic_mtu: Option<u16>,
+    nic_mtu: Option<NicMtu>,
     workers: usize,
 }
 
@@ -519,17 +573,17 @@ fn underlay_config(cli: &Cli, get: &IniGet, ip: IpAddr) -> Result<UnderlayConfig
 
 /// `--nic-mtu N|max` (or the INI's `nic-mtu`): at least the minimum IP MTU of the VTEP's
 /// family.
-fn nic_mtu_config(text: Option<String>, ip: IpAddr) -> Result<Option<u16>, ConfigError> {
+fn nic_mtu_config(text: Option<String>, ip: IpAddr) -> Result<Option<NicMtu>, ConfigError> {
     match text {
         None => Ok(None),
-        Some(m) if m == "max" => Ok(None),
+        Some(m) if m.trim() == "max" => Ok(Some(NicMtu::Max)),
         Some(m) => {
             let v: u16 = m.parse().map_err(|_| bad("--nic-mtu", format!("{m:?}: a number or \"max\"")))?;
             let min = if ip.is_ipv4() { 576 } else { 1280 };
             if v < min {
                 return Err(bad("--nic-mtu", format!("{v} is below the minimum of {min} for this underlay")));
             }
-            Ok(Some(v))
+            Ok(Some(NicMtu::Value(v)))
         }
     }
 }
@@ -793,6 +847,42 @@ mod tests {
         assert_eq!(c.workers, 2, "the command line wins");
         std::fs::write(&f, "[general]\nworkers = many\n").unwrap();
         assert_eq!(parse(&["-c", f.to_str().unwrap(), "--no-state"]).unwrap_err().option, "--workers");
+    }
+
+    #[test]
+    fn nic_mtu_and_the_underlay_trace_come_from_flags_or_the_ini() {
+        let c = parse(&["--no-state"]).unwrap();
+        assert_eq!(c.nic_mtu, None, "the device's MTU is left alone by default");
+        assert!(!c.underlay_trace.on);
+        assert_eq!(c.underlay_trace.path, PathBuf::from(DEFAULT_UNDERLAY_TRACE_PATH));
+        assert_eq!(parse(&["--no-state", "-m", "max"]).unwrap().nic_mtu, Some(NicMtu::Max));
+        assert_eq!(parse(&["--no-state", "-m", "9000"]).unwrap().nic_mtu, Some(NicMtu::Value(9000)));
+        assert_eq!(parse(&["-m", "70000"]).unwrap_err().option, "--nic-mtu");
+        assert_eq!(parse(&["-i", "fd00::1", "-m", "1279"]).unwrap_err().option, "--nic-mtu");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("b.ini");
+        std::fs::write(
+            &f,
+            "[general]\nnic-mtu = max\nunderlay-trace = true\nunderlay-trace-path = /tmp/u.pcap\n",
+        )
+        .unwrap();
+        let c = parse(&["-c", f.to_str().unwrap(), "--no-state"]).unwrap();
+        assert_eq!(c.nic_mtu, Some(NicMtu::Max));
+        assert_eq!(c.underlay_trace, UnderlayTrace { on: true, path: PathBuf::from("/tmp/u.pcap") });
+        let c = parse(&[
+            "-c",
+            f.to_str().unwrap(),
+            "--no-state",
+            "-m",
+            "1600",
+            "--underlay-trace-path",
+            "/tmp/v",
+        ])
+        .unwrap();
+        assert_eq!(c.nic_mtu, Some(NicMtu::Value(1600)), "the command line wins");
+        assert_eq!(c.underlay_trace.path, PathBuf::from("/tmp/v"));
+        std::fs::write(&f, "[general]\nunderlay-trace = maybe\n").unwrap();
+        assert_eq!(parse(&["-c", f.to_str().unwrap(), "--no-state"]).unwrap_err().option, "underlay-trace");
     }
 
     #[test]

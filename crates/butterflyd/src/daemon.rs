@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use brick_firewall::{ruleset_from_security_groups, CompiledRuleset, SgOptions};
 use butterfly_api::{
     AppConfig, AppStatus, Handler, HandlerError, HandlerResult, MemoryHandler, Model, NicImport, NicImported,
-    NicInfo, NicSpec, NicStats, NicUpdate, Rule, RulePeer, SecurityGroup, VniSet, VniState,
+    NicInfo, NicSpec, NicStats, NicUpdate, Rule, RulePeer, SecurityGroup, UnderlayTrace, VniSet, VniState,
 };
 use tracing::{info, warn};
 
@@ -581,6 +581,19 @@ impl Handler for Daemon {
             });
         }
         Ok(out)
+    }
+
+    fn underlay_trace(&mut self, set: Option<UnderlayTrace>) -> HandlerResult<UnderlayTrace> {
+        if let Some(set) = set {
+            let path = set.path.as_deref().map(std::path::Path::new);
+            self.dp.set_underlay_trace(set.enabled, path).map_err(failed)?;
+            match self.dp.underlay_trace() {
+                Some(p) => info!("underlay trace: on, into {}", p.display()),
+                None => info!("underlay trace: off"),
+            }
+        }
+        let path = self.dp.underlay_trace().map(|p| p.to_string_lossy().into_owned());
+        Ok(UnderlayTrace { enabled: path.is_some(), path })
     }
 
     fn app_config(&mut self, config: AppConfig) -> HandlerResult<()> {

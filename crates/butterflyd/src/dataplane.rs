@@ -38,7 +38,9 @@ use brick_vtep::steer::owner_of;
 use brick_vtep::{VniOptions, VniSteer, Vtep, VtepConfig};
 use butterfly_api::{BumMode, NicInfo, NicType};
 
-use crate::config::{Config, Underlay};
+use crate::config::{Config, NicMtu, Underlay};
+use crate::mtu::{self, MtuError};
+use crate::underlay_trace::{TraceError, UnderlayLink, UnderlayTracer};
 
 /// A data-plane failure, with a message for the operator or the API client.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,12 @@ pub enum DataplaneError {
     /// The queue between two workers' steer bricks could not be created.
     #[error("queue between workers: {0}")]
     WorkerQueue(#[source] std::io::Error),
+    /// The underlay device's MTU could not be set (`--nic-mtu`).
+    #[error(transparent)]
+    Mtu(#[from] MtuError),
+    /// The underlay trace could not be switched.
+    #[error(transparent)]
+    UnderlayTrace(#[from] TraceError),
     /// A worker thread could not be started.
     #[error("cannot start data-plane thread {index}: {source}")]
     SpawnWorker {
@@ -230,6 +238,11 @@ pub struct Dataplane {
     evpn_cfg: crate::config::EvpnConfig,
     /// VTEP VNIs created so far.
     generations: u64,
+    /// The IP MTU VMs get (the underlay's less the VXLAN overhead) when `--nic-mtu` set
+    /// the underlay's: offered to vhost-user guests, set on TAP NICs.
+    vm_mtu: Option<u16>,
+    /// The underlay trace.
+    underlay_trace: UnderlayTracer,
 }
 
 /// Counters of one NIC, as the API reports them.
@@ -370,7 +383,8 @@ fn dpdk_underlay(
     args: &str,
     workers: usize,
     pool: PacketPool,
-) -> Result<Underside, DataplaneError> {
+    want_mtu: Option<NicMtu>,
+) -> Result<(Underside, Option<u16>), DataplaneError> {
     use brick_nic::{DpdkConfig, DpdkNic, Eal, PortSpec};
     let what = format!("dpdk port {port}");
     let underlay = |why: String| DataplaneError::Underlay { what: what.clone(), why };
@@ -379,10 +393,25 @@ fn dpdk_underlay(
     // One queue pair per worker; the port's RSS spreads frames over them and the steer
     // bricks carry those of other workers' VNIs to their owner.
     let cfg = DpdkConfig { port: PortSpec::Id(port), queues: workers as u16, ..DpdkConfig::default() };
-    let nic = DpdkNic::open(eal, cfg, pool).map_err(|e| underlay(format!("{e} ({workers} worker(s))")))?;
+    let mut nic =
+        DpdkNic::open(eal, cfg, pool).map_err(|e| underlay(format!("{e} ({workers} worker(s))")))?;
     let mac = nic.mac().map_err(|e| underlay(e.to_string()))?;
+    let mtu = match want_mtu {
+        None => None,
+        Some(want) => {
+            let mtu = match want {
+                NicMtu::Value(v) => v,
+                NicMtu::Max => {
+                    let l = nic.mtu_limits().map_err(|e| underlay(e.to_string()))?;
+                    mtu::dpdk_max_mtu(l.max_mtu, l.max_rx_pktlen)
+                }
+            };
+            nic.set_mtu(mtu).map_err(|e| underlay(format!("refused MTU {mtu} (--nic-mtu {want}): {e}")))?;
+            Some(nic.mtu().map_err(|e| underlay(e.to_string()))?)
+        }
+    };
     let bricks = if workers > 1 { nic.into_queues() } else { vec![nic] };
-    Ok((bricks.into_iter().map(|b| Box::new(b) as Box<dyn Brick>).collect(), mac))
+    Ok(((bricks.into_iter().map(|b| Box::new(b) as Box<dyn Brick>).collect(), mac), mtu))
 }
 
 #[cfg(not(feature = "dpdk"))]
@@ -391,7 +420,8 @@ fn dpdk_underlay(
     _args: &str,
     _workers: usize,
     _pool: PacketPool,
-) -> Result<Underside, DataplaneError> {
+    _want_mtu: Option<NicMtu>,
+) -> Result<(Underside, Option<u16>), DataplaneError> {
     // Config::from_cli already refuses this; kept as a clear error for library callers.
     Err(DataplaneError::Underlay {
         what: format!("dpdk port {port}"),
@@ -415,9 +445,8 @@ impl Dataplane {
             None
         };
         let mut vcfg = VtepConfig::new(cfg.ip, [0; 6]);
-        if let Some(mtu) = cfg.nic_mtu {
-            vcfg.mtu = mtu;
-        }
+        // The MTU `--nic-mtu` set on the underlay device, once it is.
+        let mut underlay_mtu = None;
         vcfg.gateway = cfg.gateway;
         vcfg.prefix_len = cfg.underlay_prefix;
         // One underlay brick per worker (none with `--underlay none`), and the VTEPs' MAC.
@@ -427,6 +456,9 @@ impl Dataplane {
                     open_underlay_tap(name, n as u16, cfg.ip.is_ipv4(), &pool, big_pool.as_ref())?;
                 // Whether the underlay takes VXLAN super-frames whole (UDP-tunnel GSO).
                 vcfg.tunnel_gso = tunnel;
+                if let Some(want) = cfg.nic_mtu {
+                    underlay_mtu = Some(mtu::apply(name, want)?);
+                }
                 link_up(name).map_err(|why| DataplaneError::Underlay { what: format!("tap {name}"), why })?;
                 let queues = if n > 1 { tap.into_queues() } else { vec![tap] };
                 (queues.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), derived_mac(cfg.ip))
@@ -434,6 +466,9 @@ impl Dataplane {
             Underlay::AfPacket(iface) => {
                 let mac = interface_mac(iface)
                     .map_err(|why| DataplaneError::Underlay { what: format!("af-packet {iface}"), why })?;
+                if let Some(want) = cfg.nic_mtu {
+                    underlay_mtu = Some(mtu::apply(iface, want)?);
+                }
                 // A local kernel's super-frames arrive whole whatever `--no-offload` says
                 // (it is about what VMs are offered): without offloads, a small big pool.
                 let big = match &big_pool {
@@ -448,13 +483,24 @@ impl Dataplane {
                 (nics.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), mac)
             }
             Underlay::Dpdk(port) => {
-                let (nics, mac) = dpdk_underlay(*port, &cfg.dpdk_args, n, pool.clone())?;
+                let ((nics, mac), mtu) = dpdk_underlay(*port, &cfg.dpdk_args, n, pool.clone(), cfg.nic_mtu)?;
+                underlay_mtu = mtu;
                 // Virtual devices (net_ring, net_null) have an all-zero MAC.
                 (nics, if mac == [0; 6] { derived_mac(cfg.ip) } else { mac })
             }
             Underlay::None => (Vec::new(), derived_mac(cfg.ip)),
         };
         vcfg.local_mac = local_mac;
+        let vm_mtu = underlay_mtu.map(|m| {
+            vcfg.mtu = m;
+            let vm = mtu::vm_mtu(m, cfg.ip);
+            tracing::info!(
+                "underlay MTU {m} (--nic-mtu {}); VMs get MTU {vm}",
+                cfg.nic_mtu.unwrap_or(NicMtu::Max)
+            );
+            vm
+        });
+        let mut underlay_links = Vec::with_capacity(n);
         let mut graphs = Vec::with_capacity(n);
         let mut steers = Vec::with_capacity(n);
         for i in 0..n {
@@ -471,9 +517,11 @@ impl Dataplane {
                         VniSteer::new(i, n, vcfg.udp_port, pool.clone()).map_err(DataplaneError::Steer)?;
                     let steer = graph.add("steer", steer)?;
                     graph.chain(&[nic, steer, vtep])?;
+                    underlay_links.push((i, nic, steer));
                     Some(steer)
                 } else {
                     graph.link(nic, vtep)?;
+                    underlay_links.push((i, nic, vtep));
                     None
                 }
             };
@@ -516,6 +564,15 @@ impl Dataplane {
             .map_err(|source| DataplaneError::SpawnWorker { index: i, source })?;
             workers.push(Worker { handle: runner.handle(), runner: Some(runner), vtep });
         }
+        let underlay_links = underlay_links
+            .into_iter()
+            .map(|(i, nic, next)| UnderlayLink { handle: workers[i].handle.clone(), nic, next })
+            .collect();
+        let mut underlay_trace = UnderlayTracer::new(underlay_links, cfg.underlay_trace.path.clone());
+        if cfg.underlay_trace.on {
+            underlay_trace.start(&cfg.underlay_trace.path)?;
+            tracing::info!("underlay trace: on, into {}", cfg.underlay_trace.path.display());
+        }
         Ok(Dataplane {
             workers,
             pool,
@@ -534,6 +591,8 @@ impl Dataplane {
             evpn_modes: Arc::new(crate::evpn::Modes::new(matches!(cfg.bum, BumMode::Evpn { .. }))),
             evpn_cfg: cfg.evpn.clone(),
             generations: 0,
+            vm_mtu,
+            underlay_trace,
         })
     }
 
@@ -636,6 +695,27 @@ impl Dataplane {
             path.display()
         );
         Ok(Some(tap))
+    }
+
+    /// The underlay trace's file while it records, `None` while off.
+    pub fn underlay_trace(&self) -> Option<&std::path::Path> {
+        self.underlay_trace.path()
+    }
+
+    /// Switches the underlay trace on (into `path`, or `--underlay-trace-path`) or off. On
+    /// failure nothing changes.
+    pub fn set_underlay_trace(
+        &mut self,
+        on: bool,
+        path: Option<&std::path::Path>,
+    ) -> Result<(), DataplaneError> {
+        if on {
+            let p = path.unwrap_or(self.underlay_trace.default_path()).to_path_buf();
+            self.underlay_trace.start(&p)?;
+        } else {
+            self.underlay_trace.stop()?;
+        }
+        Ok(())
     }
 
     /// Our VTEP address.
@@ -867,6 +947,8 @@ impl Dataplane {
                 let pool = self.big_pool.clone().unwrap_or_else(|| self.pool.clone());
                 let mut vcfg = VhostUserConfig::new(format!("vm-{id}"), mac, pool);
                 vcfg.offloads = Offloads { csum: self.offload, tso: self.big_pool.is_some() };
+                // The guest's MTU, offered with VIRTIO_NET_F_MTU.
+                vcfg.mtu = self.vm_mtu;
                 let nic = if info.spec.vhost_user_client {
                     // Client mode: QEMU serves the socket at the same path; the brick
                     // connects (at once, whether or not QEMU is there yet) and reconnects
@@ -904,6 +986,9 @@ impl Dataplane {
                         // The interface is the VM's NIC: it sends with the NIC's MAC, which
                         // anti-spoof and the switch's static entry expect.
                         tap.set_mac(mac).map_err(|e| nic_err(id, e))?;
+                        if let Some(m) = self.vm_mtu {
+                            mtu::apply(id, NicMtu::Value(m)).map_err(|e| nic_err(id, e))?;
+                        }
                         link_up(id).map_err(|e| nic_err(id, e))?;
                         tap
                     }
@@ -1184,6 +1269,8 @@ impl Dataplane {
 
     /// Removes every NIC and stops the graph thread.
     pub fn shutdown(&mut self) {
+        // Its files are complete whatever happens to the rest.
+        let _ = self.underlay_trace.stop();
         let ids: Vec<String> = self.nics.keys().cloned().collect();
         let mut removed = Vec::new();
         for id in ids {

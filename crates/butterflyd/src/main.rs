@@ -13,7 +13,9 @@ mod handover;
 mod lock;
 mod logging;
 mod metrics;
+mod mtu;
 mod state;
+mod underlay_trace;
 
 use std::io;
 use std::net::SocketAddr;

@@ -173,6 +173,18 @@ pub struct LinkStatus {
     pub full_duplex: bool,
 }
 
+/// A port's MTU limits, as its driver reports them (`rte_eth_dev_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MtuLimits {
+    /// Lowest MTU.
+    pub min_mtu: u16,
+    /// Highest MTU (`u16::MAX` when the driver sets none).
+    pub max_mtu: u16,
+    /// Largest frame the port receives (`rte_eth_dev_set_mtu` checks MTU + L2 overhead
+    /// against it).
+    pub max_rx_pktlen: u32,
+}
+
 /// Offload capabilities of a port, as the driver reports them (`rte_eth_dev_info`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OffloadCaps {
@@ -524,6 +536,18 @@ impl DpdkNic {
             return Err(port_err(self.port.id, "rte_eth_dev_get_mtu", rc));
         }
         Ok(mtu)
+    }
+
+    /// The port's MTU limits, as its driver reports them (`rte_eth_dev_info`).
+    pub fn mtu_limits(&self) -> Result<MtuLimits, DpdkError> {
+        // SAFETY: rte_eth_dev_info is plain data filled by the call.
+        let mut info: sys::rte_eth_dev_info = unsafe { std::mem::zeroed() };
+        // SAFETY: valid port, valid out pointer.
+        let rc = unsafe { sys::rte_eth_dev_info_get(self.port.id, &mut info) };
+        if rc != 0 {
+            return Err(port_err(self.port.id, "rte_eth_dev_info_get", rc));
+        }
+        Ok(MtuLimits { min_mtu: info.min_mtu, max_mtu: info.max_mtu, max_rx_pktlen: info.max_rx_pktlen })
     }
 
     /// Changes the port MTU (frames above MTU + 14 are then dropped as "too big"; the mbufs
