@@ -434,11 +434,7 @@ mod tests {
     use super::*;
 
     fn backend(mtu: u16, features: u64) -> NetBackend {
-        let conn = Conn {
-            mem: GuestMemoryAtomic::new(GuestMemoryMmap::new()),
-            vrings: OnceLock::new(),
-            acked: AtomicU64::new(0),
-        };
+        let conn = Conn::new(GuestMemoryAtomic::new(GuestMemoryMmap::new()));
         NetBackend {
             spec: DeviceSpec { queue_pairs: 1, features, mac: [2, 0, 0, 0, 0, 1], mtu },
             conn: Arc::new(conn),
