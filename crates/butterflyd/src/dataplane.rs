@@ -19,7 +19,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use brick_core::bricks::{Flipped, Sniffer, SnifferDirection};
@@ -39,6 +38,7 @@ use brick_vtep::{VniOptions, VniSteer, Vtep, VtepConfig};
 use butterfly_api::{BumMode, NicInfo, NicType};
 
 use crate::config::{Config, NicMtu, Underlay};
+use crate::link::{link_mac, link_up, LinkError};
 use crate::mtu::{self, MtuError};
 use crate::underlay_trace::{TraceError, UnderlayLink, UnderlayTracer};
 
@@ -94,6 +94,18 @@ pub enum DataplaneError {
     /// The queue between two workers' steer bricks could not be created.
     #[error("queue between workers: {0}")]
     WorkerQueue(#[source] std::io::Error),
+    /// The underlay's kernel device could not be read or brought up.
+    #[error("underlay {0}")]
+    UnderlayLink(#[source] LinkError),
+    /// The kernel side of a NIC's TAP device could not be brought up.
+    #[error("NIC {id}: {source}")]
+    NicLink {
+        /// NIC id.
+        id: String,
+        /// What the kernel said.
+        #[source]
+        source: LinkError,
+    },
     /// The underlay device's MTU could not be set (`--nic-mtu`).
     #[error(transparent)]
     Mtu(#[from] MtuError),
@@ -134,9 +146,6 @@ pub enum GraphChangeError {
     /// The VNI the change is about has no VTEP port.
     #[error("VNI {0} is not in the VTEP")]
     NoVni(u32),
-    /// A new VNI came without its switch: a bug in the caller.
-    #[error("internal: no switch")]
-    NoSwitch,
 }
 
 /// What the daemon keeps about the bricks of one NIC.
@@ -347,35 +356,275 @@ fn derived_mac(ip: IpAddr) -> [u8; 6] {
     [0x02, 0xbf, b[0], b[1], b[2], b[3]]
 }
 
-fn interface_mac(name: &str) -> Result<[u8; 6], String> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))
-        .map_err(|e| format!("cannot read the MAC of {name}: {e}"))?;
-    let mut mac = [0u8; 6];
-    let parts: Vec<&str> = text.trim().split(':').collect();
-    if parts.len() != 6 {
-        return Err(format!("unexpected MAC {text:?} for {name}"));
+/// A NIC's anti-spoofing (none when it bypasses filtering): its MAC, IPs, the EUI-64
+/// link-local address of its MAC and those the API gave.
+fn nic_antispoof(info: &NicInfo) -> Result<Option<AntiSpoof>, DataplaneError> {
+    if info.spec.bypass_filtering {
+        return Ok(None);
     }
-    for (o, p) in mac.iter_mut().zip(parts) {
-        *o = u8::from_str_radix(p, 16).map_err(|_| format!("unexpected MAC {text:?} for {name}"))?;
-    }
-    Ok(mac)
+    let id = &info.spec.id;
+    let mut a =
+        AntiSpoof::new(info.spec.mac.octets(), &info.spec.ips, antispoof_options(info.spec.ip_anti_spoof))
+            .map_err(|e| nic_err(id, e))?;
+    a.set_link_local(&info.spec.link_local).map_err(|e| nic_err(id, e))?;
+    Ok(Some(a))
 }
 
-/// Brings an interface up (the kernel side of a TAP we created).
-pub fn link_up(name: &str) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(["link", "set", "dev", name, "up"])
-        .output()
-        .map_err(|e| format!("cannot run `ip`: {e} (install iproute2)"))?;
-    if out.status.success() {
-        Ok(())
+/// A NIC's packet trace, when asked for.
+fn nic_sniffer(info: &NicInfo) -> Result<Option<Sniffer>, DataplaneError> {
+    if !info.packet_trace {
+        return Ok(None);
+    }
+    Sniffer::to_file(&info.packet_trace_path, SnifferDirection::Both)
+        .map(Some)
+        .map_err(|e| nic_err(&info.spec.id, format!("packet trace {}: {e}", info.packet_trace_path)))
+}
+
+/// The bricks of a NIC, built before they go into its worker's graph.
+struct NicParts {
+    firewall: Option<Firewall>,
+    antispoof: Option<AntiSpoof>,
+    sniffer: Option<Sniffer>,
+    endpoint: Box<dyn Brick>,
+}
+
+/// The switch a NIC joins: its VNI's, or a new one for a VNI's first NIC.
+enum SwitchOf {
+    Existing(BrickId),
+    New(Box<Switch>),
+}
+
+/// Where a NIC goes in its worker's graph.
+struct NicPlace {
+    id: String,
+    vni: u32,
+    vm_mac: [u8; 6],
+    vtep: BrickId,
+    /// The VNI's flooding, for a new VNI.
+    bum: VniOptions,
+    switch: SwitchOf,
+}
+
+/// Adds a NIC's bricks to graph `g` (on its worker's thread) as switch → firewall →
+/// anti-spoofing → trace → endpoint; on failure, removes what it added.
+fn insert_nic(g: &mut Graph, place: NicPlace, parts: NicParts) -> Result<AddedNic, GraphChangeError> {
+    let new_vni = matches!(place.switch, SwitchOf::New(_));
+    let (vni, vtep) = (place.vni, place.vtep);
+    let mut added: Vec<BrickId> = Vec::new();
+    let result = link_nic(g, place, parts, &mut added);
+    if result.is_err() {
+        // Roll back: the graph is as it was before this NIC.
+        if new_vni {
+            let _ = g.brick_mut::<Vtep>(vtep).map(|v| v.remove_vni(vni));
+        }
+        for b in added.into_iter().rev() {
+            let _ = g.remove(b);
+        }
+    }
+    result
+}
+
+/// The steps of [`insert_nic`], each brick recorded in `added` as it joins.
+fn link_nic(
+    g: &mut Graph,
+    place: NicPlace,
+    parts: NicParts,
+    added: &mut Vec<BrickId>,
+) -> Result<AddedNic, GraphChangeError> {
+    let NicPlace { id, vni, vm_mac, vtep, bum, switch } = place;
+    let switch = match switch {
+        SwitchOf::Existing(s) => s,
+        SwitchOf::New(sw) => {
+            let s = g.add_boxed(format!("switch-{vni}"), sw)?;
+            added.push(s);
+            let (port, _) = g.link(vtep, s)?;
+            // Flooding as the VNI's BUM mode says (group or flood list).
+            g.brick_mut::<Vtep>(vtep)?.add_vni_with(vni, port, bum)?;
+            s
+        }
+    };
+    let mut add = |g: &mut Graph, name: String, b: Box<dyn Brick>| -> Result<BrickId, GraphChangeError> {
+        let b = g.add_boxed(name, b)?;
+        added.push(b);
+        Ok(b)
+    };
+    let firewall = parts.firewall.map(|f| add(g, format!("fw-{id}"), Box::new(f))).transpose()?;
+    let antispoof = parts.antispoof.map(|a| add(g, format!("antispoof-{id}"), Box::new(a))).transpose()?;
+    let sniffer = parts.sniffer.map(|s| add(g, format!("sniff-{id}"), Box::new(s))).transpose()?;
+    let endpoint = add(g, format!("vm-{id}"), parts.endpoint)?;
+    let chain: Vec<BrickId> = [firewall, antispoof, sniffer, Some(endpoint)].into_iter().flatten().collect();
+    let (switch_port, _) = g.link(switch, chain[0])?;
+    g.chain(&chain)?;
+    // The VM's MAC is pinned to its port: a frame from the wire (or another VM) with that
+    // source cannot move it and draw the VM's traffic away. Unlinking the port forgets it.
+    g.brick_mut::<Switch>(switch)?.add_static(vm_mac, Side::East, switch_port)?;
+    Ok(AddedNic { switch, firewall, antispoof, sniffer, endpoint, endpoint_stats: g.stats(endpoint)? })
+}
+
+/// The packet pool of `workers` workers, and the pool of big buffers for super-frames
+/// (TSO/GSO) when offloads are on.
+fn packet_pools(workers: usize, offload: bool) -> Result<(PacketPool, Option<PacketPool>), DataplaneError> {
+    let extra = workers - 1;
+    // Each extra worker holds a few more bursts in flight and in its pool caches.
+    let pool = PacketPool::new(PoolConfig { count: 16384 + 4096 * extra, ..PoolConfig::default() })?;
+    let big_pool = if offload {
+        Some(PacketPool::new(PoolConfig {
+            count: BIG_POOL_COUNT + BIG_POOL_COUNT / 4 * extra,
+            data_room: BIG_DATA_ROOM,
+            ..PoolConfig::default()
+        })?)
     } else {
-        Err(format!("ip link set dev {name} up: {}", String::from_utf8_lossy(&out.stderr).trim()))
-    }
+        None
+    };
+    Ok((pool, big_pool))
 }
 
-/// The underlay NIC bricks (one per worker) and the MAC the VTEP uses on them.
-type Underside = (Vec<Box<dyn Brick>>, [u8; 6]);
+/// Opens the underlay: one brick per worker (none with `--underlay none`), the VTEPs' MAC
+/// and tunnel GSO set in `vcfg`, and the MTU `--nic-mtu` gave the device, if it did.
+fn open_underside(
+    cfg: &Config,
+    n: usize,
+    pool: &PacketPool,
+    big_pool: Option<&PacketPool>,
+    vcfg: &mut VtepConfig,
+) -> Result<(UnderlayBricks, Option<u16>), DataplaneError> {
+    let mut underlay_mtu = None;
+    let (phys, local_mac): Underside = match &cfg.underlay {
+        Underlay::Tap(name) => {
+            let (tap, tunnel) = open_underlay_tap(name, n as u16, cfg.ip.is_ipv4(), pool, big_pool)?;
+            // Whether the underlay takes VXLAN super-frames whole (UDP-tunnel GSO).
+            vcfg.tunnel_gso = tunnel;
+            if let Some(want) = cfg.nic_mtu {
+                underlay_mtu = Some(mtu::apply(name, want)?);
+            }
+            link_up(name).map_err(DataplaneError::UnderlayLink)?;
+            let queues = if n > 1 { tap.into_queues() } else { vec![tap] };
+            (queues.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), derived_mac(cfg.ip))
+        }
+        Underlay::AfPacket(iface) => {
+            let mac = link_mac(iface).map_err(DataplaneError::UnderlayLink)?;
+            if let Some(want) = cfg.nic_mtu {
+                underlay_mtu = Some(mtu::apply(iface, want)?);
+            }
+            // A local kernel's super-frames arrive whole whatever `--no-offload` says (it is
+            // about what VMs are offered): without offloads, a small big pool.
+            let big = match big_pool {
+                Some(b) => b.clone(),
+                None => PacketPool::new(PoolConfig {
+                    count: UNDERLAY_BIG_POOL_COUNT * n,
+                    data_room: BIG_DATA_ROOM,
+                    ..PoolConfig::default()
+                })?,
+            };
+            let nics = open_underlay_afpacket(iface, n, vcfg.udp_port, pool, &big)?;
+            (nics.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), mac)
+        }
+        Underlay::Dpdk(port) => {
+            let ((nics, mac), mtu) = dpdk_underlay(*port, &cfg.dpdk_args, n, pool.clone(), cfg.nic_mtu)?;
+            underlay_mtu = mtu;
+            // Virtual devices (net_ring, net_null) have an all-zero MAC.
+            (nics, if mac == [0; 6] { derived_mac(cfg.ip) } else { mac })
+        }
+        Underlay::None => (Vec::new(), derived_mac(cfg.ip)),
+    };
+    vcfg.local_mac = local_mac;
+    Ok((phys, underlay_mtu))
+}
+
+/// A worker's graph before its thread starts, and its VTEP.
+type WorkerGraph = (Graph, BrickId);
+/// Where a worker's underlay brick sends what it receives: (worker, underlay, next brick).
+type UnderlayHop = (usize, BrickId, BrickId);
+
+/// The graphs of `n` workers: each its underlay brick (none with `--underlay none`), a
+/// steer brick when there are several workers, and its VTEP; steer bricks joined by a queue
+/// each way.
+fn worker_graphs(
+    n: usize,
+    vcfg: &VtepConfig,
+    pool: &PacketPool,
+    phys: Vec<Box<dyn Brick>>,
+) -> Result<(Vec<WorkerGraph>, Vec<UnderlayHop>), DataplaneError> {
+    let mut phys = phys.into_iter();
+    let mut underlay_links = Vec::with_capacity(n);
+    let mut graphs = Vec::with_capacity(n);
+    let mut steers = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut graph =
+            Graph::new(if n == 1 { "butterflyd".to_string() } else { format!("butterflyd-w{i}") });
+        let vtep = Vtep::new(vcfg.clone(), pool.clone()).map_err(DataplaneError::Vtep)?;
+        let vtep = graph.add("vtep", vtep)?;
+        let mut steer = None;
+        if let Some(phy) = phys.next() {
+            let nic = graph.add_boxed("underlay", phy)?;
+            if n > 1 {
+                let s = VniSteer::new(i, n, vcfg.udp_port, pool.clone()).map_err(DataplaneError::Steer)?;
+                let s = graph.add("steer", s)?;
+                graph.chain(&[nic, s, vtep])?;
+                underlay_links.push((i, nic, s));
+                steer = Some(s);
+            } else {
+                graph.link(nic, vtep)?;
+                underlay_links.push((i, nic, vtep));
+            }
+        }
+        steers.push(steer);
+        graphs.push((graph, vtep));
+    }
+    link_steers(&mut graphs, &steers)?;
+    Ok((graphs, underlay_links))
+}
+
+/// A queue each way between every two workers' steer bricks, for frames the underlay
+/// delivered to a worker that does not own their VNI.
+fn link_steers(graphs: &mut [WorkerGraph], steers: &[Option<BrickId>]) -> Result<(), DataplaneError> {
+    for (from, s_from) in steers.iter().enumerate() {
+        for (to, s_to) in steers.iter().enumerate() {
+            let (Some(s_from), Some(s_to)) = (*s_from, *s_to) else { continue };
+            if from == to {
+                continue;
+            }
+            let (tx, rx) = queue_pair(64).map_err(DataplaneError::WorkerQueue)?;
+            let g = &mut graphs[from].0;
+            let tx = g.add(format!("to-w{to}"), tx)?;
+            let (port, _) = g.link(s_from, tx)?;
+            g.brick_mut::<VniSteer>(s_from)?.set_worker_port(to, port);
+            let g = &mut graphs[to].0;
+            let rx = g.add(format!("from-w{from}"), rx.emit_on(Side::West))?;
+            g.link(s_to, rx)?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts a data-plane thread per graph, pinned and polling as the configuration says.
+fn spawn_workers(cfg: &Config, graphs: Vec<WorkerGraph>) -> Result<Vec<Worker>, DataplaneError> {
+    let n = graphs.len();
+    let mut workers = Vec::with_capacity(n);
+    for (i, (graph, vtep)) in graphs.into_iter().enumerate() {
+        let runner = Runner::spawn(
+            graph,
+            RunnerConfig {
+                name: if n == 1 { "dataplane".into() } else { format!("dataplane-{i}") },
+                cpu: cfg.graph_cpu_core.map(|c| worker_cpu(c, i)),
+                idle_rounds: if cfg.busy_poll { u32::MAX } else { RunnerConfig::default().idle_rounds },
+                // Unpinned default: sleep on the sources' wake fds as soon as a round is
+                // empty (any spin was slower with TAP VMs on a shared 2-vCPU machine);
+                // pinned: poll a little longer than a wake-up takes (--poll-spin).
+                spin: if cfg.busy_poll { std::time::Duration::MAX } else { cfg.poll_spin },
+                ..RunnerConfig::default()
+            },
+        )
+        .map_err(|source| DataplaneError::SpawnWorker { index: i, source })?;
+        workers.push(Worker { handle: runner.handle(), runner: Some(runner), vtep });
+    }
+    Ok(workers)
+}
+
+/// The underlay NIC bricks, one per worker.
+type UnderlayBricks = Vec<Box<dyn Brick>>;
+/// The underlay NIC bricks and the MAC the VTEP uses on them.
+type Underside = (UnderlayBricks, [u8; 6]);
 
 #[cfg(feature = "dpdk")]
 fn dpdk_underlay(
@@ -433,64 +682,11 @@ impl Dataplane {
     /// Builds the underlay side (NIC + VTEP) of every worker and starts their threads.
     pub fn start(cfg: &Config) -> Result<Dataplane, DataplaneError> {
         let n = cfg.workers.max(1);
-        // Each extra worker holds a few more bursts in flight and in its pool caches.
-        let pool = PacketPool::new(PoolConfig { count: 16384 + 4096 * (n - 1), ..PoolConfig::default() })?;
-        let big_pool = if cfg.offload {
-            Some(PacketPool::new(PoolConfig {
-                count: BIG_POOL_COUNT + BIG_POOL_COUNT / 4 * (n - 1),
-                data_room: BIG_DATA_ROOM,
-                ..PoolConfig::default()
-            })?)
-        } else {
-            None
-        };
+        let (pool, big_pool) = packet_pools(n, cfg.offload)?;
         let mut vcfg = VtepConfig::new(cfg.ip, [0; 6]);
-        // The MTU `--nic-mtu` set on the underlay device, once it is.
-        let mut underlay_mtu = None;
         vcfg.gateway = cfg.gateway;
         vcfg.prefix_len = cfg.underlay_prefix;
-        // One underlay brick per worker (none with `--underlay none`), and the VTEPs' MAC.
-        let (mut phys, local_mac): Underside = match &cfg.underlay {
-            Underlay::Tap(name) => {
-                let (tap, tunnel) =
-                    open_underlay_tap(name, n as u16, cfg.ip.is_ipv4(), &pool, big_pool.as_ref())?;
-                // Whether the underlay takes VXLAN super-frames whole (UDP-tunnel GSO).
-                vcfg.tunnel_gso = tunnel;
-                if let Some(want) = cfg.nic_mtu {
-                    underlay_mtu = Some(mtu::apply(name, want)?);
-                }
-                link_up(name).map_err(|why| DataplaneError::Underlay { what: format!("tap {name}"), why })?;
-                let queues = if n > 1 { tap.into_queues() } else { vec![tap] };
-                (queues.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), derived_mac(cfg.ip))
-            }
-            Underlay::AfPacket(iface) => {
-                let mac = interface_mac(iface)
-                    .map_err(|why| DataplaneError::Underlay { what: format!("af-packet {iface}"), why })?;
-                if let Some(want) = cfg.nic_mtu {
-                    underlay_mtu = Some(mtu::apply(iface, want)?);
-                }
-                // A local kernel's super-frames arrive whole whatever `--no-offload` says
-                // (it is about what VMs are offered): without offloads, a small big pool.
-                let big = match &big_pool {
-                    Some(b) => b.clone(),
-                    None => PacketPool::new(PoolConfig {
-                        count: UNDERLAY_BIG_POOL_COUNT * n,
-                        data_room: BIG_DATA_ROOM,
-                        ..PoolConfig::default()
-                    })?,
-                };
-                let nics = open_underlay_afpacket(iface, n, vcfg.udp_port, &pool, &big)?;
-                (nics.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), mac)
-            }
-            Underlay::Dpdk(port) => {
-                let ((nics, mac), mtu) = dpdk_underlay(*port, &cfg.dpdk_args, n, pool.clone(), cfg.nic_mtu)?;
-                underlay_mtu = mtu;
-                // Virtual devices (net_ring, net_null) have an all-zero MAC.
-                (nics, if mac == [0; 6] { derived_mac(cfg.ip) } else { mac })
-            }
-            Underlay::None => (Vec::new(), derived_mac(cfg.ip)),
-        };
-        vcfg.local_mac = local_mac;
+        let (phys, underlay_mtu) = open_underside(cfg, n, &pool, big_pool.as_ref(), &mut vcfg)?;
         let vm_mtu = underlay_mtu.map(|m| {
             vcfg.mtu = m;
             let vm = mtu::vm_mtu(m, cfg.ip);
@@ -500,70 +696,8 @@ impl Dataplane {
             );
             vm
         });
-        let mut underlay_links = Vec::with_capacity(n);
-        let mut graphs = Vec::with_capacity(n);
-        let mut steers = Vec::with_capacity(n);
-        for i in 0..n {
-            let mut graph =
-                Graph::new(if n == 1 { "butterflyd".to_string() } else { format!("butterflyd-w{i}") });
-            let vtep = Vtep::new(vcfg.clone(), pool.clone()).map_err(DataplaneError::Vtep)?;
-            let vtep = graph.add("vtep", vtep)?;
-            let steer = if phys.is_empty() {
-                None
-            } else {
-                let nic = graph.add_boxed("underlay", phys.remove(0))?;
-                if n > 1 {
-                    let steer =
-                        VniSteer::new(i, n, vcfg.udp_port, pool.clone()).map_err(DataplaneError::Steer)?;
-                    let steer = graph.add("steer", steer)?;
-                    graph.chain(&[nic, steer, vtep])?;
-                    underlay_links.push((i, nic, steer));
-                    Some(steer)
-                } else {
-                    graph.link(nic, vtep)?;
-                    underlay_links.push((i, nic, vtep));
-                    None
-                }
-            };
-            steers.push(steer);
-            graphs.push((graph, vtep));
-        }
-        // A queue each way between every two workers' steer bricks, for frames the underlay
-        // delivered to a worker that does not own their VNI.
-        for from in 0..n {
-            for to in 0..n {
-                let (Some(s_from), Some(s_to)) = (steers[from], steers[to]) else { continue };
-                if from == to {
-                    continue;
-                }
-                let (tx, rx) = queue_pair(64).map_err(DataplaneError::WorkerQueue)?;
-                let g = &mut graphs[from].0;
-                let tx = g.add(format!("to-w{to}"), tx)?;
-                let (port, _) = g.link(s_from, tx)?;
-                g.brick_mut::<VniSteer>(s_from)?.set_worker_port(to, port);
-                let g = &mut graphs[to].0;
-                let rx = g.add(format!("from-w{from}"), rx.emit_on(Side::West))?;
-                g.link(s_to, rx)?;
-            }
-        }
-        let mut workers = Vec::with_capacity(n);
-        for (i, (graph, vtep)) in graphs.into_iter().enumerate() {
-            let runner = Runner::spawn(
-                graph,
-                RunnerConfig {
-                    name: if n == 1 { "dataplane".into() } else { format!("dataplane-{i}") },
-                    cpu: cfg.graph_cpu_core.map(|c| worker_cpu(c, i)),
-                    idle_rounds: if cfg.busy_poll { u32::MAX } else { RunnerConfig::default().idle_rounds },
-                    // Unpinned default: sleep on the sources' wake fds as soon as a round is
-                    // empty (any spin was slower with TAP VMs on a shared 2-vCPU machine);
-                    // pinned: poll a little longer than a wake-up takes (--poll-spin).
-                    spin: if cfg.busy_poll { std::time::Duration::MAX } else { cfg.poll_spin },
-                    ..RunnerConfig::default()
-                },
-            )
-            .map_err(|source| DataplaneError::SpawnWorker { index: i, source })?;
-            workers.push(Worker { handle: runner.handle(), runner: Some(runner), vtep });
-        }
+        let (graphs, underlay_links) = worker_graphs(n, &vcfg, &pool, phys)?;
+        let workers = spawn_workers(cfg, graphs)?;
         let underlay_links = underlay_links
             .into_iter()
             .map(|(i, nic, next)| UnderlayLink { handle: workers[i].handle.clone(), nic, next })
@@ -678,7 +812,7 @@ impl Dataplane {
         if brick_nic::sys::interface_exists(id) {
             let tap = TapNic::attach(id, cfg, pool).map_err(|e| nic_err(id, e))?;
             tap.set_mac(mac).map_err(|e| nic_err(id, e))?;
-            link_up(id).map_err(|e| nic_err(id, e))?;
+            link_up(id).map_err(|source| DataplaneError::NicLink { id: id.to_string(), source })?;
             tracing::info!("NIC {id}: attached to its TAP device, kept from the previous run");
             return Ok(Some(tap));
         }
@@ -989,7 +1123,8 @@ impl Dataplane {
                         if let Some(m) = self.vm_mtu {
                             mtu::apply(id, NicMtu::Value(m)).map_err(|e| nic_err(id, e))?;
                         }
-                        link_up(id).map_err(|e| nic_err(id, e))?;
+                        link_up(id)
+                            .map_err(|source| DataplaneError::NicLink { id: id.to_string(), source })?;
                         tap
                     }
                 };
@@ -1010,127 +1145,30 @@ impl Dataplane {
         let id = info.spec.id.clone();
         let vni = info.spec.vni;
         let (endpoint, bench) = self.endpoint(info)?;
-        let bypass = info.spec.bypass_filtering;
-        let mut firewall = match (bypass, rules) {
-            (true, _) => None,
-            (false, Some(r)) => Some(Firewall::with_ruleset(firewall_config(), r)),
-            (false, None) => Some(Firewall::new(firewall_config())),
+        let parts = NicParts {
+            firewall: self.nic_firewall(info, rules),
+            antispoof: nic_antispoof(info)?,
+            sniffer: nic_sniffer(info)?,
+            endpoint,
         };
-        if let (Some(fw), Some((_, table, now))) =
-            (firewall.as_mut(), self.pending_import.take_if(|(nic, _, _)| *nic == id))
-        {
-            let r = if info.spec.ips.is_empty() {
-                fw.import_connections(&table, now).map(|imported| ImportSummary { imported, skipped: 0 })
-            } else {
-                fw.import_connections_of(&table, now, &info.spec.ips)
-            };
-            self.import_result = Some((id.clone(), r));
-        }
-        let antispoof = if bypass {
-            None
-        } else {
-            let mut a = AntiSpoof::new(
-                info.spec.mac.octets(),
-                &info.spec.ips,
-                antispoof_options(info.spec.ip_anti_spoof),
-            )
-            .map_err(|e| nic_err(&id, e))?;
-            // The EUI-64 link-local address of its MAC, plus those the API gave.
-            a.set_link_local(&info.spec.link_local).map_err(|e| nic_err(&id, e))?;
-            Some(a)
-        };
-        let sniffer = if info.packet_trace {
-            Some(
-                Sniffer::to_file(&info.packet_trace_path, SnifferDirection::Both)
-                    .map_err(|e| nic_err(&id, format!("packet trace {}: {e}", info.packet_trace_path)))?,
-            )
-        } else {
-            None
-        };
-        let existing_switch = self.vnis.get(&vni).map(|v| v.switch);
-        let new_switch = match existing_switch {
-            Some(_) => None,
-            None => {
-                let sw =
-                    Switch::new(SwitchConfig::default(), self.pool.clone()).map_err(|e| nic_err(&id, e))?;
-                // Flood copies of VMs' TSO super-frames need big buffers too.
-                Some(match &self.big_pool {
-                    Some(big) => sw.with_big_pool(big.clone()),
-                    None => sw,
-                })
-            }
+        let sniffer_path = parts.sniffer.as_ref().map(|_| info.packet_trace_path.clone());
+        let switch = match self.vnis.get(&vni) {
+            Some(v) => SwitchOf::Existing(v.switch),
+            None => SwitchOf::New(Box::new(self.new_switch().map_err(|e| nic_err(&id, e))?)),
         };
         let worker = self.owner(vni);
-        let vtep = self.workers[worker].vtep;
-        let bum = self.vni_options(vni);
-        let nid = id.clone();
-        let sniffer_path = sniffer.as_ref().map(|_| info.packet_trace_path.clone());
-        let vm_mac = info.spec.mac.octets();
-        let ids = self.workers[worker].handle.exec(move |g| -> Result<AddedNic, GraphChangeError> {
-            let mut added: Vec<BrickId> = Vec::new();
-            let result = (|| -> Result<_, GraphChangeError> {
-                let switch = match (existing_switch, new_switch) {
-                    (Some(s), _) => s,
-                    (None, Some(sw)) => {
-                        let s = g.add(format!("switch-{vni}"), sw)?;
-                        added.push(s);
-                        let (port, _) = g.link(vtep, s)?;
-                        // Flooding as the VNI's BUM mode says (group or flood list).
-                        g.brick_mut::<Vtep>(vtep)?.add_vni_with(vni, port, bum)?;
-                        s
-                    }
-                    (None, None) => return Err(GraphChangeError::NoSwitch),
-                };
-                let mut chain = vec![switch];
-                let (mut fw_id, mut asp_id, mut sn_id) = (None, None, None);
-                if let Some(fw) = firewall {
-                    let b = g.add(format!("fw-{nid}"), fw)?;
-                    added.push(b);
-                    chain.push(b);
-                    fw_id = Some(b);
-                }
-                if let Some(a) = antispoof {
-                    let b = g.add(format!("antispoof-{nid}"), a)?;
-                    added.push(b);
-                    chain.push(b);
-                    asp_id = Some(b);
-                }
-                if let Some(s) = sniffer {
-                    let b = g.add(format!("sniff-{nid}"), s)?;
-                    added.push(b);
-                    chain.push(b);
-                    sn_id = Some(b);
-                }
-                let ep = g.add_boxed(format!("vm-{nid}"), endpoint)?;
-                added.push(ep);
-                chain.push(ep);
-                let (switch_port, _) = g.link(chain[0], chain[1])?;
-                g.chain(&chain[1..])?;
-                // The VM's MAC is pinned to its port: a frame from the wire (or another VM)
-                // with that source cannot move it and draw the VM's traffic away. Unlinking
-                // the port forgets it.
-                g.brick_mut::<Switch>(chain[0])?.add_static(vm_mac, Side::East, switch_port)?;
-                Ok(AddedNic {
-                    switch,
-                    firewall: fw_id,
-                    antispoof: asp_id,
-                    sniffer: sn_id,
-                    endpoint: ep,
-                    endpoint_stats: g.stats(ep)?,
-                })
-            })();
-            if result.is_err() {
-                // Roll back: the graph is as it was before this NIC.
-                if existing_switch.is_none() {
-                    let _ = g.brick_mut::<Vtep>(vtep).map(|v| v.remove_vni(vni));
-                }
-                for b in added.into_iter().rev() {
-                    let _ = g.remove(b);
-                }
-            }
-            result
-        })?;
-        let added = ids.map_err(|source| DataplaneError::NicGraph { id: id.clone(), source })?;
+        let place = NicPlace {
+            id: id.clone(),
+            vni,
+            vm_mac: info.spec.mac.octets(),
+            vtep: self.workers[worker].vtep,
+            bum: self.vni_options(vni),
+            switch,
+        };
+        let added = self.workers[worker]
+            .handle
+            .exec(move |g| insert_nic(g, place, parts))?
+            .map_err(|source| DataplaneError::NicGraph { id: id.clone(), source })?;
         if !self.vnis.contains_key(&vni) {
             self.generations += 1;
         }
@@ -1152,6 +1190,36 @@ impl Dataplane {
             },
         );
         Ok(())
+    }
+
+    /// A NIC's firewall (none when it bypasses filtering), with the connections of a pending
+    /// import (`nic_import`) for it; the import's outcome is kept for the API's answer.
+    fn nic_firewall(&mut self, info: &NicInfo, rules: Option<CompiledRuleset>) -> Option<Firewall> {
+        let id = &info.spec.id;
+        let mut fw = match (info.spec.bypass_filtering, rules) {
+            (true, _) => return None,
+            (false, Some(r)) => Firewall::with_ruleset(firewall_config(), r),
+            (false, None) => Firewall::new(firewall_config()),
+        };
+        if let Some((_, table, now)) = self.pending_import.take_if(|(nic, _, _)| nic == id) {
+            let r = if info.spec.ips.is_empty() {
+                fw.import_connections(&table, now).map(|imported| ImportSummary { imported, skipped: 0 })
+            } else {
+                fw.import_connections_of(&table, now, &info.spec.ips)
+            };
+            self.import_result = Some((id.clone(), r));
+        }
+        Some(fw)
+    }
+
+    /// The switch of a VNI that has none yet.
+    fn new_switch(&self) -> Result<Switch, brick_switch::SwitchError> {
+        let sw = Switch::new(SwitchConfig::default(), self.pool.clone())?;
+        // Flood copies of VMs' TSO super-frames need big buffers too.
+        Ok(match &self.big_pool {
+            Some(big) => sw.with_big_pool(big.clone()),
+            None => sw,
+        })
     }
 
     fn remove_nic(&mut self, id: &str) -> Result<(), DataplaneError> {

@@ -10,6 +10,7 @@ mod daemon;
 mod dataplane;
 mod evpn;
 mod handover;
+mod link;
 mod lock;
 mod logging;
 mod metrics;

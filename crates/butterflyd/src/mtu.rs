@@ -1,5 +1,5 @@
 //! The underlay device's MTU (`--nic-mtu N|max`), set on a kernel interface (an AF_PACKET
-//! underlay's or the underlay TAP) through rtnetlink, and the MTU VMs are given behind
+//! underlay's or the underlay TAP) through rtnetlink ([`crate::link`]), and the MTU VMs are given behind
 //! the VTEP.
 //!
 //! `max` is Butterfly's "the highest MTU the port accepts": the kernel reports a device's
@@ -9,12 +9,8 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-use netlink_packet_route::RouteNetlinkMessage;
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use crate::link::{Link, LinkError, Rtnl};
 
 /// What `--nic-mtu` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,21 +47,9 @@ const CEILING: u32 = u16::MAX as u32;
 /// Why the underlay device's MTU could not be read or set.
 #[derive(Debug, thiserror::Error)]
 pub enum MtuError {
-    /// The rtnetlink socket failed.
-    #[error("underlay {device}: rtnetlink: {source}")]
-    Netlink {
-        /// The interface.
-        device: String,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// No interface has that name.
-    #[error("underlay {device}: no such interface")]
-    NoDevice {
-        /// The interface.
-        device: String,
-    },
+    /// The device could not be read (rtnetlink, or no such device).
+    #[error("underlay {0}")]
+    Link(#[from] LinkError),
     /// The kernel refused the MTU.
     #[error("underlay {device} refused MTU {mtu} (--nic-mtu){range}: {source}")]
     Refused {
@@ -81,152 +65,34 @@ pub enum MtuError {
     },
 }
 
-/// An interface's MTU and its range, as the kernel reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinkMtu {
-    /// Interface index.
-    pub index: u32,
-    /// Current MTU.
-    pub mtu: u32,
-    /// `IFLA_MIN_MTU` (0: not reported).
-    pub min: u32,
-    /// `IFLA_MAX_MTU` (0: not reported, no limit).
-    pub max: u32,
-}
-
-impl LinkMtu {
-    fn range(&self) -> String {
-        match (self.min, self.max) {
-            (0, 0) => String::new(),
-            (min, 0) => format!(" (its minimum is {min})"),
-            (min, max) => format!(" (its range is {min}..={max})"),
-        }
-    }
-}
-
-/// An rtnetlink request socket in the current network namespace.
-struct Rtnl {
-    sock: Socket,
-    seq: u32,
-    buf: Vec<u8>,
-}
-
-impl Rtnl {
-    fn open() -> io::Result<Rtnl> {
-        let mut sock = Socket::new(NETLINK_ROUTE)?;
-        sock.bind_auto()?;
-        sock.connect(&SocketAddr::new(0, 0))?;
-        // An answer that never comes is an error after 5 s, not a hang at start-up.
-        let tv = libc::timeval { tv_sec: 5, tv_usec: 0 };
-        // SAFETY: setsockopt(2) on our open socket with a pointer to a timeval that lives
-        // across the call, and its exact size.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Rtnl { sock, seq: 0, buf: vec![0; 1 << 16] })
-    }
-
-    /// Sends `msg` and reads up to the kernel's acknowledgement, handing each answer to `each`.
-    fn exchange(
-        &mut self,
-        msg: RouteNetlinkMessage,
-        mut each: impl FnMut(RouteNetlinkMessage),
-    ) -> io::Result<()> {
-        self.seq = self.seq.wrapping_add(1).max(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_ACK;
-        header.sequence_number = self.seq;
-        let mut m = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        m.finalize();
-        let mut req = vec![0; m.buffer_len()];
-        m.serialize(&mut req);
-        self.sock.send(&req, 0)?;
-        loop {
-            let n = self.sock.recv(&mut &mut self.buf[..], 0)?.min(self.buf.len());
-            let mut done = false;
-            for m in butterfly_evpn::kernel::messages(&self.buf[..n]) {
-                if m.header.sequence_number != self.seq {
-                    continue;
-                }
-                match m.payload {
-                    NetlinkPayload::Error(e) => match e.code {
-                        Some(_) => return Err(e.to_io()),
-                        None => done = true,
-                    },
-                    NetlinkPayload::Done(_) => done = true,
-                    NetlinkPayload::InnerMessage(inner) => each(inner),
-                    _ => {}
-                }
-            }
-            if done {
-                return Ok(());
-            }
-        }
-    }
-
-    fn link(&mut self, device: &str) -> Result<LinkMtu, MtuError> {
-        let mut q = LinkMessage::default();
-        q.attributes.push(LinkAttribute::IfName(device.to_string()));
-        let mut found = None;
-        let r = self.exchange(RouteNetlinkMessage::GetLink(q), |m| {
-            if let RouteNetlinkMessage::NewLink(l) = m {
-                let mut link = LinkMtu { index: l.header.index, mtu: 0, min: 0, max: 0 };
-                for a in &l.attributes {
-                    match a {
-                        LinkAttribute::Mtu(v) => link.mtu = *v,
-                        LinkAttribute::MinMtu(v) => link.min = *v,
-                        LinkAttribute::MaxMtu(v) => link.max = *v,
-                        _ => {}
-                    }
-                }
-                found = Some(link);
-            }
-        });
-        match r {
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
-                Err(MtuError::NoDevice { device: device.to_string() })
-            }
-            Err(source) => Err(MtuError::Netlink { device: device.to_string(), source }),
-            Ok(()) => found.ok_or_else(|| MtuError::NoDevice { device: device.to_string() }),
-        }
-    }
-
-    fn set(&mut self, index: u32, mtu: u32) -> io::Result<()> {
-        let mut m = LinkMessage::default();
-        m.header.index = index;
-        m.attributes.push(LinkAttribute::Mtu(mtu));
-        self.exchange(RouteNetlinkMessage::SetLink(m), |_| {})
+/// A device's MTU range as text for an error message (empty when the kernel gives none).
+fn range(link: &Link) -> String {
+    match (link.min_mtu, link.max_mtu) {
+        (0, 0) => String::new(),
+        (min, 0) => format!(" (its minimum is {min})"),
+        (min, max) => format!(" (its range is {min}..={max})"),
     }
 }
 
 /// Sets interface `device`'s MTU as `want` says; returns the MTU it has now.
 pub fn apply(device: &str, want: NicMtu) -> Result<u16, MtuError> {
-    let netlink = |source| MtuError::Netlink { device: device.to_string(), source };
+    let netlink = |source| LinkError::Netlink { device: device.to_string(), source };
     let mut nl = Rtnl::open().map_err(netlink)?;
     let link = nl.link(device)?;
     let refused = |mtu: u32, source: io::Error| MtuError::Refused {
         device: device.to_string(),
         mtu,
-        range: link.range(),
+        range: range(&link),
         source,
     };
     let mtu = match want {
         NicMtu::Value(v) => {
-            nl.set(link.index, v.into()).map_err(|e| refused(v.into(), e))?;
+            nl.set_mtu(link.index, v.into()).map_err(|e| refused(v.into(), e))?;
             u32::from(v)
         }
         NicMtu::Max => {
-            let ceiling = if link.max == 0 { CEILING } else { link.max.min(CEILING) };
-            highest_accepted(link.mtu.min(ceiling), ceiling, |m| nl.set(link.index, m))
+            let ceiling = if link.max_mtu == 0 { CEILING } else { link.max_mtu.min(CEILING) };
+            highest_accepted(link.mtu.min(ceiling), ceiling, |m| nl.set_mtu(link.index, m))
                 .map_err(|e| refused(ceiling, e))?
         }
     };
