@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use brick_core::bricks::ping::{PingConfig, PingResponder, PingSender, PingStats, DEFAULT_WINDOW};
+use brick_core::bricks::ping::{PingConfig, PingError, PingResponder, PingSender, PingStats, DEFAULT_WINDOW};
 use brick_core::{Brick, PacketPool};
 use butterfly_api::{Bench, BenchStats, NicInfo};
 
@@ -57,27 +57,44 @@ impl BenchHandle {
     }
 }
 
+/// Why a BENCH NIC's endpoint cannot be built: what its parameters lack.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The NIC has no IP to answer on or send from.
+    #[error("a BENCH NIC needs an IP")]
+    NoIp,
+    /// The sender has no IP of its destination's family.
+    #[error("{SND} to {dip} needs an {} address on the NIC to send from", if dip.is_ipv4() { "IPv4" } else { "IPv6" })]
+    NoSourceIp {
+        /// The destination.
+        dip: IpAddr,
+    },
+    /// The ping sender refused its configuration.
+    #[error("{SND}: {0}")]
+    Sender(#[source] PingError),
+    /// The NIC has no btype.
+    #[error("a BENCH NIC needs btype {SND} or {RCV}")]
+    NoBtype,
+}
+
 /// The endpoint brick of BENCH NIC `info`, and its handle. The error says what is missing.
-pub fn endpoint(info: &NicInfo, pool: &PacketPool) -> Result<(Box<dyn Brick>, BenchHandle), String> {
+pub fn endpoint(info: &NicInfo, pool: &PacketPool) -> Result<(Box<dyn Brick>, BenchHandle), BenchError> {
     let spec = &info.spec;
     let mac = spec.mac.octets();
     // nic_add refuses these already; a nic_update may have taken the IPs away since.
     if spec.ips.is_empty() {
-        return Err("a BENCH NIC needs an IP".into());
+        return Err(BenchError::NoIp);
     }
     match &spec.bench {
         Some(Bench::IcmpSndLike { dip, dmac }) => {
-            let ip = source_ip(&spec.ips, *dip).ok_or_else(|| {
-                let family = if dip.is_ipv4() { "IPv4" } else { "IPv6" };
-                format!("{SND} to {dip} needs an {family} address on the NIC to send from")
-            })?;
+            let ip = source_ip(&spec.ips, *dip).ok_or(BenchError::NoSourceIp { dip: *dip })?;
             let cfg = PingConfig {
                 interval: INTERVAL,
                 timeout: TIMEOUT,
                 ..PingConfig::new(mac, ip, dmac.octets(), *dip)
             };
             let window = cfg.window;
-            let sender = PingSender::new(cfg, pool.clone()).map_err(|e| format!("{SND}: {e}"))?;
+            let sender = PingSender::new(cfg, pool.clone()).map_err(BenchError::Sender)?;
             let handle = BenchHandle { btype: SND, window, stats: sender.stats() };
             Ok((Box::new(sender), handle))
         }
@@ -86,7 +103,7 @@ pub fn endpoint(info: &NicInfo, pool: &PacketPool) -> Result<(Box<dyn Brick>, Be
             let handle = BenchHandle { btype: RCV, window: DEFAULT_WINDOW, stats: responder.stats() };
             Ok((Box::new(responder), handle))
         }
-        None => Err(format!("a BENCH NIC needs btype {SND} or {RCV}")),
+        None => Err(BenchError::NoBtype),
     }
 }
 
@@ -127,7 +144,7 @@ mod tests {
     #[test]
     fn endpoints_are_built_or_refused_with_the_reason() {
         let pool = PacketPool::with_count(8).unwrap();
-        let err = |i: NicInfo| endpoint(&i, &pool).err().unwrap();
+        let err = |i: NicInfo| endpoint(&i, &pool).err().unwrap().to_string();
         assert_eq!(err(info(&[], snd("42.0.0.2"))), "a BENCH NIC needs an IP");
         assert!(err(info(&["fd00::1"], snd("42.0.0.2"))).contains("needs an IPv4 address"));
         assert!(err(info(&["42.0.0.1"], snd("fd00::2"))).contains("needs an IPv6 address"));

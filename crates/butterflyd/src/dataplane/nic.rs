@@ -1,0 +1,539 @@
+//! A NIC's bricks: its endpoint (vhost-user, TAP or BENCH), firewall, anti-spoofing and
+//! packet trace, built off the data-plane thread, put into its worker's graph behind its
+//! VNI's switch in one change (rolled back if any step fails), updated and taken out.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use brick_core::bricks::{Flipped, Sniffer, SnifferDirection};
+use brick_core::{Brick, BrickId, BrickStats, Graph, PacketPool, Side};
+use brick_firewall::{AntiSpoof, AntiSpoofOptions, CompiledRuleset, Firewall, FirewallConfig, ImportSummary};
+use brick_nic::{TapConfig, TapNic, TapOffloads};
+use brick_switch::{Switch, SwitchConfig};
+use brick_vhost::{Offloads, VhostUserConfig, VhostUserNic};
+use brick_vtep::{VniOptions, Vtep};
+use butterfly_api::{NicInfo, NicType};
+
+use super::error::{nic_err, DataplaneError, GraphChangeError, NicError};
+use super::{Dataplane, VniState};
+use crate::config::NicMtu;
+use crate::link::link_up;
+use crate::mtu;
+
+/// What the daemon keeps about the bricks of one NIC.
+#[derive(Debug, Clone)]
+pub(super) struct NicBricks {
+    pub(super) vni: u32,
+    pub(super) worker: usize,
+    structure: Structure,
+    pub(super) firewall: Option<BrickId>,
+    pub(super) antispoof: Option<BrickId>,
+    pub(super) sniffer: Option<BrickId>,
+    pub(super) sniffer_path: Option<String>,
+    pub(super) endpoint: BrickId,
+    pub(super) endpoint_stats: Arc<BrickStats>,
+    /// A BENCH NIC's role and figures.
+    pub(super) bench: Option<crate::bench::BenchHandle>,
+}
+
+/// The parts of a NIC that need its bricks rebuilt when they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Structure {
+    mac: [u8; 6],
+    vni: u32,
+    nic_type: NicType,
+    bypass: bool,
+    vhost_client: bool,
+    /// A BENCH NIC's addresses (its endpoint sends from / answers on them).
+    bench_ips: Vec<IpAddr>,
+}
+
+impl Structure {
+    fn of(info: &NicInfo) -> Structure {
+        Structure {
+            mac: info.spec.mac.octets(),
+            vni: info.spec.vni,
+            nic_type: info.spec.nic_type,
+            bypass: info.spec.bypass_filtering,
+            vhost_client: info.spec.vhost_user_client,
+            bench_ips: match info.spec.nic_type {
+                NicType::Bench => info.spec.ips.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+/// Ids of a NIC's bricks once added to its worker's graph.
+struct AddedNic {
+    switch: BrickId,
+    firewall: Option<BrickId>,
+    antispoof: Option<BrickId>,
+    sniffer: Option<BrickId>,
+    endpoint: BrickId,
+    endpoint_stats: Arc<BrickStats>,
+}
+
+/// A NIC's anti-spoofing (none when it bypasses filtering): its MAC, IPs, the EUI-64
+/// link-local address of its MAC and those the API gave.
+fn nic_antispoof(info: &NicInfo) -> Result<Option<AntiSpoof>, DataplaneError> {
+    if info.spec.bypass_filtering {
+        return Ok(None);
+    }
+    let id = &info.spec.id;
+    let mut a =
+        AntiSpoof::new(info.spec.mac.octets(), &info.spec.ips, antispoof_options(info.spec.ip_anti_spoof))
+            .map_err(|e| nic_err(id, e))?;
+    a.set_link_local(&info.spec.link_local).map_err(|e| nic_err(id, e))?;
+    Ok(Some(a))
+}
+
+/// A NIC's packet trace, when asked for.
+fn nic_sniffer(info: &NicInfo) -> Result<Option<Sniffer>, DataplaneError> {
+    if !info.packet_trace {
+        return Ok(None);
+    }
+    Sniffer::to_file(&info.packet_trace_path, SnifferDirection::Both).map(Some).map_err(|source| {
+        nic_err(&info.spec.id, NicError::Trace { path: info.packet_trace_path.clone(), source })
+    })
+}
+
+/// The bricks of a NIC, built before they go into its worker's graph.
+struct NicParts {
+    firewall: Option<Firewall>,
+    antispoof: Option<AntiSpoof>,
+    sniffer: Option<Sniffer>,
+    endpoint: Box<dyn Brick>,
+}
+
+/// The switch a NIC joins: its VNI's, or a new one for a VNI's first NIC.
+enum SwitchOf {
+    Existing(BrickId),
+    New(Box<Switch>),
+}
+
+/// Where a NIC goes in its worker's graph.
+struct NicPlace {
+    id: String,
+    vni: u32,
+    vm_mac: [u8; 6],
+    vtep: BrickId,
+    /// The VNI's flooding, for a new VNI.
+    bum: VniOptions,
+    switch: SwitchOf,
+}
+
+/// Adds a NIC's bricks to graph `g` (on its worker's thread) as switch → firewall →
+/// anti-spoofing → trace → endpoint; on failure, removes what it added.
+fn insert_nic(g: &mut Graph, place: NicPlace, parts: NicParts) -> Result<AddedNic, GraphChangeError> {
+    let new_vni = matches!(place.switch, SwitchOf::New(_));
+    let (vni, vtep) = (place.vni, place.vtep);
+    let mut added: Vec<BrickId> = Vec::new();
+    let result = link_nic(g, place, parts, &mut added);
+    if result.is_err() {
+        // Roll back: the graph is as it was before this NIC.
+        if new_vni {
+            let _ = g.brick_mut::<Vtep>(vtep).map(|v| v.remove_vni(vni));
+        }
+        for b in added.into_iter().rev() {
+            let _ = g.remove(b);
+        }
+    }
+    result
+}
+
+/// The steps of [`insert_nic`], each brick recorded in `added` as it joins.
+fn link_nic(
+    g: &mut Graph,
+    place: NicPlace,
+    parts: NicParts,
+    added: &mut Vec<BrickId>,
+) -> Result<AddedNic, GraphChangeError> {
+    let NicPlace { id, vni, vm_mac, vtep, bum, switch } = place;
+    let switch = match switch {
+        SwitchOf::Existing(s) => s,
+        SwitchOf::New(sw) => {
+            let s = g.add_boxed(format!("switch-{vni}"), sw)?;
+            added.push(s);
+            let (port, _) = g.link(vtep, s)?;
+            // Flooding as the VNI's BUM mode says (group or flood list).
+            g.brick_mut::<Vtep>(vtep)?.add_vni_with(vni, port, bum)?;
+            s
+        }
+    };
+    let mut add = |g: &mut Graph, name: String, b: Box<dyn Brick>| -> Result<BrickId, GraphChangeError> {
+        let b = g.add_boxed(name, b)?;
+        added.push(b);
+        Ok(b)
+    };
+    let firewall = parts.firewall.map(|f| add(g, format!("fw-{id}"), Box::new(f))).transpose()?;
+    let antispoof = parts.antispoof.map(|a| add(g, format!("antispoof-{id}"), Box::new(a))).transpose()?;
+    let sniffer = parts.sniffer.map(|s| add(g, format!("sniff-{id}"), Box::new(s))).transpose()?;
+    let endpoint = add(g, format!("vm-{id}"), parts.endpoint)?;
+    let chain: Vec<BrickId> = [firewall, antispoof, sniffer, Some(endpoint)].into_iter().flatten().collect();
+    let (switch_port, _) = g.link(switch, chain[0])?;
+    g.chain(&chain)?;
+    // The VM's MAC is pinned to its port: a frame from the wire (or another VM) with that
+    // source cannot move it and draw the VM's traffic away. Unlinking the port forgets it.
+    g.brick_mut::<Switch>(switch)?.add_static(vm_mac, Side::East, switch_port)?;
+    Ok(AddedNic { switch, firewall, antispoof, sniffer, endpoint, endpoint_stats: g.stats(endpoint)? })
+}
+
+/// Every NIC's firewall: with mid-stream TCP pickup, so that after a crash (no saved
+/// tables) established sessions recover at their next segment in a direction the NIC's rules
+/// allow.
+fn firewall_config() -> FirewallConfig {
+    FirewallConfig { tcp_pickup: true, ..FirewallConfig::default() }
+}
+
+fn antispoof_options(ip_anti_spoof: bool) -> AntiSpoofOptions {
+    // The MAC is always checked; addresses only when the API asks for anti-spoofing.
+    AntiSpoofOptions {
+        check_ip: ip_anti_spoof,
+        check_arp: ip_anti_spoof,
+        check_ndp: ip_anti_spoof,
+        ..AntiSpoofOptions::default()
+    }
+}
+
+impl Dataplane {
+    /// Brings the NIC `id` to `desired` (None: removes it). `rules` is its compiled
+    /// ruleset (ignored with bypass_filtering). `recreate` forces new bricks (nic_add's
+    /// replace semantics).
+    pub fn apply(
+        &mut self,
+        id: &str,
+        desired: Option<&NicInfo>,
+        rules: Option<CompiledRuleset>,
+        recreate: bool,
+    ) -> Result<(), DataplaneError> {
+        let Some(info) = desired else {
+            return self.remove_nic(id);
+        };
+        match self.nics.get(id) {
+            Some(cur) if !recreate && cur.structure == Structure::of(info) => {
+                self.update_nic(id, info, rules)
+            }
+            Some(_) => {
+                self.remove_nic(id)?;
+                self.add_nic(info, rules)
+            }
+            None => self.add_nic(info, rules),
+        }
+    }
+
+    /// Finds the device of TAP NIC `id` left by the previous process: in this namespace, or
+    /// in the one it was moved to (the same name and MAC), and attaches to it. `None` if
+    /// there is none.
+    fn adopt_tap(
+        &self,
+        id: &str,
+        mac: [u8; 6],
+        cfg: TapConfig,
+        pool: PacketPool,
+    ) -> Result<Option<TapNic>, DataplaneError> {
+        if brick_nic::sys::interface_exists(id) {
+            let tap = TapNic::attach(id, cfg, pool).map_err(|e| nic_err(id, e))?;
+            tap.set_mac(mac).map_err(|e| nic_err(id, e))?;
+            link_up(id).map_err(|e| nic_err(id, e))?;
+            tracing::info!("NIC {id}: attached to its TAP device, kept from the previous run");
+            return Ok(Some(tap));
+        }
+        let Some((path, netns)) =
+            brick_nic::netns::find_interface(id, mac).map_err(|e| nic_err(id, NicError::FindTap(e)))?
+        else {
+            return Ok(None);
+        };
+        let tap = TapNic::attach_in(std::os::fd::AsFd::as_fd(&netns), id, cfg, pool)
+            .map_err(|source| nic_err(id, NicError::AdoptTap { netns: path.clone(), source }))?;
+        tracing::info!(
+            "NIC {id}: attached to its TAP device, kept from the previous run in the namespace of {}",
+            path.display()
+        );
+        Ok(Some(tap))
+    }
+
+    /// The brick standing for the VM of NIC `info`, and a BENCH NIC's handle.
+    fn endpoint(
+        &self,
+        info: &NicInfo,
+    ) -> Result<(Box<dyn Brick>, Option<crate::bench::BenchHandle>), DataplaneError> {
+        let id = &info.spec.id;
+        if info.spec.nic_type == NicType::Bench {
+            let (brick, handle) = crate::bench::endpoint(info, &self.pool).map_err(|e| nic_err(id, e))?;
+            return Ok((brick, Some(handle)));
+        }
+        self.vm_endpoint(info).map(|b| (b, None))
+    }
+
+    fn vm_endpoint(&self, info: &NicInfo) -> Result<Box<dyn Brick>, DataplaneError> {
+        let id = &info.spec.id;
+        let mac = info.spec.mac.octets();
+        match info.spec.nic_type {
+            NicType::VhostUserServer => {
+                // A stale socket from a previous run is replaced by VhostUserNic::server, which
+                // refuses to delete anything that is not a socket.
+                let path = PathBuf::from(&info.path);
+                // With offloads, the guest is offered TSO: its super-frames (up to 64 KiB, in
+                // big buffers) cross the graph whole, like a TAP VM's.
+                let pool = self.big_pool.clone().unwrap_or_else(|| self.pool.clone());
+                let mut vcfg = VhostUserConfig::new(format!("vm-{id}"), mac, pool);
+                vcfg.offloads = Offloads { csum: self.offload, tso: self.big_pool.is_some() };
+                // The guest's MTU, offered with VIRTIO_NET_F_MTU.
+                vcfg.mtu = self.vm_mtu;
+                let nic = if info.spec.vhost_user_client {
+                    // Client mode: QEMU serves the socket at the same path; the brick
+                    // connects (at once, whether or not QEMU is there yet) and reconnects
+                    // whenever the connection is lost, every 250 ms.
+                    vcfg.reconnect_interval = std::time::Duration::from_millis(250);
+                    VhostUserNic::client(&path, vcfg)
+                } else {
+                    VhostUserNic::server(&path, vcfg)
+                };
+                Ok(Box::new(nic.map_err(|e| nic_err(id, e))?))
+            }
+            NicType::Tap => {
+                // With offloads, the VM's kernel hands over TCP super-frames (TSO) with GSO
+                // metadata; they cross the graph whole and are segmented at the very end
+                // (by the kernel behind a TAP underlay, or by the VTEP in software).
+                let (cfg, pool) = match &self.big_pool {
+                    // Segments that arrive one by one (AF_PACKET/DPDK underlays) are merged
+                    // back into super-frames for the VM (software GRO).
+                    Some(big) => (
+                        TapConfig { offloads: TapOffloads::ALL, coalesce: true, ..TapConfig::default() },
+                        big.clone(),
+                    ),
+                    None => (TapConfig::default(), self.pool.clone()),
+                };
+                // Restoring: the device the previous process left (persistent, maybe moved
+                // into the VM's namespace, with its addresses) is the VM's NIC: attach to it.
+                let adopted = match self.restoring && self.persistent_taps {
+                    true => self.adopt_tap(id, mac, cfg.clone(), pool.clone())?,
+                    false => None,
+                };
+                let tap = match adopted {
+                    Some(tap) => tap,
+                    None => {
+                        let tap = TapNic::create(id, cfg, pool).map_err(|e| nic_err(id, e))?;
+                        // The interface is the VM's NIC: it sends with the NIC's MAC, which
+                        // anti-spoof and the switch's static entry expect.
+                        tap.set_mac(mac).map_err(|e| nic_err(id, e))?;
+                        if let Some(m) = self.vm_mtu {
+                            mtu::apply(id, NicMtu::Value(m)).map_err(|e| nic_err(id, e))?;
+                        }
+                        link_up(id).map_err(|e| nic_err(id, e))?;
+                        tap
+                    }
+                };
+                // With a state directory the NIC comes back at the next start, and so must
+                // its device, wherever the VM is: it outlives this process (a graceful stop
+                // or a crash); removing the NIC through the API removes it.
+                if self.persistent_taps {
+                    tap.set_persistent(true).map_err(|e| nic_err(id, e))?;
+                }
+                // A TAP brick faces east (a physical NIC); as a VM endpoint it must face west.
+                Ok(Box::new(Flipped::new(tap)))
+            }
+            NicType::Bench => Err(nic_err(id, NicError::BenchNotVm)),
+        }
+    }
+
+    fn add_nic(&mut self, info: &NicInfo, rules: Option<CompiledRuleset>) -> Result<(), DataplaneError> {
+        let id = info.spec.id.clone();
+        let vni = info.spec.vni;
+        let (endpoint, bench) = self.endpoint(info)?;
+        let parts = NicParts {
+            firewall: self.nic_firewall(info, rules),
+            antispoof: nic_antispoof(info)?,
+            sniffer: nic_sniffer(info)?,
+            endpoint,
+        };
+        let sniffer_path = parts.sniffer.as_ref().map(|_| info.packet_trace_path.clone());
+        let switch = match self.vnis.get(&vni) {
+            Some(v) => SwitchOf::Existing(v.switch),
+            None => SwitchOf::New(Box::new(self.new_switch().map_err(|e| nic_err(&id, e))?)),
+        };
+        let worker = self.owner(vni);
+        let place = NicPlace {
+            id: id.clone(),
+            vni,
+            vm_mac: info.spec.mac.octets(),
+            vtep: self.workers[worker].vtep,
+            bum: self.vni_options(vni),
+            switch,
+        };
+        let added = self.workers[worker]
+            .handle
+            .exec(move |g| insert_nic(g, place, parts))?
+            .map_err(|source| DataplaneError::NicGraph { id: id.clone(), source })?;
+        if !self.vnis.contains_key(&vni) {
+            self.generations += 1;
+        }
+        let generation = self.generations;
+        self.vnis.entry(vni).or_insert(VniState { switch: added.switch, nics: 0, generation }).nics += 1;
+        self.nics.insert(
+            id,
+            NicBricks {
+                vni,
+                worker,
+                structure: Structure::of(info),
+                firewall: added.firewall,
+                antispoof: added.antispoof,
+                sniffer: added.sniffer,
+                sniffer_path,
+                endpoint: added.endpoint,
+                endpoint_stats: added.endpoint_stats,
+                bench,
+            },
+        );
+        Ok(())
+    }
+
+    /// A NIC's firewall (none when it bypasses filtering), with the connections of a pending
+    /// import (`nic_import`) for it; the import's outcome is kept for the API's answer.
+    fn nic_firewall(&mut self, info: &NicInfo, rules: Option<CompiledRuleset>) -> Option<Firewall> {
+        let id = &info.spec.id;
+        let mut fw = match (info.spec.bypass_filtering, rules) {
+            (true, _) => return None,
+            (false, Some(r)) => Firewall::with_ruleset(firewall_config(), r),
+            (false, None) => Firewall::new(firewall_config()),
+        };
+        if let Some((_, table, now)) = self.pending_import.take_if(|(nic, _, _)| nic == id) {
+            let r = if info.spec.ips.is_empty() {
+                fw.import_connections(&table, now).map(|imported| ImportSummary { imported, skipped: 0 })
+            } else {
+                fw.import_connections_of(&table, now, &info.spec.ips)
+            };
+            self.import_result = Some((id.clone(), r));
+        }
+        Some(fw)
+    }
+
+    /// The switch of a VNI that has none yet.
+    fn new_switch(&self) -> Result<Switch, brick_switch::SwitchError> {
+        let sw = Switch::new(SwitchConfig::default(), self.pool.clone())?;
+        // Flood copies of VMs' TSO super-frames need big buffers too.
+        Ok(match &self.big_pool {
+            Some(big) => sw.with_big_pool(big.clone()),
+            None => sw,
+        })
+    }
+
+    fn remove_nic(&mut self, id: &str) -> Result<(), DataplaneError> {
+        // Removed for good (or to be rebuilt): a TAP device goes with its brick.
+        let removed = self.take_nic(id, false)?;
+        // Bricks are dropped here, on the control thread: tearing down a vhost-user backend
+        // or closing a TAP takes milliseconds that the data plane must not wait for.
+        drop(removed);
+        Ok(())
+    }
+
+    /// Takes NIC `id`'s bricks out of the graph and returns them (to be dropped off the
+    /// data-plane thread). A TAP device stays after its brick only with `keep_tap` (and
+    /// persistent TAPs): the daemon is stopping and the next start takes it back.
+    pub(super) fn take_nic(
+        &mut self,
+        id: &str,
+        keep_tap: bool,
+    ) -> Result<Vec<Box<dyn Brick>>, DataplaneError> {
+        let Some(n) = self.nics.remove(id) else { return Ok(Vec::new()) };
+        let unpersist = n.structure.nic_type == NicType::Tap && self.persistent_taps && !keep_tap;
+        let endpoint = n.endpoint;
+        let last = self.vnis.get(&n.vni).is_some_and(|v| v.nics <= 1);
+        let switch = self.vnis.get(&n.vni).map(|v| v.switch);
+        let vtep = self.workers[n.worker].vtep;
+        let vni = n.vni;
+        let bricks: Vec<BrickId> =
+            [Some(n.endpoint), n.sniffer, n.antispoof, n.firewall].into_iter().flatten().collect();
+        let removed = self.workers[n.worker].handle.exec(move |g| {
+            if unpersist {
+                if let Ok(tap) = g.brick::<Flipped<TapNic>>(endpoint) {
+                    let _ = tap.inner().set_persistent(false);
+                }
+            }
+            let mut removed: Vec<Box<dyn Brick>> =
+                bricks.into_iter().filter_map(|b| g.remove(b).ok()).collect();
+            if last {
+                let _ = g.brick_mut::<Vtep>(vtep).map(|v| v.remove_vni(vni));
+                if let Some(s) = switch {
+                    removed.extend(g.remove(s).ok());
+                }
+            }
+            removed
+        })?;
+        if last {
+            self.vnis.remove(&n.vni);
+        } else if let Some(v) = self.vnis.get_mut(&n.vni) {
+            v.nics -= 1;
+        }
+        Ok(removed)
+    }
+
+    fn update_nic(
+        &mut self,
+        id: &str,
+        info: &NicInfo,
+        rules: Option<CompiledRuleset>,
+    ) -> Result<(), DataplaneError> {
+        let Some(cur) = self.nics.get(id).cloned() else { return Err(nic_err(id, NicError::NotInDataplane)) };
+        let ips = info.spec.ips.clone();
+        let link_local = info.spec.link_local.clone();
+        let opts = antispoof_options(info.spec.ip_anti_spoof);
+        let want_trace = info.packet_trace.then(|| info.packet_trace_path.clone());
+        let new_sniffer = match &want_trace {
+            Some(path) if cur.sniffer_path.as_deref() != Some(path.as_str()) => Some(
+                Sniffer::to_file(path, SnifferDirection::Both)
+                    .map_err(|source| nic_err(id, NicError::Trace { path: path.clone(), source }))?,
+            ),
+            _ => None,
+        };
+        let stop_trace = want_trace.is_none() && cur.sniffer.is_some();
+        let prev = cur.antispoof.or(cur.firewall).unwrap_or_else(|| self.vnis[&cur.vni].switch);
+        let nid = id.to_string();
+        let c = cur.clone();
+        let new_sniffer_id = self.workers[cur.worker].handle.exec(
+            move |g| -> Result<Option<Option<BrickId>>, GraphChangeError> {
+                if let (Some(fw), Some(r)) = (c.firewall, rules) {
+                    g.brick_mut::<Firewall>(fw)?.replace_ruleset(r);
+                }
+                if let Some(a) = c.antispoof {
+                    let a = g.brick_mut::<AntiSpoof>(a)?;
+                    a.set_ips(&ips)?;
+                    a.set_link_local(&link_local)?;
+                    a.set_options(opts);
+                }
+                let mut changed = None;
+                if stop_trace || new_sniffer.is_some() {
+                    if let Some(old) = c.sniffer {
+                        // Dropping a sniffer only flushes a buffered file: cheap enough here.
+                        g.remove(old)?;
+                    } else {
+                        g.unlink_between(prev, c.endpoint)?;
+                    }
+                    match new_sniffer {
+                        Some(s) => {
+                            let b = g.add(format!("sniff-{nid}"), s)?;
+                            g.chain(&[prev, b, c.endpoint])?;
+                            changed = Some(Some(b));
+                        }
+                        None => {
+                            g.link(prev, c.endpoint)?;
+                            changed = Some(None);
+                        }
+                    }
+                }
+                Ok(changed)
+            },
+        )?;
+        let changed =
+            new_sniffer_id.map_err(|source| DataplaneError::NicGraph { id: id.to_string(), source })?;
+        if let Some(n) = self.nics.get_mut(id) {
+            if let Some(s) = changed {
+                n.sniffer = s;
+                n.sniffer_path = s.and(want_trace);
+            }
+        }
+        Ok(())
+    }
+}
