@@ -11,14 +11,25 @@ pub fn path(name: &str) -> PathBuf {
     PathBuf::from("/run/netns").join(name)
 }
 
+/// A namespace name `ip netns` would refuse, or one that would leave `/run/netns`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadName {
+    /// Empty or longer than 64 characters.
+    #[error("{0:?}: a namespace name has 1 to 64 characters")]
+    Length(String),
+    /// `.`, `..`, or a character other than letters, digits, `-`, `_` and `.`.
+    #[error("{0:?}: use letters, digits, '-', '_' and '.'")]
+    Characters(String),
+}
+
 /// Checks a namespace name: what `ip netns` accepts, without path tricks.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), BadName> {
     if name.is_empty() || name.len() > 64 {
-        return Err(format!("{name:?}: a namespace name has 1 to 64 characters"));
+        return Err(BadName::Length(name.to_string()));
     }
     if name == "." || name == ".." || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     {
-        return Err(format!("{name:?}: use letters, digits, '-', '_' and '.'"));
+        return Err(BadName::Characters(name.to_string()));
     }
     Ok(())
 }

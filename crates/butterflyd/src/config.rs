@@ -622,7 +622,7 @@ fn evpn_config(cli: &Cli, get: &IniGet) -> Result<EvpnConfig, ConfigError> {
         Some(n) => n.clone(),
         None => get("general", &["evpn-netns"]).unwrap_or_else(|| "butterfly-evpn".into()),
     };
-    butterfly_evpn::netns::check_name(&netns).map_err(|e| bad("--evpn-netns", e))?;
+    butterfly_evpn::netns::check_name(&netns).map_err(|e| bad("--evpn-netns", e.to_string()))?;
     let frr_dir = cli
         .evpn_frr_dir
         .clone()
