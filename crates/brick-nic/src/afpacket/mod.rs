@@ -22,7 +22,9 @@ use crate::offload::{
 };
 use crate::sys::{self, Mmap};
 use crate::NicError;
+use open::{bind_to, check_config, join_groups, map_rings, packet_socket, sys_err};
 
+mod open;
 mod rx;
 mod tx;
 
@@ -214,138 +216,12 @@ impl AfPacketNic {
     /// Opens `ifname` in the current network namespace. Needs CAP_NET_RAW.
     pub fn open(ifname: &str, cfg: AfPacketConfig, pool: PacketPool) -> Result<AfPacketNic, NicError> {
         let ifindex = sys::ifindex(ifname)?;
-        let page = 4096u32;
-        if cfg.block_size < page || cfg.block_size % page != 0 {
-            return Err(NicError::Config(format!(
-                "block_size {} is not a multiple of {page}",
-                cfg.block_size
-            )));
-        }
-        if cfg.block_count == 0 || cfg.block_count > 1024 {
-            return Err(NicError::Config(format!("block_count {} not in 1..=1024", cfg.block_count)));
-        }
-        let tx_frames = match cfg.tx_mode {
-            TxMode::Ring { frames } if frames == 0 || frames > 65536 => {
-                return Err(NicError::Config(format!("tx ring frames {frames} not in 1..=65536")))
-            }
-            _ if cfg.low_latency => 0,
-            TxMode::Ring { frames } => frames,
-            TxMode::Sendmmsg => 0,
-        };
-        let e = |op| move |err: io::Error| NicError::sys(op, ifname, err);
-        // Protocol 0 first: nothing is queued before the ring exists; bind() sets ETH_P_ALL.
-        // SAFETY: plain socket(2) call.
-        let fd =
-            sys::fd_or_err(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })
-                .map_err(e("socket(AF_PACKET)"))?;
-        let version = if cfg.low_latency {
-            libc::tpacket_versions::TPACKET_V2
-        } else {
-            libc::tpacket_versions::TPACKET_V3
-        } as libc::c_int;
-        sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version)
-            .map_err(e("PACKET_VERSION"))?;
-        let one: libc::c_int = 1;
-        // Before the rings (the kernel refuses it after): a virtio-net header with the exact
-        // checksum and GSO state of every frame, both ways.
-        sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &one).map_err(e("PACKET_VNET_HDR"))?;
-        if cfg.low_latency {
-            // A frame too big for a V2 slot (a TCP super-frame from a local kernel, a jumbo
-            // frame) is also queued whole on the socket, to be read with recvmsg, instead of
-            // being truncated. The buffer bounds how many can wait; root may exceed rmem_max.
-            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_COPY_THRESH, &one)
-                .map_err(e("PACKET_COPY_THRESH"))?;
-            if sys::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &COPY_RCVBUF).is_err() {
-                let _ = sys::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &COPY_RCVBUF);
-            }
-        }
-        sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)
-            .map_err(e("PACKET_IGNORE_OUTGOING"))?;
-        if cfg.qdisc_bypass {
-            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one)
-                .map_err(e("PACKET_QDISC_BYPASS"))?;
-        }
-        let rx_req = libc::tpacket_req3 {
-            tp_block_size: cfg.block_size,
-            tp_block_nr: cfg.block_count,
-            tp_frame_size: TX_FRAME_SIZE,
-            tp_frame_nr: cfg.block_size / TX_FRAME_SIZE * cfg.block_count,
-            tp_retire_blk_tov: cfg.retire_timeout_ms.max(1),
-            tp_sizeof_priv: 0,
-            tp_feature_req_word: 0,
-        };
-        if cfg.low_latency {
-            let v2_req = libc::tpacket_req {
-                tp_block_size: cfg.block_size,
-                tp_block_nr: cfg.block_count,
-                tp_frame_size: V2_FRAME_SIZE,
-                tp_frame_nr: cfg.block_size / V2_FRAME_SIZE * cfg.block_count,
-            };
-            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &v2_req)
-                .map_err(e("PACKET_RX_RING"))?;
-        } else {
-            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &rx_req)
-                .map_err(e("PACKET_RX_RING"))?;
-        }
-        let rx_len = cfg.block_size as usize * cfg.block_count as usize;
-        let mut tx_len = 0usize;
-        if tx_frames > 0 {
-            let per_block = page / TX_FRAME_SIZE; // 2 frames per 4 KiB block
-            let blocks = tx_frames.div_ceil(per_block);
-            let tx_req = libc::tpacket_req3 {
-                tp_block_size: page,
-                tp_block_nr: blocks,
-                tp_frame_size: TX_FRAME_SIZE,
-                tp_frame_nr: blocks * per_block,
-                tp_retire_blk_tov: 0,
-                tp_sizeof_priv: 0,
-                tp_feature_req_word: 0,
-            };
-            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_TX_RING, &tx_req)
-                .map_err(e("PACKET_TX_RING"))?;
-            tx_len = page as usize * blocks as usize;
-        }
-        let tx_frames = (tx_len / TX_FRAME_SIZE as usize) as u32;
-        let ring = Mmap::map(&fd, rx_len + tx_len).map_err(e("mmap"))?;
-
-        // SAFETY: sockaddr_ll is plain data; zero is valid.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: binding our socket to a sockaddr_ll we own, with its exact size.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            // The interface may have vanished between the lookup and the bind.
-            if sys::errno(&err) == libc::ENODEV {
-                return Err(NicError::NoSuchInterface(ifname.to_string()));
-            }
-            return Err(NicError::sys("bind", ifname, err));
-        }
-        if cfg.promiscuous {
-            // SAFETY: packet_mreq is plain data; zero is valid.
-            let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
-            mreq.mr_ifindex = ifindex as i32;
-            mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
-            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
-                .map_err(e("PACKET_ADD_MEMBERSHIP"))?;
-        }
-        if let Some(f) = cfg.fanout {
-            let mut flags = f.mode.raw();
-            if f.rollover {
-                flags |= libc::PACKET_FANOUT_FLAG_ROLLOVER;
-            }
-            let arg: u32 = f.group as u32 | (flags << 16);
-            sys::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg).map_err(e("PACKET_FANOUT"))?;
-        }
-        sys::set_nonblocking(&fd).map_err(e("O_NONBLOCK"))?;
+        let tx_frames = check_config(&cfg)?;
+        let fd = packet_socket(&cfg, ifname)?;
+        let (ring, tx_frames) = map_rings(&fd, &cfg, tx_frames, ifname)?;
+        bind_to(&fd, ifindex, ifname)?;
+        join_groups(&fd, &cfg, ifindex, ifname)?;
+        sys::set_nonblocking(&fd).map_err(sys_err("O_NONBLOCK", ifname))?;
         let mut nic = AfPacketNic {
             ifname: ifname.to_string(),
             ifindex,
