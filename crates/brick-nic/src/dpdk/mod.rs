@@ -12,7 +12,7 @@
 use std::ffi::{CStr, CString};
 use std::os::raw::c_char;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use brick_core::{
@@ -26,11 +26,13 @@ use crate::offload::{complete_checksum, guess_l2_l3};
 use crate::NicError;
 
 mod eal;
+mod open;
 mod rx;
 mod tx;
 
 use eal::*;
 pub use eal::{current_lcore, retired_mempools, Eal, MBUF_OWNER};
+use open::*;
 #[cfg(test)]
 use tx::*;
 
@@ -300,124 +302,29 @@ pub struct DpdkNic {
 impl DpdkNic {
     /// Configures and starts a port with `cfg.queues` queue pairs, all polled by this brick.
     pub fn open(eal: &Eal, cfg: DpdkConfig, pool: PacketPool) -> Result<DpdkNic, NicError> {
-        let id = match &cfg.port {
-            PortSpec::Id(id) => {
-                eal.check_port(*id)?;
-                *id
-            }
-            PortSpec::Name(n) => eal.port_by_name(n)?,
-            PortSpec::Devargs(d) => eal.probe(d)?,
-        };
+        let id = resolve_port(eal, &cfg.port)?;
         if cfg.queues == 0 {
             return Err(DpdkError::Config("queues must be at least 1".into()).into());
         }
         // Before anything that could touch the port: if another brick drives it, an error
         // here leaves it alone.
         let claim = PortClaim::take(id)?;
-        // SAFETY: rte_eth_dev_info is plain data filled by the call.
-        let mut info: sys::rte_eth_dev_info = unsafe { std::mem::zeroed() };
-        // SAFETY: valid port (checked), valid out pointer.
-        let rc = unsafe { sys::rte_eth_dev_info_get(id, &mut info) };
-        if rc != 0 {
-            return Err(port_err(id, "rte_eth_dev_info_get", rc).into());
-        }
-        if cfg.queues > info.max_rx_queues || cfg.queues > info.max_tx_queues {
-            return Err(DpdkError::Config(format!(
-                "port {id} supports {} rx / {} tx queues, {} asked",
-                info.max_rx_queues, info.max_tx_queues, cfg.queues
-            ))
-            .into());
-        }
+        let info = device_info(id, cfg.queues)?;
         let caps = OffloadCaps { rx_raw: info.rx_offload_capa, tx_raw: info.tx_offload_capa };
-        let mut name_buf = [0 as c_char; sys::RTE_ETH_NAME_MAX_LEN as usize];
-        // SAFETY: the buffer has RTE_ETH_NAME_MAX_LEN bytes, as the call requires.
-        unsafe { sys::rte_eth_dev_get_name_by_port(id, name_buf.as_mut_ptr()) };
-        // SAFETY: NUL-terminated by the call (or zeroed).
-        let name = unsafe { CStr::from_ptr(name_buf.as_ptr()) }.to_string_lossy().into_owned();
-
-        let pool_name = format!("brick_mp{}_{}", id, POOL_SEQ.fetch_add(1, Ordering::Relaxed));
-        let cpool = CString::new(pool_name.clone()).map_err(|_| DpdkError::BadArgument(pool_name.clone()))?;
-        // SAFETY: plain query.
-        let socket = unsafe { sys::rte_eth_dev_socket_id(id) };
-        // SAFETY: valid name; sizes are checked by DPDK, which returns NULL on failure.
-        let mempool = unsafe {
-            sys::rte_pktmbuf_pool_create(
-                cpool.as_ptr(),
-                cfg.mbufs,
-                cfg.mbuf_cache.min(512),
-                0,
-                sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
-                socket,
-            )
-        };
-        if mempool.is_null() {
-            let e = rte_errno();
-            return Err(DpdkError::Mempool { name: pool_name, msg: strerror(e) }.into());
-        }
+        let (mempool, socket) = create_mempool(id, &cfg)?;
         // From here on, Port's Drop stops/closes the port and frees the pool on any error.
         let port = Arc::new(Port {
             id,
-            name,
+            name: port_name(id),
             mempool,
             caps,
             data_room: sys::RTE_MBUF_DEFAULT_DATAROOM as usize,
             _claim: claim,
         });
-        // SAFETY: rte_eth_conf is plain data; all-zero is DPDK's "defaults".
-        let mut conf: sys::rte_eth_conf = unsafe { std::mem::zeroed() };
-        use sys::offload::*;
-        conf.rxmode.offloads = caps.rx_raw & (RX_IPV4_CKSUM | RX_TCP_CKSUM | RX_UDP_CKSUM);
-        let tx_l4_csum = cfg.tx_checksum_offload
-            && caps.tx_raw & (TX_TCP_CKSUM | TX_UDP_CKSUM) == TX_TCP_CKSUM | TX_UDP_CKSUM;
-        if tx_l4_csum {
-            conf.txmode.offloads = TX_TCP_CKSUM | TX_UDP_CKSUM;
-        }
-        let tso_caps = TX_TCP_TSO | TX_MULTI_SEGS | TX_IPV4_CKSUM | TX_TCP_CKSUM;
-        let tx_tso = cfg.tx_tso_offload && caps.tx_raw & tso_caps == tso_caps;
-        if tx_tso {
-            conf.txmode.offloads |= tso_caps;
-        }
-        // SAFETY: valid port and conf.
-        let rc = unsafe { sys::rte_eth_dev_configure(id, cfg.queues, cfg.queues, &conf) };
-        if rc != 0 {
-            return Err(port_err(id, "rte_eth_dev_configure", rc).into());
-        }
-        let (mut nrx, mut ntx) = (cfg.rx_desc, cfg.tx_desc);
-        // SAFETY: valid port and out pointers.
-        unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nrx, &mut ntx) };
-        for q in 0..cfg.queues {
-            let mut rxconf = info.default_rxconf;
-            rxconf.offloads = conf.rxmode.offloads;
-            // SAFETY: valid port, queue index < configured queues, pool created above.
-            let rc = unsafe { sys::rte_eth_rx_queue_setup(id, q, nrx, socket as u32, &rxconf, mempool) };
-            if rc != 0 {
-                return Err(port_err(id, "rte_eth_rx_queue_setup", rc).into());
-            }
-            let mut txconf = info.default_txconf;
-            txconf.offloads = conf.txmode.offloads;
-            // SAFETY: as above.
-            let rc = unsafe { sys::rte_eth_tx_queue_setup(id, q, ntx, socket as u32, &txconf) };
-            if rc != 0 {
-                return Err(port_err(id, "rte_eth_tx_queue_setup", rc).into());
-            }
-        }
-        if let Some(mtu) = cfg.mtu {
-            // SAFETY: valid port.
-            let rc = unsafe { sys::rte_eth_dev_set_mtu(id, mtu) };
-            if rc != 0 {
-                return Err(port_err(id, "rte_eth_dev_set_mtu", rc).into());
-            }
-        }
-        // SAFETY: configured port.
-        let rc = unsafe { sys::rte_eth_dev_start(id) };
-        if rc != 0 {
-            return Err(port_err(id, "rte_eth_dev_start", rc).into());
-        }
-        if cfg.promiscuous {
-            // Not every driver has it (ENOTSUP is fine).
-            // SAFETY: started port.
-            unsafe { sys::rte_eth_promiscuous_enable(id) };
-        }
+        let conf = port_conf(caps, &cfg);
+        configure_queues(id, &cfg, &info, &conf.eth, socket, mempool)?;
+        start_port(id, &cfg)?;
+        let (tx_l4_csum, tx_tso) = (conf.tx_l4_csum, conf.tx_tso);
         let mut nic = DpdkNic {
             port,
             queues: (0..cfg.queues).collect(),
