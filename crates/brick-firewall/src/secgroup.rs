@@ -160,58 +160,13 @@ pub fn ruleset_from_security_groups(
     let mut own: Vec<Cidr> = nic_ips.iter().map(|ip| Cidr::host(*ip)).collect();
     own.dedup();
     rs.tables.push(Table { name: NIC_TABLE.into(), entries: own });
-
     if opts.allow_dhcp {
-        let mut r = Rule::new(Action::Pass, Direction::Out);
-        r.quick = true;
-        r.family = Some(Family::Inet);
-        r.proto = Some(Proto::UDP);
-        r.from = Endpoint { addr: list(net("0.0.0.0", 32)), ports: ports(68, 68) };
-        r.to = Endpoint { addr: list(net("255.255.255.255", 32)), ports: ports(67, 67) };
-        rs.rules.push(r);
-        let mut r = Rule::new(Action::Pass, Direction::In);
-        r.quick = true;
-        r.family = Some(Family::Inet);
-        r.proto = Some(Proto::UDP);
-        r.from = Endpoint { addr: AddrSpec::Any, ports: ports(67, 67) };
-        r.to = Endpoint { addr: AddrSpec::Any, ports: ports(68, 68) };
-        r.keep_state = false;
-        rs.rules.push(r);
-        let mut r = Rule::new(Action::Pass, Direction::Out);
-        r.quick = true;
-        r.family = Some(Family::Inet6);
-        r.proto = Some(Proto::UDP);
-        r.from = Endpoint { addr: list(net("fe80::", 10)), ports: ports(546, 546) };
-        r.to = Endpoint { addr: list(net("ff02::1:2", 128)), ports: ports(547, 547) };
-        rs.rules.push(r);
-        let mut r = Rule::new(Action::Pass, Direction::In);
-        r.quick = true;
-        r.family = Some(Family::Inet6);
-        r.proto = Some(Proto::UDP);
-        r.from = Endpoint { addr: list(net("fe80::", 10)), ports: ports(547, 547) };
-        r.to = Endpoint { addr: list(net("fe80::", 10)), ports: ports(546, 546) };
-        r.keep_state = false;
-        rs.rules.push(r);
+        rs.rules.extend(dhcp_rules());
     }
     if opts.allow_ndp {
-        // Out: RS, NS, NA, MLDv1 report/done, MLDv2 report. In: RA, NS, NA, MLD query.
-        for (dir, types) in [
-            (Direction::Out, &[133u8, 135, 136, 131, 132, 143][..]),
-            (Direction::In, &[134u8, 135, 136, 130][..]),
-        ] {
-            for &ty in types {
-                let mut r = Rule::new(Action::Pass, dir);
-                r.quick = true;
-                r.family = Some(Family::Inet6);
-                r.proto = Some(Proto::ICMP6);
-                r.icmp = Some(IcmpMatch { ty, code: None });
-                r.keep_state = false;
-                rs.rules.push(r);
-            }
-        }
+        rs.rules.extend(ndp_rules());
     }
-
-    // Rules of the NIC's groups, in order; group tables created on first reference.
+    // Rules of the NIC's groups, in order (each group once).
     let mut sg_rules: Vec<(&SecurityGroup, &SgRule)> = Vec::new();
     let mut seen_groups: Vec<&str> = Vec::new();
     for id in nic_groups {
@@ -229,24 +184,10 @@ pub fn ruleset_from_security_groups(
         r.from.addr = AddrSpec::Table(NIC_TABLE.into());
         rs.rules.push(r);
     }
-    let mut group_tables: Vec<(String, String)> = Vec::new(); // (group id, table name)
+    // Group tables are created on first reference: (group id, table name).
+    let mut group_tables: Vec<(String, String)> = Vec::new();
     for (g, sr) in sg_rules {
-        if !(-1..=255).contains(&sr.protocol) {
-            return Err(SgError::Protocol { group: g.id.clone(), protocol: sr.protocol });
-        }
-        let proto = (sr.protocol >= 0).then_some(Proto(sr.protocol as u8));
-        let port_list = if proto.is_some_and(Proto::has_ports) {
-            if sr.port_start > sr.port_end {
-                return Err(SgError::PortRange {
-                    group: g.id.clone(),
-                    start: sr.port_start,
-                    end: sr.port_end,
-                });
-            }
-            ports(sr.port_start, sr.port_end)
-        } else {
-            Vec::new()
-        };
+        let (proto, port_list) = proto_and_ports(g, sr)?;
         let (peer, family) = match &sr.target {
             SgTarget::Cidr(c) => {
                 let fam = if c.addr.is_ipv4() { Family::Inet } else { Family::Inet6 };
@@ -254,19 +195,7 @@ pub fn ruleset_from_security_groups(
             }
             SgTarget::Group(id) => {
                 let Some(target) = find(id) else { continue };
-                let name = match group_tables.iter().find(|(g, _)| g == id) {
-                    Some((_, n)) => n.clone(),
-                    None => {
-                        let n = table_name(id, group_tables.len());
-                        let mut entries: Vec<Cidr> =
-                            target.members.iter().map(|ip| Cidr::host(*ip)).collect();
-                        entries.dedup();
-                        rs.tables.push(Table { name: n.clone(), entries });
-                        group_tables.push((id.clone(), n.clone()));
-                        n
-                    }
-                };
-                (AddrSpec::Table(name), None)
+                (AddrSpec::Table(group_table(&mut rs, &mut group_tables, target)), None)
             }
         };
         let mut r = match sr.direction {
@@ -288,6 +217,101 @@ pub fn ruleset_from_security_groups(
         rs.rules.push(r);
     }
     Ok(rs)
+}
+
+/// DHCP (v4 client ↔ server, v6 client ↔ relay/server), both ways, stateless replies.
+fn dhcp_rules() -> Vec<Rule> {
+    let rule = |dir, family, from: Endpoint, to: Endpoint, keep_state| {
+        let mut r = Rule::new(Action::Pass, dir);
+        r.quick = true;
+        r.family = Some(family);
+        r.proto = Some(Proto::UDP);
+        r.from = from;
+        r.to = to;
+        r.keep_state = keep_state;
+        r
+    };
+    let at = |addr, ports| Endpoint { addr, ports };
+    vec![
+        rule(
+            Direction::Out,
+            Family::Inet,
+            at(list(net("0.0.0.0", 32)), ports(68, 68)),
+            at(list(net("255.255.255.255", 32)), ports(67, 67)),
+            true,
+        ),
+        rule(
+            Direction::In,
+            Family::Inet,
+            at(AddrSpec::Any, ports(67, 67)),
+            at(AddrSpec::Any, ports(68, 68)),
+            false,
+        ),
+        rule(
+            Direction::Out,
+            Family::Inet6,
+            at(list(net("fe80::", 10)), ports(546, 546)),
+            at(list(net("ff02::1:2", 128)), ports(547, 547)),
+            true,
+        ),
+        rule(
+            Direction::In,
+            Family::Inet6,
+            at(list(net("fe80::", 10)), ports(547, 547)),
+            at(list(net("fe80::", 10)), ports(546, 546)),
+            false,
+        ),
+    ]
+}
+
+/// Neighbour discovery and MLD, stateless. Out: RS, NS, NA, MLDv1 report/done, MLDv2
+/// report. In: RA, NS, NA, MLD query.
+fn ndp_rules() -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for (dir, types) in [
+        (Direction::Out, &[133u8, 135, 136, 131, 132, 143][..]),
+        (Direction::In, &[134u8, 135, 136, 130][..]),
+    ] {
+        for &ty in types {
+            let mut r = Rule::new(Action::Pass, dir);
+            r.quick = true;
+            r.family = Some(Family::Inet6);
+            r.proto = Some(Proto::ICMP6);
+            r.icmp = Some(IcmpMatch { ty, code: None });
+            r.keep_state = false;
+            rules.push(r);
+        }
+    }
+    rules
+}
+
+/// The protocol of group rule `sr` (`None`: any) and its ports (only for protocols with
+/// ports), checked.
+fn proto_and_ports(g: &SecurityGroup, sr: &SgRule) -> Result<(Option<Proto>, Vec<PortRange>), SgError> {
+    if !(-1..=255).contains(&sr.protocol) {
+        return Err(SgError::Protocol { group: g.id.clone(), protocol: sr.protocol });
+    }
+    let proto = (sr.protocol >= 0).then_some(Proto(sr.protocol as u8));
+    if !proto.is_some_and(Proto::has_ports) {
+        return Ok((proto, Vec::new()));
+    }
+    if sr.port_start > sr.port_end {
+        return Err(SgError::PortRange { group: g.id.clone(), start: sr.port_start, end: sr.port_end });
+    }
+    Ok((proto, ports(sr.port_start, sr.port_end)))
+}
+
+/// The name of group `target`'s member table, created in `rs` on its first reference.
+fn group_table(rs: &mut Ruleset, group_tables: &mut Vec<(String, String)>, target: &SecurityGroup) -> String {
+    if let Some((_, n)) = group_tables.iter().find(|(g, _)| *g == target.id) {
+        return n.clone();
+    }
+    let n = table_name(&target.id, group_tables.len());
+    let mut entries: Vec<Cidr> = target.members.iter().map(|ip| Cidr::host(*ip)).collect();
+    entries.dedup();
+    rs.tables.push(Table { name: n.clone(), entries });
+    group_tables.push((target.id.clone(), n.clone()));
+    n
 }
 
 #[cfg(test)]
