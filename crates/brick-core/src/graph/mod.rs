@@ -1,4 +1,8 @@
 //! The graph: owns bricks, links their ports and moves bursts between them.
+//!
+//! This file holds the graph's types and lookups; adding and removing bricks is in
+//! `bricks.rs`, linking ports in `links.rs`, commands from other threads in `handle.rs`,
+//! running in `run.rs`, the DOT export in `dot.rs`.
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;

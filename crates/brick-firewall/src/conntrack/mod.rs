@@ -15,6 +15,10 @@
 //!   entry at once. [`ConnTable::gc`] therefore touches only entries whose recorded slot came
 //!   due: O(expired + rescheduled), never a scan of the table. Lookups treat an entry whose
 //!   deadline has passed as absent even before `gc` frees it.
+//!
+//! This file holds the table (slab, index, wheel); the key is in `key.rs`, states and
+//! timeouts in `state.rs`, a connection's state machine in `conn.rs`, export and import in
+//! `export.rs`.
 
 use std::fmt;
 use std::hash::BuildHasher;
