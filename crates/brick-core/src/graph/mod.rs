@@ -1,4 +1,8 @@
 //! The graph: owns bricks, links their ports and moves bursts between them.
+//!
+//! This file holds the graph's types and lookups; adding and removing bricks is in
+//! `bricks.rs`, linking ports in `links.rs`, commands from other threads in `handle.rs`,
+//! running in `run.rs`, the DOT export in `dot.rs`.
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
@@ -145,67 +149,6 @@ impl Node {
     }
 }
 
-/// A control-thread request, run by the graph between two poll rounds.
-pub type Command = Box<dyn FnOnce(&mut Graph) + Send>;
-
-/// Sends commands to a graph that runs on another thread. Cheap to clone.
-#[derive(Clone)]
-pub struct GraphHandle {
-    tx: Sender<Command>,
-    waker: Arc<Waker>,
-}
-
-impl GraphHandle {
-    /// Queues `f` to run on the graph's thread, without waiting.
-    pub fn post(&self, f: impl FnOnce(&mut Graph) + Send + 'static) -> Result<(), GraphError> {
-        self.tx.send(Box::new(f)).map_err(|_| GraphError::Disconnected)?;
-        self.waker.wake();
-        Ok(())
-    }
-
-    /// Runs `f` on the graph's thread between two poll rounds and returns its result.
-    /// Traffic on paths that `f` does not touch keeps flowing before and after.
-    pub fn exec<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Graph) -> R + Send + 'static,
-    ) -> Result<R, GraphError> {
-        self.exec_timeout(Duration::from_secs(30), f)
-    }
-
-    /// [`exec`](Self::exec) with a deadline: if `f` has not started when `timeout` expires,
-    /// it never will (the caller gets [`GraphError::Timeout`] and may undo its own side of
-    /// the change knowing the graph is untouched); if it has started, the call waits for it
-    /// to finish and returns its result.
-    pub fn exec_timeout<R: Send + 'static>(
-        &self,
-        timeout: Duration,
-        f: impl FnOnce(&mut Graph) -> R + Send + 'static,
-    ) -> Result<R, GraphError> {
-        const PENDING: u8 = 0;
-        const STARTED: u8 = 1;
-        const ABANDONED: u8 = 2;
-        let state = Arc::new(AtomicU8::new(PENDING));
-        let (tx, rx) = channel::bounded(1);
-        let st = Arc::clone(&state);
-        self.post(move |g| {
-            if st.compare_exchange(PENDING, STARTED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                let _ = tx.send(f(g));
-            }
-        })?;
-        match rx.recv_timeout(timeout) {
-            Ok(r) => Ok(r),
-            Err(channel::RecvTimeoutError::Disconnected) => Err(GraphError::Disconnected),
-            Err(channel::RecvTimeoutError::Timeout) => {
-                if state.compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                    return Err(GraphError::Timeout(timeout));
-                }
-                // Too late to call it off: it is running; its result is on the way.
-                rx.recv().map_err(|_| GraphError::Disconnected)
-            }
-        }
-    }
-}
-
 /// A graph of bricks.
 ///
 /// Scheduling is run-to-completion, depth first: a source is polled, then each burst it
@@ -311,141 +254,6 @@ impl Graph {
         self.tick_interval = d;
     }
 
-    /// Adds a brick under a unique name.
-    pub fn add(&mut self, name: impl Into<String>, brick: impl Brick) -> Result<BrickId, GraphError> {
-        self.add_boxed(name, Box::new(brick))
-    }
-
-    /// Adds an already boxed brick under a unique name.
-    pub fn add_boxed(
-        &mut self,
-        name: impl Into<String>,
-        brick: Box<dyn Brick>,
-    ) -> Result<BrickId, GraphError> {
-        let name = name.into();
-        if self.by_name.contains_key(&name) {
-            return Err(GraphError::NameTaken(name));
-        }
-        let index = match self.nodes.iter().position(Option::is_none) {
-            Some(i) => i,
-            None => {
-                self.nodes.push(None);
-                self.generations.push(0);
-                self.nodes.len() - 1
-            }
-        };
-        let generation = self.generations[index];
-        let stats = Arc::new(BrickStats::new(brick.drop_reasons()));
-        let source = brick.is_source();
-        self.nodes[index] = Some(Node {
-            name: name.clone(),
-            generation,
-            brick,
-            links: Default::default(),
-            linked: Default::default(),
-            slots: Default::default(),
-            dirty: Vec::with_capacity(8),
-            stats,
-        });
-        let id = BrickId { index: index as u32, generation };
-        self.by_name.insert(name, id);
-        if source {
-            self.add_source(index as u32);
-        }
-        Ok(id)
-    }
-
-    /// Starts polling node `index` as a source: it is polled in the next round (hot), and
-    /// its wake fd joins the wait set if the set is built.
-    fn add_source(&mut self, index: u32) {
-        let pos = self.sources.len();
-        self.sources.push(index);
-        if self.pos_of.len() <= index as usize {
-            self.pos_of.resize(index as usize + 1, NOT_SOURCE);
-        }
-        self.pos_of[index as usize] = pos as u32;
-        self.ready.push(false);
-        self.hot.push(true);
-        self.retry.push(false);
-        self.watched.push(false);
-        let fd = self.nodes[index as usize].as_ref().and_then(|n| n.brick.wake_fd());
-        match fd {
-            None => self.no_fd_sources += 1,
-            Some(fd) => self.watch(pos, fd),
-        }
-        self.readiness_fresh = false;
-    }
-
-    /// Puts source `pos`'s wake fd in the wait set, if there is one. A fd that cannot be
-    /// watched (shared with another source, say) leaves the source polled every round; it
-    /// still counts as having a wake fd for sleeping, since the fd wakes the graph through
-    /// its other watcher.
-    fn watch(&mut self, pos: usize, fd: RawFd) {
-        let Some(set) = &self.wait_set else { return };
-        if set.add(fd, self.sources[pos] as u64).is_ok() {
-            self.watched[pos] = true;
-            self.fd_sources += 1;
-        }
-    }
-
-    /// Stops polling node `index` (still in `nodes`, so its wake fd is still open).
-    fn remove_source(&mut self, index: u32) {
-        let Some(&pos) = self.pos_of.get(index as usize).filter(|&&p| p != NOT_SOURCE) else { return };
-        let pos = pos as usize;
-        let fd = self.nodes[index as usize].as_ref().and_then(|n| n.brick.wake_fd());
-        let was_watched = self.watched[pos];
-        match (fd, &self.wait_set) {
-            (None, _) => self.no_fd_sources -= 1,
-            (Some(fd), Some(set)) if was_watched => {
-                let _ = set.remove(fd);
-                self.fd_sources -= 1;
-            }
-            _ => {}
-        }
-        self.sources.remove(pos);
-        self.ready.remove(pos);
-        self.hot.remove(pos);
-        self.retry.remove(pos);
-        self.watched.remove(pos);
-        self.pos_of[index as usize] = NOT_SOURCE;
-        for (p, &i) in self.sources.iter().enumerate().skip(pos) {
-            self.pos_of[i as usize] = p as u32;
-        }
-        if was_watched {
-            // A source that shared this fd may be watchable now.
-            for p in 0..self.sources.len() {
-                if !self.watched[p] {
-                    if let Some(fd) =
-                        self.nodes[self.sources[p] as usize].as_ref().and_then(|n| n.brick.wake_fd())
-                    {
-                        self.watch(p, fd);
-                    }
-                }
-            }
-        }
-        self.readiness_fresh = false;
-    }
-
-    /// Removes a brick, unlinking every port first (peers are told through
-    /// [`Brick::on_unlink`]), and gives it back.
-    pub fn remove(&mut self, id: BrickId) -> Result<Box<dyn Brick>, GraphError> {
-        self.node(id)?;
-        for side in Side::BOTH {
-            let ports = self.node(id)?.links[side as usize].len();
-            for port in (0..ports).filter_map(|p| PortId::try_from(p).ok()) {
-                if self.node(id)?.link_at(side, port).is_some() {
-                    self.unlink(id, side, port)?;
-                }
-            }
-        }
-        let index = id.index as usize;
-        self.remove_source(id.index);
-        let node = self.nodes[index].take().ok_or(GraphError::UnknownBrick(id))?;
-        self.generations[index] = self.generations[index].wrapping_add(1);
-        self.by_name.remove(&node.name);
-        Ok(node.brick)
-    }
-
     fn node(&self, id: BrickId) -> Result<&Node, GraphError> {
         match self.nodes.get(id.index as usize) {
             Some(Some(n)) if n.generation == id.generation => Ok(n),
@@ -458,106 +266,6 @@ impl Graph {
             Some(Some(n)) if n.generation == id.generation => Ok(n),
             _ => Err(GraphError::UnknownBrick(id)),
         }
-    }
-
-    /// Links the east side of `west` to the west side of `east`, on the first free port of
-    /// each. Returns the two port numbers.
-    pub fn link(&mut self, west: BrickId, east: BrickId) -> Result<(PortId, PortId), GraphError> {
-        self.link_ports(west, None, east, None)
-    }
-
-    /// Links the east side of `west` (on `west_port`, or the first free one) to the west side
-    /// of `east` (on `east_port`, or the first free one).
-    pub fn link_ports(
-        &mut self,
-        west: BrickId,
-        west_port: Option<PortId>,
-        east: BrickId,
-        east_port: Option<PortId>,
-    ) -> Result<(PortId, PortId), GraphError> {
-        if west == east {
-            return Err(GraphError::SelfLink(self.node(west)?.name.clone()));
-        }
-        let wp = Self::pick_port(self.node(west)?, Side::East, west_port)?;
-        let ep = Self::pick_port(self.node(east)?, Side::West, east_port)?;
-        self.node_mut(west)?.set_link(Side::East, wp, Some(Link { peer: east.index, peer_port: ep }));
-        self.node_mut(east)?.set_link(Side::West, ep, Some(Link { peer: west.index, peer_port: wp }));
-        self.node_mut(west)?.brick.on_link(Side::East, wp);
-        self.node_mut(east)?.brick.on_link(Side::West, ep);
-        Ok((wp, ep))
-    }
-
-    fn pick_port(node: &Node, side: Side, wanted: Option<PortId>) -> Result<PortId, GraphError> {
-        match wanted {
-            None => node.free_port(side),
-            Some(p) => {
-                // As free_port: a port table never outgrows PortId (remove walks it by PortId).
-                let max = node.brick.max_ports(side).min(PortId::MAX as usize);
-                if p as usize >= max {
-                    return Err(GraphError::PortsExhausted { brick: node.name.clone(), side, max });
-                }
-                if node.link_at(side, p).is_some() {
-                    return Err(GraphError::PortInUse { brick: node.name.clone(), side, port: p });
-                }
-                Ok(p)
-            }
-        }
-    }
-
-    /// Links every brick of `ids` to the next one, west to east.
-    pub fn chain(&mut self, ids: &[BrickId]) -> Result<(), GraphError> {
-        for pair in ids.windows(2) {
-            self.link(pair[0], pair[1])?;
-        }
-        Ok(())
-    }
-
-    /// Removes the link on `port` of `side` of `id` (both ends). Other ports keep their
-    /// numbers and stay reachable.
-    pub fn unlink(&mut self, id: BrickId, side: Side, port: PortId) -> Result<(), GraphError> {
-        let node = self.node(id)?;
-        let link = node.link_at(side, port).ok_or_else(|| GraphError::NotLinked {
-            brick: node.name.clone(),
-            side,
-            port,
-        })?;
-        self.node_mut(id)?.set_link(side, port, None);
-        let peer_side = side.opposite();
-        if let Some(Some(peer)) = self.nodes.get_mut(link.peer as usize) {
-            peer.set_link(peer_side, link.peer_port, None);
-            peer.brick.on_unlink(peer_side, link.peer_port);
-        }
-        self.node_mut(id)?.brick.on_unlink(side, port);
-        Ok(())
-    }
-
-    /// Removes every link between the east side of `west` and the west side of `east`;
-    /// returns how many there were.
-    pub fn unlink_between(&mut self, west: BrickId, east: BrickId) -> Result<usize, GraphError> {
-        self.node(east)?;
-        let ports: Vec<PortId> = self.node(west)?.links[Side::East as usize]
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| matches!(l, Some(l) if l.peer == east.index))
-            .map(|(p, _)| p as PortId)
-            .collect();
-        for &p in &ports {
-            self.unlink(west, Side::East, p)?;
-        }
-        Ok(ports.len())
-    }
-
-    /// The brick and port linked to `port` of `side` of `id`, if any.
-    pub fn peer(
-        &self,
-        id: BrickId,
-        side: Side,
-        port: PortId,
-    ) -> Result<Option<(BrickId, PortId)>, GraphError> {
-        Ok(self.node(id)?.link_at(side, port).map(|l| {
-            let generation = self.nodes[l.peer as usize].as_ref().map_or(0, |n| n.generation);
-            (BrickId { index: l.peer, generation }, l.peer_port)
-        }))
     }
 
     /// The id of the brick called `name`.
@@ -615,7 +323,11 @@ impl Graph {
     }
 }
 
+mod bricks;
 mod dot;
+mod handle;
+mod links;
 mod run;
 
 pub use dot::DOT_STYLE;
+pub use handle::{Command, GraphHandle};

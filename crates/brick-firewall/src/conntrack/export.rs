@@ -1,6 +1,63 @@
-//! Moving a connection table between processes: export to bytes, decode, import.
+//! Moving a connection table between processes: the export format, export to bytes,
+//! decode, import, and why an import is refused ([`ImportError`]).
 
 use super::*;
+
+/// Export format magic.
+pub const EXPORT_MAGIC: &[u8; 4] = b"BFCT";
+/// Export format version.
+pub const EXPORT_VERSION: u16 = 1;
+pub(super) const HEADER: usize = 12;
+pub(super) const RECORD: usize = 64;
+
+/// Why an exported table could not be imported. Nothing is imported, and the table is
+/// unchanged, on error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    /// The bytes do not start with the export magic.
+    #[error("not a connection table export (bad magic)")]
+    BadMagic,
+    /// Exported by a newer or unknown format version.
+    #[error("unsupported export version {0}")]
+    Version(u16),
+    /// The header announces records of another size than this version's.
+    #[error("unsupported record size {0} (version {EXPORT_VERSION} records are {RECORD} bytes)")]
+    RecordSize(u16),
+    /// Shorter than a header, or than the records its header announces.
+    #[error("export truncated: {got} bytes, {needed} expected")]
+    Truncated {
+        /// Bytes the header (or a header) needs.
+        needed: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// Bytes follow the records the header announces.
+    #[error("export has trailing bytes after its records")]
+    Length,
+    /// A record is invalid.
+    #[error("record {0} is invalid")]
+    Record(usize),
+    /// A record's connection has none of the addresses the import was meant for as an
+    /// endpoint: most likely the export of another VM's NIC.
+    #[error(
+        "record {record} ({endpoints}) has none of the expected addresses as an endpoint \
+         (an export of another NIC?)"
+    )]
+    Foreign {
+        /// The record's index.
+        record: usize,
+        /// Its two endpoints, for the message.
+        endpoints: String,
+    },
+    /// The records do not fit in the table.
+    #[error("import needs {needed} free entries, {free} available")]
+    Full {
+        /// Entries to import.
+        needed: usize,
+        /// Free entries.
+        free: usize,
+    },
+}
 
 impl ConnTable {
     /// Serialises the live, unexpired connections (deadlines as remaining milliseconds, so

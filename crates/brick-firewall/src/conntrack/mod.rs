@@ -15,6 +15,10 @@
 //!   entry at once. [`ConnTable::gc`] therefore touches only entries whose recorded slot came
 //!   due: O(expired + rescheduled), never a scan of the table. Lookups treat an entry whose
 //!   deadline has passed as absent even before `gc` frees it.
+//!
+//! This file holds the table (slab, index, wheel); the key is in `key.rs`, states and
+//! timeouts in `state.rs`, a connection's state machine in `conn.rs`, export and import in
+//! `export.rs`.
 
 use std::fmt;
 use std::hash::BuildHasher;
@@ -26,221 +30,17 @@ use crate::wire::{Flow, PROTO_ICMP, PROTO_ICMP6, PROTO_TCP, PROTO_UDP, TCP_ACK, 
 
 mod conn;
 mod export;
+mod key;
+mod state;
+
+pub use export::{ImportError, EXPORT_MAGIC, EXPORT_VERSION};
+pub use key::FlowKey;
+pub use state::{ConnState, Timeouts};
 
 /// Slots of the expiry wheel (one second each).
 pub const WHEEL_SLOTS: usize = 1024;
 const NONE: u32 = u32::MAX;
 const NS: u64 = 1_000_000_000;
-
-/// Per-state idle timeouts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
-    /// TCP: SYN seen, no answer yet.
-    pub tcp_syn_sent: Duration,
-    /// TCP: SYN-ACK seen, waiting for the final ACK.
-    pub tcp_syn_recv: Duration,
-    /// TCP: established.
-    pub tcp_established: Duration,
-    /// TCP: one side sent FIN.
-    pub tcp_fin_wait: Duration,
-    /// TCP: both sides sent FIN.
-    pub tcp_closing: Duration,
-    /// TCP: reset.
-    pub tcp_closed: Duration,
-    /// UDP: one direction seen.
-    pub udp_first: Duration,
-    /// UDP: both directions seen.
-    pub udp_multiple: Duration,
-    /// ICMP echo: request seen.
-    pub icmp_first: Duration,
-    /// ICMP echo: reply seen.
-    pub icmp_reply: Duration,
-    /// Other protocols: one direction seen.
-    pub other_first: Duration,
-    /// Other protocols: both directions seen.
-    pub other_multiple: Duration,
-    /// TCP picked up mid-stream (see `FirewallConfig::tcp_pickup`), until the other side
-    /// has been seen: then the connection is established like any other.
-    pub tcp_pickup: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        let s = Duration::from_secs;
-        Timeouts {
-            tcp_syn_sent: s(30),
-            tcp_syn_recv: s(30),
-            tcp_established: s(86_400),
-            tcp_fin_wait: s(120),
-            tcp_closing: s(30),
-            tcp_closed: s(10),
-            udp_first: s(30),
-            udp_multiple: s(120),
-            icmp_first: s(10),
-            icmp_reply: s(20),
-            other_first: s(60),
-            other_multiple: s(120),
-            tcp_pickup: s(30),
-        }
-    }
-}
-
-/// State of a tracked connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum ConnState {
-    /// TCP: SYN seen.
-    TcpSynSent = 1,
-    /// TCP: SYN-ACK seen.
-    TcpSynRecv = 2,
-    /// TCP: handshake completed.
-    TcpEstablished = 3,
-    /// TCP: one FIN seen.
-    TcpFinWait = 4,
-    /// TCP: both FINs seen.
-    TcpClosing = 5,
-    /// TCP: reset.
-    TcpClosed = 6,
-    /// UDP: one direction.
-    UdpFirst = 10,
-    /// UDP: both directions.
-    UdpMultiple = 11,
-    /// ICMP echo: request.
-    IcmpFirst = 20,
-    /// ICMP echo: reply seen.
-    IcmpReply = 21,
-    /// Other protocol: one direction.
-    OtherFirst = 30,
-    /// Other protocol: both directions.
-    OtherMultiple = 31,
-}
-
-impl ConnState {
-    fn from_u8(v: u8) -> Option<ConnState> {
-        use ConnState::*;
-        Some(match v {
-            1 => TcpSynSent,
-            2 => TcpSynRecv,
-            3 => TcpEstablished,
-            4 => TcpFinWait,
-            5 => TcpClosing,
-            6 => TcpClosed,
-            10 => UdpFirst,
-            11 => UdpMultiple,
-            20 => IcmpFirst,
-            21 => IcmpReply,
-            30 => OtherFirst,
-            31 => OtherMultiple,
-            _ => return None,
-        })
-    }
-
-    /// The state a new connection of `proto` starts in.
-    pub fn initial(proto: u8) -> ConnState {
-        match proto {
-            PROTO_TCP => ConnState::TcpSynSent,
-            PROTO_UDP => ConnState::UdpFirst,
-            PROTO_ICMP | PROTO_ICMP6 => ConnState::IcmpFirst,
-            _ => ConnState::OtherFirst,
-        }
-    }
-
-    fn fits(self, proto: u8) -> bool {
-        ConnState::initial(proto) as u8 / 10 == self as u8 / 10
-    }
-
-    /// The idle timeout of this state.
-    pub fn timeout(self, t: &Timeouts) -> Duration {
-        use ConnState::*;
-        match self {
-            TcpSynSent => t.tcp_syn_sent,
-            TcpSynRecv => t.tcp_syn_recv,
-            TcpEstablished => t.tcp_established,
-            TcpFinWait => t.tcp_fin_wait,
-            TcpClosing => t.tcp_closing,
-            TcpClosed => t.tcp_closed,
-            UdpFirst => t.udp_first,
-            UdpMultiple => t.udp_multiple,
-            IcmpFirst => t.icmp_first,
-            IcmpReply => t.icmp_reply,
-            OtherFirst => t.other_first,
-            OtherMultiple => t.other_multiple,
-        }
-    }
-}
-
-/// A direction-free connection key: endpoints ordered so that `(lo, lo_port) <= (hi, hi_port)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct FlowKey {
-    /// Lower address.
-    pub lo: u128,
-    /// Higher address.
-    pub hi: u128,
-    /// Port (or ICMP echo id) of `lo`.
-    pub lo_port: u16,
-    /// Port (or ICMP echo id) of `hi`.
-    pub hi_port: u16,
-    /// IP protocol.
-    pub proto: u8,
-    /// IPv6.
-    pub v6: bool,
-}
-
-impl FlowKey {
-    /// The key of `f`, and whether `f`'s source is the `lo` endpoint.
-    #[inline]
-    pub fn of(f: &Flow) -> (FlowKey, bool) {
-        let src_lo = (f.src, f.sport) <= (f.dst, f.dport);
-        let (lo, lo_port, hi, hi_port) =
-            if src_lo { (f.src, f.sport, f.dst, f.dport) } else { (f.dst, f.dport, f.src, f.sport) };
-        (FlowKey { lo, hi, lo_port, hi_port, proto: f.proto, v6: f.v6 }, src_lo)
-    }
-
-    /// The two addresses, `lo` then `hi`.
-    pub fn addrs(&self) -> (IpAddr, IpAddr) {
-        let ip = |v: u128| {
-            if self.v6 {
-                IpAddr::V6(Ipv6Addr::from(v))
-            } else {
-                IpAddr::V4(Ipv4Addr::from(v as u32))
-            }
-        };
-        (ip(self.lo), ip(self.hi))
-    }
-
-    /// Whether `addr` is one of the two endpoints' addresses.
-    pub fn involves(&self, addr: IpAddr) -> bool {
-        let (lo, hi) = self.addrs();
-        lo == addr || hi == addr
-    }
-
-    #[inline]
-    fn hash(&self, seed: u64) -> u64 {
-        // Two independent multiply chains (latency ~ one multiply each), then a fold.
-        const K1: u64 = 0x9e37_79b9_7f4a_7c15;
-        const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
-        let a = (self.lo as u64) ^ ((self.lo >> 64) as u64).rotate_left(17) ^ seed;
-        let b = (self.hi as u64) ^ ((self.hi >> 64) as u64).rotate_left(41);
-        let p = (self.lo_port as u64) << 32
-            | (self.hi_port as u64) << 16
-            | (self.proto as u64) << 1
-            | self.v6 as u64;
-        let x = (a ^ p.rotate_left(7)).wrapping_mul(K1) ^ (b ^ p).wrapping_mul(K2).rotate_left(29);
-        x ^ (x >> 32)
-    }
-}
-
-impl fmt::Display for FlowKey {
-    /// `proto 6 10.0.0.1:5000 <-> 10.0.0.2:80` (IPv6 addresses in brackets).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (lo, hi) = self.addrs();
-        let end = |a: IpAddr, p: u16| match a {
-            IpAddr::V4(_) => format!("{a}:{p}"),
-            IpAddr::V6(_) => format!("[{a}]:{p}"),
-        };
-        write!(f, "proto {} {} <-> {}", self.proto, end(lo, self.lo_port), end(hi, self.hi_port))
-    }
-}
 
 /// A tracked connection.
 #[derive(Clone, Debug)]
@@ -281,55 +81,6 @@ fn seq_after(a: u32, b: u32) -> bool {
 #[error("connection table full")]
 pub struct Full;
 
-/// Why an exported table could not be imported. Nothing is imported, and the table is
-/// unchanged, on error.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ImportError {
-    /// The bytes do not start with the export magic.
-    #[error("not a connection table export (bad magic)")]
-    BadMagic,
-    /// Exported by a newer or unknown format version.
-    #[error("unsupported export version {0}")]
-    Version(u16),
-    /// The header announces records of another size than this version's.
-    #[error("unsupported record size {0} (version {EXPORT_VERSION} records are {RECORD} bytes)")]
-    RecordSize(u16),
-    /// Shorter than a header, or than the records its header announces.
-    #[error("export truncated: {got} bytes, {needed} expected")]
-    Truncated {
-        /// Bytes the header (or a header) needs.
-        needed: usize,
-        /// Bytes given.
-        got: usize,
-    },
-    /// Bytes follow the records the header announces.
-    #[error("export has trailing bytes after its records")]
-    Length,
-    /// A record is invalid.
-    #[error("record {0} is invalid")]
-    Record(usize),
-    /// A record's connection has none of the addresses the import was meant for as an
-    /// endpoint: most likely the export of another VM's NIC.
-    #[error(
-        "record {record} ({endpoints}) has none of the expected addresses as an endpoint \
-         (an export of another NIC?)"
-    )]
-    Foreign {
-        /// The record's index.
-        record: usize,
-        /// Its two endpoints, for the message.
-        endpoints: String,
-    },
-    /// The records do not fit in the table.
-    #[error("import needs {needed} free entries, {free} available")]
-    Full {
-        /// Entries to import.
-        needed: usize,
-        /// Free entries.
-        free: usize,
-    },
-}
-
 /// Counters of a table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnStats {
@@ -367,13 +118,6 @@ impl std::fmt::Debug for ConnTable {
             .finish()
     }
 }
-
-/// Export format magic.
-pub const EXPORT_MAGIC: &[u8; 4] = b"BFCT";
-/// Export format version.
-pub const EXPORT_VERSION: u16 = 1;
-const HEADER: usize = 12;
-const RECORD: usize = 64;
 
 impl ConnTable {
     /// A table holding at most `max` connections (at least 1). The index is allocated now.
@@ -641,6 +385,7 @@ impl ConnTable {
 
 #[cfg(test)]
 mod tests {
+    use super::export::{HEADER, RECORD};
     use super::*;
     use proptest::prelude::*;
 

@@ -1,0 +1,254 @@
+//! The NIC on the graph thread: its [`Brick`] impl, picking up connections published by the
+//! control thread, popping guest TX bursts and pushing RX bursts into guest buffers.
+
+use super::*;
+
+impl VhostUserNic {
+    /// Picks up a new connection (or its loss) published by the control thread, a changed
+    /// memory map, and new kick fds. Returns the connection's vrings, if any.
+    #[inline]
+    fn refresh(&mut self) -> Option<Arc<Conn>> {
+        let g = self.shared.generation.load(Ordering::Acquire);
+        if g != self.seen_generation {
+            self.seen_generation = g;
+            self.conn = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            self.map = None;
+            for q in &mut self.queues {
+                q.reset();
+                q.drop_kick(&self.wake_set);
+            }
+        }
+        let conn = self.conn.clone()?;
+        let acked = conn.acked.load(Ordering::Acquire);
+        if acked != self.feat.acked {
+            self.feat = NetFeatures::from_acked(acked);
+        }
+        let mem = conn.mem.memory();
+        if !self.map.as_ref().is_some_and(|m| m.is_of(&mem)) {
+            self.map = Some(GuestMap::new(mem.into_inner()));
+        }
+        let vrings = conn.vrings.get()?;
+        for (i, (q, v)) in self.queues.iter_mut().zip(vrings).enumerate() {
+            if i % 2 == 1 {
+                q.sync_kick(v, &self.wake_set, i);
+            }
+        }
+        Some(conn)
+    }
+
+    fn count_drop(&self, out: &mut Output<'_>, r: DropReason, n: u64) {
+        out.count_drop(r as usize, n);
+        self.shared.stats.drops[r as usize].add(n);
+    }
+
+    /// Drains one TX queue into the graph: at most `budget` chains, dropped ones included
+    /// (a guest that keeps posting bad chains must not hold the thread). Returns the chains
+    /// consumed: work, even when every one was dropped.
+    fn poll_tx(&mut self, q: usize, vring: &Vring, budget: usize, out: &mut Output<'_>) -> usize {
+        let mut st = vring.get_mut();
+        if !(st.get_queue().ready() && st.is_enabled()) {
+            self.queues[q].reset();
+            return 0;
+        }
+        let Some(map) = &self.map else { return 0 };
+        let Some(ring) = self.queues[q].ring(map, st.get_queue()) else { return 0 };
+        let stats = &self.shared.stats;
+        let mut consumed = 0usize;
+        let (mut packets, mut bytes) = (0u64, 0u64);
+        let mut drops = [0u64; DROP_REASONS.len()];
+        ring.prefetch(budget.min(u16::MAX as usize) as u16, false);
+        while consumed < budget {
+            match tx_pop(ring, &self.cfg.pool, &self.feat) {
+                TxPop::Packet(p) => {
+                    packets += 1;
+                    bytes += p.len() as u64;
+                    out.emit(Side::West, 0, p);
+                    consumed += 1;
+                }
+                TxPop::Dropped(d) => {
+                    drops[DropReason::from(d) as usize] += 1;
+                    consumed += 1;
+                }
+                TxPop::PoolEmpty => {
+                    // The guest kicked once for these frames and will not kick again: come
+                    // back when buffers may have been freed, not at the next kick.
+                    stats.pool_empty.add(1);
+                    out.retry_soon();
+                    break;
+                }
+                TxPop::Broken => {
+                    drops[DropReason::QueueBroken as usize] += 1;
+                    break;
+                }
+                TxPop::Empty => break,
+            }
+        }
+        if consumed > 0 {
+            // Counted once per burst: the counters are shared with readers on other threads.
+            stats.tx_packets.add(packets);
+            stats.tx_bytes.add(bytes);
+            ring.publish_used();
+            ring.store_indexes(st.get_queue_mut());
+            let interrupt = ring.needs_interrupt();
+            self.queues[q].polling();
+            if interrupt {
+                let _ = st.signal_used_queue();
+                stats.guest_notifications.add(1);
+            }
+        }
+        for (r, &n) in drops.iter().enumerate().filter(|(_, &n)| n > 0) {
+            out.count_drop(r, n);
+            stats.drops[r].add(n);
+        }
+        consumed
+    }
+
+    /// Re-enables kicks on TX queue `q` (the graph is about to stop polling it). Returns
+    /// whether chains are already waiting.
+    fn arm_tx(&mut self, q: usize, vring: &Vring) -> bool {
+        let st = vring.get_mut();
+        let running = st.get_queue().ready() && st.is_enabled();
+        let map = self.map.as_ref().filter(|_| running);
+        let armed = map.and_then(|m| self.queues[q].arm(m, st.get_queue()));
+        drop(st);
+        let stats = &self.shared.stats;
+        if armed.is_some_and(|a| a.newly) {
+            stats.kicks_armed.add(1);
+        }
+        // Drained after arming, every time: a kick for chains published before the arming is
+        // consumed here (the arming's second look saw those chains), and so is a kick with
+        // nothing new behind it (a driver may kick when it starts a queue), which would
+        // otherwise keep the fd readable and the graph from ever sleeping. A queue that is not
+        // running is drained for the same reason.
+        stats.guest_kicks.add(self.queues[q].drain_kick());
+        armed.is_some_and(|a| a.work)
+    }
+}
+
+impl Brick for VhostUserNic {
+    fn kind(&self) -> &'static str {
+        "vhost-user"
+    }
+
+    fn drop_reasons(&self) -> &'static [&'static str] {
+        DROP_REASONS
+    }
+
+    fn max_ports(&self, side: Side) -> usize {
+        match side {
+            Side::West => 1,
+            Side::East => 0,
+        }
+    }
+
+    fn is_source(&self) -> bool {
+        true
+    }
+
+    fn wake_fd(&self) -> Option<RawFd> {
+        Some(self.wake_set.fd())
+    }
+
+    fn poll(&mut self, out: &mut Output<'_>) -> usize {
+        if self.shared.wake_pending.load(Ordering::Relaxed) {
+            self.shared.wake_pending.store(false, Ordering::Release);
+            self.shared.waker.drain();
+            self.shared.stats.wakeups.add(1);
+        }
+        let Some(conn) = self.refresh() else { return 0 };
+        let Some(vrings) = conn.vrings.get() else { return 0 };
+        let mut total = 0;
+        for q in (1..vrings.len()).step_by(2) {
+            total += self.poll_tx(q, &vrings[q], brick_core::BURST_SIZE, out);
+        }
+        total
+    }
+
+    fn arm_wake(&mut self) -> bool {
+        let Some(conn) = self.conn.clone() else { return false };
+        let Some(vrings) = conn.vrings.get() else { return false };
+        let mut work = false;
+        for q in (1..vrings.len()).step_by(2) {
+            work |= self.arm_tx(q, &vrings[q]);
+        }
+        work
+    }
+
+    fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        let conn = self.refresh();
+        let vrings = conn.as_ref().and_then(|c| c.vrings.get());
+        // Pick a started RX queue, round robin per burst over the queue pairs.
+        let chosen = vrings.and_then(|v| {
+            let pairs = v.len() / 2;
+            let start = self.rx_next;
+            self.rx_next = self.rx_next.wrapping_add(1);
+            (0..pairs).map(|k| 2 * ((start + k) % pairs)).find(|&q| {
+                let st = v[q].get_ref();
+                st.get_queue().ready() && st.is_enabled()
+            })
+        });
+        let (Some(vrings), Some(q), Some(map)) = (vrings, chosen, &self.map) else {
+            let n = pkts.len() as u64;
+            pkts.clear();
+            self.count_drop(out, DropReason::NotReady, n);
+            return;
+        };
+        let mut st = vrings[q].get_mut();
+        let Some(ring) = self.queues[q].ring(map, st.get_queue()) else {
+            let n = pkts.len() as u64;
+            pkts.clear();
+            drop(st);
+            self.count_drop(out, DropReason::QueueBroken, n);
+            return;
+        };
+        ring.prefetch(pkts.len() as u16, true);
+        let stats = &self.shared.stats;
+        let (mut delivered, mut bytes) = (0u64, 0u64);
+        let mut drops = [0u64; DROP_REASONS.len()];
+        for mut pkt in pkts.drain() {
+            let o = rx_push_segmenting(
+                ring,
+                &mut pkt,
+                &self.feat,
+                &mut self.scratch,
+                &self.cfg.pool,
+                &mut self.gso_segs,
+            );
+            delivered += o.frames;
+            bytes += o.bytes;
+            if let Some(e) = o.reason {
+                // The packet itself is freed at the end of this iteration either way.
+                drops[DropReason::from(e) as usize] += o.dropped;
+            }
+        }
+        // Chains may have been handed back (a bad first chain) even with nothing delivered.
+        ring.publish_used();
+        ring.store_indexes(st.get_queue_mut());
+        if delivered > 0 {
+            stats.rx_packets.add(delivered);
+            stats.rx_bytes.add(bytes);
+            if ring.needs_interrupt() {
+                let _ = st.signal_used_queue();
+                stats.guest_notifications.add(1);
+            }
+        }
+        drop(st);
+        for (r, &n) in drops.iter().enumerate().filter(|(_, &n)| n > 0) {
+            out.count_drop(r, n);
+            stats.drops[r].add(n);
+        }
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let s = &self.shared.stats;
+        vec![
+            format!("{} {}", if self.server { "server" } else { "client" }, self.path.display()),
+            format!(
+                "connected={} connections={}",
+                s.connected.load(Ordering::Relaxed),
+                s.connections.load(Ordering::Relaxed)
+            ),
+            format!("acked=0x{:x}", s.acked_features.load(Ordering::Relaxed)),
+        ]
+    }
+}

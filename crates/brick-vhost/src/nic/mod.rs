@@ -1,0 +1,204 @@
+//! [`VhostUserNic`]: the brick (data path on the graph thread) and its control thread
+//! (socket, reconnection, one rust-vmm daemon per connection).
+//!
+//! This file holds the brick's type, its drop reasons, errors and constructors; its
+//! configuration is in `config.rs`, the graph-thread side in `brick.rs`, the control thread
+//! in `control.rs`.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use brick_core::{Brick, Burst, EpollSet, Output, PacketPool, PortId, Side};
+use vhost::vhost_user::Listener;
+use vhost_user_backend::{VhostUserDaemon, VringT};
+use virtio_queue::QueueT;
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+
+use crate::backend::{
+    collect_vrings, device_features, Conn, DeviceSpec, NetBackend, NicStats, Shared, Vring,
+};
+use crate::datapath::{rx_push_segmenting, tx_pop, NetFeatures, RxDrop, RxScratch, TxDrop, TxPop};
+use crate::proxy::{relay, EnableFilter, RelayEnd};
+use crate::queue::{DeviceQueue, DOORBELL};
+use crate::ring::GuestMap;
+
+brick_core::drop_reasons! {
+    /// A drop reason of the vhost brick; `NAMES` is its `Brick::drop_reasons`.
+    pub enum DropReason {
+        /// Guest RX: no (or not enough) guest buffers.
+        RingFull => "ring full",
+        /// Guest TX or RX: malformed descriptor or chain (loop, out-of-range address, wrong
+        /// direction, broken indirect table).
+        BadDescriptor => "bad descriptor",
+        /// Guest RX: no frontend connected, or the queue is not started/enabled.
+        NotReady => "not ready",
+        /// Guest TX: frame larger than a pool buffer.
+        Oversized => "oversized chain",
+        /// Guest TX: malformed virtio-net header or offload not negotiated.
+        BadHeader => "bad virtio-net header",
+        /// Guest RX: super-frame (GSO) for a guest that did not ack GUEST_TSO4/6.
+        NeedsSegmentation => "needs segmentation",
+        /// Guest RX without MRG_RXBUF: buffer smaller than the frame.
+        BufferTooSmall => "rx buffer too small",
+        /// The used ring cannot be written (guest gave an invalid ring address).
+        QueueBroken => "queue broken",
+        /// Guest TX: a frame shorter than an Ethernet header.
+        Runt => "runt frame",
+    }
+}
+
+/// Drop reasons of the vhost brick, in `Brick::drop_reasons` order (per-brick drop
+/// counters).
+pub const DROP_REASONS: &[&str] = DropReason::NAMES;
+
+impl From<TxDrop> for DropReason {
+    fn from(d: TxDrop) -> Self {
+        match d {
+            TxDrop::BadDescriptor => DropReason::BadDescriptor,
+            TxDrop::Oversized => DropReason::Oversized,
+            TxDrop::BadHeader => DropReason::BadHeader,
+            TxDrop::Runt => DropReason::Runt,
+        }
+    }
+}
+
+impl From<RxDrop> for DropReason {
+    fn from(d: RxDrop) -> Self {
+        match d {
+            RxDrop::RingFull => DropReason::RingFull,
+            RxDrop::BadDescriptor => DropReason::BadDescriptor,
+            RxDrop::BufferTooSmall => DropReason::BufferTooSmall,
+            RxDrop::NeedsSegmentation => DropReason::NeedsSegmentation,
+            RxDrop::Broken => DropReason::QueueBroken,
+        }
+    }
+}
+
+/// Why a NIC cannot be created.
+#[derive(Debug, thiserror::Error)]
+pub enum VhostError {
+    /// Socket creation, bind or thread spawn failed.
+    #[error("vhost-user socket {path}: {source}")]
+    Io {
+        /// Socket path.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// The path exists and is not a socket (never deleted).
+    #[error("{0} exists and is not a socket")]
+    NotASocket(PathBuf),
+    /// `queue_pairs` is 0 or above 8.
+    #[error("queue_pairs must be 1..=8, got {0}")]
+    BadQueuePairs(u16),
+    /// TSO asked with a pool whose buffers cannot hold a 64 KiB super-frame.
+    #[error("TSO needs a pool data room of at least {TSO_DATA_ROOM} bytes, got {0}")]
+    PoolTooSmallForTso(usize),
+}
+
+/// A vhost-user virtio-net device as a brick.
+///
+/// Its **west** side (one port) faces the graph: frames the guest transmits are emitted
+/// there by [`poll`](Brick::poll), and packets arriving there are written into the guest's
+/// RX buffers by [`process`](Brick::process). Both run on the graph's thread; the rust-vmm
+/// daemon threads only handle the vhost-user protocol. Dropping the brick closes the
+/// connection, stops every thread and (server mode) removes the socket file.
+pub struct VhostUserNic {
+    shared: Arc<Shared>,
+    cfg: VhostUserConfig,
+    path: PathBuf,
+    server: bool,
+    conn: Option<Arc<Conn>>,
+    seen_generation: u64,
+    feat: NetFeatures,
+    /// The current connection's memory map as a region table.
+    map: Option<GuestMap>,
+    /// Per virtqueue (RX even, TX odd), graph-thread state.
+    queues: Vec<DeviceQueue>,
+    /// What the graph sleeps on for this NIC: the control doorbell and each TX kick fd.
+    wake_set: EpollSet,
+    scratch: RxScratch,
+    /// Segments of a super-frame cut for a guest without TSO.
+    gso_segs: Vec<brick_core::Packet>,
+    rx_next: usize,
+    control: Control,
+}
+
+mod brick;
+mod config;
+mod control;
+
+pub use config::{Offloads, VhostUserConfig, TSO_DATA_ROOM};
+use control::{Control, Mode};
+
+impl VhostUserNic {
+    /// Server mode: creates the socket at `path` (replacing a stale socket file, never any
+    /// other file) and serves one frontend at a time; a frontend that leaves (VM shutdown,
+    /// QEMU restart) is replaced by the next that connects.
+    pub fn server(path: impl AsRef<Path>, cfg: VhostUserConfig) -> Result<Self, VhostError> {
+        let path = path.as_ref().to_path_buf();
+        Self::check(&cfg)?;
+        if let Ok(md) = std::fs::symlink_metadata(&path) {
+            if !md.file_type().is_socket() {
+                return Err(VhostError::NotASocket(path));
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        let listener =
+            UnixListener::bind(&path).map_err(|source| VhostError::Io { path: path.clone(), source })?;
+        listener.set_nonblocking(true).map_err(|source| VhostError::Io { path: path.clone(), source })?;
+        Self::start(path, cfg, Mode::Server(listener))
+    }
+
+    /// Client mode: connects to the frontend's socket at `path` (QEMU
+    /// `-chardev socket,server=on`), and reconnects every `reconnect_interval` whenever the
+    /// connection is lost or not yet possible. A restarted backend process reconnects the
+    /// same way, and the running guest keeps its state.
+    pub fn client(path: impl AsRef<Path>, cfg: VhostUserConfig) -> Result<Self, VhostError> {
+        Self::check(&cfg)?;
+        Self::start(path.as_ref().to_path_buf(), cfg, Mode::Client)
+    }
+
+    fn check(cfg: &VhostUserConfig) -> Result<(), VhostError> {
+        if cfg.queue_pairs == 0 || cfg.queue_pairs > 8 {
+            return Err(VhostError::BadQueuePairs(cfg.queue_pairs));
+        }
+        if cfg.offloads.tso && cfg.pool.data_room() < TSO_DATA_ROOM {
+            return Err(VhostError::PoolTooSmallForTso(cfg.pool.data_room()));
+        }
+        Ok(())
+    }
+
+    /// Counters and connection state, shareable with other threads.
+    pub fn stats(&self) -> Arc<NicStats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    /// The configured MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        self.cfg.mac
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether a frontend is connected.
+    pub fn is_connected(&self) -> bool {
+        self.shared.stats.connected.load(Ordering::Relaxed)
+    }
+
+    /// Features offered to the driver.
+    pub fn offered_features(&self) -> u64 {
+        self.cfg.features()
+    }
+}
