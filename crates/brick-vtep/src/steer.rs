@@ -47,7 +47,7 @@ pub enum Steering {
     Other,
 }
 
-/// Classifies an underlay frame, located with [`brick_wire::locate`] (so up to two VLAN
+/// Classifies an underlay frame, located with [`brick_wire::locate()`] (so up to two VLAN
 /// tags, 802.1Q or 802.1ad, and IPv6 extension headers are looked past). Never panics: a
 /// frame too short for what it claims to be is `Other`, and the VTEP judges it.
 pub fn classify(frame: &[u8], udp_port: u16) -> Steering {

@@ -24,7 +24,7 @@ impl Graph {
     /// One round like [`poll_all`](Self::poll_all), but polling only the sources that may
     /// have work: those whose wake fd the last [`wait_for_work`](Self::wait_for_work) found
     /// readable, those that found work the last time they were polled, and those without a
-    /// wake fd. Between waits, with [`SCAN_MIN_FD_SOURCES`] or more fd sources, one
+    /// wake fd. Between waits, with `SCAN_MIN_FD_SOURCES` or more fd sources, one
     /// zero-timeout `epoll_wait` tells which are ready: cheaper than a `read` per idle TAP. Every
     /// source is still polled whenever the timers fire (each tick interval), so a brick
     /// whose fd does not tell the whole story is never stranded for long.

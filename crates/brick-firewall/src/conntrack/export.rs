@@ -187,7 +187,7 @@ impl ConnTable {
     }
 
     /// Decodes an [`export`](Self::export) into connections (validating every record), their
-    /// deadlines counted from `now`. Memory grows with the input; [`import_bytes`]
+    /// deadlines counted from `now`. Memory grows with the input; [`import_bytes`](Self::import_bytes)
     /// (Self::import_bytes) needs none.
     pub fn decode(bytes: &[u8], now: u64) -> Result<Vec<Conn>, ImportError> {
         Self::records(bytes)?.enumerate().map(|(n, r)| Self::decode_record(r, n, now)).collect()

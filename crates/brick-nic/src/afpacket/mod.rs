@@ -109,7 +109,7 @@ pub struct AfPacketConfig {
     pub tx_mode: TxMode,
     /// Put the interface in promiscuous mode while the brick exists.
     pub promiscuous: bool,
-    /// Receive with a TPACKET_V2 ring (one slot of [`V2_FRAME_SIZE`] bytes per frame, handed
+    /// Receive with a TPACKET_V2 ring (one slot of `V2_FRAME_SIZE` (4096) bytes per frame, handed
     /// over as soon as it is written) instead of TPACKET_V3 blocks, which are handed over only
     /// when full or after `retire_timeout_ms`: no latency floor at low rates, at the price of
     /// more ring memory per frame and frames limited to one slot. Transmit then uses

@@ -8,7 +8,7 @@
 //! every NIC in them live in its graph, so a VNI's traffic never crosses threads inside the
 //! host. Each worker has its own VTEP and its own share of the underlay (an AF_PACKET socket
 //! in a fanout group that the kernel steers by VNI, one queue of a multiqueue TAP, or one
-//! DPDK queue pair); a `steer` brick ([`VniSteer`]) in front of each VTEP forwards the frames
+//! DPDK queue pair); a `steer` brick ([`VniSteer`](brick_vtep::VniSteer)) in front of each VTEP forwards the frames
 //! that landed on the wrong worker through a queue to their owner and copies ARP/ND/IGMP to
 //! every worker.
 //!
