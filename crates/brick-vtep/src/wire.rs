@@ -219,8 +219,8 @@ pub fn parse_ipv6(d: &[u8]) -> Result<Ipv6View, IpError> {
         payload_len: ip.payload_len(),
         next: ip.next_header().0,
         hop_limit: ip.hop_limit(),
-        src: Ipv6Addr::from(ip.src()),
-        dst: Ipv6Addr::from(ip.dst()),
+        src: Ipv6Addr::from(ip.src_octets()),
+        dst: Ipv6Addr::from(ip.dst_octets()),
     })
 }
 

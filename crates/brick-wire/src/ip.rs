@@ -326,6 +326,16 @@ impl<T: AsRef<[u8]>> Ipv6<T> {
     pub fn dst(&self) -> u128 {
         be128(self.buf.as_ref(), v6_field::DST.start).unwrap_or(0)
     }
+    /// Source address as bytes (no byte swap on the way to an `Ipv6Addr`).
+    #[inline]
+    pub fn src_octets(&self) -> [u8; 16] {
+        octets16(self.buf.as_ref(), v6_field::SRC.start)
+    }
+    /// Destination address as bytes.
+    #[inline]
+    pub fn dst_octets(&self) -> [u8; 16] {
+        octets16(self.buf.as_ref(), v6_field::DST.start)
+    }
     /// Source and destination addresses as bytes (the pseudo-header's address part).
     #[inline]
     pub fn addrs(&self) -> &[u8] {
@@ -466,6 +476,12 @@ impl Ipv6Walk {
     }
 }
 
+/// 16 bytes at `at` (zeros if out of range, which checked views rule out).
+#[inline(always)]
+fn octets16(b: &[u8], at: usize) -> [u8; 16] {
+    b.get(at..at + 16).and_then(|s| <[u8; 16]>::try_from(s).ok()).unwrap_or([0; 16])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,6 +532,14 @@ mod tests {
         let w = h.walk().unwrap();
         assert_eq!((w.proto, w.offset, w.frag, w.count), (6, 56, Some((9, 0, true)), 2));
         assert_eq!(Ipv6::new_checked(&p[..63]).err(), Some(WireError::Truncated));
+        for (i, b) in p[8..40].iter_mut().enumerate() {
+            *b = i as u8 + 1;
+        }
+        let h = Ipv6::new_checked(&p[..]).unwrap();
+        assert_eq!(h.src_octets(), <[u8; 16]>::try_from(&p[8..24]).unwrap());
+        assert_eq!(h.dst_octets(), <[u8; 16]>::try_from(&p[24..40]).unwrap());
+        assert_eq!(u128::from_be_bytes(h.src_octets()), h.src());
+        assert_eq!(u128::from_be_bytes(h.dst_octets()), h.dst());
         let mut chain = [0u8; 40 + 8 * 10];
         chain[0] = 0x60;
         chain[4..6].copy_from_slice(&80u16.to_be_bytes());
