@@ -1,6 +1,7 @@
 //! Bursts: up to [`BURST_SIZE`] packets handled together.
 
 use crate::packet::Packet;
+use crate::pool::PacketPool;
 
 /// Most packets a brick receives in one call.
 pub const BURST_SIZE: usize = 64;
@@ -70,6 +71,32 @@ impl Burst {
             self.pkts.set_len(n + 1);
         }
         true
+    }
+
+    /// Appends an empty packet from `pool` (as [`PacketPool::alloc`] makes it), built
+    /// straight in the burst's storage, and returns it to be filled: a receive loop that
+    /// builds a packet and then moves it in reads back bytes just stored in narrow pieces
+    /// (see [`push_foreign`](Self::push_foreign)). `None`, and nothing appended, when the
+    /// burst is full or the pool has no free buffer.
+    #[inline]
+    pub fn push_alloc(&mut self, pool: &PacketPool) -> Option<&mut Packet> {
+        let n = self.pkts.len();
+        if n >= BURST_SIZE {
+            return None;
+        }
+        if self.pkts.capacity() == n {
+            self.pkts.reserve(BURST_SIZE - n);
+        }
+        // SAFETY: slot `n` is within the reserved capacity; `alloc_into` writes a whole
+        // packet there when it returns true, before `set_len` makes it visible, and writes
+        // nothing otherwise.
+        unsafe {
+            if !pool.alloc_into(self.pkts.as_mut_ptr().add(n)) {
+                return None;
+            }
+            self.pkts.set_len(n + 1);
+        }
+        self.pkts.last_mut()
     }
 
     /// Number of packets.
@@ -164,6 +191,31 @@ impl<'a> IntoIterator for &'a mut Burst {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PoolConfig;
+
+    #[test]
+    fn push_alloc_builds_pool_packets_in_place_and_stops_when_full_or_empty() {
+        let pool =
+            PacketPool::new(PoolConfig { count: BURST_SIZE + 2, headroom: 128, data_room: 256 }).unwrap();
+        let mut b = Burst::new();
+        let p = b.push_alloc(&pool).unwrap();
+        // The same empty packet `alloc` makes: no data, the pool's headroom, default metadata.
+        let a = pool.alloc().unwrap();
+        assert_eq!((p.len(), p.headroom(), p.tailroom()), (a.len(), a.headroom(), a.tailroom()));
+        assert_eq!(p.meta(), a.meta());
+        p.extend_from_slice(b"filled in place").unwrap();
+        drop(a);
+        while b.push_alloc(&pool).is_some() {}
+        assert!(b.is_full(), "stops at the burst size, not the pool's end");
+        assert_eq!(b.iter().next().unwrap().data(), b"filled in place");
+        let mut other = Burst::new();
+        assert!(other.push_alloc(&pool).is_some() && other.push_alloc(&pool).is_some());
+        assert!(other.push_alloc(&pool).is_none(), "the pool is empty");
+        assert_eq!(other.len(), 2, "nothing appended when the pool is empty");
+        b.clear();
+        other.clear();
+        assert_eq!(pool.available(), BURST_SIZE + 2, "every buffer went back to the pool");
+    }
 
     #[test]
     fn burst_is_bounded() {

@@ -268,6 +268,29 @@ impl Packet {
         Self::from_box(buf, headroom, 0, Owner::Pool(pool))
     }
 
+    /// Writes an empty pool packet field by field at `dst`, as
+    /// [`from_pool_buffer`](Self::from_pool_buffer) builds it, without a temporary (see
+    /// [`Burst::push_alloc`](crate::Burst::push_alloc)).
+    ///
+    /// # Safety
+    /// `dst` is valid for writing a `Packet`; `buf` holds a reference of `pool` (as a buffer
+    /// taken from it does) and is shorter than 4 GiB; `headroom <= buf.len()`.
+    #[inline(always)]
+    pub(crate) unsafe fn write_pool_buffer(dst: *mut Packet, buf: Box<[u8]>, headroom: usize, pool: PoolRef) {
+        let cap = buf.len() as u32;
+        let buf = NonNull::from(Box::leak(buf)).cast::<u8>();
+        // SAFETY: `dst` is writable (caller); each field is written once, through raw field
+        // pointers, before anything reads the packet.
+        unsafe {
+            std::ptr::addr_of_mut!((*dst).buf).write(buf);
+            std::ptr::addr_of_mut!((*dst).cap).write(cap);
+            std::ptr::addr_of_mut!((*dst).head).write(headroom as u32);
+            std::ptr::addr_of_mut!((*dst).len).write(0);
+            std::ptr::addr_of_mut!((*dst).meta).write(Meta::default());
+            std::ptr::addr_of_mut!((*dst).owner).write(Owner::Pool(pool));
+        }
+    }
+
     /// A heap-backed packet holding a copy of `data`, with the standard headroom and `tailroom`
     /// bytes after it. Meant for tests and control-path packets; the data path uses pools.
     ///

@@ -483,6 +483,29 @@ impl PacketPool {
         }
     }
 
+    /// Takes an empty packet as [`alloc`](Self::alloc) does, written straight into `dst`
+    /// rather than returned (see [`Burst::push_alloc`](crate::Burst::push_alloc)). Returns
+    /// false, writing nothing, when every buffer is in use.
+    ///
+    /// # Safety
+    /// `dst` is valid for writing a `Packet`; on true it holds one, which the caller owns.
+    #[inline]
+    pub(crate) unsafe fn alloc_into(&self, dst: *mut Packet) -> bool {
+        match self.take() {
+            // SAFETY: a buffer taken from this pool holds one of its references, and the
+            // pool's buffers are sized and given their headroom when it is created; `dst`
+            // is the caller's.
+            Some(buf) => unsafe {
+                Packet::write_pool_buffer(dst, buf, self.inner().headroom, self.shared);
+                true
+            },
+            None => {
+                self.inner().exhausted.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
     /// A free buffer (which now holds a reference), from this thread's cache if it can.
     #[inline]
     fn take(&self) -> Option<Box<[u8]>> {

@@ -6,7 +6,7 @@
 //! indexes and broken indirect tables. Used elements are put per packet and published by the
 //! caller once per burst.
 
-use brick_core::{Packet, PacketPool};
+use brick_core::{Burst, Packet, PacketPool};
 
 use crate::ring::{Desc, SplitQueue, DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE};
 
@@ -52,16 +52,18 @@ pub enum TxDrop {
     Runt,
 }
 
-/// Outcome of [`tx_pop`].
+/// Outcome of [`tx_pop`] (`P` = [`Packet`]) and of [`tx_pop_into`] (`P` = the frame's length,
+/// the packet being in the burst).
 #[derive(Debug)]
-pub enum TxPop {
+pub enum TxPop<P = Packet> {
     /// A frame, with its offload metadata.
-    Packet(Packet),
+    Packet(P),
     /// A chain was consumed (returned to the guest) but its frame was dropped.
     Dropped(TxDrop),
     /// No chain available.
     Empty,
-    /// No pool buffer: the chain stays in the ring for later (backpressure, no drop).
+    /// No pool buffer (or, for [`tx_pop_into`], no room in the burst): the chain stays in the
+    /// ring for later (backpressure, no drop).
     PoolEmpty,
     /// The driver's avail index jumped by more than the queue size: the queue is unusable
     /// until the guest resets it.
@@ -72,29 +74,63 @@ pub enum TxPop {
 /// always handed back to the guest (used length 0), whether the frame is kept or dropped; the
 /// used index is published by the caller, once per burst ([`SplitQueue::publish_used`]).
 pub fn tx_pop(q: &mut SplitQueue, pool: &PacketPool, feat: &NetFeatures) -> TxPop {
-    match q.pending() {
-        Ok(0) => return TxPop::Empty,
-        Ok(_) => {}
-        Err(_) => return TxPop::Broken,
+    if let Some(stop) = tx_ready(q) {
+        return stop;
     }
     // Allocated before the chain is taken: an empty pool leaves the chain in the ring.
     let Some(mut pkt) = pool.alloc() else { return TxPop::PoolEmpty };
+    match tx_fill(q, &mut pkt, feat) {
+        Ok(()) => TxPop::Packet(pkt),
+        Err(e) => TxPop::Dropped(e),
+    }
+}
+
+/// [`tx_pop`] appending the packet to `burst`, where it is built and filled in place (a
+/// packet built and then moved is read back from narrow stores: a stall per frame). The
+/// burst is left as it was when the frame is dropped or nothing is popped.
+#[inline]
+pub fn tx_pop_into(
+    q: &mut SplitQueue,
+    pool: &PacketPool,
+    feat: &NetFeatures,
+    burst: &mut Burst,
+) -> TxPop<usize> {
+    if let Some(stop) = tx_ready(q) {
+        return stop;
+    }
+    let Some(pkt) = burst.push_alloc(pool) else { return TxPop::PoolEmpty };
+    match tx_fill(q, pkt, feat) {
+        Ok(()) => TxPop::Packet(pkt.len()),
+        Err(e) => {
+            drop(burst.pop());
+            TxPop::Dropped(e)
+        }
+    }
+}
+
+/// `None` when a chain waits, else why nothing can be popped.
+#[inline(always)]
+fn tx_ready<P>(q: &mut SplitQueue) -> Option<TxPop<P>> {
+    match q.pending() {
+        Ok(0) => Some(TxPop::Empty),
+        Ok(_) => None,
+        Err(_) => Some(TxPop::Broken),
+    }
+}
+
+/// Takes the next chain (one is pending) and copies its frame into the empty `pkt`, with
+/// its offload metadata; the chain goes back to the guest either way.
+#[inline(always)]
+fn tx_fill(q: &mut SplitQueue, pkt: &mut Packet, feat: &NetFeatures) -> Result<(), TxDrop> {
     let head = q.take();
-    let result = copy_tx_chain(q, head, &mut pkt, feat.hdr_len);
+    let result = copy_tx_chain(q, head, pkt, feat.hdr_len);
     q.put_used(head, 0);
-    let hdr = match result {
-        Ok(hdr) => hdr,
-        Err(e) => return TxPop::Dropped(e),
-    };
-    let Some(h) = NetHdr::parse(&hdr[..feat.hdr_len]) else { return TxPop::Dropped(TxDrop::BadHeader) };
-    let frame_len = pkt.len();
-    if frame_len < ETH_HLEN {
-        return TxPop::Dropped(TxDrop::Runt);
+    let hdr = result?;
+    let h = NetHdr::parse(&hdr[..feat.hdr_len]).ok_or(TxDrop::BadHeader)?;
+    if pkt.len() < ETH_HLEN {
+        return Err(TxDrop::Runt);
     }
-    if wire::tx_meta(&h, frame_len, feat.acked, pkt.meta_mut()).is_err() {
-        return TxPop::Dropped(TxDrop::BadHeader);
-    }
-    TxPop::Packet(pkt)
+    wire::tx_meta(&h, pkt.len(), feat.acked, pkt.meta_mut()).map_err(|_| TxDrop::BadHeader)
 }
 
 /// Copies chain `head`: its first `hdr_len` bytes into the returned header, the rest

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::*;
 use crate::ring::{GuestMap, SplitQueue};
 use crate::testutil::GuestDriver;
-use brick_core::{GsoType, OffloadFlags, PoolConfig};
+use brick_core::{Burst, GsoType, OffloadFlags, PoolConfig};
 use proptest::prelude::*;
 use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
@@ -28,10 +28,29 @@ fn split(mem: &Arc<GuestMemoryMmap<()>>, g: &GuestDriver<'_, GuestMemoryMmap<()>
     SplitQueue::new(GuestMap::new(Arc::clone(mem)), g.layout(false), 0, 0).unwrap()
 }
 
-/// `tx_pop`, with the used index published as a burst of one.
+/// `tx_pop_into` (what the brick runs), with the used index published as a burst of one;
+/// the packet taken back out of the burst, which must hold it alone, or nothing.
 fn pop(q: &mut SplitQueue, p: &PacketPool, f: &NetFeatures) -> TxPop {
-    let r = tx_pop(q, p, f);
+    let mut burst = Burst::new();
+    let r = tx_pop_into(q, p, f, &mut burst);
     q.publish_used();
+    match r {
+        TxPop::Packet(len) => {
+            assert_eq!(burst.len(), 1);
+            let pkt = burst.pop().unwrap();
+            assert_eq!(pkt.len(), len);
+            TxPop::Packet(pkt)
+        }
+        TxPop::Dropped(d) => none_in(burst, TxPop::Dropped(d)),
+        TxPop::Empty => none_in(burst, TxPop::Empty),
+        TxPop::PoolEmpty => none_in(burst, TxPop::PoolEmpty),
+        TxPop::Broken => none_in(burst, TxPop::Broken),
+    }
+}
+
+/// `r`, after checking that a pop that gave no frame left nothing in the burst.
+fn none_in(burst: Burst, r: TxPop) -> TxPop {
+    assert!(burst.is_empty(), "{r:?} left a packet in the burst");
     r
 }
 
@@ -329,6 +348,7 @@ proptest! {
         descs in proptest::collection::vec((any::<u64>(), 0u32..5000, any::<u16>(), 0u16..20), 1..16),
         heads in proptest::collection::vec(0u16..20, 1..8),
         rx in any::<bool>(),
+        by_value in any::<bool>(),
     ) {
         let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap());
         let mut g = GuestDriver::new(&*mem, 16);
@@ -345,6 +365,13 @@ proptest! {
             if rx {
                 let mut pkt = Packet::from_slice(&frame(300));
                 let _ = push(&mut q, &mut pkt, &feat(), &mut s);
+            } else if by_value {
+                // `tx_pop`, which returns the packet (the fuzz target's and tests' form).
+                let r = tx_pop(&mut q, &p, &feat());
+                q.publish_used();
+                if matches!(r, TxPop::Empty | TxPop::Broken) {
+                    break;
+                }
             } else if matches!(pop(&mut q, &p, &feat()), TxPop::Empty | TxPop::Broken) {
                 break;
             }

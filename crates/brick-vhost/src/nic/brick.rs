@@ -57,13 +57,17 @@ impl VhostUserNic {
         let (mut packets, mut bytes) = (0u64, 0u64);
         let mut drops = [0u64; DROP_REASONS.len()];
         ring.prefetch(budget.min(u16::MAX as usize) as u16, false);
+        // Packets are built in place in a burst of ours, handed over whole (a swap).
+        let burst = &mut self.tx_burst;
         while consumed < budget {
-            match tx_pop(ring, &self.cfg.pool, &self.feat) {
-                TxPop::Packet(p) => {
+            match tx_pop_into(ring, &self.cfg.pool, &self.feat, burst) {
+                TxPop::Packet(len) => {
                     packets += 1;
-                    bytes += p.len() as u64;
-                    out.emit(Side::West, 0, p);
+                    bytes += len as u64;
                     consumed += 1;
+                    if burst.is_full() {
+                        out.emit_all(Side::West, 0, burst);
+                    }
                 }
                 TxPop::Dropped(d) => {
                     drops[DropReason::from(d) as usize] += 1;
@@ -83,6 +87,7 @@ impl VhostUserNic {
                 TxPop::Empty => break,
             }
         }
+        out.emit_all(Side::West, 0, burst);
         if consumed > 0 {
             // Counted once per burst: the counters are shared with readers on other threads.
             stats.tx_packets.add(packets);

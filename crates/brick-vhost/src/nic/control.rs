@@ -57,6 +57,7 @@ impl VhostUserNic {
             queues: (0..queues).map(|_| DeviceQueue::default()).collect(),
             wake_set,
             scratch: RxScratch::default(),
+            tx_burst: brick_core::Burst::new(),
             gso_segs: Vec::with_capacity(64),
             rx_next: 0,
             control: Control { stop, wake, join: Some(join) },

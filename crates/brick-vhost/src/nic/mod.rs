@@ -25,7 +25,7 @@ use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use crate::backend::{
     collect_vrings, device_features, Conn, DeviceSpec, NetBackend, NicStats, Shared, Vring,
 };
-use crate::datapath::{rx_push_segmenting, tx_pop, NetFeatures, RxDrop, RxScratch, TxDrop, TxPop};
+use crate::datapath::{rx_push_segmenting, tx_pop_into, NetFeatures, RxDrop, RxScratch, TxDrop, TxPop};
 use crate::proxy::{relay, EnableFilter, RelayEnd};
 use crate::queue::{DeviceQueue, DOORBELL};
 use crate::ring::GuestMap;
@@ -126,6 +126,8 @@ pub struct VhostUserNic {
     /// What the graph sleeps on for this NIC: the control doorbell and each TX kick fd.
     wake_set: EpollSet,
     scratch: RxScratch,
+    /// TX frames popped from the guest, built in place, then handed to the graph whole.
+    tx_burst: brick_core::Burst,
     /// Segments of a super-frame cut for a guest without TSO.
     gso_segs: Vec<brick_core::Packet>,
     rx_next: usize,
