@@ -20,6 +20,7 @@
 //! timeouts in `state.rs`, a connection's state machine in `conn.rs`, export and import in
 //! `export.rs`.
 
+use std::cell::Cell;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -107,6 +108,10 @@ pub struct ConnTable {
     wheel_time: u64,
     started: bool,
     stats: ConnStats,
+    /// The entry `find` found last: a stream's packets come in runs, and checking this
+    /// entry's key first skips the hash and the index probe, which the key's load otherwise
+    /// waits on. Only a hint: it is used when that slot is live and holds the same key.
+    last: Cell<u32>,
 }
 
 impl std::fmt::Debug for ConnTable {
@@ -136,6 +141,7 @@ impl ConnTable {
             wheel_time: 0,
             started: false,
             stats: ConnStats::default(),
+            last: Cell::new(0),
         }
     }
 
@@ -172,6 +178,12 @@ impl ConnTable {
     /// Finds the entry of `key` (expired or not).
     #[inline]
     pub fn find(&self, key: &FlowKey) -> Option<u32> {
+        let last = self.last.get();
+        if let Some(c) = self.slots.get(last as usize) {
+            if c.live && c.key == *key {
+                return Some(last);
+            }
+        }
         let h = key.hash(self.seed);
         let tag = h >> 32;
         let mut i = (tag as usize) & self.mask;
@@ -183,6 +195,7 @@ impl ConnTable {
             if e >> 32 == tag {
                 let id = (e as u32).wrapping_sub(1);
                 if self.slots[id as usize].key == *key {
+                    self.last.set(id);
                     return Some(id);
                 }
             }
@@ -412,6 +425,26 @@ mod tests {
         }
         assert_eq!(ct.insert(Conn::new(&udp(5, 9, 1, 2), Direction::Out, 0, &t), 0), Err(Full));
         assert_eq!(ct.stats().refused_full, 1);
+        ct.check_invariants();
+    }
+
+    #[test]
+    fn the_last_found_entry_is_only_a_hint() {
+        let t = Timeouts::default();
+        let mut ct = ConnTable::new(10);
+        let (ka, _) = FlowKey::of(&udp(1, 9, 1, 2));
+        let (kb, _) = FlowKey::of(&udp(2, 9, 1, 2));
+        let a = ct.insert(Conn::new(&udp(1, 9, 1, 2), Direction::Out, 0, &t), 0).unwrap();
+        assert_eq!(ct.find(&ka), Some(a));
+        assert_eq!(ct.find(&ka), Some(a), "found again through the hint");
+        assert_eq!(ct.find(&kb), None, "another key is looked up, not taken from the hint");
+        ct.remove(a);
+        assert_eq!(ct.find(&ka), None, "a freed entry is not found through the hint");
+        // The freed slot is reused for another key: the hint must not hand it out for the old.
+        let b = ct.insert(Conn::new(&udp(2, 9, 1, 2), Direction::Out, 0, &t), 0).unwrap();
+        assert_eq!(b, a, "the slot is reused");
+        assert_eq!(ct.find(&ka), None);
+        assert_eq!(ct.find(&kb), Some(b));
         ct.check_invariants();
     }
 
