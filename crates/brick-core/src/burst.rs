@@ -99,6 +99,12 @@ impl Burst {
         self.pkts.last_mut()
     }
 
+    /// The last packet, the one just appended.
+    #[inline]
+    pub fn last_mut(&mut self) -> Option<&mut Packet> {
+        self.pkts.last_mut()
+    }
+
     /// Number of packets.
     #[inline]
     pub fn len(&self) -> usize {

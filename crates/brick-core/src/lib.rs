@@ -41,6 +41,7 @@ mod packet;
 mod pool;
 pub mod queue;
 mod runner;
+mod source;
 mod stats;
 mod time;
 pub mod virtio_net;
@@ -54,6 +55,7 @@ pub use packet::{ForeignOwner, ForeignParts, GsoType, Meta, OffloadFlags, Packet
 pub use pool::{PacketPool, PoolConfig, PoolError, MIN_HEADROOM};
 pub use queue::{queue_pair, QueueRx, QueueRxDrop, QueueTx, QueueTxDrop};
 pub use runner::{allowed_cpus, pin_to_cpu, Runner, RunnerConfig, RunnerStats};
+pub use source::{LentBuffers, PacketSource};
 pub use stats::{BrickStats, Counter, GraphDrop, SideCounters, GRAPH_DROP_REASONS};
 pub use time::{cycles, Timestamp};
 pub use waker::{EpollSet, Waker};

@@ -80,6 +80,9 @@ pub struct NicCounters {
     pub tx_segmented: Counter,
     /// Frames sent with their TCP/UDP checksum left to the device (DPDK).
     pub tx_csum_offloaded: Counter,
+    /// Frames copied into a fresh mbuf to be sent, not already in one (DPDK): a VM's frame
+    /// copied into a lent mbuf (`DpdkNic::lent_buffers`) is not.
+    pub tx_copied: Counter,
 }
 
 /// A plain copy of [`NicCounters`] at one moment.
@@ -123,6 +126,8 @@ pub struct NicStats {
     pub tx_segmented: u64,
     /// See [`NicCounters::tx_csum_offloaded`].
     pub tx_csum_offloaded: u64,
+    /// See [`NicCounters::tx_copied`].
+    pub tx_copied: u64,
 }
 
 impl NicCounters {
@@ -171,6 +176,7 @@ impl NicCounters {
             tx_coalesced: self.tx_coalesced.get(),
             tx_segmented: self.tx_segmented.get(),
             tx_csum_offloaded: self.tx_csum_offloaded.get(),
+            tx_copied: self.tx_copied.get(),
         }
     }
 }

@@ -107,7 +107,7 @@ fn bench(c: &mut Criterion) {
     let mut tx_collect = || {
         avail.publish(BURST);
         for _ in 0..BURST {
-            match tx_pop_into(&mut q, &pool, &f, &mut out) {
+            match tx_pop_into(&mut q, &pool, None, &f, &mut out) {
                 TxPop::Packet(_) => {}
                 other => panic!("unexpected {other:?}"),
             }

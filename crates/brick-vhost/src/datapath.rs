@@ -6,7 +6,7 @@
 //! indexes and broken indirect tables. Used elements are put per packet and published by the
 //! caller once per burst.
 
-use brick_core::{Burst, Packet, PacketPool};
+use brick_core::{Burst, Packet, PacketPool, PacketSource};
 
 use crate::ring::{Desc, SplitQueue, DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE};
 
@@ -88,17 +88,30 @@ pub fn tx_pop(q: &mut SplitQueue, pool: &PacketPool, feat: &NetFeatures) -> TxPo
 /// [`tx_pop`] appending the packet to `burst`, where it is built and filled in place (a
 /// packet built and then moved is read back from narrow stores: a stall per frame). The
 /// burst is left as it was when the frame is dropped or nothing is popped.
+///
+/// With `lent` buffers (a DPDK port's mbufs), a chain of one descriptor whose frame fits
+/// them is copied there, so that the port sends it without a second copy; other chains, and
+/// all when `lent` has nothing free, go to `pool`. The descriptor is read again for the copy:
+/// a guest that changes it in between only gets its own frame dropped (`Oversized`).
 #[inline]
 pub fn tx_pop_into(
     q: &mut SplitQueue,
     pool: &PacketPool,
+    lent: Option<&mut (dyn PacketSource + 'static)>,
     feat: &NetFeatures,
     burst: &mut Burst,
 ) -> TxPop<usize> {
     if let Some(stop) = tx_ready(q) {
         return stop;
     }
-    let Some(pkt) = burst.push_alloc(pool) else { return TxPop::PoolEmpty };
+    let in_lent = match lent {
+        Some(src) if fits_one_descriptor(q, feat.hdr_len + src.data_room()) => {
+            src.push_empty(burst).is_some()
+        }
+        _ => false,
+    };
+    let pkt = if in_lent { burst.last_mut() } else { burst.push_alloc(pool) };
+    let Some(pkt) = pkt else { return TxPop::PoolEmpty };
     match tx_fill(q, pkt, feat) {
         Ok(()) => TxPop::Packet(pkt.len()),
         Err(e) => {
@@ -106,6 +119,15 @@ pub fn tx_pop_into(
             TxPop::Dropped(e)
         }
     }
+}
+
+/// Whether the next chain (one is pending) is one readable descriptor of at most `room`
+/// bytes.
+#[inline]
+fn fits_one_descriptor(q: &SplitQueue, room: usize) -> bool {
+    q.head_desc(q.peek()).is_some_and(|d| {
+        d.flags & (DESC_F_NEXT | DESC_F_INDIRECT | DESC_F_WRITE) == 0 && d.len as usize <= room
+    })
 }
 
 /// `None` when a chain waits, else why nothing can be popped.

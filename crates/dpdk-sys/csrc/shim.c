@@ -75,25 +75,38 @@ int brick_rte_errno(void)
 	return rte_errno;
 }
 
+static void fill_view(struct rte_mbuf *m, struct brick_mbuf_view *v)
+{
+	v->data = rte_pktmbuf_mtod(m, void *);
+	v->next = m->next;
+	v->ol_flags = m->ol_flags;
+	v->pkt_len = m->pkt_len;
+	v->data_len = m->data_len;
+	v->nb_segs = m->nb_segs;
+	v->buf = m->buf_addr;
+	v->buf_len = m->buf_len;
+	v->data_off = m->data_off;
+	v->exclusive = m->nb_segs == 1 && RTE_MBUF_DIRECT(m) && !RTE_MBUF_HAS_EXTBUF(m) &&
+		       rte_mbuf_refcnt_read(m) == 1;
+}
+
 uint16_t brick_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **pkts,
 			      struct brick_mbuf_view *views, uint16_t n)
 {
 	uint16_t got = rte_eth_rx_burst(port, queue, pkts, n);
-	for (uint16_t i = 0; i < got; i++) {
-		struct rte_mbuf *m = pkts[i];
-		views[i].data = rte_pktmbuf_mtod(m, void *);
-		views[i].next = m->next;
-		views[i].ol_flags = m->ol_flags;
-		views[i].pkt_len = m->pkt_len;
-		views[i].data_len = m->data_len;
-		views[i].nb_segs = m->nb_segs;
-		views[i].buf = m->buf_addr;
-		views[i].buf_len = m->buf_len;
-		views[i].data_off = m->data_off;
-		views[i].exclusive = m->nb_segs == 1 && RTE_MBUF_DIRECT(m) &&
-				     !RTE_MBUF_HAS_EXTBUF(m) && rte_mbuf_refcnt_read(m) == 1;
-	}
+	for (uint16_t i = 0; i < got; i++)
+		fill_view(pkts[i], &views[i]);
 	return got;
+}
+
+int brick_pktmbuf_alloc_views(struct rte_mempool *mp, struct rte_mbuf **pkts,
+			      struct brick_mbuf_view *views, unsigned int n)
+{
+	if (rte_pktmbuf_alloc_bulk(mp, pkts, n) != 0)
+		return -1;
+	for (unsigned int i = 0; i < n; i++)
+		fill_view(pkts[i], &views[i]);
+	return 0;
 }
 
 int brick_tx_desc_burst(struct rte_mempool *mp, uint16_t port, uint16_t queue,

@@ -42,6 +42,11 @@ struct brick_mbuf_view {
 uint16_t brick_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **pkts,
 			      struct brick_mbuf_view *views, uint16_t n);
 
+/* rte_pktmbuf_alloc_bulk of n fresh mbufs from mp, then fills views[i] of each (buf,
+ * buf_len, data_off; the rest as for a received mbuf). 0, or -1 with nothing taken. */
+int brick_pktmbuf_alloc_views(struct rte_mempool *mp, struct rte_mbuf **pkts,
+			      struct brick_mbuf_view *views, unsigned int n);
+
 /* One frame to transmit: either an mbuf we own (`m`, whose data now start at `data_off` and
  * are `len` bytes) or bytes to copy into a fresh mbuf (`m` NULL, `data`). `ol_flags` (with
  * `l2_len`, `l3_len`) asks the port for offloads (RTE_MBUF_F_TX_*), 0 for none. */

@@ -16,8 +16,8 @@ use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use brick_core::{
-    Brick, Burst, ForeignOwner, GsoType, Meta, OffloadFlags, Output, Packet, PacketPool, PortId, Side,
-    Timestamp, BURST_SIZE,
+    Brick, Burst, ForeignOwner, GsoType, LentBuffers, Meta, OffloadFlags, Output, Packet, PacketPool,
+    PacketSource, PortId, Side, Timestamp, BURST_SIZE,
 };
 use dpdk_sys as sys;
 
@@ -26,12 +26,14 @@ use crate::offload::{complete_checksum, guess_l2_l3};
 use crate::NicError;
 
 mod eal;
+mod lend;
 mod open;
 mod rx;
 mod tx;
 
 use eal::*;
 pub use eal::{current_lcore, retired_mempools, Eal, MBUF_OWNER};
+pub use lend::MbufSource;
 use open::*;
 #[cfg(test)]
 use tx::*;
@@ -546,8 +548,14 @@ impl Brick for DpdkNic {
     fn describe(&self) -> Vec<String> {
         let s = self.counters.snapshot();
         vec![format!(
-            "dpdk port {} ({}) queues:{:?} rx:{}p tx:{}p missed:{}",
-            self.port.id, self.port.name, self.queues, s.rx_packets, s.tx_packets, s.kernel_drops
+            "dpdk port {} ({}) queues:{:?} rx:{}p tx:{}p tx-copied:{}p missed:{}",
+            self.port.id,
+            self.port.name,
+            self.queues,
+            s.rx_packets,
+            s.tx_packets,
+            s.tx_copied,
+            s.kernel_drops
         )]
     }
 }

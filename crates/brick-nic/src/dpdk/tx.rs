@@ -273,6 +273,7 @@ impl DpdkNic {
                 if sent == n { bytes } else { descs[..sent].iter().map(|d| d.len as u64).sum() };
             self.counters.tx_packets.add(sent as u64);
             self.counters.tx_bytes.add(sent_bytes);
+            self.counters.tx_copied.add(ncopy as u64);
             if noffload > 0 {
                 self.counters
                     .tx_csum_offloaded

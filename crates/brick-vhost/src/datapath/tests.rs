@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::*;
 use crate::ring::{GuestMap, SplitQueue};
 use crate::testutil::GuestDriver;
-use brick_core::{Burst, GsoType, OffloadFlags, PoolConfig};
+use brick_core::{Burst, GsoType, OffloadFlags, PacketSource, PoolConfig};
 use proptest::prelude::*;
 use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
@@ -32,7 +32,7 @@ fn split(mem: &Arc<GuestMemoryMmap<()>>, g: &GuestDriver<'_, GuestMemoryMmap<()>
 /// the packet taken back out of the burst, which must hold it alone, or nothing.
 fn pop(q: &mut SplitQueue, p: &PacketPool, f: &NetFeatures) -> TxPop {
     let mut burst = Burst::new();
-    let r = tx_pop_into(q, p, f, &mut burst);
+    let r = tx_pop_into(q, p, None, f, &mut burst);
     q.publish_used();
     match r {
         TxPop::Packet(len) => {
@@ -105,6 +105,51 @@ fn tx_single_descriptor_frame_is_copied_with_meta() {
     }
     assert_eq!(g.used_idx(), 1);
     assert!(matches!(pop(&mut q, &pool(), &feat()), TxPop::Empty));
+}
+
+#[test]
+fn tx_small_one_descriptor_frames_go_to_lent_buffers_the_rest_to_the_pool() {
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 256);
+    let mut q = split(&mem, &g);
+    let main = pool();
+    // The lent buffers: 200 bytes of data room, three of them.
+    let lent_pool = PacketPool::new(PoolConfig { count: 3, headroom: 128, data_room: 200 }).unwrap();
+    let mut lent: Box<dyn PacketSource> = Box::new(lent_pool.clone());
+    let mut burst = Burst::new();
+    let mut pop_lent = |q: &mut SplitQueue, burst: &mut Burst| {
+        let r = tx_pop_into(q, &main, Some(lent.as_mut()), &feat(), burst);
+        q.publish_used();
+        r
+    };
+    let small = frame(200);
+    // One descriptor, exactly the lent data room: lent.
+    g.tx_frame(&NetHdr::default(), &small, 4096);
+    assert!(matches!(pop_lent(&mut q, &mut burst), TxPop::Packet(200)));
+    assert_eq!((lent_pool.available(), main.available()), (2, 64));
+    // One byte more: the pool.
+    g.tx_frame(&NetHdr::default(), &frame(201), 4096);
+    assert!(matches!(pop_lent(&mut q, &mut burst), TxPop::Packet(201)));
+    assert_eq!((lent_pool.available(), main.available()), (2, 63));
+    // Small but over two descriptors: the pool.
+    g.tx_frame(&NetHdr::default(), &small, 100);
+    assert!(matches!(pop_lent(&mut q, &mut burst), TxPop::Packet(200)));
+    assert_eq!((lent_pool.available(), main.available()), (2, 62));
+    // A dropped frame gives its lent buffer back, and leaves the burst as it was.
+    g.tx_frame(&NetHdr::default(), &frame(5), 4096);
+    assert!(matches!(pop_lent(&mut q, &mut burst), TxPop::Dropped(TxDrop::Runt)));
+    assert_eq!((lent_pool.available(), main.available(), burst.len()), (2, 62, 3));
+    // Lent buffers run out: the pool takes over.
+    for _ in 0..3 {
+        g.tx_frame(&NetHdr::default(), &small, 4096);
+        assert!(matches!(pop_lent(&mut q, &mut burst), TxPop::Packet(200)));
+    }
+    assert_eq!((lent_pool.available(), main.available()), (0, 61));
+    for (p, want) in burst.iter().zip([&small[..], &frame(201), &small, &small, &small, &small]) {
+        assert_eq!(p.data(), want);
+    }
+    burst.clear();
+    assert_eq!((lent_pool.available(), main.available()), (3, 64));
 }
 
 #[test]

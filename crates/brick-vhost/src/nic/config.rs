@@ -42,6 +42,10 @@ pub struct VhostUserConfig {
     pub event_idx: bool,
     /// Pool the guest's TX frames are copied into.
     pub pool: PacketPool,
+    /// Buffers the guest's small TX frames (one descriptor, within their data room) are
+    /// copied into instead of `pool`: the mbufs of a DPDK underlay, which then sends them
+    /// without copying them again. `None`: `pool` only.
+    pub lent: Option<LentBuffers>,
     /// Client mode: delay between reconnection attempts.
     pub reconnect_interval: Duration,
     /// The MTU the guest should use, offered with VIRTIO_NET_F_MTU (`None`: not offered).
@@ -59,6 +63,7 @@ impl VhostUserConfig {
             mrg_rxbuf: true,
             event_idx: true,
             pool,
+            lent: None,
             reconnect_interval: Duration::from_secs(1),
             mtu: None,
         }

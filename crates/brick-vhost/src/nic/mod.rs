@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use brick_core::{Brick, Burst, EpollSet, Output, PacketPool, PortId, Side};
+use brick_core::{
+    Brick, Burst, EpollSet, LentBuffers, Output, PacketPool, PacketSource, PortId, Side, BURST_SIZE,
+};
 use vhost::vhost_user::Listener;
 use vhost_user_backend::{VhostUserDaemon, VringT};
 use virtio_queue::QueueT;
@@ -127,7 +129,9 @@ pub struct VhostUserNic {
     wake_set: EpollSet,
     scratch: RxScratch,
     /// TX frames popped from the guest, built in place, then handed to the graph whole.
-    tx_burst: brick_core::Burst,
+    tx_burst: Burst,
+    /// Buffers lent for TX frames ([`VhostUserConfig::lent`]).
+    tx_lent: Option<Box<dyn PacketSource>>,
     /// Segments of a super-frame cut for a guest without TSO.
     gso_segs: Vec<brick_core::Packet>,
     rx_next: usize,

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use brick_core::{BrickId, GraphHandle, PacketPool, Runner, Side};
+use brick_core::{BrickId, GraphHandle, LentBuffers, PacketPool, Runner, Side};
 use brick_firewall::{Firewall, ImportError, ImportSummary, Timestamp};
 use brick_vtep::steer::owner_of;
 use brick_vtep::{VniOptions, Vtep, VtepConfig};
@@ -34,7 +34,7 @@ use self::error::nic_err;
 pub use self::error::DataplaneError;
 use self::error::{GraphChangeError, NicError};
 use self::nic::NicBricks;
-use self::underlay::{open_underside, packet_pools, spawn_workers, worker_graphs};
+use self::underlay::{open_underside, packet_pools, spawn_workers, worker_graphs, OpenedUnderside};
 use crate::config::{Config, NicMtu};
 use crate::mtu;
 use crate::underlay_trace::{UnderlayLink, UnderlayTracer};
@@ -60,6 +60,8 @@ pub struct Dataplane {
     /// Big buffers (64 KiB TCP super-frames) for what receives from TAPs with TSO: VM TAPs
     /// and a TAP underlay. `None` with `--no-offload`.
     big_pool: Option<PacketPool>,
+    /// The DPDK underlay's mbufs, lent to vhost-user NICs for their small frames.
+    lent: Option<LentBuffers>,
     offload: bool,
     vnis: HashMap<u32, VniState>,
     nics: HashMap<String, NicBricks>,
@@ -108,7 +110,8 @@ impl Dataplane {
         let mut vcfg = VtepConfig::new(cfg.ip, [0; 6]);
         vcfg.gateway = cfg.gateway;
         vcfg.prefix_len = cfg.underlay_prefix;
-        let (phys, underlay_mtu) = open_underside(cfg, n, &pool, big_pool.as_ref(), &mut vcfg)?;
+        let OpenedUnderside { bricks: phys, mtu: underlay_mtu, lent } =
+            open_underside(cfg, n, &pool, big_pool.as_ref(), &mut vcfg)?;
         let vm_mtu = underlay_mtu.map(|m| {
             vcfg.mtu = m;
             let vm = mtu::vm_mtu(m, cfg.ip);
@@ -133,6 +136,7 @@ impl Dataplane {
             workers,
             pool,
             big_pool,
+            lent,
             offload: cfg.offload,
             vnis: HashMap::new(),
             nics: HashMap::new(),

@@ -4,7 +4,9 @@
 
 use std::net::IpAddr;
 
-use brick_core::{queue_pair, Brick, BrickId, Graph, PacketPool, PoolConfig, Runner, RunnerConfig, Side};
+use brick_core::{
+    queue_pair, Brick, BrickId, Graph, LentBuffers, PacketPool, PoolConfig, Runner, RunnerConfig, Side,
+};
 use brick_nic::{AfPacketConfig, AfPacketNic, Fanout, FanoutMode, TapConfig, TapNic, TapOffloads};
 use brick_vtep::{VniSteer, Vtep, VtepConfig};
 
@@ -134,8 +136,9 @@ pub(super) fn open_underside(
     pool: &PacketPool,
     big_pool: Option<&PacketPool>,
     vcfg: &mut VtepConfig,
-) -> Result<(UnderlayBricks, Option<u16>), DataplaneError> {
+) -> Result<OpenedUnderside, DataplaneError> {
     let mut underlay_mtu = None;
+    let mut lent = None;
     let (phys, local_mac): Underside = match &cfg.underlay {
         Underlay::Tap(name) => {
             let (tap, tunnel) = open_underlay_tap(name, n as u16, cfg.ip.is_ipv4(), pool, big_pool)?;
@@ -167,15 +170,28 @@ pub(super) fn open_underside(
             (nics.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), mac)
         }
         Underlay::Dpdk(port) => {
-            let ((nics, mac), mtu) = dpdk_underlay(*port, &cfg.dpdk_args, n, pool.clone(), cfg.nic_mtu)?;
+            let ((nics, mac), mtu, mbufs) =
+                dpdk_underlay(*port, &cfg.dpdk_args, n, pool.clone(), cfg.nic_mtu)?;
             underlay_mtu = mtu;
+            lent = Some(mbufs);
             // Virtual devices (net_ring, net_null) have an all-zero MAC.
             (nics, if mac == [0; 6] { derived_mac(cfg.ip) } else { mac })
         }
         Underlay::None => (Vec::new(), derived_mac(cfg.ip)),
     };
     vcfg.local_mac = local_mac;
-    Ok((phys, underlay_mtu))
+    Ok(OpenedUnderside { bricks: phys, mtu: underlay_mtu, lent })
+}
+
+/// What [`open_underside`] opened.
+pub(super) struct OpenedUnderside {
+    /// One underlay brick per worker (none with `--underlay none`).
+    pub bricks: UnderlayBricks,
+    /// The underlay's MTU, when `--nic-mtu` set it.
+    pub mtu: Option<u16>,
+    /// The DPDK port's mbufs, lent to vhost-user NICs: a VM's frame is copied once, straight
+    /// into the mbuf the port sends.
+    pub lent: Option<LentBuffers>,
 }
 
 /// A worker's graph before its thread starts, and its VTEP.
@@ -282,7 +298,7 @@ fn dpdk_underlay(
     workers: usize,
     pool: PacketPool,
     want_mtu: Option<NicMtu>,
-) -> Result<(Underside, Option<u16>), DataplaneError> {
+) -> Result<(Underside, Option<u16>, LentBuffers), DataplaneError> {
     use brick_nic::{DpdkConfig, DpdkNic, Eal, PortSpec};
     let query = |source| UnderlayError::DpdkQuery { port, source };
     let words: Vec<&str> = args.split_whitespace().collect();
@@ -308,8 +324,9 @@ fn dpdk_underlay(
             Some(nic.mtu().map_err(query)?)
         }
     };
+    let lent = nic.lent_buffers();
     let bricks = if workers > 1 { nic.into_queues() } else { vec![nic] };
-    Ok(((bricks.into_iter().map(|b| Box::new(b) as Box<dyn Brick>).collect(), mac), mtu))
+    Ok(((bricks.into_iter().map(|b| Box::new(b) as Box<dyn Brick>).collect(), mac), mtu, lent))
 }
 
 #[cfg(not(feature = "dpdk"))]
@@ -319,7 +336,7 @@ fn dpdk_underlay(
     _workers: usize,
     _pool: PacketPool,
     _want_mtu: Option<NicMtu>,
-) -> Result<(Underside, Option<u16>), DataplaneError> {
+) -> Result<(Underside, Option<u16>, LentBuffers), DataplaneError> {
     // Config::from_cli already refuses this; kept as a clear error for library callers.
     Err(UnderlayError::NoDpdk { port }.into())
 }
