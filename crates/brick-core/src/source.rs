@@ -14,12 +14,19 @@ pub trait PacketSource: Send {
     /// Bytes a packet of this source holds after its headroom.
     fn data_room(&self) -> usize;
 
+    /// The shortest frame worth putting in these buffers: below it, what the source costs
+    /// per packet is more than the copy it saves, and a brick should use its own pool.
+    fn min_frame(&self) -> usize {
+        0
+    }
+
     /// Appends an empty packet (length 0, the source's headroom) to `burst` and returns it to
     /// be filled; `None`, and nothing appended, when the burst is full or no buffer is free.
     fn push_empty<'b>(&mut self, burst: &'b mut Burst) -> Option<&'b mut Packet>;
 
-    /// About `n` packets are wanted now: a source that allocates in bulk can take them at
-    /// once. Every buffer taken and not handed out is given back by [`unreserve`](Self::unreserve).
+    /// Up to `n` packets may be wanted now: a source that allocates in bulk can take them at
+    /// once when the first is asked for. Every buffer taken and not handed out is given back
+    /// by [`unreserve`](Self::unreserve).
     fn reserve(&mut self, _n: usize) {}
 
     /// Gives back what [`reserve`](Self::reserve) took and was not handed out.

@@ -39,8 +39,8 @@ pub use afpacket::{AfPacketConfig, AfPacketNic, Fanout, FanoutMode, TxMode};
 pub use counters::{NicCounters, NicDrop, NicStats, DROP_REASONS};
 #[cfg(feature = "dpdk")]
 pub use dpdk::{
-    current_lcore, retired_mempools, DpdkConfig, DpdkError, DpdkNic, Eal, LinkStatus, MtuLimits, OffloadCaps,
-    PortSpec, MBUF_OWNER,
+    current_lcore, retired_mempools, DpdkConfig, DpdkError, DpdkNic, Eal, LinkStatus, MbufSource, MtuLimits,
+    OffloadCaps, PortSpec, MBUF_OWNER, MIN_LENT_FRAME,
 };
 pub use patch::Patch;
 pub use pcap::{PcapLoop, PcapSink, PcapSource, PcapSourceConfig};

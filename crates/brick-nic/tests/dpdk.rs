@@ -147,19 +147,25 @@ fn dpdk_end_to_end() {
     let caps = ring.offload_caps();
     let _ = (caps.rx_checksum(), caps.tx_checksum(), caps.tso(), caps.outer_checksum());
     let counters = ring.counters();
-    // Lent mbufs (what a VM's NIC copies its frames into): a reserve takes a burst's worth
-    // in one bulk, what is not handed out goes back.
+    // Lent mbufs (what a VM's NIC copies its frames into): the burst's worth announced by a
+    // reserve is taken in one bulk when the first is asked for (nothing before), what is not
+    // handed out goes back.
     let mut lent = ring.lent_buffers().source();
-    assert_eq!(lent.data_room(), 2048);
+    assert_eq!((lent.data_room(), lent.min_frame()), (2048, brick_nic::MIN_LENT_FRAME));
     let before = ring.mbufs_available();
     lent.reserve(64);
-    assert_eq!(ring.mbufs_available(), before - 64);
+    assert_eq!(ring.mbufs_available(), before, "nothing taken before a packet is asked for");
+    lent.unreserve();
+    lent.reserve(64);
     let lent_frames = frames(5000, 40);
     let mut in_mbufs = Burst::new();
-    for f in &lent_frames {
+    for (i, f) in lent_frames.iter().enumerate() {
         let p = lent.push_empty(&mut in_mbufs).expect("a lent mbuf");
         assert_eq!(p.headroom(), 128, "the mbuf's headroom, room for a VXLAN header");
         p.extend_from_slice(f).unwrap();
+        if i == 0 {
+            assert_eq!(ring.mbufs_available(), before - 64, "the burst's worth in one bulk");
+        }
     }
     lent.unreserve();
     assert_eq!(ring.mbufs_available(), before - 40);

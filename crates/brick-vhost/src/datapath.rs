@@ -79,7 +79,9 @@ pub fn tx_pop(q: &mut SplitQueue, pool: &PacketPool, feat: &NetFeatures) -> TxPo
     }
     // Allocated before the chain is taken: an empty pool leaves the chain in the ring.
     let Some(mut pkt) = pool.alloc() else { return TxPop::PoolEmpty };
-    match tx_fill(q, &mut pkt, feat) {
+    let head = q.take();
+    let single = single_descriptor(q, head);
+    match tx_fill(q, head, single, &mut pkt, feat) {
         Ok(()) => TxPop::Packet(pkt),
         Err(e) => TxPop::Dropped(e),
     }
@@ -90,29 +92,37 @@ pub fn tx_pop(q: &mut SplitQueue, pool: &PacketPool, feat: &NetFeatures) -> TxPo
 /// burst is left as it was when the frame is dropped or nothing is popped.
 ///
 /// With `lent` buffers (a DPDK port's mbufs), a chain of one descriptor whose frame fits
-/// them is copied there, so that the port sends it without a second copy; other chains, and
-/// all when `lent` has nothing free, go to `pool`. The descriptor is read again for the copy:
-/// a guest that changes it in between only gets its own frame dropped (`Oversized`).
+/// them, and is long enough to be worth it ([`PacketSource::min_frame`]), is copied there, so
+/// that the port sends it without a second copy; other chains, and all when `lent` has
+/// nothing free, go to `pool`. The descriptor is read once, for the choice and the copy.
 #[inline]
 pub fn tx_pop_into(
     q: &mut SplitQueue,
     pool: &PacketPool,
-    lent: Option<&mut (dyn PacketSource + 'static)>,
+    lent: Option<&mut TxLent<'_>>,
     feat: &NetFeatures,
     burst: &mut Burst,
 ) -> TxPop<usize> {
     if let Some(stop) = tx_ready(q) {
         return stop;
     }
-    let in_lent = match lent {
-        Some(src) if fits_one_descriptor(q, feat.hdr_len + src.data_room()) => {
-            src.push_empty(burst).is_some()
+    let head = q.take();
+    let single = single_descriptor(q, head);
+    let in_lent = match (lent, single) {
+        (Some(l), Some(d))
+            if (feat.hdr_len + l.min_frame..=feat.hdr_len + l.data_room).contains(&(d.len as usize)) =>
+        {
+            l.src.push_empty(burst).is_some()
         }
         _ => false,
     };
     let pkt = if in_lent { burst.last_mut() } else { burst.push_alloc(pool) };
-    let Some(pkt) = pkt else { return TxPop::PoolEmpty };
-    match tx_fill(q, pkt, feat) {
+    let Some(pkt) = pkt else {
+        // No buffer: the chain stays in the ring for later.
+        q.untake(1);
+        return TxPop::PoolEmpty;
+    };
+    match tx_fill(q, head, single, pkt, feat) {
         Ok(()) => TxPop::Packet(pkt.len()),
         Err(e) => {
             drop(burst.pop());
@@ -121,13 +131,32 @@ pub fn tx_pop_into(
     }
 }
 
-/// Whether the next chain (one is pending) is one readable descriptor of at most `room`
-/// bytes.
+/// Lent buffers for [`tx_pop_into`], with the frame sizes they take read once (not per
+/// frame through the trait object).
+pub struct TxLent<'a> {
+    src: &'a mut (dyn PacketSource + 'static),
+    min_frame: usize,
+    data_room: usize,
+}
+
+impl<'a> TxLent<'a> {
+    /// `src`, and the frame lengths it takes.
+    pub fn new(src: &'a mut (dyn PacketSource + 'static)) -> Self {
+        let (min_frame, data_room) = (src.min_frame(), src.data_room());
+        TxLent { src, min_frame, data_room }
+    }
+
+    /// The source.
+    pub fn source(&mut self) -> &mut (dyn PacketSource + 'static) {
+        self.src
+    }
+}
+
+/// Chain `head`'s descriptor when it is the whole chain: one readable descriptor, neither
+/// NEXT nor INDIRECT (the common case for small frames), copied without walking the chain.
 #[inline]
-fn fits_one_descriptor(q: &SplitQueue, room: usize) -> bool {
-    q.head_desc(q.peek()).is_some_and(|d| {
-        d.flags & (DESC_F_NEXT | DESC_F_INDIRECT | DESC_F_WRITE) == 0 && d.len as usize <= room
-    })
+fn single_descriptor(q: &SplitQueue, head: u16) -> Option<Desc> {
+    q.head_desc(head).filter(|d| d.flags & (DESC_F_NEXT | DESC_F_INDIRECT | DESC_F_WRITE) == 0)
 }
 
 /// `None` when a chain waits, else why nothing can be popped.
@@ -140,12 +169,21 @@ fn tx_ready<P>(q: &mut SplitQueue) -> Option<TxPop<P>> {
     }
 }
 
-/// Takes the next chain (one is pending) and copies its frame into the empty `pkt`, with
-/// its offload metadata; the chain goes back to the guest either way.
+/// Copies the frame of chain `head` (taken; `single`: its one descriptor, see
+/// [`single_descriptor`]) into the empty `pkt`, with its offload metadata; the chain goes
+/// back to the guest either way.
 #[inline(always)]
-fn tx_fill(q: &mut SplitQueue, pkt: &mut Packet, feat: &NetFeatures) -> Result<(), TxDrop> {
-    let head = q.take();
-    let result = copy_tx_chain(q, head, pkt, feat.hdr_len);
+fn tx_fill(
+    q: &mut SplitQueue,
+    head: u16,
+    single: Option<Desc>,
+    pkt: &mut Packet,
+    feat: &NetFeatures,
+) -> Result<(), TxDrop> {
+    let result = match single {
+        Some(d) => copy_tx_single(q, d, pkt, feat.hdr_len),
+        None => copy_tx_walk(q, head, pkt, feat.hdr_len),
+    };
     q.put_used(head, 0);
     let hdr = result?;
     let h = NetHdr::parse(&hdr[..feat.hdr_len]).ok_or(TxDrop::BadHeader)?;
@@ -155,25 +193,9 @@ fn tx_fill(q: &mut SplitQueue, pkt: &mut Packet, feat: &NetFeatures) -> Result<(
     wire::tx_meta(&h, pkt.len(), feat.acked, pkt.meta_mut()).map_err(|_| TxDrop::BadHeader)
 }
 
-/// Copies chain `head`: its first `hdr_len` bytes into the returned header, the rest
-/// appended to `pkt`.
-#[inline]
-fn copy_tx_chain(
-    q: &SplitQueue,
-    head: u16,
-    pkt: &mut Packet,
-    hdr_len: usize,
-) -> Result<[u8; HDR_LEN_MRG], TxDrop> {
-    match q.head_desc(head) {
-        Some(d) if d.flags & (DESC_F_NEXT | DESC_F_INDIRECT | DESC_F_WRITE) == 0 => {
-            copy_tx_single(q, d, pkt, hdr_len)
-        }
-        _ => copy_tx_walk(q, head, pkt, hdr_len),
-    }
-}
-
-/// [`copy_tx_chain`] for a chain of one readable descriptor `d`: one range check, one
-/// header copy, one data copy; the same outcome as walking it.
+/// Copies a chain of one readable descriptor `d`: its first `hdr_len` bytes into the
+/// returned header, the rest appended to `pkt`; one range check, one header copy, one data
+/// copy; the same outcome as walking it.
 #[inline]
 fn copy_tx_single(
     q: &SplitQueue,
@@ -242,7 +264,7 @@ unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
     }
 }
 
-/// [`copy_tx_chain`] for any chain: walks it descriptor by descriptor.
+/// [`copy_tx_single`] for any chain: walks it descriptor by descriptor.
 fn copy_tx_walk(
     q: &SplitQueue,
     head: u16,

@@ -77,9 +77,9 @@ fn port_tx(status: &str) -> (u64, u64) {
     (field(" tx:"), field(" tx-copied:"))
 }
 
-/// A VM on vhost-user (dpdk-testpmd's virtio_user, sending UDP to an unknown MAC: flooded
-/// to the VNI's group) through a DPDK underlay: its frames are copied from guest memory
-/// into the port's own mbufs and sent as they are, never copied a second time.
+/// A VM on vhost-user (dpdk-testpmd's virtio_user, sending 512-byte UDP frames to an unknown
+/// MAC: flooded to the VNI's group) through a DPDK underlay: its frames are copied from guest
+/// memory into the port's own mbufs and sent as they are, never copied a second time.
 #[test]
 fn a_vms_frames_leave_a_dpdk_underlay_copied_once() {
     let prefix = format!("bfl{}", std::process::id());
@@ -97,8 +97,15 @@ fn a_vms_frames_leave_a_dpdk_underlay_copied_once() {
         "--bypass-filtering",
     ]);
     let logs = tempfile::tempdir().unwrap();
-    let pmd =
-        vhost::TestPmd::start(std::path::Path::new(sock.trim()), false, &logs.path().join("pmd.log"), "bfl");
+    // 512-byte frames: shorter ones are not worth a lent mbuf (brick_nic::MIN_LENT_FRAME).
+    let pmd = vhost::TestPmd::start_args(
+        std::path::Path::new(sock.trim()),
+        false,
+        &logs.path().join("pmd.log"),
+        "bfl",
+        "flowgen",
+        &["--txpkts=512"],
+    );
     let t = Instant::now();
     let (tx, copied) = loop {
         let (tx, copied) = port_tx(&d.ok(&["status"]));

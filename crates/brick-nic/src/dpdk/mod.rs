@@ -33,7 +33,7 @@ mod tx;
 
 use eal::*;
 pub use eal::{current_lcore, retired_mempools, Eal, MBUF_OWNER};
-pub use lend::MbufSource;
+pub use lend::{MbufSource, MIN_LENT_FRAME};
 use open::*;
 #[cfg(test)]
 use tx::*;

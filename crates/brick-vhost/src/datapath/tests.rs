@@ -118,7 +118,7 @@ fn tx_small_one_descriptor_frames_go_to_lent_buffers_the_rest_to_the_pool() {
     let mut lent: Box<dyn PacketSource> = Box::new(lent_pool.clone());
     let mut burst = Burst::new();
     let mut pop_lent = |q: &mut SplitQueue, burst: &mut Burst| {
-        let r = tx_pop_into(q, &main, Some(lent.as_mut()), &feat(), burst);
+        let r = tx_pop_into(q, &main, Some(&mut TxLent::new(lent.as_mut())), &feat(), burst);
         q.publish_used();
         r
     };
@@ -150,6 +150,39 @@ fn tx_small_one_descriptor_frames_go_to_lent_buffers_the_rest_to_the_pool() {
     }
     burst.clear();
     assert_eq!((lent_pool.available(), main.available()), (3, 64));
+}
+
+/// A source whose buffers are only worth using from 100-byte frames on.
+struct FromHundred(PacketPool);
+
+impl PacketSource for FromHundred {
+    fn data_room(&self) -> usize {
+        self.0.data_room()
+    }
+    fn min_frame(&self) -> usize {
+        100
+    }
+    fn push_empty<'b>(&mut self, burst: &'b mut Burst) -> Option<&'b mut Packet> {
+        burst.push_alloc(&self.0)
+    }
+}
+
+#[test]
+fn tx_frames_shorter_than_the_lent_buffers_minimum_go_to_the_pool() {
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 256);
+    let mut q = split(&mem, &g);
+    let main = pool();
+    let lent_pool = PacketPool::new(PoolConfig { count: 4, headroom: 128, data_room: 2048 }).unwrap();
+    let mut lent: Box<dyn PacketSource> = Box::new(FromHundred(lent_pool.clone()));
+    let mut burst = Burst::new();
+    for (len, lent_left, main_left) in [(99, 4, 63), (100, 3, 63), (1500, 2, 63)] {
+        g.tx_frame(&NetHdr::default(), &frame(len), 4096);
+        let r = tx_pop_into(&mut q, &main, Some(&mut TxLent::new(lent.as_mut())), &feat(), &mut burst);
+        q.publish_used();
+        assert!(matches!(r, TxPop::Packet(n) if n == len), "{r:?}");
+        assert_eq!((lent_pool.available(), main.available()), (lent_left, main_left), "{len}-byte frame");
+    }
 }
 
 #[test]

@@ -59,11 +59,12 @@ impl VhostUserNic {
         ring.prefetch(budget.min(u16::MAX as usize) as u16, false);
         // Packets are built in place in a burst of ours, handed over whole (a swap).
         let burst = &mut self.tx_burst;
-        if let Some(lent) = self.tx_lent.as_deref_mut() {
-            lent.reserve(budget.min(ring.pending().unwrap_or(0) as usize).min(BURST_SIZE));
+        let mut lent = self.tx_lent.as_deref_mut().map(TxLent::new);
+        if let Some(l) = &mut lent {
+            l.source().reserve(budget.min(ring.pending().unwrap_or(0) as usize).min(BURST_SIZE));
         }
         while consumed < budget {
-            match tx_pop_into(ring, &self.cfg.pool, self.tx_lent.as_deref_mut(), &self.feat, burst) {
+            match tx_pop_into(ring, &self.cfg.pool, lent.as_mut(), &self.feat, burst) {
                 TxPop::Packet(len) => {
                     packets += 1;
                     bytes += len as u64;
@@ -91,8 +92,8 @@ impl VhostUserNic {
             }
         }
         out.emit_all(Side::West, 0, burst);
-        if let Some(lent) = self.tx_lent.as_deref_mut() {
-            lent.unreserve();
+        if let Some(l) = &mut lent {
+            l.source().unreserve();
         }
         if consumed > 0 {
             // Counted once per burst: the counters are shared with readers on other threads.

@@ -27,7 +27,9 @@ use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use crate::backend::{
     collect_vrings, device_features, Conn, DeviceSpec, NetBackend, NicStats, Shared, Vring,
 };
-use crate::datapath::{rx_push_segmenting, tx_pop_into, NetFeatures, RxDrop, RxScratch, TxDrop, TxPop};
+use crate::datapath::{
+    rx_push_segmenting, tx_pop_into, NetFeatures, RxDrop, RxScratch, TxDrop, TxLent, TxPop,
+};
 use crate::proxy::{relay, EnableFilter, RelayEnd};
 use crate::queue::{DeviceQueue, DOORBELL};
 use crate::ring::GuestMap;

@@ -76,6 +76,19 @@ impl TestPmd {
     /// Like [`start`](Self::start), with another forwarding mode (`rxonly`: receives and
     /// frees, never sends).
     pub fn start_mode(sock: &Path, server: bool, log: &Path, tag: &str, mode: &str) -> TestPmd {
+        Self::start_args(sock, server, log, tag, mode, &[])
+    }
+
+    /// Like [`start_mode`](Self::start_mode), with more testpmd arguments (`--txpkts=512`:
+    /// frames of 512 bytes).
+    pub fn start_args(
+        sock: &Path,
+        server: bool,
+        log: &Path,
+        tag: &str,
+        mode: &str,
+        extra: &[&str],
+    ) -> TestPmd {
         require("dpdk-testpmd");
         let prefix = format!("bvh{}{}", tag, std::process::id());
         let vdev = format!(
@@ -102,6 +115,7 @@ impl TestPmd {
             ])
             .args([&format!("--forward-mode={mode}"), "--stats-period", "1", "--total-num-mbufs=4096"])
             .args(["--txd=256", "--rxd=256"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
             .stderr(out)
