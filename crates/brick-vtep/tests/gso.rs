@@ -2,52 +2,30 @@
 //! underlay takes UDP-tunnel super-frames, cut in software otherwise, judged by their segment
 //! size for the MTU, refused when malformed.
 
-use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
+mod common;
 
-use brick_core::bricks::RxTx;
-use brick_core::{BrickId, Burst, Graph, GsoType, Meta, OffloadFlags, Packet, PacketPool, PortId, Side};
+use std::net::Ipv4Addr;
+
+use brick_core::{Burst, GsoType, Meta, OffloadFlags, Packet, Side};
 use brick_vtep::{Vtep, VtepConfig};
+use common::{Captured, VM_A, VM_B};
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 
-type Seen = Arc<Mutex<Vec<(Vec<u8>, Meta)>>>;
+/// The VTEP with one VM, capturing frames with their metadata.
+type Host = common::Host<(Vec<u8>, Meta)>;
+type Seen = Captured<(Vec<u8>, Meta)>;
 
 const MAC_1: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const MAC_2: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const VM_A: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x0a];
-const VM_B: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x0b];
-
-struct Host {
-    g: Graph,
-    vtep: BrickId,
-    port: PortId,
-    wire: Seen,
-    vm: Seen,
-}
-
-fn capture(g: &mut Graph, name: &str, side: Side) -> (BrickId, Seen) {
-    let seen: Seen = Arc::default();
-    let s2 = Arc::clone(&seen);
-    let sink =
-        move |b: &mut Burst| s2.lock().unwrap().extend(b.drain().map(|p| (p.data().to_vec(), *p.meta())));
-    let id = g.add(name, RxTx::new(side, |_: &mut Burst| {}, sink)).unwrap();
-    (id, seen)
-}
 
 impl Host {
     fn new(ip: [u8; 4], mac: [u8; 6], v6: bool, tunnel_gso: bool) -> Host {
         let local = if v6 { format!("fd00::{}", ip[3]).parse().unwrap() } else { Ipv4Addr::from(ip).into() };
         let cfg = VtepConfig { tunnel_gso, ..VtepConfig::new(local, mac) };
-        let mut g = Graph::new("t");
-        let vtep = g.add("vtep", Vtep::new(cfg, PacketPool::with_count(1024).unwrap()).unwrap()).unwrap();
-        let (nic, wire) = capture(&mut g, "nic", Side::East);
-        g.link(nic, vtep).unwrap();
-        let (vm_id, vm) = capture(&mut g, "vm", Side::West);
-        let (port, _) = g.link(vtep, vm_id).unwrap();
-        g.brick_mut::<Vtep>(vtep).unwrap().add_vni(42, port).unwrap();
-        g.poll_all();
-        wire.lock().unwrap().clear();
-        Host { g, vtep, port, wire, vm }
+        let mut h = Host::with(cfg, 1024, |p| (p.data().to_vec(), *p.meta()));
+        h.g.brick_mut::<Vtep>(h.vtep).unwrap().add_vni(42, h.port).unwrap();
+        h.settle();
+        h
     }
 
     fn vtep(&self) -> &Vtep {

@@ -2,34 +2,20 @@
 //! through the VNI's port and nothing reaches the underlay; other requests are flooded as
 //! before, and counted.
 
-use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Arc, Mutex};
+mod common;
 
-use brick_core::bricks::RxTx;
-use brick_core::{BrickId, Burst, Graph, Packet, PacketPool, PortId, Side};
+use std::net::{IpAddr, Ipv6Addr};
+
+use brick_core::{Burst, Packet, Side};
 use brick_vtep::neigh_proxy::solicited_node;
 use brick_vtep::{VniOptions, Vtep, VtepConfig, VtepError};
 use etherparse::{Icmpv6Type, PacketBuilder};
 
-type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
+/// The VTEP with one VM, capturing frames' bytes.
+type Host = common::Host<Vec<u8>>;
 
 const VM: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x0a];
 const REMOTE: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x0b];
-
-struct Host {
-    g: Graph,
-    vtep: BrickId,
-    port: PortId,
-    wire: Seen,
-    vm: Seen,
-}
-
-fn capture(g: &mut Graph, name: &str, side: Side) -> (BrickId, Seen) {
-    let seen: Seen = Arc::default();
-    let s2 = Arc::clone(&seen);
-    let sink = move |b: &mut Burst| s2.lock().unwrap().extend(b.drain().map(|p| p.data().to_vec()));
-    (g.add(name, RxTx::new(side, |_: &mut Burst| {}, sink)).unwrap(), seen)
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -39,20 +25,15 @@ impl Host {
     /// VNI 42 flooding to 10.0.0.2, with 10.1.0.2 and fd01::2 bound to REMOTE.
     fn new() -> Host {
         let cfg = VtepConfig::new(ip("10.0.0.1"), [0x02, 0, 0, 0, 0, 1]);
-        let mut g = Graph::new("t");
-        let vtep = g.add("vtep", Vtep::new(cfg, PacketPool::with_count(256).unwrap()).unwrap()).unwrap();
-        let (nic, wire) = capture(&mut g, "nic", Side::East);
-        g.link(nic, vtep).unwrap();
-        let (vm_id, vm) = capture(&mut g, "vm", Side::West);
-        let (port, _) = g.link(vtep, vm_id).unwrap();
-        let v = g.brick_mut::<Vtep>(vtep).unwrap();
+        let mut h = Host::with(cfg, 256, |p| p.data().to_vec());
+        let port = h.port;
+        let v = h.vtep();
         v.add_vni_with(42, port, VniOptions { group: None, flood: vec![ip("10.0.0.2")] }).unwrap();
         v.set_neigh_proxy(42, ip("10.1.0.2"), REMOTE).unwrap();
         v.set_neigh_proxy(42, ip("fd01::2"), REMOTE).unwrap();
         // Whatever the VTEP sends by itself at start (resolving its flood VTEP) goes first.
-        g.poll_all();
-        wire.lock().unwrap().clear();
-        Host { g, vtep, port, wire, vm }
+        h.settle();
+        h
     }
 
     fn send(&mut self, frame: Vec<u8>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {

@@ -13,15 +13,22 @@
 //! | type-3 of VTEP X | `00:00:00:00:00:00 dev bfvxN dst X self permanent` | [`Entry::Flood`] |
 //!
 //! Withdrawals are `RTM_DELNEIGH` of the same entries (a neighbour may first turn `FAILED`).
+//!
+//! The rtnetlink sockets these messages travel on are opened here too ([`route_socket`],
+//! [`request_socket`]), for the mirror and for butterflyd's own interfaces.
 
 use std::collections::HashMap;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
 
 use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::Mac;
 
@@ -231,6 +238,58 @@ pub fn messages(buf: &[u8]) -> impl Iterator<Item = NetlinkMessage<RouteNetlinkM
     })
 }
 
+/// How long a socket of [`request_socket`] waits for an answer: an answer that never comes
+/// is an error after 5 s, not a hang.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens an rtnetlink (`NETLINK_ROUTE`) socket in the calling thread's network namespace,
+/// bound to a port the kernel picks, connected to the kernel and joined to the multicast
+/// `groups` (`RTNLGRP_*`; none for a socket that only asks).
+pub fn route_socket(groups: &[u32]) -> io::Result<Socket> {
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    sock.bind_auto()?;
+    sock.connect(&SocketAddr::new(0, 0))?;
+    for &g in groups {
+        sock.add_membership(g)?;
+    }
+    Ok(sock)
+}
+
+/// Sets `SO_RCVTIMEO` on socket `sock`: a blocking `recv` that waits longer than `timeout`
+/// fails with [`io::ErrorKind::WouldBlock`]. `timeout` is rounded down to microseconds; zero
+/// means no timeout (socket(7)).
+pub fn set_recv_timeout(sock: &impl AsFd, timeout: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: setsockopt(2) on a file descriptor that `sock` keeps open across the call,
+    // with a pointer to a timeval that lives across the call and its exact size; the kernel
+    // only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A socket for rtnetlink requests and their answers in the calling thread's network
+/// namespace: [`route_socket`] with no group, whose `recv` gives up after
+/// [`REQUEST_TIMEOUT`].
+pub fn request_socket() -> io::Result<Socket> {
+    let sock = route_socket(&[])?;
+    set_recv_timeout(&sock, REQUEST_TIMEOUT)?;
+    Ok(sock)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,6 +451,46 @@ mod tests {
             changes_from_datagram(&buf[..cut], &l, &mut o);
             assert!(o.len() <= 2);
         }
+    }
+
+    /// `SO_RCVTIMEO` of `sock`, as the kernel reports it.
+    fn recv_timeout(sock: &Socket) -> Duration {
+        let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
+        let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+        // SAFETY: getsockopt(2) on the open socket, into a timeval that lives across the
+        // call, with its exact size in `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&mut tv as *mut libc::timeval).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "getsockopt(SO_RCVTIMEO): {}", io::Error::last_os_error());
+        assert_eq!(len as usize, std::mem::size_of::<libc::timeval>());
+        Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000)
+    }
+
+    #[test]
+    fn a_request_socket_gives_up_after_its_timeout() {
+        let sock = request_socket().expect("a NETLINK_ROUTE socket");
+        assert_eq!(recv_timeout(&sock), REQUEST_TIMEOUT);
+        // A plain route socket waits forever until told otherwise.
+        let sock = route_socket(&[]).unwrap();
+        assert_eq!(recv_timeout(&sock), Duration::ZERO);
+        // Whole seconds: the kernel keeps the timeout in jiffies, which a fraction of a
+        // second may not fill exactly (HZ=300).
+        set_recv_timeout(&sock, Duration::from_secs(2)).unwrap();
+        assert_eq!(recv_timeout(&sock), Duration::from_secs(2));
+        // Nothing was asked, so nothing comes: recv fails once the timeout has passed.
+        set_recv_timeout(&sock, Duration::from_millis(50)).unwrap();
+        let t = std::time::Instant::now();
+        let mut buf = vec![0u8; 4096];
+        let e = sock.recv(&mut &mut buf[..], 0).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        assert!(t.elapsed() >= Duration::from_millis(40), "{:?}", t.elapsed());
     }
 
     fn arb_msg() -> impl Strategy<Value = (NeighbourMessage, bool)> {

@@ -23,7 +23,7 @@ use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use netlink_sys::Socket;
 
 use crate::kernel::{self, Links, Role, Seen};
 use crate::{device_names, parse_device_name, Mac};
@@ -118,44 +118,22 @@ impl std::fmt::Debug for Mirror {
     }
 }
 
-fn socket_in(netns: &str, groups: &[u32]) -> Result<Socket, MirrorError> {
+/// A socket that `open` opens in namespace `netns` (created if it does not exist).
+fn socket_in(
+    netns: &str,
+    open: impl FnOnce() -> io::Result<Socket> + Send + 'static,
+) -> Result<Socket, MirrorError> {
     let err = |source| MirrorError::Netns { netns: netns.to_string(), source };
     crate::netns::ensure(netns).map_err(err)?;
-    let groups = groups.to_vec();
-    let sock = crate::netns::run_in(netns, move || -> io::Result<Socket> {
-        let mut s = Socket::new(NETLINK_ROUTE)?;
-        s.bind_auto()?;
-        s.connect(&SocketAddr::new(0, 0))?;
-        for g in groups {
-            s.add_membership(g)?;
-        }
-        Ok(s)
-    })
-    .map_err(err)?
-    .map_err(err)?;
+    let sock = crate::netns::run_in(netns, open).map_err(err)?.map_err(err)?;
     Ok(sock)
 }
 
 impl Mirror {
     /// Opens the mirror in namespace `netns`, creating the namespace if it does not exist.
     pub fn open(netns: &str) -> Result<Mirror, MirrorError> {
-        let sock = socket_in(netns, &[])?;
         // An answer that never comes is an error after 5 s, not a hang.
-        let tv = libc::timeval { tv_sec: 5, tv_usec: 0 };
-        // SAFETY: setsockopt(2) on our open socket with a pointer to a timeval that lives
-        // across the call and its exact size.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(MirrorError::Netns { netns: netns.to_string(), source: io::Error::last_os_error() });
-        }
+        let sock = socket_in(netns, kernel::request_socket)?;
         Ok(Mirror { netns: netns.to_string(), sock, seq: 1, buf: vec![0; 1 << 16] })
     }
 
@@ -471,7 +449,7 @@ pub enum Read {
 impl Events {
     /// Subscribes to neighbour changes in `netns` (created if missing).
     pub fn open(netns: &str) -> Result<Events, MirrorError> {
-        let sock = socket_in(netns, &[RTNLGRP_NEIGH])?;
+        let sock = socket_in(netns, || kernel::route_socket(&[RTNLGRP_NEIGH]))?;
         let _ = sock.set_rx_buf_sz(4 << 20);
         sock.set_non_blocking(true)
             .map_err(|source| MirrorError::Netns { netns: netns.to_string(), source })?;

@@ -3,12 +3,11 @@
 //! side of the TAP NICs it creates, with no `ip` binary and with the kernel's own error.
 
 use std::io;
-use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use netlink_sys::Socket;
 
 /// Why an interface could not be read or changed.
 #[derive(Debug, thiserror::Error)]
@@ -74,24 +73,7 @@ pub struct Rtnl {
 impl Rtnl {
     /// Opens the socket; an answer that never comes is an error after 5 s, not a hang.
     pub fn open() -> io::Result<Rtnl> {
-        let mut sock = Socket::new(NETLINK_ROUTE)?;
-        sock.bind_auto()?;
-        sock.connect(&SocketAddr::new(0, 0))?;
-        let tv = libc::timeval { tv_sec: 5, tv_usec: 0 };
-        // SAFETY: setsockopt(2) on our open socket with a pointer to a timeval that lives
-        // across the call, and its exact size.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let sock = butterfly_evpn::kernel::request_socket()?;
         Ok(Rtnl { sock, seq: 0, buf: vec![0; 1 << 16] })
     }
 

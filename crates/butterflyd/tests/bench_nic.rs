@@ -51,51 +51,24 @@ fn icmp_group(d: &Daemon, sg: &str) {
     d.ok(&["sg", "rule", "add", sg, "--dir", "in", "--ip-proto", "58", "--cidr", "::/0"]);
 }
 
+/// `nic add` of BENCH NIC `id` (MAC `mac`, VNI 42, IP `ip`, group `sg`, bench type `btype`)
+/// with `more` options: what the CLI prints.
+fn add_bench(d: &Daemon, id: &str, mac: &str, ip: &str, sg: &str, btype: &str, more: &[&str]) -> String {
+    let mut args = vec![
+        "nic", "add", "--id", id, "--mac", mac, "--vni", "42", "--ip", ip, "--sg", sg, "--type", "BENCH",
+    ];
+    args.extend(["--btype", btype]);
+    args.extend_from_slice(more);
+    d.ok(&args)
+}
+
 fn add_rcv(d: &Daemon, id: &str, ip: &str, sg: &str) {
-    let out = d.ok(&[
-        "nic",
-        "add",
-        "--id",
-        id,
-        "--mac",
-        RCV_MAC,
-        "--vni",
-        "42",
-        "--ip",
-        ip,
-        "--sg",
-        sg,
-        "--type",
-        "BENCH",
-        "--btype",
-        "ICMP_RCV_LIKE",
-    ]);
+    let out = add_bench(d, id, RCV_MAC, ip, sg, "ICMP_RCV_LIKE", &[]);
     assert_eq!(out.trim(), "(nil)", "a BENCH NIC has no path");
 }
 
 fn add_snd(d: &Daemon, id: &str, ip: &str, dip: &str, sg: &str) {
-    d.ok(&[
-        "nic",
-        "add",
-        "--id",
-        id,
-        "--mac",
-        SND_MAC,
-        "--vni",
-        "42",
-        "--ip",
-        ip,
-        "--sg",
-        sg,
-        "--type",
-        "BENCH",
-        "--btype",
-        "ICMP_SND_LIKE",
-        "--dip",
-        dip,
-        "--dmac",
-        RCV_MAC,
-    ]);
+    add_bench(d, id, SND_MAC, ip, sg, "ICMP_SND_LIKE", &["--dip", dip, "--dmac", RCV_MAC]);
 }
 
 /// The figures Butterfly printed, and the invariants between them.

@@ -21,70 +21,19 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::scenario::*;
 use common::*;
 
-/// How long a check that must pass may take (the first packet of a pair waits for ARP/NDP).
-const OK_WITHIN: Duration = Duration::from_secs(5);
 /// How long nothing may arrive for a check that must fail.
 const KO_FOR: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------------------------
 // Topology: Butterfly's helpers over the common harness.
 
-/// A "VM": a TAP NIC of daemon `host`, in its own namespace `ns`, reached at `ip`.
-#[derive(Clone, Debug)]
-struct Vm {
-    ns: String,
-    nic: String,
-    host: usize,
-    ip: String,
-}
-
-/// What kind of NIC Butterfly's helper adds.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    /// `nic_add`: IP 42.0.0.i, anti-spoofing on.
-    V4,
-    /// `nic_add6`: IP 2001:db8:2000:aff0::i only, anti-spoofing on.
-    V6,
-    /// `nic_add_noip`: no IP (the guest and `nic update` add them later), anti-spoofing on.
-    NoIp,
-    /// `nic_add_bypass`: IP 42.0.0.i, `--bypass-filtering` (no firewall, no anti-spoofing).
-    Bypass,
-}
-
-fn v4(i: u8) -> String {
-    format!("42.0.0.{i}")
-}
-
-fn v6(i: u8) -> String {
-    format!("2001:db8:2000:aff0::{i}")
-}
-
 /// One butterfly: the harness's two-host topology with only host 0 used (host 1's daemon
 /// idles). Its VTEP is IPv4; with a single host it carries nothing.
 fn one_bt() -> Topology {
     two_hosts(false)
-}
-
-/// Butterfly's `nic_add BT i VNI [SG...]` (and its variants, see [`Kind`]) with extra API
-/// options `api`; the NIC's TAP is moved into a namespace of its own holding the NIC's IP.
-fn nic_add(t: &mut Topology, bt: usize, i: u8, vni: u32, kind: Kind, sgs: &[&str], api: &[&str]) -> Vm {
-    let ip = match kind {
-        Kind::V4 | Kind::Bypass => Some(v4(i)),
-        Kind::V6 => Some(v6(i)),
-        Kind::NoIp => None,
-    };
-    let mut args: Vec<&str> =
-        vec![if kind == Kind::Bypass { "--bypass-filtering" } else { "--enable-antispoof" }];
-    args.extend_from_slice(api);
-    let mac = format!("52:54:00:12:34:{i:02x}");
-    let ns = t.vm_with(bt, &format!("n{i}"), vni, ip.as_deref(), &mac, &args);
-    let nic = format!("n{i}{}", t.tag % 10_000);
-    for sg in sgs {
-        t.h[bt].ok(&["nic", "sg", "add", &nic, sg]);
-    }
-    Vm { ns, nic, host: bt, ip: ip.unwrap_or_default() }
 }
 
 /// Butterfly's `nic_del`; the VM's namespace (which lost its interface with the NIC) goes
@@ -134,70 +83,17 @@ fn all_open_del(d: &Daemon, sg: &str) {
     d.ok(&["sg", "rule", "del", sg, "--dir", "in", "--ip-proto", "-1", "--cidr", "0::/0"]);
 }
 
-/// `sg_rule_add_port_open PROTO BT PORT SG`: PROTO to PORT from 0.0.0.0/0.
-fn port_open(d: &Daemon, proto: &str, port: u16, sg: &str) {
-    let p = port.to_string();
-    d.ok(&[
-        "sg",
-        "rule",
-        "add",
-        sg,
-        "--dir",
-        "in",
-        "--ip-proto",
-        proto,
-        "--port-start",
-        &p,
-        "--port-end",
-        &p,
-        "--cidr",
-        "0.0.0.0/0",
-    ]);
-}
-
 /// `sg_rule_del BT SG PROTO PORT`: deletes the rule from 0.0.0.0/0 and from 0::/0.
 fn port_open_del(d: &Daemon, sg: &str, proto: &str, port: u16) {
-    let p = port.to_string();
     for cidr in ["0.0.0.0/0", "0::/0"] {
-        d.ok(&[
-            "sg",
-            "rule",
-            "del",
-            sg,
-            "--dir",
-            "in",
-            "--ip-proto",
-            proto,
-            "--port-start",
-            &p,
-            "--port-end",
-            &p,
-            "--cidr",
-            cidr,
-        ]);
+        port_rule(d, "del", sg, proto, port, ["--cidr", cidr]);
     }
 }
 
 /// `sg_rule_add_with_sg_member PROTO SG BT PORT MEMBERS`: PROTO to PORT from the members of
 /// MEMBERS.
 fn members_open(d: &Daemon, proto: &str, sg: &str, port: u16, members: &str) {
-    let p = port.to_string();
-    d.ok(&[
-        "sg",
-        "rule",
-        "add",
-        sg,
-        "--dir",
-        "in",
-        "--ip-proto",
-        proto,
-        "--port-start",
-        &p,
-        "--port-end",
-        &p,
-        "--sg-members",
-        members,
-    ]);
+    port_rule(d, "add", sg, proto, port, ["--sg-members", members]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1367,24 +1263,15 @@ fn s03_daemon_started_filled_and_stopped_in_a_loop() {
     for round in 1..=3 {
         let d = Daemon::start(&["--no-state"]);
         for i in 1..=4u8 {
-            let (id, mac, ip) = (format!("nic-{i}"), format!("52:54:00:12:34:0{i}"), v4(i));
-            let out = d.ok(&[
-                "nic",
-                "add",
-                "--id",
-                &id,
-                "--mac",
-                &mac,
-                "--vni",
-                "42",
-                "--ip",
-                &ip,
-                "--enable-antispoof",
-            ]);
+            let sock = vhost_nic_add(&d, i, "--enable-antispoof");
+            let id = format!("nic-{i}");
             d.ok(&["nic", "sg", "add", &id, "sg-1"]);
-            let sock = d.sockets().join(format!("qemu-vhost-{id}"));
-            assert_eq!(out.trim(), sock.display().to_string(), "round {round}: nic add prints the socket");
-            assert!(exists(&sock), "round {round}: {} exists", sock.display());
+            let want = d.sockets().join(format!("qemu-vhost-{id}"));
+            assert_eq!(
+                sock.display().to_string(),
+                want.display().to_string(),
+                "round {round}: nic add prints the socket"
+            );
         }
         all_open(&d, "sg-1");
         let (code, err, _) = d.stop();
@@ -1602,13 +1489,7 @@ fn s49_cli_exit_statuses() {
     ];
     cli_calls(&d, calls);
     // `shutdown` stopped the daemon.
-    let mut d = d;
-    let child = d.child.as_mut().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the daemon is still running after `shutdown`");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    d.wait_exit();
 }
 
 /// 60: a configuration of 12 NICs (anti-spoofing, bypass, trace, VNIs 1 to 6) and six

@@ -11,10 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::scenario::*;
 use common::*;
-
-/// How long a ping that must pass may take (the first one waits for ARP).
-const OK_WITHIN: Duration = Duration::from_secs(5);
 
 /// `ping -c 1 -w 1` from namespace `ns` to `to`, again until one answers or `window` ends.
 fn pings(ns: &str, to: &str, window: Duration) -> bool {
@@ -44,27 +42,6 @@ fn ping_ko(step: &str, ns: &str, to: &str) {
     assert!(!pings(ns, to, Duration::from_millis(900)), "{step}: ping {ns} -> {to} should be blocked");
 }
 
-/// `sg_rule_add_port_open PROTO BT PORT SG`: PROTO to PORT from 0.0.0.0/0.
-fn port_open(d: &Daemon, proto: &str, port: u16, sg: &str) {
-    let p = port.to_string();
-    d.ok(&[
-        "sg",
-        "rule",
-        "add",
-        sg,
-        "--dir",
-        "in",
-        "--ip-proto",
-        proto,
-        "--port-start",
-        &p,
-        "--port-end",
-        &p,
-        "--cidr",
-        "0.0.0.0/0",
-    ]);
-}
-
 /// A child process killed (and reaped) on drop.
 struct Killed(Child);
 
@@ -86,14 +63,10 @@ impl Drop for Killed {
 fn s45_dhcp_lease_in_a_group_of_udp_67_68_then_icmp() {
     let t0 = Instant::now();
     let mut t = two_hosts(true);
-    let tag = t.tag % 10_000;
-    let (n1, n2) = (format!("n1{tag}"), format!("n2{tag}"));
     // nic_add 0 1 42 sg-1: the DHCP server's guest holds 42.0.0.1.
-    let vm1 = t.vm_with(0, "n1", 42, Some("42.0.0.1"), "52:54:00:12:34:01", &["--enable-antispoof"]);
-    t.h[0].ok(&["nic", "sg", "add", &n1, "sg-1"]);
+    let Vm { ns: vm1, nic: n1, .. } = nic_add(&mut t, 0, 1, 42, Kind::V4, &["sg-1"], &[]);
     // nic_add 1 2 42 sg-1: the NIC has 42.0.0.2, its guest nothing until DHCP gives it.
-    let vm2 = t.vm_with(1, "n2", 42, None, "52:54:00:12:34:02", &["--ip", "42.0.0.2", "--enable-antispoof"]);
-    t.h[1].ok(&["nic", "sg", "add", &n2, "sg-1"]);
+    let Vm { ns: vm2, nic: n2, .. } = nic_add(&mut t, 1, 2, 42, Kind::NoIp, &["sg-1"], &["--ip", "42.0.0.2"]);
     // The server: fixed lease 42.0.0.2 for VM2's MAC (Butterfly's dhcpd has fixed leases).
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("udhcpd.conf");
@@ -195,19 +168,6 @@ fn raw_cli(d: &Daemon, args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// Waits for daemon `d` to exit by itself (after `shutdown`): its exit code.
-fn exit_code(mut d: Daemon) -> i32 {
-    let mut child = d.child.take().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code().unwrap_or(-1);
-        }
-        assert!(Instant::now() < deadline, "the daemon did not stop after `shutdown`");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// 46: BT0 with a key (`-k`), BT1 without, every call of Butterfly's script with its exit
 /// status: on BT0 only keyed calls work, on BT1 only clear ones; a refused call says why and
 /// changes nothing (`dump` identical, the daemon still up after a refused `shutdown`). One
@@ -269,7 +229,7 @@ fn s46_keyed_and_clear_daemons() {
     assert_eq!(bt0.ok(&["nic", "list"]), "nic_1\n");
     let (got, err) = raw_cli(&bt0, &with(key, &["shutdown"]));
     assert_eq!(got, Some(0), "{err}");
-    assert_eq!(exit_code(bt0), 0, "BT0 stopped on its keyed shutdown");
+    assert_eq!(bt0.wait_exit(), 0, "BT0 stopped on its keyed shutdown");
 
     let bt1_calls: Vec<(i32, Vec<&str>, &str)> = vec![
         (1, with("doesnotexist", &["status"]), "cannot load encryption key"),
@@ -289,7 +249,7 @@ fn s46_keyed_and_clear_daemons() {
     assert_eq!(bt1.ok(&["nic", "list"]), "", "no NIC was added with a key the daemon does not have");
     let (got, err) = raw_cli(&bt1, &["shutdown"]);
     assert_eq!(got, Some(0), "{err}");
-    assert_eq!(exit_code(bt1), 0, "BT1 stopped on its clear shutdown");
+    assert_eq!(bt1.wait_exit(), 0, "BT1 stopped on its clear shutdown");
 
     // A key that is not 32 bytes: the daemon does not start, and says why.
     let short = dir.path().join("short-key");
@@ -406,25 +366,7 @@ fn s12_nics_deleted_and_added_again_under_running_guests() {
     let t0 = Instant::now();
     let d = Daemon::start(&["--no-state"]);
     let logs = tempfile::tempdir().unwrap();
-    let mac = |i: u8| format!("52:54:00:12:34:{i:02x}");
-    let nic_add = |i: u8| {
-        let path = d.ok(&[
-            "nic",
-            "add",
-            "--id",
-            &format!("nic-{i}"),
-            "--mac",
-            &mac(i),
-            "--vni",
-            "42",
-            "--ip",
-            &format!("42.0.0.{i}"),
-            "--bypass-filtering",
-        ]);
-        let sock = PathBuf::from(path.trim());
-        assert!(exists(&sock), "nic add made {}", sock.display());
-        sock
-    };
+    let nic_add = |i: u8| vhost_nic_add(&d, i, "--bypass-filtering");
     let socks = [nic_add(1), nic_add(2)];
     let start = |i: usize, round: &str| {
         let (me, peer) = (mac(i as u8 + 1), mac(2 - i as u8));

@@ -1,5 +1,6 @@
-//! Test helpers: a graph with a VTEP, a capturing underlay and capturing VM ports, and
-//! frame builders (etherparse) for both sides.
+//! Test helpers: a graph with a VTEP, a capturing underlay and capturing VM ports ([`Bed`],
+//! or [`Host`] with one VM and what each capture keeps of a packet), and frame builders
+//! (etherparse) for both sides.
 #![allow(dead_code)]
 
 use std::net::IpAddr;
@@ -12,7 +13,11 @@ use etherparse::PacketBuilder;
 
 pub mod kernel;
 
-pub type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
+/// What a capturing brick kept of each packet it received, in order.
+pub type Captured<T> = Arc<Mutex<Vec<T>>>;
+
+/// The bytes of each packet a capturing brick received.
+pub type Seen = Captured<Vec<u8>>;
 
 pub const LOCAL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const REMOTE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -26,20 +31,23 @@ pub struct Bed {
     pub vms: Vec<(PortId, Seen)>,
 }
 
-fn capture(g: &mut Graph, name: &str, side: Side) -> (BrickId, Seen) {
-    let seen: Seen = Arc::default();
+/// A brick `name` on `side` of the graph that sends nothing and keeps `record(packet)` of
+/// each packet it receives.
+pub fn capture_with<T: Send + 'static>(
+    g: &mut Graph,
+    name: &str,
+    side: Side,
+    record: fn(&Packet) -> T,
+) -> (BrickId, Captured<T>) {
+    let seen: Captured<T> = Arc::default();
     let s2 = Arc::clone(&seen);
-    let id = g
-        .add(
-            name,
-            RxTx::new(
-                side,
-                |_: &mut Burst| {},
-                move |b: &mut Burst| s2.lock().unwrap().extend(b.drain().map(|p| p.data().to_vec())),
-            ),
-        )
-        .unwrap();
+    let sink = move |b: &mut Burst| s2.lock().unwrap().extend(b.drain().map(|p| record(&p)));
+    let id = g.add(name, RxTx::new(side, |_: &mut Burst| {}, sink)).unwrap();
     (id, seen)
+}
+
+fn capture(g: &mut Graph, name: &str, side: Side) -> (BrickId, Seen) {
+    capture_with(g, name, side, |p| p.data().to_vec())
 }
 
 impl Bed {
@@ -107,6 +115,36 @@ impl Bed {
 
     pub fn drops(&self, reason: &str) -> u64 {
         self.g.stats(self.vtep).unwrap().drops_of(reason).unwrap_or_else(|| panic!("no reason {reason}"))
+    }
+}
+
+/// A VTEP between a capturing underlay (brick `nic`, on its underlay side) and one capturing
+/// VM (brick `vm`, on the VTEP's port `port`), each keeping `record(packet)`.
+pub struct Host<T> {
+    pub g: Graph,
+    pub vtep: BrickId,
+    pub port: PortId,
+    pub wire: Captured<T>,
+    pub vm: Captured<T>,
+}
+
+impl<T: Send + 'static> Host<T> {
+    /// The VTEP of `cfg`, with a pool of `packets` buffers and no VNI yet.
+    pub fn with(cfg: VtepConfig, packets: usize, record: fn(&Packet) -> T) -> Host<T> {
+        let mut g = Graph::new("t");
+        let vtep = g.add("vtep", Vtep::new(cfg, PacketPool::with_count(packets).unwrap()).unwrap()).unwrap();
+        let (nic, wire) = capture_with(&mut g, "nic", Side::East, record);
+        g.link(nic, vtep).unwrap();
+        let (vm_id, vm) = capture_with(&mut g, "vm", Side::West, record);
+        let (port, _) = g.link(vtep, vm_id).unwrap();
+        Host { g, vtep, port, wire, vm }
+    }
+
+    /// Runs the graph once and forgets what reached the underlay: whatever the VTEP sends by
+    /// itself at start (resolving its flood VTEPs) goes before a test's own frames.
+    pub fn settle(&mut self) {
+        self.g.poll_all();
+        self.wire.lock().unwrap().clear();
     }
 }
 

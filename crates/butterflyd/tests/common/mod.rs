@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use butterfly_api::pb::message_v0 as v0;
 use butterfly_api::{Client, ClientConfig};
 
+pub mod scenario;
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -245,6 +247,20 @@ impl Daemon {
         child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         (status.code().unwrap_or(-1), err, dir)
+    }
+
+    /// Waits up to 10 s for the daemon to exit by itself (after `shutdown`): its exit code.
+    /// If it does not, the panic drops it, which stops it.
+    pub fn wait_exit(mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None; // reaped: nothing left for drop to signal
+                return s.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "the daemon did not stop after `shutdown`");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
