@@ -27,7 +27,8 @@ pub struct RunnerConfig {
     /// u32::MAX` never sleeps (busy polling).
     pub spin: Duration,
     /// Between two empty rounds, give the core to any other runnable thread
-    /// (`sched_yield`) instead of spinning on it.
+    /// (`sched_yield`) instead of spinning on it; not inside the [`spin`](Self::spin)
+    /// window, where the thread pauses instead.
     pub yield_when_idle: bool,
     /// Longest sleep while sources have wake fds (commands and timers still wake it).
     pub max_sleep: Duration,
@@ -109,7 +110,15 @@ impl Runner {
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 // Time-bounded spinning only when every source can wake the thread: a source
                 // that must be polled keeps the round-counted spin (sleeping costs it latency).
-                let spun = graph.sources_have_wake_fds() && since.elapsed() >= cfg.spin;
+                let timed = graph.sources_have_wake_fds();
+                // Inside the spin window the core is the thread's: pause, no system call (a
+                // `sched_yield` costs one to two microseconds in a VM, which the next frame
+                // waits for), and the clock read only every eighth round.
+                if timed && !asleep && !cfg.spin.is_zero() && (idle % 8 != 0 || since.elapsed() < cfg.spin) {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                let spun = timed && since.elapsed() >= cfg.spin;
                 // The counter saturates: u32::MAX must stay "never", even after 2^32 rounds.
                 let counted = cfg.idle_rounds != u32::MAX && idle >= cfg.idle_rounds;
                 if asleep || counted || spun {

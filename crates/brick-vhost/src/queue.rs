@@ -114,6 +114,13 @@ impl DeviceQueue {
     }
 
     /// After a burst that took chains from this queue: while the graph polls, no kicks.
+    /// Whether this queue has a cached ring view and it shows no chain waiting. A hint for
+    /// [`VhostUserNic`](crate::VhostUserNic)'s quiet polls; the full poll decides.
+    #[inline]
+    pub(crate) fn looks_empty(&mut self) -> bool {
+        self.ring.as_mut().is_some_and(|r| r.pending() == Ok(0))
+    }
+
     #[inline]
     pub(crate) fn polling(&mut self) {
         if self.armed_at.take().is_some() {

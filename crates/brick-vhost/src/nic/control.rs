@@ -59,6 +59,7 @@ impl VhostUserNic {
             scratch: RxScratch::default(),
             tx_burst: Burst::new(),
             tx_lent: cfg.lent.as_ref().map(|l| l.source()),
+            quiet_polls: 0,
             gso_segs: Vec::with_capacity(64),
             rx_next: 0,
             control: Control { stop, wake, join: Some(join) },

@@ -134,11 +134,16 @@ pub struct VhostUserNic {
     tx_burst: Burst,
     /// Buffers lent for TX frames ([`VhostUserConfig::lent`]).
     tx_lent: Option<Box<dyn PacketSource>>,
+    /// Polls answered by [`tx_quiet`](Self::tx_quiet) in a row.
+    quiet_polls: u32,
     /// Segments of a super-frame cut for a guest without TSO.
     gso_segs: Vec<brick_core::Packet>,
     rx_next: usize,
     control: Control,
 }
+
+/// At most this many polls in a row are answered from the cached ring views alone.
+const QUIET_RECHECK: u32 = 64;
 
 mod brick;
 mod config;
