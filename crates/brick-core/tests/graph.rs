@@ -853,3 +853,39 @@ fn an_explicit_port_stays_within_port_ids_and_remove_unlinks_all() {
     g.link(w, n2).unwrap();
     assert_eq!(g.to_dot().matches("->").count(), 1, "only the new link remains:\n{}", g.to_dot());
 }
+
+/// Records `out.now()` each time it handles a burst, then passes the burst on.
+struct Clocked(Arc<Mutex<Vec<brick_core::Timestamp>>>);
+
+impl Brick for Clocked {
+    fn kind(&self) -> &'static str {
+        "clocked"
+    }
+    fn process(&mut self, side: Side, _: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        self.0.lock().unwrap().push(out.now());
+        out.emit_all(side.opposite(), 0, pkts);
+    }
+}
+
+/// The round's time is read from the clock when a brick first asks for it, then the same for
+/// every brick of the round; the next round reads it afresh.
+#[test]
+fn every_brick_of_a_round_sees_the_same_time_and_the_next_round_a_later_one() {
+    let pool = PacketPool::with_count(16).unwrap();
+    let mut g = Graph::new("clock");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let a = g.add("a", Clocked(Arc::clone(&seen))).unwrap();
+    let b = g.add("b", Clocked(Arc::clone(&seen))).unwrap();
+    let (sink, _) = recorder(Side::West);
+    let sink = g.add("sink", sink).unwrap();
+    g.link(a, b).unwrap();
+    g.link(b, sink).unwrap();
+    g.inject(a, Side::West, 0, &mut burst_of(&pool, &[1])).unwrap();
+    std::thread::sleep(Duration::from_millis(2));
+    g.inject(a, Side::West, 0, &mut burst_of(&pool, &[2])).unwrap();
+    let t = seen.lock().unwrap().clone();
+    assert_eq!(t.len(), 4);
+    assert_eq!(t[0], t[1], "one time per round");
+    assert_eq!(t[2], t[3], "one time per round");
+    assert!(t[2].saturating_since(t[0]) >= Duration::from_millis(2), "{t:?}");
+}
