@@ -2,7 +2,7 @@
 //! and offload capabilities, on Debian's DPDK 22.11 through our `dpdk-sys` binding.
 //!
 //! **Zero copy** by default ([`DpdkConfig::zero_copy`]): a received single-segment mbuf
-//! becomes a [`Packet`](brick_core::Packet) over the mbuf's own buffer (a
+//! becomes a [`brick_core::Packet`] over the mbuf's own buffer (a
 //! [`ForeignOwner`] whose release frees the mbuf), and a packet that comes back to any
 //! `DpdkNic` still in its mbuf is transmitted in that mbuf, with the headers bricks prepended
 //! or pulled. Everything else (pool packets, multi-segment mbufs) is copied once. The C shim
