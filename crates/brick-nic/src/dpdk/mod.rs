@@ -5,9 +5,12 @@
 //! becomes a [`brick_core::Packet`] over the mbuf's own buffer (a
 //! [`ForeignOwner`] whose release frees the mbuf), and a packet that comes back to any
 //! `DpdkNic` still in its mbuf is transmitted in that mbuf, with the headers bricks prepended
-//! or pulled. Everything else (pool packets, multi-segment mbufs) is copied once. The C shim
-//! does a whole burst per FFI call (receive + read every mbuf's fields; fix up or allocate +
-//! fill + transmit + free the unsent).
+//! or pulled. Everything else (pool packets, multi-segment mbufs) is copied once (counted in
+//! `tx_copied`). The other way round, the port **lends** its mbufs
+//! ([`DpdkNic::lent_buffers`], module `lend`): a brick that makes frames (a vhost-user VM's
+//! NIC) copies them straight into one, which this port then sends as it is. The C shim does
+//! a whole burst per FFI call (receive + read every mbuf's fields; fix up or allocate + fill
+//! + transmit + free the unsent).
 
 use std::ffi::{CStr, CString};
 use std::os::raw::c_char;
