@@ -28,6 +28,18 @@ fn split(mem: &Arc<GuestMemoryMmap<()>>, g: &GuestDriver<'_, GuestMemoryMmap<()>
     SplitQueue::new(GuestMap::new(Arc::clone(mem)), g.layout(false), 0, 0).unwrap()
 }
 
+/// `tx_pop_into` with `lent` buffers beside `pool`, the used index published.
+fn pop_into_lent(
+    q: &mut SplitQueue,
+    pool: &PacketPool,
+    lent: &mut (dyn PacketSource + 'static),
+    burst: &mut Burst,
+) -> TxPop<usize> {
+    let r = tx_pop_into(q, pool, Some(&mut TxLent::new(lent)), &feat(), burst);
+    q.publish_used();
+    r
+}
+
 /// `tx_pop_into` (what the brick runs), with the used index published as a burst of one;
 /// the packet taken back out of the burst, which must hold it alone, or nothing.
 fn pop(q: &mut SplitQueue, p: &PacketPool, f: &NetFeatures) -> TxPop {
@@ -117,11 +129,7 @@ fn tx_small_one_descriptor_frames_go_to_lent_buffers_the_rest_to_the_pool() {
     let lent_pool = PacketPool::new(PoolConfig { count: 3, headroom: 128, data_room: 200 }).unwrap();
     let mut lent: Box<dyn PacketSource> = Box::new(lent_pool.clone());
     let mut burst = Burst::new();
-    let mut pop_lent = |q: &mut SplitQueue, burst: &mut Burst| {
-        let r = tx_pop_into(q, &main, Some(&mut TxLent::new(lent.as_mut())), &feat(), burst);
-        q.publish_used();
-        r
-    };
+    let mut pop_lent = |q: &mut SplitQueue, burst: &mut Burst| pop_into_lent(q, &main, lent.as_mut(), burst);
     let small = frame(200);
     // One descriptor, exactly the lent data room: lent.
     g.tx_frame(&NetHdr::default(), &small, 4096);
@@ -178,8 +186,7 @@ fn tx_frames_shorter_than_the_lent_buffers_minimum_go_to_the_pool() {
     let mut burst = Burst::new();
     for (len, lent_left, main_left) in [(99, 4, 63), (100, 3, 63), (1500, 2, 63)] {
         g.tx_frame(&NetHdr::default(), &frame(len), 4096);
-        let r = tx_pop_into(&mut q, &main, Some(&mut TxLent::new(lent.as_mut())), &feat(), &mut burst);
-        q.publish_used();
+        let r = pop_into_lent(&mut q, &main, lent.as_mut(), &mut burst);
         assert!(matches!(r, TxPop::Packet(n) if n == len), "{r:?}");
         assert_eq!((lent_pool.available(), main.available()), (lent_left, main_left), "{len}-byte frame");
     }
