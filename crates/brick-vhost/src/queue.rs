@@ -97,9 +97,15 @@ impl DeviceQueue {
                 return None;
             }
             match SplitQueue::new(map.clone(), layout, 0, 0) {
-                Ok(r) => {
+                Ok(mut r) => {
+                    // The graph is polling this queue: no kicks until it arms the queue before
+                    // sleeping. A driver starts with notifications on (used flags 0), and one
+                    // without EVENT_IDX (DPDK's virtio_user) kicked for every burst while the
+                    // graph never slept, since only an arming is followed by a disarming.
+                    r.disable_kicks();
                     self.ring = Some(r);
                     self.refused = None;
+                    self.armed_at = None;
                 }
                 Err(e) => {
                     report_refused(&e, &layout);
