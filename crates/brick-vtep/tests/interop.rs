@@ -376,8 +376,11 @@ fn tcp_echo_with_the_kernel(v6: bool) {
     u.attach(42, vm, Flood::Static);
 
     use std::io::{Read, Write};
-    let server = spawn_in(&vm_ns.0, || {
+    // The client connects only once the server listens: a SYN that comes first is refused.
+    let (listening_tx, listening) = std::sync::mpsc::channel();
+    let server = spawn_in(&vm_ns.0, move || {
         let l = std::net::TcpListener::bind("192.168.42.1:47001").unwrap();
+        listening_tx.send(()).unwrap();
         let (mut c, _) = l.accept().unwrap();
         let mut buf = vec![0u8; 65536];
         loop {
@@ -389,6 +392,7 @@ fn tcp_echo_with_the_kernel(v6: bool) {
         }
     });
     let bytes = 4 << 20;
+    listening.recv_timeout(Duration::from_secs(10)).expect("the VM's server listens");
     let client = spawn_in(&u.ns.k, move || {
         let c = std::net::TcpStream::connect_timeout(
             &"192.168.42.1:47001".parse().unwrap(),
