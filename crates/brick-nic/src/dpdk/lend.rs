@@ -122,7 +122,10 @@ impl Drop for MbufSource {
 impl DpdkNic {
     /// This port's mbufs, lent as empty packets to the bricks that make frames this port
     /// may send (a VM's NIC): the port sends them without copying. Each brick gets its own
-    /// [`MbufSource`]; size [`DpdkConfig::mbufs`] for a burst (64) per such brick.
+    /// [`MbufSource`]. A source holds unused mbufs only during a poll (at most a burst, given
+    /// back after it); the frames built in them hold theirs until sent or dropped, so size
+    /// [`DpdkConfig::mbufs`] for the frames in flight between the VMs and the port too. When
+    /// the pool runs dry, the VM's NIC falls back to its own pool (one more copy, no drop).
     pub fn lent_buffers(&self) -> LentBuffers {
         let mempool = SendPtr(self.port.mempool);
         let data_room = self.port.data_room;
