@@ -5,7 +5,11 @@
 # no VM), forwarding in 5tswap mode with a loop topology: a frame that arrives on a port
 # goes back out of the same port with MACs, IPs and ports swapped, so it is a valid frame
 # of that guest (anti-spoof accepts it) and the population started with `tx_first`
-# circulates between the two guests through the switch forever. The switches:
+# circulates between the two guests through the switch forever. The whole population starts
+# from port 0 (vm1): testpmd's `tx_first` frames carry the same IP addresses on every port
+# (198.18.0.1 -> 198.18.0.2), so those of port 1 would claim vm1's address from vm2. A
+# security group rightly drops them (a switch without anti-spoofing does not), and the
+# filtered setups then ran with half the frames of the others. The switches:
 #   bf-filter   butterflyd, both NICs in one VNI with a security group allowing everything
 #               (stateful: conntrack and anti-spoof on every frame)
 #   bf-bypass   butterflyd, both NICs --bypass-filtering
@@ -25,9 +29,10 @@
 #
 # Usage (root): [FRAME=64|1518] [INFLIGHT=8] [BF_ARGS=...] benches/pvp-compare.sh [SECONDS [ROUNDS]]
 #   FRAME    frame size including the 4-byte FCS, as in RFC 2544 (default 64)
-#   INFLIGHT bursts of BURST frames each guest port starts with (default 8 of 32)
-#   BURST    the guest's burst size (default 32). BURST=1 INFLIGHT=1: one frame per guest
-#            port circulates, and the table adds the mean round trip (2 / rate per direction)
+#   INFLIGHT bursts of BURST frames in flight per guest port (default 8 of 32): port 0
+#            sends 2 x INFLIGHT bursts, then both ports forward
+#   BURST    the guest's burst size (default 32). BURST=1 INFLIGHT=1: two frames circulate,
+#            and the table adds their mean round trip (2 / rate per direction)
 #   SETUPS   which setups to run (default "bf-filter bf-bypass ovs-ct ovs-normal vhost-io")
 #   BF_ARGS  extra butterflyd arguments (e.g. --busy-poll)
 #   SWITCH_CPU, GUEST_CPU, GUEST_MAIN_CPU  (default 0, 1, and the switch's CPU: testpmd's main
@@ -156,12 +161,22 @@ run_guests() {
   for other in "${!SWPIDS[@]}"; do
     if [ "$other" = "$name" ]; then kill -CONT ${SWPIDS[$other]}; else kill -STOP ${SWPIDS[$other]}; fi
   done
-  local log=$d/guest.log warm=4 start="start tx_first $INFLIGHT"
-  [ "$mode" != idle ] || start=start
+  local log=$d/guest.log warm=4
   (
     sleep "$warm"
     echo "set txpkts $((FRAME - 4))"
-    echo "$start"
+    if [ "$mode" = idle ]; then
+      echo "start"
+    else
+      # Port 0 alone sends the population (its frames are vm1's own); what reaches port 1
+      # meanwhile waits in its RX ring (--no-flush-rx) until both ports forward.
+      echo "set portlist 0"
+      echo "start tx_first $((2 * INFLIGHT))"
+      sleep 0.5
+      echo "stop"
+      echo "set portlist 0,1"
+      echo "start"
+    fi
     sleep 2
     echo "show port stats all"
     sleep "$SECS"
@@ -174,7 +189,7 @@ run_guests() {
     --vdev "virtio_user0,path=${SOCK1[$name]},mac=$MAC1,queue_size=1024" \
     --vdev "virtio_user1,path=${SOCK2[$name]},mac=$MAC2,queue_size=1024" -- \
     -i --forward-mode=5tswap --port-topology=loop --eth-peer=0,$MAC2 --eth-peer=1,$MAC1 \
-    --nb-cores=1 --txd=1024 --rxd=1024 --burst="$BURST" --total-num-mbufs=32768 >"$log" 2>&1 &
+    --no-flush-rx --nb-cores=1 --txd=1024 --rxd=1024 --burst="$BURST" --total-num-mbufs=32768 >"$log" 2>&1 &
   local g=$!
   sleep $((warm + 2))
   local j0 t0 j1 t1; j0=$(jiffies ${SWPIDS[$name]}); t0=$(date +%s.%N)
@@ -193,9 +208,14 @@ measure() {
   run_guests "$name"
   local cyc=-
   case $name in
-    bf-* | base-*) cyc=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
-      "http://${METRICS[$name]}/metrics" |
-      sed -n 's/^butterfly_brick_cycles_per_packet{brick="\([^"]*\)".* \([0-9]*\)[.0-9]*$/\1=\2/p' | paste -sd, -) ;;
+    bf-* | base-*)
+      python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+        "http://${METRICS[$name]}/metrics" >"$d/metrics"
+      cyc=$(sed -n 's/^butterfly_brick_cycles_per_packet{brick="\([^"]*\)".* \([0-9]*\)[.0-9]*$/\1=\2/p' "$d/metrics" | paste -sd, -)
+      # A frame dropped on the way is a frame less in flight: say so (the VTEP's own IGMP
+      # and ARP, with no underlay, are the only expected drops).
+      sed -n 's/^butterfly_brick_drops_total{brick="\([^"]*\)",kind="[^"]*",reason="\([^"]*\)".* \([1-9][0-9]*\)$/\1: \2: \3/p' "$d/metrics" |
+        grep -v '^vtep: ' | sed "s/^/$name drops: /" >&2 || true ;;
     ovs-*) cyc=$(ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-show |
       awk '/processing cycles per packet/ {print int($6)}' | head -1 || true) ;;
   esac
