@@ -20,6 +20,7 @@ use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
 
+use crate::gate::{FastIndexes, Gate};
 use crate::wire::feature;
 
 /// Guest memory as the daemon maps it.
@@ -48,17 +49,22 @@ impl KickSlot {
 }
 
 /// One vring as rust-vmm's handler sees it: virtio-queue's state behind the library's
-/// `RwLock` (configuration written by the control thread, indexes by the graph thread once
-/// per burst), except for the kick fd. The library registers a vring's kick fd with its
-/// vring-worker thread, which would then wake on every guest kick only to ring the brick's
-/// doorbell, and take the vring's lock against the graph thread. `NetVring` keeps the fd to
-/// itself ([`KickSlot`]), starts the queue as the library would have on receiving it, and
-/// the brick watches the fd in its own epoll set.
+/// `RwLock` (configuration written by the control thread, indexes by the graph thread),
+/// except for the kick fd. The library registers a vring's kick fd with its vring-worker
+/// thread, which would then wake on every guest kick only to ring the brick's doorbell, and
+/// take the vring's lock against the graph thread. `NetVring` keeps the fd to itself
+/// ([`KickSlot`]), starts the queue as the library would have on receiving it, and the brick
+/// watches the fd in its own epoll set.
+///
+/// Every change the library makes goes through the NIC's [`Gate`], so that the graph thread
+/// may use a running ring without the lock while nothing changes; its indexes then wait in
+/// [`FastIndexes`] until the lock is next taken ([`NetVring::locked`]).
 #[derive(Clone)]
 pub(crate) struct NetVring {
     inner: VringRwLock<Mem>,
     kick: Arc<KickSlot>,
-    /// The NIC's doorbell: rung when the graph thread must look at the queue again.
+    fast: Arc<FastIndexes>,
+    /// The NIC's doorbell and gate: rung when the graph thread must look at the queue again.
     shared: Option<Arc<Shared>>,
 }
 
@@ -88,6 +94,34 @@ impl NetVring {
             s.wake();
         }
     }
+
+    /// The indexes the graph thread left after its last lock-free burst.
+    #[inline]
+    pub(crate) fn fast(&self) -> &FastIndexes {
+        &self.fast
+    }
+
+    /// The vring's state, locked, with the graph thread's lock-free indexes written back.
+    /// Every locked use of the `Queue` goes through here.
+    #[inline]
+    pub(crate) fn locked(&self) -> RwLockWriteGuard<'_, VringState<Mem>> {
+        let mut st = self.inner.get_mut();
+        self.fast.sync_into(st.get_queue_mut());
+        st
+    }
+
+    /// Runs a change of the library's (`f`, on the inner vring) through the NIC's gate, with
+    /// the graph thread's indexes written back first.
+    fn change<R>(&self, f: impl FnOnce(&VringRwLock<Mem>) -> R) -> R {
+        let apply = || {
+            drop(self.locked());
+            f(&self.inner)
+        };
+        match &self.shared {
+            Some(s) => s.gate.change(apply),
+            None => apply(),
+        }
+    }
 }
 
 impl<'a> VringStateGuard<'a, Mem> for NetVring {
@@ -102,7 +136,7 @@ impl VringT<Mem> for NetVring {
     fn new(mem: Mem, max_queue_size: u16) -> Result<Self, VirtQueError> {
         let inner = VringRwLock::new(mem, max_queue_size)?;
         let shared = BUILDING.with(|b| b.borrow().as_ref().map(|(s, _)| Arc::clone(s)));
-        let v = NetVring { inner, kick: Arc::new(KickSlot::default()), shared };
+        let v = NetVring { inner, kick: Arc::new(KickSlot::default()), fast: Arc::default(), shared };
         BUILDING.with(|b| {
             if let Some((_, list)) = b.borrow_mut().as_mut() {
                 list.push(v.clone());
@@ -114,51 +148,54 @@ impl VringT<Mem> for NetVring {
         self.inner.get_ref()
     }
     fn get_mut(&self) -> RwLockWriteGuard<'_, VringState<Mem>> {
-        self.inner.get_mut()
+        // The library changes vrings through the methods below (each behind the gate); this
+        // guard serves its reads.
+        self.locked()
     }
     fn add_used(&self, desc_index: u16, len: u32) -> Result<(), VirtQueError> {
-        self.inner.add_used(desc_index, len)
+        self.change(|v| v.add_used(desc_index, len))
     }
     fn signal_used_queue(&self) -> io::Result<()> {
         self.inner.signal_used_queue()
     }
     fn enable_notification(&self) -> Result<bool, VirtQueError> {
-        self.inner.enable_notification()
+        self.change(|v| v.enable_notification())
     }
     fn disable_notification(&self) -> Result<(), VirtQueError> {
-        self.inner.disable_notification()
+        self.change(|v| v.disable_notification())
     }
     fn needs_notification(&self) -> Result<bool, VirtQueError> {
         self.inner.needs_notification()
     }
     fn set_enabled(&self, enabled: bool) {
-        self.inner.set_enabled(enabled);
+        self.change(|v| v.set_enabled(enabled));
         // A queue that starts may hold chains the guest will not kick for again.
         self.ring();
     }
     fn set_queue_info(&self, desc_table: u64, avail_ring: u64, used_ring: u64) -> Result<(), VirtQueError> {
-        self.inner.set_queue_info(desc_table, avail_ring, used_ring)
+        self.change(|v| v.set_queue_info(desc_table, avail_ring, used_ring))
     }
     fn queue_next_avail(&self) -> u16 {
-        self.inner.queue_next_avail()
+        // GET_VRING_BASE: the graph thread's last index, and no lock-free burst after it.
+        self.change(|v| v.queue_next_avail())
     }
     fn set_queue_next_avail(&self, base: u16) {
-        self.inner.set_queue_next_avail(base)
+        self.change(|v| v.set_queue_next_avail(base))
     }
     fn set_queue_next_used(&self, idx: u16) {
-        self.inner.set_queue_next_used(idx)
+        self.change(|v| v.set_queue_next_used(idx))
     }
     fn queue_used_idx(&self) -> Result<u16, VirtQueError> {
         self.inner.queue_used_idx()
     }
     fn set_queue_size(&self, num: u16) {
-        self.inner.set_queue_size(num)
+        self.change(|v| v.set_queue_size(num))
     }
     fn set_queue_event_idx(&self, enabled: bool) {
-        self.inner.set_queue_event_idx(enabled)
+        self.change(|v| v.set_queue_event_idx(enabled))
     }
     fn set_queue_ready(&self, ready: bool) {
-        self.inner.set_queue_ready(ready);
+        self.change(|v| v.set_queue_ready(ready));
         self.ring();
     }
     fn set_kick(&self, file: Option<File>) {
@@ -180,7 +217,7 @@ impl VringT<Mem> for NetVring {
         // What the library does when a kick fd arrives for a queue not started yet (it never
         // sees this fd, so it would never start the queue).
         if start && !self.inner.get_ref().get_queue().ready() {
-            self.inner.set_queue_ready(true);
+            self.change(|v| v.set_queue_ready(true));
         }
         self.ring();
     }
@@ -189,6 +226,7 @@ impl VringT<Mem> for NetVring {
         Ok(self.inner.get_ref().is_enabled())
     }
     fn set_call(&self, file: Option<File>) {
+        // The graph thread signals under the read lock, lock-free burst or not.
         self.inner.set_call(file)
     }
     fn set_err(&self, file: Option<File>) {
@@ -202,6 +240,9 @@ pub const MAX_QUEUE_SIZE: usize = 1024;
 /// State of one frontend connection, shared with the graph thread.
 pub(crate) struct Conn {
     pub(crate) mem: Mem,
+    /// Bumped after the library replaced the memory map in `mem` (SET_MEM_TABLE): the graph
+    /// thread reloads the map only then.
+    pub(crate) mem_version: AtomicU64,
     pub(crate) vrings: OnceLock<Vec<Vring>>,
     pub(crate) acked: AtomicU64,
     /// The exit-event consumers handed to the library (see [`Conn::close_exit_events`]).
@@ -213,6 +254,7 @@ impl Conn {
     pub(crate) fn new(mem: Mem) -> Conn {
         Conn {
             mem,
+            mem_version: AtomicU64::new(0),
             vrings: OnceLock::new(),
             acked: AtomicU64::new(0),
             exit_consumers: Mutex::new(Vec::new()),
@@ -259,6 +301,9 @@ pub struct NicStats {
     pub kicks_armed: Counter,
     /// Times a TX chain stayed in the ring because the packet pool was empty.
     pub pool_empty: Counter,
+    /// Bursts that took their vring's lock: the first on each running queue after a
+    /// connection or a vhost-user change; the others run lock-free (see the gate module).
+    pub locked_bursts: Counter,
     /// Drops, indexed like [`DROP_REASONS`](crate::DROP_REASONS).
     pub drops: [Counter; crate::DROP_REASONS.len()],
     /// Whether a frontend is connected now.
@@ -287,6 +332,8 @@ pub(crate) struct Shared {
     pub(crate) generation: AtomicU64,
     pub(crate) slot: Mutex<Option<Arc<Conn>>>,
     pub(crate) stats: Arc<NicStats>,
+    /// Lock-free use of the current connection's running vrings (see the gate module).
+    pub(crate) gate: Gate,
 }
 
 impl Shared {
@@ -297,6 +344,7 @@ impl Shared {
             generation: AtomicU64::new(0),
             slot: Mutex::new(None),
             stats: Arc::new(NicStats::default()),
+            gate: Gate::default(),
         })
     }
 
@@ -381,6 +429,7 @@ impl VhostUserBackend for NetBackend {
     fn update_memory(&self, _mem: Mem) -> io::Result<()> {
         // The daemon replaced the map inside the GuestMemoryAtomic we share; the graph thread
         // loads it at its next burst.
+        self.conn.mem_version.fetch_add(1, Ordering::Release);
         Ok(())
     }
 

@@ -19,6 +19,7 @@
 
 mod backend;
 pub mod datapath;
+mod gate;
 mod nic;
 pub mod proxy;
 mod queue;

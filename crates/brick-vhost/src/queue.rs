@@ -42,6 +42,9 @@ pub(crate) struct DeviceQueue {
     kick_gen: u64,
     /// The avail index at which kicks were last enabled; `None` while polling.
     armed_at: Option<u16>,
+    /// The gate version at which the ring view was last found current and the queue running,
+    /// under the vring's lock: while the gate stays at it, bursts need no lock.
+    confirmed: Option<u64>,
 }
 
 impl DeviceQueue {
@@ -51,6 +54,36 @@ impl DeviceQueue {
         self.ring = None;
         self.refused = None;
         self.armed_at = None;
+        self.confirmed = None;
+    }
+
+    /// The ring view, if it was confirmed at gate `version` (a stable one): usable without
+    /// the vring's lock.
+    #[inline]
+    pub(crate) fn lock_free(&mut self, version: u64) -> Option<&mut SplitQueue> {
+        if self.confirmed == Some(version) {
+            self.ring.as_mut()
+        } else {
+            None
+        }
+    }
+
+    /// Under the vring's lock, with the queue running and its view current (just returned by
+    /// [`ring`](Self::ring)): later bursts at the same stable gate `version` skip the lock.
+    #[inline]
+    pub(crate) fn confirm(&mut self, version: u64) {
+        self.confirmed = (crate::gate::Gate::stable(version) && self.ring.is_some()).then_some(version);
+    }
+
+    /// Forgets the confirmation (the memory map changed): the next burst takes the lock.
+    pub(crate) fn unconfirm(&mut self) {
+        self.confirmed = None;
+    }
+
+    /// The ring view as it is, for the burst that just confirmed or looked it up.
+    #[inline]
+    pub(crate) fn view(&mut self) -> Option<&mut SplitQueue> {
+        self.ring.as_mut()
     }
 
     /// Watches the vring's current kick fd in `set` (under data `index`) if it changed.
@@ -93,6 +126,7 @@ impl DeviceQueue {
         };
         if stale {
             self.ring = None;
+            self.confirmed = None;
             if self.refused.as_ref().is_some_and(|(l, m)| *l == layout && m.same_as(map)) {
                 return None;
             }

@@ -58,7 +58,11 @@ fn server_mode_traffic_and_frontend_restart() {
     let runner = echo_graph(nic);
 
     let pmd = TestPmd::start(&sock, false, &dir.path("pmd1.log"), "s1");
-    expect_traffic(&stats, (0, 0), "first frontend", &pmd);
+    let (tx, rx) = expect_traffic(&stats, (0, 0), "first frontend", &pmd);
+    // Running queues are used without their lock: only the first burst of each (and one
+    // after each vhost-user change) takes it.
+    let locked = stats.locked_bursts.get();
+    assert!(locked > 0 && locked < 64, "{locked} locked bursts for {tx} frames out and {rx} in");
     let out = pmd.stop();
     assert!(last_rx_packets(&out) > 1000, "testpmd received too little:\n{}", tail(&out, 25));
     assert!(
@@ -70,8 +74,11 @@ fn server_mode_traffic_and_frontend_restart() {
     let seen = (stats.tx_packets.get(), stats.rx_packets.get());
 
     // The frontend comes back (a QEMU restart): same socket, traffic again.
+    let locked = stats.locked_bursts.get();
     let pmd = TestPmd::start(&sock, false, &dir.path("pmd2.log"), "s2");
     expect_traffic(&stats, seen, "second frontend", &pmd);
+    // The new connection's queues were confirmed under the lock again before going lock-free.
+    assert!(stats.locked_bursts.get() > locked, "the second connection never took the vring lock");
     drop(pmd);
     assert_eq!(stats.connections.load(Ordering::Relaxed), 2);
     assert_eq!(stats.drop_count(brick_vhost::DropReason::BadDescriptor as usize), 0);

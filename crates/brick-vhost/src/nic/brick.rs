@@ -2,10 +2,15 @@
 //! control thread, popping guest TX bursts and pushing RX bursts into guest buffers.
 
 use super::*;
+use crate::backend::Mem;
+use crate::ring::SplitQueue;
+use vhost_user_backend::VringState;
 
 impl VhostUserNic {
     /// Picks up a new connection (or its loss) published by the control thread, a changed
-    /// memory map, and new kick fds. Returns the connection's vrings, if any.
+    /// memory map, and new kick fds. Returns the current connection, taken out of `self`
+    /// (moved, not counted: put it back with `self.conn = Some(..)`), if its vrings exist.
+    /// Without a change, this reads a few atomics and nothing else.
     #[inline]
     fn refresh(&mut self) -> Option<Arc<Conn>> {
         let g = self.shared.generation.load(Ordering::Acquire);
@@ -13,21 +18,31 @@ impl VhostUserNic {
             self.seen_generation = g;
             self.conn = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
             self.map = None;
+            self.seen_mem = u64::MAX;
             for q in &mut self.queues {
                 q.reset();
                 q.drop_kick(&self.wake_set);
             }
         }
-        let conn = self.conn.clone()?;
+        let conn = self.conn.take()?;
         let acked = conn.acked.load(Ordering::Acquire);
         if acked != self.feat.acked {
             self.feat = NetFeatures::from_acked(acked);
         }
-        let mem = conn.mem.memory();
-        if !self.map.as_ref().is_some_and(|m| m.is_of(&mem)) {
-            self.map = Some(GuestMap::new(mem.into_inner()));
+        let mem_version = conn.mem_version.load(Ordering::Acquire);
+        if mem_version != self.seen_mem {
+            self.seen_mem = mem_version;
+            let mem = conn.mem.memory();
+            if !self.map.as_ref().is_some_and(|m| m.is_of(&mem)) {
+                self.map = Some(GuestMap::new(mem.into_inner()));
+                // Ring views in the old map are rebuilt under the lock.
+                self.queues.iter_mut().for_each(DeviceQueue::unconfirm);
+            }
         }
-        let vrings = conn.vrings.get()?;
+        let Some(vrings) = conn.vrings.get() else {
+            self.conn = Some(conn);
+            return None;
+        };
         for (i, (q, v)) in self.queues.iter_mut().zip(vrings).enumerate() {
             if i % 2 == 1 {
                 q.sync_kick(v, &self.wake_set, i);
@@ -62,16 +77,47 @@ impl VhostUserNic {
     }
 
     /// Drains one TX queue into the graph: at most `budget` chains, dropped ones included
-    /// (a guest that keeps posting bad chains must not hold the thread). Returns the chains
-    /// consumed: work, even when every one was dropped.
-    fn poll_tx(&mut self, q: usize, vring: &Vring, budget: usize, out: &mut Output<'_>) -> usize {
-        let mut st = vring.get_mut();
+    /// (a guest that keeps posting bad chains must not hold the thread). Without the vring's
+    /// lock when its view is confirmed at gate `version`; otherwise under it, confirming the
+    /// view for the next bursts. Returns the chains consumed: work, even when every one was
+    /// dropped.
+    fn poll_tx(
+        &mut self,
+        q: usize,
+        vring: &Vring,
+        version: u64,
+        budget: usize,
+        out: &mut Output<'_>,
+    ) -> usize {
+        if self.queues[q].lock_free(version).is_some() {
+            return self.drain_tx(q, vring, None, budget, out);
+        }
+        let mut st = vring.locked();
         if !(st.get_queue().ready() && st.is_enabled()) {
             self.queues[q].reset();
             return 0;
         }
         let Some(map) = &self.map else { return 0 };
-        let Some(ring) = self.queues[q].ring(map, st.get_queue()) else { return 0 };
+        if self.queues[q].ring(map, st.get_queue()).is_none() {
+            return 0;
+        }
+        self.queues[q].confirm(version);
+        self.shared.stats.locked_bursts.add(1);
+        self.drain_tx(q, vring, Some(&mut st), budget, out)
+    }
+
+    /// The burst of [`poll_tx`](Self::poll_tx), on a current ring view; `st`: the vring's
+    /// state when locked (its `Queue` gets the indexes), `None` on the lock-free path (they
+    /// go to the vring's [`FastIndexes`](crate::gate::FastIndexes)).
+    fn drain_tx(
+        &mut self,
+        q: usize,
+        vring: &Vring,
+        mut st: Option<&mut VringState<Mem>>,
+        budget: usize,
+        out: &mut Output<'_>,
+    ) -> usize {
+        let Some(ring) = self.queues[q].view() else { return 0 };
         let stats = &self.shared.stats;
         let mut consumed = 0usize;
         let (mut packets, mut bytes) = (0u64, 0u64);
@@ -120,11 +166,11 @@ impl VhostUserNic {
             stats.tx_packets.add(packets);
             stats.tx_bytes.add(bytes);
             ring.publish_used();
-            ring.store_indexes(st.get_queue_mut());
+            keep_indexes(ring, vring, st.as_deref_mut());
             let interrupt = ring.needs_interrupt();
             self.queues[q].polling();
             if interrupt {
-                let _ = st.signal_used_queue();
+                signal_guest(vring, st.as_deref());
                 stats.guest_notifications.add(1);
             }
         }
@@ -138,7 +184,7 @@ impl VhostUserNic {
     /// Re-enables kicks on TX queue `q` (the graph is about to stop polling it). Returns
     /// whether chains are already waiting.
     fn arm_tx(&mut self, q: usize, vring: &Vring) -> bool {
-        let st = vring.get_mut();
+        let st = vring.locked();
         let running = st.get_queue().ready() && st.is_enabled();
         let map = self.map.as_ref().filter(|_| running);
         let armed = map.and_then(|m| self.queues[q].arm(m, st.get_queue()));
@@ -193,12 +239,17 @@ impl Brick for VhostUserNic {
         if !woken && self.tx_quiet() {
             return 0;
         }
-        let Some(conn) = self.refresh() else { return 0 };
-        let Some(vrings) = conn.vrings.get() else { return 0 };
+        let version = self.shared.gate.enter();
         let mut total = 0;
-        for q in (1..vrings.len()).step_by(2) {
-            total += self.poll_tx(q, &vrings[q], brick_core::BURST_SIZE, out);
+        if let Some(conn) = self.refresh() {
+            if let Some(vrings) = conn.vrings.get() {
+                for q in (1..vrings.len()).step_by(2) {
+                    total += self.poll_tx(q, &vrings[q], version, brick_core::BURST_SIZE, out);
+                }
+            }
+            self.conn = Some(conn);
         }
+        self.shared.gate.leave();
         total
     }
 
@@ -213,32 +264,88 @@ impl Brick for VhostUserNic {
     }
 
     fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        let version = self.shared.gate.enter();
         let conn = self.refresh();
         let vrings = conn.as_ref().and_then(|c| c.vrings.get());
-        // Pick a started RX queue, round robin per burst over the queue pairs.
-        let chosen = vrings.and_then(|v| {
-            let pairs = v.len() / 2;
-            let start = self.rx_next;
-            self.rx_next = self.rx_next.wrapping_add(1);
-            (0..pairs).map(|k| 2 * ((start + k) % pairs)).find(|&q| {
-                let st = v[q].get_ref();
+        match vrings.and_then(|v| self.pick_rx(v, version).map(|q| (q, &v[q]))) {
+            Some((q, vring)) => self.push_rx(q, vring, version, pkts, out),
+            None => {
+                let n = pkts.len() as u64;
+                pkts.clear();
+                self.count_drop(out, DropReason::NotReady, n);
+            }
+        }
+        if conn.is_some() {
+            self.conn = conn;
+        }
+        self.shared.gate.leave();
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let s = &self.shared.stats;
+        vec![
+            format!("{} {}", if self.server { "server" } else { "client" }, self.path.display()),
+            format!(
+                "connected={} connections={}",
+                s.connected.load(Ordering::Relaxed),
+                s.connections.load(Ordering::Relaxed)
+            ),
+            format!("acked=0x{:x}", s.acked_features.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+impl VhostUserNic {
+    /// A started RX queue, round robin per burst over the queue pairs: one confirmed at
+    /// gate `version` is known started without the lock.
+    fn pick_rx(&mut self, vrings: &[Vring], version: u64) -> Option<usize> {
+        let pairs = vrings.len() / 2;
+        let start = self.rx_next;
+        self.rx_next = self.rx_next.wrapping_add(1);
+        (0..pairs).map(|k| 2 * ((start + k) % pairs)).find(|&q| {
+            self.queues[q].lock_free(version).is_some() || {
+                let st = vrings[q].get_ref();
                 st.get_queue().ready() && st.is_enabled()
-            })
-        });
-        let (Some(vrings), Some(q), Some(map)) = (vrings, chosen, &self.map) else {
-            let n = pkts.len() as u64;
-            pkts.clear();
-            self.count_drop(out, DropReason::NotReady, n);
-            return;
+            }
+        })
+    }
+
+    /// Writes `pkts` into the guest buffers of RX queue `q`: without the vring's lock when
+    /// its view is confirmed at gate `version`, otherwise under it (confirming the view).
+    fn push_rx(&mut self, q: usize, vring: &Vring, version: u64, pkts: &mut Burst, out: &mut Output<'_>) {
+        if self.queues[q].lock_free(version).is_some() {
+            return self.fill_rx(q, vring, None, pkts, out);
+        }
+        let mut st = vring.locked();
+        let running = st.get_queue().ready() && st.is_enabled();
+        let viewed = match &self.map {
+            Some(map) if running => self.queues[q].ring(map, st.get_queue()).is_some(),
+            _ => false,
         };
-        let mut st = vrings[q].get_mut();
-        let Some(ring) = self.queues[q].ring(map, st.get_queue()) else {
-            let n = pkts.len() as u64;
-            pkts.clear();
+        if !viewed {
             drop(st);
-            self.count_drop(out, DropReason::QueueBroken, n);
+            let n = pkts.len() as u64;
+            pkts.clear();
+            let reason = if running { DropReason::QueueBroken } else { DropReason::NotReady };
+            self.count_drop(out, reason, n);
             return;
-        };
+        }
+        self.queues[q].confirm(version);
+        self.shared.stats.locked_bursts.add(1);
+        self.fill_rx(q, vring, Some(&mut st), pkts, out);
+    }
+
+    /// The burst of [`push_rx`](Self::push_rx) on a current ring view (`st` as in
+    /// [`drain_tx`](Self::drain_tx)).
+    fn fill_rx(
+        &mut self,
+        q: usize,
+        vring: &Vring,
+        mut st: Option<&mut VringState<Mem>>,
+        pkts: &mut Burst,
+        out: &mut Output<'_>,
+    ) {
+        let Some(ring) = self.queues[q].view() else { return };
         ring.prefetch(pkts.len() as u16, true);
         let stats = &self.shared.stats;
         let (mut delivered, mut bytes) = (0u64, 0u64);
@@ -261,32 +368,37 @@ impl Brick for VhostUserNic {
         }
         // Chains may have been handed back (a bad first chain) even with nothing delivered.
         ring.publish_used();
-        ring.store_indexes(st.get_queue_mut());
+        keep_indexes(ring, vring, st.as_deref_mut());
         if delivered > 0 {
             stats.rx_packets.add(delivered);
             stats.rx_bytes.add(bytes);
             if ring.needs_interrupt() {
-                let _ = st.signal_used_queue();
+                signal_guest(vring, st.as_deref());
                 stats.guest_notifications.add(1);
             }
         }
-        drop(st);
         for (r, &n) in drops.iter().enumerate().filter(|(_, &n)| n > 0) {
             out.count_drop(r, n);
             stats.drops[r].add(n);
         }
     }
+}
 
-    fn describe(&self) -> Vec<String> {
-        let s = &self.shared.stats;
-        vec![
-            format!("{} {}", if self.server { "server" } else { "client" }, self.path.display()),
-            format!(
-                "connected={} connections={}",
-                s.connected.load(Ordering::Relaxed),
-                s.connections.load(Ordering::Relaxed)
-            ),
-            format!("acked=0x{:x}", s.acked_features.load(Ordering::Relaxed)),
-        ]
+/// Leaves the device indexes where GET_VRING_BASE finds them: in the `Queue` when locked,
+/// else for the next holder of the lock to write back.
+#[inline]
+fn keep_indexes(ring: &SplitQueue, vring: &Vring, st: Option<&mut VringState<Mem>>) {
+    match st {
+        Some(st) => ring.store_indexes(st.get_queue_mut()),
+        None => vring.fast().record(ring.next_avail, ring.next_used),
     }
+}
+
+/// Interrupts the guest (writes its call fd), with the state already locked or under the
+/// read lock: the call fd lives in it.
+fn signal_guest(vring: &Vring, st: Option<&VringState<Mem>>) {
+    let _ = match st {
+        Some(st) => st.signal_used_queue(),
+        None => vring.get_ref().signal_used_queue(),
+    };
 }

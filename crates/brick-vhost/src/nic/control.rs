@@ -52,6 +52,7 @@ impl VhostUserNic {
             server,
             conn: None,
             seen_generation: u64::MAX,
+            seen_mem: u64::MAX,
             feat: NetFeatures::default(),
             map: None,
             queues: (0..queues).map(|_| DeviceQueue::default()).collect(),

@@ -122,6 +122,8 @@ pub struct VhostUserNic {
     server: bool,
     conn: Option<Arc<Conn>>,
     seen_generation: u64,
+    /// The connection's memory-map version the map below was loaded at.
+    seen_mem: u64,
     feat: NetFeatures,
     /// The current connection's memory map as a region table.
     map: Option<GuestMap>,
