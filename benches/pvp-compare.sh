@@ -65,7 +65,8 @@
 #            vhost threads starve behind a PMD that owns their only CPU.
 #   DPDK_EXTRA   extra EAL arguments for every DPDK process (e.g. -d PLUGIN_DIR)
 #   OVS_VSWITCHD, OVS_SCHEMA  where OVS-DPDK lives (Debian's paths by default)
-# Each OVS takes 256 MiB of 2 MiB hugepages (reserved if need be; OVS is skipped without).
+# Each OVS takes 256 MiB of 2 MiB hugepages, 512 with a DPDK port (reserved if need be; OVS
+# is skipped without).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
@@ -98,17 +99,20 @@ VXLAN_PCAP_FRAMES=${VXLAN_PCAP_FRAMES:-1024}
 # at the end.
 HP=/proc/sys/vm/nr_hugepages
 HP_OLD=$(cat $HP)
-HP_NEED=256
+# An OVS with a DPDK port (the VXLAN setups) grows past its 256 MiB: give it 512.
 n_ovs=$(printf '%s\n' $SETUPS | grep -c '^ovs-' || true)
-[ "$n_ovs" -le 2 ] || HP_NEED=$((128 * n_ovs))
+n_ovs_vx=$(printf '%s\n' $SETUPS | grep -c '^ovs-vxlan-' || true)
+HP_NEED=$((128 * n_ovs + 128 * n_ovs_vx))
+[ $HP_NEED -ge 256 ] || HP_NEED=256
 [ "$HP_OLD" -ge $HP_NEED ] || [ -n "${NO_HUGEPAGES:-}" ] || echo $HP_NEED >$HP 2>/dev/null || true
-trap 'cleanup; echo "$HP_OLD" >$HP 2>/dev/null || true' EXIT
+DPDK_RUNDIRS=()
+trap 'cleanup; echo "$HP_OLD" >$HP 2>/dev/null || true; rm -rf "${DPDK_RUNDIRS[@]}"' EXIT
 # OVS runs its EAL --in-memory, which DPDK refuses without hugepages (--no-huge implies
 # legacy memory): with none to be had, the OVS setups are skipped with the reason.
 OVS_MEM=(other_config:dpdk-socket-mem=256); OVS_EAL="--no-pci"
 
 # Per setup: the two vhost-user socket paths, the switch's pids (stopped while others run).
-declare -A SOCK1 SOCK2 SWPIDS METRICS
+declare -A SOCK1 SOCK2 SWPIDS METRICS BFVX_NIC
 NBF=0
 
 start_butterflyd() { # name binary extra-nic-args...
@@ -181,11 +185,12 @@ start_bf_vxlan() { # name extra-nic-args...
   # on the switch CPU (-u) registers itself with the EAL when its DPDK brick first runs.
   taskset -c "$SWITCH_CPU,$GUEST_MAIN_CPU" "$BD" --no-state -u "$SWITCH_CPU" -e "ipc://$d/api" -s "$d/sock" \
     --metrics "${METRICS[$name]}" --ip "$LOCAL_VTEP" --underlay-prefix 24 --underlay dpdk:0 \
-    --dpdk-args "--no-pci --no-huge --in-memory -m 256 -l $GUEST_MAIN_CPU $DPDK_EXTRA --vdev $(vxlan_vdev)" \
+    --dpdk-args "--no-pci --no-huge -m 256 --file-prefix bf$T$name -l $GUEST_MAIN_CPU $DPDK_EXTRA --vdev $(vxlan_vdev)" \
     ${BF_ARGS:-} >"$d/log" 2>&1 &
-  local pid=$!; PIDS+=("$pid")
+  local pid=$!; PIDS+=("$pid"); DPDK_RUNDIRS+=("/var/run/dpdk/bf$T$name")
   local cli=("$CLI" -e "ipc://$d/api") i
   for i in $(seq 100); do "${cli[@]}" nic list >/dev/null 2>&1 && break; sleep 0.1; done
+  kill -0 $pid 2>/dev/null || { echo "$name: butterflyd did not start:" >&2; grep -E 'ERROR|EAL:' "$d/log" | tail -5 >&2; return 1; }
   "${cli[@]}" sg add sg-all >/dev/null
   "${cli[@]}" sg rule add sg-all --dir in --ip-proto all --cidr 0.0.0.0/0 >/dev/null
   "${cli[@]}" nic add --id vm1 --mac $MAC1 --vni 1 --ip 198.18.0.1 "$@" >/dev/null
@@ -202,10 +207,13 @@ start_ovs() { # name normal|ct|vxlan-normal|vxlan-ct; returns 1 (and says why) w
   ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --pidfile="$d/ovsdb-server.pid" --detach \
     --log-file="$d/ovsdb.log" -vconsole:off 2>>"$d/ovsdb.log" || return 1
   PIDS+=("$(cat "$d/ovsdb-server.pid")")
-  local vs=(ovs-vsctl --timeout=30 --db="unix:$d/db.sock")
+  local vs=(ovs-vsctl --timeout=30 --db="unix:$d/db.sock") mem_limit=()
+  # OVS sizes a DPDK port's mbuf pool for a big NIC (262,144 mbufs) and grows its memory to
+  # fit, which would leave none to the next OVS: a limit makes it halve the pool until it fits.
+  [ "${2#vxlan-}" = "$2" ] || mem_limit=(other_config:dpdk-socket-limit=512)
   "${vs[@]}" --no-wait init
   "${vs[@]}" --no-wait set Open_vSwitch . other_config:dpdk-init=true \
-    "other_config:dpdk-extra=$OVS_EAL $DPDK_EXTRA --file-prefix ovs$T$name" "${OVS_MEM[@]}" \
+    "other_config:dpdk-extra=$OVS_EAL $DPDK_EXTRA --file-prefix ovs$T$name" "${OVS_MEM[@]}" "${mem_limit[@]}" \
     other_config:pmd-cpu-mask=$(printf '0x%x' $((1 << SWITCH_CPU))) \
     other_config:dpdk-lcore-mask=$(printf '0x%x' $((1 << GUEST_MAIN_CPU)))
   if ! unshare --net taskset -c "$SWITCH_CPU,$GUEST_MAIN_CPU" $OVS_VSWITCHD "unix:$d/db.sock" --pidfile="$d/ovs-vswitchd.pid" --detach \
@@ -286,7 +294,8 @@ jiffies() { # pids... : utime+stime of these processes (all threads)
 run_guests() {
   local name=$1 mode=${2:-traffic} other d=$TMP/$1
   for other in "${!SWPIDS[@]}"; do
-    if [ "$other" = "$name" ]; then kill -CONT ${SWPIDS[$other]}; else kill -STOP ${SWPIDS[$other]}; fi
+    # (A butterflyd of a VXLAN setup may have been stopped for good: see measure.)
+    if [ "$other" = "$name" ]; then kill -CONT ${SWPIDS[$other]}; else kill -STOP ${SWPIDS[$other]} 2>/dev/null || true; fi
   done
   local log=$d/guest.log warm=4 nports=2
   # Two guest ports, or one (vm1) where the other end is the VXLAN underlay.
@@ -328,8 +337,11 @@ run_guests() {
   sleep $((warm + 2))
   local j0 t0 j1 t1; j0=$(jiffies ${SWPIDS[$name]}); t0=$(date +%s.%N)
   [ -z "${METRICS[$name]:-}" ] || metrics "$name" >"$d/metrics.0"
+  case $name in ovs-vxlan-*) ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-clear >/dev/null ;; esac
   sleep "$SECS"
   j1=$(jiffies ${SWPIDS[$name]}); t1=$(date +%s.%N)
+  [ -z "${METRICS[$name]:-}" ] || metrics "$name" >"$d/metrics.1"
+  case $name in ovs-vxlan-*) ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-show >"$d/pmd-stats" ;; esac
   wait $g || true
   # The second "show port stats all": Rx-pps of each port over the window.
   pps=$(grep -E '^\s*Rx-pps:' "$log" | tail -$nports | awk -v n=$nports '{s+=$2} END {printf "%.3f", s/n/1e6}')
@@ -346,6 +358,16 @@ metrics() { # setup: butterflyd's /metrics
 # cycles/packet" to $TMP/res.$1.
 measure() {
   local name=$1 d=$TMP/$1 pps cpu
+  # A switch with a VXLAN underlay is never idle: a SIGSTOP lands inside a brick, and the
+  # seconds it stays stopped count in that brick's cycles (the underlay's poll is timed on
+  # every call). So butterflyd is started afresh for each measurement and ended after it:
+  # its counters cover that one process. (OVS's PMD statistics are taken over the window.)
+  case $name in
+    bf-vxlan-*)
+      kill "${SWPIDS[$name]}" 2>/dev/null || true; kill -CONT "${SWPIDS[$name]}" 2>/dev/null || true
+      while kill -0 "${SWPIDS[$name]}" 2>/dev/null; do sleep 0.1; done
+      start_bf_vxlan "$name" ${BFVX_NIC[$name]} ;;
+  esac
   run_guests "$name"
   local cyc=-
   case $name in
@@ -357,8 +379,8 @@ measure() {
         bf-vxlan-*)
           # The underlay never stops: drops over the window (the ARP reply of each replay of
           # the pcap file is the VTEP's one expected "control" drop).
-          awk 'NR == FNR {a[$1] = $2; next} {print $1, $2 - a[$1]}' <(sed -n "$drops" "$d/metrics.0" | tr -d ':' | sed 's/ /:/') \
-            <(sed -n "$drops" "$d/metrics" | tr -d ':' | sed 's/ /:/') | awk '$2 > 0' |
+          awk 'NR == FNR {a[$1] = $2; next} $2 > a[$1] {print $1 ": " $2 - a[$1]}' FS='|' \
+            <(sed -n "$drops" "$d/metrics.0" | sed 's/ \([0-9]*\)$/|\1/') <(sed -n "$drops" "$d/metrics.1" | sed 's/ \([0-9]*\)$/|\1/') |
             sed "s/^/$name drops in the window: /" >&2 || true
           echo "$name: guest Tx $txpps Mpps; underlay: $("$CLI" -e "ipc://$d/api" status | grep -o 'dpdk port.*' | head -1)" >&2 ;;
         *)
@@ -369,9 +391,17 @@ measure() {
       esac ;;
     ovs-*) cyc=$(ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-show |
       awk '/processing cycles per packet/ {print int($6)}' | head -1 || true)
+      # (Over the window with a VXLAN underlay.)
+      [ ! -e "$d/pmd-stats" ] || cyc=$(awk '/processing cycles per packet/ {print int($6)}' "$d/pmd-stats" | head -1)
       case $name in
-        ovs-vxlan-*) echo "$name: guest Tx $txpps Mpps; underlay: $(ovs-vsctl --db="unix:$d/db.sock" get Interface dpdk0 statistics |
-          grep -oE '(rx|tx)_packets=[0-9]+|(rx|tx)_dropped=[0-9]+' | paste -sd' ' -)" >&2 ;;
+        ovs-vxlan-*)
+          # Live port counters (the database's are refreshed every 5 s), and whether the
+          # datapath flows decapsulate and encapsulate.
+          local ctl=$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl
+          echo "$name: guest Tx $txpps Mpps; underlay: $(ovs-appctl -t "$ctl" dpctl/show -s |
+            awk '/port [0-9]+: dpdk0/ {p = 1; next} /port [0-9]+:/ {p = 0} p && /[RT]X packets/ {printf "%s ", $0}' | tr -s ' ');" \
+            "datapath flows with tnl_pop: $(ovs-appctl -t "$ctl" dpctl/dump-flows | grep -c 'tnl_pop(' || true)," \
+            "tnl_push: $(ovs-appctl -t "$ctl" dpctl/dump-flows | grep -c 'tnl_push(' || true)" >&2 ;;
       esac ;;
   esac
   echo "$pps $cpu ${cyc:--}" >>"$TMP/res.$name"
@@ -390,7 +420,8 @@ for s in $SETUPS; do
       start_ovs "$s" "${s#ovs-}" || { echo "$s: skipped" >&2; continue; } ;;
     bf-vxlan-filter | bf-vxlan-bypass)
       [ -e "$TMP/vxlan.pcap" ] || make_vxlan_pcap "$TMP/vxlan.pcap"
-      if [ "$s" = bf-vxlan-filter ]; then start_bf_vxlan "$s" --sg sg-all; else start_bf_vxlan "$s" --bypass-filtering; fi ;;
+      if [ "$s" = bf-vxlan-filter ]; then BFVX_NIC[$s]="--sg sg-all"; else BFVX_NIC[$s]=--bypass-filtering; fi
+      start_bf_vxlan "$s" ${BFVX_NIC[$s]} || { echo "$s: skipped" >&2; continue; } ;;
     vhost-io) start_vhost_io "$s" ;;
     *) echo "unknown setup $s" >&2; exit 2 ;;
   esac
