@@ -382,7 +382,7 @@ measure() {
           awk 'NR == FNR {a[$1] = $2; next} $2 > a[$1] {print $1 ": " $2 - a[$1]}' FS='|' \
             <(sed -n "$drops" "$d/metrics.0" | sed 's/ \([0-9]*\)$/|\1/') <(sed -n "$drops" "$d/metrics.1" | sed 's/ \([0-9]*\)$/|\1/') |
             sed "s/^/$name drops in the window: /" >&2 || true
-          echo "$name: guest Tx $txpps Mpps; underlay: $("$CLI" -e "ipc://$d/api" status | grep -o 'dpdk port.*' | head -1)" >&2 ;;
+          echo "$name: guest Tx $txpps Mpps; underlay: $("$CLI" -e "ipc://$d/api" status | grep -o 'dpdk port[^}]*' | head -1)" >&2 ;;
         *)
           # A frame dropped on the way is a frame less in flight: say so (the VTEP's own IGMP
           # and ARP, with no underlay, are the only expected drops).
@@ -466,6 +466,12 @@ for s in $SETUPS; do
   rtt=""; [ -z "$rtt_col" ] || rtt=" $(awk -v m="$med" 'BEGIN {printf "%.1f", (m > 0 ? 2 / m : 0)}') |"
   echo "| $s | $med | $rng | $cpu |$rtt $(tail -1 "$f" | cut -d' ' -f3) |"
 done
+case " $SETUPS " in
+  *" bf-vxlan-"* | *" ovs-vxlan-"*)
+    echo
+    echo "VXLAN rows: the guest's receive rate (frames decapsulated and delivered; it sends them back, encapsulated);"
+    echo "butterflyd's cycles over one process (restarted for each round), OVS's over the last window." ;;
+esac
 if [ -n "$IDLE" ]; then
   echo
   echo "Idle (guests connected, no traffic), switch CPU:${IDLE#,}"
