@@ -4,13 +4,14 @@
 # Gives: BD (butterflyd), CLI (butterfly), T (unique suffix), TMP, mkns NAME, PIDS+=(pid),
 # cpu_busy (jiffies spent by all CPUs).
 # BENCH_NO_INSTALL=1 skips the packages (a machine without apt, with the tools carried in);
-# BUTTERFLYD and BUTTERFLY_CLI name prebuilt binaries (then nothing is built).
+# BUTTERFLYD and BUTTERFLY_CLI name prebuilt binaries (then nothing is built); BENCH_FEATURES
+# adds cargo features to the build (e.g. butterflyd/dpdk).
 if [ -z "${BENCH_NO_INSTALL:-}" ]; then
   for p in $BENCH_PACKAGES; do
     dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p"; }
   done
 fi
-[ -n "${BUTTERFLYD:-}" ] || cargo build -q --release -p butterflyd -p butterfly-cli
+[ -n "${BUTTERFLYD:-}" ] || cargo build -q --release -p butterflyd -p butterfly-cli ${BENCH_FEATURES:+--features "$BENCH_FEATURES"}
 BD=${BUTTERFLYD:-${CARGO_TARGET_DIR:-target}/release/butterflyd}
 CLI=${BUTTERFLY_CLI:-${CARGO_TARGET_DIR:-target}/release/butterfly}
 T=$$

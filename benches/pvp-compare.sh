@@ -20,6 +20,24 @@
 #               ceiling of a vhost-user switch on this core
 #   base-filter, base-bypass  the same as bf-*, with the butterflyd binary BUTTERFLYD_BASE
 #               (an older build, to compare two versions in the same run)
+# VM -> switch -> VXLAN -> DPDK underlay and back (not in the default SETUPS: they build
+# butterflyd with the dpdk feature, and add four switches to the rounds). The underlay is a
+# DPDK `net_pcap` port whose RX replays (infinite_rx) a pcap file made here: VXLAN frames of a
+# remote VTEP (REMOTE_VTEP, its MAC REMOTE_MAC) to the local one (LOCAL_VTEP, the port's MAC),
+# VNI 1, each carrying a FRAME-byte UDP frame of a remote VM (MAC2, 198.18.0.2) to vm1, led by
+# one ARP reply of the remote VTEP (once per replay of the file; butterflyd learns its
+# neighbour from it, OVS is told with tnl/arp/set). TX is dropped by the PMD (net_pcap with no
+# TX stream: counted, not written), the same for both switches. The guest is one testpmd with
+# one virtio_user port (vm1), 5tswap, loop topology: each decapsulated frame goes back, swapped,
+# and the switch encapsulates it to the remote VTEP. The figure is the guest's receive rate
+# (frames decapsulated and delivered per second; it sends as many back).
+#   bf-vxlan-filter   butterflyd --underlay dpdk:0 on the net_pcap port, vm1 in VNI 1 with the
+#                     security group sg-all
+#   bf-vxlan-bypass   the same, vm1 --bypass-filtering
+#   ovs-vxlan-ct      OVS-DPDK userspace tunnel: br-int (vhost-user port, vxlan port key=1 to
+#                     REMOTE_VTEP) with the ovs-ct flows, br-phy with the net_pcap port (type
+#                     dpdk), LOCAL_VTEP on br-phy in OVS's namespace, its MAC the port's
+#   ovs-vxlan-normal  the same, br-int NORMAL
 # The switch runs on SWITCH_CPU (default 0), the guest's forwarding core on GUEST_CPU
 # (default 1). Every setup is built first, then measured in interleaved rounds with the
 # other switches stopped (SIGSTOP: OVS's PMD spins on the switch core even when idle).
@@ -33,7 +51,13 @@
 #            sends 2 x INFLIGHT bursts, then both ports forward
 #   BURST    the guest's burst size (default 32). BURST=1 INFLIGHT=1: two frames circulate,
 #            and the table adds their mean round trip (2 / rate per direction)
-#   SETUPS   which setups to run (default "bf-filter bf-bypass ovs-ct ovs-normal vhost-io")
+#   SETUPS   which setups to run (default "bf-filter bf-bypass ovs-ct ovs-normal vhost-io"; also
+#            base-filter base-bypass, and bf-vxlan-filter bf-vxlan-bypass ovs-vxlan-ct
+#            ovs-vxlan-normal, e.g. SETUPS="bf-vxlan-filter ovs-vxlan-ct bf-vxlan-bypass
+#            ovs-vxlan-normal" benches/pvp-compare.sh 3 3)
+#   VXLAN_PCAP_FRAMES  frames in the replayed pcap file (default 1024: the ARP reply, then
+#            1023 VXLAN frames); LOCAL_VTEP, REMOTE_VTEP, REMOTE_MAC (198.18.1.1, 198.18.1.2,
+#            02:00:00:00:01:02)
 #   BF_ARGS  extra butterflyd arguments (e.g. --busy-poll)
 #   SWITCH_CPU, GUEST_CPU, GUEST_MAIN_CPU  (default 0, 1, and the switch's CPU: testpmd's main
 #            lcore only waits for commands). The switches' other threads (control, vhost-user
@@ -41,7 +65,8 @@
 #            vhost threads starve behind a PMD that owns their only CPU.
 #   DPDK_EXTRA   extra EAL arguments for every DPDK process (e.g. -d PLUGIN_DIR)
 #   OVS_VSWITCHD, OVS_SCHEMA  where OVS-DPDK lives (Debian's paths by default)
-# OVS's DPDK takes 256 MiB of 2 MiB hugepages (reserved if need be; OVS is skipped without).
+# Each OVS takes 256 MiB of 2 MiB hugepages, 512 with a DPDK port (reserved if need be; OVS
+# is skipped without).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
@@ -55,23 +80,39 @@ GUEST_MAIN_CPU=${GUEST_MAIN_CPU:-$SWITCH_CPU}
 DPDK_EXTRA=${DPDK_EXTRA:-}
 SETUPS=${SETUPS:-"bf-filter bf-bypass ovs-ct ovs-normal vhost-io"}
 BENCH_PACKAGES="dpdk openvswitch-switch-dpdk"
+# butterflyd's VXLAN setups need its DPDK underlay.
+case " $SETUPS " in *" bf-vxlan-"*) BENCH_FEATURES="${BENCH_FEATURES:+$BENCH_FEATURES,}butterflyd/dpdk" ;; esac
 . benches/common.sh
 OVS_VSWITCHD=${OVS_VSWITCHD:-/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk}
 OVS_SCHEMA=${OVS_SCHEMA:-/usr/share/openvswitch/vswitch.ovsschema}
 MAC1=02:00:00:00:00:01
 MAC2=02:00:00:00:00:02
+LOCAL_VTEP=${LOCAL_VTEP:-198.18.1.1}
+REMOTE_VTEP=${REMOTE_VTEP:-198.18.1.2}
+REMOTE_MAC=${REMOTE_MAC:-02:00:00:00:01:02}
+# The MAC of a process's first net_pcap port (DPDK's "pcap" MAC, 02:70:63:61:70:<index>):
+# butterflyd's VTEP sends from it, OVS's br-phy is given it.
+LOCAL_MAC=02:70:63:61:70:00
+VXLAN_PCAP_FRAMES=${VXLAN_PCAP_FRAMES:-1024}
 
-# OVS's DPDK takes its memory from 2 MiB hugepages; give the old count back at the end.
+# OVS's DPDK takes its memory from 2 MiB hugepages (256 MiB per OVS); give the old count back
+# at the end.
 HP=/proc/sys/vm/nr_hugepages
 HP_OLD=$(cat $HP)
-[ "$HP_OLD" -ge 256 ] || [ -n "${NO_HUGEPAGES:-}" ] || echo 256 >$HP 2>/dev/null || true
-trap 'cleanup; echo "$HP_OLD" >$HP 2>/dev/null || true' EXIT
+# An OVS with a DPDK port (the VXLAN setups) grows past its 256 MiB: give it 512.
+n_ovs=$(printf '%s\n' $SETUPS | grep -c '^ovs-' || true)
+n_ovs_vx=$(printf '%s\n' $SETUPS | grep -c '^ovs-vxlan-' || true)
+HP_NEED=$((128 * n_ovs + 128 * n_ovs_vx))
+[ $HP_NEED -ge 256 ] || HP_NEED=256
+[ "$HP_OLD" -ge $HP_NEED ] || [ -n "${NO_HUGEPAGES:-}" ] || echo $HP_NEED >$HP 2>/dev/null || true
+DPDK_RUNDIRS=()
+trap 'cleanup; echo "$HP_OLD" >$HP 2>/dev/null || true; rm -rf "${DPDK_RUNDIRS[@]}"' EXIT
 # OVS runs its EAL --in-memory, which DPDK refuses without hugepages (--no-huge implies
 # legacy memory): with none to be had, the OVS setups are skipped with the reason.
 OVS_MEM=(other_config:dpdk-socket-mem=256); OVS_EAL="--no-pci"
 
 # Per setup: the two vhost-user socket paths, the switch's pids (stopped while others run).
-declare -A SOCK1 SOCK2 SWPIDS METRICS
+declare -A SOCK1 SOCK2 SWPIDS METRICS BFVX_NIC
 NBF=0
 
 start_butterflyd() { # name binary extra-nic-args...
@@ -90,20 +131,89 @@ start_butterflyd() { # name binary extra-nic-args...
   SOCK1[$name]=$d/sock/qemu-vhost-vm1; SOCK2[$name]=$d/sock/qemu-vhost-vm2; SWPIDS[$name]=$pid
 }
 
-start_ovs() { # name normal|ct; returns 1 (and says why) when OVS cannot run here
+# The underlay's pcap file (see the header): the remote VTEP's ARP reply to the local VTEP,
+# then VXLAN frames, each a FRAME-byte UDP frame of the remote VM (MAC2, 198.18.0.2, port 9)
+# to vm1 (port 9). Checksums as a real peer sends them: inner IPv4 and UDP, outer IPv4 right,
+# outer UDP 0 (Linux's and OVS's default for VXLAN over IPv4); one flow, so one entropy port.
+make_vxlan_pcap() { # file
+  python3 - "$1" "$FRAME" "$VXLAN_PCAP_FRAMES" $LOCAL_MAC $REMOTE_MAC $LOCAL_VTEP $REMOTE_VTEP <<'EOF'
+import struct, sys
+out, frame, n, lmac, rmac, lip, rip = sys.argv[1:8]
+frame, n = int(frame), int(n)
+mac = lambda s: bytes(int(x, 16) for x in s.split(':'))
+ip4 = lambda s: bytes(int(x) for x in s.split('.'))
+def csum(b):
+    b += b'\0' * (len(b) % 2)
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+def ipv4(src, dst, payload):
+    h = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(payload), 1, 0x4000, 64, 17, 0, ip4(src), ip4(dst))
+    return h[:10] + struct.pack('!H', csum(h)) + h[12:] + payload
+def udp(src, dst, sport, dport, data, with_csum):
+    u = struct.pack('!HHHH', sport, dport, 8 + len(data), 0) + data
+    if with_csum:
+        c = csum(ip4(src) + ip4(dst) + struct.pack('!BBH', 0, 17, len(u)) + u) or 0xffff
+        u = u[:6] + struct.pack('!H', c) + u[8:]
+    return u
+vm, peer = '198.18.0.1', '198.18.0.2'
+pad = max(frame - 4 - 14 - 20 - 8, 0)
+inner = mac('02:00:00:00:00:01') + mac('02:00:00:00:00:02') + b'\x08\x00' + \
+    ipv4(peer, vm, udp(peer, vm, 9, 9, bytes(pad), True))
+vxlan = struct.pack('!II', 0x08000000, 1 << 8) + inner
+outer = mac(lmac) + mac(rmac) + b'\x08\x00' + ipv4(rip, lip, udp(rip, lip, 49153, 4789, vxlan, False))
+arp = mac(lmac) + mac(rmac) + b'\x08\x06' + struct.pack('!HHBBH', 1, 0x0800, 6, 4, 2) + \
+    mac(rmac) + ip4(rip) + mac(lmac) + ip4(lip)
+arp += bytes(60 - len(arp))
+with open(out, 'wb') as f:
+    f.write(struct.pack('<IHHiIII', 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+    for i, p in enumerate([arp] + [outer] * (n - 1)):
+        f.write(struct.pack('<IIII', 0, i, len(p), len(p)) + p)
+EOF
+}
+
+# The underlay port's EAL device: RX replays the pcap file for ever, TX (no TX stream given)
+# is dropped and counted by the PMD.
+vxlan_vdev() { echo "net_pcap0,rx_pcap=$TMP/vxlan.pcap,infinite_rx=1"; }
+
+start_bf_vxlan() { # name extra-nic-args...
+  local name=$1; shift
+  local d=$TMP/$name; mkdir -p "$d/sock"
+  NBF=$((NBF + 1)); METRICS[$name]=127.0.0.1:$((19900 + NBF))
+  # The EAL's main lcore (the thread that starts it) on the housekeeping CPU; the graph thread
+  # on the switch CPU (-u) registers itself with the EAL when its DPDK brick first runs.
+  taskset -c "$SWITCH_CPU,$GUEST_MAIN_CPU" "$BD" --no-state -u "$SWITCH_CPU" -e "ipc://$d/api" -s "$d/sock" \
+    --metrics "${METRICS[$name]}" --ip "$LOCAL_VTEP" --underlay-prefix 24 --underlay dpdk:0 \
+    --dpdk-args "--no-pci --no-huge -m 256 --file-prefix bf$T$name -l $GUEST_MAIN_CPU $DPDK_EXTRA --vdev $(vxlan_vdev)" \
+    ${BF_ARGS:-} >"$d/log" 2>&1 &
+  local pid=$!; PIDS+=("$pid"); DPDK_RUNDIRS+=("/var/run/dpdk/bf$T$name")
+  local cli=("$CLI" -e "ipc://$d/api") i
+  for i in $(seq 100); do "${cli[@]}" nic list >/dev/null 2>&1 && break; sleep 0.1; done
+  kill -0 $pid 2>/dev/null || { echo "$name: butterflyd did not start:" >&2; grep -E 'ERROR|EAL:' "$d/log" | tail -5 >&2; return 1; }
+  "${cli[@]}" sg add sg-all >/dev/null
+  "${cli[@]}" sg rule add sg-all --dir in --ip-proto all --cidr 0.0.0.0/0 >/dev/null
+  "${cli[@]}" nic add --id vm1 --mac $MAC1 --vni 1 --ip 198.18.0.1 "$@" >/dev/null
+  SOCK1[$name]=$d/sock/qemu-vhost-vm1; SOCK2[$name]=""; SWPIDS[$name]=$pid
+}
+
+start_ovs() { # name normal|ct|vxlan-normal|vxlan-ct; returns 1 (and says why) when OVS cannot run here
   # Each instance runs in a network namespace of its own: the netdev datapath and a bridge's
   # local port are TAP devices with fixed names ("ovs-netdev"), which two OVS processes in one
   # namespace would both claim. The vhost-user and control sockets are files, unaffected.
-  local name=$1 d=$TMP/$1 br=br-$2; mkdir -p "$d"
+  local name=$1 d=$TMP/$1 br=br-${2#vxlan-}; mkdir -p "$d"
   export OVS_RUNDIR=$d OVS_DBDIR=$d OVS_LOGDIR=$d
   ovsdb-tool create "$d/conf.db" "$OVS_SCHEMA" || return 1
   ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --pidfile="$d/ovsdb-server.pid" --detach \
     --log-file="$d/ovsdb.log" -vconsole:off 2>>"$d/ovsdb.log" || return 1
   PIDS+=("$(cat "$d/ovsdb-server.pid")")
-  local vs=(ovs-vsctl --timeout=30 --db="unix:$d/db.sock")
+  local vs=(ovs-vsctl --timeout=30 --db="unix:$d/db.sock") mem_limit=()
+  # OVS sizes a DPDK port's mbuf pool for a big NIC (262,144 mbufs) and grows its memory to
+  # fit, which would leave none to the next OVS: a limit makes it halve the pool until it fits.
+  [ "${2#vxlan-}" = "$2" ] || mem_limit=(other_config:dpdk-socket-limit=512)
   "${vs[@]}" --no-wait init
   "${vs[@]}" --no-wait set Open_vSwitch . other_config:dpdk-init=true \
-    "other_config:dpdk-extra=$OVS_EAL $DPDK_EXTRA --file-prefix ovs$T$name" "${OVS_MEM[@]}" \
+    "other_config:dpdk-extra=$OVS_EAL $DPDK_EXTRA --file-prefix ovs$T$name" "${OVS_MEM[@]}" "${mem_limit[@]}" \
     other_config:pmd-cpu-mask=$(printf '0x%x' $((1 << SWITCH_CPU))) \
     other_config:dpdk-lcore-mask=$(printf '0x%x' $((1 << GUEST_MAIN_CPU)))
   if ! unshare --net taskset -c "$SWITCH_CPU,$GUEST_MAIN_CPU" $OVS_VSWITCHD "unix:$d/db.sock" --pidfile="$d/ovs-vswitchd.pid" --detach \
@@ -113,16 +223,41 @@ start_ovs() { # name normal|ct; returns 1 (and says why) when OVS cannot run her
     unset OVS_RUNDIR OVS_DBDIR OVS_LOGDIR
     return 1
   fi
-  PIDS+=("$(cat "$d/ovs-vswitchd.pid")")
-  "${vs[@]}" add-br $br -- set bridge $br datapath_type=netdev &&
-    "${vs[@]}" add-port $br vh1 -- set Interface vh1 type=dpdkvhostuser &&
-    "${vs[@]}" add-port $br vh2 -- set Interface vh2 type=dpdkvhostuser || {
-    echo "$name: OVS could not set up its bridge:" >&2
-    grep -E 'ERR|EMER' "$d/vs.log" | tail -5 >&2
-    unset OVS_RUNDIR OVS_DBDIR OVS_LOGDIR
-    return 1
-  }
-  if [ "$2" = ct ]; then
+  local vspid; vspid=$(cat "$d/ovs-vswitchd.pid"); PIDS+=("$vspid")
+  local ctl=$d/ovs-vswitchd-dpdk.$vspid.ctl
+  if [ "${2#vxlan-}" != "$2" ]; then
+    # The userspace tunnel: br-int holds the guest and the VXLAN port; br-phy the DPDK port,
+    # with the local VTEP's address (in OVS's namespace) and the MAC the underlay sends to.
+    br=br-int
+    "${vs[@]}" add-br br-int -- set bridge br-int datapath_type=netdev &&
+      "${vs[@]}" add-port br-int vh1 -- set Interface vh1 type=dpdkvhostuser &&
+      "${vs[@]}" add-port br-int vx1 -- set Interface vx1 type=vxlan \
+        options:remote_ip=$REMOTE_VTEP options:key=1 &&
+      "${vs[@]}" add-br br-phy -- set bridge br-phy datapath_type=netdev other-config:hwaddr=$LOCAL_MAC &&
+      "${vs[@]}" add-port br-phy dpdk0 -- set Interface dpdk0 type=dpdk "options:dpdk-devargs=$(vxlan_vdev)" &&
+      nsenter --net=/proc/$vspid/ns/net ip addr add $LOCAL_VTEP/24 dev br-phy &&
+      nsenter --net=/proc/$vspid/ns/net ip link set br-phy up &&
+      { ovs-appctl -t "$ctl" ovs/route/add $REMOTE_VTEP/32 br-phy >/dev/null 2>&1 ||
+        ovs-appctl -t "$ctl" ovs/route/show | grep -q "${LOCAL_VTEP%.*}.0/24"; } &&
+      ovs-appctl -t "$ctl" tnl/arp/set br-phy $REMOTE_VTEP $REMOTE_MAC >/dev/null || {
+      echo "$name: OVS could not set up its tunnel:" >&2
+      grep -E 'ERR|EMER' "$d/vs.log" | tail -5 >&2
+      unset OVS_RUNDIR OVS_DBDIR OVS_LOGDIR
+      return 1
+    }
+    SOCK2[$name]=""
+  else
+    "${vs[@]}" add-br $br -- set bridge $br datapath_type=netdev &&
+      "${vs[@]}" add-port $br vh1 -- set Interface vh1 type=dpdkvhostuser &&
+      "${vs[@]}" add-port $br vh2 -- set Interface vh2 type=dpdkvhostuser || {
+      echo "$name: OVS could not set up its bridge:" >&2
+      grep -E 'ERR|EMER' "$d/vs.log" | tail -5 >&2
+      unset OVS_RUNDIR OVS_DBDIR OVS_LOGDIR
+      return 1
+    }
+    SOCK2[$name]=$d/vh2
+  fi
+  if [ "${2#vxlan-}" = ct ]; then
     ovs-ofctl del-flows $br
     ovs-ofctl add-flow $br "table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1)"
     ovs-ofctl add-flow $br "table=0,priority=1,actions=NORMAL"
@@ -131,7 +266,7 @@ start_ovs() { # name normal|ct; returns 1 (and says why) when OVS cannot run her
     ovs-ofctl add-flow $br "table=1,priority=1,actions=drop"
   fi
   unset OVS_RUNDIR OVS_DBDIR OVS_LOGDIR
-  SOCK1[$name]=$d/vh1; SOCK2[$name]=$d/vh2; SWPIDS[$name]=$(cat "$d/ovs-vswitchd.pid")
+  SOCK1[$name]=$d/vh1; SWPIDS[$name]=$vspid
 }
 
 start_vhost_io() { # name
@@ -159,13 +294,22 @@ jiffies() { # pids... : utime+stime of these processes (all threads)
 run_guests() {
   local name=$1 mode=${2:-traffic} other d=$TMP/$1
   for other in "${!SWPIDS[@]}"; do
-    if [ "$other" = "$name" ]; then kill -CONT ${SWPIDS[$other]}; else kill -STOP ${SWPIDS[$other]}; fi
+    # (A butterflyd of a VXLAN setup may have been stopped for good: see measure.)
+    if [ "$other" = "$name" ]; then kill -CONT ${SWPIDS[$other]}; else kill -STOP ${SWPIDS[$other]} 2>/dev/null || true; fi
   done
-  local log=$d/guest.log warm=4
+  local log=$d/guest.log warm=4 nports=2
+  # Two guest ports, or one (vm1) where the other end is the VXLAN underlay.
+  local ports=(--vdev "virtio_user0,path=${SOCK1[$name]},mac=$MAC1,queue_size=1024")
+  if [ -n "${SOCK2[$name]}" ]; then
+    ports+=(--vdev "virtio_user1,path=${SOCK2[$name]},mac=$MAC2,queue_size=1024")
+  else
+    nports=1
+  fi
   (
     sleep "$warm"
     echo "set txpkts $((FRAME - 4))"
-    if [ "$mode" = idle ]; then
+    if [ "$mode" = idle ] || [ $nports = 1 ]; then
+      # (The underlay's frames arrive by themselves: the guest only forwards.)
       echo "start"
     else
       # Port 0 alone sends the population (its frames are vm1's own); what reaches port 1
@@ -186,38 +330,79 @@ run_guests() {
     echo "quit"
   ) | taskset -c "$GUEST_MAIN_CPU,$GUEST_CPU" dpdk-testpmd -l "$GUEST_MAIN_CPU,$GUEST_CPU" \
     --main-lcore "$GUEST_MAIN_CPU" --no-pci --no-huge -m 1024 $DPDK_EXTRA --file-prefix "g$T" \
-    --vdev "virtio_user0,path=${SOCK1[$name]},mac=$MAC1,queue_size=1024" \
-    --vdev "virtio_user1,path=${SOCK2[$name]},mac=$MAC2,queue_size=1024" -- \
+    "${ports[@]}" -- \
     -i --forward-mode=5tswap --port-topology=loop --eth-peer=0,$MAC2 --eth-peer=1,$MAC1 \
     --no-flush-rx --nb-cores=1 --txd=1024 --rxd=1024 --burst="$BURST" --total-num-mbufs=32768 >"$log" 2>&1 &
   local g=$!
   sleep $((warm + 2))
   local j0 t0 j1 t1; j0=$(jiffies ${SWPIDS[$name]}); t0=$(date +%s.%N)
+  [ -z "${METRICS[$name]:-}" ] || metrics "$name" >"$d/metrics.0"
+  case $name in ovs-vxlan-*) ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-clear >/dev/null ;; esac
   sleep "$SECS"
   j1=$(jiffies ${SWPIDS[$name]}); t1=$(date +%s.%N)
+  [ -z "${METRICS[$name]:-}" ] || metrics "$name" >"$d/metrics.1"
+  case $name in ovs-vxlan-*) ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-show >"$d/pmd-stats" ;; esac
   wait $g || true
   # The second "show port stats all": Rx-pps of each port over the window.
-  pps=$(grep -E '^\s*Rx-pps:' "$log" | tail -2 | awk '{s+=$2} END {printf "%.3f", s/2/1e6}')
+  pps=$(grep -E '^\s*Rx-pps:' "$log" | tail -$nports | awk -v n=$nports '{s+=$2} END {printf "%.3f", s/n/1e6}')
+  txpps=$(grep -E '^\s*Tx-pps:' "$log" | tail -$nports | awk -v n=$nports '{s+=$2} END {printf "%.3f", s/n/1e6}')
   cpu=$(awk -v j="$((j1 - j0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.1f", 100 * j / (hz * (t1 - t0))}')
+}
+
+metrics() { # setup: butterflyd's /metrics
+  python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+    "http://${METRICS[$1]}/metrics"
 }
 
 # One measurement of setup $1 with traffic: appends "Mpps-per-direction switch-cpu-%
 # cycles/packet" to $TMP/res.$1.
 measure() {
   local name=$1 d=$TMP/$1 pps cpu
+  # A switch with a VXLAN underlay is never idle: a SIGSTOP lands inside a brick, and the
+  # seconds it stays stopped count in that brick's cycles (the underlay's poll is timed on
+  # every call). So butterflyd is started afresh for each measurement and ended after it:
+  # its counters cover that one process. (OVS's PMD statistics are taken over the window.)
+  case $name in
+    bf-vxlan-*)
+      kill "${SWPIDS[$name]}" 2>/dev/null || true; kill -CONT "${SWPIDS[$name]}" 2>/dev/null || true
+      while kill -0 "${SWPIDS[$name]}" 2>/dev/null; do sleep 0.1; done
+      start_bf_vxlan "$name" ${BFVX_NIC[$name]} ;;
+  esac
   run_guests "$name"
   local cyc=-
   case $name in
     bf-* | base-*)
-      python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
-        "http://${METRICS[$name]}/metrics" >"$d/metrics"
+      metrics "$name" >"$d/metrics"
       cyc=$(sed -n 's/^butterfly_brick_cycles_per_packet{brick="\([^"]*\)".* \([0-9]*\)[.0-9]*$/\1=\2/p' "$d/metrics" | paste -sd, -)
-      # A frame dropped on the way is a frame less in flight: say so (the VTEP's own IGMP
-      # and ARP, with no underlay, are the only expected drops).
-      sed -n 's/^butterfly_brick_drops_total{brick="\([^"]*\)",kind="[^"]*",reason="\([^"]*\)".* \([1-9][0-9]*\)$/\1: \2: \3/p' "$d/metrics" |
-        grep -v '^vtep: ' | sed "s/^/$name drops: /" >&2 || true ;;
+      local drops='s/^butterfly_brick_drops_total{brick="\([^"]*\)",kind="[^"]*",reason="\([^"]*\)".* \([1-9][0-9]*\)$/\1: \2 \3/p'
+      case $name in
+        bf-vxlan-*)
+          # The underlay never stops: drops over the window (the ARP reply of each replay of
+          # the pcap file is the VTEP's one expected "control" drop).
+          awk 'NR == FNR {a[$1] = $2; next} $2 > a[$1] {print $1 ": " $2 - a[$1]}' FS='|' \
+            <(sed -n "$drops" "$d/metrics.0" | sed 's/ \([0-9]*\)$/|\1/') <(sed -n "$drops" "$d/metrics.1" | sed 's/ \([0-9]*\)$/|\1/') |
+            sed "s/^/$name drops in the window: /" >&2 || true
+          echo "$name: guest Tx $txpps Mpps; underlay: $("$CLI" -e "ipc://$d/api" status | grep -o 'dpdk port[^}]*' | head -1)" >&2 ;;
+        *)
+          # A frame dropped on the way is a frame less in flight: say so (the VTEP's own IGMP
+          # and ARP, with no underlay, are the only expected drops).
+          sed -n "$drops" "$d/metrics" | sed 's/ \([0-9]*\)$/: \1/' |
+            grep -v '^vtep: ' | sed "s/^/$name drops: /" >&2 || true ;;
+      esac ;;
     ovs-*) cyc=$(ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-show |
-      awk '/processing cycles per packet/ {print int($6)}' | head -1 || true) ;;
+      awk '/processing cycles per packet/ {print int($6)}' | head -1 || true)
+      # (Over the window with a VXLAN underlay.)
+      [ ! -e "$d/pmd-stats" ] || cyc=$(awk '/processing cycles per packet/ {print int($6)}' "$d/pmd-stats" | head -1)
+      case $name in
+        ovs-vxlan-*)
+          # Live port counters (the database's are refreshed every 5 s), and whether the
+          # datapath flows decapsulate and encapsulate.
+          local ctl=$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl
+          echo "$name: guest Tx $txpps Mpps; underlay: $(ovs-appctl -t "$ctl" dpctl/show -s |
+            awk '/port [0-9]+: dpdk0/ {p = 1; next} /port [0-9]+:/ {p = 0} p && /[RT]X packets/ {printf "%s ", $0}' | tr -s ' ');" \
+            "datapath flows with tnl_pop: $(ovs-appctl -t "$ctl" dpctl/dump-flows | grep -c 'tnl_pop(' || true)," \
+            "tnl_push: $(ovs-appctl -t "$ctl" dpctl/dump-flows | grep -c 'tnl_push(' || true)" >&2 ;;
+      esac ;;
   esac
   echo "$pps $cpu ${cyc:--}" >>"$TMP/res.$name"
   [ ! -e "$d/vs.log" ] || ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-clear >/dev/null 2>&1 || true
@@ -230,7 +415,13 @@ for s in $SETUPS; do
     bf-bypass) start_butterflyd "$s" "$BD" --bypass-filtering ;;
     base-filter) start_butterflyd "$s" "${BUTTERFLYD_BASE:?base-* setups need BUTTERFLYD_BASE}" --sg sg-all ;;
     base-bypass) start_butterflyd "$s" "${BUTTERFLYD_BASE:?base-* setups need BUTTERFLYD_BASE}" --bypass-filtering ;;
-    ovs-ct | ovs-normal) start_ovs "$s" "${s#ovs-}" || { echo "$s: skipped" >&2; continue; } ;;
+    ovs-ct | ovs-normal | ovs-vxlan-ct | ovs-vxlan-normal)
+      [ "${s#ovs-vxlan}" = "$s" ] || [ -e "$TMP/vxlan.pcap" ] || make_vxlan_pcap "$TMP/vxlan.pcap"
+      start_ovs "$s" "${s#ovs-}" || { echo "$s: skipped" >&2; continue; } ;;
+    bf-vxlan-filter | bf-vxlan-bypass)
+      [ -e "$TMP/vxlan.pcap" ] || make_vxlan_pcap "$TMP/vxlan.pcap"
+      if [ "$s" = bf-vxlan-filter ]; then BFVX_NIC[$s]="--sg sg-all"; else BFVX_NIC[$s]=--bypass-filtering; fi
+      start_bf_vxlan "$s" ${BFVX_NIC[$s]} || { echo "$s: skipped" >&2; continue; } ;;
     vhost-io) start_vhost_io "$s" ;;
     *) echo "unknown setup $s" >&2; exit 2 ;;
   esac
@@ -257,7 +448,8 @@ done
 # testpmd poll by design; butterflyd must sleep.
 IDLE=""
 for s in $SETUPS; do
-  case $s in bf-*) run_guests "$s" idle; IDLE="$IDLE, $s $cpu %" ;; esac
+  # (Not with a VXLAN underlay: its frames never stop.)
+  case $s in bf-vxlan-*) ;; bf-*) run_guests "$s" idle; IDLE="$IDLE, $s $cpu %" ;; esac
 done
 
 echo
@@ -274,6 +466,12 @@ for s in $SETUPS; do
   rtt=""; [ -z "$rtt_col" ] || rtt=" $(awk -v m="$med" 'BEGIN {printf "%.1f", (m > 0 ? 2 / m : 0)}') |"
   echo "| $s | $med | $rng | $cpu |$rtt $(tail -1 "$f" | cut -d' ' -f3) |"
 done
+case " $SETUPS " in
+  *" bf-vxlan-"* | *" ovs-vxlan-"*)
+    echo
+    echo "VXLAN rows: the guest's receive rate (frames decapsulated and delivered; it sends them back, encapsulated);"
+    echo "butterflyd's cycles over one process (restarted for each round), OVS's over the last window." ;;
+esac
 if [ -n "$IDLE" ]; then
   echo
   echo "Idle (guests connected, no traffic), switch CPU:${IDLE#,}"
