@@ -89,13 +89,30 @@ impl TestPmd {
         mode: &str,
         extra: &[&str],
     ) -> TestPmd {
+        Self::start_queues(sock, server, log, tag, mode, 1, extra)
+    }
+
+    /// Like [`start_args`](Self::start_args) with `queues` queue pairs on virtio_user0
+    /// (more than one: with the control queue, which virtio_user emulates itself, and as
+    /// many RX and TX queues in testpmd, forwarded by one core).
+    pub fn start_queues(
+        sock: &Path,
+        server: bool,
+        log: &Path,
+        tag: &str,
+        mode: &str,
+        queues: u16,
+        extra: &[&str],
+    ) -> TestPmd {
         require("dpdk-testpmd");
         let prefix = format!("bvh{}{}", tag, std::process::id());
         let vdev = format!(
-            "virtio_user0,path={},queues=1,queue_size=256{}",
+            "virtio_user0,path={},queues={queues},queue_size=256{}{}",
             sock.display(),
+            if queues > 1 { ",cq=1" } else { "" },
             if server { ",server=1" } else { "" }
         );
+        let queue_args = [format!("--rxq={queues}"), format!("--txq={queues}")];
         let out = std::fs::File::create(log).expect("log file");
         // Line-buffered (stdbuf execs testpmd, same pid): tests time events by its log lines.
         let child = Command::new("stdbuf")
@@ -115,6 +132,7 @@ impl TestPmd {
             ])
             .args([&format!("--forward-mode={mode}"), "--stats-period", "1", "--total-num-mbufs=4096"])
             .args(["--txd=256", "--rxd=256"])
+            .args(&queue_args)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
@@ -166,6 +184,27 @@ pub fn last_rx_packets(out: &str) -> u64 {
         .filter_map(|l| l.trim().strip_prefix("RX-packets:"))
         .find_map(|r| r.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// testpmd's per-stream totals at exit ("Forward Stats for RX Port= P/Queue= Q -> TX Port=
+/// P/Queue= Q", printed when there are more streams than ports): (RX queue, RX-packets,
+/// TX-packets) per stream, in order.
+pub fn stream_totals(out: &str) -> Vec<(u16, u64, u64)> {
+    let mut streams = Vec::new();
+    let mut lines = out.lines();
+    while let Some(l) = lines.next() {
+        let Some(rest) = l.split("RX Port=").nth(1) else { continue };
+        let Some(q) = rest.split("Queue=").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok())
+        else {
+            continue;
+        };
+        let Some(counts) = lines.next() else { break };
+        let field = |name: &str| -> u64 {
+            counts.split(name).nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+        };
+        streams.push((q, field("RX-packets:"), field("TX-packets:")));
+    }
+    streams
 }
 
 /// Polls `f` every 20 ms until it is true or `timeout` passes.
