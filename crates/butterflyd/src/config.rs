@@ -141,6 +141,10 @@ pub struct Cli {
     /// a guest's next frame usually comes sooner than a wake-up takes), else 0.
     #[arg(long = "poll-spin")]
     pub poll_spin: Option<u64>,
+    /// Queue pairs offered to each vhost-user VM (1 to 8, default 1). A guest with several
+    /// vCPUs and multiqueue on spreads its flows over them; the NIC's worker polls them all.
+    #[arg(long = "vhost-queue-pairs")]
+    pub vhost_queue_pairs: Option<u16>,
     /// Address of the Prometheus metrics endpoint ("off" to disable). Default 127.0.0.1:9991.
     #[arg(long = "metrics")]
     pub metrics: Option<String>,
@@ -288,6 +292,8 @@ pub struct Config {
     pub busy_poll: bool,
     /// How long the data-plane thread polls after the last packet before sleeping.
     pub poll_spin: std::time::Duration,
+    /// Queue pairs offered to each vhost-user VM (1 to [`MAX_VHOST_QUEUE_PAIRS`]).
+    pub vhost_queue_pairs: u16,
     /// Data-plane worker threads (graphs), at least 1.
     pub workers: usize,
     /// BUM mode of the VNIs without a setting of their own.
@@ -398,6 +404,7 @@ impl Config {
         };
         let bum = bum_default(&cli.bum_mode, &cli.flood_vteps, &get, ip)?;
         let evpn = evpn_config(&cli, &get)?;
+        let vhost_queue_pairs = vhost_queue_pairs(&cli, &get)?;
         Ok(Config {
             ip,
             underlay_prefix,
@@ -420,6 +427,7 @@ impl Config {
             metrics,
             busy_poll: cli.busy_poll,
             poll_spin,
+            vhost_queue_pairs,
             workers: underside.workers,
             bum,
             evpn,
@@ -531,6 +539,26 @@ fn cpu_config(cli: &Cli, get: &IniGet) -> Result<(Option<usize>, std::time::Dura
         None => std::time::Duration::ZERO,
     };
     Ok((graph_cpu_core, poll_spin))
+}
+
+/// Most queue pairs a vhost-user VM is offered (brick-vhost's limit).
+pub const MAX_VHOST_QUEUE_PAIRS: u16 = 8;
+
+/// `--vhost-queue-pairs` (INI `vhost-queue-pairs`): 1 unless set, at most
+/// [`MAX_VHOST_QUEUE_PAIRS`].
+fn vhost_queue_pairs(cli: &Cli, get: &IniGet) -> Result<u16, ConfigError> {
+    let text = match (cli.vhost_queue_pairs, get("general", &["vhost-queue-pairs"])) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(t)) => t,
+        (None, None) => return Ok(1),
+    };
+    match text.trim().parse::<u16>() {
+        Ok(n) if (1..=MAX_VHOST_QUEUE_PAIRS).contains(&n) => Ok(n),
+        _ => Err(bad(
+            "--vhost-queue-pairs",
+            format!("{text:?} is not a number of queue pairs (1 to {MAX_VHOST_QUEUE_PAIRS})"),
+        )),
+    }
 }
 
 /// The underlay device, its MTU, DPDK's arguments and the number of workers.
@@ -805,6 +833,12 @@ mod tests {
         assert!(parse(&["--no-state", "--busy-poll"]).unwrap().busy_poll);
         assert_eq!(c.poll_spin, std::time::Duration::ZERO, "an unpinned data plane sleeps at once");
         assert_eq!(parse(&["--no-state", "--poll-spin", "50"]).unwrap().poll_spin.as_micros(), 50);
+        assert_eq!(c.vhost_queue_pairs, 1, "one queue pair unless asked");
+        assert_eq!(parse(&["--no-state", "--vhost-queue-pairs", "4"]).unwrap().vhost_queue_pairs, 4);
+        for bad in ["0", "9"] {
+            let e = parse(&["--no-state", "--vhost-queue-pairs", bad]).unwrap_err().to_string();
+            assert!(e.contains("--vhost-queue-pairs") && e.contains("1 to 8"), "{bad}: {e}");
+        }
         let e = parse(&["--no-state", "--poll-spin", "2000000"]).unwrap_err();
         assert_eq!(e.option, "--poll-spin", "{e}");
         assert_eq!(c.workers, 1);
@@ -833,7 +867,7 @@ mod tests {
         let f = dir.path().join("b.ini");
         std::fs::write(
             &f,
-            "[general]\nip = 2001:db8::1\nendpoint = tcp://127.0.0.1:7777\nlog-level = debug\ngraph-core-id = 0\nworkers = 3\n",
+            "[general]\nip = 2001:db8::1\nendpoint = tcp://127.0.0.1:7777\nlog-level = debug\ngraph-core-id = 0\nworkers = 3\nvhost-queue-pairs = 2\n",
         )
         .unwrap();
         let c = parse(&["-c", f.to_str().unwrap(), "-e", "tcp://127.0.0.1:8888", "--no-state"]).unwrap();
@@ -843,6 +877,7 @@ mod tests {
         assert_eq!(c.graph_cpu_core, Some(0));
         assert_eq!(c.underlay_prefix, 64);
         assert_eq!(c.workers, 3);
+        assert_eq!(c.vhost_queue_pairs, 2);
         let c = parse(&["-c", f.to_str().unwrap(), "--workers", "2", "--no-state"]).unwrap();
         assert_eq!(c.workers, 2, "the command line wins");
         std::fs::write(&f, "[general]\nworkers = many\n").unwrap();

@@ -284,8 +284,24 @@ impl Guest {
     /// Starts it; its forwarding thread runs on CPU `cpu` (0 or 1), so that two guests do not
     /// share one.
     fn start(sock: &Path, mac: &str, peer: &str, cpu: usize, log: PathBuf, tag: &str) -> Guest {
+        Self::start_queues(sock, mac, peer, cpu, log, tag, 1)
+    }
+
+    /// Like [`start`](Self::start) with `queues` queue pairs (more than one: virtio_user's
+    /// own control queue enables them), all forwarded by its one thread.
+    fn start_queues(
+        sock: &Path,
+        mac: &str,
+        peer: &str,
+        cpu: usize,
+        log: PathBuf,
+        tag: &str,
+        queues: u16,
+    ) -> Guest {
         let prefix = format!("bs12{tag}{}", std::process::id());
-        let vdev = format!("virtio_user0,path={},queues=1,queue_size=256,mac={mac}", sock.display());
+        let cq = if queues > 1 { ",cq=1" } else { "" };
+        let vdev =
+            format!("virtio_user0,path={},queues={queues}{cq},queue_size=256,mac={mac}", sock.display());
         let out = std::fs::File::create(&log).unwrap();
         // stdbuf: testpmd's statistics every second reach the log as they are printed.
         let child = Command::new("stdbuf")
@@ -294,6 +310,7 @@ impl Guest {
             .args(["--file-prefix", &prefix, "--vdev", &vdev, "--"])
             .args(["--forward-mode=flowgen", &format!("--eth-peer=0,{peer}"), "--stats-period", "1"])
             .args(["--total-num-mbufs=4096", "--txd=256", "--rxd=256"])
+            .args([format!("--rxq={queues}"), format!("--txq={queues}")])
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -314,6 +331,18 @@ impl Guest {
             .filter_map(|l| l.trim().strip_prefix("RX-packets:"))
             .find_map(|r| r.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Stops it with SIGINT and returns its output, which then ends with its totals (per
+    /// queue pair too, with several).
+    fn stop(mut self) -> String {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
+        unsafe { libc::kill(self.pmd.0.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && self.running() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.output()
     }
 
     /// Whether the guest still runs (a lost backend must not kill it).
@@ -402,4 +431,66 @@ fn s12_nics_deleted_and_added_again_under_running_guests() {
     let stats = d.ok(&["nic", "stats", "nic-2"]);
     assert!(stats.contains("in: ") && !stats.contains("in: 0\n"), "{stats}");
     eprintln!("s12: {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// Multiqueue (not a Butterfly scenario: Butterfly offered one queue pair): a daemon started
+/// with `--vhost-queue-pairs 2` offers two to every vhost-user NIC, and two guests using both
+/// exchange traffic through it on each pair (testpmd's per-queue totals at exit).
+#[test]
+fn vhost_nics_carry_traffic_on_two_queue_pairs() {
+    let d = Daemon::start(&["--no-state", "--vhost-queue-pairs", "2"]);
+    let logs = tempfile::tempdir().unwrap();
+    let socks = [vhost_nic_add(&d, 1, "--bypass-filtering"), vhost_nic_add(&d, 2, "--bypass-filtering")];
+    let mut guests = [0, 1].map(|i| {
+        let (me, peer) = (mac(i as u8 + 1), mac(2 - i as u8));
+        Guest::start_queues(
+            &socks[i],
+            &me,
+            &peer,
+            i,
+            logs.path().join(format!("mq{i}.log")),
+            &format!("mq{i}"),
+            2,
+        )
+    });
+    for (i, g) in guests.iter_mut().enumerate() {
+        g.wait_traffic(&format!("guest {} with two queue pairs", i + 1), 0);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for (i, g) in guests.into_iter().enumerate() {
+        let out = g.stop();
+        let streams = queue_totals(&out);
+        assert_eq!(streams.len(), 2, "guest {}: one stream per queue pair expected:\n{out}", i + 1);
+        for (q, rx, tx) in streams {
+            assert!(
+                rx > 1000 && tx > 1000,
+                "guest {} queue pair {q}: {tx} frames sent, {rx} received\n{out}",
+                i + 1
+            );
+        }
+    }
+}
+
+/// testpmd's per-stream totals at exit ("Forward Stats for RX Port= P/Queue= Q -> ...", then
+/// a line "RX-packets: N TX-packets: M ..."): (queue, RX-packets, TX-packets) per stream.
+fn queue_totals(out: &str) -> Vec<(u16, u64, u64)> {
+    let lines: Vec<&str> = out.lines().collect();
+    let field = |l: &str, name: &str| -> u64 {
+        l.split(name).nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    };
+    lines
+        .windows(2)
+        .filter_map(|w| {
+            let q = w[0]
+                .split("RX Port=")
+                .nth(1)?
+                .split("Queue=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            Some((q, field(w[1], "RX-packets:"), field(w[1], "TX-packets:")))
+        })
+        .collect()
 }

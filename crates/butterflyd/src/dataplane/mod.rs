@@ -89,6 +89,8 @@ pub struct Dataplane {
     /// The IP MTU VMs get (the underlay's less the VXLAN overhead) when `--nic-mtu` set
     /// the underlay's: offered to vhost-user guests, set on TAP NICs.
     vm_mtu: Option<u16>,
+    /// Queue pairs offered to vhost-user VMs.
+    vhost_queue_pairs: u16,
     /// The underlay trace.
     underlay_trace: UnderlayTracer,
 }
@@ -152,6 +154,7 @@ impl Dataplane {
             evpn_cfg: cfg.evpn.clone(),
             generations: 0,
             vm_mtu,
+            vhost_queue_pairs: cfg.vhost_queue_pairs,
             underlay_trace,
         })
     }

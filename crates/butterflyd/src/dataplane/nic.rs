@@ -282,6 +282,7 @@ impl Dataplane {
                 vcfg.offloads = Offloads { csum: self.offload, tso: self.big_pool.is_some() };
                 // The guest's MTU, offered with VIRTIO_NET_F_MTU.
                 vcfg.mtu = self.vm_mtu;
+                vcfg.queue_pairs = self.vhost_queue_pairs;
                 // With a DPDK underlay, small frames go straight into the port's mbufs.
                 vcfg.lent = self.lent.clone();
                 let nic = if info.spec.vhost_user_client {
