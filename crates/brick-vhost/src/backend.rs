@@ -237,6 +237,9 @@ impl VringT<Mem> for NetVring {
 /// Largest ring the backend accepts (QEMU's rx/tx_queue_size go up to 1024).
 pub const MAX_QUEUE_SIZE: usize = 1024;
 
+/// Most queue pairs a NIC offers ([`VhostUserConfig::queue_pairs`](crate::VhostUserConfig)).
+pub const MAX_QUEUE_PAIRS: usize = 8;
+
 /// State of one frontend connection, shared with the graph thread.
 pub(crate) struct Conn {
     pub(crate) mem: Mem,
@@ -306,6 +309,10 @@ pub struct NicStats {
     pub locked_bursts: Counter,
     /// Drops, indexed like [`DROP_REASONS`](crate::DROP_REASONS).
     pub drops: [Counter; crate::DROP_REASONS.len()],
+    /// Packets written into each queue pair's RX queue (index: the pair), counted per burst.
+    pub queue_rx_packets: [Counter; MAX_QUEUE_PAIRS],
+    /// Frames taken from each queue pair's TX queue, counted per burst.
+    pub queue_tx_packets: [Counter; MAX_QUEUE_PAIRS],
     /// Whether a frontend is connected now.
     pub connected: AtomicBool,
     /// Connections accepted (server) or established (client) so far.

@@ -28,5 +28,5 @@ pub mod ring;
 pub mod testutil;
 pub mod wire;
 
-pub use backend::{NicStats, MAX_QUEUE_SIZE};
+pub use backend::{NicStats, MAX_QUEUE_PAIRS, MAX_QUEUE_SIZE};
 pub use nic::{DropReason, Offloads, VhostError, VhostUserConfig, VhostUserNic, DROP_REASONS, TSO_DATA_ROOM};

@@ -121,6 +121,12 @@ fn two_queue_pairs_each_carry_traffic_both_ways() {
             tail(&out, 30)
         );
     }
+    // The NIC's own per-queue counters say the same.
+    for q in 0..2 {
+        let (rx, tx) = (stats.queue_rx_packets[q].get(), stats.queue_tx_packets[q].get());
+        assert!(rx > 1000 && tx > 1000, "NIC counters of queue pair {q}: rx {rx} tx {tx}");
+    }
+    assert_eq!(stats.queue_rx_packets[2].get() + stats.queue_tx_packets[2].get(), 0);
     assert_eq!(stats.drop_count(brick_vhost::DropReason::BadDescriptor as usize), 0);
     drop(runner);
 }

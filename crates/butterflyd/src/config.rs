@@ -542,7 +542,7 @@ fn cpu_config(cli: &Cli, get: &IniGet) -> Result<(Option<usize>, std::time::Dura
 }
 
 /// Most queue pairs a vhost-user VM is offered (brick-vhost's limit).
-pub const MAX_VHOST_QUEUE_PAIRS: u16 = 8;
+pub const MAX_VHOST_QUEUE_PAIRS: u16 = brick_vhost::MAX_QUEUE_PAIRS as u16;
 
 /// `--vhost-queue-pairs` (INI `vhost-queue-pairs`): 1 unless set, at most
 /// [`MAX_VHOST_QUEUE_PAIRS`].

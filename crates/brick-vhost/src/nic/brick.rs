@@ -165,6 +165,7 @@ impl VhostUserNic {
             // Counted once per burst: the counters are shared with readers on other threads.
             stats.tx_packets.add(packets);
             stats.tx_bytes.add(bytes);
+            stats.queue_tx_packets[q / 2].add(packets);
             ring.publish_used();
             keep_indexes(ring, vring, st.as_deref_mut());
             let interrupt = ring.needs_interrupt();
@@ -283,7 +284,8 @@ impl Brick for VhostUserNic {
 
     fn describe(&self) -> Vec<String> {
         let s = &self.shared.stats;
-        vec![
+        let pairs = self.cfg.queue_pairs as usize;
+        let mut lines = vec![
             format!("{} {}", if self.server { "server" } else { "client" }, self.path.display()),
             format!(
                 "connected={} connections={}",
@@ -291,7 +293,18 @@ impl Brick for VhostUserNic {
                 s.connections.load(Ordering::Relaxed)
             ),
             format!("acked=0x{:x}", s.acked_features.load(Ordering::Relaxed)),
-        ]
+        ];
+        if pairs > 1 {
+            let list = |c: &[brick_core::Counter]| {
+                c[..pairs].iter().map(|c| c.get().to_string()).collect::<Vec<_>>().join(",")
+            };
+            lines.push(format!(
+                "queue pairs={pairs} rx={} tx={}",
+                list(&s.queue_rx_packets),
+                list(&s.queue_tx_packets)
+            ));
+        }
+        lines
     }
 }
 
@@ -372,6 +385,7 @@ impl VhostUserNic {
         if delivered > 0 {
             stats.rx_packets.add(delivered);
             stats.rx_bytes.add(bytes);
+            stats.queue_rx_packets[q / 2].add(delivered);
             if ring.needs_interrupt() {
                 signal_guest(vring, st.as_deref());
                 stats.guest_notifications.add(1);

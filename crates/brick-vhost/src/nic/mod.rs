@@ -100,8 +100,8 @@ pub enum VhostError {
     /// The path exists and is not a socket (never deleted).
     #[error("{0} exists and is not a socket")]
     NotASocket(PathBuf),
-    /// `queue_pairs` is 0 or above 8.
-    #[error("queue_pairs must be 1..=8, got {0}")]
+    /// `queue_pairs` is 0 or above [`MAX_QUEUE_PAIRS`](crate::MAX_QUEUE_PAIRS).
+    #[error("queue_pairs must be 1..={max}, got {0}", max = crate::MAX_QUEUE_PAIRS)]
     BadQueuePairs(u16),
     /// TSO asked with a pool whose buffers cannot hold a 64 KiB super-frame.
     #[error("TSO needs a pool data room of at least {TSO_DATA_ROOM} bytes, got {0}")]
@@ -183,7 +183,7 @@ impl VhostUserNic {
     }
 
     fn check(cfg: &VhostUserConfig) -> Result<(), VhostError> {
-        if cfg.queue_pairs == 0 || cfg.queue_pairs > 8 {
+        if cfg.queue_pairs == 0 || cfg.queue_pairs as usize > crate::MAX_QUEUE_PAIRS {
             return Err(VhostError::BadQueuePairs(cfg.queue_pairs));
         }
         if cfg.offloads.tso && cfg.pool.data_room() < TSO_DATA_ROOM {
