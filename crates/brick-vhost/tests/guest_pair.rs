@@ -81,7 +81,15 @@ fn two_guests_ping_tcp_reset_and_backend_restart() {
     let vm2 = Guest::boot(
         &image,
         &dir.0,
-        &GuestSpec { name: "vm2", index: 2, peer: 1, role: "server", extra_cmdline: "", netdev_extra: "" },
+        &GuestSpec {
+            name: "vm2",
+            index: 2,
+            peer: 1,
+            role: "server",
+            extra_cmdline: "",
+            netdev_extra: "",
+            queues: 1,
+        },
         Chardev::Server(&sock2),
     );
     let vm1 = Guest::boot(
@@ -94,6 +102,7 @@ fn two_guests_ping_tcp_reset_and_backend_restart() {
             role: "client",
             extra_cmdline: "vmtxkb=256",
             netdev_extra: "",
+            queues: 1,
         },
         Chardev::Client(&sock1),
     );

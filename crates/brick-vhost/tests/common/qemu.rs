@@ -52,6 +52,9 @@ pub struct GuestSpec<'a> {
     pub role: &'a str,
     pub extra_cmdline: &'a str,
     pub netdev_extra: &'a str,
+    /// Queue pairs of the NIC (`mq=on` above one), and as many vCPUs, so that the guest's
+    /// driver uses them all.
+    pub queues: u8,
 }
 
 impl Guest {
@@ -69,6 +72,12 @@ impl Guest {
             "console=ttyS0 quiet panic=-1 vmip=10.0.0.{i}/24 vmpeer=10.0.0.{p} vmip6=fd00::{i}/64 vmpeer6=fd00::{p} vmrole={} {}",
             spec.role, spec.extra_cmdline
         );
+        let queues = spec.queues.max(1);
+        let (smp, netdev, mq) = if queues > 1 {
+            (queues.to_string(), format!("vhost-user,id=n0,chardev=c0,queues={queues}"), ",mq=on")
+        } else {
+            ("1".to_string(), "vhost-user,id=n0,chardev=c0".to_string(), "")
+        };
         let child = Command::new("qemu-system-x86_64")
             .args([
                 "-accel",
@@ -76,7 +85,7 @@ impl Guest {
                 "-m",
                 "256M",
                 "-smp",
-                "1",
+                &smp,
                 "-nodefaults",
                 "-no-user-config",
                 "-display",
@@ -93,11 +102,11 @@ impl Guest {
             .arg("-monitor")
             .arg(format!("unix:{},server=on,wait=off", monitor.display()))
             .args(["-chardev", &chardev])
-            .args(["-netdev", "vhost-user,id=n0,chardev=c0"])
+            .args(["-netdev", &netdev])
             .args([
                 "-device",
                 &format!(
-                    "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:{i:02x},vectors=0{}",
+                    "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:{i:02x},vectors=0{mq}{}",
                     spec.netdev_extra
                 ),
             ])
