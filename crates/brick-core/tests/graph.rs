@@ -889,3 +889,40 @@ fn every_brick_of_a_round_sees_the_same_time_and_the_next_round_a_later_one() {
     assert_eq!(t[2], t[3], "one time per round");
     assert!(t[2].saturating_since(t[0]) >= Duration::from_millis(2), "{t:?}");
 }
+
+/// The graph looks at its command channel only when the posted count moved: every command
+/// posted, from several threads while the graph applies them, runs exactly once, and a round
+/// with nothing posted runs none.
+#[test]
+fn every_posted_command_runs_once_while_rounds_skip_an_idle_channel() {
+    let mut g = Graph::new("cmds");
+    let ran = Arc::new(AtomicUsize::new(0));
+    assert_eq!(g.apply_commands(), 0);
+    const THREADS: usize = 4;
+    const EACH: usize = 5_000;
+    let posters: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (h, r) = (g.handle(), Arc::clone(&ran));
+            std::thread::spawn(move || {
+                for _ in 0..EACH {
+                    let r = Arc::clone(&r);
+                    h.post(move |_| {
+                        r.fetch_add(1, Ordering::Relaxed);
+                    })
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    while posters.iter().any(|p| !p.is_finished()) {
+        applied += g.apply_commands();
+    }
+    for p in posters {
+        p.join().unwrap();
+    }
+    applied += g.apply_commands();
+    assert_eq!(applied, THREADS * EACH);
+    assert_eq!(ran.load(Ordering::Relaxed), THREADS * EACH);
+    assert_eq!(g.apply_commands(), 0, "nothing left, nothing run");
+}

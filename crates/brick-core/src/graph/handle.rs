@@ -10,6 +10,8 @@ pub type Command = Box<dyn FnOnce(&mut Graph) + Send>;
 #[derive(Clone)]
 pub struct GraphHandle {
     pub(super) tx: Sender<Command>,
+    /// Bumped after each send: the graph reads it instead of polling the channel.
+    pub(super) posted: Arc<AtomicU64>,
     pub(super) waker: Arc<Waker>,
 }
 
@@ -17,6 +19,8 @@ impl GraphHandle {
     /// Queues `f` to run on the graph's thread, without waiting.
     pub fn post(&self, f: impl FnOnce(&mut Graph) + Send + 'static) -> Result<(), GraphError> {
         self.tx.send(Box::new(f)).map_err(|_| GraphError::Disconnected)?;
+        // Release: the command is in the channel before the graph sees the count move.
+        self.posted.fetch_add(1, Ordering::Release);
         self.waker.wake();
         Ok(())
     }

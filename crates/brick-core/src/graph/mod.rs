@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -163,6 +163,12 @@ pub struct Graph {
     sources: Vec<u32>,
     cmd_tx: Sender<Command>,
     cmd_rx: Receiver<Command>,
+    /// Commands posted so far (bumped by [`GraphHandle::post`] after each send), and how
+    /// many of them the graph has seen: a round looks at the channel only when they differ,
+    /// because an empty channel's `try_recv` issues a full fence, which waits for every
+    /// store of the burst before it (guest memory, owned by another core) to land.
+    cmd_posted: Arc<AtomicU64>,
+    cmd_seen: u64,
     waker: Arc<Waker>,
     tick_interval: Duration,
     last_tick: Timestamp,
@@ -215,6 +221,8 @@ impl Graph {
             sources: Vec::new(),
             cmd_tx,
             cmd_rx,
+            cmd_posted: Arc::new(AtomicU64::new(0)),
+            cmd_seen: 0,
             waker: Arc::new(Waker::new().expect("eventfd")),
             tick_interval: Duration::from_millis(100),
             last_tick: Timestamp::now(),
@@ -241,7 +249,11 @@ impl Graph {
 
     /// A handle to send commands from other threads.
     pub fn handle(&self) -> GraphHandle {
-        GraphHandle { tx: self.cmd_tx.clone(), waker: Arc::clone(&self.waker) }
+        GraphHandle {
+            tx: self.cmd_tx.clone(),
+            posted: Arc::clone(&self.cmd_posted),
+            waker: Arc::clone(&self.waker),
+        }
     }
 
     /// How often bricks' [`tick`](Brick::tick) runs (default 100 ms).

@@ -5,7 +5,14 @@ use super::*;
 
 impl Graph {
     /// Runs queued control commands; returns how many ran.
+    #[inline]
     pub fn apply_commands(&mut self) -> usize {
+        let posted = self.cmd_posted.load(Ordering::Acquire);
+        if posted == self.cmd_seen {
+            return 0;
+        }
+        // Commands posted after this load are found now or at the next round's look.
+        self.cmd_seen = posted;
         let mut n = 0;
         while let Ok(cmd) = self.cmd_rx.try_recv() {
             cmd(self);
