@@ -443,9 +443,13 @@ measure_pingpong() {
   if ! timeout 600 "$PP" --sock1 "${SOCK1[$name]}" --sock2 "${SOCK2[$name]}" --mac1 $MAC1 --mac2 $MAC2 \
     --count "$PINGPONG" --frame "$FRAME" --cpu "$GUEST_CPU" >"$log" 2>&1; then
     echo "$name: vhost-pingpong failed: $(tail -3 "$log")" >&2
+    echo "$name: the switch's log ends with:" >&2
+    tail -8 "$TMP/$name/log" "$TMP/$name/vs.log" >&2 2>/dev/null || true
     echo fail >>"$TMP/ppfail.$name"
     return 0
   fi
+  # (A device the switch refused for a moment: the tool connected again.)
+  grep 'trying again' "$log" | sed "s/^/$name: /" >&2 || true
   awk '/^rtt_us / {for (i = 2; i <= NF; i++) {split($i, kv, "="); v[kv[1]] = kv[2]}
     print v["p50"], v["p99"], v["p999"], v["mean"], v["lost"]}' "$log" >>"$TMP/pp.$name"
 }

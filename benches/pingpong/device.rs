@@ -4,6 +4,7 @@
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::ptr;
+use std::time::Duration;
 
 use vhost::vhost_user::message::VhostUserHeaderFlag;
 use vhost::vhost_user::{Frontend, VhostUserFrontend, VhostUserProtocolFeatures, VhostUserVirtioFeatures};
@@ -58,6 +59,25 @@ pub struct Received {
 }
 
 impl Device {
+    /// [`Device::connect`], tried again (up to `tries` times in all, `pause` apart) when the
+    /// socket exists but the handshake fails: a switch may refuse a device for a moment.
+    /// OVS-DPDK does, while it sizes the mbuf pool for its first device (DPDK then fails an
+    /// allocation of the second device's `SET_VRING_NUM` and closes the connection).
+    pub fn connect_retrying(path: &Path, name: &str, tries: u32, pause: Duration) -> Result<Device, Error> {
+        let mut left = tries.max(1);
+        loop {
+            match Device::connect(path, name) {
+                Ok(d) => return Ok(d),
+                Err(e) if left > 1 && path.exists() => {
+                    eprintln!("{e}; trying again");
+                    std::thread::sleep(pause);
+                    left -= 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Connects to the backend's socket `path` and starts the queue pair.
     pub fn connect(path: &Path, name: &str) -> Result<Device, Error> {
         let ctx = |what: &str| format!("{name} ({}): {what}", path.display());

@@ -51,7 +51,9 @@ fn run(args: &Args) -> Result<(), Error> {
     if let Some(cpu) = args.cpu {
         pin_to(cpu)?;
     }
-    let mut devs = [Device::connect(&args.socks[0], "vm1")?, Device::connect(&args.socks[1], "vm2")?];
+    let connect =
+        |i: usize, name| Device::connect_retrying(&args.socks[i], name, 5, Duration::from_millis(500));
+    let mut devs = [connect(0, "vm1")?, connect(1, "vm2")?];
     let mut s = pingpong::run(&mut devs, &args.cfg)?;
     if let Some(path) = &args.hist {
         write_hist(path, &s).map_err(|e| Error(format!("{}: {e}", path.display())))?;
