@@ -79,7 +79,7 @@ fn report(s: &mut Samples, devs: &[Device; 2]) {
 
 /// `bucket_us vm1_to_vm2 vm2_to_vm1 rtt`: how many samples fall in each 100 ns bucket (lower
 /// bound given), empty buckets left out.
-fn write_hist(path: &PathBuf, s: &Samples) -> std::io::Result<()> {
+fn write_hist(path: &std::path::Path, s: &Samples) -> std::io::Result<()> {
     const BUCKET_NS: u64 = 100;
     let mut rows = std::collections::BTreeMap::<u64, [u64; 3]>::new();
     for (col, series) in [&s.there, &s.back, &s.rtt].into_iter().enumerate() {
@@ -184,6 +184,22 @@ mod tests {
             (a.cfg.frame_len, a.cfg.vm1.ip, a.cfg.vm2.mac[5], a.cpu),
             (1514, [10, 0, 0, 1], 9, Some(1))
         );
+    }
+
+    #[test]
+    fn the_histogram_counts_each_series_per_bucket() {
+        let path = std::env::temp_dir().join(format!("vhost-pingpong-hist-{}", std::process::id()));
+        let s = Samples {
+            there: vec![450, 520],
+            back: vec![480, 530],
+            rtt: vec![930, 1050],
+            ..Samples::default()
+        };
+        write_hist(&path, &s).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let rows: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(rows, ["0.4 1 1 0", "0.5 1 1 0", "0.9 0 0 1", "1.0 0 0 1"]);
     }
 
     #[test]
