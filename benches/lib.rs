@@ -1,2 +1,5 @@
 //! Holder package for butterfly-rs's whole-chain benchmarks (`benches/full_chain.rs`) and
-//! comparison scripts (`kernel-compare.sh`). Nothing to link against.
+//! comparison scripts (`kernel-compare.sh`, `pvp-compare.sh`), and the core of the
+//! `vhost-pingpong` tool ([`pingpong`]): guest-to-guest latency through a vhost-user switch.
+
+pub mod pingpong;

@@ -45,6 +45,18 @@
 # rates), median and range over the rounds; CPU of the switch process over the window;
 # cycles per packet inside each switch (butterflyd's per-brick counters, OVS's PMD stats).
 #
+# PINGPONG=N: latency instead of rate. The guests are then vhost-pingpong (benches/src/bin,
+# built here in release): one process, pinned to GUEST_CPU, that is both guests itself (the
+# vhost-user frontend on SOCK1 and SOCK2 of the setup), sends one frame from vm1 to vm2,
+# busy-polls vm2 until it arrives, sends the reply back and busy-polls vm1: one frame in
+# flight, and every round trip timed (no testpmd, no rate to derive a mean from). Each
+# measurement is N round trips (after 1000 of warm-up) with the other switches stopped, as
+# above; the table gives, per setup, the median over the rounds of the round trip's median
+# (p50) and p99, their ranges, p99.9 and mean, and the frames lost (counted by the tool after
+# a 1 s timeout, then sent anew). SECONDS is ignored (N sets the length), the idle CPU check
+# is not run, and the VXLAN setups (one guest) are skipped. VHOST_PINGPONG names a prebuilt
+# binary. E.g. PINGPONG=200000 SETUPS="bf-bypass ovs-normal bf-filter ovs-ct" benches/pvp-compare.sh 3 3
+#
 # Usage (root): [FRAME=64|1518] [INFLIGHT=8] [BF_ARGS=...] benches/pvp-compare.sh [SECONDS [ROUNDS]]
 #   FRAME    frame size including the 4-byte FCS, as in RFC 2544 (default 64)
 #   INFLIGHT bursts of BURST frames in flight per guest port (default 8 of 32): port 0
@@ -59,6 +71,7 @@
 #            1023 VXLAN frames); LOCAL_VTEP, REMOTE_VTEP, REMOTE_MAC (198.18.1.1, 198.18.1.2,
 #            02:00:00:00:01:02)
 #   BF_ARGS  extra butterflyd arguments (e.g. --busy-poll)
+#   PINGPONG round trips per measurement: latency with vhost-pingpong (see above)
 #   SWITCH_CPU, GUEST_CPU, GUEST_MAIN_CPU  (default 0, 1, and the switch's CPU: testpmd's main
 #            lcore only waits for commands). The switches' other threads (control, vhost-user
 #            messages) may also run on GUEST_MAIN_CPU, the housekeeping CPU: OVS's main and
@@ -79,10 +92,15 @@ GUEST_CPU=${GUEST_CPU:-1}
 GUEST_MAIN_CPU=${GUEST_MAIN_CPU:-$SWITCH_CPU}
 DPDK_EXTRA=${DPDK_EXTRA:-}
 SETUPS=${SETUPS:-"bf-filter bf-bypass ovs-ct ovs-normal vhost-io"}
+PINGPONG=${PINGPONG:-}
 BENCH_PACKAGES="dpdk openvswitch-switch-dpdk"
 # butterflyd's VXLAN setups need its DPDK underlay.
 case " $SETUPS " in *" bf-vxlan-"*) BENCH_FEATURES="${BENCH_FEATURES:+$BENCH_FEATURES,}butterflyd/dpdk" ;; esac
 . benches/common.sh
+if [ -n "$PINGPONG" ]; then
+  [ -n "${VHOST_PINGPONG:-}" ] || cargo build -q --release -p butterfly-benches --bin vhost-pingpong
+  PP=${VHOST_PINGPONG:-${CARGO_TARGET_DIR:-target}/release/vhost-pingpong}
+fi
 OVS_VSWITCHD=${OVS_VSWITCHD:-/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk}
 OVS_SCHEMA=${OVS_SCHEMA:-/usr/share/openvswitch/vswitch.ovsschema}
 MAC1=02:00:00:00:00:01
@@ -287,16 +305,22 @@ jiffies() { # pids... : utime+stime of these processes (all threads)
   echo $t
 }
 
+# Lets setup $1's switch run and stops all the others.
+switch_only() {
+  local name=$1 other
+  for other in "${!SWPIDS[@]}"; do
+    # (A butterflyd of a VXLAN setup may have been stopped for good: see measure.)
+    if [ "$other" = "$name" ]; then kill -CONT ${SWPIDS[$other]}; else kill -STOP ${SWPIDS[$other]} 2>/dev/null || true; fi
+  done
+}
+
 # Runs the guests against setup $1 for a window of SECS seconds after a warm-up, with the
 # other switches stopped: with traffic (tx_first) or, with $2 = idle, connected and polling
 # but sending nothing. Sets pps (the guests' mean receive rate over the window, Mpps) and
 # cpu (the switch process's CPU over the window, %).
 run_guests() {
-  local name=$1 mode=${2:-traffic} other d=$TMP/$1
-  for other in "${!SWPIDS[@]}"; do
-    # (A butterflyd of a VXLAN setup may have been stopped for good: see measure.)
-    if [ "$other" = "$name" ]; then kill -CONT ${SWPIDS[$other]}; else kill -STOP ${SWPIDS[$other]} 2>/dev/null || true; fi
-  done
+  local name=$1 mode=${2:-traffic} d=$TMP/$1
+  switch_only "$name"
   local log=$d/guest.log warm=4 nports=2
   # Two guest ports, or one (vm1) where the other end is the VXLAN underlay.
   local ports=(--vdev "virtio_user0,path=${SOCK1[$name]},mac=$MAC1,queue_size=1024")
@@ -408,8 +432,33 @@ measure() {
   [ ! -e "$d/vs.log" ] || ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-clear >/dev/null 2>&1 || true
 }
 
+# PINGPONG: one vhost-pingpong run of PINGPONG round trips against setup $1, the other
+# switches stopped. Appends the round trip's "p50 p99 p99.9 mean lost" (µs, frames) to
+# $TMP/pp.$1, or a line to $TMP/ppfail.$1 when the tool fails (its error is shown).
+measure_pingpong() {
+  local name=$1 log=$TMP/$1/pingpong.log
+  switch_only "$name"
+  # (The tool never waits on a frame for more than its timeout; `timeout` covers a switch
+  # that hangs during the vhost-user handshake.)
+  if ! timeout 600 "$PP" --sock1 "${SOCK1[$name]}" --sock2 "${SOCK2[$name]}" --mac1 $MAC1 --mac2 $MAC2 \
+    --count "$PINGPONG" --frame "$FRAME" --cpu "$GUEST_CPU" >"$log" 2>&1; then
+    echo "$name: vhost-pingpong failed: $(tail -3 "$log")" >&2
+    echo "$name: the switch's log ends with:" >&2
+    tail -8 "$TMP/$name/log" "$TMP/$name/vs.log" >&2 2>/dev/null || true
+    echo fail >>"$TMP/ppfail.$name"
+    return 0
+  fi
+  # (A device the switch refused for a moment: the tool connected again.)
+  grep 'trying again' "$log" | sed "s/^/$name: /" >&2 || true
+  awk '/^rtt_us / {for (i = 2; i <= NF; i++) {split($i, kv, "="); v[kv[1]] = kv[2]}
+    print v["p50"], v["p99"], v["p999"], v["mean"], v["lost"]}' "$log" >>"$TMP/pp.$name"
+}
+
 RUNNING=""
 for s in $SETUPS; do
+  case $PINGPONG:$s in
+    ?*:*vxlan*) echo "$s: skipped (PINGPONG needs two guests)" >&2; continue ;;
+  esac
   case $s in
     bf-filter) start_butterflyd "$s" "$BD" --sg sg-all ;;
     bf-bypass) start_butterflyd "$s" "$BD" --bypass-filtering ;;
@@ -439,10 +488,35 @@ for s in $SETUPS; do
 done
 for r in $(seq "$ROUNDS"); do
   for s in $SETUPS; do
-    measure "$s"
-    echo "round $r $s: $(tail -1 "$TMP/res.$s")" >&2
+    if [ -n "$PINGPONG" ]; then
+      measure_pingpong "$s"
+      echo "round $r $s: $(grep -h '^rtt_us\|^info' "$TMP/$s/pingpong.log" | paste -sd' ')" >&2
+    else
+      measure "$s"
+      echo "round $r $s: $(tail -1 "$TMP/res.$s")" >&2
+    fi
   done
 done
+
+if [ -n "$PINGPONG" ]; then
+  # Column $1 of a result file: the median, and the range.
+  median() { awk -v c="$1" '{print $c}' "$2" | sort -n | awk '{a[NR]=$1} END {if (NR) printf "%.2f", (a[int((NR+1)/2)]+a[int(NR/2)+1])/2; else printf "-"}'; }
+  range() { awk -v c="$1" '{print $c}' "$2" | sort -n | awk 'NR==1{lo=$1} {hi=$1} END {if (NR) printf "%.2f–%.2f", lo, hi; else printf "-"}'; }
+  echo
+  echo "Round trip vm1 -> switch -> vm2 -> switch -> vm1 (vhost-pingpong, one frame in flight), $FRAME-byte frames,"
+  echo "$PINGPONG round trips per measurement, switch on CPU $SWITCH_CPU, guests on CPU $GUEST_CPU, $ROUNDS interleaved rounds;"
+  echo "µs, median over the rounds (range)"
+  echo
+  echo "| setup | p50 | p50 range | p99 | p99 range | p99.9 | mean | lost frames (all rounds) | failed rounds |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for s in $SETUPS; do
+    f=$TMP/pp.$s; touch "$f"
+    lost=$(awk '{n += $5} END {print n + 0}' "$f")
+    fails=0; [ ! -e "$TMP/ppfail.$s" ] || fails=$(wc -l <"$TMP/ppfail.$s")
+    echo "| $s | $(median 1 "$f") | $(range 1 "$f") | $(median 2 "$f") | $(range 2 "$f") | $(median 3 "$f") | $(median 4 "$f") | $lost | $fails |"
+  done
+  exit 0
+fi
 
 # With no traffic (guests connected, polling, sending nothing): the switch's CPU. OVS and
 # testpmd poll by design; butterflyd must sleep.
