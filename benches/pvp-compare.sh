@@ -120,7 +120,11 @@ HP_OLD=$(cat $HP)
 # An OVS with a DPDK port (the VXLAN setups) grows past its 256 MiB: give it 512.
 n_ovs=$(printf '%s\n' $SETUPS | grep -c '^ovs-' || true)
 n_ovs_vx=$(printf '%s\n' $SETUPS | grep -c '^ovs-vxlan-' || true)
-HP_NEED=$((128 * n_ovs + 128 * n_ovs_vx))
+# Each OVS preallocates 256 MiB (dpdk-socket-mem) and fills it with its mbuf pool; DPDK's vhost
+# library then allocates per queue as guests connect (SET_VRING_NUM), and with no free page
+# left refused the second guest now and then ("failed to allocate memory for batching
+# copy"): 128 MiB more per OVS for that.
+HP_NEED=$((192 * n_ovs + 128 * n_ovs_vx))
 [ $HP_NEED -ge 256 ] || HP_NEED=256
 [ "$HP_OLD" -ge $HP_NEED ] || [ -n "${NO_HUGEPAGES:-}" ] || echo $HP_NEED >$HP 2>/dev/null || true
 DPDK_RUNDIRS=()
