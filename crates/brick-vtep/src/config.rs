@@ -64,6 +64,14 @@ pub struct VtepConfig {
     /// super-frame from a VM is encapsulated whole and keeps its GSO metadata; otherwise
     /// (default) the VTEP cuts it into MSS-sized segments before encapsulation.
     pub tunnel_gso: bool,
+    /// The underlay NIC completes a partial UDP checksum (`OffloadFlags::CSUM_NEEDED`, the
+    /// pseudo-header sum in the field), as a DPDK port with UDP checksum offload or a TAP
+    /// with checksum offload does. Used on an IPv6 underlay, where the outer UDP checksum is
+    /// due (over IPv4 VXLAN sends 0): the VTEP then writes the pseudo-header sum and leaves
+    /// the sum over the frame to the NIC instead of computing it over every byte. Every
+    /// butterfly-rs underlay brick completes it in software when its device cannot, so this
+    /// only moves the work. Default false.
+    pub outer_csum_offload: bool,
 }
 
 impl VtepConfig {
@@ -87,6 +95,7 @@ impl VtepConfig {
             hold_per_neigh: 4,
             max_vnis: 4096,
             tunnel_gso: false,
+            outer_csum_offload: false,
         }
     }
 

@@ -69,6 +69,12 @@ struct Underlay {
 }
 
 fn underlay(v6: bool, flood: Flood) -> Option<Underlay> {
+    underlay_with(v6, flood, false)
+}
+
+/// [`underlay`], the VTEP leaving the outer UDP checksum to the NIC when `outer_csum`
+/// (AF_PACKET completes it in software).
+fn underlay_with(v6: bool, flood: Flood, outer_csum: bool) -> Option<Underlay> {
     if !is_root() {
         eprintln!("interop tests need root (network namespaces); skipped");
         return None;
@@ -85,7 +91,11 @@ fn underlay(v6: bool, flood: Flood) -> Option<Underlay> {
     } else {
         ns.in_k(&["ip", "addr", "add", &kaddr, "dev", &ns.veth_k]);
     }
-    let cfg = VtepConfig { multicast: flood == Flood::Multicast, ..VtepConfig::new(our_ip, LOCAL_MAC) };
+    let cfg = VtepConfig {
+        multicast: flood == Flood::Multicast,
+        outer_csum_offload: outer_csum,
+        ..VtepConfig::new(our_ip, LOCAL_MAC)
+    };
     let pool = PacketPool::with_count(4096).unwrap();
     let mut g = Graph::new("interop");
     let nic = g.add("nic", afpacket_in(&ns.a, &ns.veth_a, pool.clone())).unwrap();
@@ -136,7 +146,11 @@ impl Underlay {
 }
 
 fn setup(v6: bool, flood: Flood, vnis: &[u32]) -> Option<Setup> {
-    let mut u = underlay(v6, flood)?;
+    setup_with(v6, flood, vnis, false)
+}
+
+fn setup_with(v6: bool, flood: Flood, vnis: &[u32], outer_csum: bool) -> Option<Setup> {
+    let mut u = underlay_with(v6, flood, outer_csum)?;
     let mut vms = Vec::new();
     for &vni in vnis {
         u.kernel_vni(vni, flood);
@@ -309,6 +323,33 @@ fn kernel_interop_ipv6_multicast() {
 #[test]
 fn kernel_interop_ipv6_static_flood_list() {
     ping_both_ways(true, Flood::Static);
+}
+
+/// The VTEP leaves the outer UDP checksum of an IPv6 underlay to the NIC (`CSUM_NEEDED`,
+/// the pseudo-header sum in the field): the frames it hands over are partial, AF_PACKET
+/// completes them, and the kernel's VXLAN, which checks the UDP checksum over IPv6 before
+/// decapsulating, answers pings both ways.
+#[test]
+fn kernel_interop_ipv6_outer_checksum_completed_by_the_nic() {
+    let Some(mut s) = setup_with(true, Flood::Static, &[42], true) else { return };
+    assert!(s.kernel_pings(42), "kernel → our VM ping failed");
+    assert!(s.vm_pings(42), "our VM → kernel ping got no reply");
+    // What the VTEP handed the NIC: VXLAN over IPv6 whose checksum field is not the final
+    // one (completing it changes it), while AF_PACKET sent the completed frames above.
+    let sent = s.sent.lock().unwrap();
+    let vxlan: Vec<&Vec<u8>> = sent
+        .iter()
+        .filter(|f| f.len() > 70 && f[12..14] == [0x86, 0xdd] && f[20] == 17 && f[56..58] == [0x12, 0xb5])
+        .collect();
+    assert!(!vxlan.is_empty(), "no VXLAN frame sent");
+    let partial = vxlan
+        .iter()
+        .filter(|f| {
+            let mut done = f.to_vec();
+            brick_core::checksum::complete_partial(&mut done, 54, 6) && done[60..62] != f[60..62]
+        })
+        .count();
+    assert_eq!(partial, vxlan.len(), "every outer checksum left partial");
 }
 
 #[test]

@@ -189,6 +189,11 @@ impl Vtep {
                 let src = self.local6.octets();
                 let d = dst.octets();
                 let flow = (hash as u32) & 0x000f_ffff;
+                // The NIC sums the frame when it can (the inner checksum, if it was partial,
+                // was completed before: one partial checksum per frame).
+                let partial = self.cfg.outer_csum_offload
+                    && pkt.meta().gso_type == GsoType::None
+                    && !pkt.meta().offload.contains(OffloadFlags::CSUM_NEEDED);
                 let Some(h) = prepend_outer(pkt, IPV6_LEN, vni, [dmac, smac], ETH_IPV6) else {
                     return false;
                 };
@@ -205,6 +210,16 @@ impl Vtep {
                 h[61] = 0;
                 write_vxlan(&mut h[62..70], vni);
                 let acc = csum_add(csum_add_value(self.csum_v6_src, u64::from(plen)), &d);
+                if partial {
+                    // The pseudo-header sum, not complemented (what a NIC adds the rest to).
+                    h[60..62].copy_from_slice(&(!csum_fold(acc)).to_be_bytes());
+                    // After the prepend, which moves the offsets the metadata holds.
+                    let m = pkt.meta_mut();
+                    m.offload.insert(OffloadFlags::CSUM_NEEDED);
+                    m.csum_start = (ETH_LEN + IPV6_LEN) as u16;
+                    m.csum_offset = 6;
+                    return true;
+                }
                 let data = pkt.data_mut();
                 let mut c = csum_fold(csum_add(acc, &data[54..]));
                 if c == 0 {

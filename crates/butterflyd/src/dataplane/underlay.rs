@@ -128,6 +128,10 @@ pub(super) fn packet_pools(
     Ok((pool, big_pool))
 }
 
+/// What [`dpdk_underlay`] opened: the bricks and the port's MAC, the MTU `--nic-mtu` set, the
+/// mbufs lent to vhost-user NICs, and whether the port computes UDP/TCP checksums.
+type DpdkUnderside = (Underside, Option<u16>, LentBuffers, bool);
+
 /// Opens the underlay: one brick per worker (none with `--underlay none`), the VTEPs' MAC
 /// and tunnel GSO set in `vcfg`, and the MTU `--nic-mtu` gave the device, if it did.
 pub(super) fn open_underside(
@@ -170,10 +174,12 @@ pub(super) fn open_underside(
             (nics.into_iter().map(|q| Box::new(q) as Box<dyn Brick>).collect(), mac)
         }
         Underlay::Dpdk(port) => {
-            let ((nics, mac), mtu, mbufs) =
+            let ((nics, mac), mtu, mbufs, tx_csum) =
                 dpdk_underlay(*port, &cfg.dpdk_args, n, pool.clone(), cfg.nic_mtu)?;
             underlay_mtu = mtu;
             lent = Some(mbufs);
+            // The port sums an IPv6 underlay's outer UDP checksum (IPv4 sends 0).
+            vcfg.outer_csum_offload = tx_csum;
             // Virtual devices (net_ring, net_null) have an all-zero MAC.
             (nics, if mac == [0; 6] { derived_mac(cfg.ip) } else { mac })
         }
@@ -298,7 +304,7 @@ fn dpdk_underlay(
     workers: usize,
     pool: PacketPool,
     want_mtu: Option<NicMtu>,
-) -> Result<(Underside, Option<u16>, LentBuffers), DataplaneError> {
+) -> Result<DpdkUnderside, DataplaneError> {
     use brick_nic::{DpdkConfig, DpdkNic, Eal, PortSpec};
     let query = |source| UnderlayError::DpdkQuery { port, source };
     let words: Vec<&str> = args.split_whitespace().collect();
@@ -325,8 +331,9 @@ fn dpdk_underlay(
         }
     };
     let lent = nic.lent_buffers();
+    let tx_csum = nic.offload_caps().tx_checksum();
     let bricks = if workers > 1 { nic.into_queues() } else { vec![nic] };
-    Ok(((bricks.into_iter().map(|b| Box::new(b) as Box<dyn Brick>).collect(), mac), mtu, lent))
+    Ok(((bricks.into_iter().map(|b| Box::new(b) as Box<dyn Brick>).collect(), mac), mtu, lent, tx_csum))
 }
 
 #[cfg(not(feature = "dpdk"))]
@@ -336,7 +343,7 @@ fn dpdk_underlay(
     _workers: usize,
     _pool: PacketPool,
     _want_mtu: Option<NicMtu>,
-) -> Result<(Underside, Option<u16>, LentBuffers), DataplaneError> {
+) -> Result<DpdkUnderside, DataplaneError> {
     // Config::from_cli already refuses this; kept as a clear error for library callers.
     Err(UnderlayError::NoDpdk { port }.into())
 }
