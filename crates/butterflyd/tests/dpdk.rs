@@ -123,3 +123,73 @@ fn a_vms_frames_leave_a_dpdk_underlay_copied_once() {
     assert!(copied <= 4, "every VM frame was sent from the mbuf it was copied into: {copied} of {tx} copied");
     assert_eq!(code, 0, "{err}");
 }
+
+/// An IPv6 underlay on a DPDK port that computes checksums (`net_tap`: its kernel interface
+/// is the wire): the VTEP leaves the outer UDP checksum to the port, and the Linux kernel's
+/// VXLAN on that interface, which checks the checksum over IPv6 before decapsulating,
+/// exchanges pings with one of our VMs both ways.
+#[test]
+fn ipv6_vxlan_on_a_dpdk_port_that_computes_the_outer_checksum() {
+    let tag = unique_tag();
+    let host = format!("bf6dx{tag}");
+    let kvm = format!("bf6kx{tag}");
+    let ns = Netns(vec![kvm.clone(), host.clone()]);
+    for n in [&host, &kvm] {
+        sh(&["ip", "netns", "add", n]);
+        sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
+    }
+    let wire = format!("dtap{tag}");
+    let prefix = format!("bf6d{}", std::process::id());
+    let args = format!("--no-huge --no-pci -m 256 --file-prefix {prefix} --vdev net_tap0,iface={wire} -l 0");
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("ipc://{}/api.sock", dir.path().display());
+    let flood = ["--bum-mode", "unicast", "--flood-vteps", "fd78::2"];
+    let mut daemon_args = vec!["--underlay", "dpdk:0", "--dpdk-args", &args, "-i", "fd78::1", "--no-state"];
+    daemon_args.extend(flood);
+    let d = Daemon::start_full(dir, Some(&host), endpoint, &daemon_args);
+    // The kernel's VTEP fd78::2 on the port's kernel interface, VNI 30 flooding to us, bridged
+    // to a veth into the kernel's VM namespace.
+    sh(&["ip", "-n", &host, "addr", "add", "fd78::2/64", "dev", &wire, "nodad"]);
+    sh(&["ip", "-n", &host, "link", "set", &wire, "up"]);
+    sh(&[
+        "ip", "-n", &host, "link", "add", "vx30", "type", "vxlan", "id", "30", "dstport", "4789", "local",
+        "fd78::2", "dev", &wire,
+    ]);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &host,
+        "bridge",
+        "fdb",
+        "append",
+        "00:00:00:00:00:00",
+        "dev",
+        "vx30",
+        "dst",
+        "fd78::1",
+    ]);
+    sh(&["ip", "-n", &host, "link", "add", "br30", "type", "bridge"]);
+    sh(&["ip", "-n", &host, "link", "set", "vx30", "master", "br30", "up"]);
+    sh(&["ip", "-n", &host, "link", "set", "br30", "up"]);
+    sh(&["ip", "-n", &host, "link", "add", "kv0", "type", "veth", "peer", "name", "eth0", "netns", &kvm]);
+    sh(&["ip", "-n", &host, "link", "set", "kv0", "master", "br30", "up"]);
+    sh(&["ip", "-n", &kvm, "addr", "add", "10.30.0.2/24", "dev", "eth0"]);
+    sh(&["ip", "-n", &kvm, "link", "set", "eth0", "up"]);
+
+    let mut t = Topology { h: [d, Daemon::start(&["--no-state"])], ns, tag };
+    let ours = t.vm(0, "da", 30, "10.30.0.1", "52:54:00:30:00:61");
+    let (ok, out) = ping(&ours, "10.30.0.2", "5");
+    assert!(ok, "our VM pings the kernel's VM:\n{out}\n{}", t.h[0].ok(&["status"]));
+    let (ok, out) = ping(&kvm, "10.30.0.1", "3");
+    assert!(ok, "the kernel's VM pings ours:\n{out}");
+    // The port, not the VTEP, summed the outer UDP checksums.
+    let status = t.h[0].ok(&["status"]);
+    let offloaded: u64 = status
+        .split("tx-csum-offloaded:")
+        .nth(1)
+        .and_then(|r| r.split('p').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(offloaded >= 8, "frames sent with the checksum left to the port: {offloaded}\n{status}");
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
+}

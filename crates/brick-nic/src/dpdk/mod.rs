@@ -551,13 +551,14 @@ impl Brick for DpdkNic {
     fn describe(&self) -> Vec<String> {
         let s = self.counters.snapshot();
         vec![format!(
-            "dpdk port {} ({}) queues:{:?} rx:{}p tx:{}p tx-copied:{}p missed:{}",
+            "dpdk port {} ({}) queues:{:?} rx:{}p tx:{}p tx-copied:{}p tx-csum-offloaded:{}p missed:{}",
             self.port.id,
             self.port.name,
             self.queues,
             s.rx_packets,
             s.tx_packets,
             s.tx_copied,
+            s.tx_csum_offloaded,
             s.kernel_drops
         )]
     }
