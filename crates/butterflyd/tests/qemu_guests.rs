@@ -234,20 +234,10 @@ fn two_qemu_guests_with_two_queue_pairs() {
         vms[1].tail(20)
     );
     let status = d.ok(&["status"]);
-    let lines: Vec<&str> = status.match_indices("queue pairs=2 ").map(|(at, _)| &status[at..]).collect();
-    assert_eq!(lines.len(), 2, "one queue line per NIC expected:\n{status}");
-    for line in lines {
-        eprintln!("{}", line.split('}').next().unwrap_or(line));
-        let counts: Vec<u64> = line
-            .split_whitespace()
-            .skip(2)
-            .take(2)
-            .flat_map(|kv| {
-                let list = kv.split('=').nth(1).unwrap_or("");
-                list.split(',')
-                    .map(|n| n.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or(0))
-            })
-            .collect();
+    let nics = queue_pair_counts(&status);
+    assert_eq!(nics.len(), 2, "one queue line per NIC expected:\n{status}");
+    for counts in nics {
+        eprintln!("per-queue counts (rx, then tx): {counts:?}");
         assert!(counts.len() == 4 && counts.iter().all(|&n| n > 0), "per-queue counts {counts:?}:\n{status}");
     }
 }

@@ -459,21 +459,9 @@ fn vhost_nics_carry_traffic_on_two_queue_pairs() {
     std::thread::sleep(Duration::from_secs(1));
     // The daemon's own view (`status`, one line per NIC): every pair carried frames both ways.
     let status = d.ok(&["status"]);
-    let pairs: Vec<&str> = status.match_indices("queue pairs=2 ").map(|(at, _)| &status[at..]).collect();
-    assert_eq!(pairs.len(), 2, "one queue line per NIC expected:\n{status}");
-    for line in pairs {
-        let counts: Vec<u64> = line
-            .split_whitespace()
-            .skip(2)
-            .take(2)
-            .flat_map(|kv| {
-                kv.split('=')
-                    .nth(1)
-                    .unwrap_or("")
-                    .split(',')
-                    .map(|n| n.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or(0))
-            })
-            .collect();
+    let nics = queue_pair_counts(&status);
+    assert_eq!(nics.len(), 2, "one queue line per NIC expected:\n{status}");
+    for counts in nics {
         assert!(
             counts.len() == 4 && counts.iter().all(|&n| n > 1000),
             "per-queue counts {counts:?}:\n{status}"

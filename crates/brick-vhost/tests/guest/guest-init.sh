@@ -4,8 +4,6 @@
 #   vmtxkb=256 (size of the blob each guest serves over HTTP), vmiperft=SECONDS (client runs iperf3)
 #   vmmq=1 (several queue pairs: report how many the driver uses, ping from every vCPU so that
 #   each sends through its own TX queue)
-#   vmmq=1 (several queue pairs: report how many the driver uses, ping from every vCPU so that
-#   each sends through its own TX queue)
 # Every result goes to the serial console as "VMTEST <WORD> ... t=<uptime>". The guest never
 # powers off by itself: after its checks it keeps answering pings and reports reachability of
 # its peer every second (ALIVE_OK / ALIVE_FAIL), so the host can reset it, restart the backend
@@ -28,14 +26,6 @@ say "NETUP $(cat /sys/class/net/eth0/address) features=$(cat /sys/class/net/eth0
 waitping() { n=0; while [ $n -lt $3 ]; do $1 -c1 -W1 "$2" >/dev/null 2>&1 && return 0; n=$((n+1)); done; return 1; }
 if [ -n "$vmpeer" ]; then
   if waitping ping "$vmpeer" ${vmpingtries:-90}; then say "PING_OK $vmpeer"; else say "PING_FAIL $vmpeer"; fi
-fi
-if [ -n "$vmmq" ]; then
-  say "QUEUES rx=$(ls -d /sys/class/net/eth0/queues/rx-* | wc -l) tx=$(ls -d /sys/class/net/eth0/queues/tx-* | wc -l)"
-  ok=1; c=0
-  while [ $c -lt "$(nproc)" ]; do
-    taskset $((1 << c)) ping -c3 -W1 "$vmpeer" >/dev/null 2>&1 || ok=0; c=$((c+1))
-  done
-  if [ $ok = 1 ]; then say "MQPING_OK cpus=$(nproc)"; else say "MQPING_FAIL cpus=$(nproc)"; fi
 fi
 if [ -n "$vmmq" ]; then
   say "QUEUES rx=$(ls -d /sys/class/net/eth0/queues/rx-* | wc -l) tx=$(ls -d /sys/class/net/eth0/queues/tx-* | wc -l)"

@@ -438,3 +438,23 @@ pub fn ping(ns: &str, to: &str, count: &str) -> (bool, String) {
         .unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// The per-queue-pair packet counts of every vhost-user NIC with several pairs in `status`
+/// ("queue pairs=N rx=A,B tx=C,D"): per NIC, the RX counts then the TX counts.
+pub fn queue_pair_counts(status: &str) -> Vec<Vec<u64>> {
+    status
+        .match_indices("queue pairs=")
+        .map(|(at, _)| {
+            status[at..]
+                .split_whitespace()
+                .skip(2)
+                .take(2)
+                .flat_map(|kv| {
+                    let list = kv.split('=').nth(1).unwrap_or("");
+                    list.split(',')
+                        .map(|n| n.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or(0))
+                })
+                .collect()
+        })
+        .collect()
+}
