@@ -412,6 +412,13 @@ measure() {
             sed "s/^/$name drops in the window: /" >&2 || true
           echo "$name: guest Tx $txpps Mpps; underlay: $("$CLI" -e "ipc://$d/api" status | grep -o 'dpdk port[^}]*' | head -1)" >&2 ;;
         *)
+          # Mean burst per call of each vhost-user NIC over the window (frames taken from the
+          # guest and given to it, over polls that found frames and RX bursts).
+          echo "$name window bursts: $(awk '
+            /^butterfly_brick_packets_total\{brick="vm-/ { split($1, a, "\""); p[FILENAME, a[2]] += $2; n[a[2]] = 1 }
+            /^butterfly_brick_calls_total\{brick="vm-/ { split($1, a, "\""); c[FILENAME, a[2]] = $2 }
+            END { for (b in n) { dc = c[f1, b] - c[f0, b]; if (dc > 0) printf "%s=%.1f ", b, (p[f1, b] - p[f0, b]) / dc } }
+          ' f0="$d/metrics.0" f1="$d/metrics.1" "$d/metrics.0" "$d/metrics.1")" >&2
           # A frame dropped on the way is a frame less in flight: say so (the VTEP's own IGMP
           # and ARP, with no underlay, are the only expected drops).
           sed -n "$drops" "$d/metrics" | sed 's/ \([0-9]*\)$/: \1/' |

@@ -37,6 +37,10 @@ pub fn render(handles: &[GraphHandle]) -> Result<String, brick_core::GraphError>
         ("butterfly_brick_bytes_total", "Bytes through a brick, by side and direction."),
         ("butterfly_brick_drops_total", "Packets dropped by a brick, by reason."),
         ("butterfly_brick_cycles_per_packet", "Sampled TSC cycles per packet inside the brick."),
+        (
+            "butterfly_brick_calls_total",
+            "Bursts a brick handled: its process calls, and for a source its polls that found packets.",
+        ),
     ];
     for (i, (name, help)) in families.iter().enumerate() {
         let _ = writeln!(s, "# HELP {name} {help}");
@@ -70,6 +74,13 @@ pub fn render(handles: &[GraphHandle]) -> Result<String, brick_core::GraphError>
                             escape(reason)
                         );
                     }
+                }
+                4 => {
+                    let _ = writeln!(
+                        s,
+                        "{name}{{brick=\"{b}\",kind=\"{kind}\",worker=\"{worker}\"}} {}",
+                        st.calls.get()
+                    );
                 }
                 _ => {
                     if let Some(c) = st.cycles_per_packet() {

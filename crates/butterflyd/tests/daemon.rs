@@ -495,6 +495,8 @@ fn metrics_endpoint_serves_per_brick_counters() {
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains("butterfly_brick_packets_total{brick=\"vm-m1\""), "{body}");
     assert!(body.contains("butterfly_brick_drops_total{brick=\"fw-m1\""), "{body}");
+    assert!(body.contains("# TYPE butterfly_brick_calls_total counter"), "{body}");
+    assert!(body.contains("butterfly_brick_calls_total{brick=\"vm-m1\",kind=\"vhost-user\""), "{body}");
 }
 
 #[test]
