@@ -48,6 +48,17 @@ fn fetched_ok(fetcher: &str, server: &str) -> bool {
     !got.is_empty() && got.iter().all(|g| served.contains(g))
 }
 
+/// Each guest fetched its peer's blob with the md5 the peer served.
+fn assert_transfers_intact(vms: &[&mut Guest; 2]) {
+    let (l1, l2) = (vms[0].serial(), vms[1].serial());
+    assert!(
+        fetched_ok(&l1, &l2) && fetched_ok(&l2, &l1),
+        "transfer corrupted\n{}\n{}",
+        vms[0].tail(20),
+        vms[1].tail(20)
+    );
+}
+
 #[test]
 fn two_qemu_guests_through_the_daemon() {
     let image = guest_image();
@@ -121,13 +132,7 @@ fn two_qemu_guests_through_the_daemon() {
             eprintln!("daemon {drop}");
         }
     }
-    let (l1, l2) = (vms[0].serial(), vms[1].serial());
-    assert!(
-        fetched_ok(&l1, &l2) && fetched_ok(&l2, &l1),
-        "transfer corrupted\n{}\n{}",
-        vms[0].tail(20),
-        vms[1].tail(20)
-    );
+    assert_transfers_intact(&vms);
     // The NIC's byte counters moved both ways ("in: N" then "out: N").
     let stats = d.ok(&["nic", "stats", "g1"]);
     let counts: Vec<u64> = stats.lines().filter_map(|l| l.split(':').nth(1)?.trim().parse().ok()).collect();
@@ -226,13 +231,7 @@ fn two_qemu_guests_with_two_queue_pairs() {
     wait(&mut vms, "HTTP transfers both ways", Duration::from_secs(120), |a, b| {
         !vmtest(a, "GOT_MD5").is_empty() && !vmtest(b, "GOT_MD5").is_empty()
     });
-    let (l1, l2) = (vms[0].serial(), vms[1].serial());
-    assert!(
-        fetched_ok(&l1, &l2) && fetched_ok(&l2, &l1),
-        "transfer corrupted\n{}\n{}",
-        vms[0].tail(20),
-        vms[1].tail(20)
-    );
+    assert_transfers_intact(&vms);
     let status = d.ok(&["status"]);
     let nics = queue_pair_counts(&status);
     assert_eq!(nics.len(), 2, "one queue line per NIC expected:\n{status}");
