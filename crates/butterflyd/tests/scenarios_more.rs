@@ -6,6 +6,8 @@
 //! docs/scenarios.md says how closely each one follows the original.
 
 mod common;
+#[path = "../../brick-vhost/tests/common/mod.rs"]
+mod vhost;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -469,7 +471,7 @@ fn vhost_nics_carry_traffic_on_two_queue_pairs() {
     }
     for (i, g) in guests.into_iter().enumerate() {
         let out = g.stop();
-        let streams = queue_totals(&out);
+        let streams = vhost::stream_totals(&out);
         assert_eq!(streams.len(), 2, "guest {}: one stream per queue pair expected:\n{out}", i + 1);
         for (q, rx, tx) in streams {
             assert!(
@@ -479,28 +481,4 @@ fn vhost_nics_carry_traffic_on_two_queue_pairs() {
             );
         }
     }
-}
-
-/// testpmd's per-stream totals at exit ("Forward Stats for RX Port= P/Queue= Q -> ...", then
-/// a line "RX-packets: N TX-packets: M ..."): (queue, RX-packets, TX-packets) per stream.
-fn queue_totals(out: &str) -> Vec<(u16, u64, u64)> {
-    let lines: Vec<&str> = out.lines().collect();
-    let field = |l: &str, name: &str| -> u64 {
-        l.split(name).nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap_or(0)
-    };
-    lines
-        .windows(2)
-        .filter_map(|w| {
-            let q = w[0]
-                .split("RX Port=")
-                .nth(1)?
-                .split("Queue=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()?;
-            Some((q, field(w[1], "RX-packets:"), field(w[1], "TX-packets:")))
-        })
-        .collect()
 }
