@@ -136,5 +136,17 @@ fn pool(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, chain, hub, queue, pool);
+/// One poll round of a graph whose two sources find nothing (a runner between bursts): the
+/// fixed cost every round pays before any packet.
+fn idle_round(c: &mut Criterion) {
+    let mut group = c.benchmark_group("round");
+    let mut g = Graph::new("idle");
+    for i in 0..2 {
+        g.add(format!("src{i}"), RxTx::new(Side::East, |_: &mut Burst| {}, |_: &mut Burst| {})).unwrap();
+    }
+    group.bench_function("idle_2_sources", |b| b.iter(|| g.poll_ready()));
+    group.finish();
+}
+
+criterion_group!(benches, chain, hub, queue, pool, idle_round);
 criterion_main!(benches);
