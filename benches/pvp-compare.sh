@@ -72,6 +72,9 @@
 #            02:00:00:00:01:02)
 #   BF_ARGS  extra butterflyd arguments (e.g. --busy-poll)
 #   PINGPONG round trips per measurement: latency with vhost-pingpong (see above)
+#   PER_SECOND=1  the guest reports its rate every second: each measurement prints that
+#            series, and its Mpps is the series' mean (shows how steady a switch is)
+#   GUEST_MBUFS   mbufs in the guest's pool (default 32768)
 #   SWITCH_CPU, GUEST_CPU, GUEST_MAIN_CPU  (default 0, 1, and the switch's CPU: testpmd's main
 #            lcore only waits for commands). The switches' other threads (control, vhost-user
 #            messages) may also run on GUEST_MAIN_CPU, the housekeeping CPU: OVS's main and
@@ -93,6 +96,8 @@ GUEST_MAIN_CPU=${GUEST_MAIN_CPU:-$SWITCH_CPU}
 DPDK_EXTRA=${DPDK_EXTRA:-}
 SETUPS=${SETUPS:-"bf-filter bf-bypass ovs-ct ovs-normal vhost-io"}
 PINGPONG=${PINGPONG:-}
+PER_SECOND=${PER_SECOND:-}
+GUEST_MBUFS=${GUEST_MBUFS:-32768}
 BENCH_PACKAGES="dpdk openvswitch-switch-dpdk"
 # butterflyd's VXLAN setups need its DPDK underlay.
 case " $SETUPS " in *" bf-vxlan-"*) BENCH_FEATURES="${BENCH_FEATURES:+$BENCH_FEATURES,}butterflyd/dpdk" ;; esac
@@ -351,8 +356,12 @@ run_guests() {
     fi
     sleep 2
     echo "show port stats all"
-    sleep "$SECS"
-    echo "show port stats all"
+    if [ -n "$PER_SECOND" ]; then
+      for _ in $(seq "$SECS"); do sleep 1; echo "show port stats all"; done
+    else
+      sleep "$SECS"
+      echo "show port stats all"
+    fi
     echo "stop"
     sleep 1
     echo "quit"
@@ -360,7 +369,7 @@ run_guests() {
     --main-lcore "$GUEST_MAIN_CPU" --no-pci --no-huge -m 1024 $DPDK_EXTRA --file-prefix "g$T" \
     "${ports[@]}" -- \
     -i --forward-mode=5tswap --port-topology=loop --eth-peer=0,$MAC2 --eth-peer=1,$MAC1 \
-    --no-flush-rx --nb-cores=1 --txd=1024 --rxd=1024 --burst="$BURST" --total-num-mbufs=32768 >"$log" 2>&1 &
+    --no-flush-rx --nb-cores=1 --txd=1024 --rxd=1024 --burst="$BURST" --total-num-mbufs="$GUEST_MBUFS" >"$log" 2>&1 &
   local g=$!
   sleep $((warm + 2))
   local j0 t0 j1 t1; j0=$(jiffies ${SWPIDS[$name]}); t0=$(date +%s.%N)
@@ -371,9 +380,13 @@ run_guests() {
   [ -z "${METRICS[$name]:-}" ] || metrics "$name" >"$d/metrics.1"
   case $name in ovs-vxlan-*) ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-show >"$d/pmd-stats" ;; esac
   wait $g || true
-  # The second "show port stats all": Rx-pps of each port over the window.
-  pps=$(grep -E '^\s*Rx-pps:' "$log" | tail -$nports | awk -v n=$nports '{s+=$2} END {printf "%.3f", s/n/1e6}')
-  txpps=$(grep -E '^\s*Tx-pps:' "$log" | tail -$nports | awk -v n=$nports '{s+=$2} END {printf "%.3f", s/n/1e6}')
+  # The "show port stats all" after the first: Rx-pps of each port over the window (with
+  # PER_SECOND, over each second: the mean of those is the window's).
+  local shows=1; [ -z "$PER_SECOND" ] || shows=$SECS
+  pps=$(grep -E '^\s*Rx-pps:' "$log" | tail -$((shows * nports)) | awk -v n=$((shows * nports)) '{s+=$2} END {printf "%.3f", s/n/1e6}')
+  txpps=$(grep -E '^\s*Tx-pps:' "$log" | tail -$((shows * nports)) | awk -v n=$((shows * nports)) '{s+=$2} END {printf "%.3f", s/n/1e6}')
+  [ -z "$PER_SECOND" ] || [ "$mode" = idle ] || echo "$name per second, Mpps: $(grep -E '^\s*Rx-pps:' "$log" | tail -$((shows * nports)) |
+    awk -v n=$nports '{s+=$2} NR % n == 0 {printf "%.2f ", s/n/1e6; s=0}')" >&2
   cpu=$(awk -v j="$((j1 - j0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.1f", 100 * j / (hz * (t1 - t0))}')
 }
 

@@ -52,7 +52,7 @@ pub use burst::{Burst, BURST_SIZE};
 pub use graph::{BrickId, Command, Graph, GraphError, GraphHandle, CYCLE_SAMPLING, DOT_STYLE, MAX_DEPTH};
 pub use mac::MacFmt;
 pub use packet::{ForeignOwner, ForeignParts, GsoType, Meta, OffloadFlags, Packet, PacketError};
-pub use pool::{PacketPool, PoolConfig, PoolError, MIN_HEADROOM};
+pub use pool::{PacketPool, PoolConfig, PoolError, MAX_CACHED, MIN_HEADROOM};
 pub use queue::{queue_pair, QueueRx, QueueRxDrop, QueueTx, QueueTxDrop};
 pub use runner::{allowed_cpus, pin_to_cpu, Runner, RunnerConfig, RunnerStats};
 pub use source::{LentBuffers, PacketSource};

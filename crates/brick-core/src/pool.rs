@@ -26,8 +26,20 @@
 //! When the last handle goes, the pool *closes*: its queued buffers and the calling
 //! thread's cache are freed at once, and each buffer that comes back later is freed (and the
 //! cache of the thread giving it back, if it has one). A thread that cached buffers of the
-//! pool and never touches it again keeps them (at most two batches, up to 64 buffers) and
-//! the pool's bookkeeping until it uses a new pool or exits.
+//! pool and never touches it again keeps them (at most [`MAX_CACHED`]) and the pool's
+//! bookkeeping until it uses a new pool or exits.
+//!
+//! # Which buffers a thread reuses
+//!
+//! A cache is a stack: the buffer given back last is taken first, while its lines are still
+//! in this core's cache. The shared queue is first in, first out, so every buffer that goes
+//! through it comes back cold, after all the others. A cache therefore holds room for a few
+//! bursts both ways ([`MAX_CACHED`] in a large pool) and, when it is full, hands the queue
+//! the buffers it was given back *earliest*: a thread that takes and gives back bursts of up
+//! to 64 settles on a fixed set of warm buffers and stops touching the queue. (With room for
+//! one burst only, as before, every 64-frame burst swapped a batch with the queue, the thread
+//! walked through the whole pool, and depending on where in that cycle its bursts fell,
+//! copies into the buffers cost twice as much for seconds at a time.)
 
 use std::cell::RefCell;
 use std::ptr::NonNull;
@@ -43,6 +55,12 @@ pub const MIN_HEADROOM: usize = 128;
 
 /// Largest number of buffers moved between a thread cache and the shared queue at once.
 const MAX_BATCH: usize = 32;
+
+/// Most free buffers one thread caches of one pool: room for four 64-frame bursts, so that a
+/// thread taking a burst from each of a few ports before giving them back keeps reusing the
+/// same warm buffers. Small pools cache less (a 32nd of their buffers, at least two batches),
+/// so threads cannot hoard them.
+pub const MAX_CACHED: usize = 8 * MAX_BATCH;
 
 /// Sizing of a [`PacketPool`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,6 +117,8 @@ pub(crate) struct PoolShared {
     /// Thread caches of this pool (statistics only: `available`).
     caches: AtomicUsize,
     batch: usize,
+    /// A thread cache holding this many buffers gives its earliest batch back to the queue.
+    cache_max: usize,
     capacity: usize,
     headroom: usize,
     buf_size: usize,
@@ -182,8 +202,8 @@ impl PoolRef {
             if let Some(b) = buf.take() {
                 e.bufs.push(b);
             }
-            if e.bufs.len() >= 2 * shared.batch {
-                shared.push_batch_from(&mut e.bufs, shared.batch);
+            if e.bufs.len() >= shared.cache_max {
+                shared.push_coldest_batch_from(&mut e.bufs);
                 // SAFETY: those buffers' references go with them into the queue; the cache
                 // still holds its own, so this is never the last.
                 unsafe { self.release(shared.batch) };
@@ -289,7 +309,7 @@ impl LocalCaches {
         let shared = unsafe { pool.shared() };
         shared.refs.fetch_add(1, Ordering::Relaxed);
         shared.caches.fetch_add(1, Ordering::Relaxed);
-        self.entries.push(LocalCache { pool, bufs: Vec::with_capacity(2 * shared.batch) });
+        self.entries.push(LocalCache { pool, bufs: Vec::with_capacity(shared.cache_max) });
         self.entries.len() - 1
     }
 
@@ -330,6 +350,21 @@ impl PoolShared {
         let _ = self.batches.push(batch);
     }
 
+    /// Moves the first (earliest given back, so coldest) `batch` buffers of `from` to the
+    /// shared queue, as [`push_batch_from`](Self::push_batch_from) does with the last.
+    #[cold]
+    #[inline(never)]
+    fn push_coldest_batch_from(&self, from: &mut Vec<Box<[u8]>>) {
+        let n = self.batch.min(from.len());
+        if self.closed.load(Ordering::Acquire) {
+            from.drain(..n);
+            return;
+        }
+        let mut batch = self.empty_batches.pop().unwrap_or_else(|| Vec::with_capacity(self.batch));
+        batch.extend(from.drain(..n));
+        let _ = self.batches.push(batch);
+    }
+
     /// Refills `into` with one batch from the shared queue; false if there is none. The
     /// caller must hold a reference; the buffers taken each hold one.
     fn pop_batch_into(&self, into: &mut Vec<Box<[u8]>>) -> bool {
@@ -350,7 +385,7 @@ impl PoolShared {
 /// Packets may outlive every handle, on any thread: the pool's memory is freed once the last
 /// handle, the last packet and the last per-thread cache of the pool are gone. When the
 /// last handle goes, the free buffers are released at once, and each buffer coming back
-/// later is freed. A thread that cached buffers of the pool (at most two batches of up to 32)
+/// later is freed. A thread that cached buffers of the pool (at most [`MAX_CACHED`])
 /// and never touches it again keeps them, and the pool's bookkeeping, until it first uses
 /// another pool or exits. Nothing is counted per packet: a packet holds a plain pointer to
 /// its pool, and the shared count moves only when a batch of buffers crosses between a
@@ -426,6 +461,7 @@ impl PacketPool {
         }
         // Small pools get small batches, so per-thread caches cannot hoard most of them.
         let batch = (cfg.count / 32).clamp(1, MAX_BATCH);
+        let cache_max = (cfg.count / 32).clamp(2 * batch, MAX_CACHED);
         let slots = cfg.count;
         let shared = PoolShared {
             batches: ArrayQueue::new(slots),
@@ -434,6 +470,7 @@ impl PacketPool {
             refs: AtomicUsize::new(1),
             caches: AtomicUsize::new(0),
             batch,
+            cache_max,
             capacity: cfg.count,
             headroom: cfg.headroom,
             buf_size,
@@ -549,7 +586,7 @@ impl PacketPool {
     }
 
     /// Free buffers in the shared queue plus the calling thread's cache. Buffers cached by
-    /// other live threads (at most two batches each) are not counted. Exact while no other
+    /// other live threads (at most [`MAX_CACHED`] each) are not counted. Exact while no other
     /// thread takes or gives back buffers of the pool.
     pub fn available(&self) -> usize {
         let shared = self.inner();
@@ -620,6 +657,44 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!(pool.available(), 4);
+    }
+
+    /// Where a packet's buffer is (its data starts at a fixed offset into it).
+    fn buffer_of(p: &Packet) -> usize {
+        p.data().as_ptr() as usize
+    }
+
+    #[test]
+    fn a_thread_cycling_bursts_reuses_a_fixed_set_of_buffers() {
+        // Bursts of 64 from each of two ports, given back after both: the cache must absorb
+        // them, or every round swaps batches with the queue and walks the whole pool cold.
+        let pool = PacketPool::new(PoolConfig { count: 8192, ..PoolConfig::default() }).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        let mut held = Vec::with_capacity(128);
+        for round in 0..(20 * SCALE) {
+            let n = if round % 7 == 3 { 100 } else { 128 };
+            held.extend((0..n).map(|_| pool.alloc().unwrap()));
+            seen.extend(held.iter().map(buffer_of));
+            held.clear();
+        }
+        assert!(seen.len() <= 128 + MAX_BATCH, "{} distinct buffers used", seen.len());
+        // Giving back more than a cache holds still returns buffers to the queue.
+        held.extend((0..1000).map(|_| pool.alloc().unwrap()));
+        held.clear();
+        assert_eq!(pool.available(), 8192);
+    }
+
+    #[test]
+    fn a_full_cache_gives_back_its_coldest_buffers() {
+        let pool = PacketPool::new(PoolConfig { count: 8192, ..PoolConfig::default() }).unwrap();
+        let first: Vec<Packet> = (0..MAX_CACHED).map(|_| pool.alloc().unwrap()).collect();
+        let first_bufs: Vec<usize> = first.iter().map(buffer_of).collect();
+        // Given back in order: the first MAX_BATCH are the coldest once the cache is full.
+        drop(first);
+        let hot: Vec<Packet> = (0..MAX_CACHED - MAX_BATCH).map(|_| pool.alloc().unwrap()).collect();
+        let hot_bufs: std::collections::HashSet<usize> = hot.iter().map(buffer_of).collect();
+        assert!(first_bufs[MAX_BATCH..].iter().all(|b| hot_bufs.contains(b)));
+        assert!(first_bufs[..MAX_BATCH].iter().all(|b| !hot_bufs.contains(b)));
     }
 
     #[test]
