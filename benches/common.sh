@@ -5,7 +5,8 @@
 # cpu_busy (jiffies spent by all CPUs).
 # BENCH_NO_INSTALL=1 skips the packages (a machine without apt, with the tools carried in);
 # BUTTERFLYD and BUTTERFLY_CLI name prebuilt binaries (then nothing is built); BENCH_FEATURES
-# adds cargo features to the build (e.g. butterflyd/dpdk).
+# adds cargo features to the build (e.g. butterflyd/dpdk); BENCH_KEEP=1 keeps the temporary
+# directory (logs) and says where.
 if [ -z "${BENCH_NO_INSTALL:-}" ]; then
   for p in $BENCH_PACKAGES; do
     dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p"; }
@@ -21,7 +22,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; kill -CONT "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
-  rm -rf "$TMP"
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "logs kept in $TMP" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 mkns() { ip netns add "$1"; NS+=("$1"); ip -n "$1" link set lo up; }
