@@ -285,3 +285,33 @@ fn a_used_index_moved_by_the_control_side_resets_the_interrupt_state() {
     q.publish_used();
     assert!(q.needs_interrupt(), "the decision state from before the move was dropped");
 }
+
+#[test]
+fn prefetchw_is_detected_as_the_kernel_sees_it() {
+    // x86 only: other kernels list "Features", and has_prefetchw is false there.
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else { return };
+    let Some(flags) = info.lines().find(|l| l.starts_with("flags")) else {
+        assert!(!has_prefetchw());
+        return;
+    };
+    let kernel = flags.split_whitespace().any(|f| f == "3dnowprefetch");
+    assert_eq!(has_prefetchw(), kernel, "CPUID and /proc/cpuinfo disagree");
+}
+
+#[test]
+fn prefetch_looks_at_most_a_burst_ahead_and_around_the_ring() {
+    let mem = memory(0x40_0000);
+    let mut g = GuestDriver::new(&*mem, 256);
+    for i in 0..256u16 {
+        g.write_desc(i, (0x1_0000 + 2048 * i as u64, 2048, F_WRITE, 0));
+    }
+    // The device starts near the end of the rings, so the look-ahead wraps in both.
+    let mut q = SplitQueue::new(GuestMap::new(Arc::clone(&mem)), g.layout(false), 250, 250).unwrap();
+    g.publish_heads(&[0; 250]);
+    let heads: Vec<u16> = (0..200).collect();
+    g.publish_heads(&heads);
+    q.prefetch(u16::MAX, true);
+    q.prefetch(200, false);
+    assert_eq!((q.next_avail, q.next_used), (250, 250), "prefetching takes and fills nothing");
+    assert_eq!(q.pending(), Ok(200));
+}
