@@ -70,6 +70,16 @@ impl VirtioNetHdr {
     /// holds (pass `&mut buf[..LEN]` for a header without `num_buffers`).
     #[inline]
     pub fn write(&self, out: &mut [u8]) {
+        let b = self.to_bytes();
+        let n = out.len().min(LEN_MRG);
+        out[..n].copy_from_slice(&b[..n]);
+    }
+
+    /// The header's [`LEN_MRG`] bytes (the first [`LEN`] without `num_buffers`): a value of
+    /// fixed size, which the caller stores with fixed-size moves rather than a call to
+    /// `memcpy` with a length known only at run time.
+    #[inline]
+    pub fn to_bytes(&self) -> [u8; LEN_MRG] {
         let mut b = [0u8; LEN_MRG];
         b[0] = self.flags;
         b[1] = self.gso_type;
@@ -78,8 +88,7 @@ impl VirtioNetHdr {
         b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
         b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
         b[10..12].copy_from_slice(&self.num_buffers.to_le_bytes());
-        let n = out.len().min(LEN_MRG);
-        out[..n].copy_from_slice(&b[..n]);
+        b
     }
 }
 
