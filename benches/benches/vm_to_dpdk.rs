@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use brick_core::{cycles, Burst, Graph, LentBuffers, PacketPool, PacketSource, PoolConfig, Side};
 use brick_nic::{DpdkConfig, DpdkNic, Eal, PortSpec};
-use brick_vhost::datapath::{tx_pop_into, NetFeatures, TxLent, TxPop};
+use brick_vhost::datapath::{tx_pop_into, NetFeatures, TxLent, TxPools, TxPop};
 use brick_vhost::ring::{GuestMap, SplitQueue};
 use brick_vhost::testutil::GuestDriver;
 use brick_vhost::wire::{feature, NetHdr};
@@ -75,7 +75,12 @@ impl Bed {
             l.source().reserve(BURST as usize);
         }
         for _ in 0..BURST {
-            let r = tx_pop_into(&mut guest.q, &self.pool, lent.as_mut(), &self.feat, &mut self.burst);
+            let r = tx_pop_into(
+                &mut guest.q,
+                TxPools { lent: lent.as_mut(), ..TxPools::new(&self.pool) },
+                &self.feat,
+                &mut self.burst,
+            );
             assert!(matches!(r, TxPop::Packet(_)), "{r:?}");
         }
         if let Some(l) = &mut lent {

@@ -14,7 +14,7 @@ use brick_core::{cycles, Burst, Packet, PacketPool, PoolConfig};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
-use brick_vhost::datapath::{rx_push, tx_pop, tx_pop_into, NetFeatures, RxScratch, TxPop};
+use brick_vhost::datapath::{rx_push, tx_pop, tx_pop_into, NetFeatures, RxScratch, TxPools, TxPop};
 use brick_vhost::ring::{GuestMap, SplitQueue};
 use brick_vhost::testutil::{GuestDriver, F_WRITE};
 use brick_vhost::wire::{feature, NetHdr};
@@ -107,7 +107,7 @@ fn bench(c: &mut Criterion) {
     let mut tx_collect = || {
         avail.publish(BURST);
         for _ in 0..BURST {
-            match tx_pop_into(&mut q, &pool, None, &f, &mut out) {
+            match tx_pop_into(&mut q, TxPools::new(&pool), &f, &mut out) {
                 TxPop::Packet(_) => {}
                 other => panic!("unexpected {other:?}"),
             }

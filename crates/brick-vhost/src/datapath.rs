@@ -91,15 +91,20 @@ pub fn tx_pop(q: &mut SplitQueue, pool: &PacketPool, feat: &NetFeatures) -> TxPo
 /// packet built and then moved is read back from narrow stores: a stall per frame). The
 /// burst is left as it was when the frame is dropped or nothing is popped.
 ///
-/// With `lent` buffers (a DPDK port's mbufs), a chain of one descriptor whose frame fits
-/// them, and is long enough to be worth it ([`PacketSource::min_frame`]), is copied there, so
-/// that the port sends it without a second copy; other chains, and all when `lent` has
-/// nothing free, go to `pool`. The descriptor is read once, for the choice and the copy.
+/// Which buffer a frame goes into is chosen from the chain's head descriptor, read once for
+/// the choice and the copy. A chain of one descriptor goes, in this order of preference:
+/// - into `lent` buffers (a DPDK port's mbufs) when its frame fits them and is long enough
+///   to be worth it ([`PacketSource::min_frame`]), so that the port sends it without a
+///   second copy;
+/// - into `small` buffers when its frame fits them: with TSO, `pool` holds 64 KiB buffers
+///   for super-frames, and small frames cycling through a few hundred of those miss the
+///   thread's pool cache (and the CPU's) on every burst;
+/// - into `pool`, as every longer chain does, and as each does when the one before has
+///   nothing free.
 #[inline]
 pub fn tx_pop_into(
     q: &mut SplitQueue,
-    pool: &PacketPool,
-    lent: Option<&mut TxLent<'_>>,
+    pools: TxPools<'_, '_>,
     feat: &NetFeatures,
     burst: &mut Burst,
 ) -> TxPop<usize> {
@@ -108,16 +113,8 @@ pub fn tx_pop_into(
     }
     let head = q.take();
     let single = single_descriptor(q, head);
-    let in_lent = match (lent, single) {
-        (Some(l), Some(d))
-            if (feat.hdr_len + l.min_frame..=feat.hdr_len + l.data_room).contains(&(d.len as usize)) =>
-        {
-            l.src.push_empty(burst).is_some()
-        }
-        _ => false,
-    };
-    let pkt = if in_lent { burst.last_mut() } else { burst.push_alloc(pool) };
-    let Some(pkt) = pkt else {
+    let frame = single.map(|d| (d.len as usize).saturating_sub(feat.hdr_len));
+    let Some(pkt) = pools.buffer(frame, burst) else {
         // No buffer: the chain stays in the ring for later.
         q.untake(1);
         return TxPop::PoolEmpty;
@@ -128,6 +125,44 @@ pub fn tx_pop_into(
             drop(burst.pop());
             TxPop::Dropped(e)
         }
+    }
+}
+
+/// Where [`tx_pop_into`] takes its buffers: `pool` for every frame, and, for frames of one
+/// descriptor, `lent` and `small` first.
+pub struct TxPools<'p, 'l> {
+    /// Buffers for any frame the guest may send (with TSO: 64 KiB ones).
+    pub pool: &'p PacketPool,
+    /// Smaller buffers for the frames that fit them.
+    pub small: Option<&'p PacketPool>,
+    /// Buffers lent by the next brick.
+    pub lent: Option<&'p mut TxLent<'l>>,
+}
+
+impl<'p, 'l> TxPools<'p, 'l> {
+    /// `pool` alone.
+    pub fn new(pool: &'p PacketPool) -> Self {
+        TxPools { pool, small: None, lent: None }
+    }
+
+    /// An empty packet appended to `burst` for a frame of `frame` bytes (`None`: a chain of
+    /// several descriptors, its length unknown until walked).
+    #[inline(always)]
+    fn buffer(self, frame: Option<usize>, burst: &mut Burst) -> Option<&mut Packet> {
+        let Some(len) = frame else { return burst.push_alloc(self.pool) };
+        let in_lent = match self.lent {
+            Some(l) if (l.min_frame..=l.data_room).contains(&len) => l.src.push_empty(burst).is_some(),
+            _ => false,
+        };
+        if in_lent {
+            return burst.last_mut();
+        }
+        if let Some(small) = self.small.filter(|s| len <= s.data_room()) {
+            if burst.push_alloc(small).is_some() {
+                return burst.last_mut();
+            }
+        }
+        burst.push_alloc(self.pool)
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use brick_core::{Brick, Burst, Graph, Output, PacketPool, PortId, Runner, RunnerConfig, Side};
-use brick_vhost::{NicStats, VhostUserConfig, VhostUserNic};
+use brick_core::{Brick, Burst, Graph, Output, PacketPool, PoolConfig, PortId, Runner, RunnerConfig, Side};
+use brick_vhost::{NicStats, Offloads, VhostUserConfig, VhostUserNic, TSO_DATA_ROOM};
 use common::{last_rx_packets, stream_totals, wait_until, Echo, TempDir, TestPmd};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -328,4 +328,63 @@ fn an_idle_guest_lets_the_graph_sleep() {
     assert_eq!(stats.tx_packets.get(), 0, "the guest sent nothing");
     drop(pmd);
     drop(runner);
+}
+
+/// Counts the frames it receives by the size of their buffer, and drops them.
+struct BufferSizes {
+    /// Frames in buffers of more than `small_room` bytes, and in the others.
+    counts: Arc<[AtomicU64; 2]>,
+    small_room: usize,
+}
+
+impl Brick for BufferSizes {
+    fn kind(&self) -> &'static str {
+        "buffer-sizes"
+    }
+    fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, _out: &mut Output<'_>) {
+        for p in pkts.drain() {
+            let big = p.len() + p.tailroom() > self.small_room;
+            self.counts[usize::from(!big)].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// With TSO the NIC's pool holds 64 KiB buffers; testpmd's 64-byte frames must land in the
+/// small pool instead, and do not without one (the check that this test can fail).
+#[test]
+fn small_frames_from_a_tso_guest_go_to_the_small_pool() {
+    let dir = TempDir::new("vu-small");
+    let small_room = 2048;
+    for with_small in [true, false] {
+        let sock = dir.path(&format!("vm-{with_small}.sock"));
+        let big =
+            PacketPool::new(PoolConfig { count: 512, data_room: TSO_DATA_ROOM, ..PoolConfig::default() })
+                .unwrap();
+        let mut c = VhostUserConfig::new("vu-small", [0x52, 0x54, 0, 0, 0, 9], big);
+        c.offloads = Offloads { csum: true, tso: true };
+        c.small_pool = with_small.then(|| {
+            PacketPool::new(PoolConfig { count: 4096, data_room: small_room, ..PoolConfig::default() })
+                .unwrap()
+        });
+        let nic = VhostUserNic::server(&sock, c).unwrap();
+        let stats = nic.stats();
+        let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let mut g = Graph::new("sizes");
+        let vm = g.add("vm", nic).unwrap();
+        let sizes = g.add("sizes", BufferSizes { counts: Arc::clone(&counts), small_room }).unwrap();
+        g.link(sizes, vm).unwrap();
+        let runner = Runner::spawn(g, RunnerConfig::default()).unwrap();
+        let pmd = TestPmd::start(&sock, false, &dir.path(&format!("pmd-{with_small}.log")), "small");
+        let seen = || counts[0].load(Ordering::Relaxed) + counts[1].load(Ordering::Relaxed);
+        let ok = wait_until(Duration::from_secs(20), || seen() > 10_000);
+        let out = pmd.output();
+        drop(pmd);
+        drop(runner);
+        assert!(ok, "no traffic (guest tx {}):\n{}", stats.tx_packets.get(), tail(&out, 25));
+        let (in_big, in_small) = (counts[0].load(Ordering::Relaxed), counts[1].load(Ordering::Relaxed));
+        match with_small {
+            true => assert_eq!(in_big, 0, "{in_big} small frames in big buffers ({in_small} in small ones)"),
+            false => assert_eq!(in_small, 0, "{in_small} frames in small buffers with no small pool"),
+        }
+    }
 }

@@ -35,7 +35,8 @@ fn pop_into_lent(
     lent: &mut (dyn PacketSource + 'static),
     burst: &mut Burst,
 ) -> TxPop<usize> {
-    let r = tx_pop_into(q, pool, Some(&mut TxLent::new(lent)), &feat(), burst);
+    let r =
+        tx_pop_into(q, TxPools { lent: Some(&mut TxLent::new(lent)), ..TxPools::new(pool) }, &feat(), burst);
     q.publish_used();
     r
 }
@@ -44,7 +45,7 @@ fn pop_into_lent(
 /// the packet taken back out of the burst, which must hold it alone, or nothing.
 fn pop(q: &mut SplitQueue, p: &PacketPool, f: &NetFeatures) -> TxPop {
     let mut burst = Burst::new();
-    let r = tx_pop_into(q, p, None, f, &mut burst);
+    let r = tx_pop_into(q, TxPools::new(p), f, &mut burst);
     q.publish_used();
     match r {
         TxPop::Packet(len) => {
@@ -189,6 +190,53 @@ fn tx_frames_shorter_than_the_lent_buffers_minimum_go_to_the_pool() {
         let r = pop_into_lent(&mut q, &main, lent.as_mut(), &mut burst);
         assert!(matches!(r, TxPop::Packet(n) if n == len), "{r:?}");
         assert_eq!((lent_pool.available(), main.available()), (lent_left, main_left), "{len}-byte frame");
+    }
+}
+
+#[test]
+fn tx_frames_that_fit_the_small_pool_go_there_before_the_big_one() {
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut g = GuestDriver::new(&*mem, 256);
+    let mut q = split(&mem, &g);
+    // `big` stands for the 64 KiB buffers of TSO; `small` takes frames up to 300 bytes.
+    let big = PacketPool::new(PoolConfig { count: 8, headroom: 128, data_room: 4096 }).unwrap();
+    let small = PacketPool::new(PoolConfig { count: 2, headroom: 128, data_room: 300 }).unwrap();
+    let lent_pool = PacketPool::new(PoolConfig { count: 4, headroom: 128, data_room: 2048 }).unwrap();
+    let mut lent: Box<dyn PacketSource> = Box::new(FromHundred(lent_pool.clone()));
+    let mut burst = Burst::new();
+    let mut pop_with = |q: &mut SplitQueue, burst: &mut Burst, with_lent: bool| {
+        let mut l = TxLent::new(lent.as_mut());
+        let pools = TxPools { pool: &big, small: Some(&small), lent: with_lent.then_some(&mut l) };
+        let r = tx_pop_into(q, pools, &feat(), burst);
+        q.publish_used();
+        r
+    };
+    let left = || (lent_pool.available(), small.available(), big.available());
+    // (frame length, descriptor size, lent offered, then what each pool has left).
+    let steps = [
+        (60, 4096, false, (4, 1, 8)),  // one descriptor, fits: small
+        (300, 4096, false, (4, 0, 8)), // exactly the small data room: small
+        (301, 4096, false, (4, 0, 7)), // one byte more: big
+        (200, 100, false, (4, 0, 6)),  // small but over two descriptors: big
+        (60, 4096, false, (4, 0, 5)),  // small has nothing free: big
+    ];
+    for (len, desc, with_lent, want) in steps {
+        g.tx_frame(&NetHdr::default(), &frame(len), desc);
+        let r = pop_with(&mut q, &mut burst, with_lent);
+        assert!(matches!(r, TxPop::Packet(n) if n == len), "{len}: {r:?}");
+        assert_eq!(left(), want, "{len}-byte frame over {desc}-byte descriptors");
+    }
+    for (p, len) in burst.iter().zip([60, 300, 301, 200, 60]) {
+        assert_eq!(p.data(), &frame(len)[..]);
+    }
+    burst.clear();
+    assert_eq!(left(), (4, 2, 8));
+    // Lent buffers come first for the frames they take; shorter ones go to small.
+    for (len, want) in [(150, (3, 2, 8)), (99, (3, 1, 8))] {
+        g.tx_frame(&NetHdr::default(), &frame(len), 4096);
+        let r = pop_with(&mut q, &mut burst, true);
+        assert!(matches!(r, TxPop::Packet(n) if n == len), "{len}: {r:?}");
+        assert_eq!(left(), want, "{len}-byte frame with lent buffers");
     }
 }
 

@@ -130,7 +130,9 @@ impl VhostUserNic {
             l.source().reserve(budget.min(ring.pending().unwrap_or(0) as usize).min(BURST_SIZE));
         }
         while consumed < budget {
-            match tx_pop_into(ring, &self.cfg.pool, lent.as_mut(), &self.feat, burst) {
+            let pools =
+                TxPools { pool: &self.cfg.pool, small: self.cfg.small_pool.as_ref(), lent: lent.as_mut() };
+            match tx_pop_into(ring, pools, &self.feat, burst) {
                 TxPop::Packet(len) => {
                     packets += 1;
                     bytes += len as u64;

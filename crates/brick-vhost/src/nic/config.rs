@@ -42,6 +42,11 @@ pub struct VhostUserConfig {
     pub event_idx: bool,
     /// Pool the guest's TX frames are copied into.
     pub pool: PacketPool,
+    /// Smaller buffers than `pool`'s, for the guest's TX frames of one descriptor that fit
+    /// them: with TSO, `pool` holds 64 KiB buffers for super-frames, and small frames are
+    /// better in small buffers (the same few, warm in the thread's pool cache). `None`:
+    /// `pool` only.
+    pub small_pool: Option<PacketPool>,
     /// Buffers the guest's small TX frames (one descriptor, within their data room) are
     /// copied into instead of `pool`: the mbufs of a DPDK underlay, which then sends them
     /// without copying them again. `None`: `pool` only.
@@ -63,6 +68,7 @@ impl VhostUserConfig {
             mrg_rxbuf: true,
             event_idx: true,
             pool,
+            small_pool: None,
             lent: None,
             reconnect_interval: Duration::from_secs(1),
             mtu: None,

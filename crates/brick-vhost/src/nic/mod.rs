@@ -28,7 +28,7 @@ use crate::backend::{
     collect_vrings, device_features, Conn, DeviceSpec, NetBackend, NicStats, Shared, Vring,
 };
 use crate::datapath::{
-    rx_push_segmenting, tx_pop_into, NetFeatures, RxDrop, RxScratch, TxDrop, TxLent, TxPop,
+    rx_push_segmenting, tx_pop_into, NetFeatures, RxDrop, RxScratch, TxDrop, TxLent, TxPools, TxPop,
 };
 use crate::proxy::{relay, EnableFilter, RelayEnd};
 use crate::queue::{DeviceQueue, DOORBELL};

@@ -280,6 +280,9 @@ impl Dataplane {
                 let pool = self.big_pool.clone().unwrap_or_else(|| self.pool.clone());
                 let mut vcfg = VhostUserConfig::new(format!("vm-{id}"), mac, pool);
                 vcfg.offloads = Offloads { csum: self.offload, tso: self.big_pool.is_some() };
+                // Small frames in small buffers: a 64-byte frame per 64 KiB buffer cycles
+                // all the big pool's few hundred buffers, cold, through its shared queue.
+                vcfg.small_pool = self.big_pool.as_ref().map(|_| self.pool.clone());
                 // The guest's MTU, offered with VIRTIO_NET_F_MTU.
                 vcfg.mtu = self.vm_mtu;
                 vcfg.queue_pairs = self.vhost_queue_pairs;
