@@ -43,7 +43,8 @@ pub(crate) struct Global {
     #[arg(long, global = true)]
     pub(crate) json: bool,
     /// CURVE: server public key (Z85) or file containing it
-    #[arg(long, global = true)]
+    // Z85's alphabet has `-`: one key in 85 starts with it, and is still a value.
+    #[arg(long, global = true, allow_hyphen_values = true)]
     pub(crate) curve_server_key: Option<String>,
     /// CURVE: file with the client key pair (two Z85 lines: public, secret); a
     /// fresh pair is generated when omitted

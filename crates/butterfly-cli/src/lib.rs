@@ -142,3 +142,20 @@ mod help_word_tests {
         assert!(Cli::try_parse_from(argv).is_ok(), "Butterfly's --ip-proto -1");
     }
 }
+
+#[cfg(test)]
+mod global_option_tests {
+    use super::*;
+
+    #[test]
+    fn a_curve_key_that_starts_with_a_dash_is_a_value() {
+        let key = "-Fv.Zk$qW2<}XY#n@3/&aB]w:V[rE)y+hp!(0d^L";
+        for argv in [
+            vec!["butterfly", "--curve-server-key", key, "nic", "list"],
+            vec!["butterfly", "nic", "list", "--curve-server-key", key],
+        ] {
+            let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            assert_eq!(cli.global.curve_server_key.as_deref(), Some(key), "{argv:?}");
+        }
+    }
+}

@@ -309,7 +309,8 @@ fn cli_security(cfg: &Config) -> String {
         out.push_str(&format!(" -k {}", k.display()));
     }
     if let Some(c) = &cfg.curve {
-        out.push_str(&format!(" --curve-server-key {} --curve-client-keys CLIENT_KEYS_FILE", c.public_key));
+        // Z85 has shell characters (`&`, `$`, `<`…) but no `'`: quoted, the line can be pasted.
+        out.push_str(&format!(" --curve-server-key '{}' --curve-client-keys CLIENT_KEYS_FILE", c.public_key));
     }
     out
 }
