@@ -184,6 +184,13 @@ impl ConnTable {
                 return Some(last);
             }
         }
+        self.probe(key)
+    }
+
+    /// `find` past the hint: the hash and the index. Apart, so that the hint's check is small
+    /// enough to inline into the caller, where the key is still in registers.
+    #[inline(never)]
+    fn probe(&self, key: &FlowKey) -> Option<u32> {
         let h = key.hash(self.seed);
         let tag = h >> 32;
         let mut i = (tag as usize) & self.mask;
