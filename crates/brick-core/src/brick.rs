@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::os::fd::RawFd;
 
-use crate::burst::Burst;
+use crate::burst::{Burst, BURST_SIZE};
 use crate::packet::Packet;
 use crate::stats::{BrickStats, GraphDrop};
 use crate::time::Timestamp;
@@ -185,6 +185,51 @@ impl<'a> Output<'a> {
         } else {
             for pkt in pkts.drain() {
                 slot.push_unbounded(pkt);
+            }
+        }
+    }
+
+    /// Sends the packets of `pkts` that `verdict` passes (`None`) out of `port` on `side`,
+    /// and drops the others under the reason it gives (`Some(reason)`, as in [`drop`]).
+    /// Every packet is judged before any moves, in order, so that a burst with nothing to
+    /// drop moves whole as in [`emit_all`]: a filter brick costs its judgement per packet
+    /// and nearly nothing to pass the burst on (VPP's vector at a time).
+    ///
+    /// [`drop`]: Output::drop
+    /// [`emit_all`]: Output::emit_all
+    #[inline]
+    pub fn emit_passed(
+        &mut self,
+        side: Side,
+        port: PortId,
+        pkts: &mut Burst,
+        mut verdict: impl FnMut(&Packet) -> Option<usize>,
+    ) {
+        const PASS: u16 = u16::MAX;
+        let mut verdicts = [PASS; BURST_SIZE];
+        let mut dropped = false;
+        for (v, pkt) in verdicts.iter_mut().zip(pkts.iter()) {
+            if let Some(reason) = verdict(pkt) {
+                // A reason past u16 is out of range anyway: counted as "not consumed".
+                *v = u16::try_from(reason).unwrap_or(PASS - 1);
+                dropped = true;
+            }
+        }
+        // Only the graph's own slots hold more than a burst, and it splits them before
+        // delivery; should a longer burst come, the packets past the first burst are judged
+        // while it drains.
+        if !dropped && pkts.len() <= BURST_SIZE {
+            self.emit_all(side, port, pkts);
+            return;
+        }
+        for (i, pkt) in pkts.drain().enumerate() {
+            let v = match verdicts.get(i) {
+                Some(&v) => (v != PASS).then_some(v as usize),
+                None => verdict(&pkt),
+            };
+            match v {
+                None => self.emit(side, port, pkt),
+                Some(reason) => self.drop(pkt, reason),
             }
         }
     }

@@ -409,12 +409,7 @@ impl Brick for AntiSpoof {
             out.emit_all(to, 0, pkts);
             return;
         }
-        for pkt in pkts.drain() {
-            match self.check(pkt.data()) {
-                Ok(()) => out.emit(to, 0, pkt),
-                Err(r) => out.drop(pkt, r as usize),
-            }
-        }
+        out.emit_passed(to, 0, pkts, |pkt| self.check(pkt.data()).err().map(|r| r as usize));
     }
 
     fn describe(&self) -> Vec<String> {

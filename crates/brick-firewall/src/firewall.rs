@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use brick_core::{Brick, Burst, Output, PortId, Side, Timestamp, BURST_SIZE};
+use brick_core::{Brick, Burst, Output, PortId, Side, Timestamp};
 
 use crate::compile::CompiledRuleset;
 use crate::conntrack::{Conn, ConnState, ConnTable, FlowKey, ImportError, TcpRefusal, Timeouts};
@@ -435,31 +435,9 @@ impl Brick for Firewall {
         };
         let now = out.now().as_nanos();
         let to = side.opposite();
-        // Judge the whole burst first, then move it: when every frame passes (the steady
-        // state), the burst goes out whole and no frame is copied (VPP's vector at a time).
-        // The graph hands a brick at most BURST_SIZE frames; any beyond are judged one by one.
-        let mut verdicts = [None; BURST_SIZE];
-        let mut dropped = 0;
-        for (verdict, pkt) in verdicts.iter_mut().zip(pkts.iter()) {
-            if let Err(r) = self.filter(pkt.data(), dir, now) {
-                *verdict = Some(r);
-                dropped += 1;
-            }
-        }
-        if dropped == 0 && pkts.len() <= BURST_SIZE {
-            out.emit_all(to, 0, pkts);
-            return;
-        }
-        for (i, pkt) in pkts.drain().enumerate() {
-            let verdict = match verdicts.get(i) {
-                Some(v) => *v,
-                None => self.filter(pkt.data(), dir, now).err(),
-            };
-            match verdict {
-                None => out.emit(to, 0, pkt),
-                Some(r) => out.drop(pkt, r as usize),
-            }
-        }
+        // The whole burst is judged before any frame moves: a burst with nothing dropped (the
+        // steady state) is handed on whole.
+        out.emit_passed(to, 0, pkts, |pkt| self.filter(pkt.data(), dir, now).err().map(|r| r as usize));
     }
 
     fn tick(&mut self, now: Timestamp) {

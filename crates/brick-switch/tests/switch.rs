@@ -307,3 +307,44 @@ fn flooding_a_super_frame_takes_copies_from_the_big_pool() {
         }
     }
 }
+
+/// A full burst all for one port, and a mixed one (unicast to two ports, broadcast, hairpin,
+/// runt): each port gets its frames in order, and the counters count every frame.
+#[test]
+fn full_and_mixed_bursts_keep_order_and_counters() {
+    let mut b = bed(SwitchConfig::default(), 0, 3);
+    for (station, m) in [(0, 1), (1, 2), (2, 3)] {
+        b.send(station, &[frame([0xff; 6], mac(m), 0)]);
+    }
+    b.clear();
+    let tags = |fs: Vec<Vec<u8>>| fs.iter().map(|f| f[59]).collect::<Vec<u8>>();
+
+    b.send(0, &(0..64).map(|t| frame(mac(2), mac(1), t)).collect::<Vec<_>>());
+    assert_eq!(tags(b.take(1)), (0..64).collect::<Vec<u8>>());
+    assert_eq!(b.counts(), vec![0, 0, 0]);
+    let port = |b: &Bed, i: usize| b.switch().port_counters(Side::East, b.stations[i].1);
+    // (1 and 2: the learning broadcasts; each station got the other two's.)
+    assert_eq!((port(&b, 0).rx_pkts, port(&b, 1).tx_pkts), (1 + 64, 2 + 64));
+
+    // Tag t goes: t % 4 == 0 to mac(2), 1 to mac(3), 2 broadcast, 3 back to mac(1) (hairpin);
+    // tag 63 is cut to a runt.
+    let mixed: Vec<Vec<u8>> = (0..64)
+        .map(|t| match (t % 4, t) {
+            (_, 63) => frame(mac(2), mac(1), t)[..13].to_vec(),
+            (0, _) => frame(mac(2), mac(1), t),
+            (1, _) => frame(mac(3), mac(1), t),
+            (2, _) => frame([0xff; 6], mac(1), t),
+            _ => frame(mac(1), mac(1), t),
+        })
+        .collect();
+    let forwarded = b.switch().counters().forwarded;
+    b.send(0, &mixed);
+    let want = |keep: &dyn Fn(u8) -> bool| (0..63).filter(|&t| keep(t)).collect::<Vec<u8>>();
+    assert_eq!(tags(b.take(1)), want(&|t| t % 4 == 0 || t % 4 == 2));
+    assert_eq!(tags(b.take(2)), want(&|t| t % 4 == 1 || t % 4 == 2));
+    assert_eq!(b.take(0), Vec::<Vec<u8>>::new());
+    assert_eq!((b.drops("hairpin"), b.drops("runt")), (15, 1));
+    assert_eq!(b.switch().counters().forwarded - forwarded, 32);
+    assert_eq!(port(&b, 0).rx_pkts, 1 + 64 + 64);
+    assert_eq!(port(&b, 0).rx_dropped, 16);
+}
