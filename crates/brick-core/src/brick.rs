@@ -308,3 +308,45 @@ pub(crate) fn as_any_mut(b: &mut dyn Brick) -> &mut dyn Any {
 pub(crate) fn as_any(b: &dyn Brick) -> &dyn Any {
     b
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PacketPool;
+
+    /// `emit_passed` on a burst longer than BURST_SIZE (which only the graph's own slots can
+    /// hold): the packets past the first burst are judged too, in order, none passed unjudged.
+    #[test]
+    fn emit_passed_judges_every_packet_of_a_burst_longer_than_a_burst() {
+        let pool = PacketPool::with_count(256).unwrap();
+        let mut pkts = Burst::new();
+        for tag in 0..150u8 {
+            pkts.push_unbounded(pool.alloc_from(&[tag; 60]).unwrap());
+        }
+        let mut slots: [Vec<Burst>; 2] = [vec![Burst::new()], vec![Burst::new()]];
+        let linked = [vec![true], vec![true]];
+        let mut dirty = Vec::new();
+        let stats = BrickStats::new(&["odd"]);
+        let mut out = Output {
+            slots: &mut slots,
+            linked: &linked,
+            dirty: &mut dirty,
+            stats: &stats,
+            now: Timestamp::now(),
+            emitted: 0,
+            flipped: false,
+            retry: false,
+        };
+        let mut judged = Vec::new();
+        out.emit_passed(Side::East, 0, &mut pkts, |p| {
+            judged.push(p.data()[0]);
+            (p.data()[0] % 2 == 1).then_some(0)
+        });
+        assert_eq!(judged, (0..150).collect::<Vec<u8>>(), "each packet judged once, in order");
+        assert!(pkts.is_empty());
+        let passed: Vec<u8> = slots[Side::East as usize][0].iter().map(|p| p.data()[0]).collect();
+        assert_eq!(passed, (0..150).filter(|t| t % 2 == 0).collect::<Vec<u8>>());
+        assert_eq!(stats.drops().find(|(n, _)| *n == "odd").map(|(_, c)| c), Some(75));
+        assert_eq!(dirty, vec![(Side::East, 0)]);
+    }
+}
