@@ -43,7 +43,8 @@
 # other switches stopped (SIGSTOP: OVS's PMD spins on the switch core even when idle).
 # Figures: frames forwarded per second per direction (mean of the two guests' receive
 # rates), median and range over the rounds; CPU of the switch process over the window;
-# cycles per packet inside each switch (butterflyd's per-brick counters, OVS's PMD stats).
+# cycles per packet inside each switch over the window (butterflyd's per-brick counters, OVS's
+# PMD stats since the last measurement).
 #
 # PINGPONG=N: latency instead of rate. The guests are then vhost-pingpong (benches/src/bin,
 # built here in release): one process, pinned to GUEST_CPU, that is both guests itself (the
@@ -426,6 +427,18 @@ near_enough() {
 # rather than a rate, and is redone (twice at most) with a fresh guest.
 forwarded() { awk 'END {exit !($1 > 0)}' "$TMP/res.$1"; }
 
+# Each brick's cycles per packet over the window, "brick=N,...": the differences of its raw
+# counters between the snapshots $1 (before) and $2 (after). A daemon's lifetime average
+# would carry a slow start into every later round. Empty for a build without the counters.
+window_cycles() {
+  awk '/^butterfly_brick_(cycles|cycle_packets)_total\{/ {
+      split($0, q, "\""); k = ($0 ~ /^butterfly_brick_cycles_total/) ? "c" : "p"
+      v[FILENAME == ARGV[1] ? 0 : 1, k, q[2]] = $NF
+      if (!(q[2] in seen)) { seen[q[2]]; order[++n] = q[2] } }
+    END { for (i = 1; i <= n; i++) { b = order[i]; dp = v[1, "p", b] - v[0, "p", b]
+      if (dp > 0) printf "%s%s=%d", (o++ ? "," : ""), b, (v[1, "c", b] - v[0, "c", b]) / dp } }' "$1" "$2"
+}
+
 metrics() { # setup: butterflyd's /metrics
   python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
     "http://${METRICS[$1]}/metrics"
@@ -456,7 +469,9 @@ measure() {
   case $name in
     bf-* | base-*)
       metrics "$name" >"$d/metrics"
-      cyc=$(sed -n 's/^butterfly_brick_cycles_per_packet{brick="\([^"]*\)".* \([0-9]*\)[.0-9]*$/\1=\2/p' "$d/metrics" | paste -sd, -)
+      cyc=$(window_cycles "$d/metrics.0" "$d/metrics.1")
+      # (A build without the raw counters: its lifetime averages, marked.)
+      [ -n "$cyc" ] || cyc=life:$(sed -n 's/^butterfly_brick_cycles_per_packet{brick="\([^"]*\)".* \([0-9]*\)[.0-9]*$/\1=\2/p' "$d/metrics" | paste -sd, -)
       local drops='s/^butterfly_brick_drops_total{brick="\([^"]*\)",kind="[^"]*",reason="\([^"]*\)".* \([1-9][0-9]*\)$/\1: \2 \3/p'
       case $name in
         bf-vxlan-*)
@@ -605,7 +620,7 @@ echo
 echo "PVP, $FRAME-byte frames, $INFLIGHT bursts of $BURST in flight per guest port, switch on CPU $SWITCH_CPU, guest on CPU $GUEST_CPU, ${SECS}s x $ROUNDS interleaved rounds"
 echo
 rtt_col=""; [ "$BURST$INFLIGHT" != 11 ] || rtt_col=" mean round trip µs |"
-echo "| setup | Mpps per direction (median) | range | switch CPU % |$rtt_col cycles/packet in the switch (whole run) | cross-core ns (range) |"
+echo "| setup | Mpps per direction (median) | range | switch CPU % |$rtt_col cycles/packet in the switch (last window) | cross-core ns (range) |"
 echo "|---|---|---|---|${rtt_col:+---|}---|---|"
 for s in $SETUPS; do
   f=$TMP/res.$s
@@ -621,7 +636,7 @@ case " $SETUPS " in
   *" bf-vxlan-"* | *" ovs-vxlan-"*)
     echo
     echo "VXLAN rows: the guest's receive rate (frames decapsulated and delivered; it sends them back, encapsulated);"
-    echo "butterflyd's cycles over one process (restarted for each round), OVS's over the last window." ;;
+    echo "butterflyd is restarted for each round (its underlay never idles)." ;;
 esac
 if [ -n "$IDLE" ]; then
   echo

@@ -41,6 +41,11 @@ pub fn render(handles: &[GraphHandle]) -> Result<String, brick_core::GraphError>
             "butterfly_brick_calls_total",
             "Bursts a brick handled: its process calls, and for a source its polls that found packets.",
         ),
+        (
+            "butterfly_brick_cycles_total",
+            "Sampled TSC cycles inside the brick; over butterfly_brick_cycle_packets_total, per packet in any interval.",
+        ),
+        ("butterfly_brick_cycle_packets_total", "Packets the brick handled in its sampled calls."),
     ];
     for (i, (name, help)) in families.iter().enumerate() {
         let _ = writeln!(s, "# HELP {name} {help}");
@@ -75,12 +80,13 @@ pub fn render(handles: &[GraphHandle]) -> Result<String, brick_core::GraphError>
                         );
                     }
                 }
-                4 => {
-                    let _ = writeln!(
-                        s,
-                        "{name}{{brick=\"{b}\",kind=\"{kind}\",worker=\"{worker}\"}} {}",
-                        st.calls.get()
-                    );
+                4..=6 => {
+                    let n = match i {
+                        4 => st.calls.get(),
+                        5 => st.cycles.get(),
+                        _ => st.cycle_pkts.get(),
+                    };
+                    let _ = writeln!(s, "{name}{{brick=\"{b}\",kind=\"{kind}\",worker=\"{worker}\"}} {n}");
                 }
                 _ => {
                     if let Some(c) = st.cycles_per_packet() {

@@ -497,6 +497,14 @@ fn metrics_endpoint_serves_per_brick_counters() {
     assert!(body.contains("butterfly_brick_drops_total{brick=\"fw-m1\""), "{body}");
     assert!(body.contains("# TYPE butterfly_brick_calls_total counter"), "{body}");
     assert!(body.contains("butterfly_brick_calls_total{brick=\"vm-m1\",kind=\"vhost-user\""), "{body}");
+    // The raw counters behind cycles per packet, for rates over an interval (no traffic yet).
+    for family in ["butterfly_brick_cycles_total", "butterfly_brick_cycle_packets_total"] {
+        assert!(body.contains(&format!("# TYPE {family} counter")), "{body}");
+        assert!(
+            body.contains(&format!("{family}{{brick=\"fw-m1\",kind=\"firewall\",worker=\"0\"}} 0")),
+            "{body}"
+        );
+    }
 }
 
 #[test]
