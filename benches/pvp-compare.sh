@@ -85,7 +85,10 @@
 #   BF_ARGS  extra butterflyd arguments (e.g. --busy-poll)
 #   PINGPONG round trips per measurement: latency with vhost-pingpong (see above)
 #   PER_SECOND=1  the guest reports its rate every second: each measurement prints that
-#            series, and its Mpps is the series' mean (shows how steady a switch is)
+#            series, and its Mpps is the series' mean (shows how steady a switch is); the
+#            end adds each setup's mean per level of the machine, every second classed fast
+#            or slow at LEVEL_FILTERED Mpps (default 2.3) for *-filter and *-ct setups and
+#            LEVEL_UNFILTERED (3.3) for the others
 #   GUEST_MBUFS   mbufs in the guest's pool (default 32768)
 #   SWITCH_CPU, GUEST_CPU, GUEST_MAIN_CPU  (default 0, 1, and the switch's CPU: testpmd's main
 #            lcore only waits for commands). The switches' other threads (control, vhost-user
@@ -109,6 +112,8 @@ DPDK_EXTRA=${DPDK_EXTRA:-}
 SETUPS=${SETUPS:-"bf-filter bf-bypass ovs-ct ovs-normal vhost-io"}
 PINGPONG=${PINGPONG:-}
 PER_SECOND=${PER_SECOND:-}
+LEVEL_FILTERED=${LEVEL_FILTERED:-2.3}
+LEVEL_UNFILTERED=${LEVEL_UNFILTERED:-3.3}
 PROBE_MAX_NS=${PROBE_MAX_NS:-}
 GUEST_MBUFS=${GUEST_MBUFS:-32768}
 BENCH_PACKAGES="dpdk openvswitch-switch-dpdk"
@@ -400,8 +405,12 @@ run_guests() {
   local shows=1; [ -z "$PER_SECOND" ] || shows=$SECS
   pps=$(grep -E '^\s*Rx-pps:' "$log" | tail -$((shows * nports)) | awk -v n=$((shows * nports)) '{s+=$2} END {printf "%.3f", s/n/1e6}')
   txpps=$(grep -E '^\s*Tx-pps:' "$log" | tail -$((shows * nports)) | awk -v n=$((shows * nports)) '{s+=$2} END {printf "%.3f", s/n/1e6}')
-  [ -z "$PER_SECOND" ] || [ "$mode" = idle ] || echo "$name per second, Mpps: $(grep -E '^\s*Rx-pps:' "$log" | tail -$((shows * nports)) |
-    awk -v n=$nports '{s+=$2} NR % n == 0 {printf "%.2f ", s/n/1e6; s=0}')" >&2
+  if [ -n "$PER_SECOND" ] && [ "$mode" != idle ]; then
+    local series; series=$(grep -E '^\s*Rx-pps:' "$log" | tail -$((shows * nports)) |
+      awk -v n=$nports '{s+=$2} NR % n == 0 {printf "%.2f ", s/n/1e6; s=0}')
+    echo "$series" >>"$TMP/persec.$name"
+    echo "$name per second, Mpps: $series" >&2
+  fi
   cpu=$(awk -v j="$((j1 - j0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.1f", 100 * j / (hz * (t1 - t0))}')
 }
 
@@ -638,6 +647,21 @@ case " $SETUPS " in
     echo "VXLAN rows: the guest's receive rate (frames decapsulated and delivered; it sends them back, encapsulated);"
     echo "butterflyd is restarted for each round (its underlay never idles)." ;;
 esac
+if [ -n "$PER_SECOND" ] && [ -z "$PINGPONG" ]; then
+  echo
+  echo "Per level: every second of the windows classed fast or slow, at $LEVEL_FILTERED Mpps for the filtered"
+  echo "setups and $LEVEL_UNFILTERED for the others (docs/performance.md, \"Two states of the machine\"); windows"
+  echo "that forwarded nothing left out. Mean Mpps per direction (seconds):"
+  for s in $SETUPS; do
+    [ -e "$TMP/persec.$s" ] || continue
+    case $s in *-filter | *-ct) th=$LEVEL_FILTERED ;; *) th=$LEVEL_UNFILTERED ;; esac
+    awk -v s="$s" -v th="$th" '
+      { z = 1; for (i = 1; i <= NF; i++) if ($i > 0) z = 0; if (z) next
+        for (i = 1; i <= NF; i++) if ($i >= th) { f += $i; nf++ } else { w += $i; nw++ } }
+      END { printf "%s: fast %s (%d s), slow %s (%d s)\n", s, nf ? sprintf("%.2f", f / nf) : "-", nf,
+            nw ? sprintf("%.2f", w / nw) : "-", nw }' "$TMP/persec.$s"
+  done
+fi
 if [ -n "$IDLE" ]; then
   echo
   echo "Idle (guests connected, no traffic), switch CPU:${IDLE#,}"
