@@ -328,6 +328,10 @@ start_vhost_io() { # name
   SOCK1[$name]=$d/vh1; SOCK2[$name]=$d/vh2; SWPIDS[$name]=$pid
 }
 
+# Jiffies the host took from this VM's CPU $1 (steal time, /proc/stat): the one sign of the
+# host's other work that a guest without hardware counters can read.
+steal() { awk -v c="cpu$1" '$1 == c {print $9}' /proc/stat; }
+
 jiffies() { # pids... : utime+stime of these processes (all threads)
   local t=0 p
   for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
@@ -392,11 +396,13 @@ run_guests() {
     --no-flush-rx --nb-cores=1 --txd=1024 --rxd=1024 --burst="$BURST" --total-num-mbufs="$GUEST_MBUFS" >"$log" 2>&1 &
   local g=$!
   sleep $((warm + 2))
-  local j0 t0 j1 t1; j0=$(jiffies ${SWPIDS[$name]}); t0=$(date +%s.%N)
+  local j0 t0 j1 t1 sw0 gu0 sw1 gu1; j0=$(jiffies ${SWPIDS[$name]}); t0=$(date +%s.%N)
+  sw0=$(steal "$SWITCH_CPU"); gu0=$(steal "$GUEST_CPU")
   [ -z "${METRICS[$name]:-}" ] || metrics "$name" >"$d/metrics.0"
   case $name in ovs-vxlan-*) ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-clear >/dev/null ;; esac
   sleep "$SECS"
   j1=$(jiffies ${SWPIDS[$name]}); t1=$(date +%s.%N)
+  sw1=$(steal "$SWITCH_CPU"); gu1=$(steal "$GUEST_CPU")
   [ -z "${METRICS[$name]:-}" ] || metrics "$name" >"$d/metrics.1"
   case $name in ovs-vxlan-*) ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-show >"$d/pmd-stats" ;; esac
   wait $g || true
@@ -412,6 +418,8 @@ run_guests() {
     echo "$name per second, Mpps: $series" >&2
   fi
   cpu=$(awk -v j="$((j1 - j0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.1f", 100 * j / (hz * (t1 - t0))}')
+  stolen=$(awk -v a="$((sw1 - sw0))" -v b="$((gu1 - gu0))" \
+    -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.1f/%.1f", 100 * a / (hz * (t1 - t0)), 100 * b / (hz * (t1 - t0))}')
 }
 
 # The cross-core round trip between SWITCH_CPU and GUEST_CPU in ns ("-" if it cannot be
@@ -456,7 +464,7 @@ metrics() { # setup: butterflyd's /metrics
 # One measurement of setup $1 with traffic: appends "Mpps-per-direction switch-cpu-%
 # cycles/packet" to $TMP/res.$1.
 measure() {
-  local name=$1 d=$TMP/$1 pps cpu
+  local name=$1 d=$TMP/$1 pps cpu stolen
   # A switch with a VXLAN underlay is never idle: a SIGSTOP lands inside a brick, and the
   # seconds it stays stopped count in that brick's cycles (the underlay's poll is timed on
   # every call). So butterflyd is started afresh for each measurement and ended after it:
@@ -519,7 +527,7 @@ measure() {
       esac ;;
   esac
   [ ! -e "$d/vs.log" ] || ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-clear >/dev/null 2>&1 || true
-  echo "$pps $cpu ${cyc:--} $before $(probe)" >>"$TMP/res.$name"
+  echo "$pps $cpu ${cyc:--} $before $(probe) $stolen" >>"$TMP/res.$name"
 }
 
 # PINGPONG: one vhost-pingpong run of PINGPONG round trips against setup $1, the other
@@ -584,7 +592,7 @@ for r in $(seq "$ROUNDS"); do
     else
       for try in 1 2 3; do
         measure "$s"
-        echo "round $r $s: $(tail -1 "$TMP/res.$s") (Mpps, CPU %, cycles, cross-core ns before and after)" >&2
+        echo "round $r $s: $(tail -1 "$TMP/res.$s") (Mpps, CPU %, cycles, cross-core ns before and after, steal % of the switch/guest CPU)" >&2
         forwarded "$s" || [ $try = 3 ] || {
           echo "round $r $s: redone: nothing forwarded (a guest refused at its start)" >&2
           sed -i '$d' "$TMP/res.$s"; echo "$s" >>"$TMP/redone"; continue; }
@@ -629,8 +637,8 @@ echo
 echo "PVP, $FRAME-byte frames, $INFLIGHT bursts of $BURST in flight per guest port, switch on CPU $SWITCH_CPU, guest on CPU $GUEST_CPU, ${SECS}s x $ROUNDS interleaved rounds"
 echo
 rtt_col=""; [ "$BURST$INFLIGHT" != 11 ] || rtt_col=" mean round trip µs |"
-echo "| setup | Mpps per direction (median) | range | switch CPU % |$rtt_col cycles/packet in the switch (last window) | cross-core ns (range) |"
-echo "|---|---|---|---|${rtt_col:+---|}---|---|"
+echo "| setup | Mpps per direction (median) | range | switch CPU % |$rtt_col cycles/packet in the switch (last window) | cross-core ns (range) | steal % switch/guest CPU (max) |"
+echo "|---|---|---|---|${rtt_col:+---|}---|---|---|"
 for s in $SETUPS; do
   f=$TMP/res.$s
   med=$(awk '{print $1}' "$f" | sort -n | awk '{a[NR]=$1} END {printf "%.3f", (a[int((NR+1)/2)]+a[int(NR/2)+1])/2}')
@@ -639,7 +647,8 @@ for s in $SETUPS; do
   rtt=""; [ -z "$rtt_col" ] || rtt=" $(awk -v m="$med" 'BEGIN {printf "%.1f", (m > 0 ? 2 / m : 0)}') |"
   xc=$(awk '{print $4; print $5}' "$f" | grep -v -- - | sort -n | awk 'NR==1{lo=$1} {hi=$1} END {if (NR) printf "%d–%d", lo, hi; else printf "-"}')
   redone=$(grep -cx -- "$s" "$TMP/redone" 2>/dev/null || true); [ "$redone" != 0 ] || redone=""
-  echo "| $s | $med | $rng | $cpu |$rtt $(tail -1 "$f" | cut -d' ' -f3) | $xc${redone:+ ($redone redone)} |"
+  st=$(awk -F'[ /]' 'NF >= 7 {if ($6 > a) a = $6; if ($7 > b) b = $7; n++} END {if (n) printf "%.1f/%.1f", a, b; else printf "-"}' "$f")
+  echo "| $s | $med | $rng | $cpu |$rtt $(tail -1 "$f" | cut -d' ' -f3) | $xc${redone:+ ($redone redone)} | $st |"
 done
 case " $SETUPS " in
   *" bf-vxlan-"* | *" ovs-vxlan-"*)
