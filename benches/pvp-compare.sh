@@ -444,6 +444,14 @@ near_enough() {
 # rather than a rate, and is redone (twice at most) with a fresh guest.
 forwarded() { awk 'END {exit !($1 > 0)}' "$TMP/res.$1"; }
 
+# Takes setup $1's last measurement out of the results (and of the per-second series, so
+# that the per-level means count the same windows as the table), and counts it as redone.
+discard_last() {
+  sed -i '$d' "$TMP/res.$1"
+  [ ! -e "$TMP/persec.$1" ] || sed -i '$d' "$TMP/persec.$1"
+  echo "$1" >>"$TMP/redone"
+}
+
 # Each brick's cycles per packet over the window, "brick=N,...": the differences of its raw
 # counters between the snapshots $1 (before) and $2 (after). A daemon's lifetime average
 # would carry a slow start into every later round. Empty for a build without the counters.
@@ -462,7 +470,7 @@ metrics() { # setup: butterflyd's /metrics
 }
 
 # One measurement of setup $1 with traffic: appends "Mpps-per-direction switch-cpu-%
-# cycles/packet" to $TMP/res.$1.
+# cycles/packet cross-core-ns-before after steal-%-switch/guest" to $TMP/res.$1.
 measure() {
   local name=$1 d=$TMP/$1 pps cpu stolen
   # A switch with a VXLAN underlay is never idle: a SIGSTOP lands inside a brick, and the
@@ -595,10 +603,10 @@ for r in $(seq "$ROUNDS"); do
         echo "round $r $s: $(tail -1 "$TMP/res.$s") (Mpps, CPU %, cycles, cross-core ns before and after, steal % of the switch/guest CPU)" >&2
         forwarded "$s" || [ $try = 3 ] || {
           echo "round $r $s: redone: nothing forwarded (a guest refused at its start)" >&2
-          sed -i '$d' "$TMP/res.$s"; echo "$s" >>"$TMP/redone"; continue; }
+          discard_last "$s"; continue; }
         near_enough "$s" || [ $try = 3 ] || {
           echo "round $r $s: redone: the cross-core round trip was over $PROBE_MAX_NS ns" >&2
-          sed -i '$d' "$TMP/res.$s"; echo "$s" >>"$TMP/redone"; continue; }
+          discard_last "$s"; continue; }
         break
       done
     fi

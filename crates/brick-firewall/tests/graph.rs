@@ -266,7 +266,7 @@ fn whole_bursts_mixed_bursts_and_split_outputs_keep_order_and_count_drops() {
     assert_eq!(s.g.stats(s.fw).unwrap().drops_of("blocked by default policy"), Some(21));
 
     // 150 frames emitted in one poll.
-    let mut g = Graph::new("fw-long-input");
+    let mut g = Graph::new("fw-split-output");
     let flood = g.add("flood", Flood((0..150).map(frame).collect())).unwrap();
     let fw = g
         .add(
