@@ -413,6 +413,49 @@ fn rx_bad_buffers_are_refused_without_panic() {
     push(&mut q, &mut pkt, &feat(), &mut s).unwrap();
 }
 
+/// The header of a one-buffer RX frame, stored from registers (`write_header`), carries every
+/// field where the driver reads it, for the 12-byte and the legacy 10-byte header, and the
+/// frame follows it untouched.
+#[test]
+fn rx_single_buffer_header_carries_the_offload_fields() {
+    let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(1, 2, 100, 1000)
+        .write(&mut f, &frame(3000))
+        .unwrap();
+    let tso = feature::VERSION_1 | feature::GUEST_CSUM | feature::GUEST_TSO4;
+    for (acked, hdr_len) in [(tso, HDR_LEN_MRG), (tso & !feature::VERSION_1, HDR_LEN_LEGACY)] {
+        let mut g = GuestDriver::new(&*mem, 64);
+        let mut q = split(&mem, &g);
+        let feat = NetFeatures::from_acked(acked);
+        assert_eq!(feat.hdr_len, hdr_len);
+        let addr = g.rx_buffer(4000);
+        let mut pkt = Packet::from_slice(&f);
+        let m = pkt.meta_mut();
+        m.gso_type = GsoType::TcpV4;
+        m.gso_size = 1448;
+        m.offload = OffloadFlags::CSUM_NEEDED;
+        m.csum_start = 34;
+        m.csum_offset = 16;
+        push(&mut q, &mut pkt, &feat, &mut RxScratch::default()).unwrap();
+        assert_eq!(g.used_elems(), vec![(0, (hdr_len + f.len()) as u32)]);
+        let got = g.read_rx(&[addr], &[hdr_len + f.len()]);
+        let want = NetHdr {
+            flags: wire::HDR_F_NEEDS_CSUM,
+            gso_type: wire::GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+            num_buffers: if hdr_len == HDR_LEN_MRG { 1 } else { 0 },
+        };
+        assert_eq!(NetHdr::parse(&got[..hdr_len]), Some(want), "{hdr_len}-byte header");
+        assert_eq!(&got[hdr_len..], &f[..]);
+    }
+}
+
 #[test]
 fn rx_gso_to_guest_without_tso_is_refused() {
     let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
