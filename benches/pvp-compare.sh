@@ -89,6 +89,9 @@
 #            end adds each setup's mean per level of the machine, every second classed fast
 #            or slow at LEVEL_FILTERED Mpps (default 2.3) for *-filter and *-ct setups and
 #            LEVEL_UNFILTERED (3.3) for the others
+#   WARMUP   seconds each setup forwards before round 1, not counted (default 3; 0: none).
+#            A freshly built daemon's first windows were slow in every brick in three of
+#            seven runs (docs/performance.md, "Session 13")
 #   GUEST_MBUFS   mbufs in the guest's pool (default 32768)
 #   SWITCH_CPU, GUEST_CPU, GUEST_MAIN_CPU  (default 0, 1, and the switch's CPU: testpmd's main
 #            lcore only waits for commands). The switches' other threads (control, vhost-user
@@ -112,6 +115,7 @@ DPDK_EXTRA=${DPDK_EXTRA:-}
 SETUPS=${SETUPS:-"bf-filter bf-bypass ovs-ct ovs-normal vhost-io"}
 PINGPONG=${PINGPONG:-}
 PER_SECOND=${PER_SECOND:-}
+WARMUP=${WARMUP:-3}
 LEVEL_FILTERED=${LEVEL_FILTERED:-2.3}
 LEVEL_UNFILTERED=${LEVEL_UNFILTERED:-3.3}
 PROBE_MAX_NS=${PROBE_MAX_NS:-}
@@ -592,6 +596,16 @@ for s in $SETUPS; do
     exit 1
   done
 done
+# The warm-up window: measured like a round, then taken out of the results (not counted as
+# redone). Round 1 then probes before its window as every later round does.
+if [ -z "$PINGPONG" ] && [ "$WARMUP" -gt 0 ]; then
+  for s in $SETUPS; do
+    SECS=$WARMUP measure "$s"
+    echo "warm-up $s: $(tail -1 "$TMP/res.$s") (not counted)" >&2
+    sed -i '$d' "$TMP/res.$s"
+    [ ! -e "$TMP/persec.$s" ] || sed -i '$d' "$TMP/persec.$s"
+  done
+fi
 for r in $(seq "$ROUNDS"); do
   for s in $SETUPS; do
     if [ -n "$PINGPONG" ]; then
