@@ -334,31 +334,43 @@ impl NicStats {
 
 /// What a NIC shares between its control thread, the daemon threads and the brick.
 pub(crate) struct Shared {
-    pub(crate) waker: Waker,
-    pub(crate) wake_pending: AtomicBool,
+    /// One per graph thread serving the device (`VhostUserConfig::threads`).
+    pub(crate) doorbells: Box<[Doorbell]>,
     pub(crate) generation: AtomicU64,
     pub(crate) slot: Mutex<Option<Arc<Conn>>>,
+    /// The control thread's counters, and graph thread 0's (each other thread counts in its
+    /// own brick: a counter has one writer).
     pub(crate) stats: Arc<NicStats>,
     /// Lock-free use of the current connection's running vrings (see the gate module).
     pub(crate) gate: Gate,
 }
 
+/// A graph thread's doorbell: rung by the control thread when something changed.
+pub(crate) struct Doorbell {
+    pub(crate) waker: Waker,
+    pub(crate) pending: AtomicBool,
+}
+
 impl Shared {
-    pub(crate) fn new() -> io::Result<Self> {
+    pub(crate) fn new(threads: usize) -> io::Result<Self> {
+        let doorbells = (0..threads.max(1))
+            .map(|_| Ok(Doorbell { waker: Waker::new()?, pending: AtomicBool::new(false) }))
+            .collect::<io::Result<_>>()?;
         Ok(Shared {
-            waker: Waker::new()?,
-            wake_pending: AtomicBool::new(false),
+            doorbells,
             generation: AtomicU64::new(0),
             slot: Mutex::new(None),
             stats: Arc::new(NicStats::default()),
-            gate: Gate::default(),
+            gate: Gate::new(threads),
         })
     }
 
-    /// Rings the brick's doorbell (once until the brick answers it).
+    /// Rings every graph thread's doorbell (once until that thread answers it).
     pub(crate) fn wake(&self) {
-        if !self.wake_pending.swap(true, Ordering::AcqRel) {
-            self.waker.wake();
+        for d in self.doorbells.iter() {
+            if !d.pending.swap(true, Ordering::AcqRel) {
+                d.waker.wake();
+            }
         }
     }
 
@@ -494,7 +506,7 @@ mod tests {
         NetBackend {
             spec: DeviceSpec { queue_pairs: 1, features, mac: [2, 0, 0, 0, 0, 1], mtu },
             conn: Arc::new(conn),
-            shared: Arc::new(Shared::new().unwrap()),
+            shared: Arc::new(Shared::new(1).unwrap()),
         }
     }
 

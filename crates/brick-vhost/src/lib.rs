@@ -11,6 +11,8 @@
 //!   copies packets into guest RX buffers (mergeable). Guest kicks ring the brick's wake fd;
 //!   EVENT_IDX suppresses kicks while the graph is busy and interrupts are sent only when the
 //!   guest asked for them.
+//! - Several queue pairs can be served by several graph threads, one brick each
+//!   ([`VhostUserConfig::threads`], [`VhostUserNic::take_siblings`]).
 //! - virtio-net header offloads map onto [`brick_core::Meta`] (CSUM, TSO4/6).
 //! - QEMU 7.2 (Debian 12) interop: see [`proxy`].
 //!

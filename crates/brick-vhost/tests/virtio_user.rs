@@ -131,6 +131,59 @@ fn two_queue_pairs_each_carry_traffic_both_ways() {
     drop(runner);
 }
 
+/// One device served by two graph threads (`threads = 2`): each brick polls the TX queue and
+/// fills the RX queue of its own queue pair, in its own graph, and the frames of each testpmd
+/// stream go through their pair's thread only.
+#[test]
+fn two_graph_threads_each_serve_their_queue_pair() {
+    let dir = TempDir::new("vu-threads");
+    let sock = dir.path("vm.sock");
+    let mut c = cfg("vu-threads");
+    c.queue_pairs = 2;
+    c.threads = 3;
+    assert!(
+        matches!(VhostUserNic::server(&sock, c.clone()), Err(brick_vhost::VhostError::BadThreads { .. })),
+        "more threads than queue pairs is refused"
+    );
+    c.threads = 2;
+    let mut nic = VhostUserNic::server(&sock, c).unwrap();
+    let mut siblings = nic.take_siblings().unwrap();
+    assert_eq!(siblings.len(), 1);
+    assert!(nic.take_siblings().unwrap().is_empty(), "the siblings are handed out once");
+    let second = siblings.pop().unwrap();
+    let stats = [nic.stats(), second.stats()];
+    let runners = [echo_graph(nic), echo_graph(second)];
+
+    let pmd = TestPmd::start_queues(&sock, false, &dir.path("pmd.log"), "thr", "flowgen", 2, &[]);
+    for (t, s) in stats.iter().enumerate() {
+        expect_traffic(s, (0, 0), &format!("graph thread {t}"), &pmd);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let out = pmd.stop();
+    let streams = stream_totals(&out);
+    assert_eq!(streams.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 1], "{}", tail(&out, 30));
+    for (q, rx, tx) in streams {
+        assert!(
+            tx > 1000 && rx > 1000,
+            "queue pair {q}: {tx} frames sent, {rx} received\n{}",
+            tail(&out, 30)
+        );
+    }
+    // Each thread counted its own pair's frames and none of the other's.
+    for (t, s) in stats.iter().enumerate() {
+        let (rx, tx) = (s.queue_rx_packets[t].get(), s.queue_tx_packets[t].get());
+        assert!(rx > 1000 && tx > 1000, "thread {t}, its pair: rx {rx} tx {tx}");
+        let o = 1 - t;
+        assert_eq!(s.queue_rx_packets[o].get() + s.queue_tx_packets[o].get(), 0, "thread {t} used pair {o}");
+        assert_eq!(s.drop_count(brick_vhost::DropReason::BadDescriptor as usize), 0);
+    }
+    // Thread 0's brick holds the connection state.
+    assert_eq!(stats[0].connections.load(Ordering::Relaxed), 1);
+    assert_eq!(stats[1].connections.load(Ordering::Relaxed), 0);
+    drop(runners);
+    assert!(!sock.exists(), "socket file left behind");
+}
+
 #[test]
 fn client_mode_connects_to_a_waiting_frontend() {
     // Backend restarts in client mode are tested with QEMU (tests/guest_pair.rs): DPDK

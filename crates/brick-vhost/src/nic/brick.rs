@@ -43,8 +43,9 @@ impl VhostUserNic {
             self.conn = Some(conn);
             return None;
         };
+        let (thread, threads) = (self.thread, self.cfg.threads as usize);
         for (i, (q, v)) in self.queues.iter_mut().zip(vrings).enumerate() {
-            if i % 2 == 1 {
+            if i % 2 == 1 && (i / 2) % threads == thread {
                 q.sync_kick(v, &self.wake_set, i);
             }
         }
@@ -66,14 +67,21 @@ impl VhostUserNic {
             self.quiet_polls = 0;
             return false;
         }
-        let quiet = self.queues.iter_mut().skip(1).step_by(2).all(|q| q.looks_empty());
+        let (thread, threads) = (self.thread, self.cfg.threads as usize);
+        let quiet = self
+            .queues
+            .iter_mut()
+            .skip(1)
+            .step_by(2)
+            .enumerate()
+            .all(|(pair, q)| pair % threads != thread || q.looks_empty());
         self.quiet_polls = if quiet { self.quiet_polls + 1 } else { 0 };
         quiet
     }
 
     fn count_drop(&self, out: &mut Output<'_>, r: DropReason, n: u64) {
         out.count_drop(r as usize, n);
-        self.shared.stats.drops[r as usize].add(n);
+        self.stats.drops[r as usize].add(n);
     }
 
     /// Drains one TX queue into the graph: at most `budget` chains, dropped ones included
@@ -102,7 +110,7 @@ impl VhostUserNic {
             return 0;
         }
         self.queues[q].confirm(version);
-        self.shared.stats.locked_bursts.add(1);
+        self.stats.locked_bursts.add(1);
         self.drain_tx(q, vring, Some(&mut st), budget, out)
     }
 
@@ -118,7 +126,7 @@ impl VhostUserNic {
         out: &mut Output<'_>,
     ) -> usize {
         let Some(ring) = self.queues[q].view() else { return 0 };
-        let stats = &self.shared.stats;
+        let stats = &self.stats;
         let mut consumed = 0usize;
         let (mut packets, mut bytes) = (0u64, 0u64);
         let mut drops = [0u64; DROP_REASONS.len()];
@@ -192,7 +200,7 @@ impl VhostUserNic {
         let map = self.map.as_ref().filter(|_| running);
         let armed = map.and_then(|m| self.queues[q].arm(m, st.get_queue()));
         drop(st);
-        let stats = &self.shared.stats;
+        let stats = &self.stats;
         if armed.is_some_and(|a| a.newly) {
             stats.kicks_armed.add(1);
         }
@@ -233,26 +241,27 @@ impl Brick for VhostUserNic {
     fn poll(&mut self, out: &mut Output<'_>) -> usize {
         // The control thread's doorbell (a connection, a kick fd, a queue started) always
         // takes the full path.
-        let woken = self.shared.wake_pending.load(Ordering::Relaxed);
+        let bell = &self.shared.doorbells[self.thread];
+        let woken = bell.pending.load(Ordering::Relaxed);
         if woken {
-            self.shared.wake_pending.store(false, Ordering::Release);
-            self.shared.waker.drain();
-            self.shared.stats.wakeups.add(1);
+            bell.pending.store(false, Ordering::Release);
+            bell.waker.drain();
+            self.stats.wakeups.add(1);
         }
         if !woken && self.tx_quiet() {
             return 0;
         }
-        let version = self.shared.gate.enter();
+        let version = self.shared.gate.enter(self.thread);
         let mut total = 0;
         if let Some(conn) = self.refresh() {
             if let Some(vrings) = conn.vrings.get() {
-                for q in (1..vrings.len()).step_by(2) {
+                for q in self.own_tx_queues(vrings.len()) {
                     total += self.poll_tx(q, &vrings[q], version, brick_core::BURST_SIZE, out);
                 }
             }
             self.conn = Some(conn);
         }
-        self.shared.gate.leave();
+        self.shared.gate.leave(self.thread);
         total
     }
 
@@ -260,14 +269,14 @@ impl Brick for VhostUserNic {
         let Some(conn) = self.conn.clone() else { return false };
         let Some(vrings) = conn.vrings.get() else { return false };
         let mut work = false;
-        for q in (1..vrings.len()).step_by(2) {
+        for q in self.own_tx_queues(vrings.len()) {
             work |= self.arm_tx(q, &vrings[q]);
         }
         work
     }
 
     fn process(&mut self, _side: Side, _port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
-        let version = self.shared.gate.enter();
+        let version = self.shared.gate.enter(self.thread);
         let conn = self.refresh();
         let vrings = conn.as_ref().and_then(|c| c.vrings.get());
         match vrings.and_then(|v| self.pick_rx(v, version).map(|q| (q, &v[q]))) {
@@ -281,11 +290,11 @@ impl Brick for VhostUserNic {
         if conn.is_some() {
             self.conn = conn;
         }
-        self.shared.gate.leave();
+        self.shared.gate.leave(self.thread);
     }
 
     fn describe(&self) -> Vec<String> {
-        let s = &self.shared.stats;
+        let s = &self.stats;
         let pairs = self.cfg.queue_pairs as usize;
         let mut lines = vec![
             format!("{} {}", if self.server { "server" } else { "client" }, self.path.display()),
@@ -311,13 +320,25 @@ impl Brick for VhostUserNic {
 }
 
 impl VhostUserNic {
-    /// A started RX queue, round robin per burst over the queue pairs: one confirmed at
-    /// gate `version` is known started without the lock.
+    /// The TX queues of this brick's queue pairs (`thread`, `thread + threads`, …) among
+    /// `queues` virtqueues.
+    #[inline]
+    fn own_tx_queues(&self, queues: usize) -> std::iter::StepBy<std::ops::Range<usize>> {
+        (2 * self.thread + 1..queues).step_by(2 * self.cfg.threads as usize)
+    }
+
+    /// A started RX queue of this brick's queue pairs, round robin per burst: one confirmed
+    /// at gate `version` is known started without the lock.
     fn pick_rx(&mut self, vrings: &[Vring], version: u64) -> Option<usize> {
-        let pairs = vrings.len() / 2;
+        // This thread's pairs are thread, thread + threads, …: `own` of them.
+        let threads = self.cfg.threads as usize;
+        let own = (vrings.len() / 2).saturating_sub(self.thread).div_ceil(threads);
+        if own == 0 {
+            return None;
+        }
         let start = self.rx_next;
         self.rx_next = self.rx_next.wrapping_add(1);
-        (0..pairs).map(|k| 2 * ((start + k) % pairs)).find(|&q| {
+        (0..own).map(|k| 2 * (self.thread + threads * ((start + k) % own))).find(|&q| {
             self.queues[q].lock_free(version).is_some() || {
                 let st = vrings[q].get_ref();
                 st.get_queue().ready() && st.is_enabled()
@@ -346,7 +367,7 @@ impl VhostUserNic {
             return;
         }
         self.queues[q].confirm(version);
-        self.shared.stats.locked_bursts.add(1);
+        self.stats.locked_bursts.add(1);
         self.fill_rx(q, vring, Some(&mut st), pkts, out);
     }
 
@@ -362,7 +383,7 @@ impl VhostUserNic {
     ) {
         let Some(ring) = self.queues[q].view() else { return };
         ring.prefetch(pkts.len() as u16, true);
-        let stats = &self.shared.stats;
+        let stats = &self.stats;
         let (mut delivered, mut bytes) = (0u64, 0u64);
         let mut drops = [0u64; DROP_REASONS.len()];
         for mut pkt in pkts.drain() {

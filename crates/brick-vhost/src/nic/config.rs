@@ -34,6 +34,10 @@ pub struct VhostUserConfig {
     pub mac: [u8; 6],
     /// Queue pairs offered (1 = no MQ). At most 8.
     pub queue_pairs: u16,
+    /// Graph threads serving the device, 1 to `queue_pairs`: thread `t` polls and fills the
+    /// queue pairs `p` with `p % threads == t`. The constructors return thread 0's brick;
+    /// [`VhostUserNic::take_siblings`] gives the others, each to be run in its own graph.
+    pub threads: u16,
     /// Offloads offered.
     pub offloads: Offloads,
     /// Offer MRG_RXBUF (mergeable RX buffers).
@@ -64,6 +68,7 @@ impl VhostUserConfig {
             name: name.into(),
             mac,
             queue_pairs: 1,
+            threads: 1,
             offloads: Offloads::default(),
             mrg_rxbuf: true,
             event_idx: true,

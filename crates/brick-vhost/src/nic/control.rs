@@ -14,6 +14,8 @@ pub(super) struct Control {
     /// Rung with `stop` so the control thread notices at once (no polling delay on drop).
     wake: Arc<brick_core::Waker>,
     join: Option<JoinHandle<()>>,
+    /// The other graph threads' bricks were handed out (`take_siblings`).
+    pub(super) siblings_taken: bool,
 }
 
 static CONN_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -21,7 +23,7 @@ static CONN_SEQ: AtomicU64 = AtomicU64::new(0);
 impl VhostUserNic {
     pub(super) fn start(path: PathBuf, cfg: VhostUserConfig, mode: Mode) -> Result<Self, VhostError> {
         let io_err = |source| VhostError::Io { path: path.clone(), source };
-        let shared = Arc::new(Shared::new().map_err(io_err)?);
+        let shared = Arc::new(Shared::new(cfg.threads as usize).map_err(io_err)?);
         let stop = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(brick_core::Waker::new().map_err(io_err)?);
         let server = matches!(mode, Mode::Server(_));
@@ -39,15 +41,33 @@ impl VhostUserNic {
             stop: Arc::clone(&stop),
             reconnect: cfg.reconnect_interval,
         };
-        let wake_set = EpollSet::new().map_err(io_err)?;
-        wake_set.add(shared.waker.fd(), DOORBELL).map_err(io_err)?;
+        let mut nic =
+            Self::brick(Arc::clone(&shared), 0, path.clone(), server, cfg.clone(), None).map_err(io_err)?;
         let join = std::thread::Builder::new()
             .name(format!("vhost-{}", cfg.name))
             .spawn(move || ctx.run(mode))
             .map_err(io_err)?;
+        nic.control = Some(Control { stop, wake, join: Some(join), siblings_taken: false });
+        Ok(nic)
+    }
+
+    /// The brick of graph thread `thread` of the device behind `shared`.
+    pub(super) fn brick(
+        shared: Arc<Shared>,
+        thread: usize,
+        path: PathBuf,
+        server: bool,
+        cfg: VhostUserConfig,
+        control: Option<Control>,
+    ) -> io::Result<Self> {
+        let wake_set = EpollSet::new()?;
+        wake_set.add(shared.doorbells[thread].waker.fd(), DOORBELL)?;
+        let stats = if thread == 0 { Arc::clone(&shared.stats) } else { Arc::new(NicStats::default()) };
         let queues = 2 * cfg.queue_pairs as usize;
         Ok(VhostUserNic {
             shared,
+            thread,
+            stats,
             path,
             server,
             conn: None,
@@ -63,7 +83,7 @@ impl VhostUserNic {
             quiet_polls: 0,
             gso_segs: Vec::with_capacity(64),
             rx_next: 0,
-            control: Control { stop, wake, join: Some(join) },
+            control,
             cfg,
         })
     }
@@ -71,9 +91,10 @@ impl VhostUserNic {
 
 impl Drop for VhostUserNic {
     fn drop(&mut self) {
-        self.control.stop.store(true, Ordering::Relaxed);
-        self.control.wake.wake();
-        if let Some(j) = self.control.join.take() {
+        let Some(control) = &mut self.control else { return };
+        control.stop.store(true, Ordering::Relaxed);
+        control.wake.wake();
+        if let Some(j) = control.join.take() {
             let _ = j.join();
         }
         if self.server {

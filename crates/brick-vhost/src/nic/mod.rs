@@ -103,6 +103,14 @@ pub enum VhostError {
     /// `queue_pairs` is 0 or above [`MAX_QUEUE_PAIRS`](crate::MAX_QUEUE_PAIRS).
     #[error("queue_pairs must be 1..={max}, got {0}", max = crate::MAX_QUEUE_PAIRS)]
     BadQueuePairs(u16),
+    /// `threads` is 0 or more than `queue_pairs` (a thread would have no queue pair).
+    #[error("threads must be 1..={queue_pairs} (the queue pairs), got {threads}")]
+    BadThreads {
+        /// Asked for.
+        threads: u16,
+        /// Queue pairs offered.
+        queue_pairs: u16,
+    },
     /// TSO asked with a pool whose buffers cannot hold a 64 KiB super-frame.
     #[error("TSO needs a pool data room of at least {TSO_DATA_ROOM} bytes, got {0}")]
     PoolTooSmallForTso(usize),
@@ -117,6 +125,10 @@ pub enum VhostError {
 /// connection, stops every thread and (server mode) removes the socket file.
 pub struct VhostUserNic {
     shared: Arc<Shared>,
+    /// Which of the device's graph threads this brick is (`VhostUserConfig::threads`).
+    thread: usize,
+    /// Its counters: the shared ones for thread 0, its own for the others.
+    stats: Arc<NicStats>,
     cfg: VhostUserConfig,
     path: PathBuf,
     server: bool,
@@ -141,7 +153,8 @@ pub struct VhostUserNic {
     /// Segments of a super-frame cut for a guest without TSO.
     gso_segs: Vec<brick_core::Packet>,
     rx_next: usize,
-    control: Control,
+    /// Thread 0's brick owns the control thread (and the socket); its siblings do not.
+    control: Option<Control>,
 }
 
 /// At most this many polls in a row are answered from the cached ring views alone.
@@ -186,15 +199,48 @@ impl VhostUserNic {
         if cfg.queue_pairs == 0 || cfg.queue_pairs as usize > crate::MAX_QUEUE_PAIRS {
             return Err(VhostError::BadQueuePairs(cfg.queue_pairs));
         }
+        if cfg.threads == 0 || cfg.threads > cfg.queue_pairs {
+            return Err(VhostError::BadThreads { threads: cfg.threads, queue_pairs: cfg.queue_pairs });
+        }
         if cfg.offloads.tso && cfg.pool.data_room() < TSO_DATA_ROOM {
             return Err(VhostError::PoolTooSmallForTso(cfg.pool.data_room()));
         }
         Ok(())
     }
 
-    /// Counters and connection state, shareable with other threads.
+    /// Counters and connection state, shareable with other threads. With several
+    /// [`threads`](VhostUserConfig::threads), each brick counts the frames of its own queue
+    /// pairs; the connection state (connected, connections, acked features) is in thread 0's.
     pub fn stats(&self) -> Arc<NicStats> {
-        Arc::clone(&self.shared.stats)
+        Arc::clone(&self.stats)
+    }
+
+    /// The bricks of graph threads 1 to `threads - 1` (none with one thread, and none after
+    /// the first call), each to be added to its own graph: thread `t` polls and fills the queue
+    /// pairs `p` with `p % threads == t`. They share this brick's connection; dropping this
+    /// brick ends it for all of them (their queues then count frames as not ready).
+    pub fn take_siblings(&mut self) -> Result<Vec<VhostUserNic>, VhostError> {
+        let io_err = |source| VhostError::Io { path: self.path.clone(), source };
+        if self.thread != 0 || self.control.as_ref().is_none_or(|c| c.siblings_taken) {
+            return Ok(Vec::new());
+        }
+        let siblings = (1..self.cfg.threads as usize)
+            .map(|t| {
+                Self::brick(
+                    Arc::clone(&self.shared),
+                    t,
+                    self.path.clone(),
+                    self.server,
+                    self.cfg.clone(),
+                    None,
+                )
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(io_err)?;
+        if let Some(c) = &mut self.control {
+            c.siblings_taken = true;
+        }
+        Ok(siblings)
     }
 
     /// The configured MAC address.
