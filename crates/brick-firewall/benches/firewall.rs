@@ -40,6 +40,17 @@ fn tcp(
     v
 }
 
+/// A 64-byte UDP frame from the VM (source port `sp`) to 42.0.0.2:9.
+fn udp_from_vm(sp: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(VM_MAC, GW_MAC)
+        .ipv4(VM, [42, 0, 0, 2], 64)
+        .udp(sp, 9)
+        .write(&mut v, &[0u8; 18])
+        .unwrap();
+    v
+}
+
 fn tsc_ghz() -> f64 {
     let t0 = Instant::now();
     let c0 = brick_core::cycles();
@@ -100,17 +111,8 @@ fn established(c: &mut Criterion) {
 fn one_flow_burst(c: &mut Criterion) {
     let rules = CompiledRuleset::parse("pass out all keep state\n").unwrap();
     let mut fw = Firewall::with_ruleset(FirewallConfig::default(), rules);
-    let udp = |sp: u16| {
-        let mut v = Vec::new();
-        PacketBuilder::ethernet2(VM_MAC, GW_MAC)
-            .ipv4(VM, [42, 0, 0, 2], 64)
-            .udp(sp, 9)
-            .write(&mut v, &[0u8; 18])
-            .unwrap();
-        v
-    };
-    fw.filter(&udp(1024), Direction::Out, 1_000_000_000).unwrap();
-    let batch: Vec<Vec<u8>> = (0..64).map(|_| udp(1024)).collect();
+    fw.filter(&udp_from_vm(1024), Direction::Out, 1_000_000_000).unwrap();
+    let batch: Vec<Vec<u8>> = (0..64).map(|_| udp_from_vm(1024)).collect();
     let run = |fw: &mut Firewall| {
         for f in &batch {
             black_box(fw.filter(black_box(f), Direction::Out, 2_000_000_000)).unwrap();
@@ -133,20 +135,11 @@ fn many_flows(c: &mut Criterion) {
     for flows in [1_024u32, 16_384, 60_000] {
         let rules = CompiledRuleset::parse("pass out all keep state\n").unwrap();
         let mut fw = Firewall::with_ruleset(FirewallConfig::default(), rules);
-        let udp = |sp: u16| {
-            let mut v = Vec::new();
-            PacketBuilder::ethernet2(VM_MAC, GW_MAC)
-                .ipv4(VM, [42, 0, 0, 2], 64)
-                .udp(sp, 9)
-                .write(&mut v, &[0u8; 18])
-                .unwrap();
-            v
-        };
         let port = |i: u32| 1024 + i as u16;
         for i in 0..flows {
-            fw.filter(&udp(port(i)), Direction::Out, 1_000_000_000).unwrap();
+            fw.filter(&udp_from_vm(port(i)), Direction::Out, 1_000_000_000).unwrap();
         }
-        let mut burst: Vec<Vec<u8>> = (0..64).map(|_| udp(0)).collect();
+        let mut burst: Vec<Vec<u8>> = (0..64).map(|_| udp_from_vm(0)).collect();
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let mut run = |fw: &mut Firewall| {
             for f in burst.iter_mut() {
@@ -183,12 +176,7 @@ fn many_flows_burst(c: &mut Criterion) {
         let fw = graph.add("fw", Firewall::with_ruleset(FirewallConfig::default(), rules)).unwrap();
         graph.link(net, fw).unwrap();
         let port = |i: u32| 1024 + i as u16;
-        let mut frame = Vec::new();
-        PacketBuilder::ethernet2(VM_MAC, GW_MAC)
-            .ipv4(VM, [42, 0, 0, 2], 64)
-            .udp(0, 9)
-            .write(&mut frame, &[0u8; 18])
-            .unwrap();
+        let mut frame = udp_from_vm(0);
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let mut burst = Burst::new();
         let mut run = |graph: &mut Graph, seq: Option<&mut u32>| {

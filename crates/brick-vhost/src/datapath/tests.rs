@@ -413,18 +413,36 @@ fn rx_bad_buffers_are_refused_without_panic() {
     push(&mut q, &mut pkt, &feat(), &mut s).unwrap();
 }
 
+/// An IPv4 TCP frame (10.0.0.1:1 → 10.0.0.2:2, sequence 100) carrying `payload`.
+fn tcp_frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(1, 2, 100, 1000)
+        .write(&mut f, payload)
+        .unwrap();
+    f
+}
+
+/// `frame` as a TCP super-frame: TSO at MSS 1448, partial checksum at the TCP header.
+fn tso_packet(frame: &[u8]) -> Packet {
+    let mut pkt = Packet::from_slice(frame);
+    let m = pkt.meta_mut();
+    m.gso_type = GsoType::TcpV4;
+    m.gso_size = 1448;
+    m.offload = OffloadFlags::CSUM_NEEDED;
+    m.csum_start = 34;
+    m.csum_offset = 16;
+    pkt
+}
+
 /// The header of a one-buffer RX frame, stored from registers (`write_header`), carries every
 /// field where the driver reads it, for the 12-byte and the legacy 10-byte header, and the
 /// frame follows it untouched.
 #[test]
 fn rx_single_buffer_header_carries_the_offload_fields() {
     let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap());
-    let mut f = Vec::new();
-    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-        .tcp(1, 2, 100, 1000)
-        .write(&mut f, &frame(3000))
-        .unwrap();
+    let f = tcp_frame(&frame(3000));
     let tso = feature::VERSION_1 | feature::GUEST_CSUM | feature::GUEST_TSO4;
     for (acked, hdr_len) in [(tso, HDR_LEN_MRG), (tso & !feature::VERSION_1, HDR_LEN_LEGACY)] {
         let mut g = GuestDriver::new(&*mem, 64);
@@ -432,13 +450,7 @@ fn rx_single_buffer_header_carries_the_offload_fields() {
         let feat = NetFeatures::from_acked(acked);
         assert_eq!(feat.hdr_len, hdr_len);
         let addr = g.rx_buffer(4000);
-        let mut pkt = Packet::from_slice(&f);
-        let m = pkt.meta_mut();
-        m.gso_type = GsoType::TcpV4;
-        m.gso_size = 1448;
-        m.offload = OffloadFlags::CSUM_NEEDED;
-        m.csum_start = 34;
-        m.csum_offset = 16;
+        let mut pkt = tso_packet(&f);
         push(&mut q, &mut pkt, &feat, &mut RxScratch::default()).unwrap();
         assert_eq!(g.used_elems(), vec![(0, (hdr_len + f.len()) as u32)]);
         let got = g.read_rx(&[addr], &[hdr_len + f.len()]);
@@ -477,19 +489,7 @@ fn rx_gso_to_guest_without_tso_is_segmented_in_software() {
     let mut q = split(&mem, &g);
     let addrs: Vec<u64> = (0..4).map(|_| g.rx_buffer(2000)).collect();
     let payload = frame(4000);
-    let mut f = Vec::new();
-    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-        .tcp(1, 2, 100, 1000)
-        .write(&mut f, &payload)
-        .unwrap();
-    let mut pkt = Packet::from_slice(&f);
-    let m = pkt.meta_mut();
-    m.gso_type = GsoType::TcpV4;
-    m.gso_size = 1448;
-    m.offload = OffloadFlags::CSUM_NEEDED;
-    m.csum_start = 34;
-    m.csum_offset = 16;
+    let mut pkt = tso_packet(&tcp_frame(&payload));
     let mut s = RxScratch::default();
     let mut segs = Vec::new();
     let o = push_seg(&mut q, &mut pkt, &feat(), &mut s, &pool(), &mut segs);
