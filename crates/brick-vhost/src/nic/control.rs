@@ -42,7 +42,7 @@ impl VhostUserNic {
             reconnect: cfg.reconnect_interval,
         };
         let mut nic =
-            Self::brick(Arc::clone(&shared), 0, path.clone(), server, cfg.clone(), None).map_err(io_err)?;
+            Self::brick(Arc::clone(&shared), 0, path.clone(), server, cfg.clone()).map_err(io_err)?;
         let join = std::thread::Builder::new()
             .name(format!("vhost-{}", cfg.name))
             .spawn(move || ctx.run(mode))
@@ -51,14 +51,14 @@ impl VhostUserNic {
         Ok(nic)
     }
 
-    /// The brick of graph thread `thread` of the device behind `shared`.
+    /// The brick of graph thread `thread` of the device behind `shared`, without the control
+    /// thread (which `start` gives thread 0's).
     pub(super) fn brick(
         shared: Arc<Shared>,
         thread: usize,
         path: PathBuf,
         server: bool,
         cfg: VhostUserConfig,
-        control: Option<Control>,
     ) -> io::Result<Self> {
         let wake_set = EpollSet::new()?;
         wake_set.add(shared.doorbells[thread].waker.fd(), DOORBELL)?;
@@ -83,7 +83,7 @@ impl VhostUserNic {
             quiet_polls: 0,
             gso_segs: Vec::with_capacity(64),
             rx_next: 0,
-            control,
+            control: None,
             cfg,
         })
     }

@@ -226,14 +226,7 @@ impl VhostUserNic {
         }
         let siblings = (1..self.cfg.threads as usize)
             .map(|t| {
-                Self::brick(
-                    Arc::clone(&self.shared),
-                    t,
-                    self.path.clone(),
-                    self.server,
-                    self.cfg.clone(),
-                    None,
-                )
+                Self::brick(Arc::clone(&self.shared), t, self.path.clone(), self.server, self.cfg.clone())
             })
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(io_err)?;
