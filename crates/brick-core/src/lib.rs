@@ -53,7 +53,7 @@ pub use graph::{BrickId, Command, Graph, GraphError, GraphHandle, CYCLE_SAMPLING
 pub use mac::MacFmt;
 pub use packet::{ForeignOwner, ForeignParts, GsoType, Meta, OffloadFlags, Packet, PacketError};
 pub use pool::{PacketPool, PoolConfig, PoolError, MAX_CACHED, MIN_HEADROOM};
-pub use queue::{queue_pair, QueueRx, QueueRxDrop, QueueTx, QueueTxDrop};
+pub use queue::{queue_link, queue_pair, QueueLink, QueueRx, QueueRxDrop, QueueTx, QueueTxDrop};
 pub use runner::{allowed_cpus, pin_to_cpu, Runner, RunnerConfig, RunnerStats};
 pub use source::{LentBuffers, PacketSource};
 pub use stats::{BrickStats, Counter, GraphDrop, SideCounters, GRAPH_DROP_REASONS};

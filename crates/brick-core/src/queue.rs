@@ -8,6 +8,9 @@
 //! The receiving end has a wake fd (an eventfd), so a runner whose graph holds a [`QueueRx`]
 //! can sleep and still be woken as soon as a burst arrives: the sender rings it only when
 //! its burst is the first in an empty ring, so a busy consumer costs no system call.
+//!
+//! [`queue_link`] makes the two-way version: a [`QueueLink`] in each graph, linked on one
+//! side, that stands in that graph for whatever the other end is linked to.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -201,6 +204,84 @@ impl Brick for QueueRx {
     }
 }
 
+/// One end of a two-way queue between two graphs ([`queue_link`]). Linked on its one side,
+/// it sends what it receives there to the other end's graph, and emits there what the other
+/// end was sent: in each graph it stands for the brick the other end is linked to.
+pub struct QueueLink {
+    tx: QueueTx,
+    rx: QueueRx,
+}
+
+/// Makes a two-way queue: two [`QueueLink`] ends, each with a [`queue_pair`] of `bursts`
+/// bursts towards the other. The first end is linked on its `first` side, the second on the
+/// opposite one (a brick's east side faces another's west side in each graph). Fails only
+/// when no eventfd can be made.
+pub fn queue_link(bursts: usize, first: Side) -> io::Result<(QueueLink, QueueLink)> {
+    let (a_tx, b_rx) = queue_pair(bursts)?;
+    let (b_tx, a_rx) = queue_pair(bursts)?;
+    Ok((
+        QueueLink { tx: a_tx, rx: a_rx.emit_on(first) },
+        QueueLink { tx: b_tx, rx: b_rx.emit_on(first.opposite()) },
+    ))
+}
+
+impl QueueLink {
+    /// The side this end is linked on.
+    pub fn side(&self) -> Side {
+        self.rx.side
+    }
+
+    /// Counters of what this end sends to the other.
+    pub fn sent_stats(&self) -> Arc<QueueStats> {
+        self.tx.stats()
+    }
+
+    /// Counters of what this end receives from the other.
+    pub fn received_stats(&self) -> Arc<QueueStats> {
+        self.rx.stats()
+    }
+}
+
+impl Brick for QueueLink {
+    fn kind(&self) -> &'static str {
+        "queue-link"
+    }
+
+    fn drop_reasons(&self) -> &'static [&'static str] {
+        QueueTxDrop::NAMES
+    }
+
+    fn max_ports(&self, side: Side) -> usize {
+        usize::from(side == self.rx.side)
+    }
+
+    fn process(&mut self, side: Side, port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
+        self.tx.process(side, port, pkts, out);
+    }
+
+    fn is_source(&self) -> bool {
+        true
+    }
+
+    fn wake_fd(&self) -> Option<RawFd> {
+        self.rx.wake_fd()
+    }
+
+    fn poll(&mut self, out: &mut Output<'_>) -> usize {
+        self.rx.poll(out)
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let (sent, got) = (&self.tx.stats, &self.rx.stats);
+        vec![format!(
+            "sent={} received={} full={}",
+            sent.carried.load(Ordering::Relaxed),
+            got.carried.load(Ordering::Relaxed),
+            sent.dropped_full.load(Ordering::Relaxed)
+        )]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +312,52 @@ mod tests {
         assert_eq!(stats.carried.load(Ordering::Relaxed), 2);
         g.inject(r, Side::East, 0, &mut burst(1)).unwrap();
         assert_eq!(g.stats(r).unwrap().drops_of(QueueRxDrop::OneWay.text()), Some(1));
+    }
+
+    /// A two-way queue carries each graph's packets to the other, on the side each end is
+    /// linked on, and refuses a link on its other side.
+    #[test]
+    fn a_link_carries_both_ways_on_its_linked_side() {
+        use crate::bricks::Nop;
+        let (west_end, east_end) = queue_link(4, Side::West).unwrap();
+        assert_eq!((west_end.side(), east_end.side()), (Side::West, Side::East));
+        let (sent_a, got_a) = (west_end.sent_stats(), west_end.received_stats());
+        let mut ga = Graph::new("a");
+        let mut gb = Graph::new("b");
+        let counter = |side: Side| {
+            let seen = Arc::new(AtomicU64::new(0));
+            let s = Arc::clone(&seen);
+            let b = crate::bricks::RxTx::new(
+                side,
+                |_: &mut Burst| {},
+                move |b: &mut Burst| {
+                    s.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    b.clear();
+                },
+            );
+            (b, seen)
+        };
+        let (peer, a_seen) = counter(Side::East);
+        let a_peer = ga.add("peer-a", peer).unwrap();
+        let a = ga.add("link", west_end).unwrap();
+        ga.link(a_peer, a).unwrap();
+        let b = gb.add("link", east_end).unwrap();
+        let (peer, b_seen) = counter(Side::West);
+        let b_peer = gb.add("peer-b", peer).unwrap();
+        gb.link(b, b_peer).unwrap();
+        // Nothing may join a link end on its other side.
+        let extra = ga.add("nop", Nop).unwrap();
+        assert!(ga.link(a, extra).is_err());
+        // a → b: what graph a sends into its end comes out of b's end, east.
+        ga.inject(a, Side::West, 0, &mut burst(3)).unwrap();
+        assert_eq!(gb.poll_all(), 3);
+        assert_eq!(b_seen.load(Ordering::Relaxed), 3);
+        // b → a: the reverse, out of a's end, west.
+        gb.inject(b, Side::East, 0, &mut burst(5)).unwrap();
+        assert_eq!(ga.poll_all(), 5);
+        assert_eq!(a_seen.load(Ordering::Relaxed), 5);
+        assert_eq!(sent_a.carried.load(Ordering::Relaxed), 3);
+        assert_eq!(got_a.carried.load(Ordering::Relaxed), 5);
+        assert_eq!(ga.brick_dyn(a).unwrap().describe(), ["sent=3 received=5 full=0"]);
     }
 }

@@ -66,6 +66,8 @@ pub(crate) struct NetVring {
     fast: Arc<FastIndexes>,
     /// The NIC's doorbell and gate: rung when the graph thread must look at the queue again.
     shared: Option<Arc<Shared>>,
+    /// Its place among the connection's vrings (RX even, TX odd).
+    index: usize,
 }
 
 thread_local! {
@@ -77,6 +79,8 @@ thread_local! {
 /// Runs `build` (which creates a rust-vmm daemon) and returns the vrings it created, in
 /// queue order, tied to `shared`'s doorbell.
 pub(crate) fn collect_vrings<R>(shared: &Arc<Shared>, build: impl FnOnce() -> R) -> (R, Vec<NetVring>) {
+    // A new connection: none of its RX queues runs yet.
+    shared.rx_running.store(0, Ordering::Release);
     BUILDING.with(|b| *b.borrow_mut() = Some((Arc::clone(shared), Vec::new())));
     let r = build();
     let vrings = BUILDING.with(|b| b.borrow_mut().take()).map(|(_, v)| v).unwrap_or_default();
@@ -92,6 +96,25 @@ impl NetVring {
     fn ring(&self) {
         if let Some(s) = &self.shared {
             s.wake();
+        }
+    }
+
+    /// Publishes whether this vring, if an RX queue, is running (started and enabled) in the
+    /// NIC's [`Shared::rx_running`] mask. Called after every change of either.
+    fn publish_running(&self) {
+        let Some(s) = &self.shared else { return };
+        if self.index % 2 != 0 || self.index / 2 >= MAX_QUEUE_PAIRS {
+            return;
+        }
+        let running = {
+            let st = self.inner.get_ref();
+            st.get_queue().ready() && st.is_enabled()
+        };
+        let bit = 1u64 << (self.index / 2);
+        if running {
+            s.rx_running.fetch_or(bit, Ordering::Release);
+        } else {
+            s.rx_running.fetch_and(!bit, Ordering::Release);
         }
     }
 
@@ -135,8 +158,11 @@ impl<'a> VringStateMutGuard<'a, Mem> for NetVring {
 impl VringT<Mem> for NetVring {
     fn new(mem: Mem, max_queue_size: u16) -> Result<Self, VirtQueError> {
         let inner = VringRwLock::new(mem, max_queue_size)?;
-        let shared = BUILDING.with(|b| b.borrow().as_ref().map(|(s, _)| Arc::clone(s)));
-        let v = NetVring { inner, kick: Arc::new(KickSlot::default()), fast: Arc::default(), shared };
+        let (shared, index) = BUILDING.with(|b| match b.borrow().as_ref() {
+            Some((s, list)) => (Some(Arc::clone(s)), list.len()),
+            None => (None, usize::MAX),
+        });
+        let v = NetVring { inner, kick: Arc::new(KickSlot::default()), fast: Arc::default(), shared, index };
         BUILDING.with(|b| {
             if let Some((_, list)) = b.borrow_mut().as_mut() {
                 list.push(v.clone());
@@ -169,6 +195,7 @@ impl VringT<Mem> for NetVring {
     }
     fn set_enabled(&self, enabled: bool) {
         self.change(|v| v.set_enabled(enabled));
+        self.publish_running();
         // A queue that starts may hold chains the guest will not kick for again.
         self.ring();
     }
@@ -196,6 +223,7 @@ impl VringT<Mem> for NetVring {
     }
     fn set_queue_ready(&self, ready: bool) {
         self.change(|v| v.set_queue_ready(ready));
+        self.publish_running();
         self.ring();
     }
     fn set_kick(&self, file: Option<File>) {
@@ -218,6 +246,7 @@ impl VringT<Mem> for NetVring {
         // sees this fd, so it would never start the queue).
         if start && !self.inner.get_ref().get_queue().ready() {
             self.change(|v| v.set_queue_ready(true));
+            self.publish_running();
         }
         self.ring();
     }
@@ -343,6 +372,10 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<NicStats>,
     /// Lock-free use of the current connection's running vrings (see the gate module).
     pub(crate) gate: Gate,
+    /// Bit `p` set while queue pair `p`'s RX queue runs (started and enabled) on the
+    /// current connection: which graph threads can take frames for the guest
+    /// ([`RxThreads`](crate::RxThreads)).
+    pub(crate) rx_running: AtomicU64,
 }
 
 /// A graph thread's doorbell: rung by the control thread when something changed.
@@ -362,6 +395,7 @@ impl Shared {
             slot: Mutex::new(None),
             stats: Arc::new(NicStats::default()),
             gate: Gate::new(threads),
+            rx_running: AtomicU64::new(0),
         })
     }
 

@@ -12,7 +12,8 @@
 //!   EVENT_IDX suppresses kicks while the graph is busy and interrupts are sent only when the
 //!   guest asked for them.
 //! - Several queue pairs can be served by several graph threads, one brick each
-//!   ([`VhostUserConfig::threads`], [`VhostUserNic::take_siblings`]).
+//!   ([`VhostUserConfig::threads`], [`VhostUserNic::take_siblings`]); in thread 0's graph a
+//!   [`VhostSpread`] brick spreads the guest's frames over the threads that run an RX queue.
 //! - virtio-net header offloads map onto [`brick_core::Meta`] (CSUM, TSO4/6).
 //! - QEMU 7.2 (Debian 12) interop: see [`proxy`].
 //!
@@ -26,9 +27,11 @@ mod nic;
 pub mod proxy;
 mod queue;
 pub mod ring;
+mod spread;
 #[doc(hidden)]
 pub mod testutil;
 pub mod wire;
 
 pub use backend::{NicStats, MAX_QUEUE_PAIRS, MAX_QUEUE_SIZE};
 pub use nic::{DropReason, Offloads, VhostError, VhostUserConfig, VhostUserNic, DROP_REASONS, TSO_DATA_ROOM};
+pub use spread::{flow_hash, RxThreads, SpreadDrop, VhostSpread};

@@ -184,6 +184,65 @@ fn two_graph_threads_each_serve_their_queue_pair() {
     assert!(!sock.exists(), "socket file left behind");
 }
 
+/// A device served by two graph threads behind a spread brick in thread 0's graph, as
+/// butterflyd runs it: the sibling's frames cross to thread 0 through a queue link, an echo
+/// sends every frame back, and the spread brick hands each flow to one of the two threads,
+/// so both queue pairs carry frames both ways and the sibling's RX frames crossed back.
+#[test]
+fn a_spread_brick_hands_flows_to_both_threads() {
+    use brick_vhost::VhostSpread;
+    let dir = TempDir::new("vu-spread");
+    let sock = dir.path("vm.sock");
+    let mut c = cfg("vu-spread");
+    c.queue_pairs = 2;
+    c.threads = 2;
+    let mut nic = VhostUserNic::server(&sock, c).unwrap();
+    let sibling = nic.take_siblings().unwrap().pop().unwrap();
+    let stats = [nic.stats(), sibling.stats()];
+    let rx = nic.rx_threads();
+    assert_eq!(rx.running(), 0, "nothing runs before a driver connects");
+    let (to_sibling, from_owner) = brick_core::queue_link(64, Side::West).unwrap();
+
+    let mut g = Graph::new("owner");
+    let echo = g.add("echo", Echo).unwrap();
+    let spread = g.add("spread", VhostSpread::new(rx.clone())).unwrap();
+    let vm = g.add("vm", nic).unwrap();
+    let link = g.add("to-sibling", to_sibling).unwrap();
+    g.link(echo, spread).unwrap();
+    for (t, b) in [vm, link].into_iter().enumerate() {
+        let (port, _) = g.link(spread, b).unwrap();
+        g.brick_mut::<VhostSpread>(spread).unwrap().set_thread_port(t, port);
+    }
+    let mut g1 = Graph::new("sibling");
+    let end = g1.add("from-owner", from_owner).unwrap();
+    let vm1 = g1.add("vm", sibling).unwrap();
+    g1.link(end, vm1).unwrap();
+    let owner = Runner::spawn(g, RunnerConfig::default()).unwrap();
+    let other = Runner::spawn(g1, RunnerConfig::default()).unwrap();
+
+    let pmd = TestPmd::start_queues(&sock, false, &dir.path("pmd.log"), "spr", "flowgen", 2, &[]);
+    for (t, s) in stats.iter().enumerate() {
+        expect_traffic(s, (0, 0), &format!("graph thread {t}"), &pmd);
+    }
+    assert_eq!(rx.running(), 0b11, "both threads run an RX queue");
+    std::thread::sleep(Duration::from_secs(1));
+    let out = pmd.stop();
+    for (q, rx, tx) in stream_totals(&out) {
+        assert!(tx > 1000 && rx > 1000, "queue pair {q}: {tx} sent, {rx} received\n{}", tail(&out, 30));
+    }
+    let g = owner.stop().unwrap();
+    let sent = g.brick::<VhostSpread>(spread).unwrap().sent().to_vec();
+    assert!(sent.iter().all(|&n| n > 1000), "frames towards each thread: {sent:?}");
+    // Thread 1 wrote into the guest exactly what the spread brick sent it, less what its
+    // ring had no room for.
+    let s1 = &stats[1];
+    let dropped: u64 = (0..brick_vhost::DROP_REASONS.len()).map(|i| s1.drop_count(i)).sum();
+    assert!(s1.rx_packets.get() + dropped <= sent[1] && s1.rx_packets.get() > 1000);
+    drop(other);
+    drop(g);
+    assert_eq!(rx.running(), 0, "nothing runs once the connection is gone");
+}
+
 #[test]
 fn client_mode_connects_to_a_waiting_frontend() {
     // Backend restarts in client mode are tested with QEMU (tests/guest_pair.rs): DPDK

@@ -231,6 +231,7 @@ impl ControlCtx {
         daemon.request_shutdown();
         let _ = daemon.wait();
         self.shared.publish(None);
+        self.shared.rx_running.store(0, Ordering::Release);
         stats.connected.store(false, Ordering::Relaxed);
         stats.acked_features.store(0, Ordering::Relaxed);
         stats.disconnections.fetch_add(1, Ordering::Relaxed);

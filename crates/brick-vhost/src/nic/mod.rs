@@ -236,6 +236,12 @@ impl VhostUserNic {
         Ok(siblings)
     }
 
+    /// Which of the device's graph threads run an RX queue now, for a
+    /// [`VhostSpread`](crate::VhostSpread) in thread 0's graph.
+    pub fn rx_threads(&self) -> crate::RxThreads {
+        crate::RxThreads::new(Arc::clone(&self.shared), self.cfg.threads as usize)
+    }
+
     /// The configured MAC address.
     pub fn mac(&self) -> [u8; 6] {
         self.cfg.mac
