@@ -142,9 +142,16 @@ pub struct Cli {
     #[arg(long = "poll-spin")]
     pub poll_spin: Option<u64>,
     /// Queue pairs offered to each vhost-user VM (1 to 8, default 1). A guest with several
-    /// vCPUs and multiqueue on spreads its flows over them; the NIC's worker polls them all.
+    /// vCPUs and multiqueue on spreads its flows over them; the NIC's worker polls them all
+    /// (with --vhost-spread, several workers share them).
     #[arg(long = "vhost-queue-pairs")]
     pub vhost_queue_pairs: Option<u16>,
+    /// Serve each vhost-user NIC's queue pairs from several workers (as many as there are
+    /// pairs, at most --workers): the other workers copy frames into and out of the guest,
+    /// the NIC's own worker keeps its firewall and its VNI's switch. Needs --workers and
+    /// --vhost-queue-pairs of 2 or more.
+    #[arg(long = "vhost-spread")]
+    pub vhost_spread: bool,
     /// Address of the Prometheus metrics endpoint ("off" to disable). Default 127.0.0.1:9991.
     #[arg(long = "metrics")]
     pub metrics: Option<String>,
@@ -294,6 +301,8 @@ pub struct Config {
     pub poll_spin: std::time::Duration,
     /// Queue pairs offered to each vhost-user VM (1 to [`MAX_VHOST_QUEUE_PAIRS`]).
     pub vhost_queue_pairs: u16,
+    /// Each vhost-user NIC's queue pairs served by min(pairs, workers) workers.
+    pub vhost_spread: bool,
     /// Data-plane worker threads (graphs), at least 1.
     pub workers: usize,
     /// BUM mode of the VNIs without a setting of their own.
@@ -321,15 +330,7 @@ fn underlay_trace_config(
     cli_path: Option<PathBuf>,
     get: &dyn Fn(&str, &[&str]) -> Option<String>,
 ) -> Result<UnderlayTrace, ConfigError> {
-    let on = cli_on
-        || match get("general", &["underlay-trace"]) {
-            None => false,
-            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "true" | "yes" | "on" | "1" => true,
-                "false" | "no" | "off" | "0" => false,
-                _ => return Err(bad("underlay-trace", format!("{v:?}: use true or false"))),
-            },
-        };
+    let on = cli_on || ini_bool(get, "underlay-trace")?;
     let path = cli_path
         .or_else(|| get("general", &["underlay-trace-path"]).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_UNDERLAY_TRACE_PATH));
@@ -337,6 +338,18 @@ fn underlay_trace_config(
         return Err(bad("--underlay-trace-path", "empty path"));
     }
     Ok(UnderlayTrace { on, path })
+}
+
+/// The INI's boolean `key` in `[general]`: false when absent.
+fn ini_bool(get: &dyn Fn(&str, &[&str]) -> Option<String>, key: &str) -> Result<bool, ConfigError> {
+    match get("general", &[key]) {
+        None => Ok(false),
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok(true),
+            "false" | "no" | "off" | "0" => Ok(false),
+            _ => Err(bad(key, format!("{v:?}: use true or false"))),
+        },
+    }
 }
 
 /// Where and how EVPN meets FRR.
@@ -405,6 +418,16 @@ impl Config {
         let bum = bum_default(&cli.bum_mode, &cli.flood_vteps, &get, ip)?;
         let evpn = evpn_config(&cli, &get)?;
         let vhost_queue_pairs = vhost_queue_pairs(&cli, &get)?;
+        let vhost_spread = cli.vhost_spread || ini_bool(&get, "vhost-spread")?;
+        if vhost_spread && (underside.workers < 2 || vhost_queue_pairs < 2) {
+            return Err(bad(
+                "--vhost-spread",
+                format!(
+                    "needs --workers and --vhost-queue-pairs of 2 or more (got {} and {vhost_queue_pairs})",
+                    underside.workers
+                ),
+            ));
+        }
         Ok(Config {
             ip,
             underlay_prefix,
@@ -428,6 +451,7 @@ impl Config {
             busy_poll: cli.busy_poll,
             poll_spin,
             vhost_queue_pairs,
+            vhost_spread,
             workers: underside.workers,
             bum,
             evpn,
@@ -843,6 +867,15 @@ mod tests {
         assert_eq!(e.option, "--poll-spin", "{e}");
         assert_eq!(c.workers, 1);
         assert_eq!(parse(&["--no-state", "--workers", "2"]).unwrap().workers, 2);
+        assert!(!c.vhost_spread);
+        let spread = ["--no-state", "--vhost-spread", "--workers", "2", "--vhost-queue-pairs", "2"];
+        assert!(parse(&spread).unwrap().vhost_spread);
+        // Nothing to spread over: refused, naming the option and what it lacks.
+        for lacking in [&spread[..4], &[spread[0], spread[1], spread[4], spread[5]][..]] {
+            let e = parse(lacking).unwrap_err();
+            assert_eq!(e.option, "--vhost-spread", "{lacking:?}: {e}");
+            assert!(e.to_string().contains("2 or more"), "{e}");
+        }
     }
 
     #[test]
@@ -878,8 +911,13 @@ mod tests {
         assert_eq!(c.underlay_prefix, 64);
         assert_eq!(c.workers, 3);
         assert_eq!(c.vhost_queue_pairs, 2);
+        assert!(!c.vhost_spread);
         let c = parse(&["-c", f.to_str().unwrap(), "--workers", "2", "--no-state"]).unwrap();
         assert_eq!(c.workers, 2, "the command line wins");
+        std::fs::write(&f, "[general]\nworkers = 2\nvhost-queue-pairs = 2\nvhost-spread = yes\n").unwrap();
+        assert!(parse(&["-c", f.to_str().unwrap(), "--no-state"]).unwrap().vhost_spread);
+        std::fs::write(&f, "[general]\nvhost-spread = maybe\n").unwrap();
+        assert_eq!(parse(&["-c", f.to_str().unwrap(), "--no-state"]).unwrap_err().option, "vhost-spread");
         std::fs::write(&f, "[general]\nworkers = many\n").unwrap();
         assert_eq!(parse(&["-c", f.to_str().unwrap(), "--no-state"]).unwrap_err().option, "--workers");
     }

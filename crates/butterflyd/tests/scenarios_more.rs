@@ -300,6 +300,22 @@ impl Guest {
         tag: &str,
         queues: u16,
     ) -> Guest {
+        Self::start_mode(sock, mac, peer, cpu, log, tag, queues, &["--forward-mode=flowgen"])
+    }
+
+    /// Like [`start_queues`](Self::start_queues) in forwarding mode `mode` (testpmd's
+    /// arguments).
+    #[allow(clippy::too_many_arguments)]
+    fn start_mode(
+        sock: &Path,
+        mac: &str,
+        peer: &str,
+        cpu: usize,
+        log: PathBuf,
+        tag: &str,
+        queues: u16,
+        mode: &[&str],
+    ) -> Guest {
         let prefix = format!("bs12{tag}{}", std::process::id());
         let cq = if queues > 1 { ",cq=1" } else { "" };
         let vdev =
@@ -310,7 +326,8 @@ impl Guest {
             .args(["-oL", "dpdk-testpmd", "-l", "0,1", "--main-lcore", &(1 - cpu).to_string()])
             .args(["--no-pci", "--no-huge", "-m", "256"])
             .args(["--file-prefix", &prefix, "--vdev", &vdev, "--"])
-            .args(["--forward-mode=flowgen", &format!("--eth-peer=0,{peer}"), "--stats-period", "1"])
+            .args(mode)
+            .args([&format!("--eth-peer=0,{peer}"), "--stats-period", "1"])
             .args(["--total-num-mbufs=4096", "--txd=256", "--rxd=256"])
             .args([format!("--rxq={queues}"), format!("--txq={queues}")])
             .stdin(Stdio::null())
@@ -481,4 +498,128 @@ fn vhost_nics_carry_traffic_on_two_queue_pairs() {
             );
         }
     }
+}
+
+/// The DOT label of brick `name` in `status` (one line per brick).
+fn brick_label<'a>(status: &'a str, name: &str) -> &'a str {
+    let key = format!("label=\"{{{name}|");
+    status.lines().find(|l| l.contains(&key)).unwrap_or_else(|| panic!("no brick {name} in:\n{status}"))
+}
+
+/// The numbers after `key` (`key=1,2`) in a brick's label.
+fn label_list(label: &str, key: &str) -> Vec<u64> {
+    let at = label.find(key).unwrap_or_else(|| panic!("no {key} in {label}")) + key.len();
+    label[at..]
+        .split(|c: char| !(c.is_ascii_digit() || c == ','))
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(|n| n.parse().unwrap_or(0))
+        .collect()
+}
+
+/// `--vhost-spread` (issue #15): with two workers and two queue pairs, each vhost-user NIC's
+/// second pair is served by the other worker, which copies frames into and out of the guest
+/// and hands them to the NIC's worker (firewall, switch) through a queue. Two guests behind
+/// security groups: one running both pairs, whose flows go out through both workers and
+/// come back spread over both; one running a single pair (as a one-vCPU guest does), which
+/// gets everything on it and loses nothing to the idle pair.
+#[test]
+fn spread_nics_carry_filtered_traffic_through_both_workers() {
+    let d = Daemon::start(&["--no-state", "--workers", "2", "--vhost-queue-pairs", "2", "--vhost-spread"]);
+    let logs = tempfile::tempdir().unwrap();
+    d.ok(&["sg", "add", "sg-all"]);
+    d.ok(&["sg", "rule", "add", "sg-all", "--dir", "in", "--ip-proto", "all", "--cidr", "0.0.0.0/0"]);
+    // The second guest sends its first burst from 32 addresses, all its NIC's (testpmd
+    // 22.11's multi-flow: frame k from 198.18.k.x, x its forwarding lcore plus the
+    // destination's last byte).
+    let socks = [1u8, 2].map(|i| {
+        let id = format!("nic-{i}");
+        let ips: Vec<String> = match i {
+            1 => vec!["198.18.0.1".into()],
+            _ => (0..32).map(|k| format!("198.18.{k}.2")).collect(),
+        };
+        let mut args = vec!["nic", "add", "--id", &id, "--vni", "42", "--sg", "sg-all"];
+        let m = mac(i);
+        args.extend(["--mac", &m]);
+        for ip in &ips {
+            args.extend(["--ip", ip]);
+        }
+        PathBuf::from(d.ok(&args).trim())
+    });
+    // Each guest swaps what it receives back to its sender (5tswap: MACs, addresses and
+    // ports, so the other NIC's firewall sees the answers of its connections); the second
+    // guest, started once the first is up, sends the first frames (a burst per queue, one
+    // flow per frame), which then go back and forth for ever.
+    let mode = ["--forward-mode=5tswap", "--txonly-multi-flow"];
+    let start = |i: usize, queues: u16, first: &[&str]| {
+        let (me, peer) = (mac(i as u8 + 1), mac(2 - i as u8));
+        let log = logs.path().join(format!("spread{i}.log"));
+        Guest::start_mode(
+            &socks[i],
+            &me,
+            &peer,
+            i,
+            log,
+            &format!("sp{i}"),
+            queues,
+            &[&mode[..], first].concat(),
+        )
+    };
+    let first = start(0, 2, &[]);
+    assert!(
+        vhost::wait_until(Duration::from_secs(20), || d.ok(&["status"]).contains("running=0x3")),
+        "the first guest's two RX queues run"
+    );
+    let mut guests = [first, start(1, 1, &["--tx-first", "--tx-ip=198.18.0.2,198.18.0.1"])];
+    for (i, g) in guests.iter_mut().enumerate() {
+        g.wait_traffic(&format!("guest {} behind a spread NIC", i + 1), 0);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let status = d.ok(&["status"]);
+    // Guest 1's frames for it went to both threads; guest 2's only to the thread of its one
+    // running pair.
+    let to = |nic: &str| label_list(brick_label(&status, &format!("spread-{nic}")), "to threads=");
+    let (one, two) = (to("nic-1"), to("nic-2"));
+    assert!(one.len() == 2 && one.iter().all(|&n| n > 1000), "spread-nic-1 sent {one:?}\n{status}");
+    assert!(two.len() == 2 && two[0] > 1000 && two[1] == 0, "spread-nic-2 sent {two:?}\n{status}");
+    // Each thread's brick is in its own worker's graph and carried its own pair's frames.
+    let pairs = |name: &str| {
+        let l = brick_label(&status, name);
+        (label_list(l, " rx="), label_list(l, " tx="))
+    };
+    for (name, pair) in [("vm-nic-1", 0), ("vm-nic-1.1", 1)] {
+        let worker = format!("w{pair}_");
+        assert!(
+            brick_label(&status, name).trim_start().starts_with(&worker),
+            "{name} not on {worker}\n{status}"
+        );
+        let (rx, tx) = pairs(name);
+        assert!(rx[pair] > 1000 && tx[pair] > 1000, "{name}: rx {rx:?} tx {tx:?}\n{status}");
+        assert_eq!(rx[1 - pair] + tx[1 - pair], 0, "{name} used the other pair\n{status}");
+    }
+    for name in ["vm-nic-1", "vm-nic-1.1", "vm-nic-2", "vm-nic-2.1"] {
+        assert!(!brick_label(&status, name).contains("drop not ready"), "{name} dropped\n{status}");
+    }
+    // Both ways, every frame crossed the NIC's firewall, on its worker.
+    let fw = brick_label(&status, "fw-nic-1");
+    let ins: Vec<u64> = fw.match_indices(" in:").map(|(at, _)| label_list(&fw[at..], " in:")[0]).collect();
+    assert!(ins.len() == 2 && ins.iter().all(|&n| n > 1000), "fw-nic-1 took {ins:?}\n{status}");
+    let stats = d.ok(&["nic", "stats", "nic-1"]);
+    assert!(stats.contains("in: ") && !stats.contains("in: 0\n"), "{stats}");
+    // The guests' own counts: guest 1 sent and received on both pairs (testpmd prints
+    // per-queue totals only with several), guest 2 on its one.
+    let [one, two] = guests;
+    assert!(two.received() > 1000, "guest 2 received {}", two.received());
+    drop(two);
+    let out = one.stop();
+    let streams = vhost::stream_totals(&out);
+    assert_eq!(streams.len(), 2, "guest 1: one stream per pair\n{out}");
+    for (q, rx, tx) in streams {
+        assert!(rx > 1000 && tx > 1000, "guest 1 pair {q}: {tx} sent, {rx} received\n{out}");
+    }
+    // Deleting a spread NIC takes its bricks out of both workers' graphs.
+    d.ok(&["nic", "del", "nic-1"]);
+    let status = d.ok(&["status"]);
+    assert!(!status.contains("nic-1"), "nic-1's bricks left:\n{status}");
 }

@@ -215,6 +215,9 @@ pub enum NicError {
     /// A BENCH NIC's endpoint could not be built.
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
+    /// The queue between a spread vhost-user NIC's workers could not be made (no eventfd).
+    #[error("queue to another worker (--vhost-spread): {0}")]
+    SpreadQueue(#[source] std::io::Error),
     /// A BENCH NIC was asked for a VM endpoint: a bug in the caller.
     #[error("internal: a BENCH NIC is no VM endpoint")]
     BenchNotVm,

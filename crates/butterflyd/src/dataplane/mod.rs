@@ -91,6 +91,8 @@ pub struct Dataplane {
     vm_mtu: Option<u16>,
     /// Queue pairs offered to vhost-user VMs.
     vhost_queue_pairs: u16,
+    /// Each vhost-user NIC's pairs served by several workers (`--vhost-spread`).
+    vhost_spread: bool,
     /// The underlay trace.
     underlay_trace: UnderlayTracer,
 }
@@ -155,6 +157,7 @@ impl Dataplane {
             generations: 0,
             vm_mtu,
             vhost_queue_pairs: cfg.vhost_queue_pairs,
+            vhost_spread: cfg.vhost_spread,
             underlay_trace,
         })
     }
@@ -407,8 +410,12 @@ impl Dataplane {
     /// Byte counters of a NIC's endpoint.
     pub fn counters(&self, id: &str) -> Option<NicCounters> {
         let n = self.nics.get(id)?;
-        let west = n.endpoint_stats.side(Side::West);
-        Some(NicCounters { from_vm_bytes: west.bytes_out.get(), to_vm_bytes: west.bytes_in.get() })
+        // A spread NIC's threads each count their own queue pairs' frames.
+        let sides = std::iter::once(&n.endpoint_stats).chain(n.siblings.iter().map(|s| &s.stats));
+        Some(sides.map(|s| s.side(Side::West)).fold(NicCounters::default(), |c, west| NicCounters {
+            from_vm_bytes: c.from_vm_bytes + west.bytes_out.get(),
+            to_vm_bytes: c.to_vm_bytes + west.bytes_in.get(),
+        }))
     }
 
     /// A BENCH NIC's figures; `None` for other NICs.

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use brick_core::bricks::{Flipped, Sniffer, SnifferDirection};
-use brick_core::{Brick, BrickId, BrickStats, Graph, PacketPool, Side};
+use brick_core::{queue_link, Brick, BrickId, BrickStats, Graph, PacketPool, QueueLink, Side};
 use brick_firewall::{AntiSpoof, AntiSpoofOptions, CompiledRuleset, Firewall, FirewallConfig, ImportSummary};
 use brick_nic::{TapConfig, TapNic, TapOffloads};
 use brick_switch::{Switch, SwitchConfig};
-use brick_vhost::{Offloads, VhostUserConfig, VhostUserNic};
+use brick_vhost::{Offloads, VhostSpread, VhostUserConfig, VhostUserNic};
 use brick_vtep::{VniOptions, Vtep};
 use butterfly_api::{NicInfo, NicType};
 
@@ -33,8 +33,35 @@ pub(super) struct NicBricks {
     pub(super) sniffer_path: Option<String>,
     pub(super) endpoint: BrickId,
     pub(super) endpoint_stats: Arc<BrickStats>,
+    /// The brick the NIC's chain ends on: its spread brick (`--vhost-spread`), or the endpoint.
+    front: BrickId,
+    /// The spread brick and its queue links, in the NIC's worker's graph.
+    spread: Vec<BrickId>,
+    /// The bricks of its other threads, in other workers' graphs (`--vhost-spread`).
+    pub(super) siblings: Vec<SiblingBricks>,
     /// A BENCH NIC's role and figures.
     pub(super) bench: Option<crate::bench::BenchHandle>,
+}
+
+/// A spread vhost-user NIC's bricks in another worker's graph: thread `t`'s brick and its
+/// end of the queue link to the NIC's worker.
+#[derive(Debug, Clone)]
+pub(super) struct SiblingBricks {
+    worker: usize,
+    bricks: Vec<BrickId>,
+    pub(super) stats: Arc<BrickStats>,
+}
+
+/// Bursts in flight on each queue between a spread NIC's workers, each way.
+const SPREAD_QUEUE_BURSTS: usize = 64;
+
+/// A vhost-user NIC served by several workers (`--vhost-spread`), built: the spread brick
+/// and the queue links for the NIC's worker's graph, and for each other thread its worker,
+/// its brick and its end of the link.
+struct SpreadParts {
+    spread: VhostSpread,
+    owner_links: Vec<QueueLink>,
+    siblings: Vec<(usize, VhostUserNic, QueueLink)>,
 }
 
 /// The parts of a NIC that need its bricks rebuilt when they change.
@@ -73,6 +100,10 @@ struct AddedNic {
     sniffer: Option<BrickId>,
     endpoint: BrickId,
     endpoint_stats: Arc<BrickStats>,
+    front: BrickId,
+    spread: Vec<BrickId>,
+    /// Its trace's file, set once the graph change returned.
+    sniffer_path: Option<String>,
 }
 
 /// A NIC's anti-spoofing (none when it bypasses filtering): its MAC, IPs, the EUI-64
@@ -105,6 +136,15 @@ struct NicParts {
     antispoof: Option<AntiSpoof>,
     sniffer: Option<Sniffer>,
     endpoint: Box<dyn Brick>,
+    /// The spread brick and its queue links (`--vhost-spread`).
+    spread: Option<(VhostSpread, Vec<QueueLink>)>,
+}
+
+/// What stands for a NIC's VM, built.
+struct Endpoint {
+    brick: Box<dyn Brick>,
+    bench: Option<crate::bench::BenchHandle>,
+    spread: Option<SpreadParts>,
 }
 
 /// The switch a NIC joins: its VNI's, or a new one for a VNI's first NIC.
@@ -171,13 +211,67 @@ fn link_nic(
     let antispoof = parts.antispoof.map(|a| add(g, format!("antispoof-{id}"), Box::new(a))).transpose()?;
     let sniffer = parts.sniffer.map(|s| add(g, format!("sniff-{id}"), Box::new(s))).transpose()?;
     let endpoint = add(g, format!("vm-{id}"), parts.endpoint)?;
-    let chain: Vec<BrickId> = [firewall, antispoof, sniffer, Some(endpoint)].into_iter().flatten().collect();
+    let mut spread = Vec::new();
+    if let Some((brick, links)) = parts.spread {
+        // Thread 0's brick on east port 0, the link to thread t's on port t.
+        let s = add(g, format!("spread-{id}"), Box::new(brick))?;
+        spread.push(s);
+        let ends = std::iter::once(endpoint);
+        let links = links
+            .into_iter()
+            .enumerate()
+            .map(|(k, l)| add(g, format!("q-vm-{id}.{}", k + 1), Box::new(l)))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (t, b) in ends.chain(links.iter().copied()).enumerate() {
+            let (port, _) = g.link(s, b)?;
+            g.brick_mut::<VhostSpread>(s)?.set_thread_port(t, port);
+        }
+        spread.extend(links);
+    }
+    let front = spread.first().copied().unwrap_or(endpoint);
+    let chain: Vec<BrickId> = [firewall, antispoof, sniffer, Some(front)].into_iter().flatten().collect();
     let (switch_port, _) = g.link(switch, chain[0])?;
     g.chain(&chain)?;
     // The VM's MAC is pinned to its port: a frame from the wire (or another VM) with that
     // source cannot move it and draw the VM's traffic away. Unlinking the port forgets it.
     g.brick_mut::<Switch>(switch)?.add_static(vm_mac, Side::East, switch_port)?;
-    Ok(AddedNic { switch, firewall, antispoof, sniffer, endpoint, endpoint_stats: g.stats(endpoint)? })
+    Ok(AddedNic {
+        switch,
+        firewall,
+        antispoof,
+        sniffer,
+        endpoint,
+        endpoint_stats: g.stats(endpoint)?,
+        front,
+        spread,
+        sniffer_path: None,
+    })
+}
+
+/// Adds thread `t`'s brick of spread NIC `id`, behind its end of the queue link to the NIC's
+/// worker, to another worker's graph `g`; on failure, removes what it added.
+fn insert_sibling(
+    g: &mut Graph,
+    id: &str,
+    t: usize,
+    nic: VhostUserNic,
+    end: QueueLink,
+) -> Result<(Vec<BrickId>, Arc<BrickStats>), GraphChangeError> {
+    let mut added = Vec::new();
+    let result = (|| {
+        let l = g.add(format!("q-vm-{id}.{t}"), end)?;
+        added.push(l);
+        let v = g.add(format!("vm-{id}.{t}"), nic)?;
+        added.push(v);
+        g.link(l, v)?;
+        Ok((vec![v, l], g.stats(v)?))
+    })();
+    if result.is_err() {
+        for b in added.into_iter().rev() {
+            let _ = g.remove(b);
+        }
+    }
+    result
 }
 
 /// Every NIC's firewall: with mid-stream TCP pickup, so that after a crash (no saved
@@ -254,20 +348,49 @@ impl Dataplane {
         Ok(Some(tap))
     }
 
-    /// The brick standing for the VM of NIC `info`, and a BENCH NIC's handle.
-    fn endpoint(
-        &self,
-        info: &NicInfo,
-    ) -> Result<(Box<dyn Brick>, Option<crate::bench::BenchHandle>), DataplaneError> {
+    /// The brick standing for the VM of NIC `info`, a BENCH NIC's handle, and a spread
+    /// vhost-user NIC's other parts.
+    fn endpoint(&self, info: &NicInfo) -> Result<Endpoint, DataplaneError> {
         let id = &info.spec.id;
         if info.spec.nic_type == NicType::Bench {
             let (brick, handle) = crate::bench::endpoint(info, &self.pool).map_err(|e| nic_err(id, e))?;
-            return Ok((brick, Some(handle)));
+            return Ok(Endpoint { brick, bench: Some(handle), spread: None });
         }
-        self.vm_endpoint(info).map(|b| (b, None))
+        let (brick, spread) = self.vm_endpoint(info)?;
+        Ok(Endpoint { brick, bench: None, spread })
     }
 
-    fn vm_endpoint(&self, info: &NicInfo) -> Result<Box<dyn Brick>, DataplaneError> {
+    /// Graph threads serving each vhost-user NIC: one, or with `--vhost-spread` one per
+    /// queue pair up to the workers.
+    fn vhost_threads(&self) -> u16 {
+        match self.vhost_spread {
+            true => self.vhost_queue_pairs.min(self.workers.len() as u16).max(1),
+            false => 1,
+        }
+    }
+
+    /// The spread brick, queue links and other threads' bricks of a vhost-user NIC served
+    /// by several threads; `None` with one.
+    fn spread_of(&self, id: &str, nic: &mut VhostUserNic) -> Result<Option<SpreadParts>, DataplaneError> {
+        let siblings = nic.take_siblings().map_err(|e| nic_err(id, e))?;
+        if siblings.is_empty() {
+            return Ok(None);
+        }
+        let mut parts = SpreadParts {
+            spread: VhostSpread::new(nic.rx_threads()),
+            owner_links: Vec::new(),
+            siblings: Vec::new(),
+        };
+        for (k, sibling) in siblings.into_iter().enumerate() {
+            let (owner_end, sibling_end) = queue_link(SPREAD_QUEUE_BURSTS, Side::West)
+                .map_err(|e| nic_err(id, NicError::SpreadQueue(e)))?;
+            parts.owner_links.push(owner_end);
+            parts.siblings.push((k + 1, sibling, sibling_end));
+        }
+        Ok(Some(parts))
+    }
+
+    fn vm_endpoint(&self, info: &NicInfo) -> Result<(Box<dyn Brick>, Option<SpreadParts>), DataplaneError> {
         let id = &info.spec.id;
         let mac = info.spec.mac.octets();
         match info.spec.nic_type {
@@ -286,6 +409,7 @@ impl Dataplane {
                 // The guest's MTU, offered with VIRTIO_NET_F_MTU.
                 vcfg.mtu = self.vm_mtu;
                 vcfg.queue_pairs = self.vhost_queue_pairs;
+                vcfg.threads = self.vhost_threads();
                 // With a DPDK underlay, small frames go straight into the port's mbufs.
                 vcfg.lent = self.lent.clone();
                 let nic = if info.spec.vhost_user_client {
@@ -297,7 +421,9 @@ impl Dataplane {
                 } else {
                     VhostUserNic::server(&path, vcfg)
                 };
-                Ok(Box::new(nic.map_err(|e| nic_err(id, e))?))
+                let mut nic = nic.map_err(|e| nic_err(id, e))?;
+                let spread = self.spread_of(id, &mut nic)?;
+                Ok((Box::new(nic), spread))
             }
             NicType::Tap => {
                 // With offloads, the VM's kernel hands over TCP super-frames (TSO) with GSO
@@ -339,7 +465,7 @@ impl Dataplane {
                     tap.set_persistent(true).map_err(|e| nic_err(id, e))?;
                 }
                 // A TAP brick faces east (a physical NIC); as a VM endpoint it must face west.
-                Ok(Box::new(Flipped::new(tap)))
+                Ok((Box::new(Flipped::new(tap)), None))
             }
             NicType::Bench => Err(nic_err(id, NicError::BenchNotVm)),
         }
@@ -348,31 +474,22 @@ impl Dataplane {
     fn add_nic(&mut self, info: &NicInfo, rules: Option<CompiledRuleset>) -> Result<(), DataplaneError> {
         let id = info.spec.id.clone();
         let vni = info.spec.vni;
-        let (endpoint, bench) = self.endpoint(info)?;
-        let parts = NicParts {
-            firewall: self.nic_firewall(info, rules),
-            antispoof: nic_antispoof(info)?,
-            sniffer: nic_sniffer(info)?,
-            endpoint,
-        };
-        let sniffer_path = parts.sniffer.as_ref().map(|_| info.packet_trace_path.clone());
-        let switch = match self.vnis.get(&vni) {
-            Some(v) => SwitchOf::Existing(v.switch),
-            None => SwitchOf::New(Box::new(self.new_switch().map_err(|e| nic_err(&id, e))?)),
-        };
+        let Endpoint { brick: endpoint, bench, spread } = self.endpoint(info)?;
         let worker = self.owner(vni);
-        let place = NicPlace {
-            id: id.clone(),
-            vni,
-            vm_mac: info.spec.mac.octets(),
-            vtep: self.workers[worker].vtep,
-            bum: self.vni_options(vni),
-            switch,
+        // A spread NIC's other threads first: they get frames only once its spread brick
+        // links to them.
+        let (spread, siblings) = match spread {
+            Some(p) => (Some((p.spread, p.owner_links)), self.insert_siblings(&id, worker, p.siblings)?),
+            None => (None, Vec::new()),
         };
-        let added = self.workers[worker]
-            .handle
-            .exec(move |g| insert_nic(g, place, parts))?
-            .map_err(|source| DataplaneError::NicGraph { id: id.clone(), source })?;
+        let added = self.insert_owned(info, rules, endpoint, spread, worker);
+        let added = match added {
+            Ok(a) => a,
+            Err(e) => {
+                drop(self.remove_siblings(&siblings));
+                return Err(e);
+            }
+        };
         if !self.vnis.contains_key(&vni) {
             self.generations += 1;
         }
@@ -387,13 +504,99 @@ impl Dataplane {
                 firewall: added.firewall,
                 antispoof: added.antispoof,
                 sniffer: added.sniffer,
-                sniffer_path,
+                sniffer_path: added.sniffer_path,
                 endpoint: added.endpoint,
                 endpoint_stats: added.endpoint_stats,
+                front: added.front,
+                spread: added.spread,
+                siblings,
                 bench,
             },
         );
         Ok(())
+    }
+
+    /// Builds NIC `info`'s firewall, anti-spoofing and trace and puts them, with its
+    /// endpoint (and spread brick), into the graph of its worker `worker`.
+    fn insert_owned(
+        &mut self,
+        info: &NicInfo,
+        rules: Option<CompiledRuleset>,
+        endpoint: Box<dyn Brick>,
+        spread: Option<(VhostSpread, Vec<QueueLink>)>,
+        worker: usize,
+    ) -> Result<AddedNic, DataplaneError> {
+        let id = info.spec.id.clone();
+        let vni = info.spec.vni;
+        let parts = NicParts {
+            firewall: self.nic_firewall(info, rules),
+            antispoof: nic_antispoof(info)?,
+            sniffer: nic_sniffer(info)?,
+            endpoint,
+            spread,
+        };
+        let sniffer_path = parts.sniffer.as_ref().map(|_| info.packet_trace_path.clone());
+        let switch = match self.vnis.get(&vni) {
+            Some(v) => SwitchOf::Existing(v.switch),
+            None => SwitchOf::New(Box::new(self.new_switch().map_err(|e| nic_err(&id, e))?)),
+        };
+        let place = NicPlace {
+            id: id.clone(),
+            vni,
+            vm_mac: info.spec.mac.octets(),
+            vtep: self.workers[worker].vtep,
+            bum: self.vni_options(vni),
+            switch,
+        };
+        let mut added = self.workers[worker]
+            .handle
+            .exec(move |g| insert_nic(g, place, parts))?
+            .map_err(|source| DataplaneError::NicGraph { id: id.clone(), source })?;
+        added.sniffer_path = sniffer_path;
+        Ok(added)
+    }
+
+    /// Puts a spread NIC's other threads' bricks into their workers' graphs (thread `t` on
+    /// worker `owner + t`); on failure, takes out those already in.
+    fn insert_siblings(
+        &self,
+        id: &str,
+        owner: usize,
+        siblings: Vec<(usize, VhostUserNic, QueueLink)>,
+    ) -> Result<Vec<SiblingBricks>, DataplaneError> {
+        let mut placed = Vec::new();
+        for (t, nic, end) in siblings {
+            let worker = (owner + t) % self.workers.len();
+            let nid = id.to_string();
+            let r = self.workers[worker].handle.exec(move |g| insert_sibling(g, &nid, t, nic, end));
+            let err = match r {
+                Ok(Ok((bricks, stats))) => {
+                    placed.push(SiblingBricks { worker, bricks, stats });
+                    continue;
+                }
+                Ok(Err(source)) => DataplaneError::NicGraph { id: id.to_string(), source },
+                Err(e) => e.into(),
+            };
+            drop(self.remove_siblings(&placed));
+            return Err(err);
+        }
+        Ok(placed)
+    }
+
+    /// Takes a spread NIC's other threads' bricks out of their workers' graphs, to be
+    /// dropped off the data-plane threads.
+    fn remove_siblings(&self, siblings: &[SiblingBricks]) -> Vec<Box<dyn Brick>> {
+        let mut removed = Vec::new();
+        for s in siblings {
+            let bricks = s.bricks.clone();
+            if let Ok(b) = self.workers[s.worker]
+                .handle
+                .exec(move |g| bricks.into_iter().filter_map(|b| g.remove(b).ok()).collect::<Vec<_>>())
+            {
+                removed.extend(b);
+            }
+        }
+        removed
     }
 
     /// A NIC's firewall (none when it bypasses filtering), with the connections of a pending
@@ -450,8 +653,11 @@ impl Dataplane {
         let switch = self.vnis.get(&n.vni).map(|v| v.switch);
         let vtep = self.workers[n.worker].vtep;
         let vni = n.vni;
-        let bricks: Vec<BrickId> =
-            [Some(n.endpoint), n.sniffer, n.antispoof, n.firewall].into_iter().flatten().collect();
+        let bricks: Vec<BrickId> = [Some(n.endpoint), n.sniffer, n.antispoof, n.firewall]
+            .into_iter()
+            .flatten()
+            .chain(n.spread.iter().copied())
+            .collect();
         let removed = self.workers[n.worker].handle.exec(move |g| {
             if unpersist {
                 if let Ok(tap) = g.brick::<Flipped<TapNic>>(endpoint) {
@@ -468,6 +674,9 @@ impl Dataplane {
             }
             removed
         })?;
+        // Then its other threads' bricks, which nothing sends to any more.
+        let mut removed = removed;
+        removed.extend(self.remove_siblings(&n.siblings));
         if last {
             self.vnis.remove(&n.vni);
         } else if let Some(v) = self.vnis.get_mut(&n.vni) {
@@ -515,16 +724,16 @@ impl Dataplane {
                         // Dropping a sniffer only flushes a buffered file: cheap enough here.
                         g.remove(old)?;
                     } else {
-                        g.unlink_between(prev, c.endpoint)?;
+                        g.unlink_between(prev, c.front)?;
                     }
                     match new_sniffer {
                         Some(s) => {
                             let b = g.add(format!("sniff-{nid}"), s)?;
-                            g.chain(&[prev, b, c.endpoint])?;
+                            g.chain(&[prev, b, c.front])?;
                             changed = Some(Some(b));
                         }
                         None => {
-                            g.link(prev, c.endpoint)?;
+                            g.link(prev, c.front)?;
                             changed = Some(None);
                         }
                     }
