@@ -146,6 +146,35 @@ fn bench(c: &mut Criterion) {
     cycles_per_packet("rx_push_1500B", || rx_burst(&mut big));
     g.bench_function("rx_push_1500B", |b| b.iter(|| rx_burst(&mut big)));
     g.finish();
+    spread_hash(c);
+}
+
+/// The spread brick's per-frame work when several threads run an RX queue: the flow hash of
+/// 32 UDP frames of different flows.
+fn spread_hash(c: &mut Criterion) {
+    let frames: Vec<Vec<u8>> = (0..BURST)
+        .map(|i| {
+            let mut f = vec![0u8; 60];
+            f[12..14].copy_from_slice(&[0x08, 0x00]);
+            f[14] = 0x45;
+            f[23] = 17;
+            f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+            f[30..34].copy_from_slice(&[10, 0, 1, i as u8]);
+            f[34..36].copy_from_slice(&(1000 + i).to_be_bytes());
+            f[36..38].copy_from_slice(&53u16.to_be_bytes());
+            f
+        })
+        .collect();
+    let mut hash_burst = || {
+        for f in &frames {
+            std::hint::black_box(brick_vhost::flow_hash(std::hint::black_box(f)));
+        }
+    };
+    cycles_per_packet("spread_flow_hash_64B", &mut hash_burst);
+    let mut g = c.benchmark_group("spread");
+    g.throughput(Throughput::Elements(BURST as u64));
+    g.bench_function("flow_hash_64B", |b| b.iter(&mut hash_burst));
+    g.finish();
 }
 
 criterion_group!(benches, bench);
