@@ -186,8 +186,19 @@ fn two_qemu_guests_through_the_daemon() {
 /// daemon's per-queue counters show frames on every queue of both NICs.
 #[test]
 fn two_qemu_guests_with_two_queue_pairs() {
+    qemu_guests_on_two_queue_pairs(&[]);
+}
+
+/// The same with `--vhost-spread` over two workers: each NIC's second pair is served by the
+/// other worker (`vm-g<i>.1` there), the firewall and switch by the NIC's own.
+#[test]
+fn two_qemu_guests_with_two_queue_pairs_spread_over_two_workers() {
+    qemu_guests_on_two_queue_pairs(&["--workers", "2", "--vhost-spread"]);
+}
+
+fn qemu_guests_on_two_queue_pairs(daemon_args: &[&str]) {
     let image = guest_image();
-    let d = Daemon::start(&["--no-state", "--vhost-queue-pairs", "2"]);
+    let d = Daemon::start(&[&["--no-state", "--vhost-queue-pairs", "2"], daemon_args].concat());
     d.ok(&["sg", "add", "open"]);
     d.ok(&["sg", "rule", "add", "open", "--dir", "in", "--ip-proto", "all", "--cidr", "0.0.0.0/0"]);
     for i in 1..=2 {
@@ -233,10 +244,20 @@ fn two_qemu_guests_with_two_queue_pairs() {
     });
     assert_transfers_intact(&vms);
     let status = d.ok(&["status"]);
-    let nics = queue_pair_counts(&status);
-    assert_eq!(nics.len(), 2, "one queue line per NIC expected:\n{status}");
-    for counts in nics {
-        eprintln!("per-queue counts (rx, then tx): {counts:?}");
+    // Per NIC, its bricks' per-queue counts added up (one brick, or one per worker spread).
+    let lines = queue_pair_counts(&status);
+    let bricks_per_nic = if daemon_args.contains(&"--vhost-spread") { 2 } else { 1 };
+    assert_eq!(lines.len(), 2 * bricks_per_nic, "queue lines per NIC:\n{status}");
+    for i in 1..=2 {
+        let name = format!("vm-g{i}");
+        let counts = (0..bricks_per_nic)
+            .map(|t| match t {
+                0 => queue_pair_counts(brick_label(&status, &name)).remove(0),
+                t => queue_pair_counts(brick_label(&status, &format!("{name}.{t}"))).remove(0),
+            })
+            .reduce(|a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect())
+            .unwrap();
+        eprintln!("{name} per-queue counts (rx, then tx): {counts:?}");
         assert!(counts.len() == 4 && counts.iter().all(|&n| n > 0), "per-queue counts {counts:?}:\n{status}");
     }
 }

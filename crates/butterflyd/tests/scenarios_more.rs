@@ -500,24 +500,6 @@ fn vhost_nics_carry_traffic_on_two_queue_pairs() {
     }
 }
 
-/// The DOT label of brick `name` in `status` (one line per brick).
-fn brick_label<'a>(status: &'a str, name: &str) -> &'a str {
-    let key = format!("label=\"{{{name}|");
-    status.lines().find(|l| l.contains(&key)).unwrap_or_else(|| panic!("no brick {name} in:\n{status}"))
-}
-
-/// The numbers after `key` (`key=1,2`) in a brick's label.
-fn label_list(label: &str, key: &str) -> Vec<u64> {
-    let at = label.find(key).unwrap_or_else(|| panic!("no {key} in {label}")) + key.len();
-    label[at..]
-        .split(|c: char| !(c.is_ascii_digit() || c == ','))
-        .next()
-        .unwrap_or("")
-        .split(',')
-        .map(|n| n.parse().unwrap_or(0))
-        .collect()
-}
-
 /// `--vhost-spread` (issue #15): with two workers and two queue pairs, each vhost-user NIC's
 /// second pair is served by the other worker, which copies frames into and out of the guest
 /// and hands them to the NIC's worker (firewall, switch) through a queue. Two guests behind

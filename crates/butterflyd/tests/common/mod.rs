@@ -458,3 +458,21 @@ pub fn queue_pair_counts(status: &str) -> Vec<Vec<u64>> {
         })
         .collect()
 }
+
+/// The DOT label of brick `name` in `status` (one line per brick).
+pub fn brick_label<'a>(status: &'a str, name: &str) -> &'a str {
+    let key = format!("label=\"{{{name}|");
+    status.lines().find(|l| l.contains(&key)).unwrap_or_else(|| panic!("no brick {name} in:\n{status}"))
+}
+
+/// The numbers after `key` (`key=1,2`) in a brick's label.
+pub fn label_list(label: &str, key: &str) -> Vec<u64> {
+    let at = label.find(key).unwrap_or_else(|| panic!("no {key} in {label}")) + key.len();
+    label[at..]
+        .split(|c: char| !(c.is_ascii_digit() || c == ','))
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(|n| n.parse().unwrap_or(0))
+        .collect()
+}
