@@ -67,12 +67,23 @@ fn dpdk_underlay_with_two_workers_gets_a_queue_pair_each() {
     assert!(err.contains("queues") && err.contains("17 worker(s)"), "{err}");
 }
 
-/// The `tx:` and `tx-copied:` figures of the DPDK port in `status`.
+/// The `tx:` and `tx-copied:` figures of the DPDK port in `status`, over its queue pairs
+/// (one DPDK brick per worker).
 fn port_tx(status: &str) -> (u64, u64) {
-    let field = |name: &str| {
-        let line = status.lines().find(|l| l.contains("dpdk port")).unwrap_or_else(|| panic!("{status}"));
-        let at = line.find(name).unwrap_or_else(|| panic!("{name} in {line}")) + name.len();
-        line[at..].split('p').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+    let lines: Vec<&str> = status.lines().filter(|l| l.contains("dpdk port")).collect();
+    assert!(!lines.is_empty(), "no DPDK port in {status}");
+    let field = |name: &str| -> u64 {
+        lines
+            .iter()
+            .map(|line| {
+                let at = line.find(name).unwrap_or_else(|| panic!("{name} in {line}")) + name.len();
+                line[at..]
+                    .split('p')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("{line}"))
+            })
+            .sum()
     };
     (field(" tx:"), field(" tx-copied:"))
 }
@@ -82,9 +93,25 @@ fn port_tx(status: &str) -> (u64, u64) {
 /// memory into the port's own mbufs and sent as they are, never copied a second time.
 #[test]
 fn a_vms_frames_leave_a_dpdk_underlay_copied_once() {
-    let prefix = format!("bfl{}", std::process::id());
+    vm_frames_leave_a_dpdk_underlay_copied_once(&[], 1);
+}
+
+/// The same with the NIC's two queue pairs served by two workers (`--vhost-spread`): the
+/// other worker's brick copies its pair's frames into mbufs of the port, lent to it, and
+/// hands them to the NIC's worker, which sends them as they are.
+#[test]
+fn a_spread_vms_frames_leave_a_dpdk_underlay_copied_once() {
+    vm_frames_leave_a_dpdk_underlay_copied_once(
+        &["--workers", "2", "--vhost-queue-pairs", "2", "--vhost-spread"],
+        2,
+    );
+}
+
+fn vm_frames_leave_a_dpdk_underlay_copied_once(daemon_args: &[&str], queues: u16) {
+    let prefix = format!("bfl{queues}{}", std::process::id());
     let args = format!("--no-huge --no-pci -m 256 --file-prefix {prefix} --vdev net_null0 -l 0");
-    let d = Daemon::start(&["--no-state", "--underlay", "dpdk:0", "--dpdk-args", &args]);
+    let d =
+        Daemon::start(&[&["--no-state", "--underlay", "dpdk:0", "--dpdk-args", &args], daemon_args].concat());
     let sock = d.ok(&[
         "nic",
         "add",
@@ -98,12 +125,13 @@ fn a_vms_frames_leave_a_dpdk_underlay_copied_once() {
     ]);
     let logs = tempfile::tempdir().unwrap();
     // 512-byte frames: shorter ones are not worth a lent mbuf (brick_nic::MIN_LENT_FRAME).
-    let pmd = vhost::TestPmd::start_args(
+    let pmd = vhost::TestPmd::start_queues(
         std::path::Path::new(sock.trim()),
         false,
         &logs.path().join("pmd.log"),
-        "bfl",
+        &format!("bfl{queues}"),
         "flowgen",
+        queues,
         &["--txpkts=512"],
     );
     let t = Instant::now();
@@ -114,6 +142,13 @@ fn a_vms_frames_leave_a_dpdk_underlay_copied_once() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+    // Spread: the other worker's brick took its pair's frames.
+    let status = d.ok(&["status"]);
+    if queues > 1 {
+        let sibling = brick_label(&status, "vm-vm1.1");
+        let tx = label_list(sibling, " tx=");
+        assert!(tx.len() == 2 && tx[1] > 1000, "vm-vm1.1 took {tx:?}\n{status}");
+    }
     let output = pmd.stop();
     let (code, err, _) = d.stop();
     let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
