@@ -248,6 +248,18 @@ fn link_nic(
     })
 }
 
+/// The workers for a spread NIC's `count` other threads, given each worker's `load` (the
+/// bricks it serves) and the NIC's worker `owner`: the least loaded others, each once,
+/// nearest after the owner on a tie. `count` is below the number of workers.
+fn sibling_workers(load: &[usize], owner: usize, count: usize) -> Vec<usize> {
+    let n = load.len();
+    let mut others: Vec<usize> = (1..n).map(|k| (owner + k) % n).collect();
+    // Stable: on equal load, the order after the owner stays.
+    others.sort_by_key(|&w| load[w]);
+    others.truncate(count);
+    others
+}
+
 /// Adds thread `t`'s brick of spread NIC `id`, behind its end of the queue link to the NIC's
 /// worker, to another worker's graph `g`; on failure, removes what it added.
 fn insert_sibling(
@@ -556,8 +568,8 @@ impl Dataplane {
         Ok(added)
     }
 
-    /// Puts a spread NIC's other threads' bricks into their workers' graphs (thread `t` on
-    /// worker `owner + t`); on failure, takes out those already in.
+    /// Puts a spread NIC's other threads' bricks into the graphs of the least loaded other
+    /// workers; on failure, takes out those already in.
     fn insert_siblings(
         &self,
         id: &str,
@@ -565,8 +577,8 @@ impl Dataplane {
         siblings: Vec<(usize, VhostUserNic, QueueLink)>,
     ) -> Result<Vec<SiblingBricks>, DataplaneError> {
         let mut placed = Vec::new();
-        for (t, nic, end) in siblings {
-            let worker = (owner + t) % self.workers.len();
+        let workers = sibling_workers(&self.endpoints_per_worker(), owner, siblings.len());
+        for ((t, nic, end), worker) in siblings.into_iter().zip(workers) {
             let nid = id.to_string();
             let r = self.workers[worker].handle.exec(move |g| insert_sibling(g, &nid, t, nic, end));
             let err = match r {
@@ -581,6 +593,18 @@ impl Dataplane {
             return Err(err);
         }
         Ok(placed)
+    }
+
+    /// How many VM endpoints each worker serves: NICs' own, and spread NICs' other threads.
+    fn endpoints_per_worker(&self) -> Vec<usize> {
+        let mut load = vec![0; self.workers.len()];
+        for n in self.nics.values() {
+            load[n.worker] += 1;
+            for s in &n.siblings {
+                load[s.worker] += 1;
+            }
+        }
+        load
     }
 
     /// Takes a spread NIC's other threads' bricks out of their workers' graphs, to be
@@ -750,5 +774,25 @@ impl Dataplane {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sibling_workers;
+
+    /// A spread NIC's other threads go to the least loaded other workers, never its own,
+    /// each worker once.
+    #[test]
+    fn siblings_go_to_the_least_loaded_other_workers() {
+        assert_eq!(sibling_workers(&[0, 0], 0, 1), [1]);
+        assert_eq!(sibling_workers(&[0, 0], 1, 1), [0]);
+        // Four workers, owner 0: after 1 and 2 have NICs, worker 3 takes the next.
+        assert_eq!(sibling_workers(&[3, 1, 1, 0], 0, 1), [3]);
+        assert_eq!(sibling_workers(&[3, 1, 1, 0], 0, 3), [3, 1, 2]);
+        // Ties: nearest after the owner, wrapping.
+        assert_eq!(sibling_workers(&[1, 1, 5, 1], 2, 2), [3, 0]);
+        // However loaded, never the owner.
+        assert_eq!(sibling_workers(&[0, 9, 9], 0, 2), [1, 2]);
     }
 }
