@@ -12,6 +12,11 @@
 //! that landed on the wrong worker through a queue to their owner and copies ARP/ND/IGMP to
 //! every worker.
 //!
+//! With `--vhost-spread`, a vhost-user NIC's queue pairs are served by several workers: its
+//! chain ends on a `spread-<id>` brick ([`VhostSpread`](brick_vhost::VhostSpread)) in front
+//! of its own `vm-<id>` and of a queue link to each other thread's `vm-<id>.<t>`, in the
+//! graphs of the least loaded other workers; the firewall and switch stay on its worker.
+//!
 //! Every change (a NIC added, removed or updated) is one closure run by the owning graph's
 //! thread between two poll rounds: other NICs' traffic never stops, and a failed change is
 //! rolled back before the closure returns.
