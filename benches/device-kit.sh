@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Packs what a vhost-user bench needs onto a machine that has neither DPDK nor this build
 # (the lent many-core machine: Ubuntu, no dpdk-testpmd, no libzmq): butterflyd and the CLI
-# (release, stripped), dpdk-testpmd, the shared libraries the three need beyond glibc, and
-# the DPDK drivers testpmd loads as plugins there (virtio_user, the vdev bus, ring mempools).
+# (release, stripped), the in-memory workers bench, dpdk-testpmd, the shared libraries they
+# need beyond glibc, and the DPDK drivers testpmd loads as plugins (virtio_user, ring
+# mempools).
 #
 # Usage: benches/device-kit.sh [DIR]   (default target/device-kit; carried as it is)
 # There: KIT=DIR benches/spread-scaling.sh ... (or LD_LIBRARY_PATH=DIR/lib DIR/bin/...).
@@ -15,6 +16,10 @@ rm -rf "$KIT"; mkdir -p "$KIT/bin" "$KIT/lib" "$KIT/pmd"
 for b in butterflyd butterfly; do
   strip -o "$KIT/bin/$b" "${CARGO_TARGET_DIR:-target}/release/$b"
 done
+# The in-memory workers bench too (WORKERS_BENCH_COUNTS=1,2,4,8 DIR/bin/workers-bench).
+workers=$(cargo bench -q -p butterfly-benches --bench workers --no-run --message-format=json 2>/dev/null |
+  awk -F'"executable":"' 'NF > 1 {split($2, a, "\""); print a[1]}' | tail -1)
+[ -z "$workers" ] || strip -o "$KIT/bin/workers-bench" "$workers"
 cp "$(command -v dpdk-testpmd)" "$KIT/bin/"
 PMD_DIR=$(ls -d /usr/lib/x86_64-linux-gnu/dpdk/pmds-* | head -1)
 # Drivers testpmd does not link but loads (EAL -d): virtio_user and ring mempools.
