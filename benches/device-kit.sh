@@ -17,9 +17,9 @@ for b in butterflyd butterfly; do
   strip -o "$KIT/bin/$b" "${CARGO_TARGET_DIR:-target}/release/$b"
 done
 # The in-memory workers bench too (WORKERS_BENCH_COUNTS=1,2,4,8 DIR/bin/workers-bench).
-workers=$(cargo bench -q -p butterfly-benches --bench workers --no-run --message-format=json 2>/dev/null |
-  awk -F'"executable":"' 'NF > 1 {split($2, a, "\""); print a[1]}' | tail -1)
-[ -z "$workers" ] || strip -o "$KIT/bin/workers-bench" "$workers"
+workers=$(cargo bench -q -p butterfly-benches --bench workers --no-run --message-format=json |
+  awk -F'"executable":"' 'NF > 1 {split($2, a, "\""); print a[1]}' | tail -1 || true)
+if [ -n "$workers" ]; then strip -o "$KIT/bin/workers-bench" "$workers"; else echo "no workers bench in the kit" >&2; fi
 cp "$(command -v dpdk-testpmd)" "$KIT/bin/"
 PMD_DIR=$(ls -d /usr/lib/x86_64-linux-gnu/dpdk/pmds-* | head -1)
 # Drivers testpmd does not link but loads (EAL -d): virtio_user and ring mempools.

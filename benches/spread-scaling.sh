@@ -21,6 +21,7 @@
 # Usage (root): [THREADS="1 2 4"] [QUEUES=4] [MODE=filter|bypass] [SWITCH_CPU=1]
 #   [GUEST_MAIN_CPU=0] [GUEST_CPUS=8,9,10,11] [KIT=target/device-kit] benches/spread-scaling.sh [SECONDS [ROUNDS]]
 #   THREADS  the worker counts to compare (default "1 2"); QUEUES the pairs (default the most)
+#   GUEST_CPUS  the guest's forwarding lcores, a comma list in ascending order (no ranges)
 #   KIT      a directory from benches/device-kit.sh: its butterflyd, CLI, dpdk-testpmd and
 #            libraries are used and nothing is installed or built (a machine without DPDK)
 # On this project's 2-vCPU machine the defaults (switch from CPU 0, guest on CPU 1) only check
@@ -60,6 +61,9 @@ BENCH_PACKAGES="dpdk"
 . benches/common.sh
 MAC1=02:00:00:00:00:01
 MAC2=02:00:00:00:00:02
+[[ $GUEST_CPUS =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "GUEST_CPUS=$GUEST_CPUS: give a comma list of CPUs" >&2; exit 2; }
+[ "$(tr ',' '\n' <<<"$GUEST_CPUS" | sort -n | paste -sd,)" = "$GUEST_CPUS" ] ||
+  { echo "GUEST_CPUS=$GUEST_CPUS: give them in ascending order (the first sends the population)" >&2; exit 2; }
 FIRST_GUEST_CPU=${GUEST_CPUS%%,*}
 NCORES=$(tr ',' '\n' <<<"$GUEST_CPUS" | wc -l)
 declare -A SOCK1 SOCK2 SWPIDS APIS
@@ -138,7 +142,11 @@ measure() {
   wait $g || true
   rm -rf "/var/run/dpdk/ss$T$name"
   local pps cpu
-  pps=$(grep -E '^\s*Rx-pps:' "$log" | tail -2 | awk '{s += $2} END {printf "%.3f", s / 2 / 1e6}')
+  # The last "show port stats all": both ports' receive rates (none: testpmd failed).
+  pps=$(grep -E '^\s*Rx-pps:' "$log" | tail -2 | awk '{s += $2; n++} END {if (n == 2) printf "%.3f", s / 2 / 1e6}' || true)
+  if [ -z "$pps" ]; then
+    echo "$name: the guest gave no rates; its log ends:" >&2; tail -15 "$log" >&2; pps=0
+  fi
   cpu=$(awk -v j="$((j1 - j0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.0f", 100 * j / (hz * (t1 - t0))}')
   echo "$pps $cpu" >>"$TMP/res.$name"
 }

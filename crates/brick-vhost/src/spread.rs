@@ -10,7 +10,9 @@
 //!
 //! Frames for the guest arrive on the west side and leave on the east port of one of the
 //! threads whose RX queues the driver runs, chosen by a hash of the frame's flow, so that a
-//! flow's frames stay in order on one queue. Frames from the guest, arriving on any east
+//! flow's frames stay on one thread: on one queue when each thread serves one pair (as
+//! many threads as pairs); a thread with several takes them in turn per burst, as a device
+//! served by one thread does. Frames from the guest, arriving on any east
 //! port, all leave on west port 0. A guest that runs fewer queue pairs than there are threads
 //! (a one-vCPU Linux guest runs one) gets everything through the threads it runs; with none
 //! running, frames go to thread 0, which counts them as not ready.

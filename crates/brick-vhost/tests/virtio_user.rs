@@ -227,7 +227,9 @@ fn a_spread_brick_hands_flows_to_both_threads() {
     assert_eq!(rx.running(), 0b11, "both threads run an RX queue");
     std::thread::sleep(Duration::from_secs(1));
     let out = pmd.stop();
-    for (q, rx, tx) in stream_totals(&out) {
+    let streams = stream_totals(&out);
+    assert_eq!(streams.len(), 2, "one stream per pair\n{}", tail(&out, 30));
+    for (q, rx, tx) in streams {
         assert!(tx > 1000 && rx > 1000, "queue pair {q}: {tx} sent, {rx} received\n{}", tail(&out, 30));
     }
     let g = owner.stop().unwrap();

@@ -681,3 +681,27 @@ fn link_local_impersonation_is_refused_and_the_eui64_address_works() {
     let (code, err, _) = d.stop();
     assert_eq!(code, 0, "{err}");
 }
+
+/// A bypass NIC's packet trace sits right behind its VNI's switch: turning it on or off
+/// links the NIC to the switch again, and the VM's MAC stays pinned there (the switch's one
+/// static entry; no guest is connected, so nothing is learnt).
+#[test]
+fn tracing_a_bypass_nic_keeps_its_mac_pinned() {
+    let d = Daemon::start(&["--no-state"]);
+    let dir = tempfile::tempdir().unwrap();
+    d.ok(&["nic", "add", "--id", "b1", "--mac", "52:54:00:00:00:b1", "--vni", "7", "--bypass-filtering"]);
+    let macs = |when: &str| {
+        let status = d.ok(&["status"]);
+        assert!(
+            brick_label(&status, "switch-7").contains("|macs 1/"),
+            "{when}: the VM's MAC is not pinned\n{status}"
+        );
+        status
+    };
+    macs("added");
+    let trace = dir.path().join("b1.pcap");
+    d.ok(&["nic", "update", "--id", "b1", "--packet-trace", "true", "--trace-path", trace.to_str().unwrap()]);
+    assert!(macs("trace on").contains("{sniff-b1|"));
+    d.ok(&["nic", "update", "--id", "b1", "--packet-trace", "false"]);
+    assert!(!macs("trace off").contains("sniff-b1"));
+}

@@ -145,9 +145,9 @@ fn vm_frames_leave_a_dpdk_underlay_copied_once(daemon_args: &[&str], queues: u16
     // Spread: the other worker's brick took its pair's frames.
     let status = d.ok(&["status"]);
     if queues > 1 {
-        let sibling = brick_label(&status, "vm-vm1.1");
+        let sibling = brick_label(&status, "vm-vm1/1");
         let tx = label_list(sibling, " tx=");
-        assert!(tx.len() == 2 && tx[1] > 1000, "vm-vm1.1 took {tx:?}\n{status}");
+        assert!(tx.len() == 2 && tx[1] > 1000, "vm-vm1/1 took {tx:?}\n{status}");
     }
     let output = pmd.stop();
     let (code, err, _) = d.stop();

@@ -190,7 +190,7 @@ fn two_qemu_guests_with_two_queue_pairs() {
 }
 
 /// The same with `--vhost-spread` over two workers: each NIC's second pair is served by the
-/// other worker (`vm-g<i>.1` there), the firewall and switch by the NIC's own.
+/// other worker (`vm-g<i>/1` there), the firewall and switch by the NIC's own.
 #[test]
 fn two_qemu_guests_with_two_queue_pairs_spread_over_two_workers() {
     qemu_guests_on_two_queue_pairs(&["--workers", "2", "--vhost-spread"]);
@@ -253,7 +253,7 @@ fn qemu_guests_on_two_queue_pairs(daemon_args: &[&str]) {
         let counts = (0..bricks_per_nic)
             .map(|t| match t {
                 0 => queue_pair_counts(brick_label(&status, &name)).remove(0),
-                t => queue_pair_counts(brick_label(&status, &format!("{name}.{t}"))).remove(0),
+                t => queue_pair_counts(brick_label(&status, &format!("{name}/{t}"))).remove(0),
             })
             .reduce(|a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect())
             .unwrap();

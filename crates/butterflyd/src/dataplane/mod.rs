@@ -14,7 +14,7 @@
 //!
 //! With `--vhost-spread`, a vhost-user NIC's queue pairs are served by several workers: its
 //! chain ends on a `spread-<id>` brick ([`VhostSpread`](brick_vhost::VhostSpread)) in front
-//! of its own `vm-<id>` and of a queue link to each other thread's `vm-<id>.<t>`, in the
+//! of its own `vm-<id>` and of a queue link to each other thread's `vm-<id>/<t>`, in the
 //! graphs of the least loaded other workers; the firewall and switch stay on its worker.
 //!
 //! Every change (a NIC added, removed or updated) is one closure run by the owning graph's

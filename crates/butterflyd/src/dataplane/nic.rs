@@ -165,22 +165,27 @@ struct NicPlace {
 }
 
 /// Adds a NIC's bricks to graph `g` (on its worker's thread) as switch → firewall →
-/// anti-spoofing → trace → endpoint; on failure, removes what it added.
-fn insert_nic(g: &mut Graph, place: NicPlace, parts: NicParts) -> Result<AddedNic, GraphChangeError> {
+/// anti-spoofing → trace → endpoint; on failure, removes what it added and returns those
+/// bricks, to be dropped off the data-plane thread (a vhost-user brick joins its control
+/// thread when dropped).
+fn insert_nic(
+    g: &mut Graph,
+    place: NicPlace,
+    parts: NicParts,
+) -> (Result<AddedNic, GraphChangeError>, Vec<Box<dyn Brick>>) {
     let new_vni = matches!(place.switch, SwitchOf::New(_));
     let (vni, vtep) = (place.vni, place.vtep);
     let mut added: Vec<BrickId> = Vec::new();
     let result = link_nic(g, place, parts, &mut added);
+    let mut removed = Vec::new();
     if result.is_err() {
         // Roll back: the graph is as it was before this NIC.
         if new_vni {
             let _ = g.brick_mut::<Vtep>(vtep).map(|v| v.remove_vni(vni));
         }
-        for b in added.into_iter().rev() {
-            let _ = g.remove(b);
-        }
+        removed.extend(added.into_iter().rev().filter_map(|b| g.remove(b).ok()));
     }
-    result
+    (result, removed)
 }
 
 /// The steps of [`insert_nic`], each brick recorded in `added` as it joins.
@@ -191,6 +196,9 @@ fn link_nic(
     added: &mut Vec<BrickId>,
 ) -> Result<AddedNic, GraphChangeError> {
     let NicPlace { id, vni, vm_mac, vtep, bum, switch } = place;
+    // The endpoint first: should a later step fail, it leaves in the rollback's bricks.
+    let endpoint = g.add_boxed(format!("vm-{id}"), parts.endpoint)?;
+    added.push(endpoint);
     let switch = match switch {
         SwitchOf::Existing(s) => s,
         SwitchOf::New(sw) => {
@@ -210,7 +218,6 @@ fn link_nic(
     let firewall = parts.firewall.map(|f| add(g, format!("fw-{id}"), Box::new(f))).transpose()?;
     let antispoof = parts.antispoof.map(|a| add(g, format!("antispoof-{id}"), Box::new(a))).transpose()?;
     let sniffer = parts.sniffer.map(|s| add(g, format!("sniff-{id}"), Box::new(s))).transpose()?;
-    let endpoint = add(g, format!("vm-{id}"), parts.endpoint)?;
     let mut spread = Vec::new();
     if let Some((brick, links)) = parts.spread {
         // Thread 0's brick on east port 0, the link to thread t's on port t.
@@ -220,7 +227,7 @@ fn link_nic(
         let links = links
             .into_iter()
             .enumerate()
-            .map(|(k, l)| add(g, format!("q-vm-{id}.{}", k + 1), Box::new(l)))
+            .map(|(k, l)| add(g, format!("q-vm-{id}/{}", k + 1), Box::new(l)))
             .collect::<Result<Vec<_>, _>>()?;
         for (t, b) in ends.chain(links.iter().copied()).enumerate() {
             let (port, _) = g.link(s, b)?;
@@ -271,9 +278,9 @@ fn insert_sibling(
 ) -> Result<(Vec<BrickId>, Arc<BrickStats>), GraphChangeError> {
     let mut added = Vec::new();
     let result = (|| {
-        let l = g.add(format!("q-vm-{id}.{t}"), end)?;
+        let l = g.add(format!("q-vm-{id}/{t}"), end)?;
         added.push(l);
-        let v = g.add(format!("vm-{id}.{t}"), nic)?;
+        let v = g.add(format!("vm-{id}/{t}"), nic)?;
         added.push(v);
         g.link(l, v)?;
         Ok((vec![v, l], g.stats(v)?))
@@ -560,10 +567,9 @@ impl Dataplane {
             bum: self.vni_options(vni),
             switch,
         };
-        let mut added = self.workers[worker]
-            .handle
-            .exec(move |g| insert_nic(g, place, parts))?
-            .map_err(|source| DataplaneError::NicGraph { id: id.clone(), source })?;
+        let (added, removed) = self.workers[worker].handle.exec(move |g| insert_nic(g, place, parts))?;
+        drop(removed);
+        let mut added = added.map_err(|source| DataplaneError::NicGraph { id: id.clone(), source })?;
         added.sniffer_path = sniffer_path;
         Ok(added)
     }
@@ -613,11 +619,12 @@ impl Dataplane {
         let mut removed = Vec::new();
         for s in siblings {
             let bricks = s.bricks.clone();
-            if let Ok(b) = self.workers[s.worker]
+            match self.workers[s.worker]
                 .handle
                 .exec(move |g| bricks.into_iter().filter_map(|b| g.remove(b).ok()).collect::<Vec<_>>())
             {
-                removed.extend(b);
+                Ok(b) => removed.extend(b),
+                Err(e) => tracing::warn!("worker {}: taking a spread NIC's thread out: {e}", s.worker),
             }
         }
         removed
@@ -682,7 +689,7 @@ impl Dataplane {
             .flatten()
             .chain(n.spread.iter().copied())
             .collect();
-        let removed = self.workers[n.worker].handle.exec(move |g| {
+        let owned = self.workers[n.worker].handle.exec(move |g| {
             if unpersist {
                 if let Ok(tap) = g.brick::<Flipped<TapNic>>(endpoint) {
                     let _ = tap.inner().set_persistent(false);
@@ -697,10 +704,12 @@ impl Dataplane {
                 }
             }
             removed
-        })?;
-        // Then its other threads' bricks, which nothing sends to any more.
-        let mut removed = removed;
-        removed.extend(self.remove_siblings(&n.siblings));
+        });
+        // Then its other threads' bricks, which nothing sends to any more (taken out even
+        // when the NIC's own worker did not answer).
+        let siblings = self.remove_siblings(&n.siblings);
+        let mut removed = owned?;
+        removed.extend(siblings);
         if last {
             self.vnis.remove(&n.vni);
         } else if let Some(v) = self.vnis.get_mut(&n.vni) {
@@ -728,7 +737,11 @@ impl Dataplane {
             _ => None,
         };
         let stop_trace = want_trace.is_none() && cur.sniffer.is_some();
-        let prev = cur.antispoof.or(cur.firewall).unwrap_or_else(|| self.vnis[&cur.vni].switch);
+        // A bypass NIC's trace sits right behind the switch: relinking gives the NIC a new
+        // switch port, which must pin the VM's MAC again.
+        let behind = cur.antispoof.or(cur.firewall);
+        let prev = behind.unwrap_or_else(|| self.vnis[&cur.vni].switch);
+        let pin = behind.is_none().then_some(cur.structure.mac);
         let nid = id.to_string();
         let c = cur.clone();
         let new_sniffer_id = self.workers[cur.worker].handle.exec(
@@ -750,16 +763,21 @@ impl Dataplane {
                     } else {
                         g.unlink_between(prev, c.front)?;
                     }
-                    match new_sniffer {
+                    let (port, _) = match new_sniffer {
                         Some(s) => {
                             let b = g.add(format!("sniff-{nid}"), s)?;
-                            g.chain(&[prev, b, c.front])?;
                             changed = Some(Some(b));
+                            let l = g.link(prev, b)?;
+                            g.link(b, c.front)?;
+                            l
                         }
                         None => {
-                            g.link(prev, c.front)?;
                             changed = Some(None);
+                            g.link(prev, c.front)?
                         }
+                    };
+                    if let Some(mac) = pin {
+                        g.brick_mut::<Switch>(prev)?.add_static(mac, Side::East, port)?;
                     }
                 }
                 Ok(changed)
