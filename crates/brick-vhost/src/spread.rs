@@ -9,10 +9,9 @@
 //! ```
 //!
 //! Frames for the guest arrive on the west side and leave on the east port of one of the
-//! threads whose RX queues the driver runs, chosen by a hash of the frame's flow, so that a
-//! flow's frames stay on one thread: on one queue when each thread serves one pair (as
-//! many threads as pairs); a thread with several takes them in turn per burst, as a device
-//! served by one thread does. Frames from the guest, arriving on any east
+//! threads whose RX queues the driver runs, chosen by a hash of the frame's flow (its high
+//! half), so that a flow's frames stay on one thread; a thread running several RX queues
+//! picks one per flow from the hash's low half. Frames from the guest, arriving on any east
 //! port, all leave on west port 0. A guest that runs fewer queue pairs than there are threads
 //! (a one-vCPU Linux guest runs one) gets everything through the threads it runs; with none
 //! running, frames go to thread 0, which counts them as not ready.
@@ -137,8 +136,10 @@ fn fold(h: u64) -> u32 {
     ((h ^ h >> 29).wrapping_mul(0xbf58_476d_1ce4_e5b9) >> 32) as u32
 }
 
-/// Spreads a device's frames for the guest over its graph threads; see the
-/// [module](self) docs.
+/// Spreads a device's frames for the guest over its graph threads, in thread 0's graph: its
+/// west port faces the NIC's other bricks, its east ports thread 0's brick and a queue link
+/// to each other thread's graph ([`set_thread_port`](Self::set_thread_port)). Each flow goes
+/// to a thread with a running RX queue; frames from the guest, from any thread, go west.
 pub struct VhostSpread {
     rx: RxThreads,
     /// The east port of each thread's brick (or of the queue link to it).

@@ -622,3 +622,28 @@ fn spread_nics_carry_filtered_traffic_through_both_workers() {
     let status = d.ok(&["status"]);
     assert!(!status.contains("nic-1"), "nic-1's bricks left:\n{status}");
 }
+
+/// A flow keeps to one RX queue of a guest that runs several (as a NIC's RSS would steer it):
+/// its frames reach one vCPU, in order. One guest sends a single UDP flow (testpmd txonly)
+/// to a guest running two queue pairs (rxonly): one queue receives it all, the other none.
+#[test]
+fn a_flow_keeps_to_one_rx_queue_of_a_multiqueue_guest() {
+    let d = Daemon::start(&["--no-state", "--vhost-queue-pairs", "2"]);
+    let logs = tempfile::tempdir().unwrap();
+    let socks = [vhost_nic_add(&d, 1, "--bypass-filtering"), vhost_nic_add(&d, 2, "--bypass-filtering")];
+    let start = |i: usize, queues: u16, mode: &str| {
+        let (me, peer) = (mac(i as u8 + 1), mac(2 - i as u8));
+        let log = logs.path().join(format!("flow{i}.log"));
+        Guest::start_mode(&socks[i], &me, &peer, i, log, &format!("fl{i}"), queues, &[mode])
+    };
+    let mut receiver = start(1, 2, "--forward-mode=rxonly");
+    let sender = start(0, 1, "--forward-mode=txonly");
+    receiver.wait_traffic("the receiving guest", 0);
+    std::thread::sleep(Duration::from_secs(1));
+    drop(sender);
+    let out = receiver.stop();
+    // testpmd totals each queue that received something.
+    let rx: Vec<(u16, u64)> =
+        vhost::stream_totals(&out).iter().map(|s| (s.0, s.1)).filter(|s| s.1 > 0).collect();
+    assert!(rx.len() == 1 && rx[0].1 > 1000, "the flow's frames per queue: {rx:?}\n{out}");
+}

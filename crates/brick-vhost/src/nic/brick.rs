@@ -279,6 +279,15 @@ impl Brick for VhostUserNic {
         let version = self.shared.gate.enter(self.thread);
         let conn = self.refresh();
         let vrings = conn.as_ref().and_then(|c| c.vrings.get());
+        // Several of this thread's RX queues run: each flow keeps to one of them.
+        let running = self.shared.rx_running.load(Ordering::Acquire) & self.own_pairs;
+        if let (Some(v), true) = (vrings, running.count_ones() > 1) {
+            self.push_steered(v, running, version, pkts, out);
+            if conn.is_some() {
+                self.conn = conn;
+            }
+            return self.shared.gate.leave(self.thread);
+        }
         match vrings.and_then(|v| self.pick_rx(v, version).map(|q| (q, &v[q]))) {
             Some((q, vring)) => self.push_rx(q, vring, version, pkts, out),
             None => {
@@ -344,6 +353,45 @@ impl VhostUserNic {
                 st.get_queue().ready() && st.is_enabled()
             }
         })
+    }
+
+    /// Writes `pkts` into the guest buffers of the running RX queues `running` (bit `p` for
+    /// pair `p`, more than one), each frame into the one its flow hash picks, so that a
+    /// flow's frames arrive in order on one queue (one vCPU of the guest).
+    fn push_steered(
+        &mut self,
+        vrings: &[Vring],
+        running: u64,
+        version: u64,
+        pkts: &mut Burst,
+        out: &mut Output<'_>,
+    ) {
+        let mut steered = std::mem::take(&mut self.steered);
+        let n = running.count_ones() as usize;
+        if steered.len() < n {
+            steered.resize_with(n, Burst::new);
+        }
+        let flush = |nic: &mut Self, k: usize, b: &mut Burst, out: &mut Output<'_>| {
+            let q = 2 * nth_bit(running, k);
+            if q < vrings.len() {
+                nic.push_rx(q, &vrings[q], version, b, out);
+            }
+            b.clear();
+        };
+        for p in pkts.drain() {
+            let k = steer_pair(crate::flow_hash(p.data()), n);
+            if let Err(p) = steered[k].push(p) {
+                // (A burst bigger than BURST_SIZE.)
+                flush(self, k, &mut steered[k], out);
+                let _ = steered[k].push(p);
+            }
+        }
+        for (k, b) in steered.iter_mut().enumerate().take(n) {
+            if !b.is_empty() {
+                flush(self, k, b, out);
+            }
+        }
+        self.steered = steered;
     }
 
     /// Writes `pkts` into the guest buffers of RX queue `q`: without the vring's lock when
@@ -438,4 +486,45 @@ fn signal_guest(vring: &Vring, st: Option<&VringState<Mem>>) {
         Some(st) => st.signal_used_queue(),
         None => vring.get_ref().signal_used_queue(),
     };
+}
+
+/// Which of `n` running queues a frame of flow hash `hash` goes to. The hash's low half: the
+/// spread brick picks the thread from its high half, so the two choices do not correlate.
+#[inline]
+pub(crate) fn steer_pair(hash: u32, n: usize) -> usize {
+    ((u64::from(hash & 0xffff) * n as u64) >> 16) as usize
+}
+
+/// The index of the `k`th set bit of `mask` (64 when there is none).
+#[inline]
+fn nth_bit(mut mask: u64, k: usize) -> usize {
+    for _ in 0..k {
+        mask &= mask.wrapping_sub(1);
+    }
+    mask.trailing_zeros() as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{nth_bit, steer_pair};
+
+    /// Flows spread over the running queues near evenly, each flow to one, and the choice
+    /// does not follow the spread brick's (the hash's high half).
+    #[test]
+    fn flows_spread_over_the_running_queues() {
+        assert_eq!(nth_bit(0b1010_0100, 0), 2);
+        assert_eq!(nth_bit(0b1010_0100, 2), 7);
+        assert_eq!(nth_bit(0, 0), 64);
+        for n in 2..=4 {
+            let mut per = [0u32; 4];
+            // Hashes of thread 0's half of a two-thread spread: high bit clear.
+            for i in 0..4096u32 {
+                let h = crate::flow_hash(&i.to_be_bytes().repeat(16)) & 0x7fff_ffff;
+                per[steer_pair(h, n)] += 1;
+            }
+            for (k, &c) in per.iter().enumerate().take(n) {
+                assert!(c > 4096 / n as u32 * 3 / 4, "{n} queues: queue {k} got {c} of 4096");
+            }
+        }
+    }
 }

@@ -83,6 +83,10 @@ impl VhostUserNic {
             quiet_polls: 0,
             gso_segs: Vec::with_capacity(64),
             rx_next: 0,
+            own_pairs: (thread..cfg.queue_pairs as usize)
+                .step_by(cfg.threads.max(1) as usize)
+                .fold(0, |m, p| m | 1 << p),
+            steered: Vec::new(),
             control: None,
             cfg,
         })

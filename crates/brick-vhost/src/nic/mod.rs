@@ -153,6 +153,10 @@ pub struct VhostUserNic {
     /// Segments of a super-frame cut for a guest without TSO.
     gso_segs: Vec<brick_core::Packet>,
     rx_next: usize,
+    /// This thread's queue pairs (bit `p` for pair `p`), and per running pair a burst for
+    /// the frames a flow hash steered to it ([`steer_pair`]).
+    own_pairs: u64,
+    steered: Vec<Burst>,
     /// Thread 0's brick owns the control thread (and the socket); its siblings do not.
     control: Option<Control>,
 }
