@@ -187,14 +187,15 @@ fn two_graph_threads_each_serve_their_queue_pair() {
 /// A device served by two graph threads behind a spread brick in thread 0's graph, as
 /// butterflyd runs it: the sibling's frames cross to thread 0 through a queue link, an echo
 /// sends every frame back, and the spread brick hands each flow to one of the two threads,
-/// so both queue pairs carry frames both ways and the sibling's RX frames crossed back.
+/// so all four queue pairs (two per thread, each flow kept to one) carry frames both ways
+/// and the sibling's RX frames crossed back.
 #[test]
 fn a_spread_brick_hands_flows_to_both_threads() {
     use brick_vhost::VhostSpread;
     let dir = TempDir::new("vu-spread");
     let sock = dir.path("vm.sock");
     let mut c = cfg("vu-spread");
-    c.queue_pairs = 2;
+    c.queue_pairs = 4;
     c.threads = 2;
     let mut nic = VhostUserNic::server(&sock, c).unwrap();
     let sibling = nic.take_siblings().unwrap().pop().unwrap();
@@ -220,7 +221,7 @@ fn a_spread_brick_hands_flows_to_both_threads() {
     let owner = Runner::spawn(g, RunnerConfig::default()).unwrap();
     let other = Runner::spawn(g1, RunnerConfig::default()).unwrap();
 
-    let pmd = TestPmd::start_queues(&sock, false, &dir.path("pmd.log"), "spr", "flowgen", 2, &[]);
+    let pmd = TestPmd::start_queues(&sock, false, &dir.path("pmd.log"), "spr", "flowgen", 4, &[]);
     for (t, s) in stats.iter().enumerate() {
         expect_traffic(s, (0, 0), &format!("graph thread {t}"), &pmd);
     }
@@ -228,7 +229,7 @@ fn a_spread_brick_hands_flows_to_both_threads() {
     std::thread::sleep(Duration::from_secs(1));
     let out = pmd.stop();
     let streams = stream_totals(&out);
-    assert_eq!(streams.len(), 2, "one stream per pair\n{}", tail(&out, 30));
+    assert_eq!(streams.len(), 4, "one stream per pair\n{}", tail(&out, 30));
     for (q, rx, tx) in streams {
         assert!(tx > 1000 && rx > 1000, "queue pair {q}: {tx} sent, {rx} received\n{}", tail(&out, 30));
     }
