@@ -312,8 +312,15 @@ mod tests {
             let (g, state) = (Arc::clone(&g), Arc::clone(&state));
             std::thread::spawn(move || {
                 let (mut lock_free, mut locked) = (0u64, 0u64);
-                let deadline = Instant::now() + Duration::from_millis(600);
-                while Instant::now() < deadline {
+                // At least 600 ms, and on until both kinds of bracket were seen: on a loaded
+                // machine the control thread, preempted inside a change, can keep the
+                // version odd for that long (at most 10 s).
+                let start = Instant::now();
+                let enough = |lf: u64, l: u64| {
+                    let t = start.elapsed();
+                    t >= Duration::from_secs(10) || (t >= Duration::from_millis(600) && lf > 0 && l > 0)
+                };
+                while !enough(lock_free, locked) {
                     let v = g.enter(thread);
                     let before = state.load(Ordering::Relaxed);
                     for _ in 0..200 {
