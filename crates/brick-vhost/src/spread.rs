@@ -146,8 +146,9 @@ pub struct VhostSpread {
     ports: [Option<PortId>; MAX_QUEUE_PAIRS],
     /// The running pairs `order` was computed for (`u64::MAX`: not yet).
     seen: u64,
-    /// East ports of the threads that run an RX queue and are linked, in thread order.
-    order: [PortId; MAX_QUEUE_PAIRS],
+    /// The threads that run an RX queue and are linked, with their east port, in thread
+    /// order.
+    order: [(usize, PortId); MAX_QUEUE_PAIRS],
     count: usize,
     /// Frames sent towards each thread.
     sent: [u64; MAX_QUEUE_PAIRS],
@@ -161,7 +162,7 @@ impl VhostSpread {
             rx,
             ports: [None; MAX_QUEUE_PAIRS],
             seen: u64::MAX,
-            order: [0; MAX_QUEUE_PAIRS],
+            order: [(0, 0); MAX_QUEUE_PAIRS],
             count: 0,
             sent: [0; MAX_QUEUE_PAIRS],
         }
@@ -187,23 +188,16 @@ impl VhostSpread {
         self.count = 0;
         for t in (0..self.rx.threads).filter(|t| running >> t & 1 == 1) {
             if let Some(p) = self.ports[t] {
-                self.order[self.count] = p;
+                self.order[self.count] = (t, p);
                 self.count += 1;
             }
         }
         self.seen = pairs;
     }
 
-    /// The thread on east port `port`.
-    fn thread_of(&self, port: PortId) -> Option<usize> {
-        self.ports[..self.rx.threads].iter().position(|&p| p == Some(port))
-    }
-
-    /// Sends the whole burst to east port `port`.
-    fn send_all(&mut self, port: PortId, pkts: &mut Burst, out: &mut Output<'_>) {
-        if let Some(t) = self.thread_of(port) {
-            self.sent[t] += pkts.len() as u64;
-        }
+    /// Sends the whole burst to thread `thread`, on east port `port`.
+    fn send_all(&mut self, (thread, port): (usize, PortId), pkts: &mut Burst, out: &mut Output<'_>) {
+        self.sent[thread] += pkts.len() as u64;
         out.emit_all(Side::East, port, pkts);
     }
 }
@@ -236,7 +230,7 @@ impl Brick for VhostSpread {
         match self.count {
             0 => match self.ports[0] {
                 // Thread 0 counts them as not ready.
-                Some(p) => self.send_all(p, pkts, out),
+                Some(p) => self.send_all((0, p), pkts, out),
                 None => {
                     for p in pkts.drain() {
                         out.drop(p, SpreadDrop::NoThread.index());
@@ -247,10 +241,8 @@ impl Brick for VhostSpread {
             n => {
                 for p in pkts.drain() {
                     let i = ((u64::from(flow_hash(p.data())) * n as u64) >> 32) as usize;
-                    let port = self.order[i];
-                    if let Some(t) = self.thread_of(port) {
-                        self.sent[t] += 1;
-                    }
+                    let (thread, port) = self.order[i];
+                    self.sent[thread] += 1;
                     out.emit(Side::East, port, p);
                 }
             }

@@ -281,20 +281,12 @@ impl Brick for VhostUserNic {
         let vrings = conn.as_ref().and_then(|c| c.vrings.get());
         // Several of this thread's RX queues run: each flow keeps to one of them.
         let running = self.shared.rx_running.load(Ordering::Acquire) & self.own_pairs;
-        if let (Some(v), true) = (vrings, running.count_ones() > 1) {
-            self.push_steered(v, running, version, pkts, out);
-            if conn.is_some() {
-                self.conn = conn;
-            }
-            return self.shared.gate.leave(self.thread);
-        }
-        match vrings.and_then(|v| self.pick_rx(v, version).map(|q| (q, &v[q]))) {
-            Some((q, vring)) => self.push_rx(q, vring, version, pkts, out),
-            None => {
-                let n = pkts.len() as u64;
-                pkts.clear();
-                self.count_drop(out, DropReason::NotReady, n);
-            }
+        match vrings {
+            Some(v) if running.count_ones() > 1 => self.push_steered(v, running, version, pkts, out),
+            _ => match vrings.and_then(|v| self.pick_rx(v, version).map(|q| (q, &v[q]))) {
+                Some((q, vring)) => self.push_rx(q, vring, version, pkts, out),
+                None => self.drop_not_ready(pkts, out),
+            },
         }
         if conn.is_some() {
             self.conn = conn;
@@ -373,10 +365,10 @@ impl VhostUserNic {
         }
         let flush = |nic: &mut Self, k: usize, b: &mut Burst, out: &mut Output<'_>| {
             let q = 2 * nth_bit(running, k);
-            if q < vrings.len() {
-                nic.push_rx(q, &vrings[q], version, b, out);
+            match vrings.get(q) {
+                Some(vring) => nic.push_rx(q, vring, version, b, out),
+                None => nic.drop_not_ready(b, out),
             }
-            b.clear();
         };
         for p in pkts.drain() {
             let k = steer_pair(crate::flow_hash(p.data()), n);
@@ -392,6 +384,13 @@ impl VhostUserNic {
             }
         }
         self.steered = steered;
+    }
+
+    /// Drops `pkts`, counted as not ready (no running RX queue to take them).
+    fn drop_not_ready(&mut self, pkts: &mut Burst, out: &mut Output<'_>) {
+        let n = pkts.len() as u64;
+        pkts.clear();
+        self.count_drop(out, DropReason::NotReady, n);
     }
 
     /// Writes `pkts` into the guest buffers of RX queue `q`: without the vring's lock when
