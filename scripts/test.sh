@@ -27,6 +27,8 @@ if [ -z "${QUICK:-}" ]; then
   bash scripts/setup.sh || { echo "set-up failed"; echo "0 passed, 1 failed"; exit 1; }
   step fmt cargo fmt --all -- --check
   step clippy cargo clippy --workspace --all-targets -- -D warnings
+  # Public items are documented: the docs must build without a broken link or stray tag.
+  step doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 fi
 step test cargo test --workspace --no-fail-fast
 # Extra suites registered by crates (feature-gated builds such as DPDK).

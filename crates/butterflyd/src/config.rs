@@ -3,6 +3,10 @@
 //! Butterfly's options keep their names and meanings; an INI file (`-c`) accepts Butterfly's
 //! keys. Unlike Butterfly, command-line options override the file (what operators expect),
 //! every problem is reported with the option's name, and the exit status is non-zero.
+//!
+//! The options' doc comments are clap's `--help` text, written for a terminal: their
+//! `[:NAME]` and `<vni>` are not links or HTML tags.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

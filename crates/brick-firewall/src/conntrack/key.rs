@@ -92,7 +92,7 @@ impl PartialEq for FlowKey {
 
 impl std::hash::Hash for FlowKey {
     /// Every field, as the derived hash would: equal keys hash alike. (The table itself uses
-    /// [`FlowKey::hash`], seeded; this is for `std` maps in tests and tools.)
+    /// its own seeded `FlowKey::hash`; this is for `std` maps in tests and tools.)
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         (self.lo, self.hi, self.lo_port, self.hi_port, self.proto, self.v6).hash(state);
     }
