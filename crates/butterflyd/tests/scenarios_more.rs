@@ -623,6 +623,80 @@ fn spread_nics_carry_filtered_traffic_through_both_workers() {
     assert!(!status.contains("nic-1"), "nic-1's bricks left:\n{status}");
 }
 
+/// A spread NIC follows its guest across restarts with another number of queue pairs, as a
+/// VM rebooted with fewer or more vCPUs comes back: with one pair running, every flow for it
+/// goes to the thread of that pair and nothing to the other; with two again, both threads
+/// carry its flows; and with the guest gone, no thread counts as running.
+#[test]
+fn a_spread_nic_follows_its_guest_across_restarts_with_other_queue_counts() {
+    let d = Daemon::start(&["--no-state", "--workers", "2", "--vhost-queue-pairs", "2", "--vhost-spread"]);
+    let logs = tempfile::tempdir().unwrap();
+    d.ok(&["sg", "add", "sg-all"]);
+    d.ok(&["sg", "rule", "add", "sg-all", "--dir", "in", "--ip-proto", "all", "--cidr", "0.0.0.0/0"]);
+    let socks = [1u8, 2].map(|i| {
+        let id = format!("nic-{i}");
+        let ips: Vec<String> = match i {
+            1 => vec!["198.18.0.1".into()],
+            _ => (0..32).map(|k| format!("198.18.{k}.2")).collect(),
+        };
+        let m = mac(i);
+        let mut args = vec!["nic", "add", "--id", &id, "--vni", "42", "--sg", "sg-all", "--mac", &m];
+        for ip in &ips {
+            args.extend(["--ip", ip]);
+        }
+        PathBuf::from(d.ok(&args).trim())
+    });
+    let mode = ["--forward-mode=5tswap", "--txonly-multi-flow"];
+    let spread = |status: &str| brick_label(status, "spread-nic-1").to_string();
+    let mut sent_before = vec![0, 0];
+    for (round, queues) in [2u16, 1, 2].into_iter().enumerate() {
+        let start = |i: usize, queues: u16, first: &[&str]| {
+            let (me, peer) = (mac(i as u8 + 1), mac(2 - i as u8));
+            let log = logs.path().join(format!("restart{round}-{i}.log"));
+            let tag = format!("rs{round}{i}");
+            Guest::start_mode(&socks[i], &me, &peer, i, log, &tag, queues, &[&mode[..], first].concat())
+        };
+        // The guest of nic-1 comes up first with `queues` pairs; the other guest, one pair,
+        // then starts the flows (32, one per frame of its first burst).
+        let one = start(0, queues, &[]);
+        let running = format!("running=0x{:x}", (1u32 << queues) - 1);
+        assert!(
+            vhost::wait_until(Duration::from_secs(20), || spread(&d.ok(&["status"])).contains(&running)),
+            "round {round}: nic-1's guest runs {queues} RX queues:\n{}",
+            d.ok(&["status"])
+        );
+        let mut guests = [one, start(1, 1, &["--tx-first", "--tx-ip=198.18.0.2,198.18.0.1"])];
+        for (i, g) in guests.iter_mut().enumerate() {
+            g.wait_traffic(&format!("round {round}, guest {}", i + 1), 0);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let status = d.ok(&["status"]);
+        let sent = label_list(&spread(&status), "to threads=");
+        let new: Vec<u64> = sent.iter().zip(&sent_before).map(|(now, before)| now - before).collect();
+        assert!(new[0] > 1000, "round {round}: thread 0 got {new:?}\n{status}");
+        match queues {
+            1 => assert_eq!(new[1], 0, "round {round}: one pair runs, thread 1 got {new:?}\n{status}"),
+            _ => assert!(new[1] > 1000, "round {round}: two pairs run, thread 1 got {new:?}\n{status}"),
+        }
+        // Both guests go; then no thread of nic-1 counts as running, and the next round
+        // counts from there. The first time nic-1's guest dies (SIGKILL, as a crashed VM:
+        // its driver stops no queue), then it exits as a shut-down VM does.
+        let [one, two] = guests;
+        drop(two);
+        match round {
+            0 => drop(one),
+            _ => drop(one.stop()),
+        }
+        assert!(
+            vhost::wait_until(Duration::from_secs(10), || spread(&d.ok(&["status"]))
+                .contains("running=0x0 ")),
+            "round {round}: nic-1's guest is gone, yet:\n{}",
+            d.ok(&["status"])
+        );
+        sent_before = label_list(&spread(&d.ok(&["status"])), "to threads=");
+    }
+}
+
 /// A flow keeps to one RX queue of a guest that runs several (as a NIC's RSS would steer it):
 /// its frames reach one vCPU, in order. One guest sends a single UDP flow (testpmd txonly)
 /// to a guest running two queue pairs (rxonly): one queue receives it all, the other none.
