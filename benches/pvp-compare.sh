@@ -58,6 +58,16 @@
 # is not run, and the VXLAN setups (one guest) are skipped. VHOST_PINGPONG names a prebuilt
 # binary. E.g. PINGPONG=200000 SETUPS="bf-bypass ovs-normal bf-filter ovs-ct" benches/pvp-compare.sh 3 3
 #
+# FLOWS=N: many connections instead of one. The guests are then vhost-flows (benches/src/bin,
+# built here in release): one process, pinned to GUEST_CPU, that is both guests itself. vm1
+# sends a population of UDP frames to vm2, each guest answers what it receives (5tswap), and
+# vm1 gives each frame it sends the source port of the next of N connections in turn, so the
+# firewall (or OVS's conntrack) tracks N connections, each seen both ways, and looks one up
+# for every frame (testpmd's modes keep a frame's flow). The table is as with testpmd: frames
+# per second per direction, the tool's own count over its window. PER_SECOND is ignored, the
+# idle check is not run, and the VXLAN setups (one guest) are skipped. VHOST_FLOWS names a
+# prebuilt binary. E.g. FLOWS=60000 SETUPS="bf-filter ovs-ct" benches/pvp-compare.sh 5 3
+#
 # The cross-core probe. Guest and switch hand ring and buffer lines to each other on every
 # frame, so the rate follows what one cache line costs between SWITCH_CPU and GUEST_CPU. On
 # a virtual machine the host decides that by where it runs the two vCPUs, and it may change
@@ -84,6 +94,7 @@
 #            02:00:00:00:01:02)
 #   BF_ARGS  extra butterflyd arguments (e.g. --busy-poll)
 #   PINGPONG round trips per measurement: latency with vhost-pingpong (see above)
+#   FLOWS    connections per measurement: many flows with vhost-flows (see above)
 #   PER_SECOND=1  the guest reports its rate every second: each measurement prints that
 #            series, and its Mpps is the series' mean (shows how steady a switch is); the
 #            end adds each setup's mean per level of the machine, every second classed fast
@@ -114,6 +125,7 @@ GUEST_MAIN_CPU=${GUEST_MAIN_CPU:-$SWITCH_CPU}
 DPDK_EXTRA=${DPDK_EXTRA:-}
 SETUPS=${SETUPS:-"bf-filter bf-bypass ovs-ct ovs-normal vhost-io"}
 PINGPONG=${PINGPONG:-}
+FLOWS=${FLOWS:-}
 PER_SECOND=${PER_SECOND:-}
 WARMUP=${WARMUP:-3}
 LEVEL_FILTERED=${LEVEL_FILTERED:-2.3}
@@ -127,6 +139,11 @@ case " $SETUPS " in *" bf-vxlan-"*) BENCH_FEATURES="${BENCH_FEATURES:+$BENCH_FEA
 if [ -n "$PINGPONG" ]; then
   [ -n "${VHOST_PINGPONG:-}" ] || cargo build -q --release -p butterfly-benches --bin vhost-pingpong
   PP=${VHOST_PINGPONG:-${CARGO_TARGET_DIR:-target}/release/vhost-pingpong}
+fi
+if [ -n "$FLOWS" ]; then
+  [ -n "${VHOST_FLOWS:-}" ] || cargo build -q --release -p butterfly-benches --bin vhost-flows
+  VF=${VHOST_FLOWS:-${CARGO_TARGET_DIR:-target}/release/vhost-flows}
+  PER_SECOND=""
 fi
 [ -n "${CROSS_CORE_PROBE:-}" ] || cargo build -q --release -p butterfly-benches --bin cross-core-probe
 PROBE=${CROSS_CORE_PROBE:-${CARGO_TARGET_DIR:-target}/release/cross-core-probe}
@@ -351,21 +368,9 @@ switch_only() {
   done
 }
 
-# Runs the guests against setup $1 for a window of SECS seconds after a warm-up, with the
-# other switches stopped: with traffic (tx_first) or, with $2 = idle, connected and polling
-# but sending nothing. Sets pps (the guests' mean receive rate over the window, Mpps) and
-# cpu (the switch process's CPU over the window, %).
-run_guests() {
-  local name=$1 mode=${2:-traffic} d=$TMP/$1
-  switch_only "$name"
-  local log=$d/guest.log warm=4 nports=2
-  # Two guest ports, or one (vm1) where the other end is the VXLAN underlay.
-  local ports=(--vdev "virtio_user0,path=${SOCK1[$name]},mac=$MAC1,queue_size=1024")
-  if [ -n "${SOCK2[$name]}" ]; then
-    ports+=(--vdev "virtio_user1,path=${SOCK2[$name]},mac=$MAC2,queue_size=1024")
-  else
-    nports=1
-  fi
+# testpmd as run_guests' guests (its locals: mode, log, warm, nports, ports): 5tswap, the
+# population sent by port 0 with tx_first, the port statistics at the window's ends.
+start_testpmd_guests() {
   (
     sleep "$warm"
     echo "set txpkts $((FRAME - 4))"
@@ -398,6 +403,45 @@ run_guests() {
     "${ports[@]}" -- \
     -i --forward-mode=5tswap --port-topology=loop --eth-peer=0,$MAC2 --eth-peer=1,$MAC1 \
     --no-flush-rx --nb-cores=1 --txd=1024 --rxd=1024 --burst="$BURST" --total-num-mbufs="$GUEST_MBUFS" >"$log" 2>&1 &
+}
+
+# Sets pps and txpps from testpmd's log in run_guests (its locals: name, mode, log, nports):
+# the "show port stats all" after the first, Rx-pps and Tx-pps of each port over the window
+# (with PER_SECOND, over each second: the mean of those is the window's).
+testpmd_rates() {
+  local shows=1; [ -z "$PER_SECOND" ] || shows=$SECS
+  pps=$(grep -E '^\s*Rx-pps:' "$log" | tail -$((shows * nports)) | awk -v n=$((shows * nports)) '{s+=$2} END {printf "%.3f", s/n/1e6}')
+  txpps=$(grep -E '^\s*Tx-pps:' "$log" | tail -$((shows * nports)) | awk -v n=$((shows * nports)) '{s+=$2} END {printf "%.3f", s/n/1e6}')
+  if [ -n "$PER_SECOND" ] && [ "$mode" != idle ]; then
+    local series; series=$(grep -E '^\s*Rx-pps:' "$log" | tail -$((shows * nports)) |
+      awk -v n=$nports '{s+=$2} NR % n == 0 {printf "%.2f ", s/n/1e6; s=0}')
+    echo "$series" >>"$TMP/persec.$name"
+    echo "$name per second, Mpps: $series" >&2
+  fi
+}
+
+# Runs the guests against setup $1 for a window of SECS seconds after a warm-up, with the
+# other switches stopped: with traffic (tx_first) or, with $2 = idle, connected and polling
+# but sending nothing. Sets pps (the guests' mean receive rate over the window, Mpps) and
+# cpu (the switch process's CPU over the window, %).
+run_guests() {
+  local name=$1 mode=${2:-traffic} d=$TMP/$1
+  switch_only "$name"
+  local log=$d/guest.log warm=4 nports=2
+  # Two guest ports, or one (vm1) where the other end is the VXLAN underlay.
+  local ports=(--vdev "virtio_user0,path=${SOCK1[$name]},mac=$MAC1,queue_size=1024")
+  if [ -n "${SOCK2[$name]}" ]; then
+    ports+=(--vdev "virtio_user1,path=${SOCK2[$name]},mac=$MAC2,queue_size=1024")
+  else
+    nports=1
+  fi
+  if [ -n "$FLOWS" ] && [ "$mode" != idle ]; then
+    # vhost-flows: its window starts about when ours does (after it connects and warms up).
+    timeout 600 "$VF" --sock1 "${SOCK1[$name]}" --sock2 "${SOCK2[$name]}" --mac1 $MAC1 --mac2 $MAC2 \
+      --flows "$FLOWS" --frame "$FRAME" --cpu "$GUEST_CPU" --warmup $((warm + 2)) --seconds "$SECS" >"$log" 2>&1 &
+  else
+    start_testpmd_guests
+  fi
   local g=$!
   sleep $((warm + 2))
   local j0 t0 j1 t1 sw0 gu0 sw1 gu1; j0=$(jiffies ${SWPIDS[$name]}); t0=$(date +%s.%N)
@@ -410,16 +454,12 @@ run_guests() {
   [ -z "${METRICS[$name]:-}" ] || metrics "$name" >"$d/metrics.1"
   case $name in ovs-vxlan-*) ovs-appctl -t "$d/ovs-vswitchd-dpdk.${SWPIDS[$name]}.ctl" dpif-netdev/pmd-stats-show >"$d/pmd-stats" ;; esac
   wait $g || true
-  # The "show port stats all" after the first: Rx-pps of each port over the window (with
-  # PER_SECOND, over each second: the mean of those is the window's).
-  local shows=1; [ -z "$PER_SECOND" ] || shows=$SECS
-  pps=$(grep -E '^\s*Rx-pps:' "$log" | tail -$((shows * nports)) | awk -v n=$((shows * nports)) '{s+=$2} END {printf "%.3f", s/n/1e6}')
-  txpps=$(grep -E '^\s*Tx-pps:' "$log" | tail -$((shows * nports)) | awk -v n=$((shows * nports)) '{s+=$2} END {printf "%.3f", s/n/1e6}')
-  if [ -n "$PER_SECOND" ] && [ "$mode" != idle ]; then
-    local series; series=$(grep -E '^\s*Rx-pps:' "$log" | tail -$((shows * nports)) |
-      awk -v n=$nports '{s+=$2} NR % n == 0 {printf "%.2f ", s/n/1e6; s=0}')
-    echo "$series" >>"$TMP/persec.$name"
-    echo "$name per second, Mpps: $series" >&2
+  if [ -n "$FLOWS" ] && [ "$mode" != idle ]; then
+    pps=$(sed -n 's/.*per_direction_pps=\([0-9]*\).*/\1/p' "$log" | awk '{printf "%.3f", $1 / 1e6} END {if (!NR) printf "0.000"}')
+    txpps=$pps
+    echo "$name: $(grep -h '^flows=\|vhost-flows:' "$log" | tail -2 | paste -sd' ')" >&2
+  else
+    testpmd_rates
   fi
   cpu=$(awk -v j="$((j1 - j0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.1f", 100 * j / (hz * (t1 - t0))}')
   stolen=$(awk -v a="$((sw1 - sw0))" -v b="$((gu1 - gu0))" \
@@ -566,8 +606,8 @@ measure_pingpong() {
 
 RUNNING=""
 for s in $SETUPS; do
-  case $PINGPONG:$s in
-    ?*:*vxlan*) echo "$s: skipped (PINGPONG needs two guests)" >&2; continue ;;
+  case $PINGPONG$FLOWS:$s in
+    ?*:*vxlan*) echo "$s: skipped (PINGPONG and FLOWS need two guests)" >&2; continue ;;
   esac
   case $s in
     bf-filter) start_butterflyd "$s" "$BD" --sg sg-all ;;
@@ -651,12 +691,18 @@ fi
 # testpmd poll by design; butterflyd must sleep.
 IDLE=""
 for s in $SETUPS; do
-  # (Not with a VXLAN underlay: its frames never stop.)
+  # (Not with a VXLAN underlay: its frames never stop; nor with FLOWS: its guests have no
+  # idle mode.)
+  [ -z "$FLOWS" ] || break
   case $s in bf-vxlan-*) ;; bf-*) run_guests "$s" idle; IDLE="$IDLE, $s $cpu %" ;; esac
 done
 
 echo
-echo "PVP, $FRAME-byte frames, $INFLIGHT bursts of $BURST in flight per guest port, switch on CPU $SWITCH_CPU, guest on CPU $GUEST_CPU, ${SECS}s x $ROUNDS interleaved rounds"
+if [ -n "$FLOWS" ]; then
+  echo "PVP, $FRAME-byte frames, $FLOWS connections (vhost-flows), switch on CPU $SWITCH_CPU, guests on CPU $GUEST_CPU, ${SECS}s x $ROUNDS interleaved rounds"
+else
+  echo "PVP, $FRAME-byte frames, $INFLIGHT bursts of $BURST in flight per guest port, switch on CPU $SWITCH_CPU, guest on CPU $GUEST_CPU, ${SECS}s x $ROUNDS interleaved rounds"
+fi
 echo
 rtt_col=""; [ "$BURST$INFLIGHT" != 11 ] || rtt_col=" mean round trip µs |"
 echo "| setup | Mpps per direction (median) | range | switch CPU % |$rtt_col cycles/packet in the switch (last window) | cross-core ns (range) | steal % switch/guest CPU (max) |"

@@ -176,6 +176,15 @@ impl Device {
     /// Sends `frame` (Ethernet, no FCS). False when every transmit descriptor is in flight
     /// (the device stopped taking them).
     pub fn send(&mut self, frame: &[u8]) -> bool {
+        let sent = self.queue_tx(frame.len(), |buf| buf.copy_from_slice(frame));
+        self.flush_tx();
+        sent
+    }
+
+    /// Queues a frame of `len` bytes (Ethernet, no FCS, clipped to a buffer) that `fill`
+    /// writes into its transmit buffer; the device sees it at the next
+    /// [`flush_tx`](Self::flush_tx). False when every transmit descriptor is in flight.
+    pub fn queue_tx(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
         let Some(id) = self.tx_free.pop().or_else(|| {
             self.reclaim_tx();
             self.tx_free.pop()
@@ -183,22 +192,43 @@ impl Device {
             return false;
         };
         let off = tx_buf(id);
-        let len = (NET_HDR + frame.len()).min(BUF_SIZE);
+        let len = (NET_HDR + len).min(BUF_SIZE);
         // SAFETY: buffer `id` (BUF_SIZE bytes inside the mapping) is ours: it is not in the
-        // avail ring until `push_avail` below. Header zeroed, then the frame (clipped to the
-        // buffer, which holds any frame `frame::build` makes).
-        unsafe {
+        // avail ring until `push_avail` below, and no receive buffer overlaps it. Header
+        // zeroed, then the frame (clipped to the buffer).
+        let buf = unsafe {
             let dst = self.mem.addr().add(off);
             ptr::write_bytes(dst, 0, NET_HDR);
-            ptr::copy_nonoverlapping(frame.as_ptr(), dst.add(NET_HDR), len - NET_HDR);
-        }
+            std::slice::from_raw_parts_mut(dst.add(NET_HDR), len - NET_HDR)
+        };
+        fill(buf);
         self.tx.write_desc(id, off as u64, len as u32, 0);
         self.tx.push_avail(id);
+        true
+    }
+
+    /// Queues a copy of received frame `r` for sending, edited by `edit` in its transmit
+    /// buffer (one copy, as a guest forwarding in place makes none: the nearest a frontend
+    /// with separate buffers gets). False when every transmit descriptor is in flight.
+    pub fn queue_reply(&mut self, r: &Received, edit: impl FnOnce(&mut [u8])) -> bool {
+        let len = r.len.saturating_sub(NET_HDR);
+        let src = rx_buf(r.id) + NET_HDR;
+        let base = self.mem.addr();
+        self.queue_tx(len, |buf| {
+            // SAFETY: the receive buffer lies inside the mapping and is ours until recycled
+            // (the caller still holds `r`); it does not overlap the transmit buffer `buf`
+            // (rx_buf and tx_buf areas are disjoint), and `buf.len()` is at most `len`.
+            unsafe { ptr::copy_nonoverlapping(base.add(src), buf.as_mut_ptr(), buf.len()) };
+            edit(buf);
+        })
+    }
+
+    /// Publishes the frames queued since the last flush, with a kick if the device asks.
+    pub fn flush_tx(&mut self) {
         self.tx.publish();
         if self.tx.device_wants_kick() {
             self.kick(TX);
         }
-        true
     }
 
     /// Takes back the transmit descriptors the device has finished with.
@@ -235,7 +265,19 @@ impl Device {
 
     /// Posts a received buffer back to the device.
     pub fn recycle(&mut self, r: Received) {
+        self.recycle_later(r);
+        self.flush_rx();
+    }
+
+    /// Queues a received buffer for the device; it sees it at the next
+    /// [`flush_rx`](Self::flush_rx).
+    pub fn recycle_later(&mut self, r: Received) {
         self.rx.push_avail(r.id);
+    }
+
+    /// Publishes the receive buffers queued since the last flush, with a kick if the device
+    /// asks.
+    pub fn flush_rx(&mut self) {
         self.rx.publish();
         if self.rx.device_wants_kick() {
             self.kick(RX);

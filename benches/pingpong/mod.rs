@@ -258,3 +258,26 @@ impl LossGuard {
 fn nanos(d: Duration) -> u64 {
     d.as_nanos().min(u64::MAX as u128) as u64
 }
+
+/// Pins this (single-threaded) process to one CPU (the tools' `--cpu`).
+pub fn pin_to(cpu: usize) -> Result<(), Error> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(Error(format!("--cpu {cpu}: no such CPU")));
+    }
+    // SAFETY: cpu_set_t is plain data (all zero is the empty set); CPU_SET writes inside it
+    // (cpu < CPU_SETSIZE checked); sched_setaffinity(0, ...) only reads the set.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        return Err(Error(format!("--cpu {cpu}: sched_setaffinity: {}", std::io::Error::last_os_error())));
+    }
+    Ok(())
+}
+
+/// An IPv4 address as its four bytes (the tools' `--ip1`, `--ip2`).
+pub fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
+    s.parse::<std::net::Ipv4Addr>().ok().map(|a| a.octets())
+}

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), Error> {
     if let Some(cpu) = args.cpu {
-        pin_to(cpu)?;
+        pingpong::pin_to(cpu)?;
     }
     let connect =
         |i: usize, name| Device::connect_retrying(&args.socks[i], name, 5, Duration::from_millis(500));
@@ -95,24 +95,6 @@ fn write_hist(path: &std::path::Path, s: &Samples) -> std::io::Result<()> {
     f.flush()
 }
 
-/// Pins this (single-threaded) process to one CPU.
-fn pin_to(cpu: usize) -> Result<(), Error> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(Error(format!("--cpu {cpu}: no such CPU")));
-    }
-    // SAFETY: cpu_set_t is plain data (all zero is the empty set); CPU_SET writes inside it
-    // (cpu < CPU_SETSIZE checked); sched_setaffinity(0, ...) only reads the set.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        return Err(Error(format!("--cpu {cpu}: sched_setaffinity: {}", std::io::Error::last_os_error())));
-    }
-    Ok(())
-}
-
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut socks = [None, None];
     let mut vm1 = Station { mac: [2, 0, 0, 0, 0, 1], ip: [198, 18, 0, 1] };
@@ -130,8 +112,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--sock2" => socks[1] = Some(PathBuf::from(&val)),
             "--mac1" => vm1.mac = frame::parse_mac(&val).ok_or_else(|| bad("a MAC address"))?,
             "--mac2" => vm2.mac = frame::parse_mac(&val).ok_or_else(|| bad("a MAC address"))?,
-            "--ip1" => vm1.ip = parse_ip(&val).ok_or_else(|| bad("an IPv4 address"))?,
-            "--ip2" => vm2.ip = parse_ip(&val).ok_or_else(|| bad("an IPv4 address"))?,
+            "--ip1" => vm1.ip = pingpong::parse_ipv4(&val).ok_or_else(|| bad("an IPv4 address"))?,
+            "--ip2" => vm2.ip = pingpong::parse_ipv4(&val).ok_or_else(|| bad("an IPv4 address"))?,
             "--count" => count = val.parse().map_err(|_| bad("a count"))?,
             "--warmup" => warmup = val.parse().map_err(|_| bad("a count"))?,
             "--frame" => frame_len = val.parse().map_err(|_| bad("a size"))?,
@@ -159,10 +141,6 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         timeout: Duration::from_millis(timeout_ms),
     };
     Ok(Args { socks: [s1, s2], cfg, cpu, hist })
-}
-
-fn parse_ip(s: &str) -> Option<[u8; 4]> {
-    s.parse::<std::net::Ipv4Addr>().ok().map(|a| a.octets())
 }
 
 #[cfg(test)]

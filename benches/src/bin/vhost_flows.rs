@@ -1,0 +1,164 @@
+//! vhost-flows: many connections through a vhost-user switch at full rate. It is both guests
+//! (vhost-user frontends on the switch's two sockets, no VM): vm1 opens `--flows`
+//! connections to vm2 in turn, one frame each, and vm2 answers every frame (see
+//! `butterfly_benches::flows`).
+//!
+//! Prints one line: `flows=.. seconds=.. rx_vm1=.. rx_vm2=.. per_direction_pps=.. refills=..
+//! stray=.. tx_full=.. kicks_vm1=.. kicks_vm2=.. bad_used=..`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use butterfly_benches::flows::{self, Config, MAX_FLOWS};
+use butterfly_benches::pingpong::device::Device;
+use butterfly_benches::pingpong::frame::{self, Station};
+use butterfly_benches::pingpong::{self, Error};
+
+const USAGE: &str =
+    "usage: vhost-flows --sock1 PATH --sock2 PATH [--mac1 MAC] [--mac2 MAC] [--ip1 IP] [--ip2 IP]
+       [--flows N] [--inflight N] [--seconds S] [--warmup S] [--frame BYTES] [--cpu N]
+  --flows     connections from vm1 to vm2, used in turn (1..=64512, default 1024)
+  --inflight  frames in flight between the guests (1..=192, default 192)
+  --seconds   measured (default 5), after --warmup seconds (default 2) not counted
+  --frame     frame size including the 4-byte FCS, as RFC 2544 (64..=1518, default 64)";
+
+/// The most frames in flight: both guests' rings (256) keep room for a burst.
+const MAX_INFLIGHT: usize = 192;
+
+struct Args {
+    socks: [PathBuf; 2],
+    cfg: Config,
+    cpu: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("vhost-flows: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vhost-flows: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Error> {
+    if let Some(cpu) = args.cpu {
+        pingpong::pin_to(cpu)?;
+    }
+    let connect =
+        |i: usize, name| Device::connect_retrying(&args.socks[i], name, 5, Duration::from_millis(500));
+    let mut devs = [connect(0, "vm1")?, connect(1, "vm2")?];
+    let r = flows::run(&mut devs, &args.cfg)?;
+    println!(
+        "flows={} seconds={:.3} rx_vm1={} rx_vm2={} per_direction_pps={:.0} refills={} stray={} tx_full={} kicks_vm1={} kicks_vm2={} bad_used={}",
+        args.cfg.flows,
+        r.seconds,
+        r.received[0],
+        r.received[1],
+        r.per_direction(),
+        r.refills,
+        r.stray,
+        r.tx_full,
+        devs[0].kicks,
+        devs[1].kicks,
+        devs[0].bad_used + devs[1].bad_used
+    );
+    Ok(())
+}
+
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut socks = [None, None];
+    let mut vm1 = Station { mac: [2, 0, 0, 0, 0, 1], ip: [198, 18, 0, 1] };
+    let mut vm2 = Station { mac: [2, 0, 0, 0, 0, 2], ip: [198, 18, 0, 2] };
+    let (mut flows, mut inflight, mut frame_len) = (1024u32, MAX_INFLIGHT, 64usize);
+    let (mut seconds, mut warmup, mut cpu) = (5f64, 2f64, None);
+    while let Some(flag) = it.next() {
+        if flag == "-h" || flag == "--help" {
+            return Err("help".into());
+        }
+        let val = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let bad = |what: &str| format!("{flag} {val}: not {what}");
+        match flag.as_str() {
+            "--sock1" => socks[0] = Some(PathBuf::from(&val)),
+            "--sock2" => socks[1] = Some(PathBuf::from(&val)),
+            "--mac1" => vm1.mac = frame::parse_mac(&val).ok_or_else(|| bad("a MAC address"))?,
+            "--mac2" => vm2.mac = frame::parse_mac(&val).ok_or_else(|| bad("a MAC address"))?,
+            "--ip1" => vm1.ip = pingpong::parse_ipv4(&val).ok_or_else(|| bad("an IPv4 address"))?,
+            "--ip2" => vm2.ip = pingpong::parse_ipv4(&val).ok_or_else(|| bad("an IPv4 address"))?,
+            "--flows" => flows = val.parse().map_err(|_| bad("a count"))?,
+            "--inflight" => inflight = val.parse().map_err(|_| bad("a count"))?,
+            "--seconds" => seconds = val.parse().map_err(|_| bad("seconds"))?,
+            "--warmup" => warmup = val.parse().map_err(|_| bad("seconds"))?,
+            "--frame" => frame_len = val.parse().map_err(|_| bad("a size"))?,
+            "--cpu" => cpu = Some(val.parse().map_err(|_| bad("a CPU number"))?),
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    let [Some(s1), Some(s2)] = socks else {
+        return Err("--sock1 and --sock2 are needed".into());
+    };
+    if !(frame::MIN_LEN + 4..=frame::MAX_LEN + 4).contains(&frame_len) {
+        return Err(format!("--frame {frame_len}: outside {}..={}", frame::MIN_LEN + 4, frame::MAX_LEN + 4));
+    }
+    if !(1..=MAX_FLOWS).contains(&flows) {
+        return Err(format!("--flows {flows}: outside 1..={MAX_FLOWS}"));
+    }
+    if !(1..=MAX_INFLIGHT).contains(&inflight) {
+        return Err(format!("--inflight {inflight}: outside 1..={MAX_INFLIGHT}"));
+    }
+    let secs = |s: f64, what: &str| match s.is_finite() && s >= 0.0 {
+        true => Ok(Duration::from_secs_f64(s)),
+        false => Err(format!("{what} {s}: not a duration")),
+    };
+    let (duration, warmup) = (secs(seconds, "--seconds")?, secs(warmup, "--warmup")?);
+    if duration.is_zero() {
+        return Err("--seconds must be above 0".into());
+    }
+    let cfg = Config { vm1, vm2, flows, inflight, frame_len: frame_len - 4, warmup, duration };
+    Ok(Args { socks: [s1, s2], cfg, cpu })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Result<Args, String> {
+        parse_args(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let a = args("--sock1 /a --sock2 /b").unwrap();
+        assert_eq!((a.cfg.flows, a.cfg.inflight, a.cfg.frame_len), (1024, 192, 60));
+        assert_eq!((a.cfg.duration, a.cfg.warmup), (Duration::from_secs(5), Duration::from_secs(2)));
+        let a = args("--sock1 /a --sock2 /b --flows 60000 --inflight 64 --seconds 0.5 --cpu 1").unwrap();
+        assert_eq!(
+            (a.cfg.flows, a.cfg.inflight, a.cfg.duration, a.cpu),
+            (60000, 64, Duration::from_millis(500), Some(1))
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        for bad in [
+            "--sock1 /a",
+            "--sock1 /a --sock2 /b --flows 0",
+            "--sock1 /a --sock2 /b --flows 64513",
+            "--sock1 /a --sock2 /b --inflight 193",
+            "--sock1 /a --sock2 /b --seconds 0",
+            "--sock1 /a --sock2 /b --seconds -1",
+            "--sock1 /a --sock2 /b --frame 63",
+            "--sock1 /a --sock2 /b --bogus 1",
+        ] {
+            assert!(args(bad).is_err(), "{bad} accepted");
+        }
+    }
+}
