@@ -24,7 +24,7 @@ const NET_HDR: usize = 12;
 const BUF_SIZE: usize = 2048;
 /// Guest memory: two ring areas, then the receive buffers, then the transmit buffers.
 const BUF_BASE: usize = 0x10000;
-const MEM_SIZE: usize = 4 << 20;
+const MEM_SIZE: usize = 8 << 20;
 // The rings end before the buffers, and the longest frame fits a buffer.
 const _: () = assert!(2 * RING_AREA <= BUF_BASE && super::frame::MAX_LEN + NET_HDR <= BUF_SIZE);
 const RX: usize = 0;

@@ -8,7 +8,7 @@ use std::ptr;
 use std::sync::atomic::{fence, AtomicU16, Ordering};
 
 /// Entries per queue (a power of two; its rings fit in [`RING_AREA`]).
-pub const QUEUE_SIZE: u16 = 256;
+pub const QUEUE_SIZE: u16 = 1024;
 /// `VRING_DESC_F_WRITE`: the device writes the buffer (receive).
 pub const DESC_F_WRITE: u16 = 2;
 /// `VRING_AVAIL_F_NO_INTERRUPT`: we poll, the device need not signal its call eventfd.
@@ -17,14 +17,20 @@ pub const AVAIL_F_NO_INTERRUPT: u16 = 1;
 pub const USED_F_NO_NOTIFY: u16 = 1;
 
 /// Offsets of a queue's parts inside its area: descriptor table (16 bytes an entry), avail
-/// ring (6 + 2 per entry), used ring (6 + 8 per entry), each on its own page.
+/// ring (6 + 2 per entry), used ring (6 + 8 per entry), each page aligned.
 pub const DESC_OFF: usize = 0;
 /// See [`DESC_OFF`].
-pub const AVAIL_OFF: usize = 0x1000;
+pub const AVAIL_OFF: usize = 0x4000;
 /// See [`DESC_OFF`].
-pub const USED_OFF: usize = 0x2000;
+pub const USED_OFF: usize = 0x5000;
 /// Bytes of one queue's area.
-pub const RING_AREA: usize = 0x3000;
+pub const RING_AREA: usize = 0x8000;
+// Each part fits before the next, and the used ring inside the area.
+const _: () = {
+    let n = QUEUE_SIZE as usize;
+    assert!(n.is_power_of_two() && DESC_OFF + 16 * n <= AVAIL_OFF);
+    assert!(AVAIL_OFF + 6 + 2 * n <= USED_OFF && USED_OFF + 6 + 8 * n <= RING_AREA);
+};
 
 /// Anonymous shared memory (a memfd mapped `MAP_SHARED`): the "guest memory" the backend
 /// maps from the descriptor we pass it with `SET_MEM_TABLE`.
@@ -247,7 +253,7 @@ mod tests {
 
     #[test]
     fn indices_wrap_past_u16_max() {
-        let mem = SharedMem::new(0x4000).unwrap();
+        let mem = SharedMem::new(RING_AREA).unwrap();
         // SAFETY: the mapping outlives the ring, nothing else uses it.
         let mut ring = unsafe { Vring::new(mem.addr()) };
         let start = u16::MAX - 5;
@@ -272,7 +278,7 @@ mod tests {
 
     #[test]
     fn a_full_ring_drains_in_order() {
-        let mem = SharedMem::new(0x4000).unwrap();
+        let mem = SharedMem::new(RING_AREA).unwrap();
         // SAFETY: the mapping outlives the ring, nothing else uses it.
         let mut ring = unsafe { Vring::new(mem.addr()) };
         let mut dev = FakeDevice { base: mem.addr(), last_avail: 0, used: 0 };
@@ -291,7 +297,7 @@ mod tests {
 
     #[test]
     fn kicks_only_when_the_device_asks() {
-        let mem = SharedMem::new(0x4000).unwrap();
+        let mem = SharedMem::new(RING_AREA).unwrap();
         // SAFETY: the mapping outlives the ring, nothing else uses it.
         let ring = unsafe { Vring::new(mem.addr()) };
         let dev = FakeDevice { base: mem.addr(), last_avail: 0, used: 0 };
@@ -302,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_bad_used_id_is_flagged_not_used() {
-        let mem = SharedMem::new(0x4000).unwrap();
+        let mem = SharedMem::new(RING_AREA).unwrap();
         // SAFETY: the mapping outlives the ring, nothing else uses it.
         let mut ring = unsafe { Vring::new(mem.addr()) };
         let dev = FakeDevice { base: mem.addr(), last_avail: 0, used: 0 };

@@ -19,12 +19,14 @@ const USAGE: &str =
     "usage: vhost-flows --sock1 PATH --sock2 PATH [--mac1 MAC] [--mac2 MAC] [--ip1 IP] [--ip2 IP]
        [--flows N] [--inflight N] [--seconds S] [--warmup S] [--frame BYTES] [--cpu N]
   --flows     connections from vm1 to vm2, used in turn (1..=64512, default 1024)
-  --inflight  frames in flight between the guests (1..=192, default 192)
+  --inflight  frames in flight between the guests (1..=768, default 512)
   --seconds   measured (default 5), after --warmup seconds (default 2) not counted
   --frame     frame size including the 4-byte FCS, as RFC 2544 (64..=1518, default 64)";
 
-/// The most frames in flight: both guests' rings (256) keep room for a burst.
-const MAX_INFLIGHT: usize = 192;
+/// The most frames in flight: both guests' rings (1024) keep room for a burst.
+const MAX_INFLIGHT: usize = 768;
+/// Frames in flight by default: as many as pvp-compare's testpmd guests (16 bursts of 32).
+const DEFAULT_INFLIGHT: usize = 512;
 
 struct Args {
     socks: [PathBuf; 2],
@@ -78,7 +80,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut socks = [None, None];
     let mut vm1 = Station { mac: [2, 0, 0, 0, 0, 1], ip: [198, 18, 0, 1] };
     let mut vm2 = Station { mac: [2, 0, 0, 0, 0, 2], ip: [198, 18, 0, 2] };
-    let (mut flows, mut inflight, mut frame_len) = (1024u32, MAX_INFLIGHT, 64usize);
+    let (mut flows, mut inflight, mut frame_len) = (1024u32, DEFAULT_INFLIGHT, 64usize);
     let (mut seconds, mut warmup, mut cpu) = (5f64, 2f64, None);
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
@@ -137,7 +139,7 @@ mod tests {
     #[test]
     fn defaults_and_overrides() {
         let a = args("--sock1 /a --sock2 /b").unwrap();
-        assert_eq!((a.cfg.flows, a.cfg.inflight, a.cfg.frame_len), (1024, 192, 60));
+        assert_eq!((a.cfg.flows, a.cfg.inflight, a.cfg.frame_len), (1024, 512, 60));
         assert_eq!((a.cfg.duration, a.cfg.warmup), (Duration::from_secs(5), Duration::from_secs(2)));
         let a = args("--sock1 /a --sock2 /b --flows 60000 --inflight 64 --seconds 0.5 --cpu 1").unwrap();
         assert_eq!(
@@ -152,7 +154,7 @@ mod tests {
             "--sock1 /a",
             "--sock1 /a --sock2 /b --flows 0",
             "--sock1 /a --sock2 /b --flows 64513",
-            "--sock1 /a --sock2 /b --inflight 193",
+            "--sock1 /a --sock2 /b --inflight 769",
             "--sock1 /a --sock2 /b --seconds 0",
             "--sock1 /a --sock2 /b --seconds -1",
             "--sock1 /a --sock2 /b --frame 63",
