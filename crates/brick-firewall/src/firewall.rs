@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use brick_core::{Brick, Burst, Output, PortId, Side, Timestamp};
+use brick_core::{Brick, Burst, Output, PortId, Side, Timestamp, BURST_SIZE};
 
 use crate::compile::CompiledRuleset;
 use crate::conntrack::{Conn, ConnState, ConnTable, FlowKey, ImportError, TcpRefusal, Timeouts};
@@ -53,6 +53,12 @@ brick_core::drop_reasons! {
 
 /// Drop reason names of the firewall brick, in [`FwDrop`] order.
 pub const FIREWALL_DROP_REASONS: &[&str] = FwDrop::NAMES;
+
+/// Connections from which a burst's lookups are started ahead (below, the table's lines in
+/// use stay in the cache and looking ahead costs more than it saves).
+const LOOKAHEAD_MIN_CONNS: usize = 4096;
+/// How many frames ahead a lookup's index slot is loaded (its entry: half as far).
+const LOOKAHEAD: usize = 6;
 
 impl From<Malformed> for FwDrop {
     fn from(m: Malformed) -> FwDrop {
@@ -437,7 +443,32 @@ impl Brick for Firewall {
         let to = side.opposite();
         // The whole burst is judged before any frame moves: a burst with nothing dropped (the
         // steady state) is handed on whole.
-        out.emit_passed(to, 0, pkts, |pkt| self.filter(pkt.data(), dir, now).err().map(|r| r as usize));
+        if self.conns.len() < LOOKAHEAD_MIN_CONNS {
+            out.emit_passed(to, 0, pkts, |pkt| self.filter(pkt.data(), dir, now).err().map(|r| r as usize));
+            return;
+        }
+        // Many connections: a lookup's index slot and entry are out of the cache. Each
+        // frame's hash is taken first (IPv4 TCP and UDP, read in place; 0: none), then the
+        // slot of the frame LOOKAHEAD ahead and the entry of the one half as far are loaded
+        // while this one is judged.
+        let mut hashes = [0u64; BURST_SIZE];
+        for (h, pkt) in hashes.iter_mut().zip(pkts.iter()) {
+            *h = FlowKey::of_ipv4_frame(pkt.data()).map_or(0, |k| self.conns.hash_of(&k));
+        }
+        for &h in hashes.iter().take(LOOKAHEAD).filter(|&&h| h != 0) {
+            self.conns.prefetch_index(h);
+        }
+        let mut i = 0;
+        out.emit_passed(to, 0, pkts, |pkt| {
+            if let Some(&h) = hashes.get(i + LOOKAHEAD).filter(|&&h| h != 0) {
+                self.conns.prefetch_index(h);
+            }
+            if let Some(&h) = hashes.get(i + LOOKAHEAD / 2).filter(|&&h| h != 0) {
+                self.conns.prefetch_entry(h);
+            }
+            i += 1;
+            self.filter(pkt.data(), dir, now).err().map(|r| r as usize)
+        });
     }
 
     fn tick(&mut self, now: Timestamp) {

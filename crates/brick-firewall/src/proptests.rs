@@ -215,6 +215,41 @@ proptest! {
         let _ = crate::conntrack::ConnTable::decode(&b, 0);
     }
 
+    /// The key the firewall's burst path reads in place, to look ahead, is the parsed flow's
+    /// for IPv4 TCP and UDP (IPv4 options too), and none for anything else.
+    #[test]
+    fn ipv4_keys_read_in_place_are_the_parsed_flows(
+        src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(), sp in any::<u16>(), dp in any::<u16>(),
+        kind in 0usize..6, options in 0usize..3,
+    ) {
+        use crate::conntrack::FlowKey;
+        use crate::wire::testpkt::*;
+        let mut frame = match kind {
+            0 => tcp4(src, dst, sp, dp, 1, 2, crate::wire::TCP_SYN),
+            1 => udp4(src, dst, sp, dp, b"abc"),
+            2 => udp4_fragments(src, dst, sp, dp, &[0; 40], 7, 16)[0].clone(),
+            3 => ping4(src, dst, sp, false),
+            4 => sctp4(src, dst, sp, dp, 1),
+            _ => udp6([src[0]; 16], [dst[0]; 16], sp, dp, b"abc"),
+        };
+        if kind < 2 && options > 0 {
+            // IPv4 options (NOPs) move the ports further in.
+            let len = frame[14] & 0x0f;
+            frame[14] = 0x40 | (len + options as u8);
+            for _ in 0..options * 4 {
+                frame.insert(34, 1);
+            }
+            let total = u16::from_be_bytes([frame[16], frame[17]]) + options as u16 * 4;
+            frame[16..18].copy_from_slice(&total.to_be_bytes());
+        }
+        let parsed = match crate::wire::parse_frame(&frame) {
+            Ok(crate::wire::Parsed::Ip(f)) => Some(f),
+            other => panic!("{other:?}"),
+        };
+        let expected = parsed.filter(|_| kind < 2).map(|f| FlowKey::of(&f).0);
+        prop_assert_eq!(FlowKey::of_ipv4_frame(&frame), expected);
+    }
+
     /// Valid packets with one byte changed (headers included) never panic either.
     #[test]
     fn mutated_packets_never_panic(which in 0usize..4, pos in any::<prop::sample::Index>(), val in any::<u8>(), cut in any::<prop::sample::Index>()) {
