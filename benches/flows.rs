@@ -4,10 +4,13 @@
 //! Both guests are this one thread (vhost-user frontends, no VM), as `vhost-pingpong`'s.
 //! vm1 starts a population of UDP frames to vm2; each guest swaps what it receives back to
 //! its sender (MACs, addresses and ports, as testpmd's 5tswap), but vm1 gives each frame it
-//! sends the source port of the next of `flows` connections, in turn. So every frame opens
-//! or refreshes one of `flows` connections from vm1 (198.18.0.1:1024 + k) to vm2
+//! sends the source port of one of `flows` connections, picked at random. So every frame
+//! opens or refreshes one of `flows` connections from vm1 (198.18.0.1:1024 + k) to vm2
 //! (198.18.0.2:9), and every answer is that connection's reply: a switch with a firewall
-//! tracks `flows` connections, each seen both ways, and looks one up for every frame.
+//! tracks `flows` connections, each seen both ways, and looks one up for every frame. (In
+//! turn rather than at random, the flows would be visited in the order their connections
+//! were made, which most tables store side by side: the CPU would fetch them ahead by
+//! itself, as no real traffic lets it.)
 //! testpmd cannot do this: its forwarding modes keep a frame's flow, and its generators
 //! either vary the addresses (which anti-spoofing rightly refuses) or never answer.
 //!
@@ -41,7 +44,7 @@ pub struct Config {
     pub vm1: Station,
     /// The guest behind the second socket (the server).
     pub vm2: Station,
-    /// Connections used in turn (1..=[`MAX_FLOWS`]).
+    /// Connections, one picked at random for each frame (1..=[`MAX_FLOWS`]).
     pub flows: u32,
     /// Frames in flight between the two guests.
     pub inflight: usize,
@@ -102,7 +105,8 @@ struct Flows<'a> {
     devs: &'a mut [Device; 2],
     cfg: &'a Config,
     macs: [[u8; 6]; 2],
-    next_flow: u32,
+    /// xorshift64 state: the next flow.
+    rng: u64,
     report: Report,
 }
 
@@ -112,7 +116,7 @@ pub fn run(devs: &mut [Device; 2], cfg: &Config) -> Result<Report, Error> {
         return Err(Error(format!("{} flows: outside 1..={MAX_FLOWS}", cfg.flows)));
     }
     let macs = [cfg.vm1.mac, cfg.vm2.mac];
-    let mut f = Flows { devs, cfg, macs, next_flow: 0, report: Report::default() };
+    let mut f = Flows { devs, cfg, macs, rng: 0x9e37_79b9_7f4a_7c15, report: Report::default() };
     f.refill();
     let warm = f.run_for(cfg.warmup)?;
     if warm.received[1] == 0 {
@@ -128,7 +132,7 @@ pub fn run(devs: &mut [Device; 2], cfg: &Config) -> Result<Report, Error> {
 }
 
 impl Flows<'_> {
-    /// vm1 sends a new population: `inflight` frames, each of the next flow.
+    /// vm1 sends a new population: `inflight` frames, each of a flow picked at random.
     fn refill(&mut self) {
         let mut template = frame::build(self.cfg.vm1, self.cfg.vm2, Dir::There, self.cfg.frame_len);
         template[36..38].copy_from_slice(&SERVER_PORT.to_be_bytes());
@@ -143,9 +147,10 @@ impl Flows<'_> {
     }
 
     fn take_port(&mut self) -> u16 {
-        let port = port_of(self.next_flow);
-        self.next_flow = (self.next_flow + 1) % self.cfg.flows;
-        port
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        port_of((self.rng % u64::from(self.cfg.flows)) as u32)
     }
 
     /// Forwards for `d`; returns what was counted meanwhile.

@@ -61,7 +61,7 @@
 # FLOWS=N: many connections instead of one. The guests are then vhost-flows (benches/src/bin,
 # built here in release): one process, pinned to GUEST_CPU, that is both guests itself. vm1
 # sends a population of UDP frames to vm2, each guest answers what it receives (5tswap), and
-# vm1 gives each frame it sends the source port of the next of N connections in turn, so the
+# vm1 gives each frame it sends the source port of one of N connections at random, so the
 # firewall (or OVS's conntrack) tracks N connections, each seen both ways, and looks one up
 # for every frame (testpmd's modes keep a frame's flow). The table is as with testpmd: frames
 # per second per direction, the tool's own count over its window. PER_SECOND is ignored, the

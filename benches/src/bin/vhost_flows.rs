@@ -1,6 +1,6 @@
 //! vhost-flows: many connections through a vhost-user switch at full rate. It is both guests
-//! (vhost-user frontends on the switch's two sockets, no VM): vm1 opens `--flows`
-//! connections to vm2 in turn, one frame each, and vm2 answers every frame (see
+//! (vhost-user frontends on the switch's two sockets, no VM): each frame vm1 sends belongs to
+//! one of `--flows` connections to vm2, picked at random, and vm2 answers every frame (see
 //! `butterfly_benches::flows`).
 //!
 //! Prints one line: `flows=.. seconds=.. rx_vm1=.. rx_vm2=.. per_direction_pps=.. refills=..
@@ -18,7 +18,7 @@ use butterfly_benches::pingpong::{self, Error};
 const USAGE: &str =
     "usage: vhost-flows --sock1 PATH --sock2 PATH [--mac1 MAC] [--mac2 MAC] [--ip1 IP] [--ip2 IP]
        [--flows N] [--inflight N] [--seconds S] [--warmup S] [--frame BYTES] [--cpu N]
-  --flows     connections from vm1 to vm2, used in turn (1..=64512, default 1024)
+  --flows     connections from vm1 to vm2, one picked at random per frame (1..=64512, default 1024)
   --inflight  frames in flight between the guests (1..=768, default 512)
   --seconds   measured (default 5), after --warmup seconds (default 2) not counted
   --frame     frame size including the 4-byte FCS, as RFC 2544 (64..=1518, default 64)";
