@@ -448,12 +448,12 @@ impl Brick for Firewall {
             return;
         }
         // Many connections: a lookup's index slot and entry are out of the cache. Each
-        // frame's hash is taken first (IPv4 TCP and UDP, read in place; 0: none), then the
+        // frame's hash is taken first (TCP and UDP over IPv4 or IPv6, read in place; 0: none), then the
         // slot of the frame LOOKAHEAD ahead and the entry of the one half as far are loaded
         // while this one is judged.
         let mut hashes = [0u64; BURST_SIZE];
         for (h, pkt) in hashes.iter_mut().zip(pkts.iter()) {
-            *h = FlowKey::of_ipv4_frame(pkt.data()).map_or(0, |k| self.conns.hash_of(&k));
+            *h = FlowKey::of_frame_in_place(pkt.data()).map_or(0, |k| self.conns.hash_of(&k));
         }
         for &h in hashes.iter().take(LOOKAHEAD).filter(|&&h| h != 0) {
             self.conns.prefetch_index(h);

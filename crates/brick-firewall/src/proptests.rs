@@ -216,21 +216,23 @@ proptest! {
     }
 
     /// The key the firewall's burst path reads in place, to look ahead, is the parsed flow's
-    /// for IPv4 TCP and UDP (IPv4 options too), and none for anything else.
+    /// for TCP and UDP over IPv4 (with options too) and IPv6, and none for anything else.
     #[test]
-    fn ipv4_keys_read_in_place_are_the_parsed_flows(
-        src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(), sp in any::<u16>(), dp in any::<u16>(),
-        kind in 0usize..6, options in 0usize..3,
+    fn keys_read_in_place_are_the_parsed_flows(
+        src in any::<[u8; 16]>(), dst in any::<[u8; 16]>(), sp in any::<u16>(), dp in any::<u16>(),
+        kind in 0usize..7, options in 0usize..3,
     ) {
         use crate::conntrack::FlowKey;
         use crate::wire::testpkt::*;
+        let (s4, d4) = ([src[0], src[1], src[2], src[3]], [dst[0], dst[1], dst[2], dst[3]]);
         let mut frame = match kind {
-            0 => tcp4(src, dst, sp, dp, 1, 2, crate::wire::TCP_SYN),
-            1 => udp4(src, dst, sp, dp, b"abc"),
-            2 => udp4_fragments(src, dst, sp, dp, &[0; 40], 7, 16)[0].clone(),
-            3 => ping4(src, dst, sp, false),
-            4 => sctp4(src, dst, sp, dp, 1),
-            _ => udp6([src[0]; 16], [dst[0]; 16], sp, dp, b"abc"),
+            0 => tcp4(s4, d4, sp, dp, 1, 2, crate::wire::TCP_SYN),
+            1 => udp4(s4, d4, sp, dp, b"abc"),
+            2 => udp6(src, dst, sp, dp, b"abc"),
+            3 => tcp6(src, dst, sp, dp, 1, crate::wire::TCP_SYN),
+            4 => udp4_fragments(s4, d4, sp, dp, &[0; 40], 7, 16)[0].clone(),
+            5 => ping4(s4, d4, sp, false),
+            _ => sctp4(s4, d4, sp, dp, 1),
         };
         if kind < 2 && options > 0 {
             // IPv4 options (NOPs) move the ports further in.
@@ -243,11 +245,11 @@ proptest! {
             frame[16..18].copy_from_slice(&total.to_be_bytes());
         }
         let parsed = match crate::wire::parse_frame(&frame) {
-            Ok(crate::wire::Parsed::Ip(f)) => Some(f),
+            Ok(crate::wire::Parsed::Ip(f)) => f,
             other => panic!("{other:?}"),
         };
-        let expected = parsed.filter(|_| kind < 2).map(|f| FlowKey::of(&f).0);
-        prop_assert_eq!(FlowKey::of_ipv4_frame(&frame), expected);
+        let expected = (kind < 4).then(|| FlowKey::of(&parsed).0);
+        prop_assert_eq!(FlowKey::of_frame_in_place(&frame), expected);
     }
 
     /// Valid packets with one byte changed (headers included) never panic either.

@@ -30,23 +30,42 @@ impl FlowKey {
         (FlowKey { lo, hi, lo_port, hi_port, proto: f.proto, v6: f.v6 }, src_lo)
     }
 
-    /// The key of an untagged IPv4 TCP or UDP frame outside fragments, read in place: what
-    /// [`FlowKey::of`] gives for the flow the firewall parses from it. `None` for any other
-    /// frame. For looking ahead only: it checks no more than it reads.
+    /// The key of an untagged TCP or UDP frame over IPv4 (outside fragments) or IPv6 (without
+    /// extension headers), read in place: what [`FlowKey::of`] gives for the flow the
+    /// firewall parses from it. `None` for any other frame. For looking ahead only: it checks
+    /// no more than it reads.
     #[inline]
-    pub fn of_ipv4_frame(frame: &[u8]) -> Option<FlowKey> {
-        let ip = frame.get(14..34).filter(|_| frame[12..14] == [0x08, 0x00])?;
-        let header = usize::from(ip[0] & 0x0f) * 4;
-        let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-        if ip[0] >> 4 != 4 || header < 20 || fragment || !matches!(ip[9], PROTO_TCP | PROTO_UDP) {
+    pub fn of_frame_in_place(frame: &[u8]) -> Option<FlowKey> {
+        let (v6, proto, src, dst, l4) = match frame.get(12..14)? {
+            [0x08, 0x00] => {
+                let ip = frame.get(14..34)?;
+                let header = usize::from(ip[0] & 0x0f) * 4;
+                let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+                if ip[0] >> 4 != 4 || header < 20 || fragment {
+                    return None;
+                }
+                let addr = |b: &[u8]| u128::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                (false, ip[9], addr(&ip[12..16]), addr(&ip[16..20]), 14 + header)
+            }
+            [0x86, 0xdd] => {
+                let ip = frame.get(14..54)?;
+                if ip[0] >> 4 != 6 {
+                    return None;
+                }
+                let addr = |b: &[u8]| u128::from_be_bytes(b.try_into().unwrap_or([0; 16]));
+                (true, ip[6], addr(&ip[8..24]), addr(&ip[24..40]), 54)
+            }
+            _ => return None,
+        };
+        if !matches!(proto, PROTO_TCP | PROTO_UDP) {
             return None;
         }
-        let ports = frame.get(14 + header..18 + header)?;
-        let addr = |b: &[u8]| u128::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let ports = frame.get(l4..l4 + 4)?;
         let f = Flow {
-            proto: ip[9],
-            src: addr(&ip[12..16]),
-            dst: addr(&ip[16..20]),
+            v6,
+            proto,
+            src,
+            dst,
             sport: u16::from_be_bytes([ports[0], ports[1]]),
             dport: u16::from_be_bytes([ports[2], ports[3]]),
             ..Flow::default()
