@@ -179,15 +179,18 @@ impl Flows<'_> {
         }
     }
 
-    /// One poll of guest `i`'s receive ring: answers what it got; how many frames.
+    /// One poll of guest `i`'s receive ring: answers what it got; how many of its frames were
+    /// ours (strays do not keep a lost population from being sent anew).
     fn forward(&mut self, i: usize) -> usize {
         let mut n = 0;
+        let mut ours = 0;
         let mut queued = 0;
         while n < BURST {
             let Some(r) = self.devs[i].poll_rx() else { break };
             n += 1;
             if is_ours(self.devs[i].frame(&r), &self.macs[i]) {
                 self.report.received[i] += 1;
+                ours += 1;
                 let port = if i == 0 { Some(self.take_port()) } else { None };
                 let sent = self.devs[i].queue_reply(&r, |f| {
                     swap5(f);
@@ -210,7 +213,7 @@ impl Flows<'_> {
         if queued > 0 {
             self.devs[i].flush_tx();
         }
-        n
+        ours
     }
 }
 

@@ -704,7 +704,7 @@ else
   echo "PVP, $FRAME-byte frames, $INFLIGHT bursts of $BURST in flight per guest port, switch on CPU $SWITCH_CPU, guest on CPU $GUEST_CPU, ${SECS}s x $ROUNDS interleaved rounds"
 fi
 echo
-rtt_col=""; [ "$BURST$INFLIGHT" != 11 ] || rtt_col=" mean round trip µs |"
+rtt_col=""; [ "$BURST$INFLIGHT" != 11 ] || [ -n "$FLOWS" ] || rtt_col=" mean round trip µs |"
 echo "| setup | Mpps per direction (median) | range | switch CPU % |$rtt_col cycles/packet in the switch (last window) | cross-core ns (range) | steal % switch/guest CPU (max) |"
 echo "|---|---|---|---|${rtt_col:+---|}---|---|---|"
 for s in $SETUPS; do

@@ -176,8 +176,10 @@ impl Device {
     /// Sends `frame` (Ethernet, no FCS). False when every transmit descriptor is in flight
     /// (the device stopped taking them).
     pub fn send(&mut self, frame: &[u8]) -> bool {
-        let sent = self.queue_tx(frame.len(), |buf| buf.copy_from_slice(frame));
-        self.flush_tx();
+        let sent = self.queue_tx(frame.len(), |buf| buf.copy_from_slice(&frame[..buf.len()]));
+        if sent {
+            self.flush_tx();
+        }
         sent
     }
 

@@ -86,11 +86,15 @@ fn every_flow_is_a_connection_answered_through_a_stateful_firewall() {
     let (runner, fw) = switch(&dir.0, true);
     let mut devs = connect(&dir);
     let r = flows::run(&mut devs, &config(500)).unwrap();
-    // Both ways carried frames (the replies are let in only as the connections' own), and
-    // nothing was lost: the population never had to be sent anew.
-    assert!(r.received[0] > 2_000 && r.received[1] > 2_000, "{r:?}");
-    assert!(r.received[0].abs_diff(r.received[1]) <= 64, "more in flight than the population: {r:?}");
-    assert_eq!((r.refills, r.stray, r.tx_full), (0, 0, 0), "{r:?}");
+    // Both ways carried frames (the replies are let in only as the connections' own; enough
+    // that every one of the 500 flows was picked: 2,982 draws cover them with this seed),
+    // and nothing was lost. A population is sent anew only after 50 ms with nothing received
+    // (a loaded machine may stall the graph thread that long), and never more than twice.
+    assert!(r.received[0] > 5_000 && r.received[1] > 5_000, "{r:?}");
+    assert!(r.refills <= 2, "{r:?}");
+    let in_flight = 64 * (1 + r.refills);
+    assert!(r.received[0].abs_diff(r.received[1]) <= in_flight, "more in flight than sent: {r:?}");
+    assert_eq!((r.stray, r.tx_full), (0, 0), "{r:?}");
     assert!(r.per_direction() > 0.0);
     // The firewall holds exactly the tool's connections, every one answered.
     let (open, by_state, dropped) = runner

@@ -20,13 +20,15 @@ const USAGE: &str =
        [--flows N] [--inflight N] [--seconds S] [--warmup S] [--frame BYTES] [--cpu N]
   --flows     connections from vm1 to vm2, one picked at random per frame (1..=64512, default 1024)
   --inflight  frames in flight between the guests (1..=768, default 512)
-  --seconds   measured (default 5), after --warmup seconds (default 2) not counted
+  --seconds   measured (default 5), after --warmup seconds (default 2, at least 0.2) not counted
   --frame     frame size including the 4-byte FCS, as RFC 2544 (64..=1518, default 64)";
 
 /// The most frames in flight: both guests' rings (1024) keep room for a burst.
 const MAX_INFLIGHT: usize = 768;
 /// Frames in flight by default: as many as pvp-compare's testpmd guests (16 bursts of 32).
 const DEFAULT_INFLIGHT: usize = 512;
+/// The shortest warm-up: a few times the wait before a lost population is sent anew.
+const MIN_WARMUP: Duration = Duration::from_millis(200);
 
 struct Args {
     socks: [PathBuf; 2],
@@ -116,13 +118,16 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     if !(1..=MAX_INFLIGHT).contains(&inflight) {
         return Err(format!("--inflight {inflight}: outside 1..={MAX_INFLIGHT}"));
     }
-    let secs = |s: f64, what: &str| match s.is_finite() && s >= 0.0 {
-        true => Ok(Duration::from_secs_f64(s)),
-        false => Err(format!("{what} {s}: not a duration")),
+    let secs = |s: f64, what: &str| {
+        Duration::try_from_secs_f64(s).map_err(|_| format!("{what} {s}: not a duration"))
     };
     let (duration, warmup) = (secs(seconds, "--seconds")?, secs(warmup, "--warmup")?);
     if duration.is_zero() {
         return Err("--seconds must be above 0".into());
+    }
+    // The warm-up is where a switch that forwards nothing is told apart from a slow one.
+    if warmup < MIN_WARMUP {
+        return Err(format!("--warmup {}: at least {} s", warmup.as_secs_f64(), MIN_WARMUP.as_secs_f64()));
     }
     let cfg = Config { vm1, vm2, flows, inflight, frame_len: frame_len - 4, warmup, duration };
     Ok(Args { socks: [s1, s2], cfg, cpu })
@@ -157,6 +162,8 @@ mod tests {
             "--sock1 /a --sock2 /b --inflight 769",
             "--sock1 /a --sock2 /b --seconds 0",
             "--sock1 /a --sock2 /b --seconds -1",
+            "--sock1 /a --sock2 /b --seconds 1e30",
+            "--sock1 /a --sock2 /b --warmup 0",
             "--sock1 /a --sock2 /b --frame 63",
             "--sock1 /a --sock2 /b --bogus 1",
         ] {

@@ -448,9 +448,10 @@ impl Brick for Firewall {
             return;
         }
         // Many connections: a lookup's index slot and entry are out of the cache. Each
-        // frame's hash is taken first (TCP and UDP over IPv4 or IPv6, read in place; 0: none), then the
-        // slot of the frame LOOKAHEAD ahead and the entry of the one half as far are loaded
-        // while this one is judged.
+        // frame's hash is taken first (TCP and UDP over IPv4 or IPv6, read in place; 0:
+        // none), then the slot of the frame LOOKAHEAD ahead and the entry of the one half as
+        // far are loaded while this one is judged. (The first frames' entries are not: their
+        // slots are only on their way.)
         let mut hashes = [0u64; BURST_SIZE];
         for (h, pkt) in hashes.iter_mut().zip(pkts.iter()) {
             *h = FlowKey::of_frame_in_place(pkt.data()).map_or(0, |k| self.conns.hash_of(&k));

@@ -72,6 +72,10 @@ pub enum TcpRefusal {
 
 const WSCALE_NONE: u8 = 0xff;
 
+// `prefetch_entry` hints an entry's first, second and last byte: every line of one no
+// longer than 128 bytes.
+const _: () = assert!(std::mem::size_of::<Conn>() <= 128);
+
 /// A cache hint for the line holding `p` (none on other architectures).
 #[inline(always)]
 fn prefetch(p: *const u8) {
@@ -244,7 +248,7 @@ impl ConnTable {
         let e = self.index[(h >> 32) as usize & self.mask];
         if e != 0 && e >> 32 == h >> 32 {
             let entry = self.slots.as_ptr().wrapping_add((e as u32).wrapping_sub(1) as usize).cast::<u8>();
-            // An entry spans two or three cache lines.
+            // An entry spans two or three cache lines (it is at most 128 bytes: below).
             for off in [0, 64, std::mem::size_of::<Conn>() - 1] {
                 prefetch(entry.wrapping_add(off));
             }
