@@ -36,6 +36,7 @@ pub mod checksum;
 mod drops;
 mod graph;
 pub mod gso;
+pub mod hint;
 mod mac;
 mod packet;
 mod pool;

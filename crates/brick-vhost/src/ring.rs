@@ -23,6 +23,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU16, AtomicU32, Ordering};
 use std::sync::Arc;
 
+use brick_core::hint::prefetch;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
@@ -489,18 +490,6 @@ impl SplitQueue {
             flags.store(f.to_le(), Ordering::Relaxed);
         }
     }
-}
-
-/// A cache hint for the line holding `p` (no effect on other architectures).
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch never faults, whatever the address; it only hints the cache.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// A cache hint for the line holding `p`, to be written: PREFETCHW when `prefetchw` (the

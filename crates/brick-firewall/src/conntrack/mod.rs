@@ -26,6 +26,8 @@ use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use brick_core::hint::prefetch;
+
 use crate::rule::Direction;
 use crate::wire::{Flow, PROTO_ICMP, PROTO_ICMP6, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
@@ -75,18 +77,6 @@ const WSCALE_NONE: u8 = 0xff;
 // `prefetch_entry` hints an entry's first, second and last byte: every line of one no
 // longer than 128 bytes.
 const _: () = assert!(std::mem::size_of::<Conn>() <= 128);
-
-/// A cache hint for the line holding `p` (none on other architectures).
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults, whatever the address; it only hints the cache.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
 
 #[inline]
 fn seq_after(a: u32, b: u32) -> bool {
