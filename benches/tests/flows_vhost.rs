@@ -2,8 +2,9 @@
 //! firewall (egress allowed, ingress only as replies), a hub to vm2's NIC. Every one of the
 //! tool's connections must be opened by vm1 and answered by vm2 through it.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use brick_core::bricks::Hub;
@@ -11,29 +12,7 @@ use brick_core::{BrickId, Graph, PacketPool, Runner, RunnerConfig};
 use brick_firewall::{ruleset_from_security_groups, CompiledRuleset, Firewall, FirewallConfig, SgOptions};
 use brick_vhost::{VhostUserConfig, VhostUserNic};
 use butterfly_benches::flows::{self, Config};
-use butterfly_benches::pingpong::device::Device;
-use butterfly_benches::pingpong::frame::Station;
-
-const VM1: Station = Station { mac: [2, 0, 0, 0, 0, 1], ip: [198, 18, 0, 1] };
-const VM2: Station = Station { mac: [2, 0, 0, 0, 0, 2], ip: [198, 18, 0, 2] };
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("vhost-flows-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{connect, TempDir, VM1, VM2};
 
 /// vm1 - firewall - hub - vm2 (the hub linked to nothing when `!forward`): the runner and
 /// the firewall's id.
@@ -73,16 +52,9 @@ fn config(flows: u32) -> Config {
     }
 }
 
-fn connect(dir: &TempDir) -> [Device; 2] {
-    [
-        Device::connect(&dir.0.join("vm1.sock"), "vm1").unwrap(),
-        Device::connect(&dir.0.join("vm2.sock"), "vm2").unwrap(),
-    ]
-}
-
 #[test]
 fn every_flow_is_a_connection_answered_through_a_stateful_firewall() {
-    let dir = TempDir::new("fw");
+    let dir = TempDir::new("vhost-flows", "fw");
     let (runner, fw) = switch(&dir.0, true);
     let mut devs = connect(&dir);
     let r = flows::run(&mut devs, &config(500)).unwrap();
@@ -115,7 +87,7 @@ fn every_flow_is_a_connection_answered_through_a_stateful_firewall() {
 
 #[test]
 fn a_switch_that_forwards_nothing_is_named_not_waited_on() {
-    let dir = TempDir::new("drop");
+    let dir = TempDir::new("vhost-flows", "drop");
     let (runner, _) = switch(&dir.0, false);
     let mut devs = connect(&dir);
     let t = std::time::Instant::now();

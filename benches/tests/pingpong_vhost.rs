@@ -3,36 +3,15 @@
 //! The runner sleeps when idle (its default), so the devices clear NO_NOTIFY and the tool's
 //! kicks are exercised too.
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::Duration;
 
 use brick_core::bricks::Hub;
 use brick_core::{Graph, PacketPool, Runner, RunnerConfig};
 use brick_vhost::{VhostUserConfig, VhostUserNic};
-use butterfly_benches::pingpong::device::Device;
-use butterfly_benches::pingpong::frame::Station;
 use butterfly_benches::pingpong::{self, Config};
-
-const VM1: Station = Station { mac: [2, 0, 0, 0, 0, 1], ip: [198, 18, 0, 1] };
-const VM2: Station = Station { mac: [2, 0, 0, 0, 0, 2], ip: [198, 18, 0, 2] };
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("vhost-pingpong-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{connect, TempDir, VM1, VM2};
 
 /// Two NICs in a graph; joined by a hub when `forward`, else each on its own (frames dropped).
 fn switch(dir: &std::path::Path, forward: bool) -> Runner {
@@ -56,16 +35,9 @@ fn config(count: usize, timeout: Duration) -> Config {
     Config { vm1: VM1, vm2: VM2, frame_len: 60, count, warmup: 50, timeout }
 }
 
-fn connect(dir: &TempDir) -> [Device; 2] {
-    [
-        Device::connect(&dir.0.join("vm1.sock"), "vm1").unwrap(),
-        Device::connect(&dir.0.join("vm2.sock"), "vm2").unwrap(),
-    ]
-}
-
 #[test]
 fn round_trips_through_our_vhost_backend() {
-    let dir = TempDir::new("fwd");
+    let dir = TempDir::new("vhost-pingpong", "fwd");
     let runner = switch(&dir.0, true);
     let mut devs = connect(&dir);
     let s = pingpong::run(&mut devs, &config(1000, Duration::from_millis(500))).unwrap();
@@ -79,7 +51,7 @@ fn round_trips_through_our_vhost_backend() {
 
 #[test]
 fn a_switch_that_forwards_nothing_is_named_not_waited_on() {
-    let dir = TempDir::new("drop");
+    let dir = TempDir::new("vhost-pingpong", "drop");
     let runner = switch(&dir.0, false);
     let mut devs = connect(&dir);
     let t = std::time::Instant::now();
