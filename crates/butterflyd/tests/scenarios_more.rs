@@ -500,6 +500,31 @@ fn vhost_nics_carry_traffic_on_two_queue_pairs() {
     }
 }
 
+/// A daemon with two workers spreading two queue pairs (`--vhost-spread`) and two NICs in
+/// one VNI behind a security group allowing everything: nic-1 (198.18.0.1) and nic-2, whose
+/// guest sends its first burst from 32 addresses, all its NIC's (testpmd 22.11's multi-flow:
+/// frame k from 198.18.k.x, x its forwarding lcore plus the destination's last byte). The
+/// daemon and the two NICs' sockets.
+fn spread_daemon() -> (Daemon, [PathBuf; 2]) {
+    let d = Daemon::start(&["--no-state", "--workers", "2", "--vhost-queue-pairs", "2", "--vhost-spread"]);
+    d.ok(&["sg", "add", "sg-all"]);
+    d.ok(&["sg", "rule", "add", "sg-all", "--dir", "in", "--ip-proto", "all", "--cidr", "0.0.0.0/0"]);
+    let socks = [1u8, 2].map(|i| {
+        let id = format!("nic-{i}");
+        let ips: Vec<String> = match i {
+            1 => vec!["198.18.0.1".into()],
+            _ => (0..32).map(|k| format!("198.18.{k}.2")).collect(),
+        };
+        let m = mac(i);
+        let mut args = vec!["nic", "add", "--id", &id, "--vni", "42", "--sg", "sg-all", "--mac", &m];
+        for ip in &ips {
+            args.extend(["--ip", ip]);
+        }
+        PathBuf::from(d.ok(&args).trim())
+    });
+    (d, socks)
+}
+
 /// `--vhost-spread` (issue #15): with two workers and two queue pairs, each vhost-user NIC's
 /// second pair is served by the other worker, which copies frames into and out of the guest
 /// and hands them to the NIC's worker (firewall, switch) through a queue. Two guests behind
@@ -508,27 +533,8 @@ fn vhost_nics_carry_traffic_on_two_queue_pairs() {
 /// gets everything on it and loses nothing to the idle pair.
 #[test]
 fn spread_nics_carry_filtered_traffic_through_both_workers() {
-    let d = Daemon::start(&["--no-state", "--workers", "2", "--vhost-queue-pairs", "2", "--vhost-spread"]);
+    let (d, socks) = spread_daemon();
     let logs = tempfile::tempdir().unwrap();
-    d.ok(&["sg", "add", "sg-all"]);
-    d.ok(&["sg", "rule", "add", "sg-all", "--dir", "in", "--ip-proto", "all", "--cidr", "0.0.0.0/0"]);
-    // The second guest sends its first burst from 32 addresses, all its NIC's (testpmd
-    // 22.11's multi-flow: frame k from 198.18.k.x, x its forwarding lcore plus the
-    // destination's last byte).
-    let socks = [1u8, 2].map(|i| {
-        let id = format!("nic-{i}");
-        let ips: Vec<String> = match i {
-            1 => vec!["198.18.0.1".into()],
-            _ => (0..32).map(|k| format!("198.18.{k}.2")).collect(),
-        };
-        let mut args = vec!["nic", "add", "--id", &id, "--vni", "42", "--sg", "sg-all"];
-        let m = mac(i);
-        args.extend(["--mac", &m]);
-        for ip in &ips {
-            args.extend(["--ip", ip]);
-        }
-        PathBuf::from(d.ok(&args).trim())
-    });
     // Each guest swaps what it receives back to its sender (5tswap: MACs, addresses and
     // ports, so the other NIC's firewall sees the answers of its connections); the second
     // guest, started once the first is up, sends the first frames (a burst per queue, one
@@ -629,23 +635,8 @@ fn spread_nics_carry_filtered_traffic_through_both_workers() {
 /// carry its flows; and with the guest gone, no thread counts as running.
 #[test]
 fn a_spread_nic_follows_its_guest_across_restarts_with_other_queue_counts() {
-    let d = Daemon::start(&["--no-state", "--workers", "2", "--vhost-queue-pairs", "2", "--vhost-spread"]);
+    let (d, socks) = spread_daemon();
     let logs = tempfile::tempdir().unwrap();
-    d.ok(&["sg", "add", "sg-all"]);
-    d.ok(&["sg", "rule", "add", "sg-all", "--dir", "in", "--ip-proto", "all", "--cidr", "0.0.0.0/0"]);
-    let socks = [1u8, 2].map(|i| {
-        let id = format!("nic-{i}");
-        let ips: Vec<String> = match i {
-            1 => vec!["198.18.0.1".into()],
-            _ => (0..32).map(|k| format!("198.18.{k}.2")).collect(),
-        };
-        let m = mac(i);
-        let mut args = vec!["nic", "add", "--id", &id, "--vni", "42", "--sg", "sg-all", "--mac", &m];
-        for ip in &ips {
-            args.extend(["--ip", ip]);
-        }
-        PathBuf::from(d.ok(&args).trim())
-    });
     let mode = ["--forward-mode=5tswap", "--txonly-multi-flow"];
     let spread = |status: &str| brick_label(status, "spread-nic-1").to_string();
     let mut sent_before = vec![0, 0];
