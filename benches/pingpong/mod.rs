@@ -281,3 +281,38 @@ pub fn pin_to(cpu: usize) -> Result<(), Error> {
 pub fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
     s.parse::<std::net::Ipv4Addr>().ok().map(|a| a.octets())
 }
+
+/// A tool's `main`: the arguments parsed by `parse` (an error: the message and `usage`, exit
+/// status 2), then `run` (an error: the message, status 1); messages start with `tool`.
+pub fn tool_main<A>(
+    tool: &str,
+    usage: &str,
+    parse: impl FnOnce(std::iter::Skip<std::env::Args>) -> Result<A, String>,
+    run: impl FnOnce(&A) -> Result<(), Error>,
+) -> std::process::ExitCode {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{tool}: {e}\n{usage}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{tool}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Both guests, on the switch's sockets `socks` (vm1's, vm2's), this thread first pinned to
+/// `cpu` if given. Each connection is tried again a few times (see
+/// [`Device::connect_retrying`]).
+pub fn start_guests(socks: &[std::path::PathBuf; 2], cpu: Option<usize>) -> Result<[Device; 2], Error> {
+    if let Some(cpu) = cpu {
+        pin_to(cpu)?;
+    }
+    let connect = |i: usize, name| Device::connect_retrying(&socks[i], name, 5, Duration::from_millis(500));
+    Ok([connect(0, "vm1")?, connect(1, "vm2")?])
+}

@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use butterfly_benches::flows::{self, Config, MAX_FLOWS};
-use butterfly_benches::pingpong::device::Device;
 use butterfly_benches::pingpong::frame::{self, Station};
 use butterfly_benches::pingpong::{self, Error};
 
@@ -37,29 +36,11 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("vhost-flows: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vhost-flows: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    pingpong::tool_main("vhost-flows", USAGE, parse_args, run)
 }
 
 fn run(args: &Args) -> Result<(), Error> {
-    if let Some(cpu) = args.cpu {
-        pingpong::pin_to(cpu)?;
-    }
-    let connect =
-        |i: usize, name| Device::connect_retrying(&args.socks[i], name, 5, Duration::from_millis(500));
-    let mut devs = [connect(0, "vm1")?, connect(1, "vm2")?];
+    let mut devs = pingpong::start_guests(&args.socks, args.cpu)?;
     let r = flows::run(&mut devs, &args.cfg)?;
     println!(
         "flows={} seconds={:.3} rx_vm1={} rx_vm2={} per_direction_pps={:.0} refills={} stray={} tx_full={} kicks_vm1={} kicks_vm2={} bad_used={}",

@@ -31,29 +31,11 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("vhost-pingpong: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vhost-pingpong: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    pingpong::tool_main("vhost-pingpong", USAGE, parse_args, run)
 }
 
 fn run(args: &Args) -> Result<(), Error> {
-    if let Some(cpu) = args.cpu {
-        pingpong::pin_to(cpu)?;
-    }
-    let connect =
-        |i: usize, name| Device::connect_retrying(&args.socks[i], name, 5, Duration::from_millis(500));
-    let mut devs = [connect(0, "vm1")?, connect(1, "vm2")?];
+    let mut devs = pingpong::start_guests(&args.socks, args.cpu)?;
     let mut s = pingpong::run(&mut devs, &args.cfg)?;
     if let Some(path) = &args.hist {
         write_hist(path, &s).map_err(|e| Error(format!("{}: {e}", path.display())))?;
