@@ -9,6 +9,7 @@
 //! within the timeout is counted lost and the round trip starts again with a new sequence
 //! number (a late copy of the old one is then a stray, ignored).
 
+pub mod args;
 pub mod device;
 pub mod frame;
 pub mod ring;

@@ -6,12 +6,11 @@
 //! Prints one line: `flows=.. seconds=.. rx_vm1=.. rx_vm2=.. per_direction_pps=.. refills=..
 //! stray=.. tx_full=.. kicks_vm1=.. kicks_vm2=.. bad_used=..`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use butterfly_benches::flows::{self, Config, MAX_FLOWS};
-use butterfly_benches::pingpong::frame::{self, Station};
+use butterfly_benches::pingpong::args::{self, Guests};
 use butterfly_benches::pingpong::{self, Error};
 
 const USAGE: &str =
@@ -30,9 +29,8 @@ const DEFAULT_INFLIGHT: usize = 512;
 const MIN_WARMUP: Duration = Duration::from_millis(200);
 
 struct Args {
-    socks: [PathBuf; 2],
+    guests: Guests,
     cfg: Config,
-    cpu: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -40,7 +38,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Error> {
-    let mut devs = pingpong::start_guests(&args.socks, args.cpu)?;
+    let mut devs = pingpong::start_guests(&args.guests.socks, args.guests.cpu)?;
     let r = flows::run(&mut devs, &args.cfg)?;
     println!(
         "flows={} seconds={:.3} rx_vm1={} rx_vm2={} per_direction_pps={:.0} refills={} stray={} tx_full={} kicks_vm1={} kicks_vm2={} bad_used={}",
@@ -59,40 +57,20 @@ fn run(args: &Args) -> Result<(), Error> {
     Ok(())
 }
 
-fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut socks = [None, None];
-    let mut vm1 = Station { mac: [2, 0, 0, 0, 0, 1], ip: [198, 18, 0, 1] };
-    let mut vm2 = Station { mac: [2, 0, 0, 0, 0, 2], ip: [198, 18, 0, 2] };
-    let (mut flows, mut inflight, mut frame_len) = (1024u32, DEFAULT_INFLIGHT, 64usize);
-    let (mut seconds, mut warmup, mut cpu) = (5f64, 2f64, None);
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            return Err("help".into());
-        }
-        let val = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let bad = |what: &str| format!("{flag} {val}: not {what}");
-        match flag.as_str() {
-            "--sock1" => socks[0] = Some(PathBuf::from(&val)),
-            "--sock2" => socks[1] = Some(PathBuf::from(&val)),
-            "--mac1" => vm1.mac = frame::parse_mac(&val).ok_or_else(|| bad("a MAC address"))?,
-            "--mac2" => vm2.mac = frame::parse_mac(&val).ok_or_else(|| bad("a MAC address"))?,
-            "--ip1" => vm1.ip = pingpong::parse_ipv4(&val).ok_or_else(|| bad("an IPv4 address"))?,
-            "--ip2" => vm2.ip = pingpong::parse_ipv4(&val).ok_or_else(|| bad("an IPv4 address"))?,
+fn parse_args(it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let (mut flows, mut inflight) = (1024u32, DEFAULT_INFLIGHT);
+    let (mut seconds, mut warmup) = (5f64, 2f64);
+    let guests = args::parse(it, |flag, val| {
+        let bad = |what: &str| args::bad(flag, val, what);
+        match flag {
             "--flows" => flows = val.parse().map_err(|_| bad("a count"))?,
             "--inflight" => inflight = val.parse().map_err(|_| bad("a count"))?,
             "--seconds" => seconds = val.parse().map_err(|_| bad("seconds"))?,
             "--warmup" => warmup = val.parse().map_err(|_| bad("seconds"))?,
-            "--frame" => frame_len = val.parse().map_err(|_| bad("a size"))?,
-            "--cpu" => cpu = Some(val.parse().map_err(|_| bad("a CPU number"))?),
-            _ => return Err(format!("unknown option {flag}")),
+            _ => return Ok(false),
         }
-    }
-    let [Some(s1), Some(s2)] = socks else {
-        return Err("--sock1 and --sock2 are needed".into());
-    };
-    if !(frame::MIN_LEN + 4..=frame::MAX_LEN + 4).contains(&frame_len) {
-        return Err(format!("--frame {frame_len}: outside {}..={}", frame::MIN_LEN + 4, frame::MAX_LEN + 4));
-    }
+        Ok(true)
+    })?;
     if !(1..=MAX_FLOWS).contains(&flows) {
         return Err(format!("--flows {flows}: outside 1..={MAX_FLOWS}"));
     }
@@ -110,8 +88,9 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     if warmup < MIN_WARMUP {
         return Err(format!("--warmup {}: at least {} s", warmup.as_secs_f64(), MIN_WARMUP.as_secs_f64()));
     }
-    let cfg = Config { vm1, vm2, flows, inflight, frame_len: frame_len - 4, warmup, duration };
-    Ok(Args { socks: [s1, s2], cfg, cpu })
+    let (vm1, vm2, frame_len) = (guests.vm1, guests.vm2, guests.frame_len);
+    let cfg = Config { vm1, vm2, flows, inflight, frame_len, warmup, duration };
+    Ok(Args { guests, cfg })
 }
 
 #[cfg(test)]
@@ -129,7 +108,7 @@ mod tests {
         assert_eq!((a.cfg.duration, a.cfg.warmup), (Duration::from_secs(5), Duration::from_secs(2)));
         let a = args("--sock1 /a --sock2 /b --flows 60000 --inflight 64 --seconds 0.5 --cpu 1").unwrap();
         assert_eq!(
-            (a.cfg.flows, a.cfg.inflight, a.cfg.duration, a.cpu),
+            (a.cfg.flows, a.cfg.inflight, a.cfg.duration, a.guests.cpu),
             (60000, 64, Duration::from_millis(500), Some(1))
         );
     }

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use butterfly_benches::pingpong::args::{self, Guests};
 use butterfly_benches::pingpong::device::Device;
-use butterfly_benches::pingpong::frame::{self, Station};
 use butterfly_benches::pingpong::stats::Summary;
 use butterfly_benches::pingpong::{self, Config, Error, Samples};
 
@@ -24,9 +24,8 @@ const USAGE: &str =
   --hist    write a histogram (100 ns buckets) of the three series to FILE";
 
 struct Args {
-    socks: [PathBuf; 2],
+    guests: Guests,
     cfg: Config,
-    cpu: Option<usize>,
     hist: Option<PathBuf>,
 }
 
@@ -35,7 +34,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Error> {
-    let mut devs = pingpong::start_guests(&args.socks, args.cpu)?;
+    let mut devs = pingpong::start_guests(&args.guests.socks, args.guests.cpu)?;
     let mut s = pingpong::run(&mut devs, &args.cfg)?;
     if let Some(path) = &args.hist {
         write_hist(path, &s).map_err(|e| Error(format!("{}: {e}", path.display())))?;
@@ -77,52 +76,31 @@ fn write_hist(path: &std::path::Path, s: &Samples) -> std::io::Result<()> {
     f.flush()
 }
 
-fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut socks = [None, None];
-    let mut vm1 = Station { mac: [2, 0, 0, 0, 0, 1], ip: [198, 18, 0, 1] };
-    let mut vm2 = Station { mac: [2, 0, 0, 0, 0, 2], ip: [198, 18, 0, 2] };
-    let (mut count, mut warmup, mut frame_len, mut timeout_ms) = (100_000usize, 1000usize, 64usize, 1000u64);
-    let (mut cpu, mut hist) = (None, None);
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            return Err("help".into());
-        }
-        let val = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let bad = |what: &str| format!("{flag} {val}: not {what}");
-        match flag.as_str() {
-            "--sock1" => socks[0] = Some(PathBuf::from(&val)),
-            "--sock2" => socks[1] = Some(PathBuf::from(&val)),
-            "--mac1" => vm1.mac = frame::parse_mac(&val).ok_or_else(|| bad("a MAC address"))?,
-            "--mac2" => vm2.mac = frame::parse_mac(&val).ok_or_else(|| bad("a MAC address"))?,
-            "--ip1" => vm1.ip = pingpong::parse_ipv4(&val).ok_or_else(|| bad("an IPv4 address"))?,
-            "--ip2" => vm2.ip = pingpong::parse_ipv4(&val).ok_or_else(|| bad("an IPv4 address"))?,
+fn parse_args(it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let (mut count, mut warmup, mut timeout_ms, mut hist) = (100_000usize, 1000usize, 1000u64, None);
+    let guests = args::parse(it, |flag, val| {
+        let bad = |what: &str| args::bad(flag, val, what);
+        match flag {
             "--count" => count = val.parse().map_err(|_| bad("a count"))?,
             "--warmup" => warmup = val.parse().map_err(|_| bad("a count"))?,
-            "--frame" => frame_len = val.parse().map_err(|_| bad("a size"))?,
             "--timeout-ms" => timeout_ms = val.parse().map_err(|_| bad("milliseconds"))?,
-            "--cpu" => cpu = Some(val.parse().map_err(|_| bad("a CPU number"))?),
-            "--hist" => hist = Some(PathBuf::from(&val)),
-            _ => return Err(format!("unknown option {flag}")),
+            "--hist" => hist = Some(PathBuf::from(val)),
+            _ => return Ok(false),
         }
-    }
-    let [Some(s1), Some(s2)] = socks else {
-        return Err("--sock1 and --sock2 are needed".into());
-    };
-    if !(frame::MIN_LEN + 4..=frame::MAX_LEN + 4).contains(&frame_len) {
-        return Err(format!("--frame {frame_len}: outside {}..={}", frame::MIN_LEN + 4, frame::MAX_LEN + 4));
-    }
+        Ok(true)
+    })?;
     if count == 0 || timeout_ms == 0 {
         return Err("--count and --timeout-ms must be above 0".into());
     }
     let cfg = Config {
-        vm1,
-        vm2,
-        frame_len: frame_len - 4,
+        vm1: guests.vm1,
+        vm2: guests.vm2,
+        frame_len: guests.frame_len,
         count,
         warmup,
         timeout: Duration::from_millis(timeout_ms),
     };
-    Ok(Args { socks: [s1, s2], cfg, cpu, hist })
+    Ok(Args { guests, cfg, hist })
 }
 
 #[cfg(test)]
@@ -141,7 +119,7 @@ mod tests {
         let a = args("--sock1 /a --sock2 /b --frame 1518 --ip1 10.0.0.1 --mac2 02:00:00:00:00:09 --cpu 1")
             .unwrap();
         assert_eq!(
-            (a.cfg.frame_len, a.cfg.vm1.ip, a.cfg.vm2.mac[5], a.cpu),
+            (a.cfg.frame_len, a.cfg.vm1.ip, a.cfg.vm2.mac[5], a.guests.cpu),
             (1514, [10, 0, 0, 1], 9, Some(1))
         );
     }
